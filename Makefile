@@ -1,0 +1,72 @@
+# dialmail: GNU make build. One binary (dialmail), unit tests (cmocka),
+# integration tests (pytest), and an ASan/UBSan build of the unit tests.
+CC      ?= cc
+PKGS     = libevent libssl libcrypto libcares jansson
+CFLAGS  ?= -O2 -g
+DMFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wno-unused-parameter -D_GNU_SOURCE -Isrc \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -levent_openssl
+BUILD   ?= build
+PYTEST  ?= /usr/bin/python3 -m pytest
+
+SRC      = $(sort $(wildcard src/*/*.c))
+MAIN     = src/cli/main.c
+LIBSRC   = $(filter-out $(MAIN),$(SRC))
+OBJ      = $(LIBSRC:%.c=$(BUILD)/%.o)
+UNITSRC  = $(sort $(wildcard tests/unit/test_*.c))
+UNITBIN  = $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run test unit unit-asan integration clean format bench
+all: $(BUILD)/dialmail
+
+deps:
+	@./scripts/install-deps
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(DMFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libdialmail.a: $(OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/dialmail: $(BUILD)/$(MAIN:.c=.o) $(BUILD)/libdialmail.a
+	$(CC) $(DMFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	ln -sf dialmail $(BUILD)/sendmail
+	ln -sf dialmail $(BUILD)/mailq
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdialmail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(DMFLAGS) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $^ $(LDLIBS) -lcmocka
+
+unit: $(UNITBIN)
+	@set -e; for t in $(UNITBIN); do echo "== $$t"; (cd tests/unit && ../../$$t); done
+
+# The same unit tests built with AddressSanitizer and UBSan in their own tree.
+unit-asan:
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		LDFLAGS="-fsanitize=address,undefined" unit
+
+integration: $(BUILD)/dialmail
+	DIALMAIL_BIN=$(abspath $(BUILD)/dialmail) $(PYTEST) -q tests/integration
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) unit-asan
+	$(MAKE) integration
+
+run: deps all
+	mkdir -p run
+	$(BUILD)/dialmail daemon --dir run
+
+bench: deps all
+	./bench/receive
+
+format:
+	clang-format -i $(SRC) $(wildcard src/*/*.h) $(UNITSRC)
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

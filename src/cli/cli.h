@@ -1,0 +1,20 @@
+/* Subcommands of the dialmail program. Each parses its own options and
+ * returns the process exit status. */
+#ifndef CLI_CLI_H
+#define CLI_CLI_H
+
+int cmd_daemon(int argc, char **argv);
+int cmd_queue(int argc, char **argv);
+int cmd_events(int argc, char **argv);
+int cmd_check_config(int argc, char **argv);
+int cmd_show_config(int argc, char **argv);
+int cmd_sendmail(int argc, char **argv);
+int cmd_mailq(int argc, char **argv);
+
+/* The state directory: --dir if given, else $DIALMAIL_DIR, else the
+ * installed spool /var/spool/dialmail. */
+const char *cli_dir(const char *opt_dir);
+
+#define DIALMAIL_VERSION "0.1.0"
+
+#endif

@@ -1,0 +1,385 @@
+/* dialmail queue: list the queue (a table or JSON) and show one message.
+ * Invariant: only reads; nothing in the state directory is created, moved
+ * or changed (except that queue_load moves a damaged file to corrupt/). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include "cli/cli.h"
+#include "lib/buf.h"
+#include "lib/clock.h"
+#include "lib/xmalloc.h"
+#include "queue/queue.h"
+
+/* Every message's envelope, oldest first. */
+struct cli_queue_list {
+	struct queue *q;
+	struct q_env *env;
+	size_t n;
+};
+
+static const char *cli_queue_rcpt_state(enum rcpt_state s)
+{
+	switch (s) {
+	case RCPT_PENDING:
+		return "pending";
+	case RCPT_DELIVERED:
+		return "delivered";
+	case RCPT_FAILED:
+		return "failed";
+	}
+	return "unknown";
+}
+
+/* The state of a whole message from its recipients' states. */
+static const char *cli_queue_msg_state(const struct q_env *env)
+{
+	size_t pending = 0, delivered = 0, failed = 0;
+
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		if (env->rcpt[i].state == RCPT_PENDING)
+			pending++;
+		else if (env->rcpt[i].state == RCPT_DELIVERED)
+			delivered++;
+		else
+			failed++;
+	}
+	if (pending > 0)
+		return delivered + failed > 0 ? "partly delivered" : "pending";
+	if (failed > 0)
+		return delivered > 0 ? "partly failed" : "failed";
+	return "delivered";
+}
+
+/* "42s", "5m", "2h", "3d". */
+static void cli_queue_age(long long secs, char *out, size_t outlen)
+{
+	if (secs < 0)
+		secs = 0;
+	if (secs < 60)
+		snprintf(out, outlen, "%llds", secs);
+	else if (secs < 3600)
+		snprintf(out, outlen, "%lldm", secs / 60);
+	else if (secs < 86400)
+		snprintf(out, outlen, "%lldh", secs / 3600);
+	else
+		snprintf(out, outlen, "%lldd", secs / 86400);
+}
+
+/* "812", "4.2K", "17M". */
+static void cli_queue_size(unsigned long long n, char *out, size_t outlen)
+{
+	if (n < 1024)
+		snprintf(out, outlen, "%llu", n);
+	else if (n < 10 * 1024)
+		snprintf(out, outlen, "%.1fK", n / 1024.0);
+	else if (n < 1024 * 1024)
+		snprintf(out, outlen, "%lluK", n / 1024);
+	else
+		snprintf(out, outlen, "%.1fM", n / (1024.0 * 1024.0));
+}
+
+static int cli_queue_collect(const char *id, void *arg)
+{
+	struct cli_queue_list *l = arg;
+	struct q_env env;
+
+	if (queue_load(l->q, id, &env, NULL) != Q_OK)
+		return 0; /* removed meanwhile, or damaged (moved aside) */
+	l->env = xrealloc(l->env, (l->n + 1) * sizeof(*l->env));
+	l->env[l->n++] = env;
+	return 0;
+}
+
+/* Opens the queue for reading. A state directory without a queue is an
+ * empty queue: *q is NULL and nothing is created. -1 after a message. */
+static int cli_queue_open(const char *dir, struct queue **q)
+{
+	char *qdir = xasprintf("%s/queue", dir);
+	struct stat sb;
+	int missing = stat(qdir, &sb) < 0 && errno == ENOENT;
+
+	free(qdir);
+	*q = NULL;
+	if (missing)
+		return 0;
+	if ((*q = queue_open(dir)) == NULL) {
+		fprintf(stderr, "dialmail: cannot open the queue in %s: %s\n", dir,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void cli_queue_list_free(struct cli_queue_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		q_env_free(&l->env[i]);
+	free(l->env);
+	queue_close(l->q);
+}
+
+/* A JSON string; bytes that are not UTF-8 (a queue file may hold any
+ * octets) become '?' rather than dropping the field. NULL gives null. */
+static json_t *cli_queue_str(const char *s)
+{
+	json_t *v;
+	char *copy;
+
+	if (s == NULL)
+		return json_null();
+	if ((v = json_string(s)) != NULL)
+		return v;
+	copy = xstrdup(s);
+	for (char *p = copy; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	v = json_string(copy);
+	free(copy);
+	return v;
+}
+
+static json_t *cli_queue_time_json(time_t t)
+{
+	char s[64];
+
+	if (t == 0)
+		return json_null();
+	clock_iso8601((int64_t)t * 1000000, s, sizeof(s));
+	return json_string(s);
+}
+
+static json_t *cli_queue_env_json(const struct q_env *env, time_t now)
+{
+	json_t *o = json_object(), *rcpts = json_array();
+
+	json_object_set_new(o, "id", cli_queue_str(env->id));
+	json_object_set_new(o, "created", cli_queue_time_json(env->created));
+	json_object_set_new(o, "age_seconds", json_integer((json_int_t)(now - env->created)));
+	json_object_set_new(o, "size", json_integer((json_int_t)env->size));
+	json_object_set_new(o, "sender", cli_queue_str(env->sender ? env->sender : ""));
+	json_object_set_new(o, "client", cli_queue_str(env->client));
+	json_object_set_new(o, "helo", cli_queue_str(env->helo));
+	json_object_set_new(o, "message_id", cli_queue_str(env->message_id));
+	json_object_set_new(o, "state", json_string(cli_queue_msg_state(env)));
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct q_rcpt *r = &env->rcpt[i];
+		json_t *jr = json_object();
+
+		json_object_set_new(jr, "addr", cli_queue_str(r->addr));
+		json_object_set_new(jr, "state", json_string(cli_queue_rcpt_state(r->state)));
+		json_object_set_new(jr, "attempts", json_integer(r->attempts));
+		json_object_set_new(jr, "next_attempt", cli_queue_time_json(r->next_attempt));
+		json_object_set_new(jr, "last_reply", cli_queue_str(r->last_reply));
+		json_array_append_new(rcpts, jr);
+	}
+	json_object_set_new(o, "recipients", rcpts);
+	return o;
+}
+
+/* Prints a JSON value and a newline; 0, or 1 if it could not be encoded. */
+static int cli_queue_dump(json_t *v)
+{
+	char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	json_decref(v);
+	if (s == NULL) {
+		fprintf(stderr, "dialmail: cannot encode the queue as JSON\n");
+		return 1;
+	}
+	printf("%s\n", s);
+	free(s);
+	return 0;
+}
+
+/* The RECIPIENTS column: up to two addresses, else the first and a count. */
+static void cli_queue_rcpt_column(const struct q_env *env, struct buf *out)
+{
+	if (env->nrcpt == 0)
+		return;
+	if (env->nrcpt <= 2) {
+		buf_puts(out, env->rcpt[0].addr);
+		if (env->nrcpt == 2)
+			buf_printf(out, ", %s", env->rcpt[1].addr);
+		return;
+	}
+	buf_printf(out, "%s +%zu more", env->rcpt[0].addr, env->nrcpt - 1);
+}
+
+static void cli_queue_table(const struct cli_queue_list *l, time_t now)
+{
+	if (l->n == 0) {
+		printf("Queue is empty\n");
+		return;
+	}
+	printf("%-22s %5s %6s %-30s %-40s %s\n", "ID", "AGE", "SIZE", "SENDER", "RECIPIENTS",
+	       "STATE");
+	for (size_t i = 0; i < l->n; i++) {
+		const struct q_env *env = &l->env[i];
+		struct buf rc = BUF_INIT;
+		char age[32], size[32];
+
+		cli_queue_age((long long)(now - env->created), age, sizeof(age));
+		cli_queue_size(env->size, size, sizeof(size));
+		cli_queue_rcpt_column(env, &rc);
+		printf("%-22s %5s %6s %-30s %-40s %s\n", env->id, age, size,
+		       env->sender && *env->sender ? env->sender : "<>", buf_cstr(&rc),
+		       cli_queue_msg_state(env));
+		buf_free(&rc);
+	}
+	printf("%zu message%s\n", l->n, l->n == 1 ? "" : "s");
+}
+
+static int cli_queue_list(const char *dir, int json)
+{
+	struct cli_queue_list l = {NULL, NULL, 0};
+	time_t now = clock_now();
+	int rc = 0;
+
+	if (cli_queue_open(dir, &l.q) < 0)
+		return 1;
+	if (l.q && queue_scan(l.q, cli_queue_collect, &l) < 0) {
+		fprintf(stderr, "dialmail: cannot read the queue in %s: %s\n", dir,
+			strerror(errno));
+		rc = 1;
+	}
+	if (rc == 0 && json) {
+		json_t *arr = json_array();
+
+		for (size_t i = 0; i < l.n; i++)
+			json_array_append_new(arr, cli_queue_env_json(&l.env[i], now));
+		rc = cli_queue_dump(arr);
+	} else if (rc == 0) {
+		cli_queue_table(&l, now);
+	}
+	cli_queue_list_free(&l);
+	return rc;
+}
+
+/* The header section of a wire-form message, printed with LF line ends. */
+static void cli_queue_print_headers(const struct buf *content)
+{
+	const char *p = content->data ? content->data : "", *end = p + content->len;
+
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
+
+		if (n > 0 && p[n - 1] == '\r')
+			n--;
+		if (n == 0)
+			break;
+		fwrite(p, 1, n, stdout);
+		putchar('\n');
+		p = eol ? eol + 1 : end;
+	}
+}
+
+static void cli_queue_show_text(const struct q_env *env, const struct buf *content, time_t now)
+{
+	char created[64], age[32];
+
+	clock_iso8601((int64_t)env->created * 1000000, created, sizeof(created));
+	cli_queue_age((long long)(now - env->created), age, sizeof(age));
+	printf("id:         %s\n", env->id);
+	printf("created:    %s (%s ago)\n", created, age);
+	printf("size:       %llu bytes\n", (unsigned long long)env->size);
+	printf("sender:     <%s>\n", env->sender ? env->sender : "");
+	printf("client:     %s\n", env->client ? env->client : "-");
+	printf("helo:       %s\n", env->helo ? env->helo : "-");
+	printf("message-id: %s\n", env->message_id ? env->message_id : "-");
+	printf("state:      %s\n", cli_queue_msg_state(env));
+	printf("recipients:\n");
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct q_rcpt *r = &env->rcpt[i];
+		char next[64] = "now";
+
+		if (r->next_attempt)
+			clock_iso8601((int64_t)r->next_attempt * 1000000, next, sizeof(next));
+		printf("  %-40s %-9s attempts %d, next %s\n", r->addr,
+		       cli_queue_rcpt_state(r->state), r->attempts,
+		       r->state == RCPT_PENDING ? next : "-");
+		if (r->last_reply && *r->last_reply)
+			printf("    last reply: %s\n", r->last_reply);
+	}
+	printf("\nheaders:\n");
+	cli_queue_print_headers(content);
+}
+
+static int cli_queue_show(const char *dir, const char *id, int json)
+{
+	struct queue *q = NULL;
+	struct q_env env;
+	struct buf content = BUF_INIT;
+	int rc = 1;
+
+	if (!queue_id_valid(id)) {
+		fprintf(stderr, "dialmail: '%s' is not a queue id\n", id);
+		return 1;
+	}
+	if (cli_queue_open(dir, &q) < 0)
+		return 1;
+	if (q == NULL || queue_load(q, id, &env, &content) != Q_OK) {
+		fprintf(stderr, "dialmail: no message %s in the queue in %s\n", id, dir);
+		goto out;
+	}
+	if (json)
+		rc = cli_queue_dump(cli_queue_env_json(&env, clock_now()));
+	else
+		cli_queue_show_text(&env, &content, clock_now());
+	if (!json)
+		rc = 0;
+	q_env_free(&env);
+out:
+	buf_free(&content);
+	queue_close(q);
+	return rc;
+}
+
+static void cli_queue_usage(void)
+{
+	fprintf(stderr, "usage: dialmail queue [--dir DIR] [--json]\n"
+			"       dialmail queue show ID [--dir DIR] [--json]\n");
+}
+
+int cmd_queue(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"dir", required_argument, NULL, 'd'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *dir = NULL;
+	int c, json = 0;
+
+	while ((c = getopt_long(argc, argv, "d:jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			dir = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'h':
+			cli_queue_usage();
+			return 0;
+		default:
+			cli_queue_usage();
+			return 64;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0 || (argc == 1 && strcmp(argv[0], "list") == 0))
+		return cli_queue_list(cli_dir(dir), json);
+	if (argc == 2 && strcmp(argv[0], "show") == 0)
+		return cli_queue_show(cli_dir(dir), argv[1], json);
+	cli_queue_usage();
+	return 64;
+}

@@ -1,0 +1,84 @@
+/* dialmail: one program, subcommands chosen from a table. Invoked as
+ * "sendmail" or "mailq" (argv[0]) it behaves like those commands. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "lib/log.h"
+
+static int cmd_version(int argc, char **argv)
+{
+	printf("dialmail %s\n", DIALMAIL_VERSION);
+	return 0;
+}
+
+static int cmd_help(int argc, char **argv);
+
+static const struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *help;
+} commands[] = {
+	{"daemon", cmd_daemon, "run the mail gateway (--dir DIR, --config FILE)"},
+	{"queue", cmd_queue, "list the queue; queue show ID (--json)"},
+	{"events", cmd_events, "read the event log (--id, --severity, --category, --since, --json)"},
+	{"check-config", cmd_check_config, "check a configuration file"},
+	{"show-config", cmd_show_config, "print effective settings (-n: only changed)"},
+	{"sendmail", cmd_sendmail, "sendmail interface: queue a message from stdin"},
+	{"mailq", cmd_mailq, "list the queue (as mailq)"},
+	{"version", cmd_version, "print the version"},
+	{"help", cmd_help, "this list"},
+};
+
+static int cmd_help(int argc, char **argv)
+{
+	printf("usage: dialmail COMMAND [options]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		printf("  %-13s %s\n", commands[i].name, commands[i].help);
+	return 0;
+}
+
+const char *cli_dir(const char *opt_dir)
+{
+	const char *env = getenv("DIALMAIL_DIR");
+
+	if (opt_dir)
+		return opt_dir;
+	if (env && *env)
+		return env;
+	return "/var/spool/dialmail";
+}
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	const char *base = strrchr(argv[0], '/');
+	const struct command *cmd;
+
+	base = base ? base + 1 : argv[0];
+	log_init("dialmail", 1, 0);
+	if (strcmp(base, "sendmail") == 0 || strcmp(base, "mailq") == 0)
+		return find_command(base)->run(argc, argv);
+	if (argc < 2) {
+		cmd_help(0, NULL);
+		return 64;
+	}
+	if (strcmp(argv[1], "--version") == 0)
+		return cmd_version(0, NULL);
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return cmd_help(0, NULL);
+	cmd = find_command(argv[1]);
+	if (cmd == NULL) {
+		fprintf(stderr, "dialmail: unknown command '%s' (try: dialmail help)\n", argv[1]);
+		return 64;
+	}
+	return cmd->run(argc - 1, argv + 1);
+}

@@ -1,0 +1,52 @@
+/* Configuration: every setting is declared once in a table (name, type,
+ * default, bounds, help) that the parser, check-config and show-config share.
+ * Invariant: a loaded config has every field set to a valid value. */
+#ifndef DAEMON_CONFIG_H
+#define DAEMON_CONFIG_H
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lib/buf.h"
+#include "lib/cidr.h"
+#include "lib/strlist.h"
+#include "daemon/event.h"
+
+struct alias {
+	char *name;             /* local part, lower case */
+	struct strlist targets; /* local parts or full addresses */
+};
+
+struct config {
+	char *path;                    /* file loaded, or NULL for embedded defaults */
+	char *hostname;                /* HELO name, Received: by, Message-ID right side */
+	struct strlist listen;         /* "127.0.0.1:2525", "[::1]:2525" */
+	struct strlist local_domains;  /* lower case */
+	struct strlist local_recipients; /* local parts, lower case; postmaster implied */
+	struct cidr *mynetworks;
+	size_t n_mynetworks;
+	uint64_t max_message_size;     /* bytes */
+	int max_recipients;
+	int max_connections;
+	int smtp_timeout;              /* seconds, per command */
+	int smtp_data_timeout;         /* seconds, per DATA block */
+	uint64_t min_free_space;       /* bytes; below: 452 4.3.1 + event 3018 */
+	int queue_run_interval;        /* seconds */
+	char *postmaster;              /* address that gets double bounces */
+	int use_syslog;
+	int diag[EVC_COUNT];           /* diagnostics level per event category */
+	struct alias *aliases;
+	size_t n_aliases;
+};
+
+/* Loads the embedded defaults, then path (if not NULL). On error returns -1
+ * and puts "file:line: setting: problem" lines in err. */
+int config_load(struct config *cfg, const char *path, struct buf *err);
+void config_free(struct config *cfg);
+/* Prints "name = value" for every setting (postconf style); with
+ * only_changed, only those that differ from the default (postconf -n). */
+void config_show(const struct config *cfg, FILE *out, int only_changed);
+/* Alias targets for a local part, or NULL. */
+const struct alias *config_alias(const struct config *cfg, const char *localpart);
+int config_is_local_domain(const struct config *cfg, const char *domain);
+
+#endif

@@ -1,0 +1,231 @@
+/* Control socket DIR/control.sock (mode 0600): a line protocol for local
+ * programs ("kick" -> "ok", "ping" -> "pong"). Invariant: only the daemon's
+ * own user can connect, and a bad command gets an error line, never a
+ * silent close. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "daemon/control.h"
+#include "daemon/delivery.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+
+#define CONTROL_LINE_MAX   512
+#define CONTROL_IDLE_SEC   30 /* a silent client is dropped after this */
+#define CONTROL_CLIENT_SEC 2  /* control_send gives up after this */
+
+struct control {
+	struct evconnlistener *listener;
+	struct delivery *delivery;
+	char *path;
+};
+
+/* Fills sa with DIR/control.sock; -1 if the path does not fit. */
+static int control_addr(const char *dir, struct sockaddr_un *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if ((size_t)snprintf(sa->sun_path, sizeof(sa->sun_path), "%s/control.sock", dir) >=
+	    sizeof(sa->sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+static const char *control_answer(struct control *c, const char *line)
+{
+	if (strcmp(line, "kick") == 0) {
+		delivery_scan(c->delivery);
+		return "ok\n";
+	}
+	if (strcmp(line, "ping") == 0)
+		return "pong\n";
+	return "error unknown command\n";
+}
+
+static void control_on_read(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char *line;
+	size_t n;
+
+	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
+		const char *answer =
+		    n > CONTROL_LINE_MAX ? "error line too long\n" : control_answer(arg, line);
+		bufferevent_write(bev, answer, strlen(answer));
+		free(line);
+	}
+	if (evbuffer_get_length(in) > CONTROL_LINE_MAX) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		bufferevent_write(bev, "error line too long\n", 20);
+	}
+}
+
+static void control_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+		bufferevent_free(bev);
+}
+
+static void control_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+			      int salen, void *arg)
+{
+	struct event_base *base = evconnlistener_get_base(l);
+	struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	struct timeval idle = {CONTROL_IDLE_SEC, 0};
+
+	if (bev == NULL) {
+		close(fd);
+		return;
+	}
+	bufferevent_setcb(bev, control_on_read, NULL, control_on_event, arg);
+	bufferevent_set_timeouts(bev, &idle, &idle);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* Binds a listening socket at sa, replacing a stale one but never the
+ * socket of a daemon that still answers. */
+static int control_bind(const struct sockaddr_un *sa)
+{
+	char reply[16];
+	const char *dir_end = strrchr(sa->sun_path, '/');
+	char *dir = xstrndup(sa->sun_path, (size_t)(dir_end - sa->sun_path));
+	int fd = -1, alive = control_send(dir, "ping", reply, sizeof(reply)) == 0;
+	mode_t old;
+
+	free(dir);
+	if (alive) {
+		log_warnx("control: another daemon answers on %s", sa->sun_path);
+		return -1;
+	}
+	unlink(sa->sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	old = umask(0177); /* the socket file is created 0600 */
+	if (bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0 || listen(fd, 16) < 0) {
+		int saved = errno;
+		umask(old);
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	umask(old);
+	chmod(sa->sun_path, 0600);
+	return fd;
+}
+
+struct control *control_listen(struct event_base *base, const char *dir, struct delivery *d)
+{
+	struct sockaddr_un sa;
+	struct control *c;
+	int fd;
+
+	if (control_addr(dir, &sa) < 0 || (fd = control_bind(&sa)) < 0) {
+		log_warn("control: cannot listen on %s/control.sock", dir);
+		return NULL;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->delivery = d;
+	c->path = xstrdup(sa.sun_path);
+	c->listener = evconnlistener_new(base, control_on_accept, c, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (c->listener == NULL) {
+		log_warnx("control: cannot watch %s", c->path);
+		close(fd);
+		control_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void control_free(struct control *c)
+{
+	if (c == NULL)
+		return;
+	if (c->listener) {
+		evconnlistener_free(c->listener);
+		unlink(c->path);
+	}
+	free(c->path);
+	free(c);
+}
+
+/* Waits for fd to be ready for events until deadline (clock_usec). */
+static int control_wait(int fd, short events, int64_t deadline)
+{
+	struct pollfd p = {fd, events, 0};
+	int64_t left = deadline - clock_usec();
+	int rc;
+
+	if (left <= 0)
+		return -1;
+	do
+		rc = poll(&p, 1, (int)(left / 1000) + 1);
+	while (rc < 0 && errno == EINTR);
+	return rc > 0 ? 0 : -1;
+}
+
+/* Reads one line (without its newline) into reply before deadline. */
+static int control_read_line(int fd, char *reply, size_t replylen, int64_t deadline)
+{
+	size_t len = 0;
+
+	for (;;) {
+		char ch;
+		ssize_t n;
+
+		if (control_wait(fd, POLLIN, deadline) < 0)
+			return -1;
+		n = read(fd, &ch, 1);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			return -1;
+		if (ch == '\n')
+			break;
+		if (len + 1 < replylen)
+			reply[len++] = ch;
+	}
+	if (replylen > 0)
+		reply[len] = '\0';
+	return 0;
+}
+
+int control_send(const char *dir, const char *cmd, char *reply, size_t replylen)
+{
+	int64_t deadline = clock_usec() + (int64_t)CONTROL_CLIENT_SEC * 1000000;
+	struct sockaddr_un sa;
+	char *line = NULL;
+	int fd = -1, rc = -1;
+
+	if (control_addr(dir, &sa) < 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	/* A unix socket connects at once or not at all (EAGAIN: backlog full). */
+	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto out;
+	line = xasprintf("%s\n", cmd);
+	if (control_wait(fd, POLLOUT, deadline) < 0 ||
+	    send(fd, line, strlen(line), MSG_NOSIGNAL) != (ssize_t)strlen(line))
+		goto out;
+	rc = control_read_line(fd, reply, replylen, deadline);
+out:
+	free(line);
+	close(fd);
+	return rc;
+}

@@ -1,0 +1,170 @@
+/* The daemon: loads the configuration, recovers the queue, opens listeners
+ * and runs the event loop until SIGTERM/SIGINT. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "cli/cli.h"
+#include "daemon/config.h"
+#include "daemon/control.h"
+#include "daemon/delivery.h"
+#include "daemon/event.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "queue/queue.h"
+#include "smtp/smtp_server.h"
+
+struct daemon {
+	struct event_base *base;
+	struct config cfg;
+	struct queue *queue;
+	struct delivery *delivery;
+	struct smtp_server *smtp;
+	struct control *control;
+	struct event *sig_term, *sig_int, *scan_timer;
+	const char *dir;
+};
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	log_info("signal %d: stopping", (int)sig);
+	event_base_loopbreak(d->base);
+}
+
+static void on_scan_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	delivery_scan(d->delivery);
+}
+
+static void on_commit(const char *qid, void *arg)
+{
+	struct daemon *d = arg;
+
+	delivery_kick(d->delivery, qid);
+}
+
+static int daemon_load_config(struct daemon *d, const char *config_path)
+{
+	struct buf err = BUF_INIT;
+
+	if (config_load(&d->cfg, config_path, &err) < 0) {
+		fprintf(stderr, "%s", buf_cstr(&err));
+		buf_free(&err);
+		return -1;
+	}
+	buf_free(&err);
+	return 0;
+}
+
+static int daemon_start(struct daemon *d)
+{
+	int n_ok = 0, n_corrupt = 0, listening = 0;
+	struct timeval tv = {d->cfg.queue_run_interval, 0};
+
+	if (fs_mkdirs(d->dir, 0755) < 0) {
+		log_warn("cannot create %s", d->dir);
+		return -1;
+	}
+	if (event_open(d->dir, d->cfg.diag, d->cfg.use_syslog) < 0) {
+		log_warn("cannot open the event log under %s", d->dir);
+		return -1;
+	}
+	d->queue = queue_open(d->dir);
+	if (d->queue == NULL) {
+		event_log(EV_QUEUE_WRITE_FAILED, "Cannot open the queue under %s: %s", d->dir,
+			  strerror(errno));
+		return -1;
+	}
+	queue_recover(d->queue, &n_ok, &n_corrupt);
+	event_log(EV_QUEUE_RECOVERED, "Queue opened: %d messages queued, %d damaged moved aside",
+		  n_ok, n_corrupt);
+	d->base = event_base_new();
+	d->delivery = delivery_new(d->base, &d->cfg, d->queue, d->dir);
+	d->smtp = smtp_server_new(d->base, &d->cfg, d->queue, on_commit, d);
+	for (size_t i = 0; i < d->cfg.listen.n; i++)
+		if (smtp_server_listen(d->smtp, d->cfg.listen.v[i]) == 0)
+			listening++;
+	if (listening == 0 && d->cfg.listen.n > 0) {
+		event_log(EV_LISTEN_FAILED, "No SMTP listener could be opened; stopping");
+		return -1;
+	}
+	d->control = control_listen(d->base, d->dir, d->delivery);
+	d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
+	d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+	d->scan_timer = event_new(d->base, -1, EV_PERSIST, on_scan_timer, d);
+	event_add(d->sig_term, NULL);
+	event_add(d->sig_int, NULL);
+	event_add(d->scan_timer, &tv);
+	signal(SIGPIPE, SIG_IGN);
+	delivery_scan(d->delivery);
+	event_log(EV_SERVICE_STARTED, "dialmail %s started (state in %s, configuration %s)",
+		  DIALMAIL_VERSION, d->dir, d->cfg.path ? d->cfg.path : "embedded defaults");
+	return 0;
+}
+
+static void daemon_stop(struct daemon *d)
+{
+	if (d->sig_term)
+		event_free(d->sig_term);
+	if (d->sig_int)
+		event_free(d->sig_int);
+	if (d->scan_timer)
+		event_free(d->scan_timer);
+	if (d->control)
+		control_free(d->control);
+	if (d->smtp)
+		smtp_server_free(d->smtp);
+	if (d->delivery)
+		delivery_free(d->delivery);
+	if (d->base)
+		event_base_free(d->base);
+	if (d->queue)
+		queue_close(d->queue);
+	config_free(&d->cfg);
+}
+
+int cmd_daemon(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"dir", required_argument, NULL, 'd'},
+		{"config", required_argument, NULL, 'c'},
+		{"verbose", no_argument, NULL, 'v'},
+		{NULL, 0, NULL, 0},
+	};
+	struct daemon d;
+	const char *dir = NULL, *config_path = NULL;
+	int c, rc = 0;
+
+	memset(&d, 0, sizeof(d));
+	while ((c = getopt_long(argc, argv, "d:c:v", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': dir = optarg; break;
+		case 'c': config_path = optarg; break;
+		case 'v': log_verbose(1); break;
+		default:
+			fprintf(stderr, "usage: dialmail daemon [--dir DIR] [--config FILE]\n");
+			return 64;
+		}
+	}
+	d.dir = cli_dir(dir);
+	if (daemon_load_config(&d, config_path) < 0)
+		return 78; /* EX_CONFIG */
+	if (daemon_start(&d) < 0) {
+		daemon_stop(&d);
+		return 71;
+	}
+	event_base_dispatch(d.base);
+	event_log(EV_SERVICE_STOPPED, "dialmail stopped");
+	daemon_stop(&d);
+	event_close();
+	return rc;
+}

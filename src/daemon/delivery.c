@@ -1,0 +1,467 @@
+/* Delivery: hands each due, pending recipient of a queued message to a
+ * transport and stores the outcome. Invariant: an outcome is stored only
+ * after the transport has reported it (the Maildir file is fsync'd first),
+ * so a crash between the two can duplicate a delivery but never lose one. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/delivery.h"
+#include "daemon/event.h"
+#include "daemon/maildir.h"
+#include "daemon/recipient.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "lib/strlist.h"
+#include "lib/xmalloc.h"
+
+#define DELIVERY_BACKOFF_MIN 300  /* first retry after 5 minutes... */
+#define DELIVERY_BACKOFF_MAX 3600 /* ...doubling up to one hour */
+#define DELIVERY_ALIAS_DEPTH 10	  /* deeper alias chains are loops */
+
+struct delivery {
+	struct event_base *base;
+	const struct config *cfg;
+	struct queue *q;
+	char *dir;
+	const struct transport *local; /* Maildir now; LMTP/SMTP hand-off later */
+	struct event *ev_run;	       /* 0-timeout timer: runs after replies go out */
+	struct strlist kicked;	       /* message ids waiting for ev_run */
+	int scan_wanted;
+};
+
+/* Where an alias (or a plain local recipient) leads. */
+struct expansion {
+	struct strlist local;  /* "user@domain", user a safe mailbox name */
+	struct strlist remote; /* full addresses in other domains */
+	struct strlist bad;    /* targets that cannot name a mailbox */
+	int loop;
+};
+
+static char *delivery_lower(const char *s, size_t n)
+{
+	char *p = xstrndup(s, n);
+
+	for (char *c = p; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	return p;
+}
+
+/* The Maildir transport: the mailbox is the lower-cased local part of rcpt,
+ * which maildir_deliver checks again before it becomes a path. */
+static int transport_maildir_deliver(const struct config *cfg, const char *dir,
+				     const struct q_env *env, const struct buf *content,
+				     const char *rcpt, struct buf *reply)
+{
+	const char *at = strrchr(rcpt, '@');
+	char *user = delivery_lower(rcpt, at ? (size_t)(at - rcpt) : strlen(rcpt));
+	int rc = maildir_deliver(dir, user, env->sender, rcpt, content, reply);
+
+	free(user);
+	return rc;
+}
+
+const struct transport transport_maildir = {"maildir", transport_maildir_deliver};
+
+static void delivery_add_unique(struct strlist *l, const char *s)
+{
+	if (!strlist_has(l, s))
+		strlist_add(l, s);
+}
+
+/* Follows aliases from user@domain. Alias targets come from the operator's
+ * configuration, so a target need not be a listed recipient, but it must
+ * still be a safe mailbox name. A target naming its own alias means the
+ * alias's own mailbox (sales = sales, archive). */
+static void delivery_expand(const struct config *cfg, const char *user, const char *domain,
+			    int depth, struct expansion *x)
+{
+	const struct alias *a = config_alias(cfg, user);
+
+	if (depth > DELIVERY_ALIAS_DEPTH) {
+		x->loop = 1;
+		return;
+	}
+	if (a == NULL) {
+		char *addr = xasprintf("%s@%s", user, domain);
+		delivery_add_unique(&x->local, addr);
+		free(addr);
+		return;
+	}
+	for (size_t i = 0; i < a->targets.n; i++) {
+		const char *t = a->targets.v[i], *at = strrchr(t, '@');
+		char *tuser = delivery_lower(t, at ? (size_t)(at - t) : strlen(t));
+		char *tdomain = at ? delivery_lower(at + 1, strlen(at + 1)) : xstrdup(domain);
+
+		if (!config_is_local_domain(cfg, tdomain))
+			delivery_add_unique(&x->remote, t);
+		else if (!maildir_user_valid(tuser))
+			delivery_add_unique(&x->bad, t);
+		else if (strcmp(tuser, user) == 0) {
+			char *addr = xasprintf("%s@%s", tuser, tdomain);
+			delivery_add_unique(&x->local, addr);
+			free(addr);
+		} else
+			delivery_expand(cfg, tuser, tdomain, depth + 1, x);
+		free(tuser);
+		free(tdomain);
+	}
+}
+
+static void delivery_expansion_free(struct expansion *x)
+{
+	strlist_free(&x->local);
+	strlist_free(&x->remote);
+	strlist_free(&x->bad);
+}
+
+/* Queues a copy of the message for alias targets in other domains, as
+ * Postfix's local(8) forwards: a new message with the same sender, which
+ * the outbound transport (issue 3) delivers. */
+static int delivery_forward(struct delivery *d, const struct q_env *env, const struct buf *content,
+			    const struct strlist *remote, struct buf *reply)
+{
+	struct iovec iov = {content->data, content->len};
+	struct q_env fwd;
+	int rc;
+
+	memset(&fwd, 0, sizeof(fwd));
+	fwd.created = clock_now();
+	fwd.sender = xstrdup(env->sender);
+	fwd.client = xstrdup("local");
+	fwd.message_id = env->message_id ? xstrdup(env->message_id) : NULL;
+	fwd.size = content->len;
+	for (size_t i = 0; i < remote->n; i++)
+		q_env_add_rcpt(&fwd, remote->v[i]);
+	rc = queue_commit(d->q, &fwd, &iov, 1);
+	if (rc != Q_OK)
+		buf_printf(reply, "4.3.0 cannot queue the copy for alias targets elsewhere");
+	else
+		buf_printf(reply, "2.0.0 forwarded as %s to %zu address(es) elsewhere", fwd.id,
+			   remote->n);
+	for (size_t i = 0; rc == Q_OK && i < remote->n; i++)
+		track(TRK_QUEUED_OUTBOUND, fwd.id, fwd.message_id, fwd.sender, remote->v[i],
+		      env->id);
+	q_env_free(&fwd);
+	return rc == Q_OK ? Q_OK : Q_TEMPFAIL;
+}
+
+/* Delivers to one local mailbox through the local transport. */
+static int delivery_mailbox(struct delivery *d, const struct q_env *env, const struct buf *content,
+			    const char *orig, const char *target, struct buf *reply)
+{
+	const char *at = strrchr(target, '@');
+	char *user = xstrndup(target, (size_t)(at - target));
+	char *mailbox = maildir_path(d->dir, user);
+	int rc;
+
+	buf_reset(reply);
+	rc = d->local->deliver(d->cfg, d->dir, env, content, target, reply);
+	if (rc == Q_OK) {
+		const char *kv[] = {"qid",
+				    env->id,
+				    "rcpt",
+				    target,
+				    "mailbox",
+				    mailbox,
+				    strcmp(orig, target) ? "orig_rcpt" : NULL,
+				    orig,
+				    NULL};
+		event_logkv(EV_LOCAL_DELIVERED, kv, "Message %s delivered to %s in %s", env->id,
+			    target, mailbox);
+		track(TRK_DELIVERED_LOCAL, env->id, env->message_id, env->sender, target,
+		      buf_cstr(reply));
+	}
+	free(user);
+	free(mailbox);
+	return rc;
+}
+
+/* Delivers to a local recipient and everything its aliases lead to. Any
+ * temporary failure defers the whole recipient (mailboxes already reached
+ * may then get a duplicate: never a loss). */
+static int delivery_local(struct delivery *d, const struct q_env *env, const struct buf *content,
+			  const char *rcpt, struct buf *reply)
+{
+	const char *at = strrchr(rcpt, '@');
+	char *user = delivery_lower(rcpt, (size_t)(at - rcpt));
+	char *domain = delivery_lower(at + 1, strlen(at + 1));
+	struct expansion x;
+	int n_ok = 0, rc = Q_OK;
+
+	memset(&x, 0, sizeof(x));
+	delivery_expand(d->cfg, user, domain, 0, &x);
+	for (size_t i = 0; i < x.bad.n; i++)
+		log_warnx("delivery: alias %s: target \"%s\" cannot name a mailbox", user,
+			  x.bad.v[i]);
+	if (x.loop) {
+		buf_printf(reply, "5.4.6 alias loop for %s (more than %d levels)", rcpt,
+			   DELIVERY_ALIAS_DEPTH);
+		rc = Q_PERMFAIL;
+		goto out;
+	}
+	for (size_t i = 0; i < x.local.n && rc != Q_TEMPFAIL; i++) {
+		buf_reset(reply);
+		rc = delivery_mailbox(d, env, content, rcpt, x.local.v[i], reply);
+		n_ok += rc == Q_OK;
+	}
+	if (rc != Q_TEMPFAIL && x.remote.n > 0) {
+		buf_reset(reply);
+		rc = delivery_forward(d, env, content, &x.remote, reply);
+		n_ok += rc == Q_OK;
+	}
+	if (rc == Q_TEMPFAIL)
+		goto out;
+	if (n_ok == 0) {
+		if (reply->len == 0)
+			buf_printf(reply, "5.1.1 alias %s leads to no valid mailbox", rcpt);
+		rc = Q_PERMFAIL;
+	} else if (x.local.n + x.remote.n > 1) {
+		buf_reset(reply);
+		buf_printf(reply,
+			   "2.0.0 delivered to %zu mailbox(es), forwarded to %zu address(es)",
+			   x.local.n, x.remote.n);
+		rc = Q_OK;
+	} else
+		rc = Q_OK;
+out:
+	delivery_expansion_free(&x);
+	free(user);
+	free(domain);
+	return rc;
+}
+
+static time_t delivery_backoff(int attempts)
+{
+	time_t delay = DELIVERY_BACKOFF_MIN;
+
+	for (int i = 1; i < attempts && delay < DELIVERY_BACKOFF_MAX; i++)
+		delay *= 2;
+	return delay < DELIVERY_BACKOFF_MAX ? delay : DELIVERY_BACKOFF_MAX;
+}
+
+static void delivery_set_reply(struct q_rcpt *r, const char *text)
+{
+	free(r->last_reply);
+	r->last_reply = xstrdup(text);
+}
+
+/* Stores the outcome of one attempt in r and reports failures. */
+static void delivery_record(struct q_env *env, struct q_rcpt *r, int rc, const char *reply,
+			    time_t now)
+{
+	const char *kv[] = {"qid", env->id, "rcpt", r->addr, "reply", reply, NULL};
+	char when[64];
+
+	delivery_set_reply(r, reply);
+	if (rc == Q_OK) {
+		r->state = RCPT_DELIVERED;
+		return;
+	}
+	if (rc == Q_TEMPFAIL) {
+		r->attempts++;
+		r->next_attempt = now + delivery_backoff(r->attempts);
+		clock_iso8601((int64_t)r->next_attempt * 1000000, when, sizeof(when));
+		event_logkv(EV_LOCAL_DELIVERY_FAILED, kv,
+			    "Delivery of message %s to %s failed temporarily (attempt %d, "
+			    "next at %s): %s",
+			    env->id, r->addr, r->attempts, when, reply);
+		track(TRK_DEFERRED, env->id, env->message_id, env->sender, r->addr, reply);
+		return;
+	}
+	/* TODO(issue 3, "Outbound delivery ... retries, bounces"): send the
+	 * sender an RFC 3464 DSN for this recipient; until then the failure is
+	 * only in the event log, the tracking log and the queue state. */
+	r->state = RCPT_FAILED;
+	r->attempts++;
+	event_logkv(EV_LOCAL_DELIVERY_FAILED, kv, "Delivery of message %s to %s failed: %s",
+		    env->id, r->addr, reply);
+	track(TRK_BOUNCED, env->id, env->message_id, env->sender, r->addr, reply);
+}
+
+/* Remote recipients wait for the outbound transport (issue 3); the first
+ * time we see one we say so once in the tracking log. Returns 1 if r changed. */
+static int delivery_note_remote(struct q_env *env, struct q_rcpt *r)
+{
+	if (r->attempts > 0 || r->last_reply != NULL)
+		return 0;
+	delivery_set_reply(r, "queued for remote delivery");
+	track(TRK_QUEUED_OUTBOUND, env->id, env->message_id, env->sender, r->addr, NULL);
+	return 1;
+}
+
+static int delivery_due(const struct q_rcpt *r, time_t now)
+{
+	return r->state == RCPT_PENDING && r->next_attempt <= now;
+}
+
+/* One attempt for one recipient if it is due. Returns 1 if r changed. */
+static int delivery_rcpt(struct delivery *d, struct q_env *env, const struct buf *content,
+			 struct q_rcpt *r, time_t now)
+{
+	struct buf reply = BUF_INIT;
+	int rc;
+
+	if (!delivery_due(r, now))
+		return 0;
+	switch (recipient_classify(d->cfg, r->addr)) {
+	case RCLASS_REMOTE:
+		return delivery_note_remote(env, r);
+	case RCLASS_LOCAL:
+		rc = delivery_local(d, env, content, r->addr, &reply);
+		break;
+	case RCLASS_UNKNOWN_LOCAL:
+		rc = Q_PERMFAIL;
+		buf_puts(&reply, "5.1.1 no such local mailbox");
+		break;
+	default:
+		rc = Q_PERMFAIL;
+		buf_puts(&reply, "5.1.3 bad recipient address syntax");
+		break;
+	}
+	delivery_record(env, r, rc, buf_cstr(&reply), now);
+	buf_free(&reply);
+	return 1;
+}
+
+/* 1 if some due recipient is delivered here, so the content is needed. */
+static int delivery_needs_content(struct delivery *d, const struct q_env *env, time_t now)
+{
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (delivery_due(&env->rcpt[i], now) &&
+		    recipient_classify(d->cfg, env->rcpt[i].addr) == RCLASS_LOCAL)
+			return 1;
+	return 0;
+}
+
+static int delivery_all_done(const struct q_env *env)
+{
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (env->rcpt[i].state == RCPT_PENDING)
+			return 0;
+	return 1;
+}
+
+/* Loads qid; the content only when a local delivery is due, so a queue of
+ * mail waiting for the link costs little to scan. */
+static int delivery_load(struct delivery *d, const char *qid, struct q_env *env,
+			 struct buf *content, time_t now)
+{
+	int rc = queue_load(d->q, qid, env, NULL);
+
+	if (rc != Q_OK || !delivery_needs_content(d, env, now))
+		return rc;
+	q_env_free(env);
+	memset(env, 0, sizeof(*env));
+	return queue_load(d->q, qid, env, content);
+}
+
+int delivery_run_one(struct delivery *d, const char *qid)
+{
+	struct q_env env;
+	struct buf content = BUF_INIT;
+	time_t now = clock_now();
+	int rc, changed = 0;
+
+	memset(&env, 0, sizeof(env));
+	rc = delivery_load(d, qid, &env, &content, now);
+	if (rc != Q_OK) {
+		/* A damaged file has been moved to corrupt/ by the queue. */
+		log_warnx("delivery: cannot load message %s; skipped", qid);
+		goto out;
+	}
+	for (size_t i = 0; i < env.nrcpt; i++)
+		changed |= delivery_rcpt(d, &env, &content, &env.rcpt[i], now);
+	/* The deliveries above are durable before this update: a crash here
+	 * repeats them at the next run (a duplicate), it cannot lose them. */
+	if (changed && queue_update(d->q, &env) != 0) {
+		event_log(EV_QUEUE_WRITE_FAILED,
+			  "Cannot store the delivery state of message %s; it will be retried", qid);
+		rc = Q_TEMPFAIL;
+		goto out;
+	}
+	if (delivery_all_done(&env) && queue_remove(d->q, qid) != 0)
+		log_warn("delivery: cannot remove finished message %s", qid);
+out:
+	q_env_free(&env);
+	buf_free(&content);
+	return rc;
+}
+
+static int delivery_collect(const char *id, void *arg)
+{
+	strlist_add(arg, id);
+	return 0;
+}
+
+/* Runs whatever was asked for since the last run: a full scan covers every
+ * kicked message too. Ids are collected first so the queue is not changed
+ * while it is being listed. */
+static void delivery_on_run(evutil_socket_t fd, short what, void *arg)
+{
+	struct delivery *d = arg;
+	struct strlist ids = d->kicked;
+
+	memset(&d->kicked, 0, sizeof(d->kicked));
+	if (d->scan_wanted) {
+		strlist_free(&ids);
+		d->scan_wanted = 0;
+		queue_scan(d->q, delivery_collect, &ids);
+	}
+	for (size_t i = 0; i < ids.n; i++)
+		delivery_run_one(d, ids.v[i]);
+	strlist_free(&ids);
+}
+
+/* A 0-second timer rather than event_active: timers run after the I/O
+ * events of the same loop pass, so the client's 250 is written first. */
+static void delivery_schedule(struct delivery *d)
+{
+	struct timeval now = {0, 0};
+
+	if (d->ev_run == NULL) /* no event loop (CLI, tests): run right away */
+		delivery_on_run(-1, 0, d);
+	else if (!evtimer_pending(d->ev_run, NULL))
+		evtimer_add(d->ev_run, &now);
+}
+
+void delivery_kick(struct delivery *d, const char *qid)
+{
+	if (!queue_id_valid(qid))
+		return;
+	if (!strlist_has(&d->kicked, qid))
+		strlist_add(&d->kicked, qid);
+	delivery_schedule(d);
+}
+
+void delivery_scan(struct delivery *d)
+{
+	d->scan_wanted = 1;
+	delivery_schedule(d);
+}
+
+struct delivery *delivery_new(struct event_base *base, const struct config *cfg, struct queue *q,
+			      const char *dir)
+{
+	struct delivery *d = xcalloc(1, sizeof(*d));
+
+	d->base = base;
+	d->cfg = cfg;
+	d->q = q;
+	d->dir = xstrdup(dir);
+	d->local = &transport_maildir;
+	if (base != NULL)
+		d->ev_run = evtimer_new(base, delivery_on_run, d);
+	return d;
+}
+
+void delivery_free(struct delivery *d)
+{
+	if (d == NULL)
+		return;
+	if (d->ev_run)
+		event_free(d->ev_run);
+	strlist_free(&d->kicked);
+	free(d->dir);
+	free(d);
+}

@@ -1,0 +1,32 @@
+/* Delivery: takes queued messages and hands each pending recipient to a
+ * transport (Maildir now; LMTP, SMTP later). Transports are function-pointer
+ * structs so new ones plug in and tests can fake them. */
+#ifndef DAEMON_DELIVERY_H
+#define DAEMON_DELIVERY_H
+#include <event2/event.h>
+
+#include "daemon/config.h"
+#include "queue/queue.h"
+
+struct transport {
+	const char *name;
+	/* Delivers content to one recipient. Returns Q_OK, Q_TEMPFAIL or
+	 * Q_PERMFAIL and a human-readable result in reply. */
+	int (*deliver)(const struct config *cfg, const char *dir, const struct q_env *env,
+		       const struct buf *content, const char *rcpt, struct buf *reply);
+};
+
+extern const struct transport transport_maildir;
+
+struct delivery;
+struct delivery *delivery_new(struct event_base *base, const struct config *cfg,
+			      struct queue *q, const char *dir);
+void delivery_free(struct delivery *d);
+/* Schedules one message for delivery soon (after the current callback). */
+void delivery_kick(struct delivery *d, const char *qid);
+/* Schedules a full pass over the queue. */
+void delivery_scan(struct delivery *d);
+/* Synchronous: delivers what is due in message qid now (tests, CLI). */
+int delivery_run_one(struct delivery *d, const char *qid);
+
+#endif

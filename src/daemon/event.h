@@ -1,0 +1,91 @@
+/* Event log: every significant event has a stable id, a severity, a category
+ * and a text. Written as JSON lines to DIR/log/events.jsonl and to syslog,
+ * filtered by a diagnostics level per category. The catalogue of ids lives
+ * in event.c and docs/events.md; a test keeps the two in step. */
+#ifndef DAEMON_EVENT_H
+#define DAEMON_EVENT_H
+#include <stddef.h>
+
+enum ev_severity { EV_ERROR, EV_WARNING, EV_INFO };
+
+enum ev_category {
+	EVC_INIT,      /* Initialization/Termination */
+	EVC_SMTP,      /* SMTP Interface Events */
+	EVC_TRANSFER,  /* Message Transfer */
+	EVC_QUEUE,     /* Queue */
+	EVC_DELIVERY,  /* Local Delivery */
+	EVC_DIALUP,    /* Dial-up */
+	EVC_SECURITY,  /* Security */
+	EVC_COUNT
+};
+
+/* Diagnostics levels, as the reference system: None 0, Minimum 1, Medium 3, Maximum 5. */
+enum ev_level { EVL_NONE = 0, EVL_MIN = 1, EVL_MEDIUM = 3, EVL_MAX = 5 };
+
+enum ev_id {
+	EV_SERVICE_STARTED = 1000,
+	EV_SERVICE_STOPPED = 1001,
+	EV_CONFIG_ERROR = 1002,
+	EV_LISTEN_FAILED = 1003,
+	EV_LISTENING = 1004,
+	EV_QUEUE_RECOVERED = 1005,
+	EV_DELIVERY_ATTEMPTED = 2001,
+	EV_MESSAGE_RECEIVED = 2002,
+	EV_CONNECTION_ACCEPTED = 2010,
+	EV_CONNECTION_LIMIT = 2011,
+	EV_SESSION_TIMEOUT = 2012,
+	EV_MESSAGE_TOO_BIG = 2013,
+	EV_MESSAGE_REFUSED_BAD_DATA = 2014,
+	EV_SUBMITTED_LOCAL = 2015,
+	EV_LOCAL_DELIVERED = 2020,
+	EV_LOCAL_DELIVERY_FAILED = 2021,
+	EV_QUEUE_CORRUPT = 3013,
+	EV_DISK_LOW = 3018,
+	EV_DISK_OK = 3019,
+	EV_QUEUE_WRITE_FAILED = 3020,
+	EV_RELAY_DENIED = 4192,
+	EV_BARE_LINEFEED = 4193,
+	EV_UNKNOWN_RECIPIENT = 4194,
+	EV_DIALUP_FAILED = 4106, /* reserved for the dial-up issue */
+};
+
+struct ev_def {
+	int id;
+	enum ev_severity severity;
+	enum ev_category category;
+	enum ev_level level; /* the least diagnostics level at which it is written */
+	const char *name;    /* short symbolic name, e.g. "message-received" */
+	const char *summary; /* one line for the catalogue */
+};
+
+/* Opens DIR/log/events.jsonl for appending; diag may be NULL (all medium). */
+int event_open(const char *dir, const int *diag, int use_syslog);
+void event_close(void);
+void event_set_levels(const int *diag);
+/* Writes event id with printf-style text. Extra structured fields may be
+ * given as NULL-terminated key/value pairs through event_logkv. */
+void event_log(int id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void event_logkv(int id, const char *const *kv, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+const struct ev_def *event_def(int id);
+const struct ev_def *event_catalogue(size_t *n);
+const char *event_severity_name(enum ev_severity s);
+const char *event_category_name(enum ev_category c);
+const char *event_level_name(enum ev_level l);
+int event_parse_level(const char *s, enum ev_level *out); /* none/minimum/medium/maximum */
+
+/* Message tracking log (DIR/log/tracking.log), one tab-separated line per
+ * step of a message, with the reference system's codes. */
+enum track_code {
+	TRK_QUEUED_OUTBOUND = 1010,
+	TRK_SENT = 1011,
+	TRK_RECEIVED = 1012,
+	TRK_DELIVERED_LOCAL = 1013,
+	TRK_DEFERRED = 1020,
+	TRK_BOUNCED = 1021,
+};
+void track(enum track_code code, const char *qid, const char *msgid, const char *sender,
+	   const char *rcpt, const char *detail);
+
+#endif

@@ -1,0 +1,583 @@
+/* The durable queue on disk: commit (temp, fdatasync, link, fsync dir),
+ * load, state updates, removal, scanning and start-up recovery.
+ * Invariant: a name in queue/ is a whole, fsync'd file or it is moved to
+ * corrupt/; nothing in queue/ is ever deleted except by queue_remove. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/event.h"
+#include "lib/clock.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "lib/strlist.h"
+#include "lib/xmalloc.h"
+#include "queue/queue.h"
+#include "queue/queue_file.h"
+
+enum { QD_QUEUE, QD_TMP, QD_STATE, QD_CORRUPT, QD_COUNT };
+static const char *const queue_subdir[QD_COUNT] = {"queue", "tmp", "state", "corrupt"};
+
+#define QUEUE_ID_LEN	 22
+#define QUEUE_COMMIT_TRY 16	    /* fresh ids drawn on EEXIST before giving up */
+#define QUEUE_WBUF_KEEP	 (4u << 20) /* keep the write buffer if no larger */
+
+struct queue {
+	char *dir;
+	int fd[QD_COUNT]; /* open directories: *at() calls avoid path walks */
+	struct buf wbuf;  /* file image, reused between commits */
+};
+
+/* Result of one commit attempt that met an id already in use. */
+#define QUEUE_RETRY 1
+
+const char *queue_dir(const struct queue *q)
+{
+	return q->dir;
+}
+
+struct queue *queue_open(const char *dir)
+{
+	struct queue *q = xcalloc(1, sizeof(*q));
+	int saved;
+
+	q->dir = xstrdup(dir);
+	for (int i = 0; i < QD_COUNT; i++)
+		q->fd[i] = -1;
+	if (fs_mkdirs(dir, 0700) < 0)
+		goto fail;
+	for (int i = 0; i < QD_COUNT; i++) {
+		char *path = xasprintf("%s/%s", dir, queue_subdir[i]);
+		if (mkdir(path, 0700) == 0 || errno == EEXIST)
+			q->fd[i] = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		free(path);
+		if (q->fd[i] < 0)
+			goto fail;
+	}
+	return q;
+fail:
+	saved = errno;
+	log_warn("queue: cannot open %s", dir);
+	queue_close(q);
+	errno = saved;
+	return NULL;
+}
+
+void queue_close(struct queue *q)
+{
+	if (q == NULL)
+		return;
+	for (int i = 0; i < QD_COUNT; i++)
+		if (q->fd[i] >= 0)
+			close(q->fd[i]);
+	buf_free(&q->wbuf);
+	free(q->dir);
+	free(q);
+}
+
+void q_env_add_rcpt(struct q_env *env, const char *addr)
+{
+	struct q_rcpt *r;
+
+	env->rcpt = xrealloc(env->rcpt, (env->nrcpt + 1) * sizeof(*env->rcpt));
+	r = &env->rcpt[env->nrcpt++];
+	memset(r, 0, sizeof(*r));
+	r->addr = xstrdup(addr);
+	r->state = RCPT_PENDING;
+}
+
+void q_env_free(struct q_env *env)
+{
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		free(env->rcpt[i].addr);
+		free(env->rcpt[i].last_reply);
+	}
+	free(env->rcpt);
+	free(env->sender);
+	free(env->client);
+	free(env->helo);
+	free(env->message_id);
+	memset(env, 0, sizeof(*env));
+}
+
+void queue_new_id(char out[QUEUE_ID_MAX])
+{
+	static int64_t last;
+	static unsigned seq;
+	int64_t us = clock_usec();
+
+	/* Strictly increasing within a process, even if the clock steps back
+	 * or is frozen by a test, so ids from one process always sort. */
+	if (us <= last)
+		us = last + 1;
+	last = us;
+	snprintf(out, QUEUE_ID_MAX, "%014" PRIX64 "%04X%04X",
+		 (uint64_t)us & UINT64_C(0xFFFFFFFFFFFFFF), (unsigned)getpid() & 0xFFFF,
+		 seq++ & 0xFFFF);
+}
+
+int queue_id_valid(const char *id)
+{
+	size_t i;
+
+	if (id == NULL)
+		return 0;
+	for (i = 0; id[i]; i++)
+		if (i >= QUEUE_ID_LEN ||
+		    !((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'A' && id[i] <= 'F')))
+			return 0;
+	return i == QUEUE_ID_LEN;
+}
+
+/* Refuses envelope values that would break the one-line records. */
+static int queue_env_check(const struct q_env *env)
+{
+	if (!queue_file_value_ok(env->sender ? env->sender : "") ||
+	    !queue_file_value_ok(env->client ? env->client : "") ||
+	    (env->helo && !queue_file_value_ok(env->helo)) || env->nrcpt == 0)
+		return -1;
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (!queue_file_value_ok(env->rcpt[i].addr) || env->rcpt[i].addr[0] == '\0')
+			return -1;
+	return 0;
+}
+
+/* Removes a name, keeping errno of the failure being reported. */
+static void queue_unlink_quiet(int dirfd, const char *name)
+{
+	int saved = errno;
+
+	unlinkat(dirfd, name, 0);
+	errno = saved;
+}
+
+/* Writes the image to tmp/<id>, makes it durable, links it as queue/<id>.
+ * Q_OK, Q_TEMPFAIL (errno) or QUEUE_RETRY when the id is taken. */
+static int queue_commit_try(struct queue *q, const char *id)
+{
+	int fd = openat(q->fd[QD_TMP], id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	const char *step = "write";
+	int saved;
+
+	if (fd < 0) {
+		if (errno == EEXIST)
+			return QUEUE_RETRY;
+		step = "create";
+		goto fail;
+	}
+	/* fdatasync is enough: the file is new, so its size (the only metadata
+	 * needed to read it back) is flushed with the data. */
+	if (fs_write_all(fd, q->wbuf.data, q->wbuf.len) < 0 ||
+	    (step = "fsync", fdatasync(fd) < 0)) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		goto fail_tmp;
+	}
+	if (close(fd) < 0)
+		goto fail_tmp;
+	if (linkat(q->fd[QD_TMP], id, q->fd[QD_QUEUE], id, 0) < 0) {
+		step = "link";
+		if (errno != EEXIST)
+			goto fail_tmp;
+		queue_unlink_quiet(q->fd[QD_TMP], id);
+		return QUEUE_RETRY;
+	}
+	if (unlinkat(q->fd[QD_TMP], id, 0) < 0)
+		log_warn("queue: unlink tmp/%s (recovery will remove it)", id);
+	if (fsync(q->fd[QD_QUEUE]) < 0) {
+		step = "fsync queue directory";
+		queue_unlink_quiet(q->fd[QD_QUEUE], id);
+		goto fail;
+	}
+	return Q_OK;
+fail_tmp:
+	queue_unlink_quiet(q->fd[QD_TMP], id);
+fail:
+	saved = errno;
+	log_warn("queue: commit %s: %s", id, step);
+	errno = saved;
+	return Q_TEMPFAIL;
+}
+
+int queue_commit(struct queue *q, struct q_env *env, const struct iovec *iov, int iovcnt)
+{
+	int rc = Q_TEMPFAIL;
+
+	if (queue_env_check(env) < 0) {
+		errno = EINVAL;
+		return Q_PERMFAIL;
+	}
+	env->size = 0;
+	for (int i = 0; i < iovcnt; i++)
+		env->size += iov[i].iov_len;
+	if (env->created == 0)
+		env->created = clock_now();
+	/* A caller may have drawn the id already (for its Received: header). */
+	if (!queue_id_valid(env->id))
+		queue_new_id(env->id);
+	for (int tries = 0; tries < QUEUE_COMMIT_TRY; tries++) {
+		buf_reset(&q->wbuf);
+		queue_file_format(&q->wbuf, env, iov, iovcnt);
+		rc = queue_commit_try(q, env->id);
+		if (rc != QUEUE_RETRY)
+			break;
+		queue_new_id(env->id);
+		rc = Q_TEMPFAIL;
+		errno = EEXIST;
+	}
+	if (q->wbuf.cap > QUEUE_WBUF_KEEP) {
+		int saved = errno;
+		buf_free(&q->wbuf);
+		errno = saved;
+	}
+	return rc;
+}
+
+/* Reads name under dirfd whole into out: one open, fstat, read, close. */
+static int queue_read_at(int dirfd, const char *name, struct buf *out)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	ssize_t n;
+	int saved;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0)
+		goto fail;
+	buf_reserve(out, (size_t)st.st_size + 1);
+	for (;;) {
+		if (out->len == out->cap - 1)
+			buf_reserve(out, 65536);
+		n = read(fd, out->data + out->len, out->cap - 1 - out->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto fail;
+		if (n == 0)
+			break;
+		out->len += (size_t)n;
+	}
+	out->data[out->len] = '\0';
+	close(fd);
+	return 0;
+fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+/* rename() that fails with EEXIST instead of replacing the target. */
+static int queue_rename_noreplace(int fromfd, const char *from, int tofd, const char *to)
+{
+	if (renameat2(fromfd, from, tofd, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL) /* EINVAL: the file system lacks NOREPLACE */
+		return -1;
+	if (faccessat(tofd, to, F_OK, 0) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	return renameat(fromfd, from, tofd, to);
+}
+
+/* Moves dir/name to corrupt/<name><suffix> without replacing anything there,
+ * and makes both directory changes durable. The new name goes to dest. */
+static int queue_quarantine(struct queue *q, int from, const char *name, const char *suffix,
+			    char *dest, size_t destlen)
+{
+	int rc = -1;
+
+	for (int i = 0; i < 100 && rc < 0; i++) {
+		if (i == 0)
+			snprintf(dest, destlen, "%s%s", name, suffix);
+		else
+			snprintf(dest, destlen, "%s%s.%d", name, suffix, i);
+		rc = queue_rename_noreplace(q->fd[from], name, q->fd[QD_CORRUPT], dest);
+		if (rc < 0 && errno != EEXIST)
+			break;
+	}
+	if (rc < 0 || fsync(q->fd[QD_CORRUPT]) < 0 || fsync(q->fd[from]) < 0) {
+		int saved = errno;
+		log_warn("queue: cannot move %s/%s to corrupt/", queue_subdir[from], name);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+/* Moves a damaged queue file aside and says so in the event log. */
+static void queue_damaged(struct queue *q, const char *name, const char *why)
+{
+	char dest[NAME_MAX + 1];
+	const char *kv[] = {"queue_id", name, "reason", why, NULL};
+
+	if (queue_quarantine(q, QD_QUEUE, name, "", dest, sizeof(dest)) < 0) {
+		event_logkv(EV_QUEUE_CORRUPT, kv,
+			    "Queue file %s is damaged (%s) and could not be moved to corrupt/: %s",
+			    name, why, strerror(errno));
+		return;
+	}
+	event_logkv(EV_QUEUE_CORRUPT, kv, "Queue file %s is damaged (%s); moved to corrupt/%s",
+		    name, why, dest);
+}
+
+/* Merges state/<id> into env. A damaged state file is moved aside: the
+ * recipients then count as pending (duplicates possible, loss never). */
+static int queue_load_state(struct queue *q, struct q_env *env)
+{
+	struct buf sb = BUF_INIT;
+	char why[QF_WHY_MAX], dest[NAME_MAX + 1];
+	int rc = Q_OK;
+
+	if (queue_read_at(q->fd[QD_STATE], env->id, &sb) < 0) {
+		if (errno != ENOENT) {
+			int saved = errno;
+			log_warn("queue: read state/%s", env->id);
+			errno = saved;
+			rc = Q_TEMPFAIL;
+		}
+		buf_free(&sb);
+		return rc;
+	}
+	if (queue_file_state_parse(sb.data, sb.len, env, why) == 0)
+		goto out;
+	if (queue_quarantine(q, QD_STATE, env->id, ".state", dest, sizeof(dest)) < 0)
+		snprintf(dest, sizeof(dest), "(not moved: %s)", strerror(errno));
+	const char *kv[] = {"queue_id", env->id, "reason", why, NULL};
+	event_logkv(EV_QUEUE_CORRUPT, kv,
+		    "State file of queued message %s is damaged (%s); moved to corrupt/%s; "
+		    "all recipients will be retried, duplicates are possible",
+		    env->id, why, dest);
+out:
+	buf_free(&sb);
+	return rc;
+}
+
+int queue_load(struct queue *q, const char *id, struct q_env *env, struct buf *content)
+{
+	struct buf file = BUF_INIT;
+	char why[QF_WHY_MAX];
+	size_t off;
+	int rc = Q_PERMFAIL;
+
+	memset(env, 0, sizeof(*env));
+	if (!queue_id_valid(id)) {
+		errno = EINVAL;
+		return Q_PERMFAIL;
+	}
+	if (queue_read_at(q->fd[QD_QUEUE], id, &file) < 0) {
+		rc = errno == ENOENT ? Q_PERMFAIL : Q_TEMPFAIL;
+		goto out;
+	}
+	if (queue_file_parse(file.data, file.len, env, &off, why) < 0)
+		goto damaged;
+	if (strcmp(env->id, id) != 0) {
+		snprintf(why, sizeof(why), "file name does not match id record %.24s", env->id);
+		q_env_free(env);
+		goto damaged;
+	}
+	rc = queue_load_state(q, env);
+	if (rc == Q_OK && content)
+		buf_append(content, file.data + off, (size_t)env->size);
+	if (rc != Q_OK)
+		q_env_free(env);
+	goto out;
+damaged:
+	queue_damaged(q, id, why);
+	errno = EBADMSG;
+out:
+	buf_free(&file);
+	return rc;
+}
+
+int queue_update(struct queue *q, const struct q_env *env)
+{
+	struct buf sb = BUF_INIT;
+	char *path;
+	int rc = Q_OK, saved = 0;
+
+	if (!queue_id_valid(env->id) || queue_env_check(env) < 0) {
+		errno = EINVAL;
+		return Q_PERMFAIL;
+	}
+	queue_file_state_format(&sb, env);
+	path = xasprintf("%s/state/%s", q->dir, env->id);
+	if (fs_write_atomic(path, sb.data, sb.len, 0600) < 0) {
+		saved = errno;
+		log_warn("queue: write state/%s", env->id);
+		rc = Q_TEMPFAIL;
+	}
+	free(path);
+	buf_free(&sb);
+	if (rc != Q_OK)
+		errno = saved;
+	return rc;
+}
+
+int queue_remove(struct queue *q, const char *id)
+{
+	int saved;
+
+	if (!queue_id_valid(id)) {
+		errno = EINVAL;
+		return Q_PERMFAIL;
+	}
+	/* State first: a crash in between leaves the message with all
+	 * recipients pending (a duplicate), never a state without its file. */
+	if (unlinkat(q->fd[QD_STATE], id, 0) < 0 && errno != ENOENT)
+		goto fail;
+	if (unlinkat(q->fd[QD_QUEUE], id, 0) < 0)
+		return errno == ENOENT ? Q_PERMFAIL : Q_TEMPFAIL;
+	if (fsync(q->fd[QD_QUEUE]) < 0)
+		goto fail;
+	return Q_OK;
+fail:
+	saved = errno;
+	log_warn("queue: remove %s", id);
+	errno = saved;
+	return Q_TEMPFAIL;
+}
+
+/* Lists the names in a directory (without . and ..). */
+static int queue_list(int dirfd, struct strlist *out)
+{
+	int fd = dup(dirfd);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			strlist_add(out, de->d_name);
+	closedir(d);
+	return 0;
+}
+
+static int queue_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int queue_scan(struct queue *q, int (*cb)(const char *id, void *arg), void *arg)
+{
+	struct strlist names = {0};
+	size_t n = 0;
+
+	if (queue_list(q->fd[QD_QUEUE], &names) < 0)
+		return Q_TEMPFAIL;
+	for (size_t i = 0; i < names.n; i++)
+		if (queue_id_valid(names.v[i]))
+			names.v[n++] = names.v[i];
+		else
+			free(names.v[i]);
+	names.n = n;
+	/* Ids have a fixed width and start with the time in hex: name order
+	 * is time order. */
+	qsort(names.v, names.n, sizeof(*names.v), queue_cmp);
+	for (size_t i = 0; i < names.n; i++)
+		if (cb(names.v[i], arg) != 0)
+			break;
+	strlist_free(&names);
+	return Q_OK;
+}
+
+/* Removes every file in tmp/: none of them was ever acknowledged. */
+static int queue_recover_tmp(struct queue *q)
+{
+	struct strlist names = {0};
+	int rc = 0;
+
+	if (queue_list(q->fd[QD_TMP], &names) < 0)
+		return -1;
+	for (size_t i = 0; i < names.n; i++)
+		if (unlinkat(q->fd[QD_TMP], names.v[i], 0) < 0) {
+			log_warn("queue: recover: unlink tmp/%s", names.v[i]);
+			rc = -1;
+		}
+	if (names.n)
+		log_info("queue: recover: removed %zu unfinished file(s) from tmp/", names.n);
+	strlist_free(&names);
+	return rc;
+}
+
+/* Checks every queue file; damaged ones and foreign names go to corrupt/. */
+static int queue_recover_files(struct queue *q, int *n_ok, int *n_corrupt)
+{
+	struct strlist names = {0};
+	struct q_env env;
+	int rc = 0;
+
+	if (queue_list(q->fd[QD_QUEUE], &names) < 0)
+		return -1;
+	for (size_t i = 0; i < names.n; i++) {
+		if (!queue_id_valid(names.v[i])) {
+			queue_damaged(q, names.v[i], "not a queue id");
+			(*n_corrupt)++;
+			continue;
+		}
+		int st = queue_load(q, names.v[i], &env, NULL);
+		q_env_free(&env);
+		if (st == Q_OK)
+			(*n_ok)++;
+		else if (errno == EBADMSG)
+			(*n_corrupt)++;
+		else if (errno != ENOENT)
+			rc = -1;
+	}
+	strlist_free(&names);
+	return rc;
+}
+
+/* Removes state files without a queue file (and fs_write_atomic leftovers). */
+static int queue_recover_state(struct queue *q)
+{
+	struct strlist names = {0};
+	int rc = 0;
+
+	if (queue_list(q->fd[QD_STATE], &names) < 0)
+		return -1;
+	for (size_t i = 0; i < names.n; i++) {
+		const char *n = names.v[i];
+		if (queue_id_valid(n) && faccessat(q->fd[QD_QUEUE], n, F_OK, 0) == 0)
+			continue;
+		if (unlinkat(q->fd[QD_STATE], n, 0) < 0 && errno != ENOENT) {
+			log_warn("queue: recover: unlink state/%s", n);
+			rc = -1;
+		}
+	}
+	strlist_free(&names);
+	return rc;
+}
+
+int queue_recover(struct queue *q, int *n_ok, int *n_corrupt)
+{
+	int ok = 0, bad = 0, rc = Q_OK;
+
+	if (queue_recover_tmp(q) < 0)
+		rc = Q_TEMPFAIL;
+	if (queue_recover_files(q, &ok, &bad) < 0)
+		rc = Q_TEMPFAIL;
+	if (queue_recover_state(q) < 0)
+		rc = Q_TEMPFAIL;
+	if (fsync(q->fd[QD_TMP]) < 0 || fsync(q->fd[QD_STATE]) < 0)
+		rc = Q_TEMPFAIL;
+	if (n_ok)
+		*n_ok = ok;
+	if (n_corrupt)
+		*n_corrupt = bad;
+	return rc;
+}

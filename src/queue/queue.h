@@ -1,0 +1,82 @@
+/* The durable queue: one self-checking file per message under DIR/queue,
+ * committed by write temp -> fsync -> link -> fsync dir before anyone is told
+ * "250". Per-recipient state lives beside it and is replaced atomically.
+ * Written by hand (CONVENTIONS: no well-kept library gives this commit order
+ * and crash recovery for mail envelopes). See docs/queue-format.md. */
+#ifndef QUEUE_QUEUE_H
+#define QUEUE_QUEUE_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "lib/buf.h"
+
+/* Outcomes, mapped to 2xx / 4xx / 5xx by callers. */
+enum q_status { Q_OK = 0, Q_TEMPFAIL = -1, Q_PERMFAIL = -2 };
+
+#define QUEUE_ID_MAX 32 /* including NUL */
+
+enum rcpt_state { RCPT_PENDING, RCPT_DELIVERED, RCPT_FAILED };
+
+struct q_rcpt {
+	char *addr;          /* as accepted, e.g. "alice@example.org" */
+	enum rcpt_state state;
+	int attempts;
+	time_t next_attempt; /* 0 = as soon as possible */
+	char *last_reply;    /* last result text, or NULL */
+};
+
+struct q_env {
+	char id[QUEUE_ID_MAX]; /* filled in by queue_commit */
+	time_t created;
+	char *sender;          /* "" for the null sender <> */
+	char *client;          /* client address, or "local" for sendmail */
+	char *helo;            /* HELO/EHLO name, or NULL */
+	char *message_id;      /* Message-ID header value, or NULL */
+	uint64_t size;         /* bytes of content */
+	struct q_rcpt *rcpt;
+	size_t nrcpt;
+};
+
+struct queue;
+
+/* Opens (creating if needed) the queue under dir: dir/queue, dir/tmp,
+ * dir/state, dir/corrupt. NULL with errno on failure. */
+struct queue *queue_open(const char *dir);
+void queue_close(struct queue *q);
+const char *queue_dir(const struct queue *q);
+
+/* Adds a recipient (state pending) to an envelope being built. */
+void q_env_add_rcpt(struct q_env *env, const char *addr);
+void q_env_free(struct q_env *env);
+
+/* Stores envelope + content (the concatenated iov, in wire form: CRLF line
+ * ends, dots unstuffed) durably and assigns env->id. Q_OK only when the file
+ * and its directory entry are on disk. Q_TEMPFAIL with errno (ENOSPC...). */
+int queue_commit(struct queue *q, struct q_env *env, const struct iovec *iov, int iovcnt);
+
+/* Loads a message: envelope with current recipient state, and the content
+ * into content (appended) unless content is NULL. Q_PERMFAIL if the file is
+ * damaged (it is then moved to corrupt/ with event 3013). */
+int queue_load(struct queue *q, const char *id, struct q_env *env, struct buf *content);
+
+/* Persists the per-recipient state of env (atomically). */
+int queue_update(struct queue *q, const struct q_env *env);
+
+/* Removes a message whose recipients are all done. */
+int queue_remove(struct queue *q, const char *id);
+
+/* Calls cb for each queued message id, oldest first; stops if cb returns non-zero. */
+int queue_scan(struct queue *q, int (*cb)(const char *id, void *arg), void *arg);
+
+/* Start-up recovery: removes uncommitted temp files, checks every queue
+ * file, moves damaged ones to corrupt/ (event 3013). Counts are optional. */
+int queue_recover(struct queue *q, int *n_ok, int *n_corrupt);
+
+/* A new unique id, sortable by time: 14 hex digits of microseconds, then
+ * 4 of process id and 4 of sequence. */
+void queue_new_id(char out[QUEUE_ID_MAX]);
+int queue_id_valid(const char *id);
+
+#endif

@@ -1,0 +1,42 @@
+/* Queue file and state file images in memory: formatting and strict parsing,
+ * no I/O. Invariant: a parse succeeds only on a complete, self-consistent
+ * image (magic, version, end record, size and CRC32 all agree). */
+#ifndef QUEUE_QUEUE_FILE_H
+#define QUEUE_QUEUE_FILE_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "lib/buf.h"
+#include "queue/queue.h"
+
+#define QF_MAGIC   "DIALMAIL-QUEUE"
+#define QF_VERSION 1
+#define QS_MAGIC   "DIALMAIL-STATE"
+#define QS_VERSION 1
+#define QF_WHY_MAX 128 /* size of the reason buffers below */
+
+/* CRC-32 (IEEE 802.3, the one zlib and gzip use); start with crc 0. */
+uint32_t queue_file_crc32(uint32_t crc, const void *data, size_t len);
+
+/* 1 if s can be stored as a one-line record value (no CR, LF). */
+int queue_file_value_ok(const char *s);
+
+/* Appends the whole queue file for env (id, created, size already set) and
+ * the content iov to out. */
+void queue_file_format(struct buf *out, const struct q_env *env, const struct iovec *iov,
+		       int iovcnt);
+
+/* Parses a queue file image into env (recipients pending); *content_off is
+ * where the env->size content bytes start. -1 with a reason in why. */
+int queue_file_parse(const char *data, size_t len, struct q_env *env, size_t *content_off,
+		     char why[QF_WHY_MAX]);
+
+/* Appends the state file image for env's recipients to out. */
+void queue_file_state_format(struct buf *out, const struct q_env *env);
+
+/* Applies a state file image to env, whose recipients come from the queue
+ * file. All or nothing: on -1 (reason in why) env is unchanged. */
+int queue_file_state_parse(const char *data, size_t len, struct q_env *env, char why[QF_WHY_MAX]);
+
+#endif

@@ -1,0 +1,1137 @@
+/* SMTP server (RFC 5321, RFC 2920 pipelining) on libevent: one bufferevent
+ * per session; command lines and DATA are scanned from raw bytes here, so a
+ * bare CR or LF can never end a line. Invariant: "250 ... queued" is written
+ * only after queue_commit returned Q_OK for the message. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "daemon/event.h"
+#include "daemon/recipient.h"
+#include "lib/buf.h"
+#include "lib/cidr.h"
+#include "lib/clock.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+#include "smtp/message.h"
+#include "smtp/smtp_addr.h"
+#include "smtp/smtp_server.h"
+
+#define SMTP_LINE_MAX 512          /* command line, CRLF included (RFC 5321 4.5.3.1.4) */
+#define SMTP_TEXT_MAX 1000         /* text line, CRLF included (RFC 5321 4.5.3.1.6) */
+#define SMTP_ERROR_MAX 10          /* protocol errors before the session is closed */
+#define SMTP_OUT_HIGH (256 * 1024) /* stop reading while this much output waits */
+#define SMTP_KEEP_BUF (1024 * 1024) /* larger DATA buffers are freed, not kept */
+
+/* Session states, as bits so a command can list where it is allowed. */
+enum sess_state { ST_CONNECT = 1, ST_HELO = 2, ST_MAIL = 4, ST_RCPT = 8, ST_DATA = 16 };
+#define ST_ANY (ST_CONNECT | ST_HELO | ST_MAIL | ST_RCPT)
+
+/* Why a DATA block is refused; the first problem seen wins. */
+enum data_bad { DB_NONE, DB_BARE_CRLF, DB_NUL, DB_LONG_LINE };
+
+/* Where the DATA scanner is: beginning of line, "." at BOL, ".\r" at BOL,
+ * inside a line, "\r" inside a line. Only CRLF leads back to DS_BOL. */
+enum data_scan { DS_BOL, DS_DOT, DS_DOT_CR, DS_MID, DS_CR };
+
+struct data_rx {
+	enum data_scan scan;
+	enum data_bad bad;
+	size_t line_len; /* wire octets of the current line so far */
+	uint64_t size;   /* content octets after dot-unstuffing */
+	uint64_t max;    /* max_message_size */
+	struct buf content;
+};
+
+struct session {
+	struct smtp_server *srv;
+	struct session *prev, *next;
+	struct bufferevent *bev;
+	char addr[INET6_ADDRSTRLEN];
+	int in_mynetworks;
+	int esmtp;
+	char *helo;
+	int state;
+	int errors;
+	int discarding; /* inside an overlong command line */
+	int closing;    /* the last reply is queued; close once written */
+	struct q_env env;
+	struct data_rx data;
+};
+
+struct smtp_server {
+	struct event_base *base;
+	const struct config *cfg;
+	struct queue *q;
+	void (*on_commit)(const char *qid, void *arg);
+	void *arg;
+	struct evconnlistener **lev;
+	size_t nlev;
+	struct session *sessions;
+	int nsessions;
+	int disk_low; /* EV_DISK_LOW logged, EV_DISK_OK not yet */
+};
+
+static void sess_read_cb(struct bufferevent *bev, void *arg);
+static void sess_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* ---------------------------------------------------------------- replies */
+
+static void sess_vreply(struct session *s, const char *fmt, va_list ap)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	evbuffer_add_vprintf(out, fmt, ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void sess_reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sess_reply(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	sess_vreply(s, fmt, ap);
+	va_end(ap);
+}
+
+/* A reply to a client protocol error; too many of them end the session. */
+static void sess_error(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sess_error(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	sess_vreply(s, fmt, ap);
+	va_end(ap);
+	if (++s->errors >= SMTP_ERROR_MAX && !s->closing) {
+		sess_reply(s, "421 4.7.0 %s Error: too many errors", s->srv->cfg->hostname);
+		s->closing = 1;
+	}
+}
+
+/* ------------------------------------------------------- session lifetime */
+
+static void sess_set_timeout(struct session *s, int secs)
+{
+	struct timeval tv = {secs, 0};
+
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+static void sess_data_free(struct data_rx *d)
+{
+	if (d->content.cap > SMTP_KEEP_BUF)
+		buf_free(&d->content);
+	else
+		buf_reset(&d->content);
+}
+
+/* Forgets the mail transaction (RSET, HELO, end of DATA). */
+static void sess_txn_reset(struct session *s)
+{
+	q_env_free(&s->env);
+	sess_data_free(&s->data);
+	if (s->state != ST_CONNECT)
+		s->state = ST_HELO;
+}
+
+static void sess_free(struct session *s)
+{
+	struct smtp_server *srv = s->srv;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	bufferevent_free(s->bev);
+	q_env_free(&s->env);
+	buf_free(&s->data.content);
+	free(s->helo);
+	free(s);
+}
+
+static void sess_close_when_written(struct bufferevent *bev, void *arg)
+{
+	sess_free(arg);
+}
+
+/* Input had to wait for the client to read its replies; go on now. */
+static void sess_output_drained(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	bufferevent_setcb(bev, sess_read_cb, NULL, sess_event_cb, s);
+	bufferevent_enable(bev, EV_READ);
+	sess_read_cb(bev, s);
+}
+
+/* After a batch of input: close if asked, or pause reading while the client
+ * does not read its replies. The replies themselves go out in one write
+ * when the event loop runs (RFC 2920 grouping). */
+static void sess_flush(struct session *s);
+
+static void sess_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !s->closing) {
+		const char *kv[] = {"client", s->addr, NULL};
+		int secs = s->state == ST_DATA ? s->srv->cfg->smtp_data_timeout
+					       : s->srv->cfg->smtp_timeout;
+
+		event_logkv(EV_SESSION_TIMEOUT, kv, "SMTP session with %s timed out after %d seconds%s",
+			    s->addr, secs, s->state == ST_DATA ? " in DATA" : "");
+		sess_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->cfg->hostname);
+		s->closing = 1;
+		sess_flush(s);
+		return;
+	}
+	if (s->state == ST_DATA)
+		log_info("smtp: %s: connection lost in DATA; nothing queued", s->addr);
+	sess_free(s);
+}
+
+static void sess_flush(struct session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	if (s->closing) {
+		bufferevent_disable(s->bev, EV_READ);
+		if (evbuffer_get_length(out) == 0)
+			sess_free(s);
+		else
+			bufferevent_setcb(s->bev, NULL, sess_close_when_written, sess_event_cb, s);
+		return;
+	}
+	if (evbuffer_get_length(out) > SMTP_OUT_HIGH) {
+		bufferevent_disable(s->bev, EV_READ);
+		bufferevent_setcb(s->bev, sess_read_cb, sess_output_drained, sess_event_cb, s);
+	}
+}
+
+/* ------------------------------------------------------------ disk space */
+
+static void srv_disk_low(struct smtp_server *srv, const char *detail)
+{
+	if (srv->disk_low)
+		return;
+	srv->disk_low = 1;
+	event_log(EV_DISK_LOW, "Free disk space for the queue in %s is low (%s); mail is refused "
+			       "with 452 4.3.1 until space is freed",
+		  queue_dir(srv->q), detail);
+}
+
+/* 1 if the queue's file system has at least min_free_space free. */
+static int srv_disk_ok(struct smtp_server *srv)
+{
+	unsigned long long avail;
+	char detail[64];
+
+	if (fs_free_bytes(queue_dir(srv->q), &avail) < 0) {
+		log_warn("smtp: cannot check free space in %s", queue_dir(srv->q));
+		return 1;
+	}
+	if (avail < srv->cfg->min_free_space) {
+		snprintf(detail, sizeof(detail), "%llu bytes free", avail);
+		srv_disk_low(srv, detail);
+		return 0;
+	}
+	if (srv->disk_low) {
+		srv->disk_low = 0;
+		event_log(EV_DISK_OK, "Free disk space for the queue in %s is back (%llu bytes); "
+				      "mail is accepted again",
+			  queue_dir(srv->q), avail);
+	}
+	return 1;
+}
+
+/* ------------------------------------------------------------- EHLO/HELO */
+
+/* Service extensions; later issues add STARTTLS, AUTH, CHUNKING, DSN with an
+ * "offered" test (e.g. STARTTLS only before TLS, AUTH only over TLS). */
+struct smtp_ext {
+	const char *name;
+	void (*param)(const struct session *s, struct buf *out); /* appends " value" */
+	int (*offered)(const struct session *s);                 /* NULL: always */
+};
+
+static void ext_size(const struct session *s, struct buf *out)
+{
+	buf_printf(out, " %llu", (unsigned long long)s->srv->cfg->max_message_size);
+}
+
+static const struct smtp_ext smtp_exts[] = {
+	{"PIPELINING", NULL, NULL},
+	{"SIZE", ext_size, NULL},
+	{"8BITMIME", NULL, NULL},
+	{"ENHANCEDSTATUSCODES", NULL, NULL},
+};
+
+#define N_EXTS (sizeof(smtp_exts) / sizeof(smtp_exts[0]))
+
+/* A HELO/EHLO argument: one word of printable ASCII. */
+static int helo_arg_ok(const char *arg)
+{
+	size_t n = strlen(arg);
+
+	if (n == 0 || n > 255)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (arg[i] < 0x21 || arg[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+static int sess_helo_common(struct session *s, const char *arg, const char *verb)
+{
+	if (!helo_arg_ok(arg)) {
+		sess_error(s, "501 5.5.4 Syntax: %s hostname", verb);
+		return -1;
+	}
+	free(s->helo);
+	s->helo = xstrdup(arg);
+	s->state = ST_HELO;
+	sess_txn_reset(s);
+	return 0;
+}
+
+static void cmd_ehlo(struct session *s, const char *arg)
+{
+	const struct smtp_ext *offer[N_EXTS];
+	size_t n = 0;
+	struct buf line = BUF_INIT;
+
+	if (sess_helo_common(s, arg, "EHLO") < 0)
+		return;
+	s->esmtp = 1;
+	for (size_t i = 0; i < N_EXTS; i++)
+		if (smtp_exts[i].offered == NULL || smtp_exts[i].offered(s))
+			offer[n++] = &smtp_exts[i];
+	sess_reply(s, "250%c%s", n ? '-' : ' ', s->srv->cfg->hostname);
+	for (size_t i = 0; i < n; i++) {
+		buf_reset(&line);
+		buf_puts(&line, offer[i]->name);
+		if (offer[i]->param)
+			offer[i]->param(s, &line);
+		sess_reply(s, "250%c%s", i + 1 < n ? '-' : ' ', buf_cstr(&line));
+	}
+	buf_free(&line);
+}
+
+static void cmd_helo(struct session *s, const char *arg)
+{
+	if (sess_helo_common(s, arg, "HELO") < 0)
+		return;
+	s->esmtp = 0;
+	sess_reply(s, "250 %s", s->srv->cfg->hostname);
+}
+
+/* ------------------------------------------------------------------ MAIL */
+
+/* "FROM:" / "TO:" (case-insensitive), then blanks some clients add. */
+static int arg_prefix(const char **arg, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	if (strncasecmp(*arg, prefix, n) != 0)
+		return 0;
+	*arg += n;
+	while (**arg == ' ')
+		(*arg)++;
+	return 1;
+}
+
+static int mail_param_size(struct session *s, const char *v)
+{
+	char *end;
+	unsigned long long n;
+
+	errno = 0;
+	n = v ? strtoull(v, &end, 10) : 0;
+	if (v == NULL || v[0] < '0' || v[0] > '9' || *end || errno == ERANGE || strlen(v) > 20) {
+		sess_error(s, "501 5.5.4 Bad SIZE parameter");
+		return -1;
+	}
+	if (n > s->srv->cfg->max_message_size) {
+		sess_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		return -1;
+	}
+	return 0;
+}
+
+static int mail_param_body(struct session *s, const char *v)
+{
+	if (v && (strcasecmp(v, "7BIT") == 0 || strcasecmp(v, "8BITMIME") == 0))
+		return 0;
+	sess_error(s, "501 5.5.4 Bad BODY parameter");
+	return -1;
+}
+
+/* MAIL parameters we support (DSN adds RET and ENVID here). */
+static const struct {
+	const char *keyword;
+	int (*check)(struct session *s, const char *value);
+} mail_params[] = {
+	{"SIZE", mail_param_size},
+	{"BODY", mail_param_body},
+};
+
+static int mail_params_check(struct session *s, const struct smtp_params *ps)
+{
+	for (size_t i = 0; i < ps->n; i++) {
+		size_t k;
+
+		for (k = 0; k < sizeof(mail_params) / sizeof(mail_params[0]); k++)
+			if (strcasecmp(ps->v[i].keyword, mail_params[k].keyword) == 0)
+				break;
+		if (k == sizeof(mail_params) / sizeof(mail_params[0])) {
+			sess_error(s, "555 5.5.4 Unsupported option: %s", ps->v[i].keyword);
+			return -1;
+		}
+		if (mail_params[k].check(s, ps->v[i].value) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void cmd_mail(struct session *s, const char *arg)
+{
+	struct smtp_path p;
+	struct smtp_params ps;
+	const char *end, *why;
+
+	if (!arg_prefix(&arg, "FROM:")) {
+		sess_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	if (smtp_path_parse(arg, 1, &p, &end, &why) < 0) {
+		sess_error(s, "501 5.1.7 Bad sender address syntax: %s", why);
+		return;
+	}
+	if (smtp_params_parse(end, &ps, &why) < 0)
+		sess_error(s, "501 5.5.4 Syntax error in parameters: %s", why);
+	else if (mail_params_check(s, &ps) < 0)
+		;
+	else if (!srv_disk_ok(s->srv))
+		sess_reply(s, "452 4.3.1 Insufficient system storage");
+	else {
+		s->env.sender = xstrdup(p.mailbox);
+		s->state = ST_MAIL;
+		sess_reply(s, "250 2.1.0 Ok");
+	}
+	smtp_params_free(&ps);
+	smtp_path_free(&p);
+}
+
+/* ------------------------------------------------------------------ RCPT */
+
+static void rcpt_accept(struct session *s, const char *mailbox)
+{
+	for (size_t i = 0; i < s->env.nrcpt; i++)
+		if (strcmp(s->env.rcpt[i].addr, mailbox) == 0)
+			goto ok; /* a duplicate is accepted once */
+	q_env_add_rcpt(&s->env, mailbox);
+ok:
+	s->state = ST_RCPT;
+	sess_reply(s, "250 2.1.5 Ok");
+}
+
+static void rcpt_relay_denied(struct session *s, const char *mailbox)
+{
+	const char *kv[] = {"client", s->addr, "from", s->env.sender, "to", mailbox, NULL};
+
+	event_logkv(EV_RELAY_DENIED, kv, "Relay access denied: client %s, sender <%s>, recipient <%s>",
+		    s->addr, s->env.sender, mailbox);
+	sess_reply(s, "554 5.7.1 <%s>: Relay access denied", mailbox);
+}
+
+static void rcpt_unknown(struct session *s, const char *mailbox)
+{
+	const char *kv[] = {"client", s->addr, "from", s->env.sender, "to", mailbox, NULL};
+
+	event_logkv(EV_UNKNOWN_RECIPIENT, kv, "Unknown local recipient <%s> refused (client %s, sender <%s>)",
+		    mailbox, s->addr, s->env.sender);
+	sess_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", mailbox);
+}
+
+/* Relay control. A local part with % ! @ or a source route is never taken
+ * as local from outside mynetworks: those are the classic relay tricks. */
+static void rcpt_policy(struct session *s, const struct smtp_path *p)
+{
+	const struct config *cfg = s->srv->cfg;
+	int tricky = p->has_route || strpbrk(p->local, "%!@") != NULL;
+
+	if (!s->in_mynetworks && tricky) {
+		rcpt_relay_denied(s, p->mailbox);
+		return;
+	}
+	if (!p->literal && config_is_local_domain(cfg, p->domain)) {
+		switch (recipient_classify(cfg, p->mailbox)) {
+		case RCLASS_LOCAL: rcpt_accept(s, p->mailbox); return;
+		case RCLASS_REMOTE: break;
+		default: rcpt_unknown(s, p->mailbox); return;
+		}
+	}
+	if (s->in_mynetworks)
+		rcpt_accept(s, p->mailbox);
+	else
+		rcpt_relay_denied(s, p->mailbox);
+}
+
+/* RFC 5321 4.1.1.3: "<Postmaster>" without a domain must be accepted. */
+static int rcpt_postmaster(struct session *s, const char *arg, struct smtp_path *p,
+			   const char **end)
+{
+	const struct config *cfg = s->srv->cfg;
+	const char *dom = cfg->local_domains.n ? cfg->local_domains.v[0] : cfg->hostname;
+
+	if (strncasecmp(arg, "<postmaster>", 12) != 0)
+		return -1;
+	memset(p, 0, sizeof(*p));
+	p->local = xstrdup("postmaster");
+	p->domain = xstrdup(dom);
+	p->mailbox = xasprintf("postmaster@%s", dom);
+	*end = arg + 12;
+	return 0;
+}
+
+static void cmd_rcpt(struct session *s, const char *arg)
+{
+	struct smtp_path p;
+	struct smtp_params ps;
+	const char *end, *why;
+
+	if (!arg_prefix(&arg, "TO:")) {
+		sess_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	if (s->env.nrcpt >= (size_t)s->srv->cfg->max_recipients) {
+		sess_reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	if (rcpt_postmaster(s, arg, &p, &end) < 0 && smtp_path_parse(arg, 0, &p, &end, &why) < 0) {
+		sess_error(s, "501 5.1.3 Bad recipient address syntax: %s", why);
+		return;
+	}
+	if (smtp_params_parse(end, &ps, &why) < 0)
+		sess_error(s, "501 5.5.4 Syntax error in parameters: %s", why);
+	else if (ps.n > 0) /* DSN adds NOTIFY and ORCPT here */
+		sess_error(s, "555 5.5.4 Unsupported option: %s", ps.v[0].keyword);
+	else
+		rcpt_policy(s, &p);
+	smtp_params_free(&ps);
+	smtp_path_free(&p);
+}
+
+/* ------------------------------------------------------------------ DATA */
+
+static void data_bad(struct data_rx *d, enum data_bad why)
+{
+	if (d->bad == DB_NONE)
+		d->bad = why;
+}
+
+/* Keeps one content octet unless the message is already refused. The
+ * caller reserved room for it. */
+static inline void data_put(struct data_rx *d, char c)
+{
+	if (++d->size <= d->max && d->bad == DB_NONE) {
+		d->content.data[d->content.len++] = c;
+	}
+}
+
+/* Feeds one wire octet to the scanner; 1 when it completed CRLF "." CRLF. */
+static inline int data_byte(struct data_rx *d, unsigned char c)
+{
+	if (++d->line_len > SMTP_TEXT_MAX)
+		data_bad(d, DB_LONG_LINE);
+	if (c == '\0')
+		data_bad(d, DB_NUL);
+	switch (d->scan) {
+	case DS_BOL:
+		if (c == '.') {
+			d->scan = DS_DOT; /* the stuffed dot is dropped */
+			return 0;
+		}
+		break;
+	case DS_DOT:
+		if (c == '\r') {
+			d->scan = DS_DOT_CR;
+			return 0;
+		}
+		break;
+	case DS_DOT_CR:
+		if (c == '\n')
+			return 1;
+		data_bad(d, DB_BARE_CRLF);
+		data_put(d, '\r');
+		break;
+	case DS_CR:
+		if (c == '\n') {
+			data_put(d, '\r');
+			data_put(d, '\n');
+			d->scan = DS_BOL;
+			d->line_len = 0;
+			return 0;
+		}
+		data_bad(d, DB_BARE_CRLF);
+		data_put(d, '\r');
+		break;
+	case DS_MID: break;
+	}
+	if (c == '\r') {
+		d->scan = DS_CR;
+		return 0;
+	}
+	if (c == '\n')
+		data_bad(d, DB_BARE_CRLF);
+	data_put(d, (char)c);
+	d->scan = DS_MID;
+	return 0;
+}
+
+/* Scans a chunk; returns the octets consumed (all, or through the end mark). */
+static size_t data_scan(struct data_rx *d, const unsigned char *p, size_t n, int *done)
+{
+	size_t i;
+
+	buf_reserve(&d->content, n + 2);
+	for (i = 0; i < n; i++) {
+		if (data_byte(d, p[i])) {
+			*done = 1;
+			i++;
+			break;
+		}
+	}
+	d->content.data[d->content.len] = '\0';
+	return i;
+}
+
+static void sess_queued(struct session *s, const char *msgid)
+{
+	const struct q_env *e = &s->env;
+	char size[32], nrcpt[32];
+	const char *kv[] = {"qid", e->id, "from", e->sender, "client", s->addr, "message-id",
+			    msgid ? msgid : "", "size", size, "nrcpt", nrcpt, NULL};
+
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)e->size);
+	snprintf(nrcpt, sizeof(nrcpt), "%zu", e->nrcpt);
+	sess_reply(s, "250 2.0.0 Ok: queued as %s", e->id);
+	event_logkv(EV_MESSAGE_RECEIVED, kv, "Message %s received from %s: sender <%s>, %zu recipient(s), %s bytes",
+		    e->id, s->addr, e->sender, e->nrcpt, size);
+	for (size_t i = 0; i < e->nrcpt; i++)
+		track(TRK_RECEIVED, e->id, msgid, e->sender, e->rcpt[i].addr, s->addr);
+	if (s->srv->on_commit)
+		s->srv->on_commit(e->id, s->srv->arg);
+}
+
+static void sess_commit_failed(struct session *s, int rc, int err)
+{
+	const char *kv[] = {"client", s->addr, "error", strerror(err), NULL};
+
+	if (rc == Q_TEMPFAIL && err == ENOSPC) {
+		srv_disk_low(s->srv, strerror(err));
+		sess_reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
+	event_logkv(EV_QUEUE_WRITE_FAILED, kv, "Message from %s (sender <%s>) could not be queued: %s",
+		    s->addr, s->env.sender, strerror(err));
+	if (rc == Q_TEMPFAIL)
+		sess_reply(s, "451 4.3.0 Error: queue file write error");
+	else
+		sess_reply(s, "554 5.3.0 Error: the queue refused the message");
+}
+
+/* Trace header, and a Message-ID for our own networks' mail that has none. */
+static char *sess_build_head(struct session *s, struct buf *head)
+{
+	const struct config *cfg = s->srv->cfg;
+	struct buf *c = &s->data.content;
+	char *msgid = msg_header_value(c->data ? c->data : "", c->len, "Message-ID");
+
+	msg_received(head, s->helo, s->addr, cfg->hostname, s->esmtp ? "ESMTP" : "SMTP",
+		     s->env.id, s->env.nrcpt == 1 ? s->env.rcpt[0].addr : NULL, clock_now());
+	if (msgid == NULL && s->in_mynetworks) {
+		struct buf id = BUF_INIT;
+
+		msg_make_message_id(&id, s->env.id, cfg->hostname);
+		buf_printf(head, "Message-ID: %s\r\n", buf_cstr(&id));
+		msgid = buf_steal(&id);
+	}
+	return msgid;
+}
+
+static void sess_commit(struct session *s)
+{
+	struct buf head = BUF_INIT;
+	struct iovec iov[2];
+	int rc, err;
+
+	queue_new_id(s->env.id);
+	s->env.message_id = sess_build_head(s, &head);
+	s->env.client = xstrdup(s->addr);
+	s->env.helo = xstrdup(s->helo);
+	iov[0].iov_base = head.data;
+	iov[0].iov_len = head.len;
+	iov[1].iov_base = s->data.content.data;
+	iov[1].iov_len = s->data.content.len;
+	rc = queue_commit(s->srv->q, &s->env, iov, 2);
+	err = errno;
+	if (rc == Q_OK)
+		sess_queued(s, s->env.message_id);
+	else
+		sess_commit_failed(s, rc, err);
+	buf_free(&head);
+}
+
+static void sess_data_refuse(struct session *s)
+{
+	static const char *const why[] = {
+		[DB_BARE_CRLF] = "bare CR or LF in message data",
+		[DB_NUL] = "NUL in message data",
+		[DB_LONG_LINE] = "line too long in message data",
+	};
+	const char *kv[] = {"client", s->addr, "from", s->env.sender, "reason", why[s->data.bad],
+			    NULL};
+
+	event_logkv(s->data.bad == DB_BARE_CRLF ? EV_BARE_LINEFEED : EV_MESSAGE_REFUSED_BAD_DATA, kv,
+		    "Message from %s (sender <%s>) refused: %s", s->addr, s->env.sender,
+		    why[s->data.bad]);
+	sess_reply(s, "550 5.6.0 Message refused: %s", why[s->data.bad]);
+}
+
+static void sess_data_too_big(struct session *s)
+{
+	char size[32];
+	const char *kv[] = {"client", s->addr, "from", s->env.sender, "size", size, NULL};
+
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)s->data.size);
+	event_logkv(EV_MESSAGE_TOO_BIG, kv,
+		    "Message from %s (sender <%s>) refused: %s bytes exceed max_message_size %llu",
+		    s->addr, s->env.sender, size, (unsigned long long)s->data.max);
+	sess_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+}
+
+static void sess_data_end(struct session *s)
+{
+	sess_set_timeout(s, s->srv->cfg->smtp_timeout);
+	if (s->data.bad != DB_NONE)
+		sess_data_refuse(s);
+	else if (s->data.size > s->data.max)
+		sess_data_too_big(s);
+	else if (!srv_disk_ok(s->srv))
+		sess_reply(s, "452 4.3.1 Insufficient system storage");
+	else
+		sess_commit(s);
+	s->state = ST_HELO;
+	sess_txn_reset(s);
+}
+
+static void sess_data_input(struct session *s, struct evbuffer *in)
+{
+	struct evbuffer_iovec v;
+	int done = 0;
+
+	while (!done && evbuffer_peek(in, -1, NULL, &v, 1) > 0 && v.iov_len > 0)
+		evbuffer_drain(in, data_scan(&s->data, v.iov_base, v.iov_len, &done));
+	if (done)
+		sess_data_end(s);
+}
+
+static void cmd_data(struct session *s, const char *arg)
+{
+	struct data_rx *d = &s->data;
+
+	if (*arg) {
+		sess_error(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	d->scan = DS_BOL;
+	d->bad = DB_NONE;
+	d->line_len = 0;
+	d->size = 0;
+	d->max = s->srv->cfg->max_message_size;
+	buf_reset(&d->content);
+	s->state = ST_DATA;
+	sess_set_timeout(s, s->srv->cfg->smtp_data_timeout);
+	sess_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+/* ------------------------------------------------------- other commands */
+
+static void cmd_rset(struct session *s, const char *arg)
+{
+	sess_txn_reset(s);
+	sess_reply(s, "250 2.0.0 Ok");
+}
+
+static void cmd_noop(struct session *s, const char *arg)
+{
+	sess_reply(s, "250 2.0.0 Ok");
+}
+
+static void cmd_quit(struct session *s, const char *arg)
+{
+	sess_reply(s, "221 2.0.0 Bye");
+	s->closing = 1;
+}
+
+static void cmd_vrfy(struct session *s, const char *arg)
+{
+	if (*arg == '\0')
+		sess_error(s, "501 5.5.4 Syntax: VRFY address");
+	else
+		sess_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt "
+			      "delivery");
+}
+
+static void cmd_help(struct session *s, const char *arg);
+
+struct smtp_cmd {
+	const char *name;
+	void (*fn)(struct session *s, const char *arg);
+	int states; /* where the command is allowed */
+};
+
+static const struct smtp_cmd smtp_cmds[] = {
+	{"EHLO", cmd_ehlo, ST_ANY},
+	{"HELO", cmd_helo, ST_ANY},
+	{"MAIL", cmd_mail, ST_HELO},
+	{"RCPT", cmd_rcpt, ST_MAIL | ST_RCPT},
+	{"DATA", cmd_data, ST_RCPT},
+	{"RSET", cmd_rset, ST_ANY},
+	{"NOOP", cmd_noop, ST_ANY},
+	{"QUIT", cmd_quit, ST_ANY},
+	{"HELP", cmd_help, ST_ANY},
+	{"VRFY", cmd_vrfy, ST_ANY},
+};
+
+#define N_CMDS (sizeof(smtp_cmds) / sizeof(smtp_cmds[0]))
+
+static void cmd_help(struct session *s, const char *arg)
+{
+	struct buf names = BUF_INIT;
+
+	for (size_t i = 0; i < N_CMDS; i++)
+		buf_printf(&names, " %s", smtp_cmds[i].name);
+	sess_reply(s, "214 2.0.0 Commands:%s", buf_cstr(&names));
+	buf_free(&names);
+}
+
+static void sess_bad_sequence(struct session *s, const struct smtp_cmd *c)
+{
+	const char *why = "bad sequence of commands";
+
+	if (s->state == ST_CONNECT)
+		why = "send HELO/EHLO first";
+	else if (c->fn == cmd_mail)
+		why = "nested MAIL command";
+	else if (c->fn == cmd_rcpt || s->state == ST_HELO)
+		why = "need MAIL command";
+	else if (c->fn == cmd_data)
+		why = "need RCPT command";
+	sess_error(s, "503 5.5.1 Error: %s", why);
+}
+
+/* Runs one command line (CRLF removed, known free of CR, LF and NUL). */
+static void sess_dispatch(struct session *s, char *line)
+{
+	size_t n = strlen(line);
+	char *arg;
+
+	while (n > 0 && line[n - 1] == ' ')
+		line[--n] = '\0';
+	arg = line + strcspn(line, " ");
+	if (*arg)
+		*arg++ = '\0';
+	while (*arg == ' ')
+		arg++;
+	for (size_t i = 0; i < N_CMDS; i++) {
+		if (strcasecmp(line, smtp_cmds[i].name) != 0)
+			continue;
+		if (smtp_cmds[i].states & s->state)
+			smtp_cmds[i].fn(s, arg);
+		else
+			sess_bad_sequence(s, &smtp_cmds[i]);
+		return;
+	}
+	sess_error(s, "500 5.5.2 Error: command not recognized");
+}
+
+/* ------------------------------------------------------- command reader */
+
+/* In an overlong line: drop octets through the next LF, then answer once. */
+static void sess_cmd_discard(struct session *s, struct evbuffer *in, const char *p, size_t look)
+{
+	const char *lf = memchr(p, '\n', look);
+
+	if (lf == NULL) {
+		evbuffer_drain(in, look);
+		return;
+	}
+	evbuffer_drain(in, (size_t)(lf - p) + 1);
+	s->discarding = 0;
+	sess_error(s, "500 5.5.2 Error: line too long");
+}
+
+/* A command line p[0..len) ending in LF: CRLF and nothing else that ends lines. */
+static int cmd_line_clean(const char *p, size_t len)
+{
+	return len >= 2 && p[len - 2] == '\r' && memchr(p, '\r', len - 2) == NULL &&
+	       memchr(p, '\0', len - 2) == NULL;
+}
+
+/* Takes one command line from in; 0 when no complete line is there yet. */
+static int sess_cmd_input(struct session *s, struct evbuffer *in)
+{
+	size_t avail = evbuffer_get_length(in);
+	size_t look = avail < SMTP_LINE_MAX + 1 ? avail : SMTP_LINE_MAX + 1;
+	const char *p = (const char *)evbuffer_pullup(in, (ssize_t)look);
+	const char *lf = memchr(p, '\n', look);
+	char line[SMTP_LINE_MAX];
+	size_t len;
+
+	if (s->discarding) {
+		sess_cmd_discard(s, in, p, look);
+		return 1;
+	}
+	if (lf == NULL) {
+		if (look <= SMTP_LINE_MAX)
+			return 0;
+		s->discarding = 1;
+		return 1;
+	}
+	len = (size_t)(lf - p) + 1;
+	if (len > SMTP_LINE_MAX) {
+		s->discarding = 1;
+		return 1;
+	}
+	if (!cmd_line_clean(p, len)) {
+		evbuffer_drain(in, len);
+		sess_error(s, "500 5.5.2 Syntax error: bare CR or LF or NUL in command");
+		return 1;
+	}
+	memcpy(line, p, len - 2);
+	line[len - 2] = '\0';
+	evbuffer_drain(in, len);
+	sess_dispatch(s, line);
+	return 1;
+}
+
+static void sess_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	while (!s->closing && evbuffer_get_length(in) > 0 &&
+	       evbuffer_get_length(bufferevent_get_output(bev)) <= SMTP_OUT_HIGH) {
+		if (s->state == ST_DATA)
+			sess_data_input(s, in);
+		else if (!sess_cmd_input(s, in))
+			break;
+	}
+	if (s->closing)
+		evbuffer_drain(in, evbuffer_get_length(in));
+	sess_flush(s);
+}
+
+/* -------------------------------------------------------------- listener */
+
+static void srv_refuse(struct smtp_server *srv, evutil_socket_t fd, const char *host)
+{
+	static const char msg[] = "421 4.7.0 Too many connections, try again later\r\n";
+	const char *kv[] = {"client", host, NULL};
+
+	if (send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL) < 0)
+		log_debug("smtp: %s: refusal not sent: %s", host, strerror(errno));
+	evutil_closesocket(fd);
+	event_logkv(EV_CONNECTION_LIMIT, kv, "Connection from %s refused: %d connections already open",
+		    host, srv->nsessions);
+}
+
+static void sess_new(struct smtp_server *srv, evutil_socket_t fd, struct sockaddr *sa)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+	const struct config *cfg = srv->cfg;
+	const char *kv[] = {"client", s->addr, NULL};
+
+	s->srv = srv;
+	s->state = ST_CONNECT;
+	sockaddr_host(sa, s->addr, sizeof(s->addr));
+	s->in_mynetworks = cidr_match_any(cfg->mynetworks, cfg->n_mynetworks, sa);
+	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(s->bev, sess_read_cb, NULL, sess_event_cb, s);
+	sess_set_timeout(s, cfg->smtp_timeout);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->next = srv->sessions;
+	if (srv->sessions)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	event_logkv(EV_CONNECTION_ACCEPTED, kv, "SMTP connection from %s%s", s->addr,
+		    s->in_mynetworks ? " (mynetworks)" : "");
+	sess_reply(s, "220 %s ESMTP dialmail", cfg->hostname);
+}
+
+static void srv_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+			  int salen, void *arg)
+{
+	struct smtp_server *srv = arg;
+	char host[INET6_ADDRSTRLEN];
+
+	if (srv->nsessions >= srv->cfg->max_connections) {
+		sockaddr_host(sa, host, sizeof(host));
+		srv_refuse(srv, fd, host);
+		return;
+	}
+	sess_new(srv, fd, sa);
+}
+
+static void srv_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	log_warn("smtp: accept");
+}
+
+/* "host:port" or "[v6]:port", numeric only. */
+static int srv_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+	const char *colon, *port;
+	char host[INET6_ADDRSTRLEN], *end;
+	size_t hl;
+	long pn;
+
+	memset(ss, 0, sizeof(*ss));
+	if (s[0] == '[') {
+		colon = strstr(s, "]:");
+		hl = colon ? (size_t)(colon - s - 1) : 0;
+		port = colon ? colon + 2 : NULL;
+		s++;
+	} else {
+		colon = strchr(s, ':');
+		hl = colon ? (size_t)(colon - s) : 0;
+		port = colon && !strchr(colon + 1, ':') ? colon + 1 : NULL;
+	}
+	if (port == NULL || hl == 0 || hl >= sizeof(host) || *port == '\0')
+		return -1;
+	errno = 0;
+	pn = strtol(port, &end, 10);
+	if (*end || pn < 1 || pn > 65535 || port[0] < '0' || port[0] > '9')
+		return -1;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1 && s[-1] != '[') {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)pn);
+		*len = sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1 && colon[0] == ']') {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)pn);
+		*len = sizeof(*sin6);
+		return 0;
+	}
+	return -1;
+}
+
+/* A bound, listening, non-blocking socket; -1 with errno. */
+static int srv_socket(const struct sockaddr *sa, socklen_t len)
+{
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int on = 1, err;
+
+	if (fd < 0)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0)
+		goto fail;
+	if (sa->sa_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0)
+		goto fail;
+	if (bind(fd, sa, len) < 0 || listen(fd, 128) < 0)
+		goto fail;
+	return fd;
+fail:
+	err = errno;
+	close(fd);
+	errno = err;
+	return -1;
+}
+
+int smtp_server_listen(struct smtp_server *srv, const char *addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct evconnlistener *l;
+	const char *kv[] = {"address", addr, "error", NULL, NULL};
+	int fd;
+
+	if (srv_parse_addr(addr, &ss, &len) < 0) {
+		kv[3] = "not a numeric host:port or [v6]:port";
+		event_logkv(EV_LISTEN_FAILED, kv, "Cannot listen on %s: %s", addr, kv[3]);
+		return -1;
+	}
+	fd = srv_socket((struct sockaddr *)&ss, len);
+	if (fd < 0) {
+		kv[3] = strerror(errno);
+		event_logkv(EV_LISTEN_FAILED, kv, "Cannot listen on %s: %s", addr, kv[3]);
+		return -1;
+	}
+	l = evconnlistener_new(srv->base, srv_accept_cb, srv, LEV_OPT_CLOSE_ON_FREE, 0, fd);
+	if (l == NULL) {
+		kv[3] = "libevent listener setup failed";
+		close(fd);
+		event_logkv(EV_LISTEN_FAILED, kv, "Cannot listen on %s: %s", addr, kv[3]);
+		return -1;
+	}
+	evconnlistener_set_error_cb(l, srv_accept_error_cb);
+	srv->lev = xrealloc(srv->lev, (srv->nlev + 1) * sizeof(*srv->lev));
+	srv->lev[srv->nlev++] = l;
+	kv[2] = NULL;
+	event_logkv(EV_LISTENING, kv, "SMTP server listening on %s", addr);
+	return 0;
+}
+
+struct smtp_server *smtp_server_new(struct event_base *base, const struct config *cfg,
+				    struct queue *q, void (*on_commit)(const char *qid, void *arg),
+				    void *arg)
+{
+	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
+
+	srv->base = base;
+	srv->cfg = cfg;
+	srv->q = q;
+	srv->on_commit = on_commit;
+	srv->arg = arg;
+	return srv;
+}
+
+void smtp_server_free(struct smtp_server *srv)
+{
+	if (srv == NULL)
+		return;
+	for (size_t i = 0; i < srv->nlev; i++)
+		evconnlistener_free(srv->lev[i]);
+	free(srv->lev);
+	while (srv->sessions)
+		sess_free(srv->sessions);
+	free(srv);
+}

@@ -1,0 +1,162 @@
+# check-config and show-config, and the daemon refusing a bad file: errors
+# name FILE:LINE and the setting, exit status 78 (EX_CONFIG).
+import re
+
+import pytest
+
+SETTINGS = ["listen", "hostname", "local_domains", "local_recipients", "mynetworks",
+            "max_message_size", "max_recipients", "max_connections", "smtp_timeout",
+            "smtp_data_timeout", "min_free_space", "queue_run_interval", "postmaster",
+            "syslog", "diag_initialization", "diag_smtp", "diag_transfer", "diag_queue",
+            "diag_delivery", "diag_dialup", "diag_security"]
+
+GOOD = """# a complete, valid file
+listen = 127.0.0.1:2599, [::1]:2599
+hostname = mx.test.example
+local_domains = example.org, example.net
+local_recipients = alice, bob
+mynetworks = 127.0.0.0/8, 192.0.2.0/24, ::1/128
+max_message_size = 20M
+max_recipients = 50
+max_connections = 20
+smtp_timeout = 5m
+smtp_data_timeout = 10m
+min_free_space = 1M
+queue_run_interval = 30s
+postmaster = alice
+syslog = no
+diag_smtp = maximum
+diag_security = none
+
+[aliases]
+sales = alice, bob
+"""
+
+
+def write(tmp_path, text, name="test.conf"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def output(r):
+    return r.stdout + r.stderr
+
+
+def test_good_file_passes(run_cli, tmp_path):
+    p = write(tmp_path, GOOD)
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 0, output(r)
+
+
+@pytest.mark.parametrize("line,name", [
+    ("max_recipients = lots", "max_recipients"),
+    ("max_recipients = -1", "max_recipients"),
+    ("max_connections = 99999999999999999999", "max_connections"),
+    ("max_message_size = 10Q", "max_message_size"),
+    ("smtp_timeout = soon", "smtp_timeout"),
+    ("mynetworks = 10.0.0.0/33", "mynetworks"),
+    ("mynetworks = 300.1.2.3/8", "mynetworks"),
+    ("syslog = perhaps", "syslog"),
+    ("diag_smtp = loud", "diag_smtp"),
+    ("listen = 127.0.0.1:notaport", "listen"),
+])
+def test_bad_value_names_file_line_and_setting(run_cli, tmp_path, line, name):
+    p = write(tmp_path, "# comment\n\n" + line + "\nmax_recipients = 5\n")
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 78, (line, r.returncode, output(r))
+    assert "%s:3" % p in output(r), output(r)
+    assert name in output(r)
+
+
+def test_unknown_setting_is_an_error(run_cli, tmp_path):
+    p = write(tmp_path, "hostname = mx.test.example\nfrobnicate = yes\n")
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 78, output(r)
+    assert "%s:2" % p in output(r)
+    assert "frobnicate" in output(r)
+
+
+def test_line_without_equals_is_an_error(run_cli, tmp_path):
+    p = write(tmp_path, "hostname = mx.test.example\n\n\njust some words\n")
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 78
+    assert "%s:4" % p in output(r), output(r)
+
+
+def test_every_error_is_reported(run_cli, tmp_path):
+    p = write(tmp_path, "max_recipients = x\nbogus = 1\nsmtp_timeout = y\n")
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 78
+    for n, name in ((1, "max_recipients"), (2, "bogus"), (3, "smtp_timeout")):
+        assert re.search(r"%s:%d\b.*%s" % (re.escape(str(p)), n, name), output(r)), output(r)
+
+
+def test_missing_file_is_an_error(run_cli, tmp_path):
+    r = run_cli("check-config", "--config", str(tmp_path / "nope.conf"))
+    assert r.returncode == 78
+    assert "nope.conf" in output(r)
+
+
+def test_daemon_refuses_a_bad_file(run_cli, tmp_path):
+    p = write(tmp_path, "listen = 127.0.0.1:2599\nmax_recipients = lots\n")
+    r = run_cli("daemon", "--dir", str(tmp_path / "spool"), "--config", str(p), timeout=20)
+    assert r.returncode == 78
+    assert "%s:2" % p in output(r) and "max_recipients" in output(r)
+
+
+def settings_of(text):
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-z_][a-z0-9_]*) = ?(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def test_show_config_defaults_without_a_file(run_cli):
+    r = run_cli("show-config")
+    assert r.returncode == 0, output(r)
+    assert re.search(r"(?m)^listen = 127\.0\.0\.1:2525$", r.stdout), r.stdout
+    s = settings_of(r.stdout)
+    missing = [n for n in SETTINGS if n not in s]
+    assert missing == [], r.stdout
+    assert s["max_recipients"] == "100" and s["max_connections"] == "100"
+    assert "localhost" in s["local_domains"]
+    assert "127.0.0.0/8" in s["mynetworks"] and "::1/128" in s["mynetworks"]
+
+
+def test_show_config_shows_file_values(run_cli, tmp_path):
+    p = write(tmp_path, GOOD)
+    s = settings_of(run_cli("show-config", "--config", str(p)).stdout)
+    assert s["max_recipients"] == "50"
+    assert s["hostname"] == "mx.test.example"
+    assert "192.0.2.0/24" in s["mynetworks"]
+    assert s["diag_smtp"] == "maximum"
+
+
+def test_show_config_n_lists_only_changed(run_cli, tmp_path):
+    r = run_cli("show-config", "-n")
+    assert r.returncode == 0
+    assert settings_of(r.stdout) == {}, r.stdout
+    p = write(tmp_path, "max_recipients = 7\nhostname = mx.test.example\n")
+    r = run_cli("show-config", "-n", "--config", str(p))
+    assert r.returncode == 0, output(r)
+    assert settings_of(r.stdout) == {"max_recipients": "7", "hostname": "mx.test.example"}
+
+
+def test_show_config_output_is_a_valid_config(run_cli, tmp_path):
+    for args in ([], ["--config", str(write(tmp_path, GOOD, "good.conf"))]):
+        text = run_cli("show-config", *args).stdout
+        p = write(tmp_path, text, "roundtrip.conf")
+        r = run_cli("check-config", "--config", str(p))
+        assert r.returncode == 0, (args, output(r), text)
+        again = run_cli("show-config", "--config", str(p)).stdout
+        assert settings_of(again) == settings_of(text)
+
+
+def test_version_and_unknown_command(run_cli):
+    r = run_cli("version")
+    assert r.returncode == 0 and re.match(r"dialmail \d+\.\d+\.\d+", r.stdout)
+    r = run_cli("no-such-command")
+    assert r.returncode == 64 and "no-such-command" in r.stderr

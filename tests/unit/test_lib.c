@@ -1,0 +1,137 @@
+/* Unit tests of src/lib: buffers, string lists, CIDR matching, durable files, clock. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lib/buf.h"
+#include "lib/cidr.h"
+#include "lib/clock.h"
+#include "lib/fsutil.h"
+#include "lib/strlist.h"
+
+static void test_buf_grows_and_terminates(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	assert_string_equal(buf_cstr(&b), "");
+	for (int i = 0; i < 1000; i++)
+		buf_printf(&b, "%d,", i);
+	assert_int_equal(b.len, strlen(b.data));
+	assert_memory_equal(b.data, "0,1,2,", 6);
+	buf_append(&b, "\0x", 2);
+	assert_int_equal(b.data[b.len], '\0');
+	buf_reset(&b);
+	assert_int_equal(b.len, 0);
+	buf_free(&b);
+}
+
+static void test_strlist_split(void **state)
+{
+	struct strlist l = {0};
+
+	strlist_split(&l, " a, b ,c\td,,");
+	assert_int_equal(l.n, 4);
+	assert_string_equal(l.v[3], "d");
+	assert_true(strlist_has(&l, "b"));
+	assert_false(strlist_has(&l, "B"));
+	assert_true(strlist_has_nocase(&l, "B"));
+	strlist_free(&l);
+}
+
+static struct sockaddr_in6 v6(const char *s)
+{
+	struct sockaddr_in6 a;
+	memset(&a, 0, sizeof(a));
+	a.sin6_family = AF_INET6;
+	assert_int_equal(inet_pton(AF_INET6, s, &a.sin6_addr), 1);
+	return a;
+}
+
+static struct sockaddr_in v4(const char *s)
+{
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, s, &a.sin_addr), 1);
+	return a;
+}
+
+static void test_cidr(void **state)
+{
+	struct cidr c;
+	struct sockaddr_in a = v4("192.0.2.77"), b = v4("192.0.3.1");
+	struct sockaddr_in6 m = v6("::ffff:192.0.2.5"), l = v6("::1");
+
+	assert_int_equal(cidr_parse("192.0.2.0/24", &c), 0);
+	assert_true(cidr_match(&c, (struct sockaddr *)&a));
+	assert_false(cidr_match(&c, (struct sockaddr *)&b));
+	assert_true(cidr_match(&c, (struct sockaddr *)&m));
+	assert_false(cidr_match(&c, (struct sockaddr *)&l));
+	assert_int_equal(cidr_parse("::1", &c), 0);
+	assert_int_equal(c.prefix, 128);
+	assert_true(cidr_match(&c, (struct sockaddr *)&l));
+	assert_int_equal(cidr_parse("10.0.0.0/33", &c), -1);
+	assert_int_equal(cidr_parse("10.0.0.0/", &c), -1);
+	assert_int_equal(cidr_parse("example.org/8", &c), -1);
+	assert_int_equal(cidr_parse("192.0.2.128/25", &c), 0);
+	assert_false(cidr_match(&c, (struct sockaddr *)&a));
+}
+
+static void test_fs_write_atomic(void **state)
+{
+	char dir[] = "/tmp/dm-lib-XXXXXX";
+	struct buf got = BUF_INIT;
+	char cmd[64];
+	char *path;
+
+	assert_non_null(mkdtemp(dir));
+	path = malloc(strlen(dir) + 16);
+	sprintf(path, "%s/a/b/f", dir);
+	assert_int_equal(fs_mkdirs(path, 0700), 0);
+	strcat(path, "/x");
+	assert_int_equal(fs_write_atomic(path, "one", 3, 0600), 0);
+	assert_int_equal(fs_write_atomic(path, "two!", 4, 0600), 0);
+	assert_int_equal(fs_read_file(path, &got), 0);
+	assert_string_equal(got.data, "two!");
+	assert_int_equal(fs_read_file("/nonexistent/x", &got), -1);
+	buf_free(&got);
+	free(path);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_clock_fake(void **state)
+{
+	char out[64];
+
+	clock_set_fake(1764072444123000LL);
+	assert_int_equal(clock_now(), 1764072444);
+	clock_iso8601(clock_usec(), out, sizeof(out));
+	assert_string_equal(out, "2025-11-25T12:07:24.123Z");
+	clock_advance(1000000);
+	assert_int_equal(clock_now(), 1764072445);
+	clock_set_fake(0);
+	assert_true(clock_now() > 1764072445);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buf_grows_and_terminates),
+		cmocka_unit_test(test_strlist_split),
+		cmocka_unit_test(test_cidr),
+		cmocka_unit_test(test_fs_write_atomic),
+		cmocka_unit_test(test_clock_fake),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,206 @@
+/* Maildir delivery: the exact bytes that land in new/ (our two headers, LF
+ * line ends), an empty tmp/, unique names, and temporary failure when the
+ * mailbox cannot be created. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "daemon/maildir.h"
+#include "lib/clock.h"
+#include "lib/fsutil.h"
+#include "lib/strlist.h"
+#include "lib/xmalloc.h"
+#include "queue/queue.h"
+
+struct fixture {
+	char dir[64];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+
+	strcpy(f->dir, "/tmp/dialmail-maildir-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char *cmd = xasprintf("rm -rf '%s'", f->dir);
+
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", f->dir);
+	free(cmd);
+	free(f);
+	return 0;
+}
+
+/* Names of the entries in path (not . and ..), sorted, into names. */
+static size_t list_dir(const char *path, struct strlist *names)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			strlist_add(names, e->d_name);
+	closedir(d);
+	return names->n;
+}
+
+static void read_only_file(const char *dir, struct buf *out, char **name)
+{
+	struct strlist names = {0};
+	char *path;
+
+	assert_int_equal(list_dir(dir, &names), 1);
+	path = xasprintf("%s/%s", dir, names.v[0]);
+	assert_int_equal(fs_read_file(path, out), 0);
+	if (name)
+		*name = xstrdup(names.v[0]);
+	free(path);
+	strlist_free(&names);
+}
+
+static void test_deliver_exact_bytes(void **state)
+{
+	struct fixture *f = *state;
+	const char wire[] = "Received: from x\r\n\tby y\r\nSubject: hi\r\n\r\nline 1\r\n"
+			    ".dot\r\nlast\r\n";
+	const char want[] = "Return-Path: <carol@example.net>\nDelivered-To: alice@example.org\n"
+			    "Received: from x\n\tby y\nSubject: hi\n\nline 1\n.dot\nlast\n";
+	struct buf content = BUF_INIT, reply = BUF_INIT, got = BUF_INIT;
+	struct strlist names = {0};
+	struct stat st;
+	char *md = maildir_path(f->dir, "alice");
+	char *sub = NULL, *name = NULL;
+
+	buf_append(&content, wire, sizeof(wire) - 1);
+	assert_int_equal(maildir_deliver(f->dir, "alice", "carol@example.net", "alice@example.org",
+					 &content, &reply),
+			 Q_OK);
+	assert_non_null(strstr(buf_cstr(&reply), "2.0.0"));
+
+	sub = xasprintf("%s/new", md);
+	read_only_file(sub, &got, &name);
+	assert_int_equal(got.len, sizeof(want) - 1);
+	assert_memory_equal(got.data, want, got.len);
+	/* <sec>.M<usec>P<pid>Q<seq>.<host> */
+	assert_non_null(strstr(name, ".M"));
+	assert_non_null(strchr(name, 'P'));
+	assert_non_null(strchr(name, 'Q'));
+	free(sub);
+
+	sub = xasprintf("%s/tmp", md);
+	assert_int_equal(list_dir(sub, &names), 0);
+	free(sub);
+	sub = xasprintf("%s/cur", md);
+	assert_int_equal(stat(sub, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	assert_int_equal(list_dir(sub, &names), 0);
+
+	free(sub);
+	free(name);
+	free(md);
+	buf_free(&content);
+	buf_free(&reply);
+	buf_free(&got);
+}
+
+static void test_null_sender_and_unique_names(void **state)
+{
+	struct fixture *f = *state;
+	struct buf content = BUF_INIT, reply = BUF_INIT, got = BUF_INIT;
+	struct strlist names = {0};
+	char *md = maildir_path(f->dir, "bob"), *newdir = xasprintf("%s/new", md);
+
+	buf_puts(&content, "Subject: bounce\r\n\r\nbody\r\n");
+	clock_set_fake(1700000000LL * 1000000);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(
+		    maildir_deliver(f->dir, "bob", "", "bob@example.org", &content, &reply), Q_OK);
+	clock_set_fake(0);
+	/* three deliveries in the same microsecond still get three files */
+	assert_int_equal(list_dir(newdir, &names), 3);
+	for (size_t i = 0; i < names.n; i++) {
+		char *p = xasprintf("%s/%s", newdir, names.v[i]);
+
+		buf_reset(&got);
+		assert_int_equal(fs_read_file(p, &got), 0);
+		assert_string_equal(buf_cstr(&got), "Return-Path: <>\n"
+						    "Delivered-To: bob@example.org\n"
+						    "Subject: bounce\n\nbody\n");
+		free(p);
+	}
+	strlist_free(&names);
+	free(md);
+	free(newdir);
+	buf_free(&content);
+	buf_free(&reply);
+	buf_free(&got);
+}
+
+static void test_mailbox_blocked_is_tempfail(void **state)
+{
+	struct fixture *f = *state;
+	struct buf content = BUF_INIT, reply = BUF_INIT;
+	char *maildir = xasprintf("%s/mail", f->dir), *userdir = xasprintf("%s/mail/dave", f->dir);
+	FILE *fp;
+
+	/* A regular file where the user's directory should be: mkdir fails
+	 * even for root, as a full or broken file system would. */
+	assert_int_equal(mkdir(maildir, 0700), 0);
+	fp = fopen(userdir, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	buf_puts(&content, "Subject: x\r\n\r\nx\r\n");
+	assert_int_equal(
+	    maildir_deliver(f->dir, "dave", "a@b", "dave@example.org", &content, &reply),
+	    Q_TEMPFAIL);
+	assert_true(strncmp(buf_cstr(&reply), "4.", 2) == 0);
+	free(maildir);
+	free(userdir);
+	buf_free(&content);
+	buf_free(&reply);
+}
+
+static void test_bad_user_is_permfail_and_creates_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct buf content = BUF_INIT, reply = BUF_INIT;
+	struct strlist names = {0};
+
+	buf_puts(&content, "x\r\n");
+	assert_int_equal(maildir_deliver(f->dir, "../etc", "", "x@y", &content, &reply),
+			 Q_PERMFAIL);
+	assert_int_equal(maildir_deliver(f->dir, "a/b", "", "x@y", &content, &reply), Q_PERMFAIL);
+	assert_int_equal(list_dir(f->dir, &names), 0);
+	buf_free(&content);
+	buf_free(&reply);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_deliver_exact_bytes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_null_sender_and_unique_names, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mailbox_blocked_is_tempfail, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_user_is_permfail_and_creates_nothing, setup,
+					    teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,740 @@
+/* Unit tests of the durable queue: files on disk byte for byte, ids, state,
+ * removal, scan order, damaged files moved to corrupt/ with event 3013,
+ * recovery of tmp/ and orphan state, refused envelopes, a full disk. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "daemon/event.h"
+#include "lib/buf.h"
+#include "lib/fsutil.h"
+#include "lib/xmalloc.h"
+#include "queue/queue.h"
+#include "queue/queue_file.h"
+
+struct fixture {
+	char dir[64];
+	struct queue *q;
+};
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_queue.XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	if (event_open(f->dir, NULL, 0) < 0)
+		return -1;
+	f->q = queue_open(f->dir);
+	if (f->q == NULL)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	queue_close(f->q);
+	event_close();
+	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+/* Path of name under the fixture's sub directory (static buffer). */
+static const char *path_of(struct fixture *f, const char *sub, const char *name)
+{
+	static char p[2][512];
+	static int k;
+
+	k ^= 1;
+	snprintf(p[k], sizeof(p[k]), "%s/%s/%s", f->dir, sub, name);
+	return p[k];
+}
+
+static int exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+static size_t count_dir(struct fixture *f, const char *sub)
+{
+	char p[512];
+	DIR *d;
+	struct dirent *de;
+	size_t n = 0;
+
+	snprintf(p, sizeof(p), "%s/%s", f->dir, sub);
+	d = opendir(p);
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void read_file(const char *path, struct buf *b)
+{
+	buf_reset(b);
+	assert_int_equal(fs_read_file(path, b), 0);
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(fs_write_all(fd, data, len), 0);
+	close(fd);
+}
+
+static void env_basic(struct q_env *env, const char *sender)
+{
+	memset(env, 0, sizeof(*env));
+	env->sender = xstrdup(sender);
+	env->client = xstrdup("192.0.2.7");
+	env->helo = xstrdup("client.example.net");
+	env->message_id = xstrdup("<m1@example.net>");
+	q_env_add_rcpt(env, "alice@example.org");
+	q_env_add_rcpt(env, "bob@example.org");
+}
+
+/* Commits text as the content of a basic message; returns its id in id. */
+static void commit_text(struct fixture *f, const char *text, char id[QUEUE_ID_MAX])
+{
+	struct q_env env;
+	struct iovec iov = {(void *)text, strlen(text)};
+
+	env_basic(&env, "sender@example.net");
+	assert_int_equal(queue_commit(f->q, &env, &iov, 1), Q_OK);
+	strcpy(id, env.id);
+	q_env_free(&env);
+}
+
+/* Number of events.jsonl lines with this id whose text contains needle. */
+static int count_events(struct fixture *f, int id, const char *needle)
+{
+	char p[512];
+	FILE *fp;
+	char line[4096];
+	int n = 0;
+
+	snprintf(p, sizeof(p), "%s/log/events.jsonl", f->dir);
+	fp = fopen(p, "r");
+	if (fp == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), fp)) {
+		json_t *o = json_loads(line, 0, NULL);
+		assert_non_null(o);
+		const char *text = json_string_value(json_object_get(o, "text"));
+		if (json_integer_value(json_object_get(o, "id")) == id && text &&
+		    strstr(text, needle))
+			n++;
+		json_decref(o);
+	}
+	fclose(fp);
+	return n;
+}
+
+static void test_crc32_known_value(void **state)
+{
+	/* The standard check value of CRC-32/IEEE (same as zlib's crc32). */
+	assert_int_equal(queue_file_crc32(0, "123456789", 9), 0xCBF43926u);
+	assert_int_equal(queue_file_crc32(queue_file_crc32(0, "1234", 4), "56789", 5), 0xCBF43926u);
+}
+
+static void test_roundtrip_binary_no_final_crlf(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env env, got;
+	struct buf content = BUF_INIT, file = BUF_INIT;
+	unsigned char bin[1024];
+	const char *head = "Received: from x\r\nSubject: caf\xc3\xa9\r\n\r\n.\r\n..dot\r\n";
+	char end[64];
+
+	for (size_t i = 0; i < sizeof(bin); i++)
+		bin[i] = (unsigned char)(i * 7 + 3); /* every byte value, NUL, bare CR/LF */
+	struct iovec iov[3] = {{(void *)head, strlen(head)}, {bin, sizeof(bin)}, {"tail", 4}};
+	size_t total = strlen(head) + sizeof(bin) + 4;
+
+	env_basic(&env, "");
+	env.helo = (free(env.helo), NULL);
+	assert_int_equal(queue_commit(f->q, &env, iov, 3), Q_OK);
+	assert_true(queue_id_valid(env.id));
+	assert_int_equal(env.size, total);
+	assert_true(exists(path_of(f, "queue", env.id)));
+	assert_int_equal(count_dir(f, "tmp"), 0);
+
+	/* On disk: magic first, end record with size last. */
+	read_file(path_of(f, "queue", env.id), &file);
+	assert_memory_equal(file.data, "DIALMAIL-QUEUE 1\nid ", 20);
+	snprintf(end, sizeof(end), "tail\nEND %zu ", total);
+	assert_non_null(memmem(file.data, file.len, end, strlen(end)));
+	assert_int_equal(file.data[file.len - 1], '\n');
+
+	assert_int_equal(queue_load(f->q, env.id, &got, &content), Q_OK);
+	assert_int_equal(content.len, total);
+	assert_memory_equal(content.data, head, strlen(head));
+	assert_memory_equal(content.data + strlen(head), bin, sizeof(bin));
+	assert_memory_equal(content.data + total - 4, "tail", 4);
+	assert_string_equal(got.id, env.id);
+	assert_string_equal(got.sender, "");
+	assert_string_equal(got.client, "192.0.2.7");
+	assert_null(got.helo);
+	assert_string_equal(got.message_id, "<m1@example.net>");
+	assert_int_equal(got.created, env.created);
+	assert_int_equal(got.size, total);
+	assert_int_equal(got.nrcpt, 2);
+	assert_string_equal(got.rcpt[1].addr, "bob@example.org");
+	assert_int_equal(got.rcpt[1].state, RCPT_PENDING);
+	q_env_free(&got);
+	q_env_free(&env);
+	buf_free(&content);
+	buf_free(&file);
+}
+
+static void test_empty_content_and_helo(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env env, got;
+	struct buf content = BUF_INIT;
+
+	env_basic(&env, "s@x");
+	assert_int_equal(queue_commit(f->q, &env, NULL, 0), Q_OK);
+	assert_int_equal(queue_load(f->q, env.id, &got, &content), Q_OK);
+	assert_int_equal(content.len, 0);
+	assert_string_equal(got.helo, "client.example.net");
+	q_env_free(&got);
+	q_env_free(&env);
+	buf_free(&content);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static void test_ids_unique_sorted_shape(void **state)
+{
+	enum { N = 20000 };
+	char(*ids)[QUEUE_ID_MAX] = xcalloc(N, QUEUE_ID_MAX);
+
+	for (int i = 0; i < N; i++) {
+		queue_new_id(ids[i]);
+		assert_int_equal(strlen(ids[i]), 22);
+		assert_true(queue_id_valid(ids[i]));
+		if (i > 0)
+			assert_true(strcmp(ids[i - 1], ids[i]) < 0);
+	}
+	qsort(ids, N, QUEUE_ID_MAX, cmp_str);
+	for (int i = 1; i < N; i++)
+		assert_string_not_equal(ids[i - 1], ids[i]);
+	free(ids);
+}
+
+static void test_invalid_ids_refused(void **state)
+{
+	struct fixture *f = *state;
+	const char *bad[] = {"../queue/x",
+			     "",
+			     "0123456789ABCDEF01234",
+			     "0123456789ABCDEF0123456",
+			     "0123456789abcdef012345",
+			     "0123456789ABCDEF01234/",
+			     "..",
+			     "0123456789ABCDEF01234G"};
+	struct q_env env;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_false(queue_id_valid(bad[i]));
+		errno = 0;
+		assert_int_equal(queue_load(f->q, bad[i], &env, NULL), Q_PERMFAIL);
+		assert_int_equal(errno, EINVAL);
+		errno = 0;
+		assert_int_equal(queue_remove(f->q, bad[i]), Q_PERMFAIL);
+		assert_int_equal(errno, EINVAL);
+	}
+	assert_false(queue_id_valid(NULL));
+	assert_true(queue_id_valid("0123456789ABCDEF012345"));
+}
+
+static void test_crlf_in_envelope_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env env;
+	struct iovec iov = {"x\r\n", 3};
+
+	for (int which = 0; which < 4; which++) {
+		env_basic(&env, which == 0 ? "a@b\r\nrcpt evil@x" : "a@b");
+		if (which == 1)
+			q_env_add_rcpt(&env, "c@d\nrcpt evil@x");
+		if (which == 2)
+			env.helo = (free(env.helo), xstrdup("h\rx"));
+		if (which == 3) /* no recipient at all */
+			while (env.nrcpt)
+				free(env.rcpt[--env.nrcpt].addr);
+		errno = 0;
+		assert_int_equal(queue_commit(f->q, &env, &iov, 1), Q_PERMFAIL);
+		assert_int_equal(errno, EINVAL);
+		q_env_free(&env);
+	}
+	assert_int_equal(count_dir(f, "queue"), 0);
+	assert_int_equal(count_dir(f, "tmp"), 0);
+}
+
+/* A Message-ID header value is informational: CR/LF are made spaces, not refused. */
+static void test_message_id_newline_sanitised(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env env, got;
+	struct iovec iov = {"x\r\n", 3};
+
+	env_basic(&env, "a@b");
+	env.message_id = (free(env.message_id), xstrdup("<a\r\n b@c>"));
+	assert_int_equal(queue_commit(f->q, &env, &iov, 1), Q_OK);
+	assert_int_equal(queue_load(f->q, env.id, &got, NULL), Q_OK);
+	assert_string_equal(got.message_id, "<a   b@c>");
+	q_env_free(&got);
+	q_env_free(&env);
+}
+
+static void test_state_update_reload(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env env, got;
+	struct iovec iov = {"Subject: s\r\n\r\nbody\r\n", 20};
+	const char *reply = "550 5.1.1 <bob>: no such user\r\n100% sure\x01";
+
+	env_basic(&env, "a@b");
+	q_env_add_rcpt(&env, "carol with space@example.org");
+	assert_int_equal(queue_commit(f->q, &env, &iov, 1), Q_OK);
+	assert_false(exists(path_of(f, "state", env.id)));
+
+	env.rcpt[0].state = RCPT_DELIVERED;
+	env.rcpt[0].attempts = 1;
+	env.rcpt[1].state = RCPT_FAILED;
+	env.rcpt[1].attempts = 3;
+	env.rcpt[1].last_reply = xstrdup(reply);
+	env.rcpt[2].attempts = 2;
+	env.rcpt[2].next_attempt = 1900000000;
+	assert_int_equal(queue_update(f->q, &env), Q_OK);
+	assert_true(exists(path_of(f, "state", env.id)));
+	assert_int_equal(count_dir(f, "state"), 1); /* no temp left behind */
+
+	assert_int_equal(queue_load(f->q, env.id, &got, NULL), Q_OK);
+	assert_int_equal(got.nrcpt, 3);
+	assert_int_equal(got.rcpt[0].state, RCPT_DELIVERED);
+	assert_int_equal(got.rcpt[0].attempts, 1);
+	assert_null(got.rcpt[0].last_reply);
+	assert_int_equal(got.rcpt[1].state, RCPT_FAILED);
+	assert_int_equal(got.rcpt[1].attempts, 3);
+	assert_string_equal(got.rcpt[1].last_reply, reply);
+	assert_int_equal(got.rcpt[2].state, RCPT_PENDING);
+	assert_int_equal(got.rcpt[2].attempts, 2);
+	assert_int_equal(got.rcpt[2].next_attempt, 1900000000);
+	assert_string_equal(got.rcpt[2].addr, "carol with space@example.org");
+
+	/* A second update replaces the first. */
+	got.rcpt[2].state = RCPT_DELIVERED;
+	assert_int_equal(queue_update(f->q, &got), Q_OK);
+	q_env_free(&got);
+	assert_int_equal(queue_load(f->q, env.id, &got, NULL), Q_OK);
+	assert_int_equal(got.rcpt[2].state, RCPT_DELIVERED);
+	assert_string_equal(got.rcpt[1].last_reply, reply);
+	q_env_free(&got);
+	q_env_free(&env);
+}
+
+static void test_remove(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env env;
+	char id[QUEUE_ID_MAX], keep[QUEUE_ID_MAX];
+
+	commit_text(f, "one\r\n", id);
+	commit_text(f, "two\r\n", keep);
+	assert_int_equal(queue_load(f->q, id, &env, NULL), Q_OK);
+	env.rcpt[0].state = RCPT_DELIVERED;
+	assert_int_equal(queue_update(f->q, &env), Q_OK);
+	q_env_free(&env);
+
+	assert_int_equal(queue_remove(f->q, id), Q_OK);
+	assert_false(exists(path_of(f, "queue", id)));
+	assert_false(exists(path_of(f, "state", id)));
+	assert_true(exists(path_of(f, "queue", keep)));
+	errno = 0;
+	assert_int_equal(queue_load(f->q, id, &env, NULL), Q_PERMFAIL);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(queue_remove(f->q, id), Q_PERMFAIL);
+	assert_int_equal(count_dir(f, "corrupt"), 0); /* missing is not damaged */
+}
+
+struct scan_acc {
+	char ids[64][QUEUE_ID_MAX];
+	int n, stop_at;
+};
+
+static int scan_cb(const char *id, void *arg)
+{
+	struct scan_acc *a = arg;
+
+	strcpy(a->ids[a->n++], id);
+	return a->n == a->stop_at;
+}
+
+static void test_scan_order_and_stop(void **state)
+{
+	struct fixture *f = *state;
+	char ids[40][QUEUE_ID_MAX];
+	struct scan_acc acc = {.n = 0, .stop_at = 0};
+
+	for (int i = 0; i < 40; i++)
+		commit_text(f, "x\r\n", ids[i]);
+	/* Foreign names in queue/ are not listed. */
+	write_file(path_of(f, "queue", "README"), "x", 1);
+	assert_int_equal(queue_scan(f->q, scan_cb, &acc), Q_OK);
+	assert_int_equal(acc.n, 40);
+	for (int i = 0; i < 40; i++)
+		assert_string_equal(acc.ids[i], ids[i]);
+
+	memset(&acc, 0, sizeof(acc));
+	acc.stop_at = 5;
+	assert_int_equal(queue_scan(f->q, scan_cb, &acc), Q_OK);
+	assert_int_equal(acc.n, 5);
+}
+
+/* A caller-drawn id is used; an id already queued gets a fresh one (EEXIST). */
+static void test_caller_id_and_collision(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env env;
+	struct iovec iov = {"x\r\n", 3};
+	char mine[QUEUE_ID_MAX], first[QUEUE_ID_MAX];
+
+	queue_new_id(mine);
+	env_basic(&env, "a@b");
+	strcpy(env.id, mine);
+	assert_int_equal(queue_commit(f->q, &env, &iov, 1), Q_OK);
+	assert_string_equal(env.id, mine);
+	strcpy(first, env.id);
+	q_env_free(&env);
+
+	env_basic(&env, "c@d");
+	strcpy(env.id, first);
+	assert_int_equal(queue_commit(f->q, &env, &iov, 1), Q_OK);
+	assert_string_not_equal(env.id, first);
+	assert_int_equal(count_dir(f, "queue"), 2);
+	assert_int_equal(count_dir(f, "tmp"), 0);
+	q_env_free(&env);
+	/* The first message is untouched. */
+	assert_int_equal(queue_load(f->q, first, &env, NULL), Q_OK);
+	assert_string_equal(env.sender, "a@b");
+	q_env_free(&env);
+}
+
+static void truncate_to(const char *path, off_t len)
+{
+	assert_int_equal(truncate(path, len), 0);
+}
+
+static void test_truncated_files_moved_to_corrupt(void **state)
+{
+	struct fixture *f = *state;
+	struct buf file = BUF_INIT, moved = BUF_INIT, before[12];
+	char good[QUEUE_ID_MAX], ids[12][QUEUE_ID_MAX];
+	const char *text = "Subject: t\r\n\r\nsome body text\r\n";
+	size_t full, offs[12];
+	int n_ok = -1, n_bad = -1, k = 0;
+
+	commit_text(f, text, good);
+	read_file(path_of(f, "queue", good), &file);
+	full = file.len;
+	const char *content = memmem(file.data, file.len, "Subject", 7);
+	size_t hdr = (size_t)(content - file.data);
+	size_t cut[] = {
+	    0, 1, 10, 16, 17, 40, hdr - 1, hdr, hdr + 5, hdr + strlen(text), full - 4, full - 1};
+
+	for (k = 0; k < 12; k++) {
+		commit_text(f, text, ids[k]);
+		offs[k] = cut[k];
+		truncate_to(path_of(f, "queue", ids[k]), (off_t)offs[k]);
+		buf_init(&before[k]);
+		read_file(path_of(f, "queue", ids[k]), &before[k]);
+	}
+	assert_int_equal(queue_recover(f->q, &n_ok, &n_bad), Q_OK);
+	assert_int_equal(n_ok, 1);
+	assert_int_equal(n_bad, 12);
+	assert_int_equal(count_dir(f, "queue"), 1);
+	assert_true(exists(path_of(f, "queue", good)));
+	for (k = 0; k < 12; k++) {
+		/* Never deleted: the same bytes are in corrupt/. */
+		assert_false(exists(path_of(f, "queue", ids[k])));
+		read_file(path_of(f, "corrupt", ids[k]), &moved);
+		assert_int_equal(moved.len, offs[k]);
+		assert_memory_equal(moved.data, before[k].data, offs[k]);
+		buf_free(&before[k]);
+		assert_int_equal(count_events(f, EV_QUEUE_CORRUPT, ids[k]), 1);
+	}
+	/* A second recovery finds nothing more to do. */
+	assert_int_equal(queue_recover(f->q, &n_ok, &n_bad), Q_OK);
+	assert_int_equal(n_ok, 1);
+	assert_int_equal(n_bad, 0);
+	buf_free(&file);
+	buf_free(&moved);
+}
+
+static void test_flipped_byte_detected_on_load(void **state)
+{
+	struct fixture *f = *state;
+	struct buf file = BUF_INIT;
+	struct q_env env;
+	struct buf content = BUF_INIT;
+	char id[QUEUE_ID_MAX];
+
+	commit_text(f, "Subject: flip\r\n\r\nHello world\r\n", id);
+	read_file(path_of(f, "queue", id), &file);
+	char *w = memmem(file.data, file.len, "Hello", 5);
+	w[1] ^= 0x20; /* "hEllo": same size, only the CRC can tell */
+	write_file(path_of(f, "queue", id), file.data, file.len);
+
+	assert_int_equal(queue_load(f->q, id, &env, &content), Q_PERMFAIL);
+	assert_int_equal(errno, EBADMSG);
+	assert_int_equal(content.len, 0);
+	assert_false(exists(path_of(f, "queue", id)));
+	assert_true(exists(path_of(f, "corrupt", id)));
+	assert_int_equal(count_events(f, EV_QUEUE_CORRUPT, "checksum mismatch"), 1);
+	buf_free(&file);
+	buf_free(&content);
+}
+
+static void test_garbage_version_and_foreign_names(void **state)
+{
+	struct fixture *f = *state;
+	char g[QUEUE_ID_MAX], v[QUEUE_ID_MAX], e[QUEUE_ID_MAX], good[QUEUE_ID_MAX];
+	struct buf file = BUF_INIT;
+	int n_ok, n_bad;
+
+	commit_text(f, "ok\r\n", good);
+	queue_new_id(g);
+	write_file(path_of(f, "queue", g),
+		   "\x7f"
+		   "ELF garbage\n\0\0\0",
+		   16);
+	commit_text(f, "v\r\n", v);
+	read_file(path_of(f, "queue", v), &file);
+	file.data[15] = '2'; /* "DIALMAIL-QUEUE 2" */
+	write_file(path_of(f, "queue", v), file.data, file.len);
+	queue_new_id(e);
+	write_file(path_of(f, "queue", e), "", 0);
+	write_file(path_of(f, "queue", "junk.txt"), "hello", 5);
+	/* corrupt/ already holds a file of that name: it must not be replaced. */
+	write_file(path_of(f, "corrupt", "junk.txt"), "older", 5);
+
+	assert_int_equal(queue_recover(f->q, &n_ok, &n_bad), Q_OK);
+	assert_int_equal(n_ok, 1);
+	assert_int_equal(n_bad, 4);
+	assert_int_equal(count_dir(f, "queue"), 1);
+	assert_true(exists(path_of(f, "corrupt", g)));
+	assert_true(exists(path_of(f, "corrupt", v)));
+	assert_true(exists(path_of(f, "corrupt", e)));
+	read_file(path_of(f, "corrupt", "junk.txt"), &file);
+	assert_string_equal(file.data, "older");
+	read_file(path_of(f, "corrupt", "junk.txt.1"), &file);
+	assert_string_equal(file.data, "hello");
+	assert_int_equal(count_events(f, EV_QUEUE_CORRUPT, "bad magic"), 1);
+	assert_int_equal(count_events(f, EV_QUEUE_CORRUPT, "unsupported version"), 1);
+	assert_int_equal(count_events(f, EV_QUEUE_CORRUPT, "empty file"), 1);
+	assert_int_equal(count_events(f, EV_QUEUE_CORRUPT, "junk.txt"), 1);
+	buf_free(&file);
+}
+
+/* Content altered along with a matching length but a wrong size record, or
+ * trailing bytes after END: both are damage, not mail. */
+static void test_size_mismatch_and_trailing_data(void **state)
+{
+	struct fixture *f = *state;
+	char a[QUEUE_ID_MAX], b[QUEUE_ID_MAX];
+	struct buf file = BUF_INIT;
+	struct q_env env;
+
+	commit_text(f, "abc\r\n", a);
+	read_file(path_of(f, "queue", a), &file);
+	char *s = memmem(file.data, file.len, "size 5\n", 7);
+	s[5] = '4';
+	write_file(path_of(f, "queue", a), file.data, file.len);
+	assert_int_equal(queue_load(f->q, a, &env, NULL), Q_PERMFAIL);
+	assert_true(exists(path_of(f, "corrupt", a)));
+
+	commit_text(f, "abc\r\n", b);
+	read_file(path_of(f, "queue", b), &file);
+	buf_puts(&file, "more");
+	write_file(path_of(f, "queue", b), file.data, file.len);
+	assert_int_equal(queue_load(f->q, b, &env, NULL), Q_PERMFAIL);
+	assert_int_equal(count_events(f, EV_QUEUE_CORRUPT, "trailing data"), 1);
+	buf_free(&file);
+}
+
+static void test_damaged_state_ignored(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env env;
+	struct buf content = BUF_INIT;
+	char id[QUEUE_ID_MAX], name[64];
+	const char *bad[] = {"garbage",
+			     "DIALMAIL-STATE 1\nrcpt 0 delivered 1 0 alice@example.org\n",
+			     "DIALMAIL-STATE 1\nrcpt 0 delivered 1 0 mallory@example.org\n"
+			     "rcpt 1 delivered 1 0 bob@example.org\nEND 2\n"};
+
+	commit_text(f, "body\r\n", id);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		write_file(path_of(f, "state", id), bad[i], strlen(bad[i]));
+		buf_reset(&content);
+		assert_int_equal(queue_load(f->q, id, &env, &content), Q_OK);
+		assert_int_equal(env.nrcpt, 2);
+		assert_int_equal(env.rcpt[0].state, RCPT_PENDING);
+		assert_int_equal(env.rcpt[1].state, RCPT_PENDING);
+		assert_string_equal(content.data, "body\r\n");
+		q_env_free(&env);
+		assert_true(exists(path_of(f, "queue", id)));
+		assert_false(exists(path_of(f, "state", id)));
+	}
+	snprintf(name, sizeof(name), "%s.state", id);
+	assert_true(exists(path_of(f, "corrupt", name)));
+	assert_int_equal(count_events(f, EV_QUEUE_CORRUPT, "State file"), 3);
+	assert_int_equal(count_dir(f, "corrupt"), 3);
+	buf_free(&content);
+}
+
+static void test_recover_tmp_and_orphan_state(void **state)
+{
+	struct fixture *f = *state;
+	char id[QUEUE_ID_MAX], orphan[QUEUE_ID_MAX], stale[QUEUE_ID_MAX], name[64];
+	struct q_env env;
+	int n_ok, n_bad;
+
+	commit_text(f, "kept\r\n", id);
+	assert_int_equal(queue_load(f->q, id, &env, NULL), Q_OK);
+	env.rcpt[1].state = RCPT_DELIVERED;
+	assert_int_equal(queue_update(f->q, &env), Q_OK);
+	q_env_free(&env);
+
+	queue_new_id(stale);
+	write_file(path_of(f, "tmp", stale), "DIALMAIL-QUEUE 1\nid", 19);
+	write_file(path_of(f, "tmp", "other"), "x", 1);
+	queue_new_id(orphan);
+	write_file(path_of(f, "state", orphan), "DIALMAIL-STATE 1\n", 17);
+	snprintf(name, sizeof(name), "%s.tmp.99", id);
+	write_file(path_of(f, "state", name), "partial", 7);
+
+	assert_int_equal(queue_recover(f->q, &n_ok, &n_bad), Q_OK);
+	assert_int_equal(n_ok, 1);
+	assert_int_equal(n_bad, 0);
+	assert_int_equal(count_dir(f, "tmp"), 0);
+	assert_int_equal(count_dir(f, "state"), 1);
+	assert_false(exists(path_of(f, "queue", stale))); /* never acknowledged */
+	assert_int_equal(queue_load(f->q, id, &env, NULL), Q_OK);
+	assert_int_equal(env.rcpt[1].state, RCPT_DELIVERED);
+	q_env_free(&env);
+}
+
+static void test_dirs_created_0700(void **state)
+{
+	struct fixture *f = *state;
+	const char *subs[] = {"queue", "tmp", "state", "corrupt"};
+	struct stat st;
+
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(stat(path_of(f, subs[i], "."), &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0700);
+	}
+	assert_string_equal(queue_dir(f->q), f->dir);
+}
+
+/* A real full disk: a 64 KiB tmpfs. Skipped where mounting is not allowed. */
+static void test_enospc_tempfail_leaves_nothing(void **state)
+{
+	char dir[] = "/tmp/test_queue_full.XXXXXX";
+	struct fixture f2;
+	struct q_env env;
+	size_t big = 200 * 1024;
+	char *content = xmalloc(big);
+	struct iovec iov = {content, big};
+
+	assert_non_null(mkdtemp(dir));
+	if (mount("tmpfs", dir, "tmpfs", 0, "size=64k") < 0) {
+		rmdir(dir);
+		free(content);
+		skip();
+	}
+	memset(content, 'x', big);
+	snprintf(f2.dir, sizeof(f2.dir), "%s", dir);
+	f2.q = queue_open(dir);
+	assert_non_null(f2.q);
+	env_basic(&env, "a@b");
+	errno = 0;
+	assert_int_equal(queue_commit(f2.q, &env, &iov, 1), Q_TEMPFAIL);
+	assert_int_equal(errno, ENOSPC);
+	assert_int_equal(count_dir(&f2, "queue"), 0);
+	assert_int_equal(count_dir(&f2, "tmp"), 0);
+	q_env_free(&env);
+	/* Space for a small message is still there: accepted again. */
+	env_basic(&env, "a@b");
+	iov.iov_len = 1000;
+	assert_int_equal(queue_commit(f2.q, &env, &iov, 1), Q_OK);
+	assert_int_equal(count_dir(&f2, "queue"), 1);
+	q_env_free(&env);
+	queue_close(f2.q);
+	assert_int_equal(umount2(dir, MNT_DETACH), 0);
+	rmdir(dir);
+	free(content);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_crc32_known_value),
+	    cmocka_unit_test(test_ids_unique_sorted_shape),
+	    cmocka_unit_test_setup_teardown(test_roundtrip_binary_no_final_crlf, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_empty_content_and_helo, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_invalid_ids_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_crlf_in_envelope_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_message_id_newline_sanitised, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_state_update_reload, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_scan_order_and_stop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_caller_id_and_collision, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_truncated_files_moved_to_corrupt, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_flipped_byte_detected_on_load, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_garbage_version_and_foreign_names, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_size_mismatch_and_trailing_data, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_state_ignored, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_recover_tmp_and_orphan_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dirs_created_0700, setup, teardown),
+	    cmocka_unit_test(test_enospc_tempfail_leaves_nothing),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
