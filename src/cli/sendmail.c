@@ -408,12 +408,17 @@ static int sendmail_submit(struct sendmail_job *j, int argc, char **argv)
 static int sendmail_config(struct sendmail_job *j)
 {
 	struct buf err = BUF_INIT;
+	char *recorded = NULL;
 	int rc = EX_OK;
 
-	if (config_load(&j->cfg, j->o->config, &err) < 0) {
+	/* Without --config, use the file of the daemon that serves this spool. */
+	if (j->o->config == NULL)
+		recorded = config_recorded_path(j->dir);
+	if (config_load(&j->cfg, j->o->config ? j->o->config : recorded, &err) < 0) {
 		fprintf(stderr, "%s", buf_cstr(&err));
 		rc = EX_CONFIG;
 	}
+	free(recorded);
 	buf_free(&err);
 	return rc;
 }

@@ -15,6 +15,7 @@
 
 #include "daemon/config.h"
 #include "daemon/event.h"
+#include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -925,4 +926,29 @@ const struct alias *config_alias(const struct config *cfg, const char *localpart
 int config_is_local_domain(const struct config *cfg, const char *domain)
 {
 	return strlist_has_nocase(&cfg->local_domains, domain);
+}
+
+int config_record_path(const char *dir, const char *path)
+{
+	char *file = xasprintf("%s/config.path", dir);
+	char *abs = path ? realpath(path, NULL) : NULL;
+	const char *text = abs ? abs : "";
+	int rc = fs_write_atomic(file, text, strlen(text), 0644);
+
+	free(abs);
+	free(file);
+	return rc;
+}
+
+char *config_recorded_path(const char *dir)
+{
+	char *file = xasprintf("%s/config.path", dir);
+	struct buf b = BUF_INIT;
+	char *path = NULL;
+
+	if (fs_read_file(file, &b) == 0 && b.len > 0 && memchr(b.data, '\0', b.len) == NULL)
+		path = buf_steal(&b);
+	buf_free(&b);
+	free(file);
+	return path;
 }

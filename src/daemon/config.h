@@ -49,4 +49,11 @@ void config_show(const struct config *cfg, FILE *out, int only_changed);
 const struct alias *config_alias(const struct config *cfg, const char *localpart);
 int config_is_local_domain(const struct config *cfg, const char *domain);
 
+/* The daemon records which configuration file serves a state directory in
+ * DIR/config.path, so that sendmail and the CLI run against that spool use the
+ * same settings without being told. config_recorded_path returns it (caller
+ * frees), NULL when none was recorded or the daemon runs on the defaults. */
+int config_record_path(const char *dir, const char *path);
+char *config_recorded_path(const char *dir);
+
 #endif

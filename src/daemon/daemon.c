@@ -78,6 +78,8 @@ static int daemon_start(struct daemon *d)
 		log_warn("cannot open the event log under %s", d->dir);
 		return -1;
 	}
+	if (config_record_path(d->dir, d->cfg.path) < 0)
+		log_warn("cannot record the configuration path in %s", d->dir);
 	d->queue = queue_open(d->dir);
 	if (d->queue == NULL) {
 		event_log(EV_QUEUE_WRITE_FAILED, "Cannot open the queue under %s: %s", d->dir,

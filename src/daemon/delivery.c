@@ -262,7 +262,7 @@ static void delivery_record(struct q_env *env, struct q_rcpt *r, int rc, const c
 		r->attempts++;
 		r->next_attempt = now + delivery_backoff(r->attempts);
 		clock_iso8601((int64_t)r->next_attempt * 1000000, when, sizeof(when));
-		event_logkv(EV_LOCAL_DELIVERY_FAILED, kv,
+		event_logkv(EV_LOCAL_DELIVERY_DEFERRED, kv,
 			    "Delivery of message %s to %s failed temporarily (attempt %d, "
 			    "next at %s): %s",
 			    env->id, r->addr, r->attempts, when, reply);

@@ -1009,44 +1009,55 @@ static void srv_accept_error_cb(struct evconnlistener *l, void *arg)
 	log_warn("smtp: accept");
 }
 
+/* Splits "host:port" or "[v6]:port" into host text and port number. */
+static int srv_split_addr(const char *s, char *host, size_t hostlen, int *v6, long *port)
+{
+	const char *colon, *p;
+	char *end;
+	size_t hl;
+
+	*v6 = s[0] == '[';
+	if (*v6) {
+		colon = strstr(s, "]:");
+		hl = colon ? (size_t)(colon - s - 1) : 0;
+		p = colon ? colon + 2 : NULL;
+		s++;
+	} else {
+		colon = strchr(s, ':');
+		hl = colon ? (size_t)(colon - s) : 0;
+		p = colon && !strchr(colon + 1, ':') ? colon + 1 : NULL;
+	}
+	if (p == NULL || hl == 0 || hl >= hostlen || *p < '0' || *p > '9')
+		return -1;
+	*port = strtol(p, &end, 10);
+	if (*end || *port < 1 || *port > 65535)
+		return -1;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	return 0;
+}
+
 /* "host:port" or "[v6]:port", numeric only. */
 static int srv_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
 	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-	const char *colon, *port;
-	char host[INET6_ADDRSTRLEN], *end;
-	size_t hl;
-	long pn;
+	char host[INET6_ADDRSTRLEN];
+	long port;
+	int v6;
 
 	memset(ss, 0, sizeof(*ss));
-	if (s[0] == '[') {
-		colon = strstr(s, "]:");
-		hl = colon ? (size_t)(colon - s - 1) : 0;
-		port = colon ? colon + 2 : NULL;
-		s++;
-	} else {
-		colon = strchr(s, ':');
-		hl = colon ? (size_t)(colon - s) : 0;
-		port = colon && !strchr(colon + 1, ':') ? colon + 1 : NULL;
-	}
-	if (port == NULL || hl == 0 || hl >= sizeof(host) || *port == '\0')
+	if (srv_split_addr(s, host, sizeof(host), &v6, &port) < 0)
 		return -1;
-	errno = 0;
-	pn = strtol(port, &end, 10);
-	if (*end || pn < 1 || pn > 65535 || port[0] < '0' || port[0] > '9')
-		return -1;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1 && s[-1] != '[') {
+	if (!v6 && inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
 		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)pn);
+		sin->sin_port = htons((uint16_t)port);
 		*len = sizeof(*sin);
 		return 0;
 	}
-	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1 && colon[0] == ']') {
+	if (v6 && inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
 		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)pn);
+		sin6->sin6_port = htons((uint16_t)port);
 		*len = sizeof(*sin6);
 		return 0;
 	}

@@ -338,12 +338,12 @@ static void test_tempfail_then_retry(void **state)
 	assert_int_equal(r->next_attempt, T0 + 300);
 	assert_true(strncmp(r->last_reply, "4.", 2) == 0);
 	q_env_free(&env);
-	assert_int_equal(count_events(f, EV_LOCAL_DELIVERY_FAILED, "alice@example.org"), 1);
+	assert_int_equal(count_events(f, EV_LOCAL_DELIVERY_DEFERRED, "alice@example.org"), 1);
 
 	/* Not due yet: nothing is tried. */
 	clock_advance(299LL * 1000000);
 	assert_int_equal(delivery_run_one(f->d, id), Q_OK);
-	assert_int_equal(count_events(f, EV_LOCAL_DELIVERY_FAILED, "alice@example.org"), 1);
+	assert_int_equal(count_events(f, EV_LOCAL_DELIVERY_DEFERRED, "alice@example.org"), 1);
 
 	/* Due and still broken: the wait doubles. */
 	clock_advance(1LL * 1000000);
