@@ -102,6 +102,10 @@ class DialmailInstance:
         return ["unshare", "-m", "--propagation", "private",
                 "sh", "-c", script, "sh", hosts, resolv] + argv
 
+    def alive(self):
+        """True while the daemon runs."""
+        return self.proc is not None and self.proc.poll() is None
+
     @property
     def pid(self):
         return self.proc.pid if self.proc else None

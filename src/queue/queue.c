@@ -487,7 +487,8 @@ int queue_scan(struct queue *q, int (*cb)(const char *id, void *arg), void *arg)
 	names.n = n;
 	/* Ids have a fixed width and start with the time in hex: name order
 	 * is time order. */
-	qsort(names.v, names.n, sizeof(*names.v), queue_cmp);
+	if (names.n > 1)
+		qsort(names.v, names.n, sizeof(*names.v), queue_cmp);
 	for (size_t i = 0; i < names.n; i++)
 		if (cb(names.v[i], arg) != 0)
 			break;

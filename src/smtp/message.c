@@ -8,9 +8,8 @@
 #include "lib/xmalloc.h"
 #include "smtp/message.h"
 
-void msg_received(struct buf *out, const char *helo, const char *client_addr,
-		  const char *by_host, const char *proto, const char *qid, const char *for_rcpt,
-		  time_t when)
+void msg_received(struct buf *out, const char *helo, const char *client_addr, const char *by_host,
+		  const char *proto, const char *qid, const char *for_rcpt, time_t when)
 {
 	char date[64];
 

@@ -5,9 +5,9 @@
 #define SMTP_SMTP_ADDR_H
 #include <stddef.h>
 
-#define SMTP_LOCAL_MAX 64   /* octets in a local part */
+#define SMTP_LOCAL_MAX	64  /* octets in a local part */
 #define SMTP_DOMAIN_MAX 255 /* octets in a domain */
-#define SMTP_PATH_MAX 256   /* octets in a path, angle brackets included */
+#define SMTP_PATH_MAX	256 /* octets in a path, angle brackets included */
 #define SMTP_PARAMS_MAX 16  /* ESMTP parameters on one command */
 
 struct smtp_path {

@@ -30,11 +30,11 @@
 #include "smtp/smtp_addr.h"
 #include "smtp/smtp_server.h"
 
-#define SMTP_LINE_MAX 512          /* command line, CRLF included (RFC 5321 4.5.3.1.4) */
-#define SMTP_TEXT_MAX 1000         /* text line, CRLF included (RFC 5321 4.5.3.1.6) */
-#define SMTP_ERROR_MAX 10          /* protocol errors before the session is closed */
-#define SMTP_OUT_HIGH (256 * 1024) /* stop reading while this much output waits */
-#define SMTP_KEEP_BUF (1024 * 1024) /* larger DATA buffers are freed, not kept */
+#define SMTP_LINE_MAX  512	     /* command line, CRLF included (RFC 5321 4.5.3.1.4) */
+#define SMTP_TEXT_MAX  1000	     /* text line, CRLF included (RFC 5321 4.5.3.1.6) */
+#define SMTP_ERROR_MAX 10	     /* protocol errors before the session is closed */
+#define SMTP_OUT_HIGH  (256 * 1024)  /* stop reading while this much output waits */
+#define SMTP_KEEP_BUF  (1024 * 1024) /* larger DATA buffers are freed, not kept */
 
 /* Session states, as bits so a command can list where it is allowed. */
 enum sess_state { ST_CONNECT = 1, ST_HELO = 2, ST_MAIL = 4, ST_RCPT = 8, ST_DATA = 16 };
@@ -51,8 +51,8 @@ struct data_rx {
 	enum data_scan scan;
 	enum data_bad bad;
 	size_t line_len; /* wire octets of the current line so far */
-	uint64_t size;   /* content octets after dot-unstuffing */
-	uint64_t max;    /* max_message_size */
+	uint64_t size;	 /* content octets after dot-unstuffing */
+	uint64_t max;	 /* max_message_size */
 	struct buf content;
 };
 
@@ -67,7 +67,7 @@ struct session {
 	int state;
 	int errors;
 	int discarding; /* inside an overlong command line */
-	int closing;    /* the last reply is queued; close once written */
+	int closing;	/* the last reply is queued; close once written */
 	struct q_env env;
 	struct data_rx data;
 };
@@ -98,7 +98,8 @@ static void sess_vreply(struct session *s, const char *fmt, va_list ap)
 	evbuffer_add(out, "\r\n", 2);
 }
 
-static void sess_reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sess_reply(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void sess_reply(struct session *s, const char *fmt, ...)
 {
 	va_list ap;
@@ -109,7 +110,8 @@ static void sess_reply(struct session *s, const char *fmt, ...)
 }
 
 /* A reply to a client protocol error; too many of them end the session. */
-static void sess_error(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sess_error(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void sess_error(struct session *s, const char *fmt, ...)
 {
 	va_list ap;
@@ -182,9 +184,6 @@ static void sess_output_drained(struct bufferevent *bev, void *arg)
 	sess_read_cb(bev, s);
 }
 
-/* After a batch of input: close if asked, or pause reading while the client
- * does not read its replies. The replies themselves go out in one write
- * when the event loop runs (RFC 2920 grouping). */
 static void sess_flush(struct session *s);
 
 static void sess_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -196,8 +195,9 @@ static void sess_event_cb(struct bufferevent *bev, short what, void *arg)
 		int secs = s->state == ST_DATA ? s->srv->cfg->smtp_data_timeout
 					       : s->srv->cfg->smtp_timeout;
 
-		event_logkv(EV_SESSION_TIMEOUT, kv, "SMTP session with %s timed out after %d seconds%s",
-			    s->addr, secs, s->state == ST_DATA ? " in DATA" : "");
+		event_logkv(EV_SESSION_TIMEOUT, kv,
+			    "SMTP session with %s timed out after %d seconds%s", s->addr, secs,
+			    s->state == ST_DATA ? " in DATA" : "");
 		sess_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->cfg->hostname);
 		s->closing = 1;
 		sess_flush(s);
@@ -205,9 +205,18 @@ static void sess_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (s->state == ST_DATA)
 		log_info("smtp: %s: connection lost in DATA; nothing queued", s->addr);
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		s->closing = 1; /* a half-closed client still gets its replies */
+		s->state = ST_HELO;
+		sess_flush(s);
+		return;
+	}
 	sess_free(s);
 }
 
+/* After a batch of input: close if asked, or pause reading while the client
+ * does not read its replies. The replies themselves go out in one write
+ * when the event loop runs (RFC 2920 grouping). */
 static void sess_flush(struct session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
@@ -233,8 +242,9 @@ static void srv_disk_low(struct smtp_server *srv, const char *detail)
 	if (srv->disk_low)
 		return;
 	srv->disk_low = 1;
-	event_log(EV_DISK_LOW, "Free disk space for the queue in %s is low (%s); mail is refused "
-			       "with 452 4.3.1 until space is freed",
+	event_log(EV_DISK_LOW,
+		  "Free disk space for the queue in %s is low (%s); mail is refused "
+		  "with 452 4.3.1 until space is freed",
 		  queue_dir(srv->q), detail);
 }
 
@@ -255,8 +265,9 @@ static int srv_disk_ok(struct smtp_server *srv)
 	}
 	if (srv->disk_low) {
 		srv->disk_low = 0;
-		event_log(EV_DISK_OK, "Free disk space for the queue in %s is back (%llu bytes); "
-				      "mail is accepted again",
+		event_log(EV_DISK_OK,
+			  "Free disk space for the queue in %s is back (%llu bytes); "
+			  "mail is accepted again",
 			  queue_dir(srv->q), avail);
 	}
 	return 1;
@@ -269,7 +280,7 @@ static int srv_disk_ok(struct smtp_server *srv)
 struct smtp_ext {
 	const char *name;
 	void (*param)(const struct session *s, struct buf *out); /* appends " value" */
-	int (*offered)(const struct session *s);                 /* NULL: always */
+	int (*offered)(const struct session *s);		 /* NULL: always */
 };
 
 static void ext_size(const struct session *s, struct buf *out)
@@ -278,10 +289,10 @@ static void ext_size(const struct session *s, struct buf *out)
 }
 
 static const struct smtp_ext smtp_exts[] = {
-	{"PIPELINING", NULL, NULL},
-	{"SIZE", ext_size, NULL},
-	{"8BITMIME", NULL, NULL},
-	{"ENHANCEDSTATUSCODES", NULL, NULL},
+    {"PIPELINING", NULL, NULL},
+    {"SIZE", ext_size, NULL},
+    {"8BITMIME", NULL, NULL},
+    {"ENHANCEDSTATUSCODES", NULL, NULL},
 };
 
 #define N_EXTS (sizeof(smtp_exts) / sizeof(smtp_exts[0]))
@@ -389,8 +400,8 @@ static const struct {
 	const char *keyword;
 	int (*check)(struct session *s, const char *value);
 } mail_params[] = {
-	{"SIZE", mail_param_size},
-	{"BODY", mail_param_body},
+    {"SIZE", mail_param_size},
+    {"BODY", mail_param_body},
 };
 
 static int mail_params_check(struct session *s, const struct smtp_params *ps)
@@ -457,8 +468,9 @@ static void rcpt_relay_denied(struct session *s, const char *mailbox)
 {
 	const char *kv[] = {"client", s->addr, "from", s->env.sender, "to", mailbox, NULL};
 
-	event_logkv(EV_RELAY_DENIED, kv, "Relay access denied: client %s, sender <%s>, recipient <%s>",
-		    s->addr, s->env.sender, mailbox);
+	event_logkv(EV_RELAY_DENIED, kv,
+		    "Relay access denied: client %s, sender <%s>, recipient <%s>", s->addr,
+		    s->env.sender, mailbox);
 	sess_reply(s, "554 5.7.1 <%s>: Relay access denied", mailbox);
 }
 
@@ -466,8 +478,9 @@ static void rcpt_unknown(struct session *s, const char *mailbox)
 {
 	const char *kv[] = {"client", s->addr, "from", s->env.sender, "to", mailbox, NULL};
 
-	event_logkv(EV_UNKNOWN_RECIPIENT, kv, "Unknown local recipient <%s> refused (client %s, sender <%s>)",
-		    mailbox, s->addr, s->env.sender);
+	event_logkv(EV_UNKNOWN_RECIPIENT, kv,
+		    "Unknown local recipient <%s> refused (client %s, sender <%s>)", mailbox,
+		    s->addr, s->env.sender);
 	sess_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", mailbox);
 }
 
@@ -484,9 +497,14 @@ static void rcpt_policy(struct session *s, const struct smtp_path *p)
 	}
 	if (!p->literal && config_is_local_domain(cfg, p->domain)) {
 		switch (recipient_classify(cfg, p->mailbox)) {
-		case RCLASS_LOCAL: rcpt_accept(s, p->mailbox); return;
-		case RCLASS_REMOTE: break;
-		default: rcpt_unknown(s, p->mailbox); return;
+		case RCLASS_LOCAL:
+			rcpt_accept(s, p->mailbox);
+			return;
+		case RCLASS_REMOTE:
+			break;
+		default:
+			rcpt_unknown(s, p->mailbox);
+			return;
 		}
 	}
 	if (s->in_mynetworks)
@@ -594,7 +612,8 @@ static inline int data_byte(struct data_rx *d, unsigned char c)
 		data_bad(d, DB_BARE_CRLF);
 		data_put(d, '\r');
 		break;
-	case DS_MID: break;
+	case DS_MID:
+		break;
 	}
 	if (c == '\r') {
 		d->scan = DS_CR;
@@ -628,14 +647,16 @@ static void sess_queued(struct session *s, const char *msgid)
 {
 	const struct q_env *e = &s->env;
 	char size[32], nrcpt[32];
-	const char *kv[] = {"qid", e->id, "from", e->sender, "client", s->addr, "message-id",
-			    msgid ? msgid : "", "size", size, "nrcpt", nrcpt, NULL};
+	const char *kv[] = {
+	    "qid",  e->id, "from",  e->sender, "client", s->addr, "message-id", msgid ? msgid : "",
+	    "size", size,  "nrcpt", nrcpt,     NULL};
 
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)e->size);
 	snprintf(nrcpt, sizeof(nrcpt), "%zu", e->nrcpt);
 	sess_reply(s, "250 2.0.0 Ok: queued as %s", e->id);
-	event_logkv(EV_MESSAGE_RECEIVED, kv, "Message %s received from %s: sender <%s>, %zu recipient(s), %s bytes",
-		    e->id, s->addr, e->sender, e->nrcpt, size);
+	event_logkv(EV_MESSAGE_RECEIVED, kv,
+		    "Message %s received from %s: sender <%s>, %zu recipient(s), %s bytes", e->id,
+		    s->addr, e->sender, e->nrcpt, size);
 	for (size_t i = 0; i < e->nrcpt; i++)
 		track(TRK_RECEIVED, e->id, msgid, e->sender, e->rcpt[i].addr, s->addr);
 	if (s->srv->on_commit)
@@ -651,8 +672,9 @@ static void sess_commit_failed(struct session *s, int rc, int err)
 		sess_reply(s, "452 4.3.1 Insufficient system storage");
 		return;
 	}
-	event_logkv(EV_QUEUE_WRITE_FAILED, kv, "Message from %s (sender <%s>) could not be queued: %s",
-		    s->addr, s->env.sender, strerror(err));
+	event_logkv(EV_QUEUE_WRITE_FAILED, kv,
+		    "Message from %s (sender <%s>) could not be queued: %s", s->addr, s->env.sender,
+		    strerror(err));
 	if (rc == Q_TEMPFAIL)
 		sess_reply(s, "451 4.3.0 Error: queue file write error");
 	else
@@ -666,8 +688,8 @@ static char *sess_build_head(struct session *s, struct buf *head)
 	struct buf *c = &s->data.content;
 	char *msgid = msg_header_value(c->data ? c->data : "", c->len, "Message-ID");
 
-	msg_received(head, s->helo, s->addr, cfg->hostname, s->esmtp ? "ESMTP" : "SMTP",
-		     s->env.id, s->env.nrcpt == 1 ? s->env.rcpt[0].addr : NULL, clock_now());
+	msg_received(head, s->helo, s->addr, cfg->hostname, s->esmtp ? "ESMTP" : "SMTP", s->env.id,
+		     s->env.nrcpt == 1 ? s->env.rcpt[0].addr : NULL, clock_now());
 	if (msgid == NULL && s->in_mynetworks) {
 		struct buf id = BUF_INIT;
 
@@ -704,15 +726,15 @@ static void sess_commit(struct session *s)
 static void sess_data_refuse(struct session *s)
 {
 	static const char *const why[] = {
-		[DB_BARE_CRLF] = "bare CR or LF in message data",
-		[DB_NUL] = "NUL in message data",
-		[DB_LONG_LINE] = "line too long in message data",
+	    [DB_BARE_CRLF] = "bare CR or LF in message data",
+	    [DB_NUL] = "NUL in message data",
+	    [DB_LONG_LINE] = "line too long in message data",
 	};
-	const char *kv[] = {"client", s->addr, "from", s->env.sender, "reason", why[s->data.bad],
-			    NULL};
+	const char *kv[] = {"client", s->addr,		"from", s->env.sender,
+			    "reason", why[s->data.bad], NULL};
 
-	event_logkv(s->data.bad == DB_BARE_CRLF ? EV_BARE_LINEFEED : EV_MESSAGE_REFUSED_BAD_DATA, kv,
-		    "Message from %s (sender <%s>) refused: %s", s->addr, s->env.sender,
+	event_logkv(s->data.bad == DB_BARE_CRLF ? EV_BARE_LINEFEED : EV_MESSAGE_REFUSED_BAD_DATA,
+		    kv, "Message from %s (sender <%s>) refused: %s", s->addr, s->env.sender,
 		    why[s->data.bad]);
 	sess_reply(s, "550 5.6.0 Message refused: %s", why[s->data.bad]);
 }
@@ -811,16 +833,11 @@ struct smtp_cmd {
 };
 
 static const struct smtp_cmd smtp_cmds[] = {
-	{"EHLO", cmd_ehlo, ST_ANY},
-	{"HELO", cmd_helo, ST_ANY},
-	{"MAIL", cmd_mail, ST_HELO},
-	{"RCPT", cmd_rcpt, ST_MAIL | ST_RCPT},
-	{"DATA", cmd_data, ST_RCPT},
-	{"RSET", cmd_rset, ST_ANY},
-	{"NOOP", cmd_noop, ST_ANY},
-	{"QUIT", cmd_quit, ST_ANY},
-	{"HELP", cmd_help, ST_ANY},
-	{"VRFY", cmd_vrfy, ST_ANY},
+    {"EHLO", cmd_ehlo, ST_ANY},	 {"HELO", cmd_helo, ST_ANY},
+    {"MAIL", cmd_mail, ST_HELO}, {"RCPT", cmd_rcpt, ST_MAIL | ST_RCPT},
+    {"DATA", cmd_data, ST_RCPT}, {"RSET", cmd_rset, ST_ANY},
+    {"NOOP", cmd_noop, ST_ANY},	 {"QUIT", cmd_quit, ST_ANY},
+    {"HELP", cmd_help, ST_ANY},	 {"VRFY", cmd_vrfy, ST_ANY},
 };
 
 #define N_CMDS (sizeof(smtp_cmds) / sizeof(smtp_cmds[0]))
@@ -962,8 +979,9 @@ static void srv_refuse(struct smtp_server *srv, evutil_socket_t fd, const char *
 	if (send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL) < 0)
 		log_debug("smtp: %s: refusal not sent: %s", host, strerror(errno));
 	evutil_closesocket(fd);
-	event_logkv(EV_CONNECTION_LIMIT, kv, "Connection from %s refused: %d connections already open",
-		    host, srv->nsessions);
+	event_logkv(EV_CONNECTION_LIMIT, kv,
+		    "Connection from %s refused: %d connections already open", host,
+		    srv->nsessions);
 }
 
 static void sess_new(struct smtp_server *srv, evutil_socket_t fd, struct sockaddr *sa)

@@ -213,6 +213,14 @@ def parse_json_output(text):
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def parse_json_lines(text):
+    """Output that is one JSON object a line (or one JSON array)."""
+    text = text.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def queue_entries(doc):
     """The list of messages in `dialmail queue --json` output."""
     if isinstance(doc, dict):
@@ -327,6 +335,14 @@ class Daemon:
         if died is not None:
             raise AssertionError("daemon died during the test (exit status %s):\n%s"
                                  % (died, self.log_text()))
+        self.check_sanitizers()
+
+    def check_sanitizers(self):
+        """Fails if any run of this daemon reported a sanitizer error."""
+        for log in sorted(self.logdir.glob("daemon-%d-*.log" % self.port)):
+            text = log.read_text(errors="replace")
+            if re.search(r"ERROR: \w+Sanitizer|runtime error:", text):
+                raise AssertionError("sanitizer report in %s:\n%s" % (log.name, text[-6000:]))
 
     # --- what a user would look at -------------------------------------
     def events(self):

@@ -107,10 +107,11 @@ def test_kill9_while_ten_clients_send(daemon):
     assert len(acked) >= 80
     d.start()
     check_recovered(d, acked)
-    # A second round on the recovered queue, killed again.
-    acked += run_senders(d, stop_after=60)
-    d.start()
-    check_recovered(d, acked)
+    # More rounds on the recovered queue, killed again at other points.
+    for stop_after in (60, 25):
+        acked += run_senders(d, stop_after=stop_after)
+        d.start()
+        check_recovered(d, acked)
     assert d.events_with(1005)
     # And the daemon still accepts mail.
     r = d.send("late@client.test", ["late@other.example"], message("late"))

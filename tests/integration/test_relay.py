@@ -1,8 +1,10 @@
 # Relay control from outside mynetworks: only our own users are accepted;
 # the classic relay tricks are all refused; inside mynetworks relaying works.
+import re
+
 import pytest
 
-from conftest import files_under, message, queued_id
+from conftest import files_under, message, queued_id, wait_until
 
 OUTSIDE = ("hostname = mx.test.example", "mynetworks = 192.0.2.0/24",
            "local_domains = example.org", "local_recipients = alice")
@@ -111,3 +113,19 @@ def test_inside_mynetworks_relays(daemon):
     mine = [e for e in d.queue() if e.get("id") == qid]
     assert len(mine) == 1 and "user@other.example" in str(mine[0]), d.queue()
     assert files_under(d.dir / "queue")
+
+
+def test_message_id_added_only_for_mynetworks(daemon):
+    """Issue 2: a Message-ID is assigned when missing for mail from
+    mynetworks; mail from outside is delivered as sent."""
+    inside = daemon("local_domains = example.org", "local_recipients = alice")
+    outside_d = daemon(*OUTSIDE)
+    for d in (inside, outside_d):
+        r = d.send("someone@client.test", ["alice@example.org"],
+                   message("no id", body="no id here", msgid=False))
+        assert r.code == 250, r
+    ins = wait_until(lambda: inside.maildir_files("alice"), 10)
+    outs = wait_until(lambda: outside_d.maildir_files("alice"), 10)
+    assert len(ins) == 1 and len(outs) == 1
+    assert len(re.findall(rb"(?im)^message-id:", ins[0].read_bytes())) == 1
+    assert re.findall(rb"(?im)^message-id:", outs[0].read_bytes()) == []

@@ -102,6 +102,7 @@ class PostfixInstance:
         self.base_dir = base_dir
         self.root = None
         self.master_pid = None
+        self._running = False
 
     # -- paths -----------------------------------------------------------
     @property
@@ -212,6 +213,7 @@ class PostfixInstance:
         script = ('mount --bind "$1" /etc/hosts && '
                   'mount --bind "$2" /etc/resolv.conf && '
                   'exec "$3" -c "$4" start')
+        self._running = True
         self._run(["unshare", "-m", "--propagation", "private",
                    "sh", "-c", script, "sh", hosts, resolv, POSTFIX,
                    self.config_dir])
@@ -226,6 +228,10 @@ class PostfixInstance:
                 time.sleep(0.05)
         raise PostfixError("no master.pid:\n" + self.log_tail())
 
+    def alive(self):
+        """True while the master process runs."""
+        return self.master_pid is not None and self._master_alive()
+
     def _master_alive(self):
         if self.master_pid is None:
             return True  # not known yet: let the port wait decide
@@ -237,7 +243,8 @@ class PostfixInstance:
 
     def stop(self, keep=False):
         """Stop the master (and so all daemons); remove the directory."""
-        if self.root and os.path.exists(os.path.join(self.config_dir, "main.cf")):
+        if self._running:
+            self._running = False
             subprocess.run([POSTFIX, "-c", self.config_dir, "stop"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            timeout=30, check=False)
@@ -246,9 +253,10 @@ class PostfixInstance:
             while self._master_alive() and time.monotonic() < deadline:
                 time.sleep(0.05)
             if self._master_alive():
+                # The master leads its own process group with its daemons.
                 try:
-                    os.kill(self.master_pid, signal.SIGKILL)
-                except ProcessLookupError:
+                    os.killpg(self.master_pid, signal.SIGKILL)
+                except OSError:
                     pass
             self.master_pid = None
         if self.root and not keep:

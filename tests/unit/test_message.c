@@ -129,13 +129,13 @@ static void test_message_id(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_received_with_for),
-		cmocka_unit_test(test_received_without_for),
-		cmocka_unit_test(test_header_value_simple),
-		cmocka_unit_test(test_header_value_body_not_searched),
-		cmocka_unit_test(test_header_value_unfolds),
-		cmocka_unit_test(test_header_value_edge),
-		cmocka_unit_test(test_message_id),
+	    cmocka_unit_test(test_received_with_for),
+	    cmocka_unit_test(test_received_without_for),
+	    cmocka_unit_test(test_header_value_simple),
+	    cmocka_unit_test(test_header_value_body_not_searched),
+	    cmocka_unit_test(test_header_value_unfolds),
+	    cmocka_unit_test(test_header_value_edge),
+	    cmocka_unit_test(test_message_id),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

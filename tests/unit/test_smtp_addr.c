@@ -62,27 +62,27 @@ static void test_path_null(void **state)
 
 static void test_path_invalid(void **state)
 {
-	expect_bad("alice@example.org", 0);      /* no angle brackets */
-	expect_bad("<alice@example.org", 0);     /* no closing > */
-	expect_bad("<alice>", 0);                /* no domain */
-	expect_bad("<alice@>", 0);               /* empty domain */
-	expect_bad("<@example.org>", 0);         /* empty local part */
-	expect_bad("<.alice@example.org>", 0);   /* leading dot */
-	expect_bad("<alice.@example.org>", 0);   /* trailing dot in local part */
-	expect_bad("<al..ice@example.org>", 0);  /* double dot */
-	expect_bad("<alice@example.org.>", 0);   /* trailing dot in domain */
-	expect_bad("<alice@example..org>", 0);   /* empty label */
-	expect_bad("<alice@-example.org>", 0);   /* label starts with hyphen */
-	expect_bad("<alice@example-.org>", 0);   /* label ends with hyphen */
-	expect_bad("<alice@exa_mple.org>", 0);   /* underscore */
-	expect_bad("<ali ce@example.org>", 0);   /* space */
-	expect_bad("<alice@example.org >", 0);   /* space before > */
-	expect_bad("< alice@example.org>", 0);   /* space after < */
-	expect_bad("<alice@@example.org>", 0);   /* two @ */
-	expect_bad("<a@b@example.org>", 0);      /* unquoted @ in local part */
-	expect_bad("<al\rice@example.org>", 0);  /* CR */
-	expect_bad("<al\nice@example.org>", 0);  /* LF */
-	expect_bad("<al\tice@example.org>", 0);  /* tab */
+	expect_bad("alice@example.org", 0);	   /* no angle brackets */
+	expect_bad("<alice@example.org", 0);	   /* no closing > */
+	expect_bad("<alice>", 0);		   /* no domain */
+	expect_bad("<alice@>", 0);		   /* empty domain */
+	expect_bad("<@example.org>", 0);	   /* empty local part */
+	expect_bad("<.alice@example.org>", 0);	   /* leading dot */
+	expect_bad("<alice.@example.org>", 0);	   /* trailing dot in local part */
+	expect_bad("<al..ice@example.org>", 0);	   /* double dot */
+	expect_bad("<alice@example.org.>", 0);	   /* trailing dot in domain */
+	expect_bad("<alice@example..org>", 0);	   /* empty label */
+	expect_bad("<alice@-example.org>", 0);	   /* label starts with hyphen */
+	expect_bad("<alice@example-.org>", 0);	   /* label ends with hyphen */
+	expect_bad("<alice@exa_mple.org>", 0);	   /* underscore */
+	expect_bad("<ali ce@example.org>", 0);	   /* space */
+	expect_bad("<alice@example.org >", 0);	   /* space before > */
+	expect_bad("< alice@example.org>", 0);	   /* space after < */
+	expect_bad("<alice@@example.org>", 0);	   /* two @ */
+	expect_bad("<a@b@example.org>", 0);	   /* unquoted @ in local part */
+	expect_bad("<al\rice@example.org>", 0);	   /* CR */
+	expect_bad("<al\nice@example.org>", 0);	   /* LF */
+	expect_bad("<al\tice@example.org>", 0);	   /* tab */
 	expect_bad("<al\xc3\xa9@example.org>", 0); /* 8-bit octets */
 	expect_bad("<alice@exa\x01mple.org>", 0);
 	expect_bad("", 0);
@@ -109,8 +109,8 @@ static void test_path_quoted(void **state)
 	expect_ok("<\"alice.b\"@x.example>", 0, "alice.b@x.example", ""); /* quotes not needed */
 	expect_ok("<\"a b\"@x.example>", 0, "\"a b\"@x.example", "");
 	expect_bad("<\"unterminated@x.example>", 0);
-	expect_bad("<\"a\"b@x.example>", 0);     /* text after the quoted string */
-	expect_bad("<\"a\tb\"@x.example>", 0);   /* control character inside quotes */
+	expect_bad("<\"a\"b@x.example>", 0);	 /* text after the quoted string */
+	expect_bad("<\"a\tb\"@x.example>", 0);	 /* control character inside quotes */
 	expect_bad("<\"a\\\rb\"@x.example>", 0); /* quoted-pair of a CR */
 }
 
@@ -119,9 +119,8 @@ static void test_path_source_route(void **state)
 	struct smtp_path p;
 	const char *end, *why;
 
-	assert_int_equal(smtp_path_parse("<@a.example,@b.example:user@c.example>", 0, &p, &end,
-					 &why),
-			 0);
+	assert_int_equal(
+	    smtp_path_parse("<@a.example,@b.example:user@c.example>", 0, &p, &end, &why), 0);
 	assert_true(p.has_route);
 	assert_string_equal(p.mailbox, "user@c.example");
 	assert_string_equal(p.domain, "c.example");
@@ -264,14 +263,10 @@ static void test_params(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_path_valid),
-		cmocka_unit_test(test_path_null),
-		cmocka_unit_test(test_path_invalid),
-		cmocka_unit_test(test_path_quoted),
-		cmocka_unit_test(test_path_source_route),
-		cmocka_unit_test(test_path_literals),
-		cmocka_unit_test(test_path_length_limits),
-		cmocka_unit_test(test_params),
+	    cmocka_unit_test(test_path_valid),	       cmocka_unit_test(test_path_null),
+	    cmocka_unit_test(test_path_invalid),       cmocka_unit_test(test_path_quoted),
+	    cmocka_unit_test(test_path_source_route),  cmocka_unit_test(test_path_literals),
+	    cmocka_unit_test(test_path_length_limits), cmocka_unit_test(test_params),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
