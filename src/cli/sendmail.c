@@ -358,6 +358,10 @@ static void sendmail_announce(struct sendmail_job *j)
 	for (size_t i = 0; i < j->env.nrcpt; i++)
 		track(TRK_RECEIVED, j->env.id, j->env.message_id, j->env.sender,
 		      j->env.rcpt[i].addr, "local");
+	for (size_t i = 0; i < j->env.nrcpt; i++)
+		if (recipient_classify(&j->cfg, j->env.rcpt[i].addr) == RCLASS_REMOTE)
+			track(TRK_QUEUED_OUTBOUND, j->env.id, j->env.message_id, j->env.sender,
+			      j->env.rcpt[i].addr, NULL);
 	if (j->o->verbose)
 		fprintf(stderr, "sendmail: queued as %s\n", j->env.id);
 	/* No daemon listening is fine: it finds the message at its next scan. */

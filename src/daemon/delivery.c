@@ -279,15 +279,14 @@ static void delivery_record(struct q_env *env, struct q_rcpt *r, int rc, const c
 	track(TRK_BOUNCED, env->id, env->message_id, env->sender, r->addr, reply);
 }
 
-/* Remote recipients wait for the outbound transport (issue 3); the first
- * time we see one we say so once in the tracking log. Returns 1 if r changed. */
-static int delivery_note_remote(struct q_env *env, struct q_rcpt *r)
+/* Remote recipients wait for the outbound transport (issue 3). A message
+ * run right after it was received (fresh) says so once in the tracking log;
+ * nothing is written to the queue, so receiving stays one sync a message. */
+static int delivery_note_remote(struct q_env *env, struct q_rcpt *r, int fresh)
 {
-	if (r->attempts > 0 || r->last_reply != NULL)
-		return 0;
-	delivery_set_reply(r, "queued for remote delivery");
-	track(TRK_QUEUED_OUTBOUND, env->id, env->message_id, env->sender, r->addr, NULL);
-	return 1;
+	if (fresh && r->attempts == 0)
+		track(TRK_QUEUED_OUTBOUND, env->id, env->message_id, env->sender, r->addr, NULL);
+	return 0;
 }
 
 static int delivery_due(const struct q_rcpt *r, time_t now)
@@ -297,7 +296,7 @@ static int delivery_due(const struct q_rcpt *r, time_t now)
 
 /* One attempt for one recipient if it is due. Returns 1 if r changed. */
 static int delivery_rcpt(struct delivery *d, struct q_env *env, const struct buf *content,
-			 struct q_rcpt *r, time_t now)
+			 struct q_rcpt *r, time_t now, int fresh)
 {
 	struct buf reply = BUF_INIT;
 	int rc;
@@ -306,7 +305,7 @@ static int delivery_rcpt(struct delivery *d, struct q_env *env, const struct buf
 		return 0;
 	switch (recipient_classify(d->cfg, r->addr)) {
 	case RCLASS_REMOTE:
-		return delivery_note_remote(env, r);
+		return delivery_note_remote(env, r, fresh);
 	case RCLASS_LOCAL:
 		rc = delivery_local(d, env, content, r->addr, &reply);
 		break;
@@ -356,7 +355,8 @@ static int delivery_load(struct delivery *d, const char *qid, struct q_env *env,
 	return queue_load(d->q, qid, env, content);
 }
 
-int delivery_run_one(struct delivery *d, const char *qid)
+/* Delivers what is due in message qid; fresh: it was just received. */
+static int delivery_run(struct delivery *d, const char *qid, int fresh)
 {
 	struct q_env env;
 	struct buf content = BUF_INIT;
@@ -371,7 +371,7 @@ int delivery_run_one(struct delivery *d, const char *qid)
 		goto out;
 	}
 	for (size_t i = 0; i < env.nrcpt; i++)
-		changed |= delivery_rcpt(d, &env, &content, &env.rcpt[i], now);
+		changed |= delivery_rcpt(d, &env, &content, &env.rcpt[i], now, fresh);
 	/* The deliveries above are durable before this update: a crash here
 	 * repeats them at the next run (a duplicate), it cannot lose them. */
 	if (changed && queue_update(d->q, &env) != 0) {
@@ -388,6 +388,11 @@ out:
 	return rc;
 }
 
+int delivery_run_one(struct delivery *d, const char *qid)
+{
+	return delivery_run(d, qid, 0);
+}
+
 static int delivery_collect(const char *id, void *arg)
 {
 	strlist_add(arg, id);
@@ -400,16 +405,19 @@ static int delivery_collect(const char *id, void *arg)
 static void delivery_on_run(evutil_socket_t fd, short what, void *arg)
 {
 	struct delivery *d = arg;
-	struct strlist ids = d->kicked;
+	struct strlist fresh = d->kicked, ids = {0};
 
 	memset(&d->kicked, 0, sizeof(d->kicked));
 	if (d->scan_wanted) {
-		strlist_free(&ids);
 		d->scan_wanted = 0;
 		queue_scan(d->q, delivery_collect, &ids);
 	}
+	for (size_t i = 0; i < fresh.n; i++)
+		delivery_run(d, fresh.v[i], 1);
 	for (size_t i = 0; i < ids.n; i++)
-		delivery_run_one(d, ids.v[i]);
+		if (!strlist_has(&fresh, ids.v[i]))
+			delivery_run(d, ids.v[i], 0);
+	strlist_free(&fresh);
 	strlist_free(&ids);
 }
 

@@ -183,6 +183,10 @@ def test_remote_mail_from_mynetworks_stays_queued_with_message_id(daemon):
     assert "remote@other.example" in dump and "pending" in dump, mine
     assert "sender@client.test" in dump
     assert not d.maildir_files("remote")
+    # Tracking says it is queued outbound (1010), once, with no state write.
+    assert wait_until(lambda: [ln for ln in d.tracking()
+                               if qid in ln and "1010" in ln.split("\t")], 5), d.tracking()
+    assert not (d.dir / "state" / qid).exists()
 
     # The queue file holds the content in wire form, with a Message-ID added.
     holders = [f for f in files_under(d.dir / "queue") if token.encode() in f.read_bytes()]
