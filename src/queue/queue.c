@@ -1,7 +1,7 @@
 /* The durable queue on disk: commit (temp, fdatasync, link, fsync dir),
- * load, state updates, removal, scanning and start-up recovery.
- * Invariant: a name in queue/ is a whole, fsync'd file or it is moved to
- * corrupt/; nothing in queue/ is ever deleted except by queue_remove. */
+ * alone or as a group commit of many messages, load, state updates, removal, scanning and start-up
+ * recovery. Invariant: a name in queue/ is a whole, fsync'd file or it is moved to corrupt/;
+ * nothing in queue/ is ever deleted except by queue_remove. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -33,9 +33,6 @@ struct queue {
 	int fd[QD_COUNT]; /* open directories: *at() calls avoid path walks */
 	struct buf wbuf;  /* file image, reused between commits */
 };
-
-/* Result of one commit attempt that met an id already in use. */
-#define QUEUE_RETRY 1
 
 const char *queue_dir(const struct queue *q)
 {
@@ -148,68 +145,59 @@ static int queue_env_check(const struct q_env *env)
 	return 0;
 }
 
-/* Removes a name, keeping errno of the failure being reported. */
-static void queue_unlink_quiet(int dirfd, const char *name)
+/* ----------------------------------------------------------- group commit */
+
+/* One message written to tmp/<id>, not yet durable; fd stays open so the
+ * commit can sync it without a path lookup. */
+struct q_staged {
+	char id[QUEUE_ID_MAX];
+	int fd;
+};
+
+struct q_batch {
+	struct queue *q;
+	struct q_staged *v;
+	size_t n, cap;
+};
+
+struct q_batch *queue_batch_new(struct queue *q)
+{
+	struct q_batch *b = xcalloc(1, sizeof(*b));
+
+	b->q = q;
+	return b;
+}
+
+size_t queue_batch_count(const struct q_batch *b)
+{
+	return b->n;
+}
+
+/* Closes and removes a staged file that will not be committed. */
+static void queue_staged_drop(struct q_batch *b, struct q_staged *st)
 {
 	int saved = errno;
 
-	unlinkat(dirfd, name, 0);
+	if (st->fd >= 0)
+		close(st->fd);
+	st->fd = -1;
+	unlinkat(b->q->fd[QD_TMP], st->id, 0);
 	errno = saved;
 }
 
-/* Writes the image to tmp/<id>, makes it durable, links it as queue/<id>.
- * Q_OK, Q_TEMPFAIL (errno) or QUEUE_RETRY when the id is taken. */
-static int queue_commit_try(struct queue *q, const char *id)
+void queue_batch_free(struct q_batch *b)
 {
-	int fd = openat(q->fd[QD_TMP], id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	const char *step = "write";
-	int saved;
-
-	if (fd < 0) {
-		if (errno == EEXIST)
-			return QUEUE_RETRY;
-		step = "create";
-		goto fail;
-	}
-	/* fdatasync is enough: the file is new, so its size (the only metadata
-	 * needed to read it back) is flushed with the data. */
-	if (fs_write_all(fd, q->wbuf.data, q->wbuf.len) < 0 ||
-	    (step = "fsync", fdatasync(fd) < 0)) {
-		saved = errno;
-		close(fd);
-		errno = saved;
-		goto fail_tmp;
-	}
-	if (close(fd) < 0)
-		goto fail_tmp;
-	if (linkat(q->fd[QD_TMP], id, q->fd[QD_QUEUE], id, 0) < 0) {
-		step = "link";
-		if (errno != EEXIST)
-			goto fail_tmp;
-		queue_unlink_quiet(q->fd[QD_TMP], id);
-		return QUEUE_RETRY;
-	}
-	if (unlinkat(q->fd[QD_TMP], id, 0) < 0)
-		log_warn("queue: unlink tmp/%s (recovery will remove it)", id);
-	if (fsync(q->fd[QD_QUEUE]) < 0) {
-		step = "fsync queue directory";
-		queue_unlink_quiet(q->fd[QD_QUEUE], id);
-		goto fail;
-	}
-	return Q_OK;
-fail_tmp:
-	queue_unlink_quiet(q->fd[QD_TMP], id);
-fail:
-	saved = errno;
-	log_warn("queue: commit %s: %s", id, step);
-	errno = saved;
-	return Q_TEMPFAIL;
+	if (b == NULL)
+		return;
+	for (size_t i = 0; i < b->n; i++)
+		queue_staged_drop(b, &b->v[i]);
+	free(b->v);
+	free(b);
 }
 
-int queue_commit(struct queue *q, struct q_env *env, const struct iovec *iov, int iovcnt)
+/* Checks env and fills in size, created and (unless valid already) id. */
+static int queue_prepare(struct q_env *env, const struct iovec *iov, int iovcnt)
 {
-	int rc = Q_TEMPFAIL;
-
 	if (queue_env_check(env) < 0) {
 		errno = EINVAL;
 		return Q_PERMFAIL;
@@ -222,22 +210,181 @@ int queue_commit(struct queue *q, struct q_env *env, const struct iovec *iov, in
 	/* A caller may have drawn the id already (for its Received: header). */
 	if (!queue_id_valid(env->id))
 		queue_new_id(env->id);
-	for (int tries = 0; tries < QUEUE_COMMIT_TRY; tries++) {
+	return Q_OK;
+}
+
+/* Writes q->wbuf to a new tmp/<id>; the open fd, -1 (errno), or -2 when
+ * the name is taken. Writeback starts now so the commit mostly waits for
+ * I/O already under way. */
+static int queue_stage_write(struct queue *q, const char *id)
+{
+	int fd = openat(q->fd[QD_TMP], id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return errno == EEXIST ? -2 : -1;
+	if (fs_write_all(fd, q->wbuf.data, q->wbuf.len) < 0) {
+		int saved = errno;
+		close(fd);
+		unlinkat(q->fd[QD_TMP], id, 0);
+		errno = saved;
+		return -1;
+	}
+	/* A hint only: errors show up again in fdatasync at commit. */
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	return fd;
+}
+
+/* Formats and writes env + content to tmp/; a fresh id if the name is taken. */
+static int queue_stage(struct queue *q, struct q_env *env, const struct iovec *iov, int iovcnt)
+{
+	int fd = -2;
+
+	for (int tries = 0; tries < QUEUE_COMMIT_TRY && fd == -2; tries++) {
+		if (tries > 0)
+			queue_new_id(env->id);
 		buf_reset(&q->wbuf);
 		queue_file_format(&q->wbuf, env, iov, iovcnt);
-		rc = queue_commit_try(q, env->id);
-		if (rc != QUEUE_RETRY)
-			break;
-		queue_new_id(env->id);
-		rc = Q_TEMPFAIL;
-		errno = EEXIST;
+		fd = queue_stage_write(q, env->id);
 	}
+	if (fd == -2)
+		errno = EEXIST;
 	if (q->wbuf.cap > QUEUE_WBUF_KEEP) {
 		int saved = errno;
 		buf_free(&q->wbuf);
 		errno = saved;
 	}
-	return rc;
+	return fd;
+}
+
+int queue_batch_add(struct q_batch *b, struct q_env *env, const struct iovec *iov, int iovcnt)
+{
+	int rc = queue_prepare(env, iov, iovcnt), fd, saved;
+
+	if (rc != Q_OK)
+		return rc;
+	fd = queue_stage(b->q, env, iov, iovcnt);
+	if (fd < 0) {
+		saved = errno;
+		log_warn("queue: stage %s", env->id);
+		errno = saved;
+		return Q_TEMPFAIL;
+	}
+	if (b->n == b->cap) {
+		b->cap = b->cap ? 2 * b->cap : 16;
+		b->v = xrealloc(b->v, b->cap * sizeof(*b->v));
+	}
+	memcpy(b->v[b->n].id, env->id, QUEUE_ID_MAX);
+	b->v[b->n++].fd = fd;
+	return Q_OK;
+}
+
+/* Marks message i failed at step: result, log, and its tmp file removed. */
+static void queue_batch_fail(struct q_batch *b, size_t i, struct q_result *res, const char *step)
+{
+	res[i].status = Q_TEMPFAIL;
+	res[i].err = errno;
+	log_warn("queue: commit %s: %s", b->v[i].id, step);
+	queue_staged_drop(b, &b->v[i]);
+}
+
+/* Step 1: each file's data (and size) on disk. fdatasync suffices for a
+ * new file. One sync per file: syncfs would flush the whole file system
+ * (other programs' data too) and older kernels do not report its errors. */
+static void queue_batch_sync(struct q_batch *b, struct q_result *res)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct q_staged *st = &b->v[i];
+
+		if (fdatasync(st->fd) < 0) {
+			queue_batch_fail(b, i, res, "fsync");
+			continue;
+		}
+		if (close(st->fd) < 0) {
+			st->fd = -1;
+			queue_batch_fail(b, i, res, "close");
+			continue;
+		}
+		st->fd = -1;
+	}
+}
+
+/* Step 2: link each durable file into queue/ and forget its tmp name. */
+static void queue_batch_link(struct q_batch *b, struct q_result *res)
+{
+	struct queue *q = b->q;
+
+	for (size_t i = 0; i < b->n; i++) {
+		const char *id = b->v[i].id;
+
+		if (res[i].status != Q_OK)
+			continue;
+		if (linkat(q->fd[QD_TMP], id, q->fd[QD_QUEUE], id, 0) < 0) {
+			queue_batch_fail(b, i, res, "link");
+			continue;
+		}
+		if (unlinkat(q->fd[QD_TMP], id, 0) < 0)
+			log_warn("queue: unlink tmp/%s (recovery will remove it)", id);
+	}
+}
+
+/* Step 3: one fsync of queue/ makes every new name durable. If it fails,
+ * no message of the batch may be acknowledged, so the names go again. */
+static void queue_batch_sync_dir(struct q_batch *b, struct q_result *res)
+{
+	int err;
+
+	if (fsync(b->q->fd[QD_QUEUE]) == 0)
+		return;
+	err = errno;
+	log_warn("queue: commit: fsync queue directory");
+	for (size_t i = 0; i < b->n; i++) {
+		if (res[i].status != Q_OK)
+			continue;
+		unlinkat(b->q->fd[QD_QUEUE], b->v[i].id, 0);
+		res[i].status = Q_TEMPFAIL;
+		res[i].err = err;
+	}
+}
+
+int queue_batch_commit(struct q_batch *b, struct q_result *res)
+{
+	int n_ok = 0;
+
+	for (size_t i = 0; i < b->n; i++) {
+		res[i].status = Q_OK;
+		res[i].err = 0;
+	}
+	queue_batch_sync(b, res);
+	queue_batch_link(b, res);
+	queue_batch_sync_dir(b, res);
+	for (size_t i = 0; i < b->n; i++)
+		n_ok += res[i].status == Q_OK;
+	b->n = 0;
+	return n_ok;
+}
+
+int queue_commit(struct queue *q, struct q_env *env, const struct iovec *iov, int iovcnt)
+{
+	struct q_batch b = {.q = q};
+	struct q_result res = {Q_TEMPFAIL, EEXIST};
+
+	/* A name taken in queue/ (another process drew the same id) means a
+	 * fresh id and a new file, as when the tmp name is taken. */
+	for (int tries = 0; tries < QUEUE_COMMIT_TRY; tries++) {
+		int rc = queue_batch_add(&b, env, iov, iovcnt);
+
+		if (rc != Q_OK) {
+			free(b.v);
+			return rc;
+		}
+		queue_batch_commit(&b, &res);
+		if (res.status == Q_OK || res.err != EEXIST)
+			break;
+		queue_new_id(env->id);
+	}
+	free(b.v);
+	errno = res.err;
+	return res.status;
 }
 
 /* Reads name under dirfd whole into out: one open, fstat, read, close. */

@@ -20,7 +20,7 @@ enum q_status { Q_OK = 0, Q_TEMPFAIL = -1, Q_PERMFAIL = -2 };
 enum rcpt_state { RCPT_PENDING, RCPT_DELIVERED, RCPT_FAILED };
 
 struct q_rcpt {
-	char *addr;          /* as accepted, e.g. "alice@example.org" */
+	char *addr; /* as accepted, e.g. "alice@example.org" */
 	enum rcpt_state state;
 	int attempts;
 	time_t next_attempt; /* 0 = as soon as possible */
@@ -28,13 +28,13 @@ struct q_rcpt {
 };
 
 struct q_env {
-	char id[QUEUE_ID_MAX]; /* filled in by queue_commit */
+	char id[QUEUE_ID_MAX]; /* filled in by queue_commit / queue_batch_add */
 	time_t created;
-	char *sender;          /* "" for the null sender <> */
-	char *client;          /* client address, or "local" for sendmail */
-	char *helo;            /* HELO/EHLO name, or NULL */
-	char *message_id;      /* Message-ID header value, or NULL */
-	uint64_t size;         /* bytes of content */
+	char *sender;	  /* "" for the null sender <> */
+	char *client;	  /* client address, or "local" for sendmail */
+	char *helo;	  /* HELO/EHLO name, or NULL */
+	char *message_id; /* Message-ID header value, or NULL */
+	uint64_t size;	  /* bytes of content */
 	struct q_rcpt *rcpt;
 	size_t nrcpt;
 };
@@ -55,6 +55,32 @@ void q_env_free(struct q_env *env);
  * ends, dots unstuffed) durably and assigns env->id. Q_OK only when the file
  * and its directory entry are on disk. Q_TEMPFAIL with errno (ENOSPC...). */
 int queue_commit(struct queue *q, struct q_env *env, const struct iovec *iov, int iovcnt);
+
+/* Group commit: messages are staged one by one (each written to tmp/, not
+ * yet synced), then made durable together by queue_batch_commit, which
+ * syncs each file and fsyncs queue/ once for the whole batch. A message
+ * counts as queued only when queue_batch_commit reported Q_OK for it. */
+struct q_batch;
+
+struct q_result {
+	int status; /* Q_OK or Q_TEMPFAIL */
+	int err;    /* errno of the failure, 0 on Q_OK */
+};
+
+struct q_batch *queue_batch_new(struct queue *q);
+/* Frees the batch; staged, uncommitted messages are removed from tmp/. */
+void queue_batch_free(struct q_batch *b);
+/* Stages envelope + content (as for queue_commit) and assigns env->id
+ * (keeping one that is valid already). Q_OK: staged as message number
+ * queue_batch_count() - 1. Q_TEMPFAIL / Q_PERMFAIL (errno): not staged,
+ * nothing left on disk. */
+int queue_batch_add(struct q_batch *b, struct q_env *env, const struct iovec *iov, int iovcnt);
+size_t queue_batch_count(const struct q_batch *b);
+/* Makes every staged message durable with as few syncs as possible. res
+ * (queue_batch_count() entries, in staging order) gets each message's
+ * outcome; a failed one leaves no file in queue/ or tmp/. Returns the
+ * number of Q_OK; the batch is then empty and can be reused. */
+int queue_batch_commit(struct q_batch *b, struct q_result *res);
 
 /* Loads a message: envelope with current recipient state, and the content
  * into content (appended) unless content is NULL. Q_PERMFAIL if the file is

@@ -25,9 +25,11 @@ enum {
 	QF_SEEN_MSGID = 32,
 };
 
-/* CRC-32 by table. Not zlib's crc32(): the Makefile links no -lz and the
- * table version is twenty lines; the values are identical to zlib's. */
-static uint32_t qf_crc_table[256];
+/* CRC-32 by tables, eight bytes a step ("slicing-by-8": about five times
+ * the speed of one table lookup per byte; every message is summed when it is
+ * written and when it is read). Not zlib's crc32(): the Makefile links no
+ * -lz; the values are identical to zlib's. */
+static uint32_t qf_crc_table[8][256];
 
 static void qf_crc_init(void)
 {
@@ -35,19 +37,37 @@ static void qf_crc_init(void)
 		uint32_t c = i;
 		for (int k = 0; k < 8; k++)
 			c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-		qf_crc_table[i] = c;
+		qf_crc_table[0][i] = c;
 	}
+	for (int t = 1; t < 8; t++)
+		for (int i = 0; i < 256; i++) {
+			uint32_t c = qf_crc_table[t - 1][i];
+			qf_crc_table[t][i] = (c >> 8) ^ qf_crc_table[0][c & 0xff];
+		}
+}
+
+/* Four bytes as a little-endian number, whatever the host's byte order. */
+static inline uint32_t qf_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 uint32_t queue_file_crc32(uint32_t crc, const void *data, size_t len)
 {
 	const unsigned char *p = data;
+	const uint32_t(*t)[256] = qf_crc_table;
 
-	if (qf_crc_table[1] == 0)
+	if (qf_crc_table[0][1] == 0)
 		qf_crc_init();
 	crc = ~crc;
+	for (; len >= 8; len -= 8, p += 8) {
+		uint32_t a = crc ^ qf_le32(p), b = qf_le32(p + 4);
+		crc = t[7][a & 0xff] ^ t[6][(a >> 8) & 0xff] ^ t[5][(a >> 16) & 0xff] ^
+		      t[4][a >> 24] ^ t[3][b & 0xff] ^ t[2][(b >> 8) & 0xff] ^
+		      t[1][(b >> 16) & 0xff] ^ t[0][b >> 24];
+	}
 	while (len--)
-		crc = qf_crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+		crc = t[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return ~crc;
 }
 

@@ -1,7 +1,9 @@
 /* SMTP server (RFC 5321, RFC 2920 pipelining) on libevent: one bufferevent
  * per session; command lines and DATA are scanned from raw bytes here, so a
- * bare CR or LF can never end a line. Invariant: "250 ... queued" is written
- * only after queue_commit returned Q_OK for the message. */
+ * bare CR or LF can never end a line. Messages complete in the same loop
+ * pass are group-committed (queue_batch_*): their sessions park, input
+ * waiting, until the batch is durable. Invariant: "250 ... queued" is
+ * written only after queue_batch_commit reported Q_OK for the message. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -35,6 +37,7 @@
 #define SMTP_ERROR_MAX 10	     /* protocol errors before the session is closed */
 #define SMTP_OUT_HIGH  (256 * 1024)  /* stop reading while this much output waits */
 #define SMTP_KEEP_BUF  (1024 * 1024) /* larger DATA buffers are freed, not kept */
+#define SMTP_BATCH_MAX 64	     /* messages per group commit */
 
 /* Session states, as bits so a command can list where it is allowed. */
 enum sess_state { ST_CONNECT = 1, ST_HELO = 2, ST_MAIL = 4, ST_RCPT = 8, ST_DATA = 16 };
@@ -68,6 +71,9 @@ struct session {
 	int errors;
 	int discarding; /* inside an overlong command line */
 	int closing;	/* the last reply is queued; close once written */
+	int parked;	/* message staged, waiting for the group commit */
+	int eof;	/* the client half-closed; finish, then close */
+	int gone;	/* connection failed while parked: free after commit */
 	struct q_env env;
 	struct data_rx data;
 };
@@ -83,10 +89,15 @@ struct smtp_server {
 	struct session *sessions;
 	int nsessions;
 	int disk_low; /* EV_DISK_LOW logged, EV_DISK_OK not yet */
+	struct q_batch *batch;
+	struct session *parked[SMTP_BATCH_MAX]; /* in staging order */
+	size_t nparked;
+	struct event *ev_commit; /* 0-second timer: commits the batch */
 };
 
 static void sess_read_cb(struct bufferevent *bev, void *arg);
 static void sess_event_cb(struct bufferevent *bev, short what, void *arg);
+static void sess_half_closed(struct session *s);
 
 /* ---------------------------------------------------------------- replies */
 
@@ -94,6 +105,8 @@ static void sess_vreply(struct session *s, const char *fmt, va_list ap)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 
+	if (s->gone) /* the connection failed: nobody to tell */
+		return;
 	evbuffer_add_vprintf(out, fmt, ap);
 	evbuffer_add(out, "\r\n", 2);
 }
@@ -186,10 +199,28 @@ static void sess_output_drained(struct bufferevent *bev, void *arg)
 
 static void sess_flush(struct session *s);
 
+/* An event while the message is in the batch: the session must live until
+ * the commit, which then replies (after EOF) or frees it (after an error). */
+static void sess_event_parked(struct session *s, short what)
+{
+	if (what & BEV_EVENT_TIMEOUT)
+		return; /* reading is enabled again after the commit */
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		s->eof = 1;
+		return;
+	}
+	s->gone = 1;
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+}
+
 static void sess_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
+	if (s->parked) {
+		sess_event_parked(s, what);
+		return;
+	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !s->closing) {
 		const char *kv[] = {"client", s->addr, NULL};
 		int secs = s->state == ST_DATA ? s->srv->cfg->smtp_data_timeout
@@ -206,12 +237,19 @@ static void sess_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (s->state == ST_DATA)
 		log_info("smtp: %s: connection lost in DATA; nothing queued", s->addr);
 	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
-		s->closing = 1; /* a half-closed client still gets its replies */
-		s->state = ST_HELO;
+		sess_half_closed(s);
 		sess_flush(s);
 		return;
 	}
 	sess_free(s);
+}
+
+/* A half-closed client still gets its replies, then the session ends. */
+static void sess_half_closed(struct session *s)
+{
+	s->eof = 1;
+	s->closing = 1;
+	s->state = ST_HELO;
 }
 
 /* After a batch of input: close if asked, or pause reading while the client
@@ -700,11 +738,81 @@ static char *sess_build_head(struct session *s, struct buf *head)
 	return msgid;
 }
 
+/* Sends the outcome of a committed (or failed) message; a gone client gets
+ * no reply, but a queued message is still logged and handed on. */
+static void sess_commit_done(struct session *s, const struct q_result *res)
+{
+	if (res->status == Q_OK)
+		sess_queued(s, s->env.message_id);
+	else
+		sess_commit_failed(s, res->status, res->err);
+	sess_txn_reset(s);
+}
+
+/* After the commit: go on with the input that waited, or end the session. */
+static void sess_resume(struct session *s)
+{
+	s->parked = 0;
+	if (s->gone) {
+		sess_free(s);
+		return;
+	}
+	if (!s->eof)
+		bufferevent_enable(s->bev, EV_READ);
+	sess_read_cb(s->bev, s);
+}
+
+/* Commits the batch, then answers and resumes each parked session. The
+ * parked list is taken first: resumed sessions may start the next batch. */
+static void srv_batch_run(struct smtp_server *srv)
+{
+	struct session *parked[SMTP_BATCH_MAX];
+	struct q_result res[SMTP_BATCH_MAX];
+	size_t n = srv->nparked;
+
+	if (n == 0)
+		return;
+	memcpy(parked, srv->parked, n * sizeof(*parked));
+	srv->nparked = 0;
+	queue_batch_commit(srv->batch, res);
+	for (size_t i = 0; i < n; i++)
+		sess_commit_done(parked[i], &res[i]);
+	for (size_t i = 0; i < n; i++)
+		sess_resume(parked[i]);
+}
+
+static void srv_batch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	srv_batch_run(arg);
+}
+
+/* Stages the message and parks the session until the batch is committed:
+ * by a 0-second timer, which runs after this loop pass's read callbacks
+ * and the next poll, so sessions finishing together share the syncs. */
+static void sess_park(struct session *s, const struct iovec *iov, int iovcnt)
+{
+	struct smtp_server *srv = s->srv;
+	struct timeval now = {0, 0};
+	int rc;
+
+	if (srv->nparked == SMTP_BATCH_MAX)
+		srv_batch_run(srv);
+	rc = queue_batch_add(srv->batch, &s->env, iov, iovcnt);
+	if (rc != Q_OK) {
+		struct q_result res = {rc, errno};
+		sess_commit_done(s, &res);
+		return;
+	}
+	srv->parked[srv->nparked++] = s;
+	s->parked = 1;
+	if (!evtimer_pending(srv->ev_commit, NULL))
+		evtimer_add(srv->ev_commit, &now);
+}
+
 static void sess_commit(struct session *s)
 {
 	struct buf head = BUF_INIT;
 	struct iovec iov[2];
-	int rc, err;
 
 	queue_new_id(s->env.id);
 	s->env.message_id = sess_build_head(s, &head);
@@ -714,13 +822,9 @@ static void sess_commit(struct session *s)
 	iov[0].iov_len = head.len;
 	iov[1].iov_base = s->data.content.data;
 	iov[1].iov_len = s->data.content.len;
-	rc = queue_commit(s->srv->q, &s->env, iov, 2);
-	err = errno;
-	if (rc == Q_OK)
-		sess_queued(s, s->env.message_id);
-	else
-		sess_commit_failed(s, rc, err);
+	sess_park(s, iov, 2);
 	buf_free(&head);
+	sess_data_free(&s->data);
 }
 
 static void sess_data_refuse(struct session *s)
@@ -763,7 +867,8 @@ static void sess_data_end(struct session *s)
 	else
 		sess_commit(s);
 	s->state = ST_HELO;
-	sess_txn_reset(s);
+	if (!s->parked) /* else the envelope is needed for the reply */
+		sess_txn_reset(s);
 }
 
 static void sess_data_input(struct session *s, struct evbuffer *in)
@@ -957,13 +1062,15 @@ static void sess_read_cb(struct bufferevent *bev, void *arg)
 	struct session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (!s->closing && evbuffer_get_length(in) > 0 &&
+	while (!s->closing && !s->parked && evbuffer_get_length(in) > 0 &&
 	       evbuffer_get_length(bufferevent_get_output(bev)) <= SMTP_OUT_HIGH) {
 		if (s->state == ST_DATA)
 			sess_data_input(s, in);
 		else if (!sess_cmd_input(s, in))
 			break;
 	}
+	if (s->eof && !s->parked && !s->closing)
+		sess_half_closed(s); /* the input that waited for a commit is done */
 	if (s->closing)
 		evbuffer_drain(in, evbuffer_get_length(in));
 	sess_flush(s);
@@ -1150,6 +1257,8 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct config
 	srv->q = q;
 	srv->on_commit = on_commit;
 	srv->arg = arg;
+	srv->batch = queue_batch_new(q);
+	srv->ev_commit = evtimer_new(base, srv_batch_cb, srv);
 	return srv;
 }
 
@@ -1160,7 +1269,12 @@ void smtp_server_free(struct smtp_server *srv)
 	for (size_t i = 0; i < srv->nlev; i++)
 		evconnlistener_free(srv->lev[i]);
 	free(srv->lev);
+	/* Staged messages were never acknowledged: they are dropped from tmp/. */
+	queue_batch_free(srv->batch);
+	srv->nparked = 0;
 	while (srv->sessions)
 		sess_free(srv->sessions);
+	if (srv->ev_commit)
+		event_free(srv->ev_commit);
 	free(srv);
 }

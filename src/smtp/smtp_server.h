@@ -1,5 +1,6 @@
 /* SMTP server (RFC 5321): event-driven sessions on libevent that accept mail
- * into the queue. Invariant: "250" after DATA only once queue_commit said Q_OK. */
+ * into the queue. Invariant: "250" after DATA only once the queue
+ * (queue_commit or queue_batch_commit) reported Q_OK. */
 #ifndef SMTP_SMTP_SERVER_H
 #define SMTP_SMTP_SERVER_H
 #include <event2/event.h>

@@ -219,3 +219,150 @@ def test_enospc_during_commit_452_nothing_half_present(tmpfs, daemon):
     d.restart()
     assert sorted(d.queue_ids()) == sorted([first, queued_id(r)])
     assert files_under(tmpfs / "corrupt") == []
+
+
+# --- group commit --------------------------------------------------------
+# Messages that end in the same event-loop pass are committed together; each
+# session waits (its pipelined input kept) until its batch is durable.
+import socket  # noqa: E402
+import struct  # noqa: E402
+
+from conftest import send_message  # noqa: E402
+
+def queue_file(d, qid):
+    return (d.dir / "queue" / qid).read_bytes()
+
+
+class BatchSender(threading.Thread):
+    """Sends n messages to remote recipients, one connection each, and
+    records (qid, exact message bytes) per 250."""
+
+    def __init__(self, port, tid, n):
+        super().__init__(daemon=True)
+        self.port, self.tid, self.n = port, tid, n
+        self.acked, self.error = [], None
+
+    def run(self):
+        try:
+            for i in range(self.n):
+                body = "gc-%d-%d\r\n" % (self.tid, i) + ("line %d of %d\r\n" % (i, self.tid)) * 60
+                data = message("gc %d %d" % (self.tid, i), body=body)
+                r = send_message(self.port, "s%d@client.test" % self.tid,
+                                 ["r%d-%d@other.example" % (self.tid, i)], data)
+                assert r.code == 250, r
+                self.acked.append((queued_id(r), data))
+        except Exception as e:  # noqa: BLE001
+            self.error = repr(e)
+
+
+def test_group_commit_ten_clients_every_250_queued_intact(daemon):
+    d = daemon(*CONF)
+    senders = [BatchSender(d.port, t, 20) for t in range(10)]
+    for s in senders:
+        s.start()
+    for s in senders:
+        s.join(60)
+    assert [s.error for s in senders if s.error] == []
+    acked = [a for s in senders for a in s.acked]
+    assert len(acked) == 200
+    assert len({qid for qid, _ in acked}) == 200
+    assert set(d.queue_ids()) == {qid for qid, _ in acked}
+    for qid, data in acked:
+        f = queue_file(d, qid)
+        # Stored in wire form after our Received: header, byte for byte.
+        assert data in f, qid
+        assert b"id " + qid.encode() in f
+    assert files_under(d.dir / "tmp") == []
+    # One "message received" event (2002) per 250, naming its queue id.
+    assert wait_until(lambda: len(d.events_with(2002)) >= 200, 5)
+    assert sorted(e.get("qid") for e in d.events_with(2002)) == sorted(q for q, _ in acked)
+
+
+def test_pipelined_input_after_data_waits_for_commit(daemon):
+    d = daemon(*CONF)
+    m1, m2 = message("pipe one"), message("pipe two")
+    with d.smtp() as c:
+        assert c.cmd("EHLO client.test").code == 250
+        c.send(b"MAIL FROM:<p@client.test>\r\nRCPT TO:<x@other.example>\r\nDATA\r\n")
+        assert [c.reply().code for _ in range(3)] == [250, 250, 354]
+        # End of data, the next transaction and QUIT in one write: each
+        # reply must come in order, the 250 for m1 before MAIL's.
+        c.send(m1 + b".\r\nMAIL FROM:<p@client.test>\r\nRCPT TO:<y@other.example>\r\n"
+               b"DATA\r\n" + m2 + b".\r\nQUIT\r\n")
+        replies = c.replies_until_close(10)
+    assert [r.code for r in replies] == [250, 250, 250, 354, 250, 221], replies
+    ids = [queued_id(replies[0]), queued_id(replies[4])]
+    assert ids[0] != ids[1]
+    assert sorted(d.queue_ids()) == sorted(ids)
+    assert m1 in queue_file(d, ids[0]) and m2 in queue_file(d, ids[1])
+
+
+def test_half_closed_client_gets_its_250(daemon):
+    d = daemon(*CONF)
+    m = message("half closed")
+    with d.smtp() as c:
+        assert c.cmd("EHLO client.test").code == 250
+        c.send(b"MAIL FROM:<h@client.test>\r\nRCPT TO:<x@other.example>\r\nDATA\r\n")
+        assert [c.reply().code for _ in range(3)] == [250, 250, 354]
+        c.send(m + b".\r\nQUIT\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        replies = c.replies_until_close(10)
+    assert [r.code for r in replies] == [250, 221], replies
+    assert d.queue_ids() == [queued_id(replies[0])]
+    assert m in queue_file(d, queued_id(replies[0]))
+
+
+def test_client_gone_before_reply_message_kept_daemon_fine(daemon):
+    """Clients that send a whole message and reset the connection at once:
+    whatever was committed is whole and listed, nothing stays in tmp/, and
+    the daemon goes on (under ASan: no use after free)."""
+    d = daemon(*CONF)
+    msgs = []
+    for i in range(20):
+        m = message("gone %d" % i)
+        msgs.append(m)
+        c = d.smtp()
+        assert c.cmd("EHLO client.test").code == 250
+        c.send(b"MAIL FROM:<g@client.test>\r\nRCPT TO:<x@other.example>\r\nDATA\r\n")
+        assert [c.reply().code for _ in range(3)] == [250, 250, 354]
+        c.send(m + b".\r\n")
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+    r = d.send("late@client.test", ["late@other.example"], message("after"))
+    assert r.code == 250, r
+    assert wait_until(lambda: files_under(d.dir / "tmp") == [], 5)
+    ids = d.queue_ids()
+    assert queued_id(r) in ids
+    assert len(files_under(d.dir / "queue")) == len(ids)
+    for qid in ids:
+        f = queue_file(d, qid)
+        assert any(m in f for m in msgs) or b"Subject: after" in f, qid
+    assert d.alive()
+
+
+def test_burst_of_pipelined_clients_more_than_one_batch(daemon):
+    """120 clients send a whole pipelined transaction at the same moment:
+    more messages end in one loop pass than a batch holds (64). Each gets
+    its replies in order and its own id; every message is queued intact."""
+    d = daemon(*CONF, "max_connections = 200")
+    n = 120
+    conns = [d.smtp(timeout=30) for _ in range(n)]
+    try:
+        for c in conns:
+            assert c.cmd("EHLO client.test").code == 250
+        msgs = [message("burst %d" % i) for i in range(n)]
+        for i, c in enumerate(conns):
+            c.send(b"MAIL FROM:<b@client.test>\r\nRCPT TO:<x%d@other.example>\r\nDATA\r\n" % i
+                   + msgs[i] + b".\r\nQUIT\r\n")
+        replies = [c.replies_until_close(30) for c in conns]
+    finally:
+        for c in conns:
+            c.close()
+    for rs in replies:
+        assert [r.code for r in rs] == [250, 250, 354, 250, 221], rs
+    ids = [queued_id(rs[3]) for rs in replies]
+    assert len(set(ids)) == n
+    assert sorted(d.queue_ids()) == sorted(ids)
+    for qid, m in zip(ids, msgs):
+        assert m in queue_file(d, qid)
+    assert files_under(d.dir / "tmp") == []
