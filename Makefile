@@ -18,7 +18,7 @@ UNITSRC  = $(sort $(wildcard tests/unit/test_*.c))
 UNITBIN  = $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit unit-asan integration integration-asan clean format bench
-all: $(BUILD)/dialmail
+all: $(BUILD)/dialmail $(BUILD)/modemsim
 
 deps:
 	@./scripts/install-deps
@@ -76,3 +76,21 @@ clean:
 	rm -rf build build-asan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- smtpc: test driver for the SMTP client (tools/smtpc), added by the
+# smtp-client helper; the integration tests in test_smtp_client.py use it.
+$(BUILD)/smtpc: $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/smtpc/*.c)) $(BUILD)/libdialmail.a
+	$(CC) $(DMFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# --- dialtest: test driver for the link engine (tools/dialtest), added by the
+# link-layer helper; tests/integration/test_dialer.py uses it.
+$(BUILD)/dialtest: $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/dialtest/*.c)) $(BUILD)/libdialmail.a
+	$(CC) $(DMFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# --- modemsim (tools/modemsim): the Hayes modem emulator on a pseudo-terminal.
+# A program of its own; it uses only the mail-free helpers of src/lib.
+MODEMSIM_SRC = $(sort $(wildcard tools/modemsim/*.c))
+MODEMSIM_OBJ = $(MODEMSIM_SRC:%.c=$(BUILD)/%.o) \
+               $(addprefix $(BUILD)/src/lib/,buf.o clock.o log.o xmalloc.o)
+$(BUILD)/modemsim: $(MODEMSIM_OBJ)
+	$(CC) $(DMFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lutil

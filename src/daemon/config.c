@@ -15,9 +15,12 @@
 
 #include "daemon/config.h"
 #include "daemon/event.h"
+#include "daemon/routes.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "link/phonebook.h"
+#include "queue/retry.h"
 
 enum setting_type { T_STRING, T_INT, T_SIZE, T_DURATION, T_BOOL, T_LIST, T_CIDRS, T_LEVEL };
 
@@ -147,6 +150,79 @@ static const struct setting settings[] = {
      .def = "yes",
      .off = OFF(use_syslog),
      .help = "also write events to syslog (facility mail)"},
+    {.name = "transfer_mode",
+     .type = T_STRING,
+     .def = "both",
+     .off = OFF(transfer_mode),
+     .check = routes_check_transfer_mode,
+     .help = "both, inbound-only, outbound-only or none (accept nothing, deliver what is queued)"},
+    {.name = "retry_intervals",
+     .type = T_LIST,
+     .def = "15m, 30m, 1h, 4h",
+     .min = 1,
+     .max = RETRY_MAX_INTERVALS,
+     .off = OFF(retry_intervals),
+     .check = retry_check_interval,
+     .help = "delays between delivery attempts (+-10% jitter); the last one repeats"},
+    {.name = "lifetime_urgent",
+     .type = T_DURATION,
+     .def = "1d",
+     .min = 1,
+     .max = 365 * DAY,
+     .off = OFF(lifetime_urgent),
+     .help = "how long an urgent message is retried before it is bounced"},
+    {.name = "lifetime_normal",
+     .type = T_DURATION,
+     .def = "5d",
+     .min = 1,
+     .max = 365 * DAY,
+     .off = OFF(lifetime_normal),
+     .help = "how long a normal message is retried before it is bounced"},
+    {.name = "lifetime_non_urgent",
+     .type = T_DURATION,
+     .def = "7d",
+     .min = 1,
+     .max = 365 * DAY,
+     .off = OFF(lifetime_non_urgent),
+     .help = "how long a non-urgent message is retried before it is bounced"},
+    {.name = "delay_warning_time",
+     .type = T_DURATION,
+     .def = "0",
+     .min = 0,
+     .max = 365 * DAY,
+     .off = OFF(delay_warning_time),
+     .help = "time after arrival when the sender is told a message is delayed; 0: never"},
+    {.name = "auth_file",
+     .type = T_STRING,
+     .def = "",
+     .off = OFF(auth_file),
+     .help = "file of 'NAME USER PASSWORD' lines for auth= on routes; mode 600"},
+    {.name = "max_messages_per_connection",
+     .type = T_INT,
+     .def = "100",
+     .min = 1,
+     .max = 100000,
+     .off = OFF(max_messages_per_connection),
+     .help = "messages sent over one outbound connection before it is closed"},
+    {.name = "max_outbound_connections",
+     .type = T_INT,
+     .def = "4",
+     .min = 1,
+     .max = 1000,
+     .off = OFF(max_outbound_connections),
+     .help = "outbound SMTP connections open at once, in total"},
+    {.name = "max_connections_per_destination",
+     .type = T_INT,
+     .def = "1",
+     .min = 1,
+     .max = 100,
+     .off = OFF(max_connections_per_destination),
+     .help = "outbound SMTP connections open at once to one smarthost or domain"},
+    {.name = "lock_dir",
+     .type = T_STRING,
+     .def = "/var/lock",
+     .off = OFF(lock_dir),
+     .help = "directory of the UUCP lock files (LCK..ttyS0) of modem devices"},
     DIAG("initialization", EVC_INIT),
     DIAG("smtp", EVC_SMTP),
     DIAG("transfer", EVC_TRANSFER),
@@ -180,10 +256,15 @@ struct config_section {
 };
 
 static void aliases_line(struct parser *p, const char *key, const char *value);
+static void routes_section_line(struct parser *p, const char *key, const char *value);
+static int phonebook_open(struct parser *p, const char *arg);
+static void phonebook_line(struct parser *p, const char *key, const char *value);
 
-/* Later issues add [phonebook NAME] and [routes] here. */
+/* The [section] kinds; each one's lines are parsed by its own module. */
 static const struct config_section sections[] = {
     {"aliases", 0, NULL, aliases_line},
+    {"routes", 0, NULL, routes_section_line},
+    {"phonebook", 1, phonebook_open, phonebook_line},
 };
 
 /* --- errors ------------------------------------------------------------ */
@@ -717,6 +798,33 @@ done:
 	free(what);
 }
 
+/* [routes] lines are parsed in daemon/routes.c. */
+static void routes_section_line(struct parser *p, const char *key, const char *value)
+{
+	p->n_errors += routes_parse_line(p->cfg->routes, p->path, p->line, key, value, p->err);
+}
+
+/* [phonebook NAME] sections are parsed in link/phonebook.c. */
+static int phonebook_open(struct parser *p, const char *arg)
+{
+	struct buf problem = BUF_INIT;
+	int rc = phonebook_section_open(&p->cfg->phonebook, arg, p->line, &problem);
+
+	if (rc < 0)
+		parser_error(p, "[phonebook]", "%s", buf_cstr(&problem));
+	buf_free(&problem);
+	return rc;
+}
+
+static void phonebook_line(struct parser *p, const char *key, const char *value)
+{
+	struct buf problem = BUF_INIT;
+
+	if (phonebook_section_line(p->cfg->phonebook, key, value, &problem) < 0)
+		parser_error(p, key, "%s", buf_cstr(&problem));
+	buf_free(&problem);
+}
+
 /* "[kind]" or "[kind name]": switch to that section or reject it. */
 static void parser_section(struct parser *p, char *text)
 {
@@ -850,6 +958,7 @@ int config_load(struct config *cfg, const char *path, struct buf *err)
 
 	memset(cfg, 0, sizeof(*cfg));
 	config_defaults(cfg);
+	cfg->routes = xcalloc(1, sizeof(*cfg->routes));
 	if (path) {
 		cfg->path = xstrdup(path);
 		if ((f = fopen(path, "r")) == NULL) {
@@ -860,6 +969,8 @@ int config_load(struct config *cfg, const char *path, struct buf *err)
 		fclose(f);
 	}
 	free(p.alias_line);
+	p.n_errors += routes_finish(cfg->routes, cfg->auth_file, path, err);
+	p.n_errors += phonebook_check(cfg->phonebook, path, err);
 	if (p.n_errors)
 		goto fail;
 	config_resolve_hostname(cfg);
@@ -879,6 +990,9 @@ void config_free(struct config *cfg)
 		strlist_free(&cfg->aliases[i].targets);
 	}
 	free(cfg->aliases);
+	routes_free(cfg->routes);
+	free(cfg->routes);
+	phonebook_free(cfg->phonebook);
 	free(cfg->path);
 	memset(cfg, 0, sizeof(*cfg));
 }
@@ -911,6 +1025,8 @@ void config_show(const struct config *cfg, FILE *out, int only_changed)
 			fprintf(out, "%s%s", j ? ", " : " ", t->v[j]);
 		fputc('\n', out);
 	}
+	routes_show(cfg->routes, out);
+	phonebook_show(cfg->phonebook, out);
 	if (only_changed)
 		config_free(&def);
 	buf_free(&v);

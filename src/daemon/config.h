@@ -11,6 +11,9 @@
 #include "lib/strlist.h"
 #include "daemon/event.h"
 
+struct routes;
+struct phonebook;
+
 struct alias {
 	char *name;             /* local part, lower case */
 	struct strlist targets; /* local parts or full addresses */
@@ -36,6 +39,21 @@ struct config {
 	int diag[EVC_COUNT];           /* diagnostics level per event category */
 	struct alias *aliases;
 	size_t n_aliases;
+	/* outbound delivery (issue 3); see daemon/routes.h and queue/retry.h */
+	char *transfer_mode;             /* both, inbound-only, outbound-only, none */
+	struct strlist retry_intervals;  /* durations, "15m", ...; the last repeats */
+	int lifetime_urgent;             /* seconds a message is retried, by priority */
+	int lifetime_normal;
+	int lifetime_non_urgent;
+	int delay_warning_time;          /* seconds after arrival; 0 = no delay warnings */
+	char *auth_file;                 /* "NAME USER PASSWORD" lines, or "" */
+	int max_messages_per_connection;
+	int max_outbound_connections;
+	int max_connections_per_destination;
+	struct routes *routes;           /* [routes] + credentials; never NULL once loaded */
+	/* dial-up links (issue 4); see link/phonebook.h */
+	char *lock_dir;                  /* UUCP lock files, default /var/lock */
+	struct phonebook *phonebook;     /* [phonebook NAME] entries in file order; NULL: none */
 };
 
 /* Loads the embedded defaults, then path (if not NULL). On error returns -1

@@ -47,7 +47,13 @@ enum ev_id {
 	EV_RELAY_DENIED = 4192,
 	EV_BARE_LINEFEED = 4193,
 	EV_UNKNOWN_RECIPIENT = 4194,
-	EV_DIALUP_FAILED = 4106, /* reserved for the dial-up issue */
+	EV_DIALUP_DIALING = 4100,
+	EV_DIALUP_CONNECTED = 4101,
+	EV_DIALUP_HUNG_UP = 4102,
+	EV_DIALUP_RECOVERY = 4103,
+	EV_DIALUP_ENTRY_SKIPPED = 4104,
+	EV_DIALUP_ROUND_FAILED = 4105,
+	EV_DIALUP_FAILED = 4106, /* every failed attempt, with its decoded cause */
 };
 
 struct ev_def {

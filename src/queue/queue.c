@@ -1,14 +1,17 @@
 /* The durable queue on disk: commit (temp, fdatasync, link, fsync dir),
- * alone or as a group commit of many messages, load, state updates, removal, scanning and start-up
+ * alone or as a group commit of many messages (optionally on one committer
+ * thread), load, state updates, removal, scanning and start-up
  * recovery. Invariant: a name in queue/ is a whole, fsync'd file or it is moved to corrupt/;
  * nothing in queue/ is ever deleted except by queue_remove. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -152,12 +155,17 @@ static int queue_env_check(const struct q_env *env)
 struct q_staged {
 	char id[QUEUE_ID_MAX];
 	int fd;
+	const char *failed; /* commit step that failed, for the log; or NULL */
+	int tmp_left;	    /* linked, but the tmp/ name could not be removed */
 };
 
+/* Written by queue_batch_add and queue_batch_report on the owner's thread;
+ * queue_batch_run (syscalls only) may run on the committer thread. */
 struct q_batch {
 	struct queue *q;
 	struct q_staged *v;
 	size_t n, cap;
+	int dir_failed; /* the fsync of queue/ failed at the last commit */
 };
 
 struct q_batch *queue_batch_new(struct queue *q)
@@ -273,17 +281,19 @@ int queue_batch_add(struct q_batch *b, struct q_env *env, const struct iovec *io
 		b->cap = b->cap ? 2 * b->cap : 16;
 		b->v = xrealloc(b->v, b->cap * sizeof(*b->v));
 	}
+	memset(&b->v[b->n], 0, sizeof(b->v[b->n]));
 	memcpy(b->v[b->n].id, env->id, QUEUE_ID_MAX);
 	b->v[b->n++].fd = fd;
 	return Q_OK;
 }
 
-/* Marks message i failed at step: result, log, and its tmp file removed. */
+/* Marks message i failed at step (logged later by queue_batch_report) and
+ * removes its tmp file. */
 static void queue_batch_fail(struct q_batch *b, size_t i, struct q_result *res, const char *step)
 {
 	res[i].status = Q_TEMPFAIL;
 	res[i].err = errno;
-	log_warn("queue: commit %s: %s", b->v[i].id, step);
+	b->v[i].failed = step;
 	queue_staged_drop(b, &b->v[i]);
 }
 
@@ -323,7 +333,7 @@ static void queue_batch_link(struct q_batch *b, struct q_result *res)
 			continue;
 		}
 		if (unlinkat(q->fd[QD_TMP], id, 0) < 0)
-			log_warn("queue: unlink tmp/%s (recovery will remove it)", id);
+			b->v[i].tmp_left = errno;
 	}
 }
 
@@ -336,7 +346,7 @@ static void queue_batch_sync_dir(struct q_batch *b, struct q_result *res)
 	if (fsync(b->q->fd[QD_QUEUE]) == 0)
 		return;
 	err = errno;
-	log_warn("queue: commit: fsync queue directory");
+	b->dir_failed = err;
 	for (size_t i = 0; i < b->n; i++) {
 		if (res[i].status != Q_OK)
 			continue;
@@ -346,21 +356,197 @@ static void queue_batch_sync_dir(struct q_batch *b, struct q_result *res)
 	}
 }
 
-int queue_batch_commit(struct q_batch *b, struct q_result *res)
+/* Steps 1-3 with system calls only (no log, no events, no allocation), so
+ * the committer thread can run it. */
+static void queue_batch_run(struct q_batch *b, struct q_result *res)
 {
-	int n_ok = 0;
-
+	b->dir_failed = 0;
 	for (size_t i = 0; i < b->n; i++) {
 		res[i].status = Q_OK;
 		res[i].err = 0;
+		b->v[i].failed = NULL;
+		b->v[i].tmp_left = 0;
 	}
 	queue_batch_sync(b, res);
 	queue_batch_link(b, res);
 	queue_batch_sync_dir(b, res);
-	for (size_t i = 0; i < b->n; i++)
+}
+
+/* On the owner's thread after queue_batch_run: logs what failed, empties
+ * the batch for reuse and returns the number of Q_OK. */
+static int queue_batch_report(struct q_batch *b, const struct q_result *res)
+{
+	int n_ok = 0;
+
+	for (size_t i = 0; i < b->n; i++) {
+		const struct q_staged *st = &b->v[i];
+
+		if (st->failed) {
+			errno = res[i].err;
+			log_warn("queue: commit %s: %s", st->id, st->failed);
+		}
+		if (st->tmp_left) {
+			errno = st->tmp_left;
+			log_warn("queue: unlink tmp/%s (recovery will remove it)", st->id);
+		}
 		n_ok += res[i].status == Q_OK;
+	}
+	if (b->dir_failed) {
+		errno = b->dir_failed;
+		log_warn("queue: commit: fsync queue directory");
+	}
 	b->n = 0;
 	return n_ok;
+}
+
+int queue_batch_commit(struct q_batch *b, struct q_result *res)
+{
+	queue_batch_run(b, res);
+	return queue_batch_report(b, res);
+}
+
+/* -------------------------------------------------- committer thread */
+
+/* One worker thread that runs queue_batch_run for batches handed over by
+ * the owner's thread. mu guards every field below thread (the worker reads
+ * the batch only between taking it and setting finished). */
+struct q_committer {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int efd;	      /* eventfd: readable when a batch is finished */
+	struct q_batch *job;  /* handed over, not yet collected */
+	struct q_result *res; /* its results */
+	int finished;	      /* job done, not yet collected */
+	int stop;
+};
+
+/* 1 if a batch is handed over but not done (mu held). */
+static int queue_committer_pending(const struct q_committer *c)
+{
+	return c->job != NULL && !c->finished;
+}
+
+static void *queue_committer_main(void *arg)
+{
+	struct q_committer *c = arg;
+	const uint64_t one = 1;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (!c->stop && !queue_committer_pending(c))
+			pthread_cond_wait(&c->cv, &c->mu);
+		if (!queue_committer_pending(c))
+			break; /* stopping, nothing left to do */
+		pthread_mutex_unlock(&c->mu);
+		queue_batch_run(c->job, c->res);
+		pthread_mutex_lock(&c->mu);
+		c->finished = 1;
+		/* Under mu, so whoever sees finished also finds the count. */
+		if (write(c->efd, &one, sizeof(one)) < 0) {
+			/* cannot happen below 2^64-1; the owner also polls finished */
+		}
+		pthread_cond_broadcast(&c->cv);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+struct q_committer *queue_committer_new(void)
+{
+	struct q_committer *c = xcalloc(1, sizeof(*c));
+	int err;
+
+	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->efd < 0) {
+		err = errno;
+		free(c);
+		errno = err;
+		return NULL;
+	}
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	err = pthread_create(&c->thread, NULL, queue_committer_main, c);
+	if (err != 0) {
+		pthread_cond_destroy(&c->cv);
+		pthread_mutex_destroy(&c->mu);
+		close(c->efd);
+		free(c);
+		errno = err;
+		return NULL;
+	}
+	return c;
+}
+
+void queue_committer_free(struct q_committer *c)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->stop = 1; /* the worker finishes a batch in flight first */
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->thread, NULL);
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+	close(c->efd);
+	free(c);
+}
+
+int queue_committer_fd(const struct q_committer *c)
+{
+	return c->efd;
+}
+
+int queue_committer_start(struct q_committer *c, struct q_batch *b, struct q_result *res)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->job != NULL || c->stop) {
+		pthread_mutex_unlock(&c->mu);
+		errno = EBUSY;
+		return -1;
+	}
+	c->job = b;
+	c->res = res;
+	c->finished = 0;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
+int queue_committer_busy(struct q_committer *c)
+{
+	int busy;
+
+	pthread_mutex_lock(&c->mu);
+	busy = c->job != NULL;
+	pthread_mutex_unlock(&c->mu);
+	return busy;
+}
+
+struct q_batch *queue_committer_done(struct q_committer *c, int wait)
+{
+	struct q_batch *b = NULL;
+	struct q_result *res = NULL;
+	uint64_t count;
+
+	pthread_mutex_lock(&c->mu);
+	while (wait && queue_committer_pending(c))
+		pthread_cond_wait(&c->cv, &c->mu);
+	if (c->job != NULL && c->finished) {
+		b = c->job;
+		res = c->res;
+		c->job = NULL;
+		c->res = NULL;
+		c->finished = 0;
+		/* Written under mu when finished was set: consume it now. */
+		if (read(c->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+			log_warn("queue: committer eventfd");
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (b != NULL)
+		queue_batch_report(b, res);
+	return b;
 }
 
 int queue_commit(struct queue *q, struct q_env *env, const struct iovec *iov, int iovcnt)

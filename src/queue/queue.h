@@ -82,6 +82,31 @@ size_t queue_batch_count(const struct q_batch *b);
  * number of Q_OK; the batch is then empty and can be reused. */
 int queue_batch_commit(struct q_batch *b, struct q_result *res);
 
+/* Group commit on a worker thread: queue_committer_start hands a staged
+ * batch to one thread that does queue_batch_commit's syscalls (and nothing
+ * else: no log, no events), while the caller goes on staging the next batch
+ * in another q_batch. At most one batch is in flight. Every function here,
+ * and queue_batch_add/free, is called from one owner thread only. */
+struct q_committer;
+
+/* Starts the thread. NULL with errno on failure. */
+struct q_committer *queue_committer_new(void);
+/* Waits for a batch in flight to finish, then stops the thread. Collect
+ * the batch with queue_committer_done(c, 1) first to get its results. */
+void queue_committer_free(struct q_committer *c);
+/* Readable (an eventfd) when the batch handed over is finished. */
+int queue_committer_fd(const struct q_committer *c);
+/* Hands b over; neither b nor res (queue_batch_count(b) entries) may be
+ * touched until queue_committer_done returned b. -1 (EBUSY) while another
+ * batch is handed over and not yet collected. */
+int queue_committer_start(struct q_committer *c, struct q_batch *b, struct q_result *res);
+/* 1 from queue_committer_start until queue_committer_done returned the batch. */
+int queue_committer_busy(struct q_committer *c);
+/* The finished batch, with res filled in and failures logged, as after
+ * queue_batch_commit (the batch is empty again); NULL if none is finished.
+ * wait: block until the batch in flight (if any) is finished. */
+struct q_batch *queue_committer_done(struct q_committer *c, int wait);
+
 /* Loads a message: envelope with current recipient state, and the content
  * into content (appended) unless content is NULL. Q_PERMFAIL if the file is
  * damaged (it is then moved to corrupt/ with event 3013). */

@@ -51,8 +51,7 @@ int retry_check_interval(const char *item, struct buf *problem)
 	return -1;
 }
 
-int retry_parse_intervals(struct retry_policy *p, const struct strlist *items,
-			  struct buf *problem)
+int retry_parse_intervals(struct retry_policy *p, const struct strlist *items, struct buf *problem)
 {
 	if (items->n == 0 || items->n > RETRY_MAX_INTERVALS) {
 		buf_printf(problem, "%zu intervals; allowed 1 to %d", items->n,
@@ -125,8 +124,8 @@ time_t retry_expires_at(const struct retry_policy *p, time_t created, enum retry
 	return created + p->lifetime[prio];
 }
 
-time_t retry_next_attempt(const struct retry_policy *p, time_t created,
-			  enum retry_priority prio, time_t now, int attempts, uint64_t seed)
+time_t retry_next_attempt(const struct retry_policy *p, time_t created, enum retry_priority prio,
+			  time_t now, int attempts, uint64_t seed)
 {
 	time_t next = now + retry_delay(p, attempts, seed);
 	time_t expires = retry_expires_at(p, created, prio);

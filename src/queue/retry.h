@@ -19,16 +19,15 @@ enum retry_priority { PRIORITY_NON_URGENT, PRIORITY_NORMAL, PRIORITY_URGENT };
 
 struct retry_policy {
 	int interval[RETRY_MAX_INTERVALS]; /* seconds; the last one repeats */
-	size_t n_intervals;                /* at least 1 */
-	int lifetime[3];                   /* seconds, indexed by enum retry_priority */
-	int delay_warning;                 /* seconds after arrival; 0 = no warnings */
+	size_t n_intervals;		   /* at least 1 */
+	int lifetime[3];		   /* seconds, indexed by enum retry_priority */
+	int delay_warning;		   /* seconds after arrival; 0 = no warnings */
 };
 
 /* Check of one retry_intervals item (config table): a duration 1s to 7d. */
 int retry_check_interval(const char *item, struct buf *problem);
 /* Parses "15m, 30m, 1h, 4h" items into p->interval. 0, or -1 with problem. */
-int retry_parse_intervals(struct retry_policy *p, const struct strlist *items,
-			  struct buf *problem);
+int retry_parse_intervals(struct retry_policy *p, const struct strlist *items, struct buf *problem);
 /* The policy of a loaded configuration (which config_load has validated). */
 void retry_policy_from_config(struct retry_policy *p, const struct config *cfg);
 
@@ -40,8 +39,8 @@ uint64_t retry_seed(const char *qid, const char *rcpt);
 time_t retry_delay(const struct retry_policy *p, int attempts, uint64_t seed);
 /* When to try again after the attempts-th failure at now; never later than
  * the expiry time, so that an expiring message gets one last try then. */
-time_t retry_next_attempt(const struct retry_policy *p, time_t created,
-			  enum retry_priority prio, time_t now, int attempts, uint64_t seed);
+time_t retry_next_attempt(const struct retry_policy *p, time_t created, enum retry_priority prio,
+			  time_t now, int attempts, uint64_t seed);
 
 time_t retry_expires_at(const struct retry_policy *p, time_t created, enum retry_priority prio);
 /* 1 when the message's lifetime is over: what is still pending is bounced. */

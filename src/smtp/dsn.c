@@ -16,8 +16,7 @@
 #define DSN_LINE_SOFT 78  /* fold or wrap here when a space allows */
 #define DSN_LINE_HARD 900 /* break here even without a space (limit: 998) */
 
-static const char *const action_names[] = {"failed", "delayed", "delivered", "relayed",
-					   "expanded"};
+static const char *const action_names[] = {"failed", "delayed", "delivered", "relayed", "expanded"};
 
 const char *dsn_action_name(enum dsn_action a)
 {
@@ -454,8 +453,7 @@ static int dsn_part_original(const struct dsn_report *r, struct buf *out)
 }
 
 /* A boundary that occurs in none of the parts. */
-static void dsn_boundary(const struct dsn_report *r, struct buf *parts, size_t n,
-			 struct buf *out)
+static void dsn_boundary(const struct dsn_report *r, struct buf *parts, size_t n, struct buf *out)
 {
 	for (unsigned k = 0;; k++) {
 		int clash = 0;

@@ -41,27 +41,27 @@ int dsn_due(const char *sender, const char *rcpt, unsigned notify, enum dsn_acti
 	    const char *postmaster);
 
 struct dsn_rcpt {
-	const char *addr;       /* Final-Recipient, "alice@example.org" */
-	const char *orcpt;      /* ORCPT parameter as received ("rfc822;a+40b"), or NULL */
+	const char *addr;  /* Final-Recipient, "alice@example.org" */
+	const char *orcpt; /* ORCPT parameter as received ("rfc822;a+40b"), or NULL */
 	enum dsn_action action;
-	const char *status;     /* "5.1.1"; NULL: taken from diagnostic, else from action */
+	const char *status;	/* "5.1.1"; NULL: taken from diagnostic, else from action */
 	const char *remote_mta; /* host that gave the diagnostic, or NULL */
 	const char *diagnostic; /* "550 5.1.1 no such user" (smtp) or our own text, or NULL */
-	time_t last_attempt;    /* 0: no Last-Attempt-Date */
-	time_t retry_until;     /* Will-Retry-Until for delayed; 0: none */
+	time_t last_attempt;	/* 0: no Last-Attempt-Date */
+	time_t retry_until;	/* Will-Retry-Until for delayed; 0: none */
 };
 
 struct dsn_report {
 	const char *reporting_mta; /* our host name */
-	const char *to;            /* the report's recipient (dsn_return_to) */
-	const char *sender;        /* envelope sender of the original, "" for <> */
-	const char *qid;           /* queue id of the original */
-	const char *envid;         /* ENVID parameter as received (xtext), or NULL */
-	time_t arrival;            /* when the original was queued */
-	time_t now;                /* Date: of the report */
-	const char *message_id;    /* "<...>" for the report; NULL: generated */
-	int ret_full;              /* RET=FULL: a failure report returns the whole message */
-	const char *content;       /* the original in wire form (CRLF) */
+	const char *to;		   /* the report's recipient (dsn_return_to) */
+	const char *sender;	   /* envelope sender of the original, "" for <> */
+	const char *qid;	   /* queue id of the original */
+	const char *envid;	   /* ENVID parameter as received (xtext), or NULL */
+	time_t arrival;		   /* when the original was queued */
+	time_t now;		   /* Date: of the report */
+	const char *message_id;	   /* "<...>" for the report; NULL: generated */
+	int ret_full;		   /* RET=FULL: a failure report returns the whole message */
+	const char *content;	   /* the original in wire form (CRLF) */
 	size_t content_len;
 	const struct dsn_rcpt *rcpt;
 	size_t nrcpt;

@@ -37,7 +37,6 @@
 #define SMTP_ERROR_MAX 10	     /* protocol errors before the session is closed */
 #define SMTP_OUT_HIGH  (256 * 1024)  /* stop reading while this much output waits */
 #define SMTP_KEEP_BUF  (1024 * 1024) /* larger DATA buffers are freed, not kept */
-#define SMTP_BATCH_MAX 64	     /* messages per group commit */
 
 /* Session states, as bits so a command can list where it is allowed. */
 enum sess_state { ST_CONNECT = 1, ST_HELO = 2, ST_MAIL = 4, ST_RCPT = 8, ST_DATA = 16 };
@@ -78,6 +77,15 @@ struct session {
 	struct data_rx data;
 };
 
+/* Messages staged for one group commit and their parked sessions, in
+ * staging order; res gets the outcomes. */
+struct srv_batch {
+	struct q_batch *b;
+	struct session **parked;
+	struct q_result *res;
+	size_t n, cap;
+};
+
 struct smtp_server {
 	struct event_base *base;
 	const struct config *cfg;
@@ -89,10 +97,12 @@ struct smtp_server {
 	struct session *sessions;
 	int nsessions;
 	int disk_low; /* EV_DISK_LOW logged, EV_DISK_OK not yet */
-	struct q_batch *batch;
-	struct session *parked[SMTP_BATCH_MAX]; /* in staging order */
-	size_t nparked;
-	struct event *ev_commit; /* 0-second timer: commits the batch */
+	struct srv_batch bat[2];
+	struct srv_batch *staging;  /* filled by sessions ending DATA */
+	struct srv_batch *inflight; /* at the committer thread, or NULL */
+	struct q_committer *qc;	    /* NULL: commit in the loop (no thread) */
+	struct event *ev_commit;    /* 0-second timer: hands staging over */
+	struct event *ev_done;	    /* the committer finished a batch */
 };
 
 static void sess_read_cb(struct bufferevent *bev, void *arg);
@@ -762,50 +772,85 @@ static void sess_resume(struct session *s)
 	sess_read_cb(s->bev, s);
 }
 
-/* Commits the batch, then answers and resumes each parked session. The
- * parked list is taken first: resumed sessions may start the next batch. */
-static void srv_batch_run(struct smtp_server *srv)
+/* Answers and resumes each session of a committed batch. The batch is
+ * no longer the staging one: resumed sessions may park again there. */
+static void srv_batch_finish(struct srv_batch *sb)
 {
-	struct session *parked[SMTP_BATCH_MAX];
-	struct q_result res[SMTP_BATCH_MAX];
-	size_t n = srv->nparked;
+	size_t n = sb->n;
 
-	if (n == 0)
+	sb->n = 0;
+	for (size_t i = 0; i < n; i++)
+		sess_commit_done(sb->parked[i], &sb->res[i]);
+	for (size_t i = 0; i < n; i++)
+		sess_resume(sb->parked[i]);
+}
+
+/* Hands the staging batch to the committer thread if it is idle (else
+ * the end of the batch in flight does it), and starts a new one. Without
+ * the thread, commits right here. */
+static void srv_batch_handover(struct smtp_server *srv)
+{
+	struct srv_batch *sb = srv->staging;
+
+	if (srv->inflight != NULL || sb->n == 0)
 		return;
-	memcpy(parked, srv->parked, n * sizeof(*parked));
-	srv->nparked = 0;
-	queue_batch_commit(srv->batch, res);
-	for (size_t i = 0; i < n; i++)
-		sess_commit_done(parked[i], &res[i]);
-	for (size_t i = 0; i < n; i++)
-		sess_resume(parked[i]);
+	srv->staging = sb == &srv->bat[0] ? &srv->bat[1] : &srv->bat[0];
+	if (srv->qc && queue_committer_start(srv->qc, sb->b, sb->res) == 0) {
+		srv->inflight = sb;
+		return;
+	}
+	queue_batch_commit(sb->b, sb->res);
+	srv_batch_finish(sb);
 }
 
 static void srv_batch_cb(evutil_socket_t fd, short what, void *arg)
 {
-	srv_batch_run(arg);
+	srv_batch_handover(arg);
 }
 
-/* Stages the message and parks the session until the batch is committed:
- * by a 0-second timer, which runs after this loop pass's read callbacks
- * and the next poll, so sessions finishing together share the syncs. */
+/* The committer finished the batch in flight: the next one goes to it at
+ * once, then the sessions of this one get their replies. */
+static void srv_batch_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+	struct srv_batch *sb = srv->inflight;
+
+	if (sb == NULL || queue_committer_done(srv->qc, 0) == NULL)
+		return;
+	srv->inflight = NULL;
+	srv_batch_handover(srv);
+	srv_batch_finish(sb);
+}
+
+static void srv_batch_push(struct srv_batch *sb, struct session *s)
+{
+	if (sb->n == sb->cap) {
+		sb->cap = sb->cap ? 2 * sb->cap : 16;
+		sb->parked = xrealloc(sb->parked, sb->cap * sizeof(*sb->parked));
+		sb->res = xrealloc(sb->res, sb->cap * sizeof(*sb->res));
+	}
+	sb->parked[sb->n++] = s;
+}
+
+/* Stages the message and parks the session until its batch is committed.
+ * A 0-second timer hands the batch over: timers run after this loop pass's
+ * read callbacks and the next poll, so sessions finishing together share
+ * the syncs; while a batch is in flight, the next one fills meanwhile. */
 static void sess_park(struct session *s, const struct iovec *iov, int iovcnt)
 {
 	struct smtp_server *srv = s->srv;
 	struct timeval now = {0, 0};
 	int rc;
 
-	if (srv->nparked == SMTP_BATCH_MAX)
-		srv_batch_run(srv);
-	rc = queue_batch_add(srv->batch, &s->env, iov, iovcnt);
+	rc = queue_batch_add(srv->staging->b, &s->env, iov, iovcnt);
 	if (rc != Q_OK) {
 		struct q_result res = {rc, errno};
 		sess_commit_done(s, &res);
 		return;
 	}
-	srv->parked[srv->nparked++] = s;
+	srv_batch_push(srv->staging, s);
 	s->parked = 1;
-	if (!evtimer_pending(srv->ev_commit, NULL))
+	if (srv->inflight == NULL && !evtimer_pending(srv->ev_commit, NULL))
 		evtimer_add(srv->ev_commit, &now);
 }
 
@@ -1246,6 +1291,56 @@ int smtp_server_listen(struct smtp_server *srv, const char *addr)
 	return 0;
 }
 
+/* The committer thread and its completion event; without them every
+ * batch is committed in the loop. */
+static void srv_committer_start(struct smtp_server *srv)
+{
+	srv->qc = queue_committer_new();
+	if (srv->qc == NULL) {
+		log_warn("smtp: no committer thread; queue syncs run in the event loop");
+		return;
+	}
+	srv->ev_done = event_new(srv->base, queue_committer_fd(srv->qc), EV_READ | EV_PERSIST,
+				 srv_batch_done_cb, srv);
+	if (srv->ev_done == NULL || event_add(srv->ev_done, NULL) < 0) {
+		log_warnx("smtp: cannot watch the committer; queue syncs run in the event loop");
+		if (srv->ev_done)
+			event_free(srv->ev_done);
+		srv->ev_done = NULL;
+		queue_committer_free(srv->qc);
+		srv->qc = NULL;
+	}
+}
+
+/* Shutdown: waits for the batch in flight; its sessions get their replies
+ * (written now, as far as the sockets take them) and its messages their
+ * events. The staging batch was never acknowledged: it is dropped. */
+static void srv_committer_stop(struct smtp_server *srv)
+{
+	struct srv_batch *sb = srv->inflight;
+
+	if (srv->qc == NULL)
+		return;
+	if (sb && queue_committer_done(srv->qc, 1) != NULL) {
+		srv->inflight = NULL;
+		for (size_t i = 0; i < sb->n; i++) {
+			struct session *s = sb->parked[i];
+
+			sess_commit_done(s, &sb->res[i]);
+			s->parked = 0;
+			if (!s->gone)
+				evbuffer_write(bufferevent_get_output(s->bev),
+					       bufferevent_getfd(s->bev));
+		}
+		sb->n = 0;
+	}
+	if (srv->ev_done)
+		event_free(srv->ev_done);
+	srv->ev_done = NULL;
+	queue_committer_free(srv->qc);
+	srv->qc = NULL;
+}
+
 struct smtp_server *smtp_server_new(struct event_base *base, const struct config *cfg,
 				    struct queue *q, void (*on_commit)(const char *qid, void *arg),
 				    void *arg)
@@ -1257,8 +1352,11 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct config
 	srv->q = q;
 	srv->on_commit = on_commit;
 	srv->arg = arg;
-	srv->batch = queue_batch_new(q);
+	for (int i = 0; i < 2; i++)
+		srv->bat[i].b = queue_batch_new(q);
+	srv->staging = &srv->bat[0];
 	srv->ev_commit = evtimer_new(base, srv_batch_cb, srv);
+	srv_committer_start(srv);
 	return srv;
 }
 
@@ -1269,9 +1367,13 @@ void smtp_server_free(struct smtp_server *srv)
 	for (size_t i = 0; i < srv->nlev; i++)
 		evconnlistener_free(srv->lev[i]);
 	free(srv->lev);
+	srv_committer_stop(srv);
 	/* Staged messages were never acknowledged: they are dropped from tmp/. */
-	queue_batch_free(srv->batch);
-	srv->nparked = 0;
+	for (int i = 0; i < 2; i++) {
+		queue_batch_free(srv->bat[i].b);
+		free(srv->bat[i].parked);
+		free(srv->bat[i].res);
+	}
 	while (srv->sessions)
 		sess_free(srv->sessions);
 	if (srv->ev_commit)

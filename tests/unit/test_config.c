@@ -289,7 +289,7 @@ static void test_all_errors_collected_with_file_and_line(void **state)
 				   "no_such_thing = 1\n"
 				   "just words\n"
 				   "smtp_timeout = soon\n"
-				   "[phonebook isp]\n"
+				   "[phonebooks isp]\n"
 				   "device = /dev/ttyS0\n"
 				   "[aliases]\n"
 				   "sales = alice\n",
@@ -301,7 +301,7 @@ static void test_all_errors_collected_with_file_and_line(void **state)
 			     "%1$s:5: just words: expected 'name = value'\n"
 			     "%1$s:6: smtp_timeout: 'soon' is not a duration (a number with s, m, "
 			     "h or d)\n"
-			     "%1$s:7: [phonebook isp]: unknown section\n",
+			     "%1$s:7: [phonebooks isp]: unknown section\n",
 			     path) > 0);
 	assert_string_equal(buf_cstr(&err), want);
 	assert_int_equal(cfg.n_aliases, 0);
@@ -317,7 +317,7 @@ static void test_sections(void **state)
 	load_fails("max_recipient = 5\n", 1, "max_recipient",
 		   "unknown setting (did you mean max_recipients?)");
 	load_fails("Hostname = a\n", 1, "Hostname", "unknown setting (did you mean hostname?)");
-	load_fails("[routes]\n* = smarthost\n", 1, "[routes]", "unknown section");
+	load_fails("[route]\n* = smarthost\n", 1, "[route]", "unknown section");
 	load_fails("[aliases extra]\n", 1, "[aliases extra]", "section takes no name");
 	load_fails("[aliases\nx = y\n", 1, "[aliases", "without closing ']'");
 	load_fails("[aliases]\nsales = alice\nmax_recipients = 5\n", 3, "alias max_recipients",

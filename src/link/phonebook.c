@@ -1,0 +1,452 @@
+/* [phonebook NAME] sections: a table of fields (name, kind, default, bounds)
+ * that the parser and show-config share, as config.c does for settings.
+ * Invariant: every entry starts from the defaults below; a field is set once. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/xmalloc.h"
+#include "link/phonebook.h"
+
+enum pb_kind { K_STR, K_INT, K_MS, K_INIT, K_NUMBERS, K_TYPE, K_DATA, K_FLOW, K_SPEED };
+
+struct pb_field {
+	const char *name;
+	enum pb_kind kind;
+	const char *def;
+	long long min, max;
+	size_t off;
+};
+
+#define POFF(f) offsetof(struct phonebook_entry, f)
+#define HOUR_MS (3600LL * 1000)
+
+static const struct pb_field pb_fields[] = {
+    {"type", K_TYPE, "modem", 0, 0, POFF(type)},
+    {"device", K_STR, "", 0, 0, POFF(device)},
+    {"speed", K_SPEED, "115200", 0, 0, POFF(speed)},
+    {"init", K_INIT, "ATZ", 0, 0, POFF(init)},
+    {"numbers", K_NUMBERS, "", 0, 0, POFF(numbers)},
+    {"dial_prefix", K_STR, "ATDT", 0, 0, POFF(dial_prefix)},
+    {"dial_timeout", K_MS, "60s", 100, HOUR_MS, POFF(dial_timeout_ms)},
+    {"at_timeout", K_MS, "3s", 50, 60000, POFF(at_timeout_ms)},
+    {"redial_attempts", K_INT, "3", 1, 100, POFF(redial_attempts)},
+    {"redial_interval", K_MS, "30s", 0, HOUR_MS, POFF(redial_interval_ms)},
+    {"flow_control", K_FLOW, "hardware", 0, 0, POFF(hwflow)},
+    {"data", K_DATA, "none", 0, 0, POFF(data)},
+    {"pppd", K_STR, "/usr/sbin/pppd", 0, 0, POFF(pppd)},
+    {"ppp_options", K_STR, "", 0, 0, POFF(ppp_options)},
+    {"ppp_up_file", K_STR, "", 0, 0, POFF(ppp_up_file)},
+    {"up", K_STR, "", 0, 0, POFF(up)},
+    {"down", K_STR, "", 0, 0, POFF(down)},
+    {"check", K_STR, "", 0, 0, POFF(check)},
+    {"up_timeout", K_MS, "60s", 100, HOUR_MS, POFF(up_timeout_ms)},
+};
+
+#define PB_NFIELDS (sizeof(pb_fields) / sizeof(pb_fields[0]))
+
+static const char *const pb_type_names[] = {"modem", "command", "always"};
+static const char *const pb_data_names[] = {"none", "ppp", "direct", "command"};
+static const char *const pb_flow_names[] = {"none", "hardware"};
+static const int pb_speeds[] = {300,   1200,   2400,   4800,   9600,   19200,
+				38400, 57600, 115200, 230400, 460800, 921600};
+
+/* Parser bookkeeping: the line each field of each entry was set on. */
+struct pb_private {
+	struct phonebook pb;
+	int (*set_at)[PB_NFIELDS];
+};
+
+#define ENTRY_FIELD(e, f, type) ((type *)((char *)(e) + (f)->off))
+
+const char *phonebook_type_name(enum pb_type t)
+{
+	return (unsigned)t < 3 ? pb_type_names[t] : "?";
+}
+
+const char *phonebook_data_name(enum pb_data d)
+{
+	return (unsigned)d < 4 ? pb_data_names[d] : "?";
+}
+
+static int pb_enum(const char *v, const char *const *names, int n, int *out, struct buf *problem)
+{
+	for (int i = 0; i < n; i++)
+		if (strcasecmp(v, names[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	buf_printf(problem, "'%s' is not one of", v);
+	for (int i = 0; i < n; i++)
+		buf_printf(problem, "%s %s", i ? (i == n - 1 ? " or" : ",") : "", names[i]);
+	return -1;
+}
+
+/* "500ms", "30s", "2m", "1h"; a bare number is seconds. */
+static int pb_parse_ms(const char *v, long long *out)
+{
+	char *end;
+	long long n, mult = 1000;
+
+	if (!isdigit((unsigned char)v[0]))
+		return -1;
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno || n > LLONG_MAX / HOUR_MS)
+		return -1;
+	if (strcasecmp(end, "ms") == 0)
+		mult = 1;
+	else if (strcasecmp(end, "s") == 0 || *end == '\0')
+		mult = 1000;
+	else if (strcmp(end, "m") == 0 || strcasecmp(end, "min") == 0)
+		mult = 60000;
+	else if (strcasecmp(end, "h") == 0)
+		mult = HOUR_MS;
+	else
+		return -1;
+	*out = n * mult;
+	return 0;
+}
+
+static void pb_format_ms(struct buf *out, long long ms)
+{
+	if (ms != 0 && ms % HOUR_MS == 0)
+		buf_printf(out, "%lldh", ms / HOUR_MS);
+	else if (ms != 0 && ms % 60000 == 0)
+		buf_printf(out, "%lldm", ms / 60000);
+	else if (ms % 1000 == 0)
+		buf_printf(out, "%llds", ms / 1000);
+	else
+		buf_printf(out, "%lldms", ms);
+}
+
+/* "ATZ | AT&F E0 V1": each part trimmed, non-empty, starting with AT. */
+static int pb_parse_init(const char *v, struct strlist *out, struct buf *problem)
+{
+	char *copy = xstrdup(v), *save = NULL, *part;
+	int rc = 0;
+
+	for (part = strtok_r(copy, "|", &save); part; part = strtok_r(NULL, "|", &save)) {
+		char *end;
+		part += strspn(part, " \t");
+		end = part + strlen(part);
+		while (end > part && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (*part == '\0')
+			continue;
+		if (strncasecmp(part, "AT", 2) != 0) {
+			buf_printf(problem, "init string '%s' does not start with AT", part);
+			rc = -1;
+			break;
+		}
+		strlist_add(out, part);
+	}
+	free(copy);
+	return rc;
+}
+
+/* Dial string characters of the Hayes command set. */
+static int pb_parse_numbers(const char *v, struct strlist *out, struct buf *problem)
+{
+	strlist_split(out, v);
+	for (size_t i = 0; i < out->n; i++) {
+		const char *n = out->v[i];
+		if (strspn(n, "0123456789*#,WwPpTt@!+-()ABCDabcd") != strlen(n) ||
+		    strlen(n) > 40) {
+			buf_printf(problem,
+				   "'%s' is not a phone number (digits, * # , W P T @ ! + - ( ); "
+				   "at most 40 characters)",
+				   n);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int pb_parse_speed(const char *v, int *out, struct buf *problem)
+{
+	char *end;
+	long n = strtol(v, &end, 10);
+
+	for (size_t i = 0; *v && *end == '\0' && i < sizeof(pb_speeds) / sizeof(pb_speeds[0]);
+	     i++)
+		if (pb_speeds[i] == n) {
+			*out = (int)n;
+			return 0;
+		}
+	buf_printf(problem, "'%s' is not a serial port speed (300 ... 921600, e.g. 115200)", v);
+	return -1;
+}
+
+static int pb_parse_num(const struct pb_field *f, const char *v, long long *n, struct buf *problem)
+{
+	char *end;
+
+	if (f->kind == K_MS) {
+		if (pb_parse_ms(v, n) < 0) {
+			buf_printf(problem, "'%s' is not a duration (e.g. 500ms, 30s, 2m)", v);
+			return -1;
+		}
+	} else {
+		errno = 0;
+		*n = strtoll(v, &end, 10);
+		if (!*v || *end || errno) {
+			buf_printf(problem, "'%s' is not a whole number", v);
+			return -1;
+		}
+	}
+	if (*n < f->min || *n > f->max) {
+		buf_printf(problem, "%s is out of range (", v);
+		if (f->kind == K_MS) {
+			pb_format_ms(problem, f->min);
+			buf_puts(problem, " to ");
+			pb_format_ms(problem, f->max);
+		} else
+			buf_printf(problem, "%lld to %lld", f->min, f->max);
+		buf_puts(problem, ")");
+		return -1;
+	}
+	return 0;
+}
+
+static int pb_parse_field(const struct pb_field *f, const char *v, struct phonebook_entry *e,
+			  struct buf *problem)
+{
+	long long n;
+	int i;
+	struct strlist l = {0};
+
+	switch (f->kind) {
+	case K_STR:
+		free(*ENTRY_FIELD(e, f, char *));
+		*ENTRY_FIELD(e, f, char *) = xstrdup(v);
+		return 0;
+	case K_INT:
+	case K_MS:
+		if (pb_parse_num(f, v, &n, problem) < 0)
+			return -1;
+		*ENTRY_FIELD(e, f, int) = (int)n;
+		return 0;
+	case K_INIT:
+	case K_NUMBERS:
+		if ((f->kind == K_INIT ? pb_parse_init(v, &l, problem)
+				       : pb_parse_numbers(v, &l, problem)) < 0) {
+			strlist_free(&l);
+			return -1;
+		}
+		strlist_free(ENTRY_FIELD(e, f, struct strlist));
+		*ENTRY_FIELD(e, f, struct strlist) = l;
+		return 0;
+	case K_SPEED:
+		return pb_parse_speed(v, ENTRY_FIELD(e, f, int), problem);
+	case K_TYPE:
+	case K_DATA:
+	case K_FLOW:
+		if (pb_enum(v,
+			    f->kind == K_TYPE	? pb_type_names
+			    : f->kind == K_DATA ? pb_data_names
+						: pb_flow_names,
+			    f->kind == K_TYPE ? 3 : f->kind == K_DATA ? 4 : 2, &i, problem) < 0)
+			return -1;
+		*ENTRY_FIELD(e, f, int) = i;
+		return 0;
+	}
+	return -1;
+}
+
+static void pb_format_field(const struct pb_field *f, const struct phonebook_entry *e,
+			    struct buf *out)
+{
+	const struct strlist *l;
+	int i;
+
+	switch (f->kind) {
+	case K_STR:
+		buf_puts(out, *ENTRY_FIELD(e, f, char *) ? *ENTRY_FIELD(e, f, char *) : "");
+		return;
+	case K_INT:
+	case K_SPEED:
+		buf_printf(out, "%d", *ENTRY_FIELD(e, f, int));
+		return;
+	case K_MS:
+		pb_format_ms(out, *ENTRY_FIELD(e, f, int));
+		return;
+	case K_INIT:
+	case K_NUMBERS:
+		l = ENTRY_FIELD(e, f, struct strlist);
+		for (size_t j = 0; j < l->n; j++)
+			buf_printf(out, "%s%s", j ? (f->kind == K_INIT ? " | " : ", ") : "",
+				   l->v[j]);
+		return;
+	case K_TYPE:
+	case K_DATA:
+	case K_FLOW:
+		i = *ENTRY_FIELD(e, f, int);
+		buf_puts(out, f->kind == K_TYPE	  ? pb_type_names[i]
+			      : f->kind == K_DATA ? pb_data_names[i]
+						  : pb_flow_names[i]);
+		return;
+	}
+}
+
+static void pb_entry_free(struct phonebook_entry *e)
+{
+	for (size_t i = 0; i < PB_NFIELDS; i++) {
+		const struct pb_field *f = &pb_fields[i];
+		if (f->kind == K_STR)
+			free(*ENTRY_FIELD(e, f, char *));
+		else if (f->kind == K_INIT || f->kind == K_NUMBERS)
+			strlist_free(ENTRY_FIELD(e, f, struct strlist));
+	}
+	free(e->name);
+	memset(e, 0, sizeof(*e));
+}
+
+static int pb_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 0 && n <= 64 &&
+	       strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") ==
+		   n;
+}
+
+const struct phonebook_entry *phonebook_find(const struct phonebook *pb, const char *name)
+{
+	for (size_t i = 0; pb && i < pb->n; i++)
+		if (strcasecmp(pb->v[i].name, name) == 0)
+			return &pb->v[i];
+	return NULL;
+}
+
+int phonebook_section_open(struct phonebook **pbp, const char *name, int line,
+			   struct buf *problem)
+{
+	struct pb_private *pp;
+	struct phonebook_entry *e, *dup;
+	struct buf dummy = BUF_INIT;
+
+	if (!pb_name_ok(name)) {
+		buf_printf(problem,
+			   "'%s' is not a phone book entry name (letters, digits, '-', '_', '.'; "
+			   "at most 64)",
+			   name);
+		return -1;
+	}
+	if ((dup = (struct phonebook_entry *)phonebook_find(*pbp, name)) != NULL) {
+		buf_printf(problem, "entry '%s' defined twice, first at line %d", name, dup->line);
+		return -1;
+	}
+	if (*pbp == NULL)
+		*pbp = xcalloc(1, sizeof(struct pb_private));
+	pp = (struct pb_private *)*pbp;
+	pp->pb.v = xrealloc(pp->pb.v, (pp->pb.n + 1) * sizeof(*pp->pb.v));
+	pp->set_at = xrealloc(pp->set_at, (pp->pb.n + 1) * sizeof(*pp->set_at));
+	e = &pp->pb.v[pp->pb.n];
+	memset(e, 0, sizeof(*e));
+	memset(pp->set_at[pp->pb.n], 0, sizeof(pp->set_at[0]));
+	pp->pb.n++;
+	e->name = xstrdup(name);
+	e->line = line;
+	for (size_t i = 0; i < PB_NFIELDS; i++)
+		if (pb_parse_field(&pb_fields[i], pb_fields[i].def, e, &dummy) < 0)
+			abort(); /* a default that does not parse is our bug */
+	buf_free(&dummy);
+	return 0;
+}
+
+int phonebook_section_line(struct phonebook *pb, const char *key, const char *value,
+			   struct buf *problem)
+{
+	struct pb_private *pp = (struct pb_private *)pb;
+	struct phonebook_entry *e;
+	int *set_at;
+	size_t i;
+
+	if (pb == NULL || pb->n == 0)
+		return -1;
+	e = &pb->v[pb->n - 1];
+	set_at = pp->set_at[pb->n - 1];
+	for (i = 0; i < PB_NFIELDS; i++)
+		if (strcmp(pb_fields[i].name, key) == 0)
+			break;
+	if (i == PB_NFIELDS) {
+		buf_printf(problem, "unknown phone book field in [phonebook %s]", e->name);
+		return -1;
+	}
+	if (set_at[i]) {
+		buf_printf(problem, "set twice in [phonebook %s]", e->name);
+		return -1;
+	}
+	set_at[i] = 1;
+	return pb_parse_field(&pb_fields[i], value, e, problem);
+}
+
+static int pb_entry_check(const struct phonebook_entry *e, struct buf *problem)
+{
+	if (e->type == PB_MODEM) {
+		if (!e->device[0])
+			buf_puts(problem, "type modem needs a device");
+		else if (e->numbers.n == 0)
+			buf_puts(problem, "type modem needs numbers");
+		else if (strncasecmp(e->dial_prefix, "AT", 2) != 0)
+			buf_printf(problem, "dial_prefix '%s' does not start with AT",
+				   e->dial_prefix);
+		else if (e->data == PB_DATA_PPP && !e->pppd[0])
+			buf_puts(problem, "data ppp needs pppd");
+		else if (e->data == PB_DATA_COMMAND && !e->up[0])
+			buf_puts(problem, "data command needs an up command");
+	} else if (e->type == PB_COMMAND && !e->up[0])
+		buf_puts(problem, "type command needs an up command");
+	return problem->len ? -1 : 0;
+}
+
+int phonebook_check(const struct phonebook *pb, const char *path, struct buf *err)
+{
+	struct buf problem = BUF_INIT;
+	int n = 0;
+
+	for (size_t i = 0; pb && i < pb->n; i++) {
+		buf_reset(&problem);
+		if (pb_entry_check(&pb->v[i], &problem) < 0) {
+			buf_printf(err, "%s:%d: [phonebook %s]: %s\n", path ? path : "(config)",
+				   pb->v[i].line, pb->v[i].name, buf_cstr(&problem));
+			n++;
+		}
+	}
+	buf_free(&problem);
+	return n;
+}
+
+void phonebook_free(struct phonebook *pb)
+{
+	struct pb_private *pp = (struct pb_private *)pb;
+
+	if (pb == NULL)
+		return;
+	for (size_t i = 0; i < pb->n; i++)
+		pb_entry_free(&pb->v[i]);
+	free(pb->v);
+	free(pp->set_at);
+	free(pp);
+}
+
+void phonebook_show(const struct phonebook *pb, FILE *out)
+{
+	struct buf v = BUF_INIT;
+
+	for (size_t i = 0; pb && i < pb->n; i++) {
+		fprintf(out, "\n[phonebook %s]\n", pb->v[i].name);
+		for (size_t j = 0; j < PB_NFIELDS; j++) {
+			buf_reset(&v);
+			pb_format_field(&pb_fields[j], &pb->v[i], &v);
+			fprintf(out, "%s =%s%s\n", pb_fields[j].name, v.len ? " " : "",
+				buf_cstr(&v));
+		}
+	}
+	buf_free(&v);
+}
