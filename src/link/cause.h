@@ -29,40 +29,40 @@ enum cause_id {
 	/* the modem itself */
 	CAUSE_INIT_ERROR,  /* ERROR in reply to an init string */
 	CAUSE_NO_RESPONSE, /* nothing at all in reply to AT */
-	CAUSE_GARBAGE,     /* a reply that is no result code */
+	CAUSE_GARBAGE,	   /* a reply that is no result code */
 	CAUSE_DEVICE_MISSING,
-	CAUSE_DEVICE_BUSY,   /* UUCP lock held by a live process */
-	CAUSE_DEVICE_ERROR,  /* open/termios failed (permissions, not a tty) */
-	CAUSE_DEVICE_GONE,   /* the device vanished or failed during the dialog */
-	CAUSE_CARRIER_LOST,  /* the call dropped after CONNECT */
-	CAUSE_LINK_CHECK,    /* connected, but the mail path did not answer */
+	CAUSE_DEVICE_BUSY,  /* UUCP lock held by a live process */
+	CAUSE_DEVICE_ERROR, /* open/termios failed (permissions, not a tty) */
+	CAUSE_DEVICE_GONE,  /* the device vanished or failed during the dialog */
+	CAUSE_CARRIER_LOST, /* the call dropped after CONNECT */
+	CAUSE_LINK_CHECK,   /* connected, but the mail path did not answer */
 	/* pppd(8) exit statuses */
-	CAUSE_PPP_FATAL,        /* 1 */
-	CAUSE_PPP_OPTIONS,      /* 2 */
-	CAUSE_PPP_NOT_ROOT,     /* 3 */
-	CAUSE_PPP_NO_KERNEL,    /* 4 */
-	CAUSE_PPP_SIGNAL,       /* 5 */
-	CAUSE_PPP_LOCK,         /* 6 */
-	CAUSE_PPP_OPEN,         /* 7 */
-	CAUSE_PPP_CONNECT,      /* 8 */
-	CAUSE_PPP_PTYCMD,       /* 9 */
-	CAUSE_PPP_NEGOTIATION,  /* 10 */
-	CAUSE_PPP_PEER_AUTH,    /* 11 */
-	CAUSE_PPP_IDLE,         /* 12 */
+	CAUSE_PPP_FATAL,	/* 1 */
+	CAUSE_PPP_OPTIONS,	/* 2 */
+	CAUSE_PPP_NOT_ROOT,	/* 3 */
+	CAUSE_PPP_NO_KERNEL,	/* 4 */
+	CAUSE_PPP_SIGNAL,	/* 5 */
+	CAUSE_PPP_LOCK,		/* 6 */
+	CAUSE_PPP_OPEN,		/* 7 */
+	CAUSE_PPP_CONNECT,	/* 8 */
+	CAUSE_PPP_PTYCMD,	/* 9 */
+	CAUSE_PPP_NEGOTIATION,	/* 10 */
+	CAUSE_PPP_PEER_AUTH,	/* 11 */
+	CAUSE_PPP_IDLE,		/* 12 */
 	CAUSE_PPP_CONNECT_TIME, /* 13 */
-	CAUSE_PPP_CALLBACK,     /* 14 */
-	CAUSE_PPP_PEER_DEAD,    /* 15 */
-	CAUSE_PPP_HANGUP,       /* 16 */
-	CAUSE_PPP_LOOPBACK,     /* 17 */
-	CAUSE_PPP_INIT,         /* 18 */
-	CAUSE_PPP_AUTH,         /* 19 */
-	CAUSE_PPP_TRAFFIC,      /* 20 */
-	CAUSE_PPP_CNID,         /* 21 */
-	CAUSE_PPP_EXIT_OTHER,   /* any other status; the text gives it in words */
-	CAUSE_PPP_NO_START,     /* pppd could not be started */
-	CAUSE_PPP_UP_TIMEOUT,   /* pppd ran but never signalled ip-up */
+	CAUSE_PPP_CALLBACK,	/* 14 */
+	CAUSE_PPP_PEER_DEAD,	/* 15 */
+	CAUSE_PPP_HANGUP,	/* 16 */
+	CAUSE_PPP_LOOPBACK,	/* 17 */
+	CAUSE_PPP_INIT,		/* 18 */
+	CAUSE_PPP_AUTH,		/* 19 */
+	CAUSE_PPP_TRAFFIC,	/* 20 */
+	CAUSE_PPP_CNID,		/* 21 */
+	CAUSE_PPP_EXIT_OTHER,	/* any other status; the text gives it in words */
+	CAUSE_PPP_NO_START,	/* pppd could not be started */
+	CAUSE_PPP_UP_TIMEOUT,	/* pppd ran but never signalled ip-up */
 	/* command links (type = command, data = command) */
-	CAUSE_CMD_EXIT,      /* exited with status n */
+	CAUSE_CMD_EXIT,	     /* exited with status n */
 	CAUSE_CMD_SIGNAL,    /* killed by a signal */
 	CAUSE_CMD_TIMEOUT,   /* did not finish within up_timeout */
 	CAUSE_CMD_NOT_FOUND, /* sh: 126/127 */
@@ -76,14 +76,14 @@ enum cause_id {
 /* One classified outcome: the cause plus what the peer actually said. */
 struct cause {
 	enum cause_id id;
-	int code;          /* exit status or signal for PPP/CMD causes; 0 otherwise */
-	char words[128];   /* the modem's own words or other detail; may be empty */
+	int code;	 /* exit status or signal for PPP/CMD causes; 0 otherwise */
+	char words[128]; /* the modem's own words or other detail; may be empty */
 };
 
 enum cause_class cause_class(enum cause_id id);
 const char *cause_class_name(enum cause_class c); /* "transient", "modem trouble", ... */
-const char *cause_name(enum cause_id id);         /* stable: "busy", "ppp-auth-failed" */
-const char *cause_text(enum cause_id id);         /* "the number is busy" */
+const char *cause_name(enum cause_id id);	  /* stable: "busy", "ppp-auth-failed" */
+const char *cause_text(enum cause_id id);	  /* "the number is busy" */
 
 /* Sets c (id, code 0, words empty; words gets a copy of the detail if given). */
 void cause_set(struct cause *c, enum cause_id id, const char *words);

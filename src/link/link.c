@@ -22,9 +22,9 @@
 #include "link/link.h"
 #include "link/modem.h"
 
-#define LINK_MAX_MODEM_TROUBLE 2 /* consecutive modem troubles before giving up an entry */
-#define LINK_PPP_SETTLE_MS 3000	 /* pppd without ppp_up_file: up once it ran this long */
-#define LINK_CHECK_EVERY_MS 500	 /* type command: pause between check runs */
+#define LINK_MAX_MODEM_TROUBLE 2    /* consecutive modem troubles before giving up an entry */
+#define LINK_PPP_SETTLE_MS     3000 /* pppd without ppp_up_file: up once it ran this long */
+#define LINK_CHECK_EVERY_MS    500  /* type command: pause between check runs */
 
 struct link {
 	const struct phonebook_entry *e;
@@ -55,12 +55,11 @@ static void link_progress(const struct engine *g, const char *text)
 		g->o->progress(g->o->arg, text);
 }
 
-static void link_event(const struct engine *g, int id, const char *const *kv, const char *fmt,
-		       ...) __attribute__((format(printf, 4, 5)));
+static void link_event(const struct engine *g, int id, const char *const *kv, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Writes an event and hands the same text to the progress hook. */
-static void link_event(const struct engine *g, int id, const char *const *kv, const char *fmt,
-		       ...)
+static void link_event(const struct engine *g, int id, const char *const *kv, const char *fmt, ...)
 {
 	struct buf text = BUF_INIT;
 	va_list ap;
@@ -138,8 +137,11 @@ static void link_failed(struct engine *g, const struct phonebook_entry *e, const
 	struct link_attempt *a;
 	struct buf words = BUF_INIT, where = BUF_INIT;
 	char nbuf[16], nextw[64];
-	const char *kv[] = {"entry", e->name, "number", number[0] ? number : NULL, "attempt", nbuf,
-			    "cause", cause_name(c->id), "class", cause_class_name(cause_class(c->id)),
+	const char *kv[] = {"entry",   e->name,
+			    "number",  number[0] ? number : NULL,
+			    "attempt", nbuf,
+			    "cause",   cause_name(c->id),
+			    "class",   cause_class_name(cause_class(c->id)),
 			    NULL};
 
 	rep->v = xrealloc(rep->v, (rep->n + 1) * sizeof(*rep->v));
@@ -180,8 +182,8 @@ static void link_dialing(struct engine *g, const struct phonebook_entry *e, cons
 			 int n, int of, int after_recovery)
 {
 	char nbuf[16];
-	const char *kv[] = {"entry", e->name, "number", number[0] ? number : NULL, "attempt", nbuf,
-			    NULL};
+	const char *kv[] = {"entry",   e->name, "number", number[0] ? number : NULL,
+			    "attempt", nbuf,	NULL};
 
 	snprintf(nbuf, sizeof(nbuf), "%d", n);
 	if (number[0])
@@ -433,7 +435,7 @@ static void link_connected(struct engine *g, struct link *l)
 {
 	char speed[16];
 	const char *kv[] = {"entry", l->e->name, "number", l->number[0] ? l->number : NULL,
-			    "speed", speed, NULL};
+			    "speed", speed,	 NULL};
 
 	snprintf(speed, sizeof(speed), "%d", l->m.speed);
 	if (l->e->type == PB_MODEM)
@@ -760,9 +762,9 @@ int link_alive(struct link *l, struct cause *c)
 
 	if (l->pppd && waitpid(l->pppd, &status, WNOHANG) == l->pppd) {
 		l->pppd = 0;
-		cause_set(c, WIFEXITED(status) ? cause_from_pppd(WEXITSTATUS(status))
-					       : CAUSE_PPP_SIGNAL,
-			  NULL);
+		cause_set(
+		    c, WIFEXITED(status) ? cause_from_pppd(WEXITSTATUS(status)) : CAUSE_PPP_SIGNAL,
+		    NULL);
 		c->code = WIFEXITED(status) ? WEXITSTATUS(status) : 5;
 		if (c->id == CAUSE_OK)
 			cause_set(c, CAUSE_CARRIER_LOST, "pppd ended");

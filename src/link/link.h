@@ -69,13 +69,14 @@ void link_report_free(struct link_report *rep);
 void link_report_summary(const struct link_report *rep, struct buf *out);
 
 const struct phonebook_entry *link_entry(const struct link *l);
-const char *link_number(const struct link *l); /* "" unless a modem call */
-int link_speed(const struct link *l);	       /* bps from CONNECT; 0 unknown */
+const char *link_number(const struct link *l);	     /* "" unless a modem call */
+int link_speed(const struct link *l);		     /* bps from CONNECT; 0 unknown */
 const char *link_connect_text(const struct link *l); /* "CONNECT 33600", or "" */
 /* data = direct: the tty carrying the call, for SMTP over the line; else -1. */
 int link_fd(const struct link *l);
 /* Is the link still up? 0, or -1 with c set: carrier lost, pppd exited
- * (with its exit meaning), check command failing. Does not block long. */
+ * (with its exit meaning), check command failing. Does not block, except
+ * that type = command runs its check command (at most up_timeout). */
 int link_alive(struct link *l, struct cause *c);
 /* Hangs up: stops pppd, drops DTR and closes the device, or runs `down`;
  * writes event 4102 with reason and duration; frees l. NULL is fine. */

@@ -13,8 +13,8 @@
 #include "lib/log.h"
 #include "link/modem.h"
 
-#define MODEM_NOISE_MAX 16  /* non-printable bytes that make a reply garbage at once */
-#define MODEM_UNKNOWN_MAX 6 /* unknown lines to an AT command that do the same */
+#define MODEM_NOISE_MAX	  16 /* non-printable bytes that make a reply garbage at once */
+#define MODEM_UNKNOWN_MAX 6  /* unknown lines to an AT command that do the same */
 
 /* What came back for one command. */
 struct reply {
@@ -35,8 +35,8 @@ static void reply_seen(struct reply *r, const char *data, size_t len)
 		if (ch >= 0x20 && ch < 0x7f && ch != '\\')
 			r->seen[used++] = (char)ch;
 		else
-			used += (size_t)snprintf(r->seen + used, sizeof(r->seen) - used, "\\x%02x",
-						 ch);
+			used +=
+			    (size_t)snprintf(r->seen + used, sizeof(r->seen) - used, "\\x%02x", ch);
 		r->seen[used] = '\0';
 	}
 }
@@ -143,7 +143,8 @@ int modem_init(struct modem *m, struct cause *c)
 		if (r.id != CAUSE_OK || r.connect) {
 			cause_set(c, r.id == CAUSE_DIAL_ERROR ? CAUSE_INIT_ERROR : CAUSE_GARBAGE,
 				  NULL);
-			snprintf(c->words, sizeof(c->words), "%.60s in reply to %.50s", r.line, cmd);
+			snprintf(c->words, sizeof(c->words), "%.60s in reply to %.50s", r.line,
+				 cmd);
 			return -1;
 		}
 	}

@@ -52,7 +52,7 @@ static const struct pb_field pb_fields[] = {
 static const char *const pb_type_names[] = {"modem", "command", "always"};
 static const char *const pb_data_names[] = {"none", "ppp", "direct", "command"};
 static const char *const pb_flow_names[] = {"none", "hardware"};
-static const int pb_speeds[] = {300,   1200,   2400,   4800,   9600,   19200,
+static const int pb_speeds[] = {300,   1200,  2400,   4800,   9600,   19200,
 				38400, 57600, 115200, 230400, 460800, 921600};
 
 /* Parser bookkeeping: the line each field of each entry was set on. */
@@ -149,18 +149,31 @@ static int pb_parse_init(const char *v, struct strlist *out, struct buf *problem
 	return rc;
 }
 
-/* Dial string characters of the Hayes command set. */
+/* Numbers are separated by commas (blanks inside a number are kept for
+ * reading and left out when dialing); dial string characters of the Hayes
+ * command set only. */
 static int pb_parse_numbers(const char *v, struct strlist *out, struct buf *problem)
 {
-	strlist_split(out, v);
+	char *copy = xstrdup(v), *save = NULL, *part;
+
+	for (part = strtok_r(copy, ",", &save); part; part = strtok_r(NULL, ",", &save)) {
+		char *end;
+		part += strspn(part, " \t");
+		end = part + strlen(part);
+		while (end > part && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (*part)
+			strlist_add(out, part);
+	}
+	free(copy);
 	for (size_t i = 0; i < out->n; i++) {
 		const char *n = out->v[i];
-		if (strspn(n, "0123456789*#,WwPpTt@!+-()ABCDabcd") != strlen(n) ||
-		    strlen(n) > 40) {
-			buf_printf(problem,
-				   "'%s' is not a phone number (digits, * # , W P T @ ! + - ( ); "
-				   "at most 40 characters)",
-				   n);
+		if (strspn(n, "0123456789*#WwPpTt@!+-() ABCDabcd") != strlen(n) || strlen(n) > 40) {
+			buf_printf(
+			    problem,
+			    "'%s' is not a phone number (digits, blanks, * # W P T @ ! + - ( ); "
+			    "at most 40 characters)",
+			    n);
 			return -1;
 		}
 	}
@@ -172,8 +185,7 @@ static int pb_parse_speed(const char *v, int *out, struct buf *problem)
 	char *end;
 	long n = strtol(v, &end, 10);
 
-	for (size_t i = 0; *v && *end == '\0' && i < sizeof(pb_speeds) / sizeof(pb_speeds[0]);
-	     i++)
+	for (size_t i = 0; *v && *end == '\0' && i < sizeof(pb_speeds) / sizeof(pb_speeds[0]); i++)
 		if (pb_speeds[i] == n) {
 			*out = (int)n;
 			return 0;
@@ -250,7 +262,10 @@ static int pb_parse_field(const struct pb_field *f, const char *v, struct phoneb
 			    f->kind == K_TYPE	? pb_type_names
 			    : f->kind == K_DATA ? pb_data_names
 						: pb_flow_names,
-			    f->kind == K_TYPE ? 3 : f->kind == K_DATA ? 4 : 2, &i, problem) < 0)
+			    f->kind == K_TYPE	? 3
+			    : f->kind == K_DATA ? 4
+						: 2,
+			    &i, problem) < 0)
 			return -1;
 		*ENTRY_FIELD(e, f, int) = i;
 		return 0;
@@ -323,8 +338,7 @@ const struct phonebook_entry *phonebook_find(const struct phonebook *pb, const c
 	return NULL;
 }
 
-int phonebook_section_open(struct phonebook **pbp, const char *name, int line,
-			   struct buf *problem)
+int phonebook_section_open(struct phonebook **pbp, const char *name, int line, struct buf *problem)
 {
 	struct pb_private *pp;
 	struct phonebook_entry *e, *dup;

@@ -13,23 +13,23 @@ enum pb_data { PB_DATA_NONE, PB_DATA_PPP, PB_DATA_DIRECT, PB_DATA_COMMAND };
 
 struct phonebook_entry {
 	char *name;
-	int line;		 /* line of the [phonebook NAME] header */
-	enum pb_type type;	 /* type = modem | command | always (default modem) */
+	int line;	   /* line of the [phonebook NAME] header */
+	enum pb_type type; /* type = modem | command | always (default modem) */
 	/* type = modem */
-	char *device;		 /* device = /dev/ttyS0 */
-	int speed;		 /* speed = 115200 (port speed, bps) */
-	struct strlist init;	 /* init = ATZ | AT&F E0 V1 (separated by '|') */
-	struct strlist numbers;	 /* numbers = 5551234, 5559876 (tried in turn) */
-	char *dial_prefix;	 /* dial_prefix = ATDT (default) */
-	int dial_timeout_ms;	 /* dial_timeout = 60s: ATD to final result */
-	int at_timeout_ms;	 /* at_timeout = 3s: AT command to OK */
-	int redial_attempts;	 /* redial_attempts = 3: attempts per number */
-	int redial_interval_ms;	 /* redial_interval = 30s */
-	int hwflow;		 /* flow_control = hardware (default) | none */
-	enum pb_data data;	 /* data = none (default) | ppp | direct | command */
-	char *pppd;		 /* pppd = /usr/sbin/pppd */
-	char *ppp_options;	 /* ppp_options = noauth defaultroute (split on blanks) */
-	char *ppp_up_file;	 /* ppp_up_file = path pppd's ip-up creates; passed as ipparam */
+	char *device;		/* device = /dev/ttyS0 */
+	int speed;		/* speed = 115200 (port speed, bps) */
+	struct strlist init;	/* init = ATZ | AT&F E0 V1 (separated by '|') */
+	struct strlist numbers; /* numbers = 5551234, 5559876 (tried in turn) */
+	char *dial_prefix;	/* dial_prefix = ATDT (default) */
+	int dial_timeout_ms;	/* dial_timeout = 60s: ATD to final result */
+	int at_timeout_ms;	/* at_timeout = 3s: AT command to OK */
+	int redial_attempts;	/* redial_attempts = 3: attempts per number */
+	int redial_interval_ms; /* redial_interval = 30s */
+	int hwflow;		/* flow_control = hardware (default) | none */
+	enum pb_data data;	/* data = none (default) | ppp | direct | command */
+	char *pppd;		/* pppd = /usr/sbin/pppd */
+	char *ppp_options;	/* ppp_options = noauth defaultroute (split on blanks) */
+	char *ppp_up_file;	/* ppp_up_file = path pppd's ip-up creates; passed as ipparam */
 	/* type = command (and data = command: up runs on the line) */
 	char *up, *down, *check; /* sh -c commands */
 	int up_timeout_ms;	 /* up_timeout = 60s: up + passing check, or pppd to ip-up */
@@ -43,8 +43,7 @@ struct phonebook {
 /* Config hooks. open: a "[phonebook NAME]" header at line; line: one
  * "key = value" of the current entry; both return 0 or -1 with problem
  * filled (without file:line, which the config parser adds). */
-int phonebook_section_open(struct phonebook **pb, const char *name, int line,
-			   struct buf *problem);
+int phonebook_section_open(struct phonebook **pb, const char *name, int line, struct buf *problem);
 int phonebook_section_line(struct phonebook *pb, const char *key, const char *value,
 			   struct buf *problem);
 /* Whole-entry checks after the file is read (type modem needs device and

@@ -160,8 +160,8 @@ static const struct {
 	int bps;
 	speed_t code;
 } serial_speeds[] = {
-    {300, B300},	 {1200, B1200},	    {2400, B2400},     {4800, B4800},
-    {9600, B9600},	 {19200, B19200},   {38400, B38400},   {57600, B57600},
+    {300, B300},       {1200, B1200},	  {2400, B2400},     {4800, B4800},
+    {9600, B9600},     {19200, B19200},	  {38400, B38400},   {57600, B57600},
     {115200, B115200}, {230400, B230400}, {460800, B460800}, {921600, B921600},
 };
 
@@ -177,8 +177,9 @@ static int serial_speed_code(int bps, speed_t *out)
 
 static void serial_errno_cause(struct cause *c, const char *device, const char *what, int err)
 {
-	cause_set(c, err == ENOENT || err == ENXIO || err == ENODEV ? CAUSE_DEVICE_MISSING
-								   : CAUSE_DEVICE_ERROR,
+	cause_set(c,
+		  err == ENOENT || err == ENXIO || err == ENODEV ? CAUSE_DEVICE_MISSING
+								 : CAUSE_DEVICE_ERROR,
 		  NULL);
 	snprintf(c->words, sizeof(c->words), "%s %s: %s", what, device, strerror(err));
 }
@@ -314,7 +315,8 @@ int serial_write(struct serial *s, const void *data, size_t len, int timeout_ms,
 		ssize_t n;
 
 		if (left <= 0) {
-			cause_set(c, CAUSE_NO_RESPONSE, "the modem does not accept data (flow control?)");
+			cause_set(c, CAUSE_NO_RESPONSE,
+				  "the modem does not accept data (flow control?)");
 			return -1;
 		}
 		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {

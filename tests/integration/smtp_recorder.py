@@ -160,7 +160,7 @@ class Conn:
         self.close()
 
     def feed(self):
-        while not self.closed:
+        while not self.closed and not self.close_after_flush:
             if self.mode == "bdat":
                 if not self.feed_bdat():
                     return
@@ -186,7 +186,6 @@ class Conn:
         if verb == "MAIL":
             self.nmail += 1
         if rec.shutdown_on and verb == rec.shutdown_on[0] and (verb != "MAIL" or self.nmail == rec.shutdown_on[1]):
-            self.out = [(d, b) for d, b in self.out]
             self.reply("421 4.3.2 recorder shutting down")
             self.close_after_flush = True
             return
@@ -227,7 +226,7 @@ class Conn:
             self.sock = self.rec.tls_context.wrap_socket(self.sock, server_side=True)
         except (ssl.SSLError, OSError) as e:
             self.s.tls_error = str(e)
-            self.closed = True
+            self.close()
             return
         self.s.tls = True
         self.buf = b""

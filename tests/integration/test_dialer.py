@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DIALTEST = REPO / "build" / "dialtest"
+DIALTEST = Path(os.environ.get("DIALTEST_BIN", REPO / "build" / "dialtest"))
 MODEMSIM = REPO / "build" / "modemsim"
 FAKEMODEM = Path(__file__).resolve().parent / "fakemodem.py"
 
@@ -333,3 +333,12 @@ def test_link_check_failure_hangs_up_and_redials(env):
     assert [e["cause"] for e in f] == ["link-check-failed"] * 2
     assert "mail server on the far side did not answer" in f[0]["text"]
     check_4106_texts(ev)
+
+
+def test_window_closes_the_round_without_round_failed_event(env):
+    m = env.modem("modem0", "--script", "BUSY,BUSY,BUSY")
+    r, ev = env.dial(entry("isp", m, redial_interval="5s"), extra=("--window", "1"))
+    assert r.returncode == 1
+    assert len(failures(ev)) == 1  # the pause to the redial would pass the window
+    assert 4105 not in ids(ev)
+    assert "session window closed" in r.stdout

@@ -210,6 +210,7 @@ class ModemSim:
         self.logfile = self.link.with_name(self.link.name + ".out")
         self.proc = None
         self.pty = None
+        self.stopped = False
 
     def start(self, timeout=5.0):
         with open(self.logfile, "wb") as out:
@@ -243,6 +244,7 @@ class ModemSim:
         """SIGTERM by PID (SIGKILL after timeout); returns the exit status."""
         if self.proc is None:
             return None
+        self.stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -40,7 +40,8 @@ static void dialtest_progress(void *arg, const char *line)
 static int dialtest_check(void *arg, const char *entry, struct buf *why)
 {
 	struct dialtest *t = arg;
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->check_port)};
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)t->check_port)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct pollfd p = {fd, POLLIN, 0};
 	char greet[64] = "";
@@ -80,7 +81,7 @@ static void dialtest_print_events(const char *dir)
 
 /* Entries named on the command line, or the whole phone book in order. */
 static const struct phonebook_entry **dialtest_entries(const struct config *cfg, char **names,
-						      int nnames, size_t *n)
+						       int nnames, size_t *n)
 {
 	const struct phonebook *pb = cfg->phonebook;
 	const struct phonebook_entry **v;
@@ -101,9 +102,9 @@ static const struct phonebook_entry **dialtest_entries(const struct config *cfg,
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", 1, NULL, 'c'},	  {"dir", 1, NULL, 'd'},  {"lock-dir", 1, NULL, 'l'},
-	    {"window", 1, NULL, 'w'},	  {"hold", 1, NULL, 'H'}, {"check-port", 1, NULL, 'p'},
-	    {"help", 0, NULL, 'h'},	  {NULL, 0, NULL, 0}};
+	    {"config", 1, NULL, 'c'}, {"dir", 1, NULL, 'd'},  {"lock-dir", 1, NULL, 'l'},
+	    {"window", 1, NULL, 'w'}, {"hold", 1, NULL, 'H'}, {"check-port", 1, NULL, 'p'},
+	    {"help", 0, NULL, 'h'},   {NULL, 0, NULL, 0}};
 	const char *config = NULL, *dir = NULL, *lock_dir = NULL;
 	int window = 0, hold = 0, c, rc;
 	struct dialtest t = {0};
@@ -118,13 +119,27 @@ int main(int argc, char **argv)
 	log_init("dialtest", 1, 0);
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': config = optarg; break;
-		case 'd': dir = optarg; break;
-		case 'l': lock_dir = optarg; break;
-		case 'w': window = atoi(optarg); break;
-		case 'H': hold = atoi(optarg); break;
-		case 'p': t.check_port = atoi(optarg); break;
-		default: fputs(dialtest_usage, c == 'h' ? stdout : stderr); return c == 'h' ? 0 : 64;
+		case 'c':
+			config = optarg;
+			break;
+		case 'd':
+			dir = optarg;
+			break;
+		case 'l':
+			lock_dir = optarg;
+			break;
+		case 'w':
+			window = atoi(optarg);
+			break;
+		case 'H':
+			hold = atoi(optarg);
+			break;
+		case 'p':
+			t.check_port = atoi(optarg);
+			break;
+		default:
+			fputs(dialtest_usage, c == 'h' ? stdout : stderr);
+			return c == 'h' ? 0 : 64;
 		}
 	}
 	if (!config || !dir) {

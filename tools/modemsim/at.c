@@ -150,7 +150,7 @@ static void at_ati(struct modem *m, int n)
 	static const char *const texts[] = {
 	    "33600",
 	    "255",
-	    "OK",
+	    "ROM test passed",
 	    "modemsim 1.0 Hayes-compatible modem emulator",
 	    "modemsim: pseudo-terminal modem, no hardware",
 	    "000",
