@@ -473,3 +473,28 @@ void delivery_free(struct delivery *d)
 	free(d->dir);
 	free(d);
 }
+
+/* Link hooks: placeholders until outbound delivery (issue 3) routes mail
+ * through links; no route uses a link yet, so a link never has work. */
+void delivery_link_up(struct delivery *d, const char *name,
+		      void (*on_idle)(const char *name, void *arg), void *arg)
+{
+	if (on_idle)
+		on_idle(name, arg);
+}
+
+void delivery_link_down(struct delivery *d, const char *name)
+{
+}
+
+int delivery_link_busy(struct delivery *d, const char *name)
+{
+	return 0;
+}
+
+void delivery_link_stats(struct delivery *d, const char *name, unsigned *msgs_out,
+			 unsigned long long *bytes_out)
+{
+	*msgs_out = 0;
+	*bytes_out = 0;
+}

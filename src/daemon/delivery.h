@@ -29,4 +29,21 @@ void delivery_scan(struct delivery *d);
 /* Synchronous: delivers what is due in message qid now (tests, CLI). */
 int delivery_run_one(struct delivery *d, const char *qid);
 
+/* Links (issue 4): mail on a route with via=NAME goes out only while the
+ * session has link NAME up. The session calls link_up when its link is up
+ * (delivery then sends everything queued for routes via NAME, and mail that
+ * arrives while it is up), link_down before hanging up (connections through
+ * it are closed; unfinished messages stay queued). delivery_link_busy says
+ * whether anything for NAME is queued and due or in flight, so the session
+ * knows when outbound work is done; on_idle (may be NULL) is called each time
+ * the link's outbound work becomes idle. */
+void delivery_link_up(struct delivery *d, const char *name,
+		      void (*on_idle)(const char *name, void *arg), void *arg);
+void delivery_link_down(struct delivery *d, const char *name);
+int delivery_link_busy(struct delivery *d, const char *name);
+/* Counters for the session report: messages delivered through link NAME
+ * since it came up, and bytes sent. */
+void delivery_link_stats(struct delivery *d, const char *name, unsigned *msgs_out,
+			 unsigned long long *bytes_out);
+
 #endif

@@ -940,7 +940,10 @@ static void smtpc_on_reply(struct smtpc *c)
 	struct smtpc_step s;
 
 	if (c->pend_len == 0) {
-		smtpc_abort(c, SMTPC_PROTOCOL_ERROR, "unexpected reply: %s", text);
+		if (c->reply.code == 421)
+			smtpc_abort(c, SMTPC_SERVER_SHUTDOWN, "server closing: %s", text);
+		else
+			smtpc_abort(c, SMTPC_PROTOCOL_ERROR, "unexpected reply: %s", text);
 		return;
 	}
 	s = smtpc_pop(c);

@@ -161,6 +161,9 @@ class Conn:
 
     def feed(self):
         while not self.closed and not self.close_after_flush:
+            if self.mode == "silent":
+                self.buf = b""
+                return
             if self.mode == "bdat":
                 if not self.feed_bdat():
                     return
@@ -343,6 +346,10 @@ class Conn:
         self.s.messages.append(msg)
         k = len(self.s.messages)
         self.reset()
+        if self.rec.silent_after_data == k:
+            self.close_after_flush = False
+            self.mode = "silent"  # reads on, never answers again
+            return
         if self.rec.drop_after_data == k:
             self.send_due(force=True)
             self.close()
@@ -364,7 +371,8 @@ class Conn:
 class Recorder:
     def __init__(self, extensions=("PIPELINING", "CHUNKING", "8BITMIME"), hostname="rec.test",
                  banner=None, banner_delay=None, delay=0.0, rcpt_replies=None, mail_replies=None,
-                 data_replies=None, shutdown_on=None, drop_after_data=None, ehlo_reply=None,
+                 data_replies=None, shutdown_on=None, drop_after_data=None, silent_after_data=None,
+                 ehlo_reply=None,
                  certfile=None, keyfile=None, auth=None, max_session=60.0, hold_banner=False):
         """extensions: EHLO keywords ("SIZE 1000", "AUTH PLAIN LOGIN", "STARTTLS").
         delay: seconds between a command's arrival and its reply (link latency).
@@ -372,7 +380,9 @@ class Recorder:
         message number (1-based, per session) -> final reply. shutdown_on:
         ("MAIL", k) = 421 and close at the k-th MAIL, or ("RCPT", 0) at any.
         drop_after_data: message number after whose final dot the
-        connection is closed without a reply. hold_banner: never greet.
+        connection is closed without a reply. silent_after_data: message
+        number after whose final dot the server never answers again (the
+        connection stays open). hold_banner: never greet.
         auth: (user, password) accepted."""
         self.extensions = list(extensions)
         self.hostname = hostname
@@ -384,6 +394,7 @@ class Recorder:
         self.data_replies = data_replies or {}
         self.shutdown_on = shutdown_on
         self.drop_after_data = drop_after_data
+        self.silent_after_data = silent_after_data
         self.ehlo_reply = ehlo_reply
         self.auth = auth
         self.max_session = max_session

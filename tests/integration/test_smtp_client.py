@@ -275,6 +275,20 @@ def test_drop_after_final_dot_keeps_message_queued(smtpc_bin, queue, recorders, 
     assert len(rec.sessions[0].messages) == 2  # the server has it: a duplicate later, never a loss
 
 
+@pytest.mark.parametrize("chunking", [True, False])
+def test_no_reply_to_final_dot_times_out(smtpc_bin, queue, recorders, chunking):
+    ext = ["PIPELINING"] + (["CHUNKING"] if chunking else [])
+    rec = recorders(extensions=ext, silent_after_data=1)
+    queue.add(["a@remote.example"])
+    t0 = time.monotonic()
+    r, res, sess = run_smtpc(smtpc_bin, queue, rec.port, "--timeout", "data_end=700")
+    assert 0.6 < time.monotonic() - t0 < 5
+    assert sess["cause"] == "timeout"
+    assert "end of data" in sess["text"] or "BDAT" in sess["text"]
+    assert res[0]["status"] == "tempfail" and "may have been delivered" in res[0]["reply"]
+    assert rec.wait_closed(timeout=3), "the client did not close the connection"
+
+
 def test_tls_required_but_not_offered(smtpc_bin, queue, recorders):
     rec = recorders(extensions=["PIPELINING", "CHUNKING"])
     queue.add(["a@remote.example"])
