@@ -6,7 +6,7 @@ CFLAGS  ?= -O2 -g
 DMFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter -D_GNU_SOURCE -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -levent_openssl
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -levent_openssl -pthread
 BUILD   ?= build
 PYTEST  ?= /usr/bin/python3 -m pytest
 
@@ -18,7 +18,8 @@ UNITSRC  = $(sort $(wildcard tests/unit/test_*.c))
 UNITBIN  = $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit unit-asan integration integration-asan clean format bench
-all: $(BUILD)/dialmail $(BUILD)/modemsim
+TOOLS    = $(BUILD)/modemsim $(BUILD)/smtpc $(BUILD)/dialtest
+all: $(BUILD)/dialmail $(TOOLS)
 
 deps:
 	@./scripts/install-deps
@@ -47,8 +48,10 @@ ASANFLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-san
 unit-asan:
 	$(MAKE) BUILD=build-asan CFLAGS="$(ASANFLAGS)" LDFLAGS="-fsanitize=address,undefined" unit
 
-integration: $(BUILD)/dialmail
-	DIALMAIL_BIN=$(abspath $(BUILD)/dialmail) $(PYTEST) -q tests/integration
+integration: $(BUILD)/dialmail $(TOOLS)
+	DIALMAIL_BIN=$(abspath $(BUILD)/dialmail) MODEMSIM_BIN=$(abspath $(BUILD)/modemsim) \
+	SMTPC_BIN=$(abspath $(BUILD)/smtpc) DIALTEST_BIN=$(abspath $(BUILD)/dialtest) \
+	$(PYTEST) -q tests/integration
 
 # The integration tests again, against a daemon built with ASan and UBSan;
 # the fixtures fail a test whose daemon log holds a sanitizer report.

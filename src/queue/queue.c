@@ -487,6 +487,8 @@ void queue_committer_free(struct q_committer *c)
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
 	pthread_join(c->thread, NULL);
+	if (c->job != NULL) /* finished, never collected: empty it all the same */
+		queue_batch_report(c->job, c->res);
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
 	close(c->efd);

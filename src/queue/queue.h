@@ -92,7 +92,8 @@ struct q_committer;
 /* Starts the thread. NULL with errno on failure. */
 struct q_committer *queue_committer_new(void);
 /* Waits for a batch in flight to finish, then stops the thread. Collect
- * the batch with queue_committer_done(c, 1) first to get its results. */
+ * the batch with queue_committer_done(c, 1) first to get its results (an
+ * uncollected one is emptied here, its failures logged, results unread). */
 void queue_committer_free(struct q_committer *c);
 /* Readable (an eventfd) when the batch handed over is finished. */
 int queue_committer_fd(const struct q_committer *c);

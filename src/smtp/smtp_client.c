@@ -29,9 +29,9 @@
 #include "lib/xmalloc.h"
 #include "smtp/smtp_client.h"
 
-#define SMTPC_LINE_MAX	 4096	     /* longest reply line we accept */
-#define SMTPC_REPLY_MAX	 65536	     /* longest multi-line reply */
-#define SMTPC_WRITE_MAX	 (1 << 20)   /* bytes per write(2) */
+#define SMTPC_LINE_MAX	4096	  /* longest reply line we accept */
+#define SMTPC_REPLY_MAX 65536	  /* longest multi-line reply */
+#define SMTPC_WRITE_MAX (1 << 20) /* bytes per write(2) */
 
 enum phase { PH_IDLE, PH_CONNECT, PH_BANNER, PH_HELLO, PH_TLS, PH_TXN, PH_QUIT, PH_DONE };
 
@@ -40,12 +40,12 @@ enum rstate { R_UNSENT, R_SENT, R_ACCEPTED, R_DONE };
 
 /* Per-message progress. */
 struct msg_rt {
-	int mail;      /* 0 unknown, 1 accepted, -1 refused */
-	int data_go;   /* 354 received */
-	int final;     /* result is final */
-	int open;      /* a transaction may still be open on the server */
+	int mail;    /* 0 unknown, 1 accepted, -1 refused */
+	int data_go; /* 354 received */
+	int final;   /* result is final */
+	int open;    /* a transaction may still be open on the server */
 	int eightbit;
-	int skip;      /* not planned (too big, over max) */
+	int skip; /* not planned (too big, over max) */
 	size_t naccepted;
 	enum rstate *rs;
 };
@@ -106,10 +106,20 @@ static char *smtpc_dup(const char *s)
 const char *smtpc_cause_name(enum smtpc_cause cause)
 {
 	static const char *const names[] = {
-	    "ok",	      "connect-failed",	   "connect-timeout", "banner-timeout",
-	    "greeting-refused", "helo-refused",	   "tls-not-offered", "tls-failed",
-	    "auth-unavailable", "auth-failed",	   "server-shutdown", "timeout",
-	    "connection-lost",	"protocol-error",
+	    "ok",
+	    "connect-failed",
+	    "connect-timeout",
+	    "banner-timeout",
+	    "greeting-refused",
+	    "helo-refused",
+	    "tls-not-offered",
+	    "tls-failed",
+	    "auth-unavailable",
+	    "auth-failed",
+	    "server-shutdown",
+	    "timeout",
+	    "connection-lost",
+	    "protocol-error",
 	};
 
 	if ((size_t)cause >= sizeof(names) / sizeof(names[0]))
@@ -403,8 +413,8 @@ static int smtpc_cmd_timeout(const struct smtpc *c, enum smtpc_cmd cmd)
 
 static const char *smtpc_cmd_name(enum smtpc_cmd cmd)
 {
-	static const char *const names[] = {"greeting", "EHLO", "HELO", "STARTTLS", "AUTH",
-					    "AUTH",	"AUTH", "RSET", "MAIL",	    "RCPT",
+	static const char *const names[] = {"greeting", "EHLO",	       "HELO", "STARTTLS", "AUTH",
+					    "AUTH",	"AUTH",	       "RSET", "MAIL",	   "RCPT",
 					    "DATA",	"end of data", "BDAT", "QUIT"};
 	return names[cmd];
 }
@@ -498,10 +508,9 @@ static struct smtpc_step smtpc_pop(struct smtpc *c)
 }
 
 /* Sends a command line and expects a reply to it. */
-static void smtpc_cmd(struct smtpc *c, enum smtpc_cmd cmd, int msg, int rcpt, const char *fmt,
-		      ...) __attribute__((format(printf, 5, 6)));
-static void smtpc_cmd(struct smtpc *c, enum smtpc_cmd cmd, int msg, int rcpt, const char *fmt,
-		      ...)
+static void smtpc_cmd(struct smtpc *c, enum smtpc_cmd cmd, int msg, int rcpt, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void smtpc_cmd(struct smtpc *c, enum smtpc_cmd cmd, int msg, int rcpt, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	va_list ap;
@@ -640,8 +649,7 @@ static void smtpc_send_mail(struct smtpc *c, int i)
 		buf_puts(&p, " BODY=8BITMIME");
 	if (c->rt[i].eightbit && !c->caps.eightbitmime) {
 		m->eightbit_unannounced = 1;
-		log_info("smtpc: %s: 8-bit message sent to a server without 8BITMIME",
-			 m->env->id);
+		log_info("smtpc: %s: 8-bit message sent to a server without 8BITMIME", m->env->id);
 	}
 	m->attempted = 1;
 	c->rt[i].open = 1;
@@ -654,7 +662,8 @@ static void smtpc_send_rcpt(struct smtpc *c, int i, int r)
 	struct smtpc_msg *m = &c->msgs[i];
 
 	c->rt[i].rs[r] = R_SENT;
-	smtpc_cmd(c, SC_RCPT, i, r, "RCPT TO:<%s>", m->env->rcpt[smtpc_env_rcpt(m, (size_t)r)].addr);
+	smtpc_cmd(c, SC_RCPT, i, r, "RCPT TO:<%s>",
+		  m->env->rcpt[smtpc_env_rcpt(m, (size_t)r)].addr);
 }
 
 static void smtpc_send_bdat(struct smtpc *c, int i)
@@ -1064,7 +1073,8 @@ static int smtpc_tls_check(struct smtpc *c)
 		smtpc_abort(c, SMTPC_TLS_FAILED, "TLS certificate verification failed: %s",
 			    X509_verify_cert_error_string(vr));
 	else if (c->opt.fingerprint && !smtpc_pin_ok(c, cert))
-		smtpc_abort(c, SMTPC_TLS_FAILED, "TLS certificate fingerprint does not match the pin");
+		smtpc_abort(c, SMTPC_TLS_FAILED,
+			    "TLS certificate fingerprint does not match the pin");
 	else
 		rc = 0;
 	X509_free(cert);

@@ -95,15 +95,15 @@ enum smtpc_cause {
 };
 
 struct smtpc_session_result {
-	int status;		/* Q_OK when cause == SMTPC_OK, else Q_TEMPFAIL */
+	int status; /* Q_OK when cause == SMTPC_OK, else Q_TEMPFAIL */
 	enum smtpc_cause cause;
 	const char *text;	/* human-readable cause ("" when SMTPC_OK) */
 	const char *remote_mta; /* first word of the greeting, or "" */
 	int tls;		/* the session ran under TLS */
 	const char *tls_info;	/* e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" */
 	int authenticated;
-	size_t waits; /* times the client had to wait for a reply before it could
-			 send more (the banner counts): the round trips spent */
+	size_t waits;	    /* times the client had to wait for a reply before it could
+			       send more (the banner counts): the round trips spent */
 	size_t messages_ok; /* messages with every recipient Q_OK */
 };
 
@@ -152,8 +152,20 @@ void smtpc_dot_stuff(struct buf *out, const char *data, size_t len);
 int smtpc_is_8bit(const char *data, size_t len);
 
 enum smtpc_cmd {
-	SC_BANNER, SC_EHLO, SC_HELO, SC_STARTTLS, SC_AUTH, SC_AUTH_USER, SC_AUTH_PASS,
-	SC_RSET, SC_MAIL, SC_RCPT, SC_DATA, SC_DOT, SC_BDAT, SC_QUIT
+	SC_BANNER,
+	SC_EHLO,
+	SC_HELO,
+	SC_STARTTLS,
+	SC_AUTH,
+	SC_AUTH_USER,
+	SC_AUTH_PASS,
+	SC_RSET,
+	SC_MAIL,
+	SC_RCPT,
+	SC_DATA,
+	SC_DOT,
+	SC_BDAT,
+	SC_QUIT
 };
 struct smtpc_step {
 	enum smtpc_cmd cmd;

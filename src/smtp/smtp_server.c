@@ -1,9 +1,10 @@
 /* SMTP server (RFC 5321, RFC 2920 pipelining) on libevent: one bufferevent
  * per session; command lines and DATA are scanned from raw bytes here, so a
- * bare CR or LF can never end a line. Messages complete in the same loop
- * pass are group-committed (queue_batch_*): their sessions park, input
- * waiting, until the batch is durable. Invariant: "250 ... queued" is
- * written only after queue_batch_commit reported Q_OK for the message. */
+ * bare CR or LF can never end a line. Finished messages are staged into a
+ * batch that the committer thread (queue_committer_*) makes durable while
+ * the loop stages the next; sessions park, input waiting, until their batch
+ * is done. Invariant: "250 ... queued" is written only after the commit
+ * reported Q_OK for the message; replies and events stay on this thread. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

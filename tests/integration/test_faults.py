@@ -366,3 +366,32 @@ def test_burst_of_pipelined_clients_more_than_one_batch(daemon):
     for qid, m in zip(ids, msgs):
         assert m in queue_file(d, qid)
     assert files_under(d.dir / "tmp") == []
+
+
+# --- stop while the committer thread syncs a batch ----------------------
+
+def test_sigterm_while_ten_clients_send_stops_cleanly(daemon):
+    """SIGTERM under load: the daemon finishes the batch its committer thread
+    is syncing (answers it, logs it) and exits 0. Every 250 is in the queue
+    or delivered, every queue file has its "received" event (2002), nothing
+    is left in tmp/, and the queue recovers whole."""
+    d = daemon(*CONF)
+    deadline = time.monotonic() + 30
+    senders = [Sender(d.port, t, 40, deadline) for t in range(10)]
+    for s in senders:
+        s.start()
+    wait_until(lambda: sum(len(s.acked) for s in senders) >= 60, 30, 0.01)
+    assert d.stop() == 0
+    for s in senders:
+        s.join(15)
+    assert not any(s.is_alive() for s in senders)
+    assert [s.error for s in senders if s.error] == []
+    acked = [a for s in senders for a in s.acked]
+    assert len(acked) >= 60
+    assert files_under(d.dir / "tmp") == []
+    received = {e.get("qid") for e in d.events_with(2002)}
+    assert {a[1] for a in acked} <= received
+    assert set(d.queue_ids()) <= received, set(d.queue_ids()) - received
+    assert "Sanitizer" not in d.log_text()
+    d.start()
+    check_recovered(d, acked)

@@ -43,6 +43,7 @@ def sim(modemsim_bin, tmp_path):
     for s in started:
         assert s.stopped or s.alive(), "modemsim died:\n%s" % s.output()
         assert s.stop() == 0, s.output()
+        assert not re.search(r"Sanitizer|runtime error", s.output()), s.output()
         assert not s.link.exists() and not s.link.is_symlink(), "link left behind"
 
 
@@ -476,7 +477,12 @@ def test_close_and_reopen_is_hangup(sim, server):
         assert wait_for(lambda: srv.closed_by_peer >= 1, 3)
         m.send("AT\r")                                   # command mode, profile reset: E1
         assert m.read_until(rb"OK\r\n") == b"AT\r\r\nOK\r\n"
+        assert m.command("ATD1") == "CONNECT 1000000"
+        m.hangup(pause=0)                                 # reopened at once: still a drop
+        assert m.command("ATE0") == "OK"
+        assert wait_for(lambda: srv.closed_by_peer >= 2, 3)
     hits = s.wait_transcript(r"call 1 hangup reason=dtr bytes_tx=4 bytes_rx=4")
+    assert s.wait_transcript(r"call 2 hangup reason=dtr")
     assert hits and s.wait_transcript(r"line closed \(DTR drop\)")
 
 

@@ -1,11 +1,12 @@
 /* Unit tests of the durable queue: files on disk byte for byte, ids, state,
  * removal, scan order, damaged files moved to corrupt/ with event 3013,
  * recovery of tmp/ and orphan state, refused envelopes, a full disk, and
- * group commit (queue_batch_*). */
+ * group commit (queue_batch_*), also on the committer thread. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -921,6 +922,128 @@ static void test_batch_enospc_mixed(void **state)
 	free(content);
 }
 
+/* ------------------------------------------------------ committer thread */
+
+/* 1 if fd is readable right now (after waiting up to ms). */
+static int readable(int fd, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
+}
+
+/* The next batch is staged while one is in flight; each is handed over in
+ * turn, its completion shows on the fd, and every message is queued. */
+static void test_committer_two_batches(void **state)
+{
+	struct fixture *f = *state;
+	struct q_committer *c = queue_committer_new();
+	struct q_batch *a = queue_batch_new(f->q), *b = queue_batch_new(f->q);
+	struct q_env ea[3], eb[2];
+	struct q_result ra[3], rb[2];
+	char text[5][64], sender[5][32];
+
+	assert_non_null(c);
+	assert_null(queue_committer_done(c, 0)); /* nothing handed over */
+	assert_null(queue_committer_done(c, 1));
+	assert_false(queue_committer_busy(c));
+	for (int i = 0; i < 5; i++) {
+		snprintf(text[i], sizeof(text[i]), "Subject: %d\r\n\r\nthreaded %d\r\n", i, i);
+		snprintf(sender[i], sizeof(sender[i]), "t%d@example.net", i);
+	}
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(batch_add_text(a, &ea[i], sender[i], text[i], strlen(text[i])),
+				 Q_OK);
+	assert_int_equal(queue_committer_start(c, a, ra), 0);
+	assert_true(queue_committer_busy(c));
+	/* Staging goes on meanwhile; a second hand-over must wait. */
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(
+		    batch_add_text(b, &eb[i], sender[3 + i], text[3 + i], strlen(text[3 + i])),
+		    Q_OK);
+	errno = 0;
+	assert_int_equal(queue_committer_start(c, b, rb), -1);
+	assert_int_equal(errno, EBUSY);
+	assert_true(readable(queue_committer_fd(c), 10000));
+	assert_ptr_equal(queue_committer_done(c, 0), a);
+	assert_false(queue_committer_busy(c));
+	assert_false(readable(queue_committer_fd(c), 0)); /* consumed */
+	assert_int_equal(queue_batch_count(a), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(ra[i].status, Q_OK);
+		assert_queued(f, ea[i].id, sender[i], text[i]);
+	}
+	/* b's files are still only staged. */
+	assert_int_equal(count_dir(f, "tmp"), 2);
+	assert_int_equal(queue_committer_start(c, b, rb), 0);
+	assert_ptr_equal(queue_committer_done(c, 1), b);
+	assert_false(readable(queue_committer_fd(c), 0));
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(rb[i].status, Q_OK);
+		assert_queued(f, eb[i].id, sender[3 + i], text[3 + i]);
+	}
+	assert_int_equal(count_dir(f, "queue"), 5);
+	assert_int_equal(count_dir(f, "tmp"), 0);
+	for (int i = 0; i < 3; i++)
+		q_env_free(&ea[i]);
+	for (int i = 0; i < 2; i++)
+		q_env_free(&eb[i]);
+	queue_committer_free(c);
+	queue_batch_free(a);
+	queue_batch_free(b);
+}
+
+/* A failure on the thread comes back per message, as without it. */
+static void test_committer_link_failure(void **state)
+{
+	struct fixture *f = *state;
+	struct q_committer *c = queue_committer_new();
+	struct q_batch *b = queue_batch_new(f->q);
+	struct q_env a, d;
+	struct q_result res[2];
+
+	assert_non_null(c);
+	assert_int_equal(batch_add_text(b, &a, "a@x", "one\r\n", 5), Q_OK);
+	assert_int_equal(batch_add_text(b, &d, "d@x", "two\r\n", 5), Q_OK);
+	write_file(path_of(f, "queue", d.id), "not ours", 8);
+	assert_int_equal(queue_committer_start(c, b, res), 0);
+	assert_ptr_equal(queue_committer_done(c, 1), b);
+	assert_int_equal(res[0].status, Q_OK);
+	assert_int_equal(res[1].status, Q_TEMPFAIL);
+	assert_int_equal(res[1].err, EEXIST);
+	assert_queued(f, a.id, "a@x", "one\r\n");
+	assert_int_equal(count_dir(f, "tmp"), 0);
+	q_env_free(&a);
+	q_env_free(&d);
+	queue_committer_free(c);
+	queue_batch_free(b);
+}
+
+/* Stopping the thread while a batch is in flight finishes that batch:
+ * its messages end up whole in queue/, nothing stays in tmp/. */
+static void test_committer_free_waits_for_batch(void **state)
+{
+	struct fixture *f = *state;
+	struct q_committer *c = queue_committer_new();
+	struct q_batch *b = queue_batch_new(f->q);
+	struct q_env env[20];
+	struct q_result res[20];
+
+	assert_non_null(c);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(batch_add_text(b, &env[i], "w@x", "wait\r\n", 6), Q_OK);
+	assert_int_equal(queue_committer_start(c, b, res), 0);
+	queue_committer_free(c);
+	assert_int_equal(queue_batch_count(b), 0);
+	assert_int_equal(count_dir(f, "queue"), 20);
+	assert_int_equal(count_dir(f, "tmp"), 0);
+	for (int i = 0; i < 20; i++) {
+		assert_queued(f, env[i].id, "w@x", "wait\r\n");
+		q_env_free(&env[i]);
+	}
+	queue_batch_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -950,6 +1073,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_batch_free_drops_staged, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_refuses_bad_envelope, setup, teardown),
 	    cmocka_unit_test(test_batch_enospc_mixed),
+	    cmocka_unit_test_setup_teardown(test_committer_two_batches, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_committer_link_failure, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_committer_free_waits_for_batch, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

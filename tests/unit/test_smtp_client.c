@@ -308,7 +308,7 @@ static void test_bad_hostport(void **state)
 	fixture_init(&f);
 	c = smtpc_new(f.base, &o, f.msgs, 2, noop_done, NULL);
 	assert_int_equal(smtpc_connect(c, "mail.example:25"), -1); /* no DNS here */
-	assert_int_equal(smtpc_connect(c, "127.0.0.1"), -1);	 /* no port */
+	assert_int_equal(smtpc_connect(c, "127.0.0.1"), -1);	   /* no port */
 	smtpc_free(c);
 	assert_string_equal(smtpc_cause_name(SMTPC_BANNER_TIMEOUT), "banner-timeout");
 	assert_string_equal(smtpc_cause_name(SMTPC_PROTOCOL_ERROR), "protocol-error");
@@ -318,9 +318,12 @@ static void test_bad_hostport(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_reply_parser),  cmocka_unit_test(test_caps_parser),
-	    cmocka_unit_test(test_dot_stuff),	  cmocka_unit_test(test_plan),
-	    cmocka_unit_test(test_session_over_socketpair), cmocka_unit_test(test_bad_hostport),
+	    cmocka_unit_test(test_reply_parser),
+	    cmocka_unit_test(test_caps_parser),
+	    cmocka_unit_test(test_dot_stuff),
+	    cmocka_unit_test(test_plan),
+	    cmocka_unit_test(test_session_over_socketpair),
+	    cmocka_unit_test(test_bad_hostport),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -133,12 +133,14 @@ static void pty_opened(struct modem *m)
 	ms_log(m, "line open");
 }
 
-/* The DTR drop: hang up, reset as AT&D3 would, advance a wedged modem. */
-static void pty_closed(struct modem *m)
+/* The DTR drop: hang up, reset as AT&D3 would, advance a wedged modem.
+ * Unread input belongs to the old session unless the line is open again
+ * already (reopened): then it is the new session's first command. */
+static void pty_closed(struct modem *m, bool reopened)
 {
 	if (!m->line_open)
 		return;
-	for (int i = 0; i < 64 && pty_read(m) > 0; i++)
+	for (int i = 0; !reopened && i < 64 && pty_read(m) > 0; i++)
 		;
 	m->line_open = false;
 	m->opens = 0;
@@ -156,8 +158,20 @@ static void pty_closed(struct modem *m)
 	m->overflow = false;
 	buf_reset(&m->out);
 	m->out_off = 0;
-	tcflush(m->master, TCIOFLUSH);
+	tcflush(m->master, reopened ? TCOFLUSH : TCIOFLUSH);
 	m->gen++;
+}
+
+/* True if an IN_OPEN follows p in the batch ending at end. */
+static bool pty_open_follows(const char *p, const char *end)
+{
+	while (p < end) {
+		const struct inotify_event *e = (const struct inotify_event *)p;
+		if (e->mask & IN_OPEN)
+			return true;
+		p += sizeof(*e) + e->len;
+	}
+	return false;
 }
 
 /* inotify events on the slave device: count opens against closes. */
@@ -169,16 +183,14 @@ static void pty_inotify(struct modem *m, void *arg, short revents)
 	while ((n = read(m->ino_fd, ev, sizeof(ev))) > 0) {
 		for (char *p = ev; p < ev + n;) {
 			struct inotify_event *e = (struct inotify_event *)p;
+			p += sizeof(*e) + e->len;
 			if (e->mask & IN_OPEN) {
 				m->opens++;
 				if (!m->line_open)
 					pty_opened(m);
 			}
-			if (e->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) {
-				if (--m->opens <= 0)
-					pty_closed(m);
-			}
-			p += sizeof(*e) + e->len;
+			if ((e->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) && --m->opens <= 0)
+				pty_closed(m, pty_open_follows(p, ev + n));
 		}
 	}
 }
@@ -219,7 +231,7 @@ static void pty_event(struct modem *m, void *arg, short revents)
 	if (m->ino_fd >= 0)
 		pty_inotify(m, NULL, POLLIN);
 	if (m->line_open && pty_hangup_now(m))
-		pty_closed(m);
+		pty_closed(m, false);
 }
 
 static void pty_prepare(struct modem *m, struct ms_poll *p)

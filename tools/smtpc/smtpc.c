@@ -33,12 +33,11 @@ static const char *smtpc_status_name(int st)
 
 __attribute__((noreturn)) static void smtpc_usage(void)
 {
-	fprintf(stderr,
-		"usage: smtpc --dir DIR [--tls none|opportunistic|required] [--ca FILE]\n"
-		"             [--servername NAME] [--no-verify] [--fingerprint SHA256]\n"
-		"             [--auth user:pass] [--auth-plaintext] [--no-chunking]\n"
-		"             [--no-pipelining] [--max-messages N] [--helo NAME]\n"
-		"             [--timeout PHASE=MS]... HOST:PORT\n");
+	fprintf(stderr, "usage: smtpc --dir DIR [--tls none|opportunistic|required] [--ca FILE]\n"
+			"             [--servername NAME] [--no-verify] [--fingerprint SHA256]\n"
+			"             [--auth user:pass] [--auth-plaintext] [--no-chunking]\n"
+			"             [--no-pipelining] [--max-messages N] [--helo NAME]\n"
+			"             [--timeout PHASE=MS]... HOST:PORT\n");
 	exit(2);
 }
 
@@ -74,21 +73,30 @@ static int smtpc_collect(const char *id, void *arg)
 	return 0;
 }
 
+/* A JSON string; server text that is not UTF-8 must not drop the field. */
+static json_t *smtpc_jstr(const char *s)
+{
+	json_t *j = json_string(s ? s : "");
+
+	return j ? j : json_string("(reply not in UTF-8)");
+}
+
 static void smtpc_print_msg(struct smtpc_msg *m)
 {
 	for (size_t r = 0; r < m->nres; r++) {
 		json_t *o = json_object();
 		char *s;
 
-		json_object_set_new(o, "id", json_string(m->env->id));
+		json_object_set_new(o, "id", smtpc_jstr(m->env->id));
 		json_object_set_new(o, "rcpt", json_string(m->env->rcpt[m->rcpt_idx[r]].addr));
 		json_object_set_new(o, "status", json_string(smtpc_status_name(m->res[r].status)));
-		json_object_set_new(o, "reply", json_string(m->res[r].reply));
+		json_object_set_new(o, "reply", smtpc_jstr(m->res[r].reply));
 		json_object_set_new(o, "message_status", json_string(smtpc_status_name(m->status)));
-		json_object_set_new(o, "message_reply", json_string(m->reply));
+		json_object_set_new(o, "message_reply", smtpc_jstr(m->reply));
 		json_object_set_new(o, "attempted", json_boolean(m->attempted));
 		json_object_set_new(o, "data_sent", json_boolean(m->data_sent));
-		json_object_set_new(o, "eightbit_unannounced", json_boolean(m->eightbit_unannounced));
+		json_object_set_new(o, "eightbit_unannounced",
+				    json_boolean(m->eightbit_unannounced));
 		s = json_dumps(o, JSON_COMPACT);
 		printf("%s\n", s);
 		free(s);
@@ -106,10 +114,10 @@ static void smtpc_done(struct smtpc *c, const struct smtpc_session_result *r, vo
 		smtpc_print_msg(&j->msgs[i]);
 	json_object_set_new(o, "session", json_string(smtpc_status_name(r->status)));
 	json_object_set_new(o, "cause", json_string(smtpc_cause_name(r->cause)));
-	json_object_set_new(o, "text", json_string(r->text));
-	json_object_set_new(o, "remote_mta", json_string(r->remote_mta));
+	json_object_set_new(o, "text", smtpc_jstr(r->text));
+	json_object_set_new(o, "remote_mta", smtpc_jstr(r->remote_mta));
 	json_object_set_new(o, "tls", json_boolean(r->tls));
-	json_object_set_new(o, "tls_info", json_string(r->tls_info));
+	json_object_set_new(o, "tls_info", smtpc_jstr(r->tls_info));
 	json_object_set_new(o, "authenticated", json_boolean(r->authenticated));
 	json_object_set_new(o, "waits", json_integer((json_int_t)r->waits));
 	json_object_set_new(o, "messages_ok", json_integer((json_int_t)r->messages_ok));
@@ -123,8 +131,8 @@ static void smtpc_done(struct smtpc *c, const struct smtpc_session_result *r, vo
 
 static int smtpc_timeout_opt(struct smtpc_timeouts *t, const char *arg)
 {
-	static const char *const names[] = {"connect", "banner",    "helo",	  "tls",
-					    "mail",    "rcpt",	    "data_init",  "data_block",
+	static const char *const names[] = {"connect",	"banner", "helo",      "tls",
+					    "mail",	"rcpt",	  "data_init", "data_block",
 					    "data_end", "quit"};
 	int *fields[] = {&t->connect, &t->banner,    &t->helo,	     &t->tls,	   &t->mail,
 			 &t->rcpt,    &t->data_init, &t->data_block, &t->data_end, &t->quit};
@@ -153,22 +161,36 @@ static void smtpc_parse_args(int argc, char **argv, struct smtpc_options *o, con
 			     int *no_verify)
 {
 	static const struct option lo[] = {
-	    {"dir", 1, 0, 'd'},		  {"tls", 1, 0, 't'},	       {"ca", 1, 0, 'c'},
-	    {"servername", 1, 0, 's'},	  {"no-verify", 0, 0, 'V'},    {"fingerprint", 1, 0, 'f'},
-	    {"auth", 1, 0, 'a'},	  {"auth-plaintext", 0, 0, 'P'}, {"no-chunking", 0, 0, 'C'},
-	    {"no-pipelining", 0, 0, 'N'}, {"max-messages", 1, 0, 'm'}, {"helo", 1, 0, 'h'},
-	    {"timeout", 1, 0, 'T'},	  {0, 0, 0, 0}};
+	    {"dir", 1, 0, 'd'},		 {"tls", 1, 0, 't'},
+	    {"ca", 1, 0, 'c'},		 {"servername", 1, 0, 's'},
+	    {"no-verify", 0, 0, 'V'},	 {"fingerprint", 1, 0, 'f'},
+	    {"auth", 1, 0, 'a'},	 {"auth-plaintext", 0, 0, 'P'},
+	    {"no-chunking", 0, 0, 'C'},	 {"no-pipelining", 0, 0, 'N'},
+	    {"max-messages", 1, 0, 'm'}, {"helo", 1, 0, 'h'},
+	    {"timeout", 1, 0, 'T'},	 {0, 0, 0, 0}};
 	int ch;
 	char *colon;
 
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
-		case 'd': *dir = optarg; break;
-		case 't': o->tls = smtpc_tls_opt(optarg); break;
-		case 'c': o->ca_file = optarg; break;
-		case 's': o->server_name = optarg; break;
-		case 'V': *no_verify = 1; break;
-		case 'f': o->fingerprint = optarg; break;
+		case 'd':
+			*dir = optarg;
+			break;
+		case 't':
+			o->tls = smtpc_tls_opt(optarg);
+			break;
+		case 'c':
+			o->ca_file = optarg;
+			break;
+		case 's':
+			o->server_name = optarg;
+			break;
+		case 'V':
+			*no_verify = 1;
+			break;
+		case 'f':
+			o->fingerprint = optarg;
+			break;
 		case 'a':
 			if ((colon = strchr(optarg, ':')) == NULL)
 				smtpc_usage();
@@ -176,16 +198,27 @@ static void smtpc_parse_args(int argc, char **argv, struct smtpc_options *o, con
 			o->auth_user = optarg;
 			o->auth_pass = colon + 1;
 			break;
-		case 'P': o->auth_plaintext_ok = 1; break;
-		case 'C': o->no_chunking = 1; break;
-		case 'N': o->no_pipelining = 1; break;
-		case 'm': o->max_messages = (size_t)atol(optarg); break;
-		case 'h': o->helo_name = optarg; break;
+		case 'P':
+			o->auth_plaintext_ok = 1;
+			break;
+		case 'C':
+			o->no_chunking = 1;
+			break;
+		case 'N':
+			o->no_pipelining = 1;
+			break;
+		case 'm':
+			o->max_messages = (size_t)atol(optarg);
+			break;
+		case 'h':
+			o->helo_name = optarg;
+			break;
 		case 'T':
 			if (smtpc_timeout_opt(&o->t, optarg) < 0)
 				smtpc_usage();
 			break;
-		default: smtpc_usage();
+		default:
+			smtpc_usage();
 		}
 	}
 }
