@@ -67,8 +67,8 @@ void at_reset(struct modem *m)
 {
 	static const struct {
 		int reg, val;
-	} defaults[] = {{2, 43}, {3, 13}, {4, 10}, {5, 8},   {6, 2},
-			{7, 50}, {8, 2}, {9, 6},  {10, 14}, {11, 95}, {12, 50}, {25, 5}};
+	} defaults[] = {{2, 43}, {3, 13}, {4, 10},  {5, 8},   {6, 2},	{7, 50},
+			{8, 2},	 {9, 6},  {10, 14}, {11, 95}, {12, 50}, {25, 5}};
 
 	m->echo = true;
 	m->verbose = true;
@@ -241,11 +241,17 @@ static int at_amp(struct modem *m, const char **s)
 		at_reset(m);
 		return RC_OK;
 	case 'V':
-		snprintf(text, sizeof(text), "E%d Q%d V%d X%d S02=%03d S03=%03d S12=%03d",
-			 m->echo, m->quiet, m->verbose, m->xlevel, m->s[2], m->s[3], m->s[12]);
+		snprintf(text, sizeof(text), "E%d Q%d V%d X%d S02=%03d S03=%03d S12=%03d", m->echo,
+			 m->quiet, m->verbose, m->xlevel, m->s[2], m->s[3], m->s[12]);
 		at_info(m, text);
 		return RC_OK;
-	case 'C': case 'D': case 'K': case 'W': case 'S': case 'Q': case 'Y':
+	case 'C':
+	case 'D':
+	case 'K':
+	case 'W':
+	case 'S':
+	case 'Q':
+	case 'Y':
 		return n <= 9 ? RC_OK : RC_ERROR;
 	}
 	return RC_ERROR;
@@ -257,7 +263,9 @@ static int at_letter(struct modem *m, char c, const char **s, bool *online)
 	int n = at_num(s, 0);
 
 	switch (c) {
-	case 'E': case 'V': case 'Q':
+	case 'E':
+	case 'V':
+	case 'Q':
 		if (n > 1)
 			return RC_ERROR;
 		*(c == 'E' ? &m->echo : c == 'V' ? &m->verbose : &m->quiet) = n;
@@ -267,7 +275,8 @@ static int at_letter(struct modem *m, char c, const char **s, bool *online)
 			return RC_ERROR;
 		m->xlevel = n;
 		return RC_OK;
-	case 'L': case 'M':
+	case 'L':
+	case 'M':
 		return n <= 3 ? RC_OK : RC_ERROR;
 	case 'H':
 		if (n > 1)
@@ -345,8 +354,9 @@ void at_attempt_over(struct modem *m)
 	if (m->o.wedge_after > 0 && m->since_recover >= m->o.wedge_after &&
 	    m->wedge == WEDGE_NONE) {
 		m->wedge = WEDGE_DEAD;
-		ms_log(m, "wedge: no answer to anything after %ld dial attempts "
-			  "(until DTR drop, then ATZ)",
+		ms_log(m,
+		       "wedge: no answer to anything after %ld dial attempts "
+		       "(until DTR drop, then ATZ)",
 		       m->since_recover);
 	}
 }

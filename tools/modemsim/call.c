@@ -15,7 +15,7 @@
 #include "modemsim.h"
 
 #define CALL_CONNECT_TIMEOUT 10000000 /* usec for the --connect socket */
-#define CALL_OUT_MAX         65536    /* pending bytes an end may hold */
+#define CALL_OUT_MAX	     65536    /* pending bytes an end may hold */
 
 static void call_end_close(struct modem *m, struct ms_end *e)
 {

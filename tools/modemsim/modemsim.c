@@ -22,7 +22,7 @@
 #include "modemsim.h"
 
 #define MS_VERSION "modemsim 1.0"
-#define MS_TICK    20000 /* usec between checks of a closed line without inotify */
+#define MS_TICK	   20000 /* usec between checks of a closed line without inotify */
 
 static volatile sig_atomic_t ms_stop;
 
@@ -56,8 +56,8 @@ void ms_send(struct modem *m, const void *data, size_t len)
 		buf_append(&m->out, data, len);
 }
 
-void ms_poll_add(struct ms_poll *p, int fd, short events,
-		 void (*cb)(struct modem *, void *, short), void *arg)
+void ms_poll_add(struct ms_poll *p, int fd, short events, void (*cb)(struct modem *, void *, short),
+		 void *arg)
 {
 	if (fd < 0 || p->n >= MS_MAXPOLL)
 		return;
@@ -279,9 +279,8 @@ static int pty_setup(struct modem *m)
 	fcntl(m->master, F_SETFL, fcntl(m->master, F_GETFL) | O_NONBLOCK);
 	fcntl(m->master, F_SETFD, FD_CLOEXEC);
 	m->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (m->ino_fd >= 0 &&
-	    inotify_add_watch(m->ino_fd, m->slave, IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) <
-		0) {
+	if (m->ino_fd >= 0 && inotify_add_watch(m->ino_fd, m->slave,
+						IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) < 0) {
 		log_warn("inotify on %s (falling back to EIO polling)", m->slave);
 		close(m->ino_fd);
 		m->ino_fd = -1;
@@ -466,10 +465,13 @@ static int opt_one(struct ms_opts *o, int c, const char *arg, bool *have_seed)
 		return opt_list(arg, o->script, &o->nscript);
 	case OPT_FAIL_RATE:
 		return opt_double(arg, 0.0, 1.0, &o->fail_rate);
-	case OPT_SEED:
+	case OPT_SEED: {
+		char *end;
+		errno = 0;
+		o->seed = strtoull(arg, &end, 0);
 		*have_seed = true;
-		o->seed = strtoull(arg, NULL, 0);
-		return 0;
+		return (errno || end == arg || *end) ? -1 : 0;
+	}
 	case OPT_FAIL_RESULTS:
 		return opt_list(arg, o->pool, &o->npool) < 0 || o->npool == 0 ? -1 : 0;
 	case OPT_WEDGE_AFTER:
@@ -538,7 +540,8 @@ static int opts_parse(struct ms_opts *o, int argc, char **argv)
 		return -1;
 	}
 	if (o->gateway_port && !o->have_target) {
-		log_warnx("--gateway-port needs --connect HOST:PORT (where relayed connections go)");
+		log_warnx(
+		    "--gateway-port needs --connect HOST:PORT (where relayed connections go)");
 		return -1;
 	}
 	if (!have_seed)

@@ -11,9 +11,9 @@
 
 #include "lib/buf.h"
 
-#define MS_NREG     100 /* S-registers S0..S99 */
+#define MS_NREG	    100 /* S-registers S0..S99 */
 #define MS_MAXLINE  255 /* command line length, as on most Hayes modems */
-#define MS_MAXRELAY 16  /* gateway connections at once */
+#define MS_MAXRELAY 16	/* gateway connections at once */
 #define MS_MAXLIST  256 /* entries in --script / --fail-results */
 #define MS_MAXPOLL  (8 + 2 * MS_MAXRELAY)
 
@@ -34,9 +34,10 @@ enum ms_kind { OC_CONNECT, OC_RESULT, OC_WEDGE, OC_SILENT, OC_GARBAGE };
 
 struct ms_outcome {
 	enum ms_kind kind;
-	int code;       /* OC_RESULT: the result code */
-	long speed;     /* OC_CONNECT: CONNECT speed, 0 = --bps */
-	long long drop; /* OC_CONNECT: carrier lost after this many bytes, -1 = --drop-after-bytes */
+	int code;   /* OC_RESULT: the result code */
+	long speed; /* OC_CONNECT: CONNECT speed, 0 = --bps */
+	long long
+	    drop; /* OC_CONNECT: carrier lost after this many bytes, -1 = --drop-after-bytes */
 };
 
 struct ms_opts {
@@ -89,9 +90,9 @@ struct ms_pipe {
 struct ms_end {
 	int fd;
 	struct buf out;
-	size_t off; /* bytes of out already written */
-	bool eof;       /* peer closed its sending side */
-	bool shut;      /* shut down our sending side once out is written */
+	size_t off;	/* bytes of out already written */
+	bool eof;	/* peer closed its sending side */
+	bool shut;	/* shut down our sending side once out is written */
 	bool shut_done; /* ... and we did */
 };
 
@@ -105,15 +106,15 @@ struct ms_call {
 	long no;
 	char number[64];
 	struct ms_outcome oc;
-	int64_t due;            /* dial result time; 0 = none (silent dial) */
-	bool connecting;        /* waiting for the --connect socket */
+	int64_t due;	 /* dial result time; 0 = none (silent dial) */
+	bool connecting; /* waiting for the --connect socket */
 	int64_t connect_deadline;
 	long speed;
 	long long drop;
 	unsigned long long tx, rx; /* bytes that crossed the wire each way */
-	struct ms_end remote;      /* serial data path: the --connect socket */
+	struct ms_end remote;	   /* serial data path: the --connect socket */
 	struct ms_pipe up, down;   /* dialer -> far end, far end -> dialer */
-	int plus;                  /* escape characters seen (0..3) */
+	int plus;		   /* escape characters seen (0..3) */
 	int64_t plus_time, last_data;
 	int listen_fd; /* --gateway-port listener while the call is up */
 	struct ms_relay relays[MS_MAXRELAY];
@@ -140,7 +141,7 @@ struct modem {
 	char last[MS_MAXLINE + 1];
 	enum ms_state state;
 	enum ms_wedge wedge;
-	long attempts;      /* dial attempts so far = last call number */
+	long attempts;	    /* dial attempts so far = last call number */
 	long since_recover; /* dial attempts since start or last wedge recovery */
 	int script_pos;
 	uint64_t rng, noise_rng;
@@ -161,8 +162,8 @@ struct ms_poll {
 /* modemsim.c */
 void ms_log(struct modem *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ms_send(struct modem *m, const void *data, size_t len);
-void ms_poll_add(struct ms_poll *p, int fd, short events,
-		 void (*cb)(struct modem *, void *, short), void *arg);
+void ms_poll_add(struct ms_poll *p, int fd, short events, void (*cb)(struct modem *, void *, short),
+		 void *arg);
 void ms_poll_timer(struct ms_poll *p, int64_t when);
 uint64_t ms_rand(uint64_t *state);
 void ms_quote(const char *s, size_t len, char *out, size_t outlen);
