@@ -15,7 +15,7 @@
 #include "lib/xmalloc.h"
 #include "smtp/smtp_addr.h"
 
-static const char *const type_names[] = {"smarthost", "mx", "local", "hold"};
+static const char *const type_names[] = {"smarthost", "mx", "local", "hold", "lmtp", "smtp"};
 static const char *const tls_names[] = {"opportunistic", "none", "required"};
 static const char *const mode_names[] = {"both", "inbound-only", "outbound-only", "none"};
 
@@ -176,7 +176,20 @@ static void routes_set_str(struct route_ctx *c, char **field, const char *key, c
 	*field = xstrdup(v);
 }
 
-/* One "key=value" option of a smarthost or mx route. */
+/* "unix:/path" of an lmtp route: an absolute path a sockaddr_un can hold. */
+static void routes_parse_unix(struct route_ctx *c, struct route *r, const char *s)
+{
+	const char *path = s + 5;
+
+	if (path[0] != '/' || strlen(path) > ROUTE_UNIX_MAX)
+		routes_error(c, "'%s': expected unix:/absolute/path (at most %d characters)", s,
+			     ROUTE_UNIX_MAX);
+	else
+		r->path = xstrdup(path);
+	r->port = 0;
+}
+
+/* One "key=value" option of a smarthost, smtp, lmtp (TCP) or mx route. */
 static void routes_option(struct route_ctx *c, struct route *r, const char *key, const char *v)
 {
 	int i;
@@ -208,23 +221,44 @@ static void routes_option(struct route_ctx *c, struct route *r, const char *key,
 		routes_error(c, "unknown option '%s' (tls, auth, via, ca, fingerprint, port)", key);
 }
 
-/* Words after the type: the smarthost's host, then options. */
+/* The target word of a smarthost, smtp or lmtp route: 0, or -1 (reported). */
+static int routes_parse_target(struct route_ctx *c, struct route *r, const struct strlist *w)
+{
+	const char *tn = type_names[r->type];
+
+	if (w->n < 2 || strchr(w->v[1], '=')) {
+		if (r->type == ROUTE_LMTP)
+			routes_error(c, "lmtp needs a target: lmtp unix:/path or lmtp host[:port]");
+		else
+			routes_error(c, "%s needs a host: %s host[:port]", tn, tn);
+		return -1;
+	}
+	if (r->type == ROUTE_LMTP && strncmp(w->v[1], "unix:", 5) == 0)
+		routes_parse_unix(c, r, w->v[1]);
+	else
+		routes_parse_hostport(c, r, w->v[1]);
+	return 0;
+}
+
+/* Words after the type: the host or socket, then options. */
 static void routes_parse_words(struct route_ctx *c, struct route *r, const struct strlist *w)
 {
 	size_t i = 1;
 
-	if (r->type == ROUTE_SMARTHOST) {
-		if (w->n < 2 || strchr(w->v[1], '=')) {
-			routes_error(c, "smarthost needs a host: smarthost host[:port]");
+	if (r->type == ROUTE_SMARTHOST || r->type == ROUTE_SMTP || r->type == ROUTE_LMTP) {
+		if (routes_parse_target(c, r, w) < 0)
 			return;
-		}
-		routes_parse_hostport(c, r, w->v[i++]);
+		i++;
 	}
 	for (; i < w->n; i++) {
 		char *eq = strchr(w->v[i], '=');
 		if (r->type == ROUTE_LOCAL || r->type == ROUTE_HOLD) {
 			routes_error(c, "'%s': a %s route takes no host or options", w->v[i],
 				     type_names[r->type]);
+			return;
+		}
+		if (r->path) {
+			routes_error(c, "'%s': an lmtp unix: route takes no options", w->v[i]);
 			return;
 		}
 		if (eq == NULL) {
@@ -250,6 +284,7 @@ static void routes_route_free(struct route *r)
 {
 	free(r->domain);
 	free(r->host);
+	free(r->path);
 	free(r->auth);
 	free(r->via);
 	free(r->ca);
@@ -286,12 +321,17 @@ int routes_parse_line(struct routes *rt, const char *path, int line, const char 
 	routes_check_domain(&c, rt, domain);
 	strlist_split(&w, value);
 	if (w.n == 0 || (t = routes_name_index(type_names, N_NAMES(type_names), w.v[0])) < 0) {
-		routes_error(&c, "'%s' is not a route type (smarthost, mx, local, hold)",
+		routes_error(&c,
+			     "'%s' is not a route type (smarthost, mx, local, hold, lmtp, smtp)",
 			     w.n ? w.v[0] : "");
 		goto out;
 	}
 	r.type = (enum route_type)t;
+	if (r.type == ROUTE_LMTP)
+		r.port = ROUTE_LMTP_PORT;
 	routes_parse_words(&c, &r, &w);
+	if (r.type == ROUTE_LMTP && r.host && r.port == 25)
+		routes_error(&c, "lmtp on port 25: LMTP must not use SMTP's port (RFC 2033)");
 	if (c.n_errors)
 		goto out;
 	r.domain = xstrdup(domain);
@@ -450,11 +490,13 @@ void routes_free(struct routes *rt)
 static void routes_show_one(const struct route *r, FILE *out)
 {
 	fprintf(out, "%s = %s", r->domain, type_names[r->type]);
-	if (r->host)
+	if (r->path)
+		fprintf(out, " unix:%s", r->path);
+	else if (r->host)
 		fprintf(out, strchr(r->host, ':') ? " [%s]:%d" : " %s:%d", r->host, r->port);
 	else if (r->port != ROUTE_DEFAULT_PORT)
 		fprintf(out, " port=%d", r->port);
-	if (r->type == ROUTE_SMARTHOST || r->type == ROUTE_MX)
+	if (r->type != ROUTE_LOCAL && r->type != ROUTE_HOLD && r->path == NULL)
 		fprintf(out, " tls=%s", tls_names[r->tls]);
 	if (r->auth)
 		fprintf(out, " auth=%s", r->auth);

@@ -10,17 +10,26 @@
 
 struct config;
 
-enum route_type { ROUTE_SMARTHOST, ROUTE_MX, ROUTE_LOCAL, ROUTE_HOLD };
+/* ROUTE_LMTP and ROUTE_SMTP hand mail (usually of a local domain) to the
+ * site's mailbox server: LMTP (RFC 2033) on a unix socket or host:port, or
+ * SMTP to host:port. ROUTE_SMTP is delivered exactly like ROUTE_SMARTHOST;
+ * it exists so the configuration says "internal server" and show-config
+ * keeps the word. */
+enum route_type { ROUTE_SMARTHOST, ROUTE_MX, ROUTE_LOCAL, ROUTE_HOLD, ROUTE_LMTP, ROUTE_SMTP };
 enum route_tls { ROUTE_TLS_OPPORTUNISTIC, ROUTE_TLS_NONE, ROUTE_TLS_REQUIRED };
 enum transfer_mode { TRANSFER_BOTH, TRANSFER_INBOUND_ONLY, TRANSFER_OUTBOUND_ONLY, TRANSFER_NONE };
 
 #define ROUTE_DEFAULT_PORT 25
+#define ROUTE_LMTP_PORT	   24  /* lmtp host without :port ("lmtp 24/tcp") */
+#define ROUTE_UNIX_MAX	   107 /* longest unix socket path (sun_path - 1) */
 
 struct route {
 	char *domain; /* "*", "example.org", or ".example.org" (subdomains only) */
 	enum route_type type;
-	char *host; /* smarthost: host name or address (no brackets); else NULL */
-	int port;   /* host:port or port=; ROUTE_DEFAULT_PORT when not given */
+	char *host; /* smarthost, smtp, lmtp host: name or address (no brackets); else NULL */
+	char *path; /* lmtp unix:PATH: the socket's absolute path (host is NULL); else NULL */
+	int port;   /* host:port or port=; ROUTE_DEFAULT_PORT when not given
+		       (ROUTE_LMTP_PORT for lmtp; 0 with path) */
 	enum route_tls tls;
 	char *auth;	   /* auth= credentials name, or NULL */
 	char *via;	   /* via= phone book entry the route needs, or NULL */

@@ -1,7 +1,9 @@
 /* SMTP client protocol engine: the session runs banner -> EHLO -> STARTTLS
  * -> EHLO -> AUTH -> a planned list of transaction steps -> QUIT. Steps go
  * out until a barrier (DATA, or any command without PIPELINING) waits for
- * its reply, so MAIL/RCPT/BDAT of many messages share one write.
+ * its reply, so MAIL/RCPT/BDAT of many messages share one write. In LMTP
+ * mode LHLO replaces EHLO and the end of data takes one reply per accepted
+ * recipient, in RCPT order.
  * Invariant: replies are matched to commands strictly in order (the
  * pending FIFO); a recipient is Q_OK only after its data's final 2xx. */
 #include <arpa/inet.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -47,6 +50,7 @@ struct msg_rt {
 	int eightbit;
 	int skip; /* not planned (too big, over max) */
 	size_t naccepted;
+	size_t lmtp_next; /* LMTP: first result index that may await its data reply */
 	enum rstate *rs;
 };
 
@@ -419,6 +423,12 @@ static const char *smtpc_cmd_name(enum smtpc_cmd cmd)
 	return names[cmd];
 }
 
+/* The command's name as sent: LMTP says LHLO where SMTP says EHLO. */
+static const char *smtpc_cmd_label(const struct smtpc *c, enum smtpc_cmd cmd)
+{
+	return c->opt.lmtp && cmd == SC_EHLO ? "LHLO" : smtpc_cmd_name(cmd);
+}
+
 static void smtpc_timer_set(struct smtpc *c, int ms)
 {
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -472,7 +482,7 @@ static void smtpc_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	ms = c->pend_len ? smtpc_cmd_timeout(c, c->pend[c->pend_head].cmd) : 0;
 	smtpc_abort(c, SMTPC_TIMEOUT, "timeout waiting for the reply to %s (%d ms)",
-		    c->pend_len ? smtpc_cmd_name(c->pend[c->pend_head].cmd) : "?", ms);
+		    c->pend_len ? smtpc_cmd_label(c, c->pend[c->pend_head].cmd) : "?", ms);
 }
 
 /* ------------------------------------------------------------- sending */
@@ -526,7 +536,7 @@ static void smtpc_cmd(struct smtpc *c, enum smtpc_cmd cmd, int msg, int rcpt, co
 static void smtpc_send_ehlo(struct smtpc *c)
 {
 	c->phase = PH_HELLO;
-	smtpc_cmd(c, SC_EHLO, -1, -1, "EHLO %s", c->opt.helo_name);
+	smtpc_cmd(c, SC_EHLO, -1, -1, "%s %s", c->opt.lmtp ? "LHLO" : "EHLO", c->opt.helo_name);
 }
 
 static void smtpc_base64(struct buf *out, const void *data, size_t len)
@@ -878,12 +888,14 @@ static void smtpc_on_ehlo(struct smtpc *c, const struct smtpc_step *s, const cha
 			smtpc_caps_parse(&c->caps, text);
 		else
 			memset(&c->caps, 0, sizeof(c->caps));
+		if (c->opt.lmtp)
+			c->caps.pipelining = 1; /* RFC 2033 4.2: LMTP implies it */
 		smtpc_after_hello(c);
-	} else if (s->cmd == SC_EHLO && st == Q_PERMFAIL && !c->helo_tried) {
+	} else if (s->cmd == SC_EHLO && st == Q_PERMFAIL && !c->helo_tried && !c->opt.lmtp) {
 		c->helo_tried = 1;
 		smtpc_cmd(c, SC_HELO, -1, -1, "HELO %s", c->opt.helo_name);
 	} else {
-		smtpc_quit_fail(c, SMTPC_HELO_REFUSED, "%s refused: %s", smtpc_cmd_name(s->cmd),
+		smtpc_quit_fail(c, SMTPC_HELO_REFUSED, "%s refused: %s", smtpc_cmd_label(c, s->cmd),
 				text);
 	}
 }
@@ -942,6 +954,42 @@ static void smtpc_on_auth(struct smtpc *c, const struct smtpc_step *s, const cha
 	}
 }
 
+/* The first accepted recipient of message i at or after result index r,
+ * or the message's nres when there is none. */
+static size_t smtpc_lmtp_accepted(const struct smtpc *c, int i, size_t r)
+{
+	while (r < c->msgs[i].nres && c->rt[i].rs[r] != R_ACCEPTED)
+		r++;
+	return r;
+}
+
+/* LMTP (RFC 2033 4.2): after the data, one reply per accepted recipient,
+ * in RCPT order. Takes the reply for the next one; the end-of-data command
+ * leaves the FIFO with the last. 0: not such a reply (the single-reply
+ * cases: no recipient accepted, MAIL refused), handled as in SMTP. */
+static int smtpc_lmtp_data_reply(struct smtpc *c, const struct smtpc_step *s, const char *text)
+{
+	struct msg_rt *rt;
+	size_t r;
+
+	if ((s->cmd != SC_DOT && s->cmd != SC_BDAT) || s->msg < 0)
+		return 0;
+	rt = &c->rt[s->msg];
+	if (rt->mail < 0 || rt->final || rt->naccepted == 0)
+		return 0;
+	r = smtpc_lmtp_accepted(c, s->msg, rt->lmtp_next);
+	if (r >= c->msgs[s->msg].nres)
+		return 0;
+	smtpc_rcpt_set(c, (size_t)s->msg, r, smtpc_class(c->reply.code), text);
+	rt->lmtp_next = r + 1;
+	if (smtpc_lmtp_accepted(c, s->msg, r + 1) < c->msgs[s->msg].nres)
+		return 1; /* more replies to come for this data */
+	smtpc_pop(c);
+	rt->open = 0; /* the data's replies end an LMTP transaction */
+	smtpc_msg_final(c, (size_t)s->msg, text);
+	return 1;
+}
+
 /* Dispatches a complete reply to the command at the head of the FIFO. */
 static void smtpc_on_reply(struct smtpc *c)
 {
@@ -955,11 +1003,14 @@ static void smtpc_on_reply(struct smtpc *c)
 			smtpc_abort(c, SMTPC_PROTOCOL_ERROR, "unexpected reply: %s", text);
 		return;
 	}
-	s = smtpc_pop(c);
+	s = c->pend[c->pend_head];
 	if (c->reply.code == 421 && s.cmd != SC_BANNER && s.cmd != SC_QUIT) {
 		smtpc_abort(c, SMTPC_SERVER_SHUTDOWN, "server closing: %s", text);
 		return;
 	}
+	if (c->opt.lmtp && smtpc_lmtp_data_reply(c, &s, text))
+		return;
+	smtpc_pop(c);
 	switch (s.cmd) {
 	case SC_BANNER:
 		smtpc_on_banner(c, text);
@@ -1361,24 +1412,44 @@ int smtpc_start_fd(struct smtpc *c, evutil_socket_t fd)
 	return smtpc_begin(c, bev, PH_BANNER);
 }
 
+/* Connects to the address; failures are reported through done. */
+static int smtpc_connect_sa(struct smtpc *c, const struct sockaddr *sa, int salen)
+{
+	struct bufferevent *bev = bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
+
+	if (bev == NULL)
+		return -1;
+	smtpc_begin(c, bev, PH_CONNECT);
+	if (c->phase == PH_CONNECT && bufferevent_socket_connect(bev, sa, salen) < 0)
+		smtpc_abort(c, SMTPC_CONNECT_FAILED, "connect failed: %s",
+			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	return 0;
+}
+
+int smtpc_connect_unix(struct smtpc *c, const char *path)
+{
+	struct sockaddr_un sun;
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(sun.sun_path))
+		return -1;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, n + 1);
+	return smtpc_connect_sa(c, (struct sockaddr *)&sun, (int)sizeof(sun));
+}
+
 int smtpc_connect(struct smtpc *c, const char *hostport)
 {
 	struct sockaddr_storage ss;
 	int sslen = sizeof(ss);
-	struct bufferevent *bev;
 
+	if (strncmp(hostport, "unix:", 5) == 0)
+		return smtpc_connect_unix(c, hostport + 5);
 	memset(&ss, 0, sizeof(ss));
 	if (evutil_parse_sockaddr_port(hostport, (struct sockaddr *)&ss, &sslen) < 0 ||
 	    (ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_port == 0) ||
 	    (ss.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&ss)->sin6_port == 0))
 		return -1;
-	bev = bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL)
-		return -1;
-	smtpc_begin(c, bev, PH_CONNECT);
-	if (c->phase == PH_CONNECT &&
-	    bufferevent_socket_connect(bev, (struct sockaddr *)&ss, sslen) < 0)
-		smtpc_abort(c, SMTPC_CONNECT_FAILED, "connect failed: %s",
-			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-	return 0;
+	return smtpc_connect_sa(c, (struct sockaddr *)&ss, sslen);
 }

@@ -1,6 +1,7 @@
 /* SMTP client protocol engine on libevent: one connection, many messages,
  * as few round trips as RFC 2920 (PIPELINING) and RFC 3030 (CHUNKING) allow;
- * STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), SIZE, 8BITMIME.
+ * STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), SIZE, 8BITMIME; and
+ * LMTP (RFC 2033: LHLO, one reply per accepted recipient after the data).
  * Invariant: a recipient is Q_OK only after the server's 2xx to the end of
  * its message's data; everything not confirmed is Q_TEMPFAIL (duplicates
  * are possible, loss never). See docs/smtp-client.md. */
@@ -47,6 +48,9 @@ struct smtpc_options {
 	int no_pipelining;     /* ignore PIPELINING even when offered */
 	int no_chunking;       /* ignore CHUNKING even when offered */
 	size_t max_messages;   /* per connection; 0 = no limit */
+	int lmtp;	       /* speak LMTP (RFC 2033): LHLO, no HELO fallback,
+				  PIPELINING implied, one final reply per
+				  accepted recipient after the data */
 	struct smtpc_timeouts t;
 };
 
@@ -83,7 +87,7 @@ enum smtpc_cause {
 	SMTPC_CONNECT_TIMEOUT,	/* no TCP connection in time */
 	SMTPC_BANNER_TIMEOUT,	/* connected, no greeting in time */
 	SMTPC_GREETING_REFUSED, /* greeting not 2xx (e.g. 554, 421) */
-	SMTPC_HELO_REFUSED,	/* EHLO and HELO refused */
+	SMTPC_HELO_REFUSED,	/* EHLO and HELO refused (LMTP: LHLO refused) */
 	SMTPC_TLS_NOT_OFFERED,	/* policy required, no STARTTLS (nothing sent in clear) */
 	SMTPC_TLS_FAILED,	/* STARTTLS refused, handshake, verification or pin failed */
 	SMTPC_AUTH_UNAVAILABLE, /* credentials given, no usable mechanism or no TLS */
@@ -118,9 +122,13 @@ typedef void (*smtpc_msg_cb)(struct smtpc *c, struct smtpc_msg *m, void *arg);
 struct smtpc *smtpc_new(struct event_base *base, const struct smtpc_options *opt,
 			struct smtpc_msg *msgs, size_t nmsgs, smtpc_done_cb done, void *arg);
 void smtpc_set_msg_cb(struct smtpc *c, smtpc_msg_cb cb);
-/* Starts the session: connect to a numeric "192.0.2.1:25" / "[2001:db8::1]:25".
- * -1 (done never called) if hostport is not a numeric address with port. */
+/* Starts the session: connect to a numeric "192.0.2.1:25" / "[2001:db8::1]:25",
+ * or to a unix socket "unix:/path" (as smtpc_connect_unix). -1 (done never
+ * called) if hostport is not a numeric address with port nor "unix:PATH". */
 int smtpc_connect(struct smtpc *c, const char *hostport);
+/* Starts the session on the unix stream socket path (e.g. Dovecot's LMTP
+ * socket). -1 (done never called) if path is empty or too long. */
+int smtpc_connect_unix(struct smtpc *c, const char *path);
 /* Starts on an already connected socket (the client closes it). */
 int smtpc_start_fd(struct smtpc *c, evutil_socket_t fd);
 /* Starts on a connected bufferevent (the client frees it; its callbacks are replaced). */

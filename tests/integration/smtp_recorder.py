@@ -1,7 +1,8 @@
 # A scripted SMTP server for tests: it records the exact byte stream of each
 # connection with timestamps and answers by a script (extensions offered,
 # per-recipient replies, 421 mid-session, drop after the final dot, a reply
-# latency that stands in for a slow link). Invariant: every reply to a
+# latency that stands in for a slow link; LMTP mode: LHLO and one final
+# reply per accepted recipient, RFC 2033). Invariant: every reply to a
 # command that arrived at time t leaves at t + delay, in order, so the
 # client's waits show as gaps in what it sends.
 #
@@ -205,6 +206,18 @@ class Conn:
         return ext
 
     def cmd_ehlo(self, arg):
+        if self.rec.lmtp:  # RFC 2033 4.1: an LMTP server refuses HELO and EHLO
+            self.reply("500 5.5.1 this is LMTP: use LHLO")
+        else:
+            self.hello()
+
+    def cmd_lhlo(self, arg):
+        if self.rec.lmtp:
+            self.hello()
+        else:
+            self.reply("502 5.5.2 command not recognized")
+
+    def hello(self):
         if self.rec.ehlo_reply:
             self.reply(self.rec.ehlo_reply)
             return
@@ -214,6 +227,9 @@ class Conn:
         self.reply(text)
 
     def cmd_helo(self, arg):
+        if self.rec.lmtp:
+            self.reply("500 5.5.1 this is LMTP: use LHLO")
+            return
         self.reset()
         self.reply("250 %s" % self.rec.hostname)
 
@@ -346,6 +362,9 @@ class Conn:
         self.s.messages.append(msg)
         k = len(self.s.messages)
         self.reset()
+        if self.rec.lmtp:
+            self.lmtp_replies(msg, k)
+            return
         if self.rec.silent_after_data == k:
             self.close_after_flush = False
             self.mode = "silent"  # reads on, never answers again
@@ -355,6 +374,18 @@ class Conn:
             self.close()
             return
         self.reply(self.rec.data_replies.get(k, "250 2.0.0 Ok: queued as %d" % k))
+
+    def lmtp_replies(self, msg, k):
+        """RFC 2033 4.2: one reply per accepted recipient, in RCPT order;
+        lmtp_drop_after = (k, n): close after n of message k's replies."""
+        drop = self.rec.lmtp_drop_after
+        for n, addr in enumerate(msg.rcpts):
+            if drop and drop[0] == k and drop[1] == n:
+                self.send_due(force=True)
+                self.close()
+                return
+            default = "250 2.0.0 <%s> delivered as %d" % (addr, k)
+            self.reply(self.rec.lmtp_replies.get(addr, default))
 
     def cmd_rset(self, arg):
         self.reset()
@@ -372,7 +403,7 @@ class Recorder:
     def __init__(self, extensions=("PIPELINING", "CHUNKING", "8BITMIME"), hostname="rec.test",
                  banner=None, banner_delay=None, delay=0.0, rcpt_replies=None, mail_replies=None,
                  data_replies=None, shutdown_on=None, drop_after_data=None, silent_after_data=None,
-                 ehlo_reply=None,
+                 ehlo_reply=None, lmtp=False, lmtp_replies=None, lmtp_drop_after=None,
                  certfile=None, keyfile=None, auth=None, max_session=60.0, hold_banner=False):
         """extensions: EHLO keywords ("SIZE 1000", "AUTH PLAIN LOGIN", "STARTTLS").
         delay: seconds between a command's arrival and its reply (link latency).
@@ -383,10 +414,14 @@ class Recorder:
         connection is closed without a reply. silent_after_data: message
         number after whose final dot the server never answers again (the
         connection stays open). hold_banner: never greet.
-        auth: (user, password) accepted."""
+        auth: (user, password) accepted. lmtp: speak LMTP (LHLO; HELO and
+        EHLO refused; after the data one reply per accepted recipient, from
+        lmtp_replies: address -> reply, default 250). lmtp_drop_after:
+        (k, n) = close the connection after n replies to message k's data."""
         self.extensions = list(extensions)
         self.hostname = hostname
-        self.banner = None if hold_banner else (banner or "220 %s ESMTP recorder" % hostname)
+        self.banner = None if hold_banner else (
+            banner or "220 %s %s recorder" % (hostname, "LMTP" if lmtp else "ESMTP"))
         self.banner_delay = banner_delay
         self.delay = delay
         self.rcpt_replies = rcpt_replies or {}
@@ -396,6 +431,9 @@ class Recorder:
         self.drop_after_data = drop_after_data
         self.silent_after_data = silent_after_data
         self.ehlo_reply = ehlo_reply
+        self.lmtp = lmtp
+        self.lmtp_replies = lmtp_replies or {}
+        self.lmtp_drop_after = lmtp_drop_after
         self.auth = auth
         self.max_session = max_session
         self.tls_context = None
@@ -466,8 +504,9 @@ def main():
     ap.add_argument("--key")
     ap.add_argument("--auth", help="user:password accepted by AUTH")
     ap.add_argument("--log", help="JSON lines: one per session when it ends")
+    ap.add_argument("--lmtp", action="store_true", help="speak LMTP (RFC 2033)")
     a = ap.parse_args()
-    rec = Recorder(extensions=a.ext, delay=a.delay, certfile=a.cert, keyfile=a.key,
+    rec = Recorder(extensions=a.ext, delay=a.delay, certfile=a.cert, keyfile=a.key, lmtp=a.lmtp,
                    auth=tuple(a.auth.split(":", 1)) if a.auth else None, max_session=3600)
     rec.start(a.port)
     print("listening on 127.0.0.1:%d" % rec.port, flush=True)

@@ -164,6 +164,73 @@ static void test_smarthost_options(void **state)
 	config_free(&cfg);
 }
 
+/* Hand-off to the site's mailbox server: lmtp on a socket or host, smtp. */
+static void test_lmtp_smtp_routes(void **state)
+{
+	struct config cfg;
+	const struct route *r;
+
+	load_ok("local_domains = branch.example, a.example, b.example\n[routes]\n"
+		"branch.example = lmtp unix:/run/dovecot/lmtp\n"
+		"a.example = LMTP mailbox.branch.example\n"
+		"b.example = lmtp [127.0.0.1]:2424 tls=none\n"
+		"c.example = smtp exchange.branch.example:587 tls=required\n"
+		"d.example = smtp [::1]\n",
+		&cfg);
+	r = routes_lookup(cfg.routes, "branch.example");
+	assert_int_equal(r->type, ROUTE_LMTP);
+	assert_string_equal(r->path, "/run/dovecot/lmtp");
+	assert_null(r->host);
+	assert_int_equal(r->port, 0);
+	r = routes_lookup(cfg.routes, "a.example");
+	assert_int_equal(r->type, ROUTE_LMTP);
+	assert_null(r->path);
+	assert_string_equal(r->host, "mailbox.branch.example");
+	assert_int_equal(r->port, ROUTE_LMTP_PORT);
+	assert_int_equal(r->tls, ROUTE_TLS_OPPORTUNISTIC);
+	r = routes_lookup(cfg.routes, "b.example");
+	assert_string_equal(r->host, "127.0.0.1");
+	assert_int_equal(r->port, 2424);
+	assert_int_equal(r->tls, ROUTE_TLS_NONE);
+	r = routes_lookup(cfg.routes, "c.example");
+	assert_int_equal(r->type, ROUTE_SMTP);
+	assert_string_equal(r->host, "exchange.branch.example");
+	assert_int_equal(r->port, 587);
+	assert_int_equal(r->tls, ROUTE_TLS_REQUIRED);
+	assert_null(r->path);
+	r = routes_lookup(cfg.routes, "d.example");
+	assert_string_equal(r->host, "::1");
+	assert_int_equal(r->port, ROUTE_DEFAULT_PORT);
+	assert_string_equal(routes_type_name(ROUTE_LMTP), "lmtp");
+	assert_string_equal(routes_type_name(ROUTE_SMTP), "smtp");
+	config_free(&cfg);
+}
+
+static void test_lmtp_smtp_errors(void **state)
+{
+	char long_path[300] = "[routes]\nx.example = lmtp unix:/";
+
+	load_fails("[routes]\nx.example = lmtp\n", 2, "lmtp needs a target: lmtp unix:/path");
+	load_fails("[routes]\nx.example = lmtp tls=none\n", 2, "lmtp needs a target");
+	load_fails("[routes]\nx.example = lmtp unix:run/lmtp\n", 2,
+		   "'unix:run/lmtp': expected unix:/absolute/path");
+	load_fails("[routes]\nx.example = lmtp unix:\n", 2, "expected unix:/absolute/path");
+	memset(long_path + strlen(long_path), 'x', 120);
+	strcat(long_path, "\n");
+	load_fails(long_path, 2, "(at most 107 characters)");
+	load_fails("[routes]\nx.example = lmtp unix:/run/lmtp tls=none\n", 2,
+		   "'tls=none': an lmtp unix: route takes no options");
+	load_fails("[routes]\nx.example = lmtp mail.example:25\n", 2,
+		   "lmtp on port 25: LMTP must not use SMTP's port");
+	load_fails("[routes]\nx.example = lmtp mail.example port=25\n", 2, "lmtp on port 25");
+	load_fails("[routes]\nx.example = lmtp bad_host!:24\n", 2, "is not host[:port]");
+	load_fails("[routes]\nx.example = smtp\n", 2, "smtp needs a host: smtp host[:port]");
+	load_fails("[routes]\nx.example = smtp unix:/run/smtp\n", 2, "is not host[:port]");
+	load_fails("[routes]\nx.example = smtp mail.example colour=red\n", 2,
+		   "unknown option 'colour'");
+	load_fails("[routes]\nx.example = smarthost unix:/run/x\n", 2, "is not host[:port]");
+}
+
 static void test_route_errors(void **state)
 {
 	load_fails("[routes]\n* = bounce\n", 2, "route *: 'bounce' is not a route type");
@@ -286,16 +353,23 @@ static void test_show_round_trip(void **state)
 
 	load_ok("auth_file = auth-show\n[routes]\n"
 		"* = smarthost [2001:db8::1]:587 tls=required auth=branch\n"
-		".p.example = mx port=2525 via=isp\nh.example = hold\n",
+		".p.example = mx port=2525 via=isp\nh.example = hold\n"
+		"l.example = lmtp unix:/run/dovecot/lmtp\nm.example = lmtp mbox.example\n"
+		"s.example = smtp [192.0.2.7]:587 tls=none\n",
 		&cfg);
 	config_show(&cfg, f, 1);
 	fclose(f);
-	assert_non_null(strstr(text, "\n[routes]\n* = smarthost [2001:db8::1]:587 tls=required "
-				     "auth=branch\n.p.example = mx port=2525 tls=opportunistic "
-				     "via=isp\nh.example = hold\n"));
+	assert_non_null(
+	    strstr(text, "\n[routes]\n* = smarthost [2001:db8::1]:587 tls=required "
+			 "auth=branch\n.p.example = mx port=2525 tls=opportunistic "
+			 "via=isp\nh.example = hold\nl.example = lmtp unix:/run/dovecot/lmtp\n"
+			 "m.example = lmtp mbox.example:24 tls=opportunistic\n"
+			 "s.example = smtp 192.0.2.7:587 tls=none\n"));
 	assert_null(strstr(text, "s3cr3t"));
 	load_ok(text, &again);
-	assert_int_equal(again.routes->n, 3);
+	assert_int_equal(again.routes->n, 6);
+	assert_string_equal(routes_lookup(again.routes, "l.example")->path, "/run/dovecot/lmtp");
+	assert_int_equal(routes_lookup(again.routes, "s.example")->type, ROUTE_SMTP);
 	assert_int_equal(routes_lookup(again.routes, "a.p.example")->port, 2525);
 	config_free(&again);
 	config_free(&cfg);
@@ -340,6 +414,8 @@ int main(void)
 	    cmocka_unit_test(test_lookup_most_specific),
 	    cmocka_unit_test(test_no_default_route),
 	    cmocka_unit_test(test_smarthost_options),
+	    cmocka_unit_test(test_lmtp_smtp_routes),
+	    cmocka_unit_test(test_lmtp_smtp_errors),
 	    cmocka_unit_test(test_route_errors),
 	    cmocka_unit_test(test_all_errors_reported),
 	    cmocka_unit_test(test_auth_file),

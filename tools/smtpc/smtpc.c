@@ -1,7 +1,8 @@
 /* smtpc: test driver for the SMTP client engine. Loads every message of a
  * dialmail queue directory and sends its pending recipients over one
- * connection to HOST:PORT, printing one JSON line per recipient and one for
- * the session. It never changes the queue. */
+ * connection to HOST:PORT or unix:PATH (SMTP, or LMTP with --lmtp), printing
+ * one JSON line per recipient and one for the session. It never changes the
+ * queue. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,7 @@ __attribute__((noreturn)) static void smtpc_usage(void)
 			"             [--servername NAME] [--no-verify] [--fingerprint SHA256]\n"
 			"             [--auth user:pass] [--auth-plaintext] [--no-chunking]\n"
 			"             [--no-pipelining] [--max-messages N] [--helo NAME]\n"
-			"             [--timeout PHASE=MS]... HOST:PORT\n");
+			"             [--lmtp] [--timeout PHASE=MS]... HOST:PORT|unix:PATH\n");
 	exit(2);
 }
 
@@ -160,14 +161,21 @@ static enum smtpc_tls_policy smtpc_tls_opt(const char *s)
 static void smtpc_parse_args(int argc, char **argv, struct smtpc_options *o, const char **dir,
 			     int *no_verify)
 {
-	static const struct option lo[] = {
-	    {"dir", 1, 0, 'd'},		 {"tls", 1, 0, 't'},
-	    {"ca", 1, 0, 'c'},		 {"servername", 1, 0, 's'},
-	    {"no-verify", 0, 0, 'V'},	 {"fingerprint", 1, 0, 'f'},
-	    {"auth", 1, 0, 'a'},	 {"auth-plaintext", 0, 0, 'P'},
-	    {"no-chunking", 0, 0, 'C'},	 {"no-pipelining", 0, 0, 'N'},
-	    {"max-messages", 1, 0, 'm'}, {"helo", 1, 0, 'h'},
-	    {"timeout", 1, 0, 'T'},	 {0, 0, 0, 0}};
+	static const struct option lo[] = {{"dir", 1, 0, 'd'},
+					   {"tls", 1, 0, 't'},
+					   {"ca", 1, 0, 'c'},
+					   {"servername", 1, 0, 's'},
+					   {"no-verify", 0, 0, 'V'},
+					   {"fingerprint", 1, 0, 'f'},
+					   {"auth", 1, 0, 'a'},
+					   {"auth-plaintext", 0, 0, 'P'},
+					   {"no-chunking", 0, 0, 'C'},
+					   {"no-pipelining", 0, 0, 'N'},
+					   {"max-messages", 1, 0, 'm'},
+					   {"helo", 1, 0, 'h'},
+					   {"timeout", 1, 0, 'T'},
+					   {"lmtp", 0, 0, 'L'},
+					   {0, 0, 0, 0}};
 	int ch;
 	char *colon;
 
@@ -213,6 +221,9 @@ static void smtpc_parse_args(int argc, char **argv, struct smtpc_options *o, con
 		case 'h':
 			o->helo_name = optarg;
 			break;
+		case 'L':
+			o->lmtp = 1;
+			break;
 		case 'T':
 			if (smtpc_timeout_opt(&o->t, optarg) < 0)
 				smtpc_usage();
@@ -254,7 +265,7 @@ int main(int argc, char **argv)
 	base = event_base_new();
 	c = smtpc_new(base, &o, j.msgs, j.n, smtpc_done, &j);
 	if (smtpc_connect(c, argv[optind]) < 0)
-		fatalx("smtpc: %s: not a numeric host:port", argv[optind]);
+		fatalx("smtpc: %s: not a numeric host:port nor unix:PATH", argv[optind]);
 	event_base_dispatch(base);
 	smtpc_free(c);
 	for (size_t i = 0; i < j.n; i++) {
