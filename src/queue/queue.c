@@ -222,8 +222,7 @@ static int queue_prepare(struct q_env *env, const struct iovec *iov, int iovcnt)
 }
 
 /* Writes q->wbuf to a new tmp/<id>; the open fd, -1 (errno), or -2 when
- * the name is taken. Writeback starts now so the commit mostly waits for
- * I/O already under way. */
+ * the name is taken. The commit starts the write-back (on its thread). */
 static int queue_stage_write(struct queue *q, const char *id)
 {
 	int fd = openat(q->fd[QD_TMP], id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -237,8 +236,6 @@ static int queue_stage_write(struct queue *q, const char *id)
 		errno = saved;
 		return -1;
 	}
-	/* A hint only: errors show up again in fdatasync at commit. */
-	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	return fd;
 }
 
@@ -302,6 +299,10 @@ static void queue_batch_fail(struct q_batch *b, size_t i, struct q_result *res, 
  * (other programs' data too) and older kernels do not report its errors. */
 static void queue_batch_sync(struct q_batch *b, struct q_result *res)
 {
+	/* Write-back of every file first, so the waits below overlap. A hint
+	 * only: errors show up again in fdatasync. */
+	for (size_t i = 0; i < b->n; i++)
+		(void)sync_file_range(b->v[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	for (size_t i = 0; i < b->n; i++) {
 		struct q_staged *st = &b->v[i];
 
@@ -408,13 +409,14 @@ int queue_batch_commit(struct q_batch *b, struct q_result *res)
 /* -------------------------------------------------- committer thread */
 
 /* One worker thread that runs queue_batch_run for batches handed over by
- * the owner's thread. mu guards every field below thread (the worker reads
+ * the owner's thread. mu guards the fields from job on (the worker uses
  * the batch only between taking it and setting finished). */
 struct q_committer {
 	pthread_t thread;
+	struct queue *q;
+	int efd; /* eventfd: readable when a batch is finished */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int efd;	      /* eventfd: readable when a batch is finished */
 	struct q_batch *job;  /* handed over, not yet collected */
 	struct q_result *res; /* its results */
 	int finished;	      /* job done, not yet collected */
@@ -427,10 +429,25 @@ static int queue_committer_pending(const struct q_committer *c)
 	return c->job != NULL && !c->finished;
 }
 
+/* Worker: runs the batch handed over and signals the owner (mu held). */
+static void queue_committer_run_job(struct q_committer *c)
+{
+	const uint64_t one = 1;
+
+	pthread_mutex_unlock(&c->mu);
+	queue_batch_run(c->job, c->res);
+	pthread_mutex_lock(&c->mu);
+	c->finished = 1;
+	/* Under mu, so whoever sees finished also finds the count. */
+	if (write(c->efd, &one, sizeof(one)) < 0) {
+		/* cannot fail below 2^64-1 */
+	}
+	pthread_cond_broadcast(&c->cv);
+}
+
 static void *queue_committer_main(void *arg)
 {
 	struct q_committer *c = arg;
-	const uint64_t one = 1;
 
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
@@ -438,25 +455,18 @@ static void *queue_committer_main(void *arg)
 			pthread_cond_wait(&c->cv, &c->mu);
 		if (!queue_committer_pending(c))
 			break; /* stopping, nothing left to do */
-		pthread_mutex_unlock(&c->mu);
-		queue_batch_run(c->job, c->res);
-		pthread_mutex_lock(&c->mu);
-		c->finished = 1;
-		/* Under mu, so whoever sees finished also finds the count. */
-		if (write(c->efd, &one, sizeof(one)) < 0) {
-			/* cannot happen below 2^64-1; the owner also polls finished */
-		}
-		pthread_cond_broadcast(&c->cv);
+		queue_committer_run_job(c);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
 
-struct q_committer *queue_committer_new(void)
+struct q_committer *queue_committer_new(struct queue *q)
 {
 	struct q_committer *c = xcalloc(1, sizeof(*c));
 	int err;
 
+	c->q = q;
 	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (c->efd < 0) {
 		err = errno;
@@ -502,6 +512,10 @@ int queue_committer_fd(const struct q_committer *c)
 
 int queue_committer_start(struct q_committer *c, struct q_batch *b, struct q_result *res)
 {
+	if (b->q != c->q) {
+		errno = EINVAL;
+		return -1;
+	}
 	pthread_mutex_lock(&c->mu);
 	if (c->job != NULL || c->stop) {
 		pthread_mutex_unlock(&c->mu);

@@ -89,8 +89,8 @@ int queue_batch_commit(struct q_batch *b, struct q_result *res);
  * and queue_batch_add/free, is called from one owner thread only. */
 struct q_committer;
 
-/* Starts the thread. NULL with errno on failure. */
-struct q_committer *queue_committer_new(void);
+/* Starts the thread for batches of q. NULL with errno on failure. */
+struct q_committer *queue_committer_new(struct queue *q);
 /* Waits for a batch in flight to finish, then stops the thread. Collect
  * the batch with queue_committer_done(c, 1) first to get its results (an
  * uncollected one is emptied here, its failures logged, results unread). */
@@ -99,7 +99,7 @@ void queue_committer_free(struct q_committer *c);
 int queue_committer_fd(const struct q_committer *c);
 /* Hands b over; neither b nor res (queue_batch_count(b) entries) may be
  * touched until queue_committer_done returned b. -1 (EBUSY) while another
- * batch is handed over and not yet collected. */
+ * batch is handed over and not yet collected, (EINVAL) if b is not of q. */
 int queue_committer_start(struct q_committer *c, struct q_batch *b, struct q_result *res);
 /* 1 from queue_committer_start until queue_committer_done returned the batch. */
 int queue_committer_busy(struct q_committer *c);

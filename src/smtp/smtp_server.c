@@ -23,6 +23,7 @@
 
 #include "daemon/event.h"
 #include "daemon/recipient.h"
+#include "daemon/routes.h"
 #include "lib/buf.h"
 #include "lib/cidr.h"
 #include "lib/clock.h"
@@ -471,6 +472,14 @@ static int mail_params_check(struct session *s, const struct smtp_params *ps)
 	return 0;
 }
 
+/* transfer_mode none and outbound-only accept no mail (issue 3). */
+static int srv_accepts_nothing(const struct smtp_server *srv)
+{
+	enum transfer_mode m = routes_transfer_mode(srv->cfg->transfer_mode);
+
+	return m == TRANSFER_NONE || m == TRANSFER_OUTBOUND_ONLY;
+}
+
 static void cmd_mail(struct session *s, const char *arg)
 {
 	struct smtp_path p;
@@ -491,6 +500,9 @@ static void cmd_mail(struct session *s, const char *arg)
 		;
 	else if (!srv_disk_ok(s->srv))
 		sess_reply(s, "452 4.3.1 Insufficient system storage");
+	else if (srv_accepts_nothing(s->srv))
+		sess_reply(s, "450 4.3.2 Not accepting mail now (transfer_mode %s)",
+			   s->srv->cfg->transfer_mode);
 	else {
 		s->env.sender = xstrdup(p.mailbox);
 		s->state = ST_MAIL;
@@ -1296,7 +1308,7 @@ int smtp_server_listen(struct smtp_server *srv, const char *addr)
  * batch is committed in the loop. */
 static void srv_committer_start(struct smtp_server *srv)
 {
-	srv->qc = queue_committer_new();
+	srv->qc = queue_committer_new(srv->q);
 	if (srv->qc == NULL) {
 		log_warn("smtp: no committer thread; queue syncs run in the event loop");
 		return;
@@ -1359,6 +1371,11 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct config
 	srv->ev_commit = evtimer_new(base, srv_batch_cb, srv);
 	srv_committer_start(srv);
 	return srv;
+}
+
+int smtp_server_sessions(const struct smtp_server *srv)
+{
+	return srv ? srv->nsessions : 0;
 }
 
 void smtp_server_free(struct smtp_server *srv)

@@ -17,5 +17,7 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct config
 /* Listens on "host:port" or "[v6]:port". -1 (event 1003 logged) on failure. */
 int smtp_server_listen(struct smtp_server *srv, const char *addr);
 void smtp_server_free(struct smtp_server *srv);
+/* SMTP sessions open now (a dial-up session stays up while any are). */
+int smtp_server_sessions(const struct smtp_server *srv);
 
 #endif

@@ -937,7 +937,7 @@ static int readable(int fd, int ms)
 static void test_committer_two_batches(void **state)
 {
 	struct fixture *f = *state;
-	struct q_committer *c = queue_committer_new();
+	struct q_committer *c = queue_committer_new(f->q);
 	struct q_batch *a = queue_batch_new(f->q), *b = queue_batch_new(f->q);
 	struct q_env ea[3], eb[2];
 	struct q_result ra[3], rb[2];
@@ -997,7 +997,7 @@ static void test_committer_two_batches(void **state)
 static void test_committer_link_failure(void **state)
 {
 	struct fixture *f = *state;
-	struct q_committer *c = queue_committer_new();
+	struct q_committer *c = queue_committer_new(f->q);
 	struct q_batch *b = queue_batch_new(f->q);
 	struct q_env a, d;
 	struct q_result res[2];
@@ -1024,7 +1024,7 @@ static void test_committer_link_failure(void **state)
 static void test_committer_free_waits_for_batch(void **state)
 {
 	struct fixture *f = *state;
-	struct q_committer *c = queue_committer_new();
+	struct q_committer *c = queue_committer_new(f->q);
 	struct q_batch *b = queue_batch_new(f->q);
 	struct q_env env[20];
 	struct q_result res[20];
