@@ -10,6 +10,9 @@ int cmd_check_config(int argc, char **argv);
 int cmd_show_config(int argc, char **argv);
 int cmd_sendmail(int argc, char **argv);
 int cmd_mailq(int argc, char **argv);
+int cmd_dial(int argc, char **argv);	 /* cli_session.c */
+int cmd_status(int argc, char **argv);
+int cmd_sessions(int argc, char **argv);
 
 /* The state directory: --dir if given, else $DIALMAIL_DIR, else the
  * installed spool /var/spool/dialmail. */

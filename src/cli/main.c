@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_flush.h"
 #include "lib/log.h"
 
 static int cmd_version(int argc, char **argv)
@@ -27,6 +28,10 @@ static const struct command {
 	{"show-config", cmd_show_config, "print effective settings (-n: only changed)"},
 	{"sendmail", cmd_sendmail, "sendmail interface: queue a message from stdin"},
 	{"mailq", cmd_mailq, "list the queue (as mailq)"},
+	{"dial", cmd_dial, "run a dial-up session now and show its progress ([ENTRY], --dir)"},
+	{"status", cmd_status, "link state, next scheduled session, queue counts (--dir)"},
+	{"sessions", cmd_sessions, "the session ledger (--dir, --json)"},
+	{"flush", cmd_flush, "retry every queued message now (--dir DIR)"},
 	{"version", cmd_version, "print the version"},
 	{"help", cmd_help, "this list"},
 };

@@ -15,7 +15,10 @@
 
 #include "daemon/config.h"
 #include "daemon/event.h"
+#include "daemon/mx.h"
 #include "daemon/routes.h"
+#include "daemon/session.h"
+#include "smtp/smtp_auth.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -218,11 +221,38 @@ static const struct setting settings[] = {
      .max = 100,
      .off = OFF(max_connections_per_destination),
      .help = "outbound SMTP connections open at once to one smarthost or domain"},
+    {.name = "dns_servers",
+     .type = T_LIST,
+     .def = "",
+     .max = 8,
+     .off = OFF(dns_servers),
+     .check = mx_check_server,
+     .help = "DNS servers for MX and host lookups, ip[:port]; empty: the system's resolver"},
     {.name = "lock_dir",
      .type = T_STRING,
      .def = "/var/lock",
      .off = OFF(lock_dir),
      .help = "directory of the UUCP lock files (LCK..ttyS0) of modem devices"},
+    {.name = "tls_cert_file",
+     .type = T_STRING,
+     .def = "",
+     .off = OFF(tls_cert_file),
+     .help = "PEM certificate (chain) of the SMTP server; with tls_key_file, STARTTLS is offered"},
+    {.name = "tls_key_file",
+     .type = T_STRING,
+     .def = "",
+     .off = OFF(tls_key_file),
+     .help = "PEM private key that goes with tls_cert_file"},
+    {.name = "auth_users_file",
+     .type = T_STRING,
+     .def = "",
+     .off = OFF(auth_users_file),
+     .help = "file of 'user password' lines for SMTP AUTH by clients; mode 600; empty: no AUTH"},
+    {.name = "auth_allow_plaintext",
+     .type = T_BOOL,
+     .def = "no",
+     .off = OFF(auth_allow_plaintext),
+     .help = "offer AUTH on connections without TLS too (passwords then cross in clear)"},
     DIAG("initialization", EVC_INIT),
     DIAG("smtp", EVC_SMTP),
     DIAG("transfer", EVC_TRANSFER),
@@ -259,12 +289,15 @@ static void aliases_line(struct parser *p, const char *key, const char *value);
 static void routes_section_line(struct parser *p, const char *key, const char *value);
 static int phonebook_open(struct parser *p, const char *arg);
 static void phonebook_line(struct parser *p, const char *key, const char *value);
+static int session_open(struct parser *p, const char *arg);
+static void session_line(struct parser *p, const char *key, const char *value);
 
 /* The [section] kinds; each one's lines are parsed by its own module. */
 static const struct config_section sections[] = {
     {"aliases", 0, NULL, aliases_line},
     {"routes", 0, NULL, routes_section_line},
     {"phonebook", 1, phonebook_open, phonebook_line},
+    {"session", 0, session_open, session_line},
 };
 
 /* --- errors ------------------------------------------------------------ */
@@ -825,6 +858,27 @@ static void phonebook_line(struct parser *p, const char *key, const char *value)
 	buf_free(&problem);
 }
 
+/* The [session] section is parsed in daemon/session.c. */
+static int session_open(struct parser *p, const char *arg)
+{
+	struct buf problem = BUF_INIT;
+	int rc = session_section_open(&p->cfg->session, p->line, &problem);
+
+	if (rc < 0)
+		parser_error(p, "[session]", "%s", buf_cstr(&problem));
+	buf_free(&problem);
+	return rc;
+}
+
+static void session_line(struct parser *p, const char *key, const char *value)
+{
+	struct buf problem = BUF_INIT;
+
+	if (session_section_line(p->cfg->session, key, value, &problem) < 0)
+		parser_error(p, key, "%s", buf_cstr(&problem));
+	buf_free(&problem);
+}
+
 /* "[kind]" or "[kind name]": switch to that section or reject it. */
 static void parser_section(struct parser *p, char *text)
 {
@@ -971,6 +1025,8 @@ int config_load(struct config *cfg, const char *path, struct buf *err)
 	free(p.alias_line);
 	p.n_errors += routes_finish(cfg->routes, cfg->auth_file, path, err);
 	p.n_errors += phonebook_check(cfg->phonebook, path, err);
+	p.n_errors += session_check(cfg->session, cfg->phonebook, path, err);
+	p.n_errors += smtp_auth_config_finish(cfg, path, err);
 	if (p.n_errors)
 		goto fail;
 	config_resolve_hostname(cfg);
@@ -993,6 +1049,8 @@ void config_free(struct config *cfg)
 	routes_free(cfg->routes);
 	free(cfg->routes);
 	phonebook_free(cfg->phonebook);
+	session_config_free(cfg->session);
+	smtp_auth_users_free(cfg->auth_users);
 	free(cfg->path);
 	memset(cfg, 0, sizeof(*cfg));
 }
@@ -1027,6 +1085,7 @@ void config_show(const struct config *cfg, FILE *out, int only_changed)
 	}
 	routes_show(cfg->routes, out);
 	phonebook_show(cfg->phonebook, out);
+	session_show(cfg->session, out);
 	if (only_changed)
 		config_free(&def);
 	buf_free(&v);

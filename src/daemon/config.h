@@ -13,6 +13,8 @@
 
 struct routes;
 struct phonebook;
+struct session_config;
+struct smtp_auth_users;
 
 struct alias {
 	char *name;             /* local part, lower case */
@@ -50,10 +52,18 @@ struct config {
 	int max_messages_per_connection;
 	int max_outbound_connections;
 	int max_connections_per_destination;
+	struct strlist dns_servers;       /* "ip[:port]" for c-ares; empty: system resolver */
 	struct routes *routes;           /* [routes] + credentials; never NULL once loaded */
 	/* dial-up links (issue 4); see link/phonebook.h */
 	char *lock_dir;                  /* UUCP lock files, default /var/lock */
 	struct phonebook *phonebook;     /* [phonebook NAME] entries in file order; NULL: none */
+	struct session_config *session;  /* [session]; NULL: defaults (see daemon/session.h) */
+	/* SMTP server STARTTLS and AUTH; see smtp/smtp_auth.h */
+	char *tls_cert_file;             /* PEM; with tls_key_file: STARTTLS offered */
+	char *tls_key_file;
+	char *auth_users_file;           /* "user password" lines, or "" (no AUTH) */
+	int auth_allow_plaintext;        /* offer AUTH without TLS too */
+	struct smtp_auth_users *auth_users; /* loaded auth_users_file, or NULL */
 };
 
 /* Loads the embedded defaults, then path (if not NULL). On error returns -1

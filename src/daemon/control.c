@@ -1,7 +1,9 @@
 /* Control socket DIR/control.sock (mode 0600): a line protocol for local
- * programs ("kick" -> "ok", "ping" -> "pong"). Invariant: only the daemon's
- * own user can connect, and a bad command gets an error line, never a
- * silent close. */
+ * programs ("kick" -> "ok", "ping" -> "pong", "status" -> lines then close,
+ * "dial [ENTRY]" -> "progress: ..." lines, then "result: ok|failed ..." and
+ * close). Invariant: only the daemon's own user can connect, a bad command
+ * gets an error line, never a silent close, and a client that goes away
+ * stops watching its session (the session itself goes on). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -18,6 +20,8 @@
 
 #include "daemon/control.h"
 #include "daemon/delivery.h"
+#include "daemon/session.h"
+#include "lib/buf.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -26,10 +30,22 @@
 #define CONTROL_IDLE_SEC   30 /* a silent client is dropped after this */
 #define CONTROL_CLIENT_SEC 2  /* control_send gives up after this */
 
+struct control_client;
+
 struct control {
 	struct evconnlistener *listener;
 	struct delivery *delivery;
+	struct sessions *sessions;
+	struct control_client *clients;
 	char *path;
+};
+
+struct control_client {
+	struct control *c;
+	struct bufferevent *bev;
+	int watch;   /* session watch id; 0: none */
+	int closing; /* closed once the output is written */
+	struct control_client *next;
 };
 
 /* Fills sa with DIR/control.sock; -1 if the path does not fit. */
@@ -45,27 +61,115 @@ static int control_addr(const char *dir, struct sockaddr_un *sa)
 	return 0;
 }
 
-static const char *control_answer(struct control *c, const char *line)
+static void control_client_free(struct control_client *cl)
 {
-	if (strcmp(line, "kick") == 0) {
-		delivery_scan(c->delivery);
-		return "ok\n";
+	struct control *c = cl->c;
+
+	for (struct control_client **p = &c->clients; *p; p = &(*p)->next)
+		if (*p == cl) {
+			*p = cl->next;
+			break;
+		}
+	if (cl->watch && c->sessions)
+		sessions_unwatch(c->sessions, cl->watch);
+	bufferevent_free(cl->bev);
+	free(cl);
+}
+
+/* Writes text and closes once it is out. */
+static void control_finish(struct control_client *cl, const char *text)
+{
+	cl->closing = 1;
+	bufferevent_write(cl->bev, text, strlen(text));
+}
+
+static void control_watch_line(const char *text, void *arg)
+{
+	struct control_client *cl = arg;
+
+	evbuffer_add_printf(bufferevent_get_output(cl->bev), "progress: %s\n", text);
+}
+
+static void control_watch_done(int ok, const char *summary, void *arg)
+{
+	struct control_client *cl = arg;
+	char *line = xasprintf("result: %s %s\n", ok ? "ok" : "failed", summary);
+
+	cl->watch = 0;
+	control_finish(cl, line);
+	free(line);
+}
+
+/* "dial [ENTRY]": follows the session until it ends. */
+static void control_dial(struct control_client *cl, const char *arg)
+{
+	struct session_watch w = {control_watch_line, control_watch_done, cl};
+	struct buf why = BUF_INIT;
+	int id;
+
+	if (cl->c->sessions == NULL) {
+		control_finish(cl, "error dial-up sessions are not available\n");
+		return;
 	}
-	if (strcmp(line, "ping") == 0)
-		return "pong\n";
-	return "error unknown command\n";
+	bufferevent_set_timeouts(cl->bev, NULL, NULL);
+	id = sessions_dial(cl->c->sessions, *arg ? arg : NULL, &w, &why);
+	if (id < 0) {
+		char *line = xasprintf("error %s\n", buf_cstr(&why));
+		control_finish(cl, line);
+		free(line);
+	} else if (!cl->closing)
+		cl->watch = id;
+	buf_free(&why);
+}
+
+static void control_status(struct control_client *cl)
+{
+	struct buf out = BUF_INIT;
+
+	if (cl->c->sessions)
+		sessions_status(cl->c->sessions, &out);
+	else
+		buf_puts(&out, "link: not configured\n");
+	control_finish(cl, buf_cstr(&out));
+	buf_free(&out);
+}
+
+static void control_command(struct control_client *cl, const char *line)
+{
+	const char *answer = "error unknown command\n";
+
+	if (strcmp(line, "dial") == 0 || strncmp(line, "dial ", 5) == 0) {
+		control_dial(cl, line[4] ? line + 5 : "");
+		return;
+	}
+	if (strcmp(line, "status") == 0) {
+		control_status(cl);
+		return;
+	}
+	if (strcmp(line, "kick") == 0) {
+		delivery_scan(cl->c->delivery);
+		answer = "ok\n";
+	} else if (strcmp(line, "flush") == 0) {
+		delivery_flush(cl->c->delivery); /* every pending recipient, now */
+		answer = "ok\n";
+	} else if (strcmp(line, "ping") == 0)
+		answer = "pong\n";
+	bufferevent_write(cl->bev, answer, strlen(answer));
 }
 
 static void control_on_read(struct bufferevent *bev, void *arg)
 {
+	struct control_client *cl = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char *line;
 	size_t n;
 
-	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
-		const char *answer =
-		    n > CONTROL_LINE_MAX ? "error line too long\n" : control_answer(arg, line);
-		bufferevent_write(bev, answer, strlen(answer));
+	while (!cl->closing && !cl->watch &&
+	       (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
+		if (n > CONTROL_LINE_MAX)
+			bufferevent_write(bev, "error line too long\n", 20);
+		else
+			control_command(cl, line);
 		free(line);
 	}
 	if (evbuffer_get_length(in) > CONTROL_LINE_MAX) {
@@ -74,10 +178,18 @@ static void control_on_read(struct bufferevent *bev, void *arg)
 	}
 }
 
+static void control_on_write(struct bufferevent *bev, void *arg)
+{
+	struct control_client *cl = arg;
+
+	if (cl->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		control_client_free(cl);
+}
+
 static void control_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-		bufferevent_free(bev);
+		control_client_free(arg);
 }
 
 static void control_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -86,12 +198,19 @@ static void control_on_accept(struct evconnlistener *l, evutil_socket_t fd, stru
 	struct event_base *base = evconnlistener_get_base(l);
 	struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	struct timeval idle = {CONTROL_IDLE_SEC, 0};
+	struct control *c = arg;
+	struct control_client *cl;
 
 	if (bev == NULL) {
 		close(fd);
 		return;
 	}
-	bufferevent_setcb(bev, control_on_read, NULL, control_on_event, arg);
+	cl = xcalloc(1, sizeof(*cl));
+	cl->c = c;
+	cl->bev = bev;
+	cl->next = c->clients;
+	c->clients = cl;
+	bufferevent_setcb(bev, control_on_read, control_on_write, control_on_event, cl);
 	bufferevent_set_timeouts(bev, &idle, &idle);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
@@ -151,10 +270,18 @@ struct control *control_listen(struct event_base *base, const char *dir, struct 
 	return c;
 }
 
+void control_set_sessions(struct control *c, struct sessions *s)
+{
+	if (c)
+		c->sessions = s;
+}
+
 void control_free(struct control *c)
 {
 	if (c == NULL)
 		return;
+	while (c->clients)
+		control_client_free(c->clients);
 	if (c->listener) {
 		evconnlistener_free(c->listener);
 		unlink(c->path);
@@ -224,6 +351,64 @@ int control_send(const char *dir, const char *cmd, char *reply, size_t replylen)
 	    send(fd, line, strlen(line), MSG_NOSIGNAL) != (ssize_t)strlen(line))
 		goto out;
 	rc = control_read_line(fd, reply, replylen, deadline);
+out:
+	free(line);
+	close(fd);
+	return rc;
+}
+
+/* Reads lines from fd (blocking, no time limit: a session may take long)
+ * and hands each to on_line. */
+static int control_stream_lines(int fd, int (*on_line)(const char *line, void *arg), void *arg)
+{
+	struct buf line = BUF_INIT;
+	char chunk[512];
+	int rc = 0;
+
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -1 : rc;
+			break;
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			if (chunk[i] != '\n') {
+				buf_putc(&line, chunk[i]);
+				continue;
+			}
+			rc = on_line(buf_cstr(&line), arg);
+			buf_reset(&line);
+			if (rc != 0)
+				goto out;
+		}
+	}
+	if (line.len)
+		rc = on_line(buf_cstr(&line), arg);
+out:
+	buf_free(&line);
+	return rc;
+}
+
+int control_stream(const char *dir, const char *cmd, int (*on_line)(const char *line, void *arg),
+		   void *arg)
+{
+	struct sockaddr_un sa;
+	char *line = NULL;
+	int fd, rc = -1;
+
+	if (control_addr(dir, &sa) < 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto out;
+	line = xasprintf("%s\n", cmd);
+	if (send(fd, line, strlen(line), MSG_NOSIGNAL) != (ssize_t)strlen(line))
+		goto out;
+	rc = control_stream_lines(fd, on_line, arg);
 out:
 	free(line);
 	close(fd);

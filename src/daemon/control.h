@@ -1,15 +1,25 @@
 /* Control socket DIR/control.sock: local programs (sendmail, the CLI) tell
- * the running daemon things ("kick" = new mail in the queue). */
+ * the running daemon things ("kick" = new mail in the queue, "dial" = run a
+ * session now and stream its progress, "status"). */
 #ifndef DAEMON_CONTROL_H
 #define DAEMON_CONTROL_H
 #include <event2/event.h>
 
 struct delivery;
+struct sessions;
 struct control;
 struct control *control_listen(struct event_base *base, const char *dir, struct delivery *d);
+/* Enables "dial [ENTRY]" (streams the session's progress) and "status". */
+void control_set_sessions(struct control *c, struct sessions *s);
 void control_free(struct control *c);
 /* Client side: sends one command line, reads one reply line into reply.
  * -1 if no daemon listens. */
 int control_send(const char *dir, const char *cmd, char *reply, size_t replylen);
+/* Client side for streaming commands: sends cmd, calls on_line for every
+ * reply line (without its newline) until the daemon closes the connection
+ * or on_line returns non-zero. -1 if no daemon listens or the connection
+ * broke; else what the last on_line returned. */
+int control_stream(const char *dir, const char *cmd, int (*on_line)(const char *line, void *arg),
+		   void *arg);
 
 #endif

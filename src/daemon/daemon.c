@@ -14,6 +14,7 @@
 #include "daemon/control.h"
 #include "daemon/delivery.h"
 #include "daemon/event.h"
+#include "daemon/session.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "queue/queue.h"
@@ -26,6 +27,7 @@ struct daemon {
 	struct delivery *delivery;
 	struct smtp_server *smtp;
 	struct control *control;
+	struct sessions *sessions; /* dial-up sessions and their scheduler */
 	struct event *sig_term, *sig_int, *scan_timer;
 	const char *dir;
 };
@@ -50,6 +52,7 @@ static void on_commit(const char *qid, void *arg)
 	struct daemon *d = arg;
 
 	delivery_kick(d->delivery, qid);
+	sessions_note_message(d->sessions, qid);
 }
 
 static int daemon_load_config(struct daemon *d, const char *config_path)
@@ -100,6 +103,8 @@ static int daemon_start(struct daemon *d)
 		return -1;
 	}
 	d->control = control_listen(d->base, d->dir, d->delivery);
+	d->sessions = sessions_new(d->base, &d->cfg, d->dir, d->delivery, d->queue, d->smtp);
+	control_set_sessions(d->control, d->sessions);
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
 	d->scan_timer = event_new(d->base, -1, EV_PERSIST, on_scan_timer, d);
@@ -123,6 +128,7 @@ static void daemon_stop(struct daemon *d)
 		event_free(d->scan_timer);
 	if (d->control)
 		control_free(d->control);
+	sessions_free(d->sessions);
 	if (d->smtp)
 		smtp_server_free(d->smtp);
 	if (d->delivery)

@@ -1,13 +1,15 @@
 /* Delivery: hands each due, pending recipient of a queued message to a
- * transport and stores the outcome. Invariant: an outcome is stored only
- * after the transport has reported it (the Maildir file is fsync'd first),
- * so a crash between the two can duplicate a delivery but never lose one. */
+ * transport (Maildir here, SMTP through daemon/outbound.c) and stores the
+ * outcome. Invariant: an outcome is stored only after the transport has
+ * reported it (the Maildir file is fsync'd first, the remote server said
+ * 2xx), so a crash between the two can duplicate a delivery, never lose one. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon/delivery.h"
 #include "daemon/event.h"
 #include "daemon/maildir.h"
+#include "daemon/outbound.h"
 #include "daemon/recipient.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -27,6 +29,9 @@ struct delivery {
 	struct event *ev_run;	       /* 0-timeout timer: runs after replies go out */
 	struct strlist kicked;	       /* message ids waiting for ev_run */
 	int scan_wanted;
+	int flush_wanted;     /* the next full pass ignores retry times */
+	int flushing;	      /* this pass does */
+	struct outbound *out; /* SMTP delivery; NULL without an event loop */
 };
 
 /* Where an alias (or a plain local recipient) leads. */
@@ -289,24 +294,44 @@ static int delivery_note_remote(struct q_env *env, struct q_rcpt *r, int fresh)
 	return 0;
 }
 
-static int delivery_due(const struct q_rcpt *r, time_t now)
+static int delivery_due(const struct delivery *d, const struct q_rcpt *r, time_t now)
 {
-	return r->state == RCPT_PENDING && r->next_attempt <= now;
+	return r->state == RCPT_PENDING && (d->flushing || r->next_attempt <= now);
+}
+
+/* A remote recipient goes to the outbound transport, which takes it if its
+ * route allows now; nothing is stored here. */
+static int delivery_remote(struct delivery *d, struct q_env *env, size_t i, int fresh)
+{
+	delivery_note_remote(env, &env->rcpt[i], fresh);
+	if (d->out && !outbound_offer(d->out, env, i, d->flushing))
+		return outbound_expire_waiting(d->out, env, i);
+	return 0;
 }
 
 /* One attempt for one recipient if it is due. Returns 1 if r changed. */
-static int delivery_rcpt(struct delivery *d, struct q_env *env, const struct buf *content,
-			 struct q_rcpt *r, time_t now, int fresh)
+static int delivery_rcpt(struct delivery *d, struct q_env *env, const struct buf *content, size_t i,
+			 time_t now, int fresh)
 {
+	struct q_rcpt *r = &env->rcpt[i];
 	struct buf reply = BUF_INIT;
 	int rc;
 
-	if (!delivery_due(r, now))
+	if (!delivery_due(d, r, now))
 		return 0;
 	switch (recipient_classify(d->cfg, r->addr)) {
 	case RCLASS_REMOTE:
-		return delivery_note_remote(env, r, fresh);
+		if (d->out == NULL || !outbound_local_route(d->out, r->addr)) {
+			buf_free(&reply);
+			return delivery_remote(d, env, i, fresh);
+		}
+		rc = delivery_local(d, env, content, r->addr, &reply);
+		break;
 	case RCLASS_LOCAL:
+		if (d->out && outbound_mailbox_route(d->out, r->addr)) {
+			buf_free(&reply);
+			return delivery_remote(d, env, i, fresh);
+		}
 		rc = delivery_local(d, env, content, r->addr, &reply);
 		break;
 	case RCLASS_UNKNOWN_LOCAL:
@@ -326,10 +351,17 @@ static int delivery_rcpt(struct delivery *d, struct q_env *env, const struct buf
 /* 1 if some due recipient is delivered here, so the content is needed. */
 static int delivery_needs_content(struct delivery *d, const struct q_env *env, time_t now)
 {
-	for (size_t i = 0; i < env->nrcpt; i++)
-		if (delivery_due(&env->rcpt[i], now) &&
-		    recipient_classify(d->cfg, env->rcpt[i].addr) == RCLASS_LOCAL)
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const char *addr = env->rcpt[i].addr;
+		enum rcpt_class cls;
+
+		if (!delivery_due(d, &env->rcpt[i], now))
+			continue;
+		cls = recipient_classify(d->cfg, addr);
+		if ((cls == RCLASS_LOCAL && !(d->out && outbound_mailbox_route(d->out, addr))) ||
+		    (cls == RCLASS_REMOTE && d->out && outbound_local_route(d->out, addr)))
 			return 1;
+	}
 	return 0;
 }
 
@@ -371,7 +403,7 @@ static int delivery_run(struct delivery *d, const char *qid, int fresh)
 		goto out;
 	}
 	for (size_t i = 0; i < env.nrcpt; i++)
-		changed |= delivery_rcpt(d, &env, &content, &env.rcpt[i], now, fresh);
+		changed |= delivery_rcpt(d, &env, &content, i, now, fresh);
 	/* The deliveries above are durable before this update: a crash here
 	 * repeats them at the next run (a duplicate), it cannot lose them. */
 	if (changed && queue_update(d->q, &env) != 0) {
@@ -407,16 +439,25 @@ static void delivery_on_run(evutil_socket_t fd, short what, void *arg)
 	struct delivery *d = arg;
 	struct strlist fresh = d->kicked, ids = {0};
 
+	int full = d->scan_wanted;
+
 	memset(&d->kicked, 0, sizeof(d->kicked));
-	if (d->scan_wanted) {
+	d->flushing = full && d->flush_wanted;
+	if (full) {
 		d->scan_wanted = 0;
+		d->flush_wanted = 0;
 		queue_scan(d->q, delivery_collect, &ids);
 	}
+	if (d->out)
+		outbound_pass_begin(d->out, full);
 	for (size_t i = 0; i < fresh.n; i++)
 		delivery_run(d, fresh.v[i], 1);
 	for (size_t i = 0; i < ids.n; i++)
 		if (!strlist_has(&fresh, ids.v[i]))
 			delivery_run(d, ids.v[i], 0);
+	d->flushing = 0;
+	if (d->out)
+		outbound_pass_end(d->out);
 	strlist_free(&fresh);
 	strlist_free(&ids);
 }
@@ -427,6 +468,8 @@ static void delivery_schedule(struct delivery *d)
 {
 	struct timeval now = {0, 0};
 
+	if (d->out)
+		outbound_pass_scheduled(d->out);
 	if (d->ev_run == NULL) /* no event loop (CLI, tests): run right away */
 		delivery_on_run(-1, 0, d);
 	else if (!evtimer_pending(d->ev_run, NULL))
@@ -448,6 +491,17 @@ void delivery_scan(struct delivery *d)
 	delivery_schedule(d);
 }
 
+void delivery_flush(struct delivery *d)
+{
+	d->flush_wanted = 1;
+	delivery_scan(d);
+}
+
+static void delivery_on_dsn(const char *qid, void *arg)
+{
+	delivery_kick(arg, qid);
+}
+
 struct delivery *delivery_new(struct event_base *base, const struct config *cfg, struct queue *q,
 			      const char *dir)
 {
@@ -458,8 +512,10 @@ struct delivery *delivery_new(struct event_base *base, const struct config *cfg,
 	d->q = q;
 	d->dir = xstrdup(dir);
 	d->local = &transport_maildir;
-	if (base != NULL)
+	if (base != NULL) {
 		d->ev_run = evtimer_new(base, delivery_on_run, d);
+		d->out = outbound_new(base, cfg, q, delivery_on_dsn, d);
+	}
 	return d;
 }
 
@@ -467,6 +523,7 @@ void delivery_free(struct delivery *d)
 {
 	if (d == NULL)
 		return;
+	outbound_free(d->out);
 	if (d->ev_run)
 		event_free(d->ev_run);
 	strlist_free(&d->kicked);
@@ -474,27 +531,38 @@ void delivery_free(struct delivery *d)
 	free(d);
 }
 
-/* Link hooks: placeholders until outbound delivery (issue 3) routes mail
- * through links; no route uses a link yet, so a link never has work. */
+/* Link hooks: the outbound transport keeps the links' state; routes with
+ * via=NAME are offered only while NAME is up. */
 void delivery_link_up(struct delivery *d, const char *name,
 		      void (*on_idle)(const char *name, void *arg), void *arg)
 {
-	if (on_idle)
-		on_idle(name, arg);
+	if (d->out == NULL) {
+		if (on_idle)
+			on_idle(name, arg);
+		return;
+	}
+	outbound_link_up(d->out, name, on_idle, arg);
+	delivery_scan(d);
 }
 
 void delivery_link_down(struct delivery *d, const char *name)
 {
+	if (d->out)
+		outbound_link_down(d->out, name);
 }
 
 int delivery_link_busy(struct delivery *d, const char *name)
 {
-	return 0;
+	return d->out ? outbound_link_busy(d->out, name) : 0;
 }
 
 void delivery_link_stats(struct delivery *d, const char *name, unsigned *msgs_out,
 			 unsigned long long *bytes_out)
 {
+	if (d->out) {
+		outbound_link_stats(d->out, name, msgs_out, bytes_out);
+		return;
+	}
 	*msgs_out = 0;
 	*bytes_out = 0;
 }

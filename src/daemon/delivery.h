@@ -26,6 +26,8 @@ void delivery_free(struct delivery *d);
 void delivery_kick(struct delivery *d, const char *qid);
 /* Schedules a full pass over the queue. */
 void delivery_scan(struct delivery *d);
+/* A full pass that treats every pending recipient as due (dialmail flush). */
+void delivery_flush(struct delivery *d);
 /* Synchronous: delivers what is due in message qid now (tests, CLI). */
 int delivery_run_one(struct delivery *d, const char *qid);
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <pthread.h>
 
 #include "daemon/event.h"
 #include "lib/buf.h"
@@ -58,6 +59,22 @@ static const struct ev_def event_defs[] = {
      "Delivery to a local Maildir failed permanently"},
     {EV_LOCAL_DELIVERY_DEFERRED, EV_WARNING, EVC_DELIVERY, EVL_MIN, "local-delivery-deferred",
      "Delivery to a local Maildir failed temporarily and will be retried"},
+    {EV_CANNOT_RESOLVE, EV_WARNING, EVC_TRANSFER, EVL_MIN, "cannot-resolve-host",
+     "The MX records or the address of a destination could not be found"},
+    {EV_OUTBOUND_DELIVERED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "outbound-delivered",
+     "A message was delivered to a remote MTA (smarthost or MX)"},
+    {EV_OUTBOUND_DEFERRED, EV_WARNING, EVC_TRANSFER, EVL_MIN, "outbound-deferred",
+     "Outbound delivery failed temporarily and will be retried"},
+    {EV_OUTBOUND_BOUNCED, EV_ERROR, EVC_TRANSFER, EVL_MIN, "outbound-bounced",
+     "Outbound delivery failed permanently or expired; the sender gets a DSN"},
+    {EV_NO_ROUTE, EV_WARNING, EVC_TRANSFER, EVL_MIN, "no-route",
+     "A recipient's domain has no route; the message stays queued"},
+    {EV_DSN_QUEUED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "dsn-queued",
+     "A delivery status notification (bounce or delay warning) was queued"},
+    {EV_CONNECT_FAILED, EV_WARNING, EVC_TRANSFER, EVL_MIN, "connect-failed",
+     "An outbound SMTP connection failed (timeout, greeting, TLS, AUTH, dropped)"},
+    {EV_CONNECTION_REFUSED, EV_WARNING, EVC_TRANSFER, EVL_MIN, "connection-refused",
+     "An outbound SMTP connection was refused by the remote host"},
     {EV_QUEUE_CORRUPT, EV_ERROR, EVC_QUEUE, EVL_MIN, "queue-corrupt",
      "A damaged queue file was moved to corrupt/"},
     {EV_DISK_LOW, EV_ERROR, EVC_QUEUE, EVL_MIN, "disk-low",
@@ -80,12 +97,34 @@ static const struct ev_def event_defs[] = {
      "Every phone book entry failed in this round of attempts"},
     {EV_DIALUP_FAILED, EV_ERROR, EVC_DIALUP, EVL_MIN, "dialup-failed",
      "The dial-up connection could not be made; the text carries the decoded cause"},
+    {EV_SESSION_STARTED, EV_INFO, EVC_DIALUP, EVL_MIN, "session-started",
+     "A dial-up session started (scheduled slot, catch-up, dial command, queued mail)"},
+    {EV_SESSION_CHECK_OK, EV_INFO, EVC_DIALUP, EVL_MEDIUM, "session-link-check-ok",
+     "The smarthost answered with an SMTP greeting through the link"},
+    {EV_SESSION_CHECK_FAILED, EV_WARNING, EVC_DIALUP, EVL_MIN, "session-link-check-failed",
+     "The link came up but the smarthost did not answer through it"},
+    {EV_SESSION_OUTBOUND_DONE, EV_INFO, EVC_DIALUP, EVL_MIN, "session-outbound-done",
+     "Everything queued for the link was handled during the session"},
+    {EV_SESSION_ENDED, EV_INFO, EVC_DIALUP, EVL_MIN, "session-ended",
+     "A dial-up session ended: hung up, with the reason and what it carried"},
+    {EV_SESSION_MISSED, EV_ERROR, EVC_DIALUP, EVL_MIN, "session-missed",
+     "A session window closed without a connection; the text lists every attempt's cause"},
+    {EV_SESSION_CATCH_UP, EV_WARNING, EVC_DIALUP, EVL_MIN, "session-catch-up",
+     "A catch-up session was scheduled for a slot that was not served"},
+    {EV_SESSION_LINK_LOST, EV_WARNING, EVC_DIALUP, EVL_MIN, "session-link-lost",
+     "The link dropped during a session; unfinished mail stays queued"},
     {EV_RELAY_DENIED, EV_WARNING, EVC_SECURITY, EVL_MEDIUM, "relay-denied",
      "A recipient was refused: relay access denied"},
     {EV_BARE_LINEFEED, EV_WARNING, EVC_SECURITY, EVL_MEDIUM, "bare-linefeed",
      "A bare LF or CR was refused (SMTP smuggling defence)"},
     {EV_UNKNOWN_RECIPIENT, EV_WARNING, EVC_SMTP, EVL_MEDIUM, "unknown-recipient",
      "A recipient was refused: no such local user"},
+    {EV_AUTH_SUCCEEDED, EV_INFO, EVC_SECURITY, EVL_MEDIUM, "auth-succeeded",
+     "An SMTP client authenticated (AUTH)"},
+    {EV_AUTH_FAILED, EV_WARNING, EVC_SECURITY, EVL_MIN, "auth-failed",
+     "An SMTP client failed to authenticate (AUTH)"},
+    {EV_STARTTLS_INJECTION, EV_WARNING, EVC_SECURITY, EVL_MIN, "starttls-injection",
+     "Plaintext sent after STARTTLS was discarded (command injection)"},
 };
 
 #define EVENT_NDEFS (sizeof(event_defs) / sizeof(event_defs[0]))
@@ -324,19 +363,24 @@ static char *event_json(const struct ev_def *def, const char *text, const char *
 	return line;
 }
 
+/* Serialises writers: the session worker thread logs dial-up events. */
+static pthread_mutex_t event_mutex = PTHREAD_MUTEX_INITIALIZER;
+
 /* One write() so that concurrent appenders never split a line. */
 static void event_append(int fd, const char *what, const char *line)
 {
 	size_t len = strlen(line);
-	ssize_t n = write(fd, line, len);
+	ssize_t n;
 
-	if (n == (ssize_t)len) {
+	pthread_mutex_lock(&event_mutex);
+	n = write(fd, line, len);
+	if (n == (ssize_t)len)
 		event_warned = 0;
-		return;
-	}
-	if (!event_warned)
+	else if (!event_warned) {
 		log_warn("event: cannot write %s", what);
-	event_warned = 1;
+		event_warned = 1;
+	}
+	pthread_mutex_unlock(&event_mutex);
 }
 
 static int event_syslog_prio(enum ev_severity s)

@@ -1,0 +1,56 @@
+/* Outbound delivery over SMTP: due remote recipients grouped by destination
+ * (a smarthost, or a domain's MX hosts), one SMTP client session per
+ * connection within the connection limits, results stored in the queue with
+ * events, tracking lines and DSNs. Invariant: a recipient's state changes
+ * only after the remote server's final reply for it, and a message's state is
+ * written once its connection is over, so a crash repeats, never loses. */
+#ifndef DAEMON_OUTBOUND_H
+#define DAEMON_OUTBOUND_H
+#include <event2/event.h>
+
+#include "daemon/config.h"
+#include "queue/queue.h"
+#include "smtp/dsn.h"
+
+struct outbound;
+
+/* kick(qid, arg): a new message (a DSN) was queued and wants delivery. */
+struct outbound *outbound_new(struct event_base *base, const struct config *cfg, struct queue *q,
+			      void (*kick)(const char *qid, void *arg), void *arg);
+/* Closes every connection (final results are stored; the rest stays queued). */
+void outbound_free(struct outbound *o);
+
+/* 1 if the route for remote address addr is "local" (Maildir delivery). */
+int outbound_local_route(struct outbound *o, const char *addr);
+/* 1 if addr (of a local domain) has its own lmtp or smtp route: the site's
+ * mailbox server gets it instead of the Maildir. */
+int outbound_mailbox_route(struct outbound *o, const char *addr);
+
+/* A delivery pass: pass_scheduled when one is asked for, pass_begin (full:
+ * the whole queue is scanned), outbound_offer for each due remote recipient
+ * (env->rcpt[i]; force: even if not yet due), pass_end starts connections. */
+void outbound_pass_scheduled(struct outbound *o);
+void outbound_pass_begin(struct outbound *o, int full);
+/* Returns 1 if the recipient was taken (or is held), 0 if it cannot go now
+ * (no route, its link is down, transfer_mode inbound-only). */
+int outbound_offer(struct outbound *o, const struct q_env *env, size_t i, int force);
+/* A due recipient that cannot go now: failed, with a DSN, once the message's
+ * lifetime is over (state in env only; the caller stores it). 1 if changed. */
+int outbound_expire_waiting(struct outbound *o, struct q_env *env, size_t i);
+void outbound_pass_end(struct outbound *o);
+
+/* Queues an RFC 3464 report about n recipients of env (all with the same
+ * action) to the sender, or the postmaster for a null sender; nothing when
+ * no report is due. Q_OK, or Q_TEMPFAIL if it could not be queued. */
+int outbound_dsn(struct outbound *o, const struct q_env *env, const struct buf *content,
+		 const struct dsn_rcpt *rc, size_t n);
+
+/* Links: see delivery_link_up and friends in daemon/delivery.h. */
+void outbound_link_up(struct outbound *o, const char *name,
+		      void (*on_idle)(const char *name, void *arg), void *arg);
+void outbound_link_down(struct outbound *o, const char *name);
+int outbound_link_busy(struct outbound *o, const char *name);
+void outbound_link_stats(struct outbound *o, const char *name, unsigned *msgs_out,
+			 unsigned long long *bytes_out);
+
+#endif

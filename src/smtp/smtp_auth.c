@@ -1,0 +1,433 @@
+/* SMTP AUTH, server side (RFC 4954): the users table of auth_users_file and
+ * the SASL mechanisms PLAIN (RFC 4616), LOGIN and CRAM-MD5 (RFC 2195).
+ * Invariant: passwords are compared in constant time and wiped on free;
+ * nothing here logs a password. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+#include "daemon/config.h"
+#include "lib/clock.h"
+#include "lib/xmalloc.h"
+#include "smtp/smtp_auth.h"
+#include "smtp/tls.h"
+
+struct smtp_auth_user {
+	char *name;
+	char *password;
+};
+
+struct smtp_auth_users {
+	struct smtp_auth_user *v;
+	size_t n;
+};
+
+enum auth_mech { MECH_PLAIN, MECH_LOGIN, MECH_CRAM_MD5 };
+
+static const char *const mech_names[] = {"PLAIN", "LOGIN", "CRAM-MD5"};
+
+struct smtp_auth_exchange {
+	enum auth_mech mech;
+	int step; /* challenges answered so far */
+	const struct smtp_auth_users *users;
+	char *user;
+	char *challenge; /* CRAM-MD5: the challenge sent, decoded */
+	char *hostname;
+};
+
+/* ------------------------------------------------------------ the table */
+
+static const char *auth_password(const struct smtp_auth_users *u, const char *name)
+{
+	for (size_t i = 0; u && i < u->n; i++)
+		if (strcmp(u->v[i].name, name) == 0)
+			return u->v[i].password;
+	return NULL;
+}
+
+/* One line: user, then ':' or blanks, then the password (rest of line). */
+static int auth_users_line(struct smtp_auth_users *u, const char *path, int line, char *s,
+			   struct buf *err)
+{
+	char *end = s + strlen(s), *sep, *pass;
+
+	while (end > s && (end[-1] == '\n' || end[-1] == '\r'))
+		*--end = '\0';
+	s += strspn(s, " \t");
+	if (*s == '\0' || *s == '#')
+		return 0;
+	sep = s + strcspn(s, ": \t");
+	pass = sep + (*sep == ':' ? 1 : strspn(sep, " \t"));
+	if (*sep == '\0' || sep == s || *pass == '\0') {
+		buf_printf(err, "%s:%d: expected 'user password' or 'user:password'\n", path, line);
+		return 1;
+	}
+	*sep = '\0';
+	if (auth_password(u, s)) {
+		buf_printf(err, "%s:%d: user %s given twice\n", path, line, s);
+		return 1;
+	}
+	u->v = xrealloc(u->v, (u->n + 1) * sizeof(*u->v));
+	u->v[u->n++] = (struct smtp_auth_user){xstrdup(s), xstrdup(pass)};
+	return 0;
+}
+
+/* The file holds passwords: only its owner may access it. */
+static int auth_users_check_mode(FILE *f, const char *path, struct buf *err)
+{
+	struct stat st;
+
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+		buf_printf(err, "%s: auth_users_file: not a regular file\n", path);
+		return 1;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		buf_printf(err,
+			   "%s: auth_users_file: group or others may access it (mode %04o); it "
+			   "holds passwords: chmod 600 it, owned by the daemon's user\n",
+			   path, (unsigned)(st.st_mode & 07777));
+		return 1;
+	}
+	return 0;
+}
+
+int smtp_auth_users_load(struct smtp_auth_users **out, const char *path, struct buf *err)
+{
+	struct smtp_auth_users *u = xcalloc(1, sizeof(*u));
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	int n = 0, errors;
+
+	if (f == NULL) {
+		buf_printf(err, "%s: auth_users_file: cannot open: %s\n", path, strerror(errno));
+		smtp_auth_users_free(u);
+		return 1;
+	}
+	errors = auth_users_check_mode(f, path, err);
+	while (errors == 0 && getline(&line, &cap, f) >= 0)
+		errors += auth_users_line(u, path, ++n, line, err);
+	if (line) {
+		explicit_bzero(line, cap);
+		free(line);
+	}
+	fclose(f);
+	if (errors == 0 && u->n == 0) {
+		buf_printf(err, "%s: auth_users_file: no users in it\n", path);
+		errors = 1;
+	}
+	if (errors)
+		smtp_auth_users_free(u);
+	else
+		*out = u;
+	return errors;
+}
+
+void smtp_auth_users_free(struct smtp_auth_users *u)
+{
+	if (u == NULL)
+		return;
+	for (size_t i = 0; i < u->n; i++) {
+		free(u->v[i].name);
+		explicit_bzero(u->v[i].password, strlen(u->v[i].password));
+		free(u->v[i].password);
+	}
+	free(u->v);
+	free(u);
+}
+
+size_t smtp_auth_users_count(const struct smtp_auth_users *u)
+{
+	return u ? u->n : 0;
+}
+
+/* --------------------------------------------------------- config hook */
+
+/* A relative file name is relative to the configuration file's directory. */
+static void auth_resolve(char **field, const char *cfg_path)
+{
+	const char *slash = cfg_path ? strrchr(cfg_path, '/') : NULL;
+	char *p;
+
+	if (*field == NULL || **field == '\0' || **field == '/' || slash == NULL)
+		return;
+	p = xasprintf("%.*s/%s", (int)(slash - cfg_path), cfg_path, *field);
+	free(*field);
+	*field = p;
+}
+
+static int auth_check_tls(struct config *cfg, const char *where, struct buf *err)
+{
+	int have_cert = cfg->tls_cert_file && *cfg->tls_cert_file;
+	int have_key = cfg->tls_key_file && *cfg->tls_key_file;
+	SSL_CTX *ctx;
+
+	if (!have_cert && !have_key)
+		return 0;
+	if (!have_cert || !have_key) {
+		buf_printf(err, "%s: tls_cert_file and tls_key_file: give both or neither\n", where);
+		return 1;
+	}
+	ctx = tls_server_ctx(cfg->tls_cert_file, cfg->tls_key_file, err);
+	if (ctx == NULL)
+		return 1;
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
+int smtp_auth_config_finish(struct config *cfg, const char *cfg_path, struct buf *err)
+{
+	const char *where = cfg_path ? cfg_path : "(config)";
+	int errors;
+
+	auth_resolve(&cfg->tls_cert_file, cfg_path);
+	auth_resolve(&cfg->tls_key_file, cfg_path);
+	auth_resolve(&cfg->auth_users_file, cfg_path);
+	errors = auth_check_tls(cfg, where, err);
+	if (cfg->auth_users_file == NULL || *cfg->auth_users_file == '\0')
+		return errors;
+	if (!(cfg->tls_cert_file && *cfg->tls_cert_file) && !cfg->auth_allow_plaintext) {
+		buf_printf(err,
+			   "%s: auth_users_file: AUTH is offered only over TLS: set tls_cert_file "
+			   "and tls_key_file (or auth_allow_plaintext = yes)\n",
+			   where);
+		errors++;
+	}
+	return errors + smtp_auth_users_load(&cfg->auth_users, cfg->auth_users_file, err);
+}
+
+/* ------------------------------------------------------------- base64 */
+
+static int b64_val(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Strict RFC 4648 base64 (padding required); -1 if malformed. out gets
+ * the octets and a terminating NUL (octets may include NULs). */
+static int b64_decode(const char *in, struct buf *out)
+{
+	size_t n = strlen(in);
+
+	buf_reset(out);
+	if (n % 4)
+		return -1;
+	for (size_t i = 0; i < n; i += 4) {
+		int v[4], pad = 0;
+
+		for (int k = 0; k < 4; k++) {
+			int last = i + 4 == n;
+
+			if (in[i + k] == '=' && last && k >= 2 && (k == 3 || in[i + 3] == '=')) {
+				v[k] = 0;
+				pad++;
+				continue;
+			}
+			if ((v[k] = b64_val((unsigned char)in[i + k])) < 0 || pad)
+				return -1;
+		}
+		buf_putc(out, (char)(v[0] << 2 | v[1] >> 4));
+		if (pad < 2)
+			buf_putc(out, (char)((v[1] & 15) << 4 | v[2] >> 2));
+		if (pad < 1)
+			buf_putc(out, (char)((v[2] & 3) << 6 | v[3]));
+	}
+	return 0;
+}
+
+static void b64_encode(struct buf *out, const void *data, size_t len)
+{
+	buf_reset(out);
+	buf_reserve(out, 4 * ((len + 2) / 3) + 1);
+	out->len = (size_t)EVP_EncodeBlock((unsigned char *)out->data, data, (int)len);
+	out->data[out->len] = '\0';
+}
+
+/* ----------------------------------------------------------- exchanges */
+
+const char *smtp_auth_mechanisms(void)
+{
+	return "PLAIN LOGIN CRAM-MD5";
+}
+
+struct smtp_auth_exchange *smtp_auth_start(const char *mech, const struct smtp_auth_users *u,
+					   const char *hostname)
+{
+	struct smtp_auth_exchange *x;
+
+	for (size_t i = 0; i < sizeof(mech_names) / sizeof(mech_names[0]); i++) {
+		if (strcasecmp(mech, mech_names[i]) != 0)
+			continue;
+		x = xcalloc(1, sizeof(*x));
+		x->mech = (enum auth_mech)i;
+		x->users = u;
+		x->hostname = xstrdup(hostname);
+		return x;
+	}
+	return NULL;
+}
+
+/* The password check shared by PLAIN and LOGIN. */
+static enum smtp_auth_rc auth_verify(const struct smtp_auth_exchange *x, const char *pass,
+				     size_t passlen)
+{
+	const char *want = auth_password(x->users, x->user);
+
+	if (want == NULL || strlen(want) != passlen)
+		return SMTP_AUTH_FAIL;
+	return CRYPTO_memcmp(want, pass, passlen) == 0 ? SMTP_AUTH_OK : SMTP_AUTH_FAIL;
+}
+
+/* PLAIN: authzid NUL authcid NUL passwd; authzid empty or the same user. */
+static enum smtp_auth_rc auth_plain(struct smtp_auth_exchange *x, const struct buf *in)
+{
+	const char *p = in->data ? in->data : "", *end = p + in->len;
+	const char *authz = p, *authc, *pass;
+
+	if ((authc = memchr(authz, '\0', (size_t)(end - authz))) == NULL)
+		return SMTP_AUTH_MALFORMED;
+	authc++;
+	if ((pass = memchr(authc, '\0', (size_t)(end - authc))) == NULL)
+		return SMTP_AUTH_MALFORMED;
+	pass++;
+	if (memchr(pass, '\0', (size_t)(end - pass)) != NULL || *authc == '\0')
+		return SMTP_AUTH_MALFORMED;
+	x->user = xstrdup(authc);
+	if (*authz && strcmp(authz, authc) != 0)
+		return SMTP_AUTH_FAIL; /* acting as another user is not supported */
+	return auth_verify(x, pass, (size_t)(end - pass));
+}
+
+/* LOGIN: "Username:" then "Password:" (the user may come with AUTH). */
+static enum smtp_auth_rc auth_login(struct smtp_auth_exchange *x, const struct buf *in,
+				    struct buf *challenge)
+{
+	if (in && memchr(in->data ? in->data : "", '\0', in->len))
+		return SMTP_AUTH_MALFORMED;
+	if (x->user == NULL && (in == NULL || in->len == 0)) {
+		b64_encode(challenge, "Username:", 9);
+		return SMTP_AUTH_CONTINUE;
+	}
+	if (x->user == NULL) {
+		x->user = xstrdup(in->data);
+		b64_encode(challenge, "Password:", 9);
+		return SMTP_AUTH_CONTINUE;
+	}
+	return auth_verify(x, in->data ? in->data : "", in->len);
+}
+
+static void auth_cram_challenge(struct smtp_auth_exchange *x, struct buf *challenge)
+{
+	unsigned char r[8];
+	unsigned long long v = 0;
+
+	if (RAND_bytes(r, sizeof(r)) != 1)
+		abort(); /* no randomness: nothing safe to do */
+	for (size_t i = 0; i < sizeof(r); i++)
+		v = v << 8 | r[i];
+	x->challenge = xasprintf("<%llu.%lld@%s>", v, (long long)clock_now(), x->hostname);
+	b64_encode(challenge, x->challenge, strlen(x->challenge));
+}
+
+/* CRAM-MD5 answer: "user hex(HMAC-MD5(password, challenge))". */
+static enum smtp_auth_rc auth_cram(struct smtp_auth_exchange *x, const struct buf *in)
+{
+	const char *sp = in->data ? strrchr(in->data, ' ') : NULL;
+	const char *pass;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+
+	if (sp == NULL || sp == in->data || memchr(in->data, '\0', in->len) ||
+	    strlen(sp + 1) != 32)
+		return SMTP_AUTH_MALFORMED;
+	x->user = xstrndup(in->data, (size_t)(sp - in->data));
+	if ((pass = auth_password(x->users, x->user)) == NULL)
+		return SMTP_AUTH_FAIL;
+	if (HMAC(EVP_md5(), pass, (int)strlen(pass), (const unsigned char *)x->challenge,
+		 strlen(x->challenge), md, &mdlen) == NULL)
+		return SMTP_AUTH_FAIL;
+	for (unsigned int i = 0; i < mdlen; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	for (char *p = (char *)sp + 1; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return CRYPTO_memcmp(hex, sp + 1, 32) == 0 ? SMTP_AUTH_OK : SMTP_AUTH_FAIL;
+}
+
+enum smtp_auth_rc smtp_auth_step(struct smtp_auth_exchange *x, const char *response,
+				 struct buf *challenge)
+{
+	struct buf in = BUF_INIT;
+	enum smtp_auth_rc rc;
+
+	buf_reset(challenge);
+	if (response && strcmp(response, "*") == 0)
+		return SMTP_AUTH_CANCELLED;
+	if (response && strcmp(response, "=") != 0 && b64_decode(response, &in) < 0) {
+		buf_free(&in);
+		return SMTP_AUTH_MALFORMED;
+	}
+	x->step++;
+	switch (x->mech) {
+	case MECH_PLAIN:
+		if (response == NULL) { /* empty challenge, then the answer */
+			rc = x->step > 1 ? SMTP_AUTH_MALFORMED : SMTP_AUTH_CONTINUE;
+			break;
+		}
+		rc = auth_plain(x, &in);
+		break;
+	case MECH_LOGIN:
+		rc = auth_login(x, response ? &in : NULL, challenge);
+		break;
+	default:
+		if (x->challenge == NULL && response == NULL) {
+			auth_cram_challenge(x, challenge);
+			rc = SMTP_AUTH_CONTINUE;
+		} else if (x->challenge == NULL) {
+			rc = SMTP_AUTH_MALFORMED; /* no initial response in CRAM-MD5 */
+		} else {
+			rc = auth_cram(x, &in);
+		}
+	}
+	if (in.data)
+		explicit_bzero(in.data, in.cap);
+	buf_free(&in);
+	return rc;
+}
+
+const char *smtp_auth_mech(const struct smtp_auth_exchange *x)
+{
+	return mech_names[x->mech];
+}
+
+const char *smtp_auth_user(const struct smtp_auth_exchange *x)
+{
+	return x->user;
+}
+
+void smtp_auth_free(struct smtp_auth_exchange *x)
+{
+	if (x == NULL)
+		return;
+	free(x->user);
+	free(x->challenge);
+	free(x->hostname);
+	free(x);
+}

@@ -1,0 +1,71 @@
+/* TLS server contexts from PEM certificate and key files, shared by the SMTP
+ * server (and later the ODMR server). Invariant: no context leaves here
+ * without a certificate, its matching private key, and a TLS 1.2 floor. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "smtp/tls.h"
+
+const char *tls_error_text(char *out, size_t len)
+{
+	unsigned long e, last = 0;
+
+	while ((e = ERR_get_error()) != 0)
+		last = e;
+	if (last == 0)
+		snprintf(out, len, "unknown TLS error");
+	else
+		ERR_error_string_n(last, out, len);
+	return out;
+}
+
+/* Both files must be readable now: a typo is a config error, not a
+ * STARTTLS that silently disappears. */
+static int tls_readable(const char *path, const char *what, struct buf *err)
+{
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL) {
+		buf_printf(err, "%s: %s: cannot open: %s\n", path, what, strerror(errno));
+		return -1;
+	}
+	fclose(f);
+	return 0;
+}
+
+SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, struct buf *err)
+{
+	SSL_CTX *ctx;
+	char msg[256];
+
+	if (tls_readable(cert_file, "tls_cert_file", err) < 0 ||
+	    tls_readable(key_file, "tls_key_file", err) < 0)
+		return NULL;
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL) {
+		buf_printf(err, "TLS: cannot create a context: %s\n", tls_error_text(msg, sizeof(msg)));
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		buf_printf(err, "%s: tls_cert_file: %s\n", cert_file, tls_error_text(msg, sizeof(msg)));
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+		buf_printf(err, "%s: tls_key_file: %s\n", key_file, tls_error_text(msg, sizeof(msg)));
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		buf_printf(err, "%s: tls_key_file: the key does not match %s\n", key_file, cert_file);
+		ERR_clear_error();
+		goto fail;
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
