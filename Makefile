@@ -66,8 +66,7 @@ test: deps
 	$(MAKE) integration-asan
 
 run: deps all
-	mkdir -p run
-	$(BUILD)/dialmail daemon --dir run
+	BUILD=$(abspath $(BUILD)) ./scripts/demo
 
 bench: deps all
 	./bench/receive

@@ -68,6 +68,8 @@ class DialmailInstance:
             with open(self.config_file, "w") as f:
                 for k, v in self.config_settings().items():
                     f.write("%s = %s\n" % (k, v))
+                # Like Postfix's hold queue: remote mail is kept, on purpose.
+                f.write("\n[routes]\n* = hold\n")
             argv = [self.binary, "daemon", "--dir", self.state_dir,
                     "--config", self.config_file]
             self._log = open(self.stderr_file, "w")

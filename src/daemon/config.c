@@ -15,6 +15,7 @@
 
 #include "daemon/config.h"
 #include "daemon/event.h"
+#include "daemon/hub.h"
 #include "daemon/mx.h"
 #include "daemon/routes.h"
 #include "daemon/session.h"
@@ -253,6 +254,40 @@ static const struct setting settings[] = {
      .def = "no",
      .off = OFF(auth_allow_plaintext),
      .help = "offer AUTH on connections without TLS too (passwords then cross in clear)"},
+    {.name = "hold_domains",
+     .type = T_LIST,
+     .def = "",
+     .off = OFF(hold_domains),
+     .flags = F_LOWER,
+     .check = check_domain,
+     .help = "domains accepted from anyone and kept queued until their site asks with ETRN"},
+    {.name = "etrn_clients",
+     .type = T_CIDRS,
+     .def = "",
+     .off = OFF(etrn_clients),
+     .off_n = OFF(n_etrn_clients),
+     .help = "client networks that may use ETRN (authenticated clients may too)"},
+    {.name = "etrn_hosts",
+     .type = T_LIST,
+     .def = "",
+     .off = OFF(etrn_hosts),
+     .flags = F_LOWER,
+     .check = hub_check_etrn_host,
+     .help = "domain=host[:port]: where ETRN sends a held domain; else the client's address"},
+    {.name = "etrn_default_port",
+     .type = T_INT,
+     .def = "25",
+     .min = 1,
+     .max = 65535,
+     .off = OFF(etrn_default_port),
+     .help = "port on the ETRN client's address that released mail goes to"},
+    {.name = "dedup_window",
+     .type = T_DURATION,
+     .def = "1d",
+     .min = 0,
+     .max = 30 * DAY,
+     .off = OFF(dedup_window),
+     .help = "a Message-ID delivered locally to a recipient is not delivered again within it; 0: off"},
     DIAG("initialization", EVC_INIT),
     DIAG("smtp", EVC_SMTP),
     DIAG("transfer", EVC_TRANSFER),

@@ -64,6 +64,13 @@ struct config {
 	char *auth_users_file;           /* "user password" lines, or "" (no AUTH) */
 	int auth_allow_plaintext;        /* offer AUTH without TLS too */
 	struct smtp_auth_users *auth_users; /* loaded auth_users_file, or NULL */
+	/* hub role and inbound duplicates (issue 5); see daemon/hub.h, daemon/dedup.h */
+	struct strlist hold_domains;     /* lower case; kept queued until ETRN */
+	struct cidr *etrn_clients;       /* may use ETRN (authenticated clients may too) */
+	size_t n_etrn_clients;
+	struct strlist etrn_hosts;       /* "domain=host[:port]": where ETRN sends a domain */
+	int etrn_default_port;           /* port of the ETRN client's address otherwise */
+	int dedup_window;                /* seconds; 0: no duplicate suppression */
 };
 
 /* Loads the embedded defaults, then path (if not NULL). On error returns -1

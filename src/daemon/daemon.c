@@ -14,6 +14,7 @@
 #include "daemon/control.h"
 #include "daemon/delivery.h"
 #include "daemon/event.h"
+#include "daemon/hub.h"
 #include "daemon/session.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
@@ -27,6 +28,7 @@ struct daemon {
 	struct delivery *delivery;
 	struct smtp_server *smtp;
 	struct control *control;
+	struct hub *hub; /* hold_domains and ETRN */
 	struct sessions *sessions; /* dial-up sessions and their scheduler */
 	struct event *sig_term, *sig_int, *scan_timer;
 	const char *dir;
@@ -95,6 +97,9 @@ static int daemon_start(struct daemon *d)
 	d->base = event_base_new();
 	d->delivery = delivery_new(d->base, &d->cfg, d->queue, d->dir);
 	d->smtp = smtp_server_new(d->base, &d->cfg, d->queue, on_commit, d);
+	d->hub = hub_new(&d->cfg, d->queue, d->delivery);
+	if (hub_enabled(&d->cfg))
+		smtp_server_set_etrn(d->smtp, hub_etrn, d->hub);
 	for (size_t i = 0; i < d->cfg.listen.n; i++)
 		if (smtp_server_listen(d->smtp, d->cfg.listen.v[i]) == 0)
 			listening++;
@@ -128,9 +133,12 @@ static void daemon_stop(struct daemon *d)
 		event_free(d->scan_timer);
 	if (d->control)
 		control_free(d->control);
-	sessions_free(d->sessions);
+	/* The server first: stopping it finishes the commit in flight, whose
+	 * on_commit still tells the sessions about the new message. */
 	if (d->smtp)
 		smtp_server_free(d->smtp);
+	sessions_free(d->sessions);
+	hub_free(d->hub);
 	if (d->delivery)
 		delivery_free(d->delivery);
 	if (d->base)

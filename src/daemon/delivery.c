@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/dedup.h"
 #include "daemon/delivery.h"
 #include "daemon/event.h"
 #include "daemon/maildir.h"
@@ -32,6 +33,7 @@ struct delivery {
 	int flush_wanted;     /* the next full pass ignores retry times */
 	int flushing;	      /* this pass does */
 	struct outbound *out; /* SMTP delivery; NULL without an event loop */
+	struct dedup *dedup;  /* inbound duplicate suppression; NULL: off */
 };
 
 /* Where an alias (or a plain local recipient) leads. */
@@ -161,8 +163,14 @@ static int delivery_mailbox(struct delivery *d, const struct q_env *env, const s
 	int rc;
 
 	buf_reset(reply);
+	if (dedup_suppress(d->dedup, env, target, reply)) {
+		free(user);
+		free(mailbox);
+		return Q_OK; /* delivered before: the recipient is marked delivered */
+	}
 	rc = d->local->deliver(d->cfg, d->dir, env, content, target, reply);
 	if (rc == Q_OK) {
+		dedup_record(d->dedup, env, target);
 		const char *kv[] = {"qid",
 				    env->id,
 				    "rcpt",
@@ -296,7 +304,8 @@ static int delivery_note_remote(struct q_env *env, struct q_rcpt *r, int fresh)
 
 static int delivery_due(const struct delivery *d, const struct q_rcpt *r, time_t now)
 {
-	return r->state == RCPT_PENDING && (d->flushing || r->next_attempt <= now);
+	return r->state == RCPT_PENDING && (d->flushing || r->next_attempt <= now ||
+					    (d->out && outbound_released(d->out, r->addr)));
 }
 
 /* A remote recipient goes to the outbound transport, which takes it if its
@@ -512,6 +521,7 @@ struct delivery *delivery_new(struct event_base *base, const struct config *cfg,
 	d->q = q;
 	d->dir = xstrdup(dir);
 	d->local = &transport_maildir;
+	d->dedup = dedup_open(dir, cfg->dedup_window);
 	if (base != NULL) {
 		d->ev_run = evtimer_new(base, delivery_on_run, d);
 		d->out = outbound_new(base, cfg, q, delivery_on_dsn, d);
@@ -524,6 +534,7 @@ void delivery_free(struct delivery *d)
 	if (d == NULL)
 		return;
 	outbound_free(d->out);
+	dedup_close(d->dedup);
 	if (d->ev_run)
 		event_free(d->ev_run);
 	strlist_free(&d->kicked);
@@ -554,6 +565,15 @@ void delivery_link_down(struct delivery *d, const char *name)
 int delivery_link_busy(struct delivery *d, const char *name)
 {
 	return d->out ? outbound_link_busy(d->out, name) : 0;
+}
+
+int delivery_release(struct delivery *d, const char *domain, int sub, const char *host, int port)
+{
+	if (d->out == NULL)
+		return -1;
+	outbound_release(d->out, domain, sub, host, port);
+	delivery_scan(d);
+	return 0;
 }
 
 void delivery_link_stats(struct delivery *d, const char *name, unsigned *msgs_out,

@@ -48,4 +48,9 @@ int delivery_link_busy(struct delivery *d, const char *name);
 void delivery_link_stats(struct delivery *d, const char *name, unsigned *msgs_out,
 			 unsigned long long *bytes_out);
 
+/* Hub (ETRN, see daemon/hub.h): the held recipients of domain (sub: and of
+ * its subdomains) go to host:port now, whatever their retry times, in one
+ * pass; those that fail stay held. -1 without outbound delivery. */
+int delivery_release(struct delivery *d, const char *domain, int sub, const char *host, int port);
+
 #endif

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "daemon/event.h"
+#include "daemon/hub.h"
 #include "daemon/mx.h"
 #include "daemon/outbound.h"
 #include "daemon/routes.h"
@@ -48,6 +49,17 @@ struct ob_link {
 	unsigned msgs_out;
 	unsigned long long bytes_out;
 	struct ob_link *next;
+};
+
+/* An ETRN release (hub): held mail of a domain goes to the site. Kept until
+ * outbound_free, since destinations point at its route. */
+struct ob_release {
+	char *domain;
+	int sub;	    /* subdomains too ("ETRN @domain") */
+	struct route route; /* a smarthost route to the site's address */
+	int active;
+	int passed; /* a full pass has offered its mail */
+	struct ob_release *next;
 };
 
 struct ob_res {
@@ -108,10 +120,13 @@ struct outbound {
 	struct strlist warned;	 /* "qid rcpt" that got a delay warning */
 	struct event *ev_idle;
 	int pass_scheduled;
+	int pass_full;
 	int stopping;
+	struct ob_release *releases;
 };
 
 static void ob_start_all(struct outbound *o);
+static void ob_release_check(struct outbound *o);
 static void ob_try(struct ob_conn *cn);
 static void ob_event_rcpt(int id, const struct q_env *env, const char *rcpt, const char *reply,
 			  const char *mta, const char *fmt_tail);
@@ -145,20 +160,37 @@ static struct ob_link *ob_link(struct outbound *o, const char *name, int create)
 
 /* What happens to remote address addr now; *rt and *domain (caller frees)
  * are set for OB_SEND and OB_WAIT. */
+/* The active release that covers domain d, or NULL. */
+static struct ob_release *ob_release_for(struct outbound *o, const char *d)
+{
+	for (struct ob_release *rel = o->releases; rel; rel = rel->next) {
+		size_t n = strlen(d), k = strlen(rel->domain);
+		if (rel->active &&
+		    (strcmp(d, rel->domain) == 0 ||
+		     (rel->sub && n > k + 1 && d[n - k - 1] == '.' && strcmp(d + n - k, rel->domain) == 0)))
+			return rel;
+	}
+	return NULL;
+}
+
 static enum ob_kind ob_classify(struct outbound *o, const char *addr, const struct route **rt,
 				char **domain)
 {
 	char *d = ob_domain(addr);
 	const struct route *r = routes_lookup(o->cfg->routes, d);
 	struct ob_link *l;
+	struct ob_release *rel;
 	enum ob_kind k = OB_SEND;
 
-	if (r == NULL)
+	/* Held mail (hold_domains or a hold route) leaves only when released. */
+	if (hub_hold_domain(o->cfg, d) || (r && r->type == ROUTE_HOLD)) {
+		rel = ob_release_for(o, d);
+		k = rel ? OB_SEND : OB_HOLD;
+		r = rel ? &rel->route : r;
+	} else if (r == NULL)
 		k = OB_NO_ROUTE;
 	else if (r->type == ROUTE_LOCAL)
 		k = OB_LOCAL;
-	else if (r->type == ROUTE_HOLD)
-		k = OB_HOLD;
 	else if (o->mode == TRANSFER_INBOUND_ONLY)
 		k = OB_WAIT;
 	else if (r->via && ((l = ob_link(o, r->via, 0)) == NULL || !l->up))
@@ -236,7 +268,8 @@ int outbound_offer(struct outbound *o, const struct q_env *env, size_t i, int fo
 	int taken = 0;
 
 	switch (ob_classify(o, env->rcpt[i].addr, &r, &domain)) {
-	case OB_HOLD:
+	case OB_HOLD: /* not taken: it expires like mail that cannot go */
+		break;
 	case OB_LOCAL:
 		taken = 1;
 		break;
@@ -258,6 +291,8 @@ int outbound_offer(struct outbound *o, const struct q_env *env, size_t i, int fo
 			ob_link(o, r->via, 1)->waiting++;
 		break;
 	case OB_SEND:
+		/* A release sends held mail whatever its retry time. */
+		force |= ob_release_for(o, domain) != NULL;
 		ob_dest_add(ob_dest_get(o, r, domain), env->id, force);
 		if (r->via && (l = ob_link(o, r->via, 0)) != NULL)
 			l->idle_pending = 1;
@@ -339,8 +374,11 @@ static char *ob_wait_reason(struct outbound *o, const struct q_rcpt *r)
 {
 	const struct route *rt = NULL;
 	char *domain = NULL, *why;
+	enum ob_kind k = ob_classify(o, r->addr, &rt, &domain);
 
-	if (ob_classify(o, r->addr, &rt, &domain) == OB_NO_ROUTE)
+	if (k == OB_HOLD)
+		why = xstrdup("held for its site, which did not ask for it with ETRN");
+	else if (k == OB_NO_ROUTE)
 		why = xstrdup("no route for the domain");
 	else if (rt && rt->via && o->mode != TRANSFER_INBOUND_ONLY)
 		why = xasprintf("link %s was not up", rt->via);
@@ -823,6 +861,7 @@ static void ob_finish(struct ob_conn *cn, int aborted)
 	if (!o->stopping) {
 		ob_start_all(o);
 		ob_idle_check(o);
+		ob_release_check(o);
 	}
 }
 
@@ -944,14 +983,84 @@ void outbound_pass_scheduled(struct outbound *o)
 void outbound_pass_begin(struct outbound *o, int full)
 {
 	o->pass_scheduled = 0;
+	o->pass_full = full;
 	for (struct ob_link *l = o->links; full && l; l = l->next)
 		l->waiting = 0;
 }
 
 void outbound_pass_end(struct outbound *o)
 {
+	for (struct ob_release *rel = o->releases; o->pass_full && rel; rel = rel->next)
+		rel->passed |= rel->active;
 	ob_start_all(o);
 	ob_idle_check(o);
+	ob_release_check(o);
+}
+
+/* ---------------------------------------------------- ETRN releases */
+
+/* A release is over once a full pass offered its mail and nothing of it
+ * waits or is on a connection; what was deferred is held again. */
+static void ob_release_check(struct outbound *o)
+{
+	for (struct ob_release *rel = o->releases; rel; rel = rel->next) {
+		int busy = 0;
+		if (!rel->active || !rel->passed || o->pass_scheduled)
+			continue;
+		for (struct ob_dest *d = o->dests; d; d = d->next)
+			busy |= d->route == &rel->route && (d->nwait || d->nconns);
+		if (busy)
+			continue;
+		rel->active = 0;
+		{
+			const char *kv[] = {"domain", rel->domain, NULL};
+			event_logkv(EV_ETRN_RELEASE_DONE, kv,
+				    "Delivery of the mail released for %s%s to %s port %d is over",
+				    rel->sub ? "@" : "", rel->domain, rel->route.host,
+				    rel->route.port);
+		}
+	}
+}
+
+void outbound_release(struct outbound *o, const char *domain, int sub, const char *host, int port)
+{
+	struct ob_release *rel;
+
+	for (rel = o->releases; rel; rel = rel->next)
+		if (strcmp(rel->domain, domain) == 0 && rel->sub == sub &&
+		    strcmp(rel->route.host, host) == 0 && rel->route.port == port)
+			break;
+	if (rel == NULL) {
+		rel = xcalloc(1, sizeof(*rel));
+		rel->domain = xstrdup(domain);
+		rel->sub = sub;
+		rel->route.domain = rel->domain;
+		rel->route.type = ROUTE_SMARTHOST;
+		rel->route.host = xstrdup(host);
+		rel->route.port = port;
+		rel->route.tls = ROUTE_TLS_OPPORTUNISTIC;
+		rel->next = o->releases;
+		o->releases = rel;
+	}
+	/* Another release of the domain to elsewhere ends: the newest wins. */
+	for (struct ob_release *r = o->releases; r; r = r->next)
+		if (r != rel && strcmp(r->domain, domain) == 0)
+			r->active = 0;
+	rel->active = 1;
+	rel->passed = 0;
+}
+
+int outbound_released(struct outbound *o, const char *addr)
+{
+	char *d;
+	int yes;
+
+	if (o->releases == NULL)
+		return 0;
+	d = ob_domain(addr);
+	yes = ob_release_for(o, d) != NULL;
+	free(d);
+	return yes;
 }
 
 /* ----------------------------------------------------------- links */
@@ -1109,6 +1218,13 @@ void outbound_free(struct outbound *o)
 		ln = l->next;
 		free(l->name);
 		free(l);
+	}
+	while (o->releases) {
+		struct ob_release *rel = o->releases;
+		o->releases = rel->next;
+		free(rel->domain);
+		free(rel->route.host);
+		free(rel);
 	}
 	mx_free(o->mx);
 	if (o->ev_idle)

@@ -53,4 +53,11 @@ int outbound_link_busy(struct outbound *o, const char *name);
 void outbound_link_stats(struct outbound *o, const char *name, unsigned *msgs_out,
 			 unsigned long long *bytes_out);
 
+/* Hub (ETRN): held recipients of domain (sub: and its subdomains) are sent
+ * to host:port until one full pass has offered them and their connections
+ * are over (event 3030); outbound_released says if addr is in such a
+ * release now (it is then due whatever its retry time). */
+void outbound_release(struct outbound *o, const char *domain, int sub, const char *host, int port);
+int outbound_released(struct outbound *o, const char *addr);
+
 #endif

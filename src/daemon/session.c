@@ -24,6 +24,7 @@
 #include "daemon/config.h"
 #include "daemon/delivery.h"
 #include "daemon/event.h"
+#include "daemon/retrieve.h"
 #include "daemon/routes.h"
 #include "daemon/session.h"
 #include "lib/clock.h"
@@ -98,6 +99,7 @@ void session_config_defaults(struct session_config *sc)
 	sc->retrieve = xstrdup("none");
 	sc->min_dial_interval = 300;
 	sc->check_timeout = 30;
+	retrieve_config_defaults(sc);
 	buf_free(&p);
 }
 
@@ -138,8 +140,8 @@ static int sess_set(struct session_config *sc, int k, const char *v, struct buf 
 	case K_RETRIEVE:
 		if (session_retrieval(v) == NULL) {
 			buf_printf(problem,
-				   "'%s' is not a retrieval method (none; etrn and atrn "
-				   "are not available yet)",
+				   "'%s' is not a retrieval method (none, etrn, command; "
+				   "atrn is not available yet)",
 				   v);
 			return -1;
 		}
@@ -159,6 +161,10 @@ static int sess_set(struct session_config *sc, int k, const char *v, struct buf 
 int session_section_line(struct session_config *sc, const char *key, const char *value,
 			 struct buf *problem)
 {
+	int rc = retrieve_config_line(sc, key, value, problem);
+
+	if (rc <= 0)
+		return rc;
 	for (int k = 0; k < K_COUNT; k++) {
 		if (strcmp(key, sess_keys[k]) != 0)
 			continue;
@@ -171,7 +177,8 @@ int session_section_line(struct session_config *sc, const char *key, const char 
 	}
 	buf_printf(problem, "unknown [session] setting (schedule, entries, idle_timeout, "
 			    "max_session_time, session_window, retrieve, dial_when_queued, "
-			    "min_dial_interval, check_timeout)");
+			    "min_dial_interval, check_timeout, etrn_domains, etrn_grace, "
+			    "retrieve_command, retrieve_timeout)");
 	return -1;
 }
 
@@ -194,13 +201,14 @@ int session_check(const struct session_config *sc, const struct phonebook *pb, c
 			   path, sc->line);
 		n++;
 	}
-	return n;
+	return n + retrieve_check(sc, path, err);
 }
 
 void session_config_free(struct session_config *sc)
 {
 	if (sc == NULL)
 		return;
+	retrieve_config_free(sc);
 	schedule_free(&sc->schedule);
 	strlist_free(&sc->entries);
 	free(sc->retrieve);
@@ -236,26 +244,15 @@ void session_show(const struct session_config *sc, FILE *out)
 		fprintf(out, "dial_when_queued = %s\n", sc->dwq == DWQ_URGENT ? "urgent" : "off");
 	sess_show_duration(out, "min_dial_interval", sc->min_dial_interval);
 	sess_show_duration(out, "check_timeout", sc->check_timeout);
+	retrieve_show(sc, out);
 }
 
 /* --- retrieval hook ----------------------------------------------------------- */
 
-static void sess_retrieve_none(const struct session_config *sc, const char *entry,
-			       void (*done)(int ok, const char *text, void *arg), void *arg)
-{
-	done(1, "no inbound retrieval configured (retrieve = none)", arg);
-}
-
-static const struct retrieval sess_retrievals[] = {
-    {"none", sess_retrieve_none},
-};
-
+/* The methods live in daemon/retrieve.c. */
 const struct retrieval *session_retrieval(const char *name)
 {
-	for (size_t i = 0; i < sizeof(sess_retrievals) / sizeof(sess_retrievals[0]); i++)
-		if (strcasecmp(sess_retrievals[i].name, name) == 0)
-			return &sess_retrievals[i];
-	return NULL;
+	return retrieve_method(name);
 }
 
 /* --- the session manager ------------------------------------------------------ */
@@ -288,6 +285,7 @@ struct session {
 	int up_rc;
 	char *hangup_reason;
 	char *entry_up; /* the entry that came up */
+	struct retrieve_job *retrieving; /* inbound retrieval in progress, or NULL */
 	unsigned to_deliver, msgs_out_seen, msgs_in;
 	unsigned msgs_out_linger, msgs_in_linger; /* counts at the last activity */
 	int64_t busy_since_usec;
@@ -790,6 +788,8 @@ static void sess_retrieved(int ok, const char *text, void *arg)
 {
 	struct sessions *m = arg;
 
+	if (m->cur)
+		m->cur->retrieving = NULL; /* the job is gone */
 	if (m->cur == NULL || m->cur->state != SS_UP)
 		return;
 	sess_say(m, "inbound retrieval: %s", text);
@@ -797,6 +797,26 @@ static void sess_retrieved(int ok, const char *text, void *arg)
 	m->cur->last_activity_usec = clock_usec();
 	m->cur->msgs_out_linger = m->cur->msgs_out_seen;
 	m->cur->msgs_in_linger = m->cur->msgs_in;
+}
+
+/* Starts the retrieval step, towards the smarthost the link check used. */
+static void sess_retrieve(struct sessions *m)
+{
+	struct session *s = m->cur;
+	const struct route *r = sess_smarthost(m, link_entry(s->link)->name);
+	struct retrieval_ctx ctx = {.base = m->base,
+				    .cfg = m->cfg,
+				    .sc = m->sc,
+				    .smtp = m->smtp,
+				    .entry = link_entry(s->link)->name,
+				    .host = r ? r->host : NULL,
+				    .port = r ? r->port : 0,
+				    .done = sess_retrieved,
+				    .arg = m};
+	struct retrieve_job *j = session_retrieval(m->sc->retrieve)->run(&ctx);
+
+	if (m->cur == s && s->phase == PH_RETRIEVE)
+		s->retrieving = j;
 }
 
 static void sess_outbound_check(struct sessions *m)
@@ -817,8 +837,7 @@ static void sess_outbound_check(struct sessions *m)
 		  link_entry(s->link)->name, msgs, bytes);
 	sess_say(m, "outbound done: %u messages sent", msgs);
 	s->phase = PH_RETRIEVE;
-	session_retrieval(m->sc->retrieve)
-	    ->run(m->sc, link_entry(s->link)->name, sess_retrieved, m);
+	sess_retrieve(m);
 }
 
 static void sess_on_tick(evutil_socket_t fd, short what, void *arg)
@@ -977,6 +996,8 @@ static void sess_hangup(struct sessions *m, const char *reason)
 	struct session *s = m->cur;
 
 	event_del(m->ev_tick);
+	retrieve_cancel(s->retrieving);
+	s->retrieving = NULL;
 	s->state = SS_HANGUP;
 	s->ok = 1;
 	free(s->hangup_reason);
@@ -989,6 +1010,7 @@ static void sess_hangup(struct sessions *m, const char *reason)
 
 static void sess_free_session(struct session *s)
 {
+	retrieve_cancel(s->retrieving);
 	json_decref(s->attempts);
 	buf_free(&s->causes);
 	strlist_free(&s->names);
@@ -1178,7 +1200,14 @@ static void sess_on_slot(evutil_socket_t fd, short what, void *arg)
 {
 	struct sessions *m = arg;
 	time_t slot = m->next_slot;
+	int64_t early = (int64_t)slot * 1000000 - clock_usec();
 
+	/* libevent's coarse monotonic clock may fire a few ms before the slot;
+	 * starting then would serve the slot with a window that ends at it. */
+	if (early > 0) {
+		sess_timer(m->ev_slot, (double)early / 1e6 + 0.002);
+		return;
+	}
 	if (m->owed == 0)
 		m->owed = slot;
 	if (m->cur == NULL) {

@@ -35,6 +35,12 @@ struct session_config {
 	int min_dial_interval; /* min_dial_interval = 5m */
 	int check_timeout;     /* check_timeout = 30s */
 	unsigned set;	       /* keys given (duplicate detection) */
+	/* retrieval settings, parsed in daemon/retrieve.c */
+	struct strlist etrn_domains; /* etrn_domains = a.example, b.example */
+	int etrn_grace;		     /* etrn_grace = 60s */
+	char *retrieve_command;	     /* retrieve_command = finger @isp */
+	int retrieve_timeout;	     /* retrieve_timeout = 2m */
+	unsigned retrieve_set;	     /* retrieval keys given */
 };
 
 /* Config hooks, as phonebook.h: open at "[session]", one call per line;
@@ -51,12 +57,26 @@ void session_show(const struct session_config *sc, FILE *out);
 /* The defaults (what a configuration without [session] means). */
 void session_config_defaults(struct session_config *sc);
 
-/* Inbound retrieval after outbound delivery (ETRN, ATRN: issue 5). run
- * starts it; done(ok, text) is called once, possibly from within run. */
+/* Inbound retrieval after outbound delivery (daemon/retrieve.c). run starts
+ * it and returns a job, or NULL when done was already called (from within
+ * run); done(ok, text) is called once, when retrieval is over (after ETRN:
+ * the provider's inbound session ended, or etrn_grace passed without one).
+ * retrieve_cancel(job) stops a job before that; done is then not called. */
+struct retrieval_ctx {
+	struct event_base *base;
+	const struct config *cfg;
+	const struct session_config *sc;
+	struct smtp_server *smtp; /* its open sessions are the inbound mail */
+	const char *entry;	  /* the phone book entry that is up */
+	const char *host;	  /* smarthost of a route through the link; NULL: none */
+	int port;
+	void (*done)(int ok, const char *text, void *arg);
+	void *arg;
+};
+struct retrieve_job;
 struct retrieval {
 	const char *name;
-	void (*run)(const struct session_config *sc, const char *entry,
-		    void (*done)(int ok, const char *text, void *arg), void *arg);
+	struct retrieve_job *(*run)(const struct retrieval_ctx *ctx);
 };
 const struct retrieval *session_retrieval(const char *name); /* NULL if unknown */
 

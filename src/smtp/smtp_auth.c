@@ -176,7 +176,8 @@ static int auth_check_tls(struct config *cfg, const char *where, struct buf *err
 	if (!have_cert && !have_key)
 		return 0;
 	if (!have_cert || !have_key) {
-		buf_printf(err, "%s: tls_cert_file and tls_key_file: give both or neither\n", where);
+		buf_printf(err, "%s: tls_cert_file and tls_key_file: give both or neither\n",
+			   where);
 		return 1;
 	}
 	ctx = tls_server_ctx(cfg->tls_cert_file, cfg->tls_key_file, err);
@@ -355,8 +356,7 @@ static enum smtp_auth_rc auth_cram(struct smtp_auth_exchange *x, const struct bu
 	unsigned int mdlen = 0;
 	char hex[2 * EVP_MAX_MD_SIZE + 1];
 
-	if (sp == NULL || sp == in->data || memchr(in->data, '\0', in->len) ||
-	    strlen(sp + 1) != 32)
+	if (sp == NULL || sp == in->data || memchr(in->data, '\0', in->len) || strlen(sp + 1) != 32)
 		return SMTP_AUTH_MALFORMED;
 	x->user = xstrndup(in->data, (size_t)(sp - in->data));
 	if ((pass = auth_password(x->users, x->user)) == NULL)

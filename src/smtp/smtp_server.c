@@ -1,6 +1,7 @@
-/* SMTP server (RFC 5321, RFC 2920 pipelining) on libevent: one bufferevent
- * per session; command lines and DATA are scanned from raw bytes here, so a
- * bare CR or LF can never end a line. Finished messages are staged into a
+/* SMTP server (RFC 5321, RFC 2920 pipelining, STARTTLS, AUTH, CHUNKING; see
+ * docs/smtp-server.md) on libevent: one bufferevent per session; command
+ * lines, DATA and BDAT chunks are scanned from raw bytes here, so a bare CR
+ * or LF can never end a line. Finished messages are staged into a
  * batch that the committer thread (queue_committer_*) makes durable while
  * the loop stages the next; sessions park, input waiting, until their batch
  * is done. Invariant: "250 ... queued" is written only after the commit
@@ -18,10 +19,14 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "daemon/event.h"
+#include "daemon/hub.h"
 #include "daemon/recipient.h"
 #include "daemon/routes.h"
 #include "lib/buf.h"
@@ -32,17 +37,28 @@
 #include "lib/xmalloc.h"
 #include "smtp/message.h"
 #include "smtp/smtp_addr.h"
+#include "smtp/smtp_auth.h"
 #include "smtp/smtp_server.h"
+#include "smtp/tls.h"
 
 #define SMTP_LINE_MAX  512	     /* command line, CRLF included (RFC 5321 4.5.3.1.4) */
 #define SMTP_TEXT_MAX  1000	     /* text line, CRLF included (RFC 5321 4.5.3.1.6) */
 #define SMTP_ERROR_MAX 10	     /* protocol errors before the session is closed */
 #define SMTP_OUT_HIGH  (256 * 1024)  /* stop reading while this much output waits */
 #define SMTP_KEEP_BUF  (1024 * 1024) /* larger DATA buffers are freed, not kept */
+#define SMTP_AUTH_MAX  3	     /* failed AUTH attempts before the session is closed */
 
-/* Session states, as bits so a command can list where it is allowed. */
-enum sess_state { ST_CONNECT = 1, ST_HELO = 2, ST_MAIL = 4, ST_RCPT = 8, ST_DATA = 16 };
-#define ST_ANY (ST_CONNECT | ST_HELO | ST_MAIL | ST_RCPT)
+/* Session states, as bits so a command can list where it is allowed.
+ * ST_BDAT: BDAT chunks (RFC 3030) received, LAST not yet. */
+enum sess_state {
+	ST_CONNECT = 1,
+	ST_HELO = 2,
+	ST_MAIL = 4,
+	ST_RCPT = 8,
+	ST_DATA = 16,
+	ST_BDAT = 32
+};
+#define ST_ANY (ST_CONNECT | ST_HELO | ST_MAIL | ST_RCPT | ST_BDAT)
 
 /* Why a DATA block is refused; the first problem seen wins. */
 enum data_bad { DB_NONE, DB_BARE_CRLF, DB_NUL, DB_LONG_LINE };
@@ -60,6 +76,18 @@ struct data_rx {
 	struct buf content;
 };
 
+/* The BDAT chunk being read. Its octets are always consumed, even when the
+ * command is refused (503, 552): the refusal is the reply at its end. */
+enum bdat_refuse { BR_NONE, BR_SEQUENCE, BR_TOO_BIG };
+
+struct bdat_rx {
+	int reading;	     /* inside a chunk: input octets are chunk data */
+	int last;	     /* it is the LAST chunk */
+	uint64_t size, left; /* octets announced, and still to read */
+	enum bdat_refuse refuse;
+	const char *why; /* BR_SEQUENCE: the 503 reply */
+};
+
 struct session {
 	struct smtp_server *srv;
 	struct session *prev, *next;
@@ -70,13 +98,19 @@ struct session {
 	char *helo;
 	int state;
 	int errors;
-	int discarding; /* inside an overlong command line */
-	int closing;	/* the last reply is queued; close once written */
-	int parked;	/* message staged, waiting for the group commit */
-	int eof;	/* the client half-closed; finish, then close */
-	int gone;	/* connection failed while parked: free after commit */
+	int discarding;	 /* inside an overlong command line */
+	int closing;	 /* the last reply is queued; close once written */
+	int parked;	 /* message staged, waiting for the group commit */
+	int eof;	 /* the client half-closed; finish, then close */
+	int gone;	 /* connection failed while parked: free after commit */
+	int tls;	 /* STARTTLS done: bev is the TLS bufferevent */
+	int starttls;	 /* "220" to STARTTLS queued: switch to TLS once written */
+	char *auth_user; /* AUTH succeeded as this user (ATRN reads it), or NULL */
+	int auth_failures;
+	struct smtp_auth_exchange *sasl; /* AUTH in progress: lines are SASL answers */
 	struct q_env env;
 	struct data_rx data;
+	struct bdat_rx bdat;
 };
 
 /* Messages staged for one group commit and their parked sessions, in
@@ -105,11 +139,17 @@ struct smtp_server {
 	struct q_committer *qc;	    /* NULL: commit in the loop (no thread) */
 	struct event *ev_commit;    /* 0-second timer: hands staging over */
 	struct event *ev_done;	    /* the committer finished a batch */
+	SSL_CTX *tls_ctx;	    /* STARTTLS offered when not NULL */
+	void (*etrn)(const char *client, const char *user, const char *param, struct buf *reply,
+		     void *arg); /* ETRN (hub role); NULL: not offered */
+	void *etrn_arg;
 };
 
 static void sess_read_cb(struct bufferevent *bev, void *arg);
 static void sess_event_cb(struct bufferevent *bev, short what, void *arg);
 static void sess_half_closed(struct session *s);
+static void sess_tls_up(struct session *s);
+static void sess_tls_error(struct session *s);
 
 /* ---------------------------------------------------------------- replies */
 
@@ -191,6 +231,8 @@ static void sess_free(struct session *s)
 	q_env_free(&s->env);
 	buf_free(&s->data.content);
 	free(s->helo);
+	free(s->auth_user);
+	smtp_auth_free(s->sasl);
 	free(s);
 }
 
@@ -233,21 +275,27 @@ static void sess_event_cb(struct bufferevent *bev, short what, void *arg)
 		sess_event_parked(s, what);
 		return;
 	}
+	if (what & BEV_EVENT_CONNECTED) {
+		sess_tls_up(s);
+		return;
+	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !s->closing) {
 		const char *kv[] = {"client", s->addr, NULL};
-		int secs = s->state == ST_DATA ? s->srv->cfg->smtp_data_timeout
-					       : s->srv->cfg->smtp_timeout;
+		int in_data = s->state == ST_DATA || s->bdat.reading;
+		int secs = in_data ? s->srv->cfg->smtp_data_timeout : s->srv->cfg->smtp_timeout;
 
 		event_logkv(EV_SESSION_TIMEOUT, kv,
 			    "SMTP session with %s timed out after %d seconds%s", s->addr, secs,
-			    s->state == ST_DATA ? " in DATA" : "");
+			    in_data ? " in DATA" : "");
 		sess_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->cfg->hostname);
 		s->closing = 1;
 		sess_flush(s);
 		return;
 	}
-	if (s->state == ST_DATA)
+	if (s->state == ST_DATA || s->state == ST_BDAT || s->bdat.reading)
 		log_info("smtp: %s: connection lost in DATA; nothing queued", s->addr);
+	if (what & BEV_EVENT_ERROR)
+		sess_tls_error(s);
 	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
 		sess_half_closed(s);
 		sess_flush(s);
@@ -325,8 +373,8 @@ static int srv_disk_ok(struct smtp_server *srv)
 
 /* ------------------------------------------------------------- EHLO/HELO */
 
-/* Service extensions; later issues add STARTTLS, AUTH, CHUNKING, DSN with an
- * "offered" test (e.g. STARTTLS only before TLS, AUTH only over TLS). */
+/* Service extensions, in the order EHLO lists them; "offered" decides per
+ * session (STARTTLS only before TLS, AUTH only over TLS unless allowed). */
 struct smtp_ext {
 	const char *name;
 	void (*param)(const struct session *s, struct buf *out); /* appends " value" */
@@ -338,11 +386,38 @@ static void ext_size(const struct session *s, struct buf *out)
 	buf_printf(out, " %llu", (unsigned long long)s->srv->cfg->max_message_size);
 }
 
+static int ext_starttls_offered(const struct session *s)
+{
+	return s->srv->tls_ctx != NULL && !s->tls;
+}
+
+/* AUTH needs a users table, and TLS unless auth_allow_plaintext. */
+static int sess_auth_allowed(const struct session *s)
+{
+	const struct config *cfg = s->srv->cfg;
+
+	return cfg->auth_users != NULL && (s->tls || cfg->auth_allow_plaintext);
+}
+
+static void ext_auth(const struct session *s, struct buf *out)
+{
+	buf_printf(out, " %s", smtp_auth_mechanisms());
+}
+
+static int ext_etrn_offered(const struct session *s)
+{
+	return s->srv->etrn != NULL;
+}
+
 static const struct smtp_ext smtp_exts[] = {
     {"PIPELINING", NULL, NULL},
     {"SIZE", ext_size, NULL},
     {"8BITMIME", NULL, NULL},
     {"ENHANCEDSTATUSCODES", NULL, NULL},
+    {"STARTTLS", NULL, ext_starttls_offered},
+    {"AUTH", ext_auth, sess_auth_allowed},
+    {"CHUNKING", NULL, NULL},
+    {"ETRN", NULL, ext_etrn_offered},
 };
 
 #define N_EXTS (sizeof(smtp_exts) / sizeof(smtp_exts[0]))
@@ -445,6 +520,15 @@ static int mail_param_body(struct session *s, const char *v)
 	return -1;
 }
 
+/* AUTH=<mailbox> (RFC 4954 5): accepted and not passed on. */
+static int mail_param_auth(struct session *s, const char *v)
+{
+	if (v && *v)
+		return 0;
+	sess_error(s, "501 5.5.4 Bad AUTH parameter");
+	return -1;
+}
+
 /* MAIL parameters we support (DSN adds RET and ENVID here). */
 static const struct {
 	const char *keyword;
@@ -452,6 +536,7 @@ static const struct {
 } mail_params[] = {
     {"SIZE", mail_param_size},
     {"BODY", mail_param_body},
+    {"AUTH", mail_param_auth},
 };
 
 static int mail_params_check(struct session *s, const struct smtp_params *ps)
@@ -545,6 +630,12 @@ static void rcpt_unknown(struct session *s, const char *mailbox)
 	sess_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", mailbox);
 }
 
+/* Clients in mynetworks and authenticated clients may relay. */
+static int sess_may_relay(const struct session *s)
+{
+	return s->in_mynetworks || s->auth_user != NULL;
+}
+
 /* Relay control. A local part with % ! @ or a source route is never taken
  * as local from outside mynetworks: those are the classic relay tricks. */
 static void rcpt_policy(struct session *s, const struct smtp_path *p)
@@ -552,7 +643,7 @@ static void rcpt_policy(struct session *s, const struct smtp_path *p)
 	const struct config *cfg = s->srv->cfg;
 	int tricky = p->has_route || strpbrk(p->local, "%!@") != NULL;
 
-	if (!s->in_mynetworks && tricky) {
+	if (!sess_may_relay(s) && tricky) {
 		rcpt_relay_denied(s, p->mailbox);
 		return;
 	}
@@ -568,7 +659,8 @@ static void rcpt_policy(struct session *s, const struct smtp_path *p)
 			return;
 		}
 	}
-	if (s->in_mynetworks)
+	/* hold_domains: accepted from anyone, as a backup MX would */
+	if (sess_may_relay(s) || (!p->literal && hub_hold_domain(cfg, p->domain)))
 		rcpt_accept(s, p->mailbox);
 	else
 		rcpt_relay_denied(s, p->mailbox);
@@ -748,10 +840,13 @@ static char *sess_build_head(struct session *s, struct buf *head)
 	const struct config *cfg = s->srv->cfg;
 	struct buf *c = &s->data.content;
 	char *msgid = msg_header_value(c->data ? c->data : "", c->len, "Message-ID");
+	char proto[16]; /* RFC 3848: ESMTPS with TLS, ESMTPA authenticated */
 
-	msg_received(head, s->helo, s->addr, cfg->hostname, s->esmtp ? "ESMTP" : "SMTP", s->env.id,
+	snprintf(proto, sizeof(proto), "%s%s%s", s->esmtp ? "ESMTP" : "SMTP",
+		 s->esmtp && s->tls ? "S" : "", s->esmtp && s->auth_user ? "A" : "");
+	msg_received(head, s->helo, s->addr, cfg->hostname, proto, s->env.id,
 		     s->env.nrcpt == 1 ? s->env.rcpt[0].addr : NULL, clock_now());
-	if (msgid == NULL && s->in_mynetworks) {
+	if (msgid == NULL && sess_may_relay(s)) {
 		struct buf id = BUF_INIT;
 
 		msg_make_message_id(&id, s->env.id, cfg->hostname);
@@ -959,6 +1054,370 @@ static void cmd_data(struct session *s, const char *arg)
 	sess_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
+/* ------------------------------------------------------------------ BDAT */
+
+/* BDAT content (RFC 3030) has no end mark to smuggle, but it goes into the
+ * same queue as DATA content and may leave by DATA: the same rules hold
+ * (CRLF only, no NUL, lines up to 1000 octets), so the queue never holds
+ * a bare CR or LF that a next hop could take as the end of data. */
+static inline void bdat_byte(struct data_rx *d, unsigned char c)
+{
+	if (++d->line_len > SMTP_TEXT_MAX)
+		data_bad(d, DB_LONG_LINE);
+	if (c == '\0')
+		data_bad(d, DB_NUL);
+	if ((d->scan == DS_CR) != (c == '\n'))
+		data_bad(d, DB_BARE_CRLF);
+	if (c == '\n')
+		d->line_len = 0;
+	d->scan = c == '\r' ? DS_CR : DS_MID;
+	data_put(d, (char)c);
+}
+
+static void bdat_scan(struct data_rx *d, const unsigned char *p, size_t n)
+{
+	buf_reserve(&d->content, n + 3);
+	for (size_t i = 0; i < n; i++)
+		bdat_byte(d, p[i]);
+	d->content.data[d->content.len] = '\0';
+}
+
+/* "size [LAST]"; -1 on a syntax error. */
+static int bdat_parse(const char *arg, uint64_t *size, int *last)
+{
+	size_t digits = strspn(arg, "0123456789");
+	const char *rest = arg + digits;
+	char *end;
+
+	if (digits == 0 || digits > 20 || (*rest && *rest != ' '))
+		return -1;
+	errno = 0;
+	*size = strtoull(arg, &end, 10);
+	if (errno == ERANGE)
+		return -1;
+	while (*rest == ' ')
+		rest++;
+	*last = strcasecmp(rest, "LAST") == 0;
+	return *rest == '\0' || *last ? 0 : -1;
+}
+
+/* The first chunk of a transaction: the DATA receiver's state, empty. */
+static void bdat_begin(struct session *s)
+{
+	struct data_rx *d = &s->data;
+
+	d->scan = DS_MID;
+	d->bad = DB_NONE;
+	d->line_len = 0;
+	d->size = 0;
+	d->max = s->srv->cfg->max_message_size;
+	buf_reset(&d->content);
+	s->state = ST_BDAT;
+}
+
+static const char *bdat_sequence_error(const struct session *s)
+{
+	if (s->state == ST_CONNECT)
+		return "503 5.5.1 Error: send HELO/EHLO first";
+	if (s->state == ST_HELO)
+		return "503 5.5.1 Error: need MAIL command";
+	return "503 5.5.1 Error: need RCPT command";
+}
+
+/* LAST chunk in: the same end as DATA (checks, group commit, 250 once
+ * durable). Content that does not end in CRLF gets one. */
+static void bdat_last(struct session *s)
+{
+	struct data_rx *d = &s->data;
+	struct buf *c = &d->content;
+
+	if (d->scan == DS_CR)
+		data_bad(d, DB_BARE_CRLF);
+	if (d->bad == DB_NONE && c->len > 0 && c->data[c->len - 1] != '\n') {
+		buf_append(c, "\r\n", 2);
+		d->size += 2;
+	}
+	sess_data_end(s);
+}
+
+/* The announced octets of a chunk are in: the reply it was owed. */
+static void sess_bdat_chunk_end(struct session *s)
+{
+	struct bdat_rx *b = &s->bdat;
+
+	b->reading = 0;
+	sess_set_timeout(s, s->srv->cfg->smtp_timeout);
+	if (b->refuse == BR_SEQUENCE)
+		sess_error(s, "%s", b->why);
+	else if (b->refuse == BR_TOO_BIG) {
+		sess_data_too_big(s);
+		sess_txn_reset(s); /* later chunks of it get 503 */
+	} else if (!b->last)
+		sess_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)b->size);
+	else
+		bdat_last(s);
+}
+
+static void sess_bdat_input(struct session *s, struct evbuffer *in)
+{
+	struct bdat_rx *b = &s->bdat;
+	struct evbuffer_iovec v;
+
+	while (b->left > 0 && evbuffer_peek(in, -1, NULL, &v, 1) > 0 && v.iov_len > 0) {
+		size_t n = v.iov_len < b->left ? v.iov_len : (size_t)b->left;
+
+		if (b->refuse == BR_NONE)
+			bdat_scan(&s->data, v.iov_base, n);
+		evbuffer_drain(in, n);
+		b->left -= n;
+	}
+	if (b->left == 0)
+		sess_bdat_chunk_end(s);
+}
+
+static void cmd_bdat(struct session *s, const char *arg)
+{
+	struct bdat_rx *b = &s->bdat;
+	struct data_rx *d = &s->data;
+
+	memset(b, 0, sizeof(*b));
+	if (bdat_parse(arg, &b->size, &b->last) < 0) {
+		sess_error(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		return;
+	}
+	b->left = b->size;
+	b->reading = 1;
+	if (s->state != ST_RCPT && s->state != ST_BDAT) {
+		b->refuse = BR_SEQUENCE;
+		b->why = bdat_sequence_error(s);
+	} else {
+		if (s->state == ST_RCPT)
+			bdat_begin(s);
+		if (b->size > d->max - d->size) {
+			b->refuse = BR_TOO_BIG;
+			d->size += b->size;
+		}
+	}
+	sess_set_timeout(s, s->srv->cfg->smtp_data_timeout);
+	if (b->left == 0)
+		sess_bdat_chunk_end(s);
+}
+
+/* -------------------------------------------------------------- STARTTLS */
+
+static void cmd_starttls(struct session *s, const char *arg)
+{
+	if (*arg) {
+		sess_error(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->tls) {
+		sess_error(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (s->srv->tls_ctx == NULL) {
+		sess_reply(s, "454 4.7.0 TLS not available");
+		return;
+	}
+	sess_reply(s, "220 2.0.0 Ready to start TLS");
+	s->starttls = 1;
+}
+
+/* Plaintext the client sent after STARTTLS is dropped, never run inside
+ * TLS (STARTTLS command injection, CVE-2011-0411). */
+static void sess_tls_discard(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t n = evbuffer_get_length(in);
+	const char *kv[] = {"client", s->addr, NULL};
+
+	if (n == 0)
+		return;
+	evbuffer_drain(in, n);
+	event_logkv(EV_STARTTLS_INJECTION, kv,
+		    "Client %s sent %zu octets after STARTTLS before the TLS handshake; they "
+		    "were discarded (STARTTLS command injection)",
+		    s->addr, n);
+}
+
+/* RFC 3207 4.2: after the handshake the session starts over; the client
+ * must EHLO again, and nothing it said before counts (AUTH included). */
+static void sess_tls_reset(struct session *s)
+{
+	s->tls = 1;
+	s->esmtp = 0;
+	free(s->helo);
+	s->helo = NULL;
+	free(s->auth_user);
+	s->auth_user = NULL;
+	q_env_free(&s->env);
+	sess_data_free(&s->data);
+	s->state = ST_CONNECT;
+}
+
+/* The "220" is written: the socket moves to a TLS bufferevent (server
+ * side of the handshake). */
+static void sess_tls_switch(struct session *s)
+{
+	evutil_socket_t fd = bufferevent_getfd(s->bev);
+	SSL *ssl = SSL_new(s->srv->tls_ctx);
+	struct bufferevent *tb = NULL;
+
+	sess_tls_discard(s);
+	if (ssl)
+		tb = bufferevent_openssl_socket_new(
+		    s->srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tb == NULL) {
+		log_warnx("smtp: %s: cannot start TLS", s->addr);
+		SSL_free(ssl);
+		sess_free(s);
+		return;
+	}
+	bufferevent_setfd(s->bev, -1); /* the socket is tb's now */
+	bufferevent_free(s->bev);
+	s->bev = tb;
+	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
+	sess_tls_reset(s);
+	bufferevent_setcb(tb, sess_read_cb, NULL, sess_event_cb, s);
+	sess_set_timeout(s, s->srv->cfg->smtp_timeout);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+}
+
+static void sess_tls_switch_cb(struct bufferevent *bev, void *arg)
+{
+	sess_tls_switch(arg);
+}
+
+/* After the input that held STARTTLS: stop reading, drop what came after
+ * it, switch once the "220" (and any earlier replies) is written. */
+static void sess_tls_begin(struct session *s)
+{
+	s->starttls = 0;
+	bufferevent_disable(s->bev, EV_READ);
+	sess_tls_discard(s);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		bufferevent_setcb(s->bev, NULL, sess_tls_switch_cb, sess_event_cb, s);
+	else
+		sess_tls_switch(s);
+}
+
+static void sess_tls_up(struct session *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+
+	log_info("smtp: %s: TLS established: %s %s", s->addr, ssl ? SSL_get_version(ssl) : "?",
+		 ssl ? SSL_get_cipher_name(ssl) : "?");
+}
+
+static void sess_tls_error(struct session *s)
+{
+	char msg[256];
+	unsigned long e, last = 0;
+
+	if (!s->tls)
+		return;
+	while ((e = bufferevent_get_openssl_error(s->bev)) != 0)
+		last = e;
+	if (last == 0)
+		return;
+	ERR_error_string_n(last, msg, sizeof(msg));
+	log_info("smtp: %s: TLS failure: %s", s->addr, msg);
+}
+
+/* ------------------------------------------------------------------ AUTH */
+
+static void auth_end(struct session *s)
+{
+	smtp_auth_free(s->sasl);
+	s->sasl = NULL;
+}
+
+static void auth_succeeded(struct session *s)
+{
+	const char *user = smtp_auth_user(s->sasl), *mech = smtp_auth_mech(s->sasl);
+	const char *kv[] = {"client", s->addr, "user", user, "mechanism", mech, NULL};
+
+	s->auth_user = xstrdup(user);
+	event_logkv(EV_AUTH_SUCCEEDED, kv, "Client %s authenticated as %s (%s)", s->addr, user,
+		    mech);
+	sess_reply(s, "235 2.7.0 Authentication successful");
+	auth_end(s);
+}
+
+/* A failed exchange; the third one in a session closes it. */
+static void auth_failed(struct session *s, const char *reply)
+{
+	const char *user = smtp_auth_user(s->sasl), *mech = smtp_auth_mech(s->sasl);
+	const char *kv[] = {"client", s->addr, "user", user ? user : "", "mechanism", mech, NULL};
+
+	event_logkv(EV_AUTH_FAILED, kv, "Authentication failed for client %s, user \"%s\" (%s): %s",
+		    s->addr, user ? user : "", mech, reply + 10);
+	sess_reply(s, "%s", reply);
+	auth_end(s);
+	if (++s->auth_failures >= SMTP_AUTH_MAX && !s->closing) {
+		sess_reply(s, "421 4.7.0 %s Error: too many failed authentications",
+			   s->srv->cfg->hostname);
+		s->closing = 1;
+	}
+}
+
+/* One client line of the exchange (the initial response, or an answer). */
+static void auth_feed(struct session *s, const char *response)
+{
+	struct buf ch = BUF_INIT;
+
+	switch (smtp_auth_step(s->sasl, response, &ch)) {
+	case SMTP_AUTH_CONTINUE:
+		sess_reply(s, "334 %s", buf_cstr(&ch));
+		break;
+	case SMTP_AUTH_OK:
+		auth_succeeded(s);
+		break;
+	case SMTP_AUTH_FAIL:
+		auth_failed(s, "535 5.7.8 Authentication credentials invalid");
+		break;
+	case SMTP_AUTH_MALFORMED:
+		auth_failed(s, "501 5.5.2 Cannot decode the authentication response");
+		break;
+	case SMTP_AUTH_CANCELLED:
+		sess_reply(s, "501 5.7.0 Authentication cancelled");
+		auth_end(s);
+		break;
+	}
+	buf_free(&ch);
+}
+
+static void cmd_auth(struct session *s, const char *arg)
+{
+	const struct config *cfg = s->srv->cfg;
+	char mech[32];
+	size_t n = strcspn(arg, " ");
+	const char *resp = arg + n;
+
+	while (*resp == ' ')
+		resp++;
+	if (cfg->auth_users == NULL)
+		sess_error(s, "502 5.5.1 Error: authentication not enabled");
+	else if (s->auth_user)
+		sess_error(s, "503 5.5.1 Error: already authenticated");
+	else if (!s->esmtp)
+		sess_error(s, "503 5.5.1 Error: send EHLO first");
+	else if (!sess_auth_allowed(s))
+		sess_reply(s, "538 5.7.11 Encryption required for requested authentication "
+			      "mechanism");
+	else if (n == 0 || n >= sizeof(mech))
+		sess_error(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+	else {
+		memcpy(mech, arg, n);
+		mech[n] = '\0';
+		s->sasl = smtp_auth_start(mech, cfg->auth_users, cfg->hostname);
+		if (s->sasl == NULL)
+			sess_error(s, "504 5.5.4 Unrecognized authentication type");
+		else
+			auth_feed(s, *resp ? resp : NULL);
+	}
+}
+
 /* ------------------------------------------------------- other commands */
 
 static void cmd_rset(struct session *s, const char *arg)
@@ -987,6 +1446,20 @@ static void cmd_vrfy(struct session *s, const char *arg)
 			      "delivery");
 }
 
+/* ETRN (RFC 1985): the hub decides and answers; delivery starts later. */
+static void cmd_etrn(struct session *s, const char *arg)
+{
+	struct buf reply = BUF_INIT;
+
+	if (s->srv->etrn == NULL) {
+		sess_error(s, "502 5.5.1 ETRN is not offered here");
+		return;
+	}
+	s->srv->etrn(s->addr, s->auth_user, arg, &reply, s->srv->etrn_arg);
+	sess_reply(s, "%s", buf_cstr(&reply));
+	buf_free(&reply);
+}
+
 static void cmd_help(struct session *s, const char *arg);
 
 struct smtp_cmd {
@@ -996,11 +1469,20 @@ struct smtp_cmd {
 };
 
 static const struct smtp_cmd smtp_cmds[] = {
-    {"EHLO", cmd_ehlo, ST_ANY},	 {"HELO", cmd_helo, ST_ANY},
-    {"MAIL", cmd_mail, ST_HELO}, {"RCPT", cmd_rcpt, ST_MAIL | ST_RCPT},
-    {"DATA", cmd_data, ST_RCPT}, {"RSET", cmd_rset, ST_ANY},
-    {"NOOP", cmd_noop, ST_ANY},	 {"QUIT", cmd_quit, ST_ANY},
-    {"HELP", cmd_help, ST_ANY},	 {"VRFY", cmd_vrfy, ST_ANY},
+    {"EHLO", cmd_ehlo, ST_ANY},
+    {"HELO", cmd_helo, ST_ANY},
+    {"MAIL", cmd_mail, ST_HELO},
+    {"RCPT", cmd_rcpt, ST_MAIL | ST_RCPT},
+    {"DATA", cmd_data, ST_RCPT},
+    {"RSET", cmd_rset, ST_ANY},
+    {"NOOP", cmd_noop, ST_ANY},
+    {"QUIT", cmd_quit, ST_ANY},
+    {"HELP", cmd_help, ST_ANY},
+    {"VRFY", cmd_vrfy, ST_ANY},
+    {"STARTTLS", cmd_starttls, ST_CONNECT | ST_HELO},
+    {"AUTH", cmd_auth, ST_HELO},
+    {"BDAT", cmd_bdat, ST_ANY}, /* checks the state itself: the chunk is read anyway */
+    {"ETRN", cmd_etrn, ST_HELO},
 };
 
 #define N_CMDS (sizeof(smtp_cmds) / sizeof(smtp_cmds[0]))
@@ -1021,6 +1503,8 @@ static void sess_bad_sequence(struct session *s, const struct smtp_cmd *c)
 
 	if (s->state == ST_CONNECT)
 		why = "send HELO/EHLO first";
+	else if (s->state == ST_BDAT)
+		why = "BDAT transaction in progress (DATA and BDAT cannot be mixed)";
 	else if (c->fn == cmd_mail)
 		why = "nested MAIL command";
 	else if (c->fn == cmd_rcpt || s->state == ST_HELO)
@@ -1068,6 +1552,8 @@ static void sess_cmd_discard(struct session *s, struct evbuffer *in, const char 
 	}
 	evbuffer_drain(in, (size_t)(lf - p) + 1);
 	s->discarding = 0;
+	if (s->sasl) /* an AUTH answer too long for us ends the exchange */
+		auth_end(s);
 	sess_error(s, "500 5.5.2 Error: line too long");
 }
 
@@ -1111,7 +1597,11 @@ static int sess_cmd_input(struct session *s, struct evbuffer *in)
 	memcpy(line, p, len - 2);
 	line[len - 2] = '\0';
 	evbuffer_drain(in, len);
-	sess_dispatch(s, line);
+	if (s->sasl)
+		auth_feed(s, line);
+	else
+		sess_dispatch(s, line);
+	explicit_bzero(line, len);
 	return 1;
 }
 
@@ -1120,15 +1610,21 @@ static void sess_read_cb(struct bufferevent *bev, void *arg)
 	struct session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (!s->closing && !s->parked && evbuffer_get_length(in) > 0 &&
+	while (!s->closing && !s->parked && !s->starttls && evbuffer_get_length(in) > 0 &&
 	       evbuffer_get_length(bufferevent_get_output(bev)) <= SMTP_OUT_HIGH) {
-		if (s->state == ST_DATA)
+		if (s->bdat.reading)
+			sess_bdat_input(s, in);
+		else if (s->state == ST_DATA)
 			sess_data_input(s, in);
 		else if (!sess_cmd_input(s, in))
 			break;
 	}
 	if (s->eof && !s->parked && !s->closing)
 		sess_half_closed(s); /* the input that waited for a commit is done */
+	if (s->starttls && !s->closing) {
+		sess_tls_begin(s);
+		return;
+	}
 	if (s->closing)
 		evbuffer_drain(in, evbuffer_get_length(in));
 	sess_flush(s);
@@ -1341,7 +1837,7 @@ static void srv_committer_stop(struct smtp_server *srv)
 
 			sess_commit_done(s, &sb->res[i]);
 			s->parked = 0;
-			if (!s->gone)
+			if (!s->gone && !s->tls) /* TLS output went to SSL_write already */
 				evbuffer_write(bufferevent_get_output(s->bev),
 					       bufferevent_getfd(s->bev));
 		}
@@ -1352,6 +1848,21 @@ static void srv_committer_stop(struct smtp_server *srv)
 	srv->ev_done = NULL;
 	queue_committer_free(srv->qc);
 	srv->qc = NULL;
+}
+
+/* The STARTTLS context; config_load already checked the files, so a
+ * failure here (files changed since) only means no STARTTLS. */
+static void srv_tls_start(struct smtp_server *srv)
+{
+	const struct config *cfg = srv->cfg;
+	struct buf err = BUF_INIT;
+
+	if (cfg->tls_cert_file == NULL || *cfg->tls_cert_file == '\0')
+		return;
+	srv->tls_ctx = tls_server_ctx(cfg->tls_cert_file, cfg->tls_key_file, &err);
+	if (srv->tls_ctx == NULL)
+		log_warnx("smtp: STARTTLS not offered: %s", buf_cstr(&err));
+	buf_free(&err);
 }
 
 struct smtp_server *smtp_server_new(struct event_base *base, const struct config *cfg,
@@ -1370,7 +1881,17 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct config
 	srv->staging = &srv->bat[0];
 	srv->ev_commit = evtimer_new(base, srv_batch_cb, srv);
 	srv_committer_start(srv);
+	srv_tls_start(srv);
 	return srv;
+}
+
+void smtp_server_set_etrn(struct smtp_server *srv,
+			  void (*etrn)(const char *client, const char *user, const char *param,
+				       struct buf *reply, void *arg),
+			  void *arg)
+{
+	srv->etrn = etrn;
+	srv->etrn_arg = arg;
 }
 
 int smtp_server_sessions(const struct smtp_server *srv)
@@ -1396,5 +1917,6 @@ void smtp_server_free(struct smtp_server *srv)
 		sess_free(srv->sessions);
 	if (srv->ev_commit)
 		event_free(srv->ev_commit);
+	SSL_CTX_free(srv->tls_ctx);
 	free(srv);
 }

@@ -19,5 +19,11 @@ int smtp_server_listen(struct smtp_server *srv, const char *addr);
 void smtp_server_free(struct smtp_server *srv);
 /* SMTP sessions open now (a dial-up session stays up while any are). */
 int smtp_server_sessions(const struct smtp_server *srv);
+/* The hub's ETRN (daemon/hub.h: hub_etrn): offered in EHLO and answered
+ * with etrn's one-line reply while set. */
+void smtp_server_set_etrn(struct smtp_server *srv,
+			  void (*etrn)(const char *client, const char *user, const char *param,
+				       struct buf *reply, void *arg),
+			  void *arg);
 
 #endif

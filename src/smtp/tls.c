@@ -46,21 +46,25 @@ SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, struct buf 
 		return NULL;
 	ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL) {
-		buf_printf(err, "TLS: cannot create a context: %s\n", tls_error_text(msg, sizeof(msg)));
+		buf_printf(err, "TLS: cannot create a context: %s\n",
+			   tls_error_text(msg, sizeof(msg)));
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-		buf_printf(err, "%s: tls_cert_file: %s\n", cert_file, tls_error_text(msg, sizeof(msg)));
+		buf_printf(err, "%s: tls_cert_file: %s\n", cert_file,
+			   tls_error_text(msg, sizeof(msg)));
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-		buf_printf(err, "%s: tls_key_file: %s\n", key_file, tls_error_text(msg, sizeof(msg)));
+		buf_printf(err, "%s: tls_key_file: %s\n", key_file,
+			   tls_error_text(msg, sizeof(msg)));
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		buf_printf(err, "%s: tls_key_file: the key does not match %s\n", key_file, cert_file);
+		buf_printf(err, "%s: tls_key_file: the key does not match %s\n", key_file,
+			   cert_file);
 		ERR_clear_error();
 		goto fail;
 	}

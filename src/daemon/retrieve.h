@@ -1,0 +1,32 @@
+/* Inbound retrieval, the branch side of a dial-up session: after outbound
+ * delivery, ask the provider for the mail it holds (ETRN, RFC 1985), or run
+ * a command, and say when retrieval is over. Invariant: a job reports done
+ * exactly once, or is cancelled and reports nothing; it never outlives its
+ * session (the session cancels it when it hangs up). */
+#ifndef DAEMON_RETRIEVE_H
+#define DAEMON_RETRIEVE_H
+#include <stdio.h>
+
+#include "daemon/session.h"
+#include "lib/buf.h"
+
+/* The methods: none, etrn, command; turn is known only to be refused. */
+const struct retrieval *retrieve_method(const char *name);
+void retrieve_cancel(struct retrieve_job *job); /* NULL is fine */
+
+/* The retrieval keys of [session] (etrn_domains, etrn_grace,
+ * retrieve_command, retrieve_timeout). line returns 1 for a key that is not
+ * one of them, 0 when parsed, -1 with problem filled. */
+void retrieve_config_defaults(struct session_config *sc);
+int retrieve_config_line(struct session_config *sc, const char *key, const char *value,
+			 struct buf *problem);
+/* After the file: the method has what it needs. Appends "path:line:
+ * [session]: problem" lines; returns their number. */
+int retrieve_check(const struct session_config *sc, const char *path, struct buf *err);
+void retrieve_show(const struct session_config *sc, FILE *out);
+void retrieve_config_free(struct session_config *sc); /* the retrieval fields only */
+
+/* What an ETRN reply code means (RFC 1985 section 5), in words. */
+const char *retrieve_etrn_meaning(int code);
+
+#endif
