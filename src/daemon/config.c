@@ -17,6 +17,7 @@
 #include "daemon/event.h"
 #include "daemon/hub.h"
 #include "daemon/mx.h"
+#include "daemon/odmr.h"
 #include "daemon/routes.h"
 #include "daemon/session.h"
 #include "smtp/smtp_auth.h"
@@ -281,6 +282,19 @@ static const struct setting settings[] = {
      .max = 65535,
      .off = OFF(etrn_default_port),
      .help = "port on the ETRN client's address that released mail goes to"},
+    {.name = "odmr_listen",
+     .type = T_LIST,
+     .def = "",
+     .off = OFF(odmr_listen),
+     .check = check_listen,
+     .help = "host:port list of the hub's ODMR (RFC 2645, ATRN) port, 366 by convention; empty: off"},
+    {.name = "odmr_domains",
+     .type = T_LIST,
+     .def = "",
+     .off = OFF(odmr_domains),
+     .flags = F_LOWER,
+     .check = odmr_check_domains_item,
+     .help = "user=domain: the held domains an authenticated ODMR user may claim with ATRN"},
     {.name = "dedup_window",
      .type = T_DURATION,
      .def = "1d",

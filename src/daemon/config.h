@@ -71,6 +71,8 @@ struct config {
 	struct strlist etrn_hosts;       /* "domain=host[:port]": where ETRN sends a domain */
 	int etrn_default_port;           /* port of the ETRN client's address otherwise */
 	int dedup_window;                /* seconds; 0: no duplicate suppression */
+	struct strlist odmr_listen;      /* ODMR port(s) of the hub; see daemon/odmr.h */
+	struct strlist odmr_domains;     /* "user=domain": what ATRN may claim */
 };
 
 /* Loads the embedded defaults, then path (if not NULL). On error returns -1

@@ -15,6 +15,7 @@
 #include "daemon/delivery.h"
 #include "daemon/event.h"
 #include "daemon/hub.h"
+#include "daemon/odmr.h"
 #include "daemon/session.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
@@ -29,6 +30,7 @@ struct daemon {
 	struct smtp_server *smtp;
 	struct control *control;
 	struct hub *hub; /* hold_domains and ETRN */
+	struct odmr_hub *odmr; /* odmr_listen: ATRN (RFC 2645); NULL: off */
 	struct sessions *sessions; /* dial-up sessions and their scheduler */
 	struct event *sig_term, *sig_int, *scan_timer;
 	const char *dir;
@@ -100,6 +102,7 @@ static int daemon_start(struct daemon *d)
 	d->hub = hub_new(&d->cfg, d->queue, d->delivery);
 	if (hub_enabled(&d->cfg))
 		smtp_server_set_etrn(d->smtp, hub_etrn, d->hub);
+	d->odmr = odmr_hub_new(d->base, &d->cfg, d->queue, d->delivery);
 	for (size_t i = 0; i < d->cfg.listen.n; i++)
 		if (smtp_server_listen(d->smtp, d->cfg.listen.v[i]) == 0)
 			listening++;
@@ -138,6 +141,7 @@ static void daemon_stop(struct daemon *d)
 	if (d->smtp)
 		smtp_server_free(d->smtp);
 	sessions_free(d->sessions);
+	odmr_hub_free(d->odmr);
 	hub_free(d->hub);
 	if (d->delivery)
 		delivery_free(d->delivery);

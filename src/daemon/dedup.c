@@ -166,8 +166,7 @@ int dedup_seen(struct dedup *dd, const char *msgid, const char *rcpt, time_t *wh
 	return found;
 }
 
-int dedup_suppress(struct dedup *dd, const struct q_env *env, const char *rcpt,
-		   struct buf *reply)
+int dedup_suppress(struct dedup *dd, const struct q_env *env, const char *rcpt, struct buf *reply)
 {
 	time_t at;
 	char iso[64];
@@ -176,15 +175,14 @@ int dedup_suppress(struct dedup *dd, const struct q_env *env, const char *rcpt,
 		return 0;
 	clock_iso8601((int64_t)at * 1000000, iso, sizeof(iso));
 	{
-		const char *kv[] = {"qid", env->id, "rcpt", rcpt, "message_id", env->message_id,
-				    NULL};
+		const char *kv[] = {"qid",	  env->id,	   "rcpt", rcpt,
+				    "message_id", env->message_id, NULL};
 		event_logkv(EV_DUPLICATE_SUPPRESSED, kv,
 			    "Message %s to %s not delivered again: Message-ID %s was delivered to "
 			    "it at %s (within dedup_window)",
 			    env->id, rcpt, env->message_id, iso);
 	}
-	buf_printf(reply, "2.0.0 duplicate of a message delivered at %s; not delivered again",
-		   iso);
+	buf_printf(reply, "2.0.0 duplicate of a message delivered at %s; not delivered again", iso);
 	return 1;
 }
 

@@ -18,8 +18,7 @@ struct dedup *dedup_open(const char *dir, int window);
 void dedup_close(struct dedup *dd);
 /* 1 if env's Message-ID was delivered to rcpt within the window: event 2023
  * is logged and reply says so; 0 otherwise (no Message-ID: never). */
-int dedup_suppress(struct dedup *dd, const struct q_env *env, const char *rcpt,
-		   struct buf *reply);
+int dedup_suppress(struct dedup *dd, const struct q_env *env, const char *rcpt, struct buf *reply);
 /* Records that env was delivered to rcpt now. 0, or -1 if it could not be
  * written (a later resend would then be delivered again). */
 int dedup_record(struct dedup *dd, const struct q_env *env, const char *rcpt);

@@ -586,3 +586,8 @@ void delivery_link_stats(struct delivery *d, const char *name, unsigned *msgs_ou
 	*msgs_out = 0;
 	*bytes_out = 0;
 }
+
+struct outbound *delivery_outbound(struct delivery *d)
+{
+	return d->out;
+}

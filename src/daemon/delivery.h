@@ -19,6 +19,7 @@ struct transport {
 extern const struct transport transport_maildir;
 
 struct delivery;
+struct outbound;
 struct delivery *delivery_new(struct event_base *base, const struct config *cfg,
 			      struct queue *q, const char *dir);
 void delivery_free(struct delivery *d);
@@ -52,5 +53,8 @@ void delivery_link_stats(struct delivery *d, const char *name, unsigned *msgs_ou
  * its subdomains) go to host:port now, whatever their retry times, in one
  * pass; those that fail stay held. -1 without outbound delivery. */
 int delivery_release(struct delivery *d, const char *domain, int sub, const char *host, int port);
+/* The outbound SMTP delivery (DSNs for ODMR results, daemon/odmr.c); NULL
+ * without an event loop. */
+struct outbound *delivery_outbound(struct delivery *d);
 
 #endif

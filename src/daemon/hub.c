@@ -131,8 +131,7 @@ static int hub_allowed(const struct hub *h, const char *client, const char *user
 		v6->sin6_family = AF_INET6;
 	else
 		return 0;
-	return cidr_match_any(h->cfg->etrn_clients, h->cfg->n_etrn_clients,
-			      (struct sockaddr *)&ss);
+	return cidr_match_any(h->cfg->etrn_clients, h->cfg->n_etrn_clients, (struct sockaddr *)&ss);
 }
 
 /* 1 if domain is node, or (sub) one of its subdomains. */
@@ -142,7 +141,8 @@ static int hub_under(const char *domain, const char *node, int sub)
 
 	if (strcasecmp(domain, node) == 0)
 		return 1;
-	return sub && n > k + 1 && domain[n - k - 1] == '.' && strcasecmp(domain + n - k, node) == 0;
+	return sub && n > k + 1 && domain[n - k - 1] == '.' &&
+	       strcasecmp(domain + n - k, node) == 0;
 }
 
 /* 1 if the node names held mail: the domain itself, or for "@node" any
@@ -186,8 +186,8 @@ static int hub_count_one(const char *id, void *arg)
 }
 
 /* Where the node's mail goes: etrn_hosts, else the client's address. */
-static void hub_destination(const struct hub *h, const char *node, const char *client,
-			    char **host, int *port)
+static void hub_destination(const struct hub *h, const char *node, const char *client, char **host,
+			    int *port)
 {
 	for (size_t i = 0; i < h->cfg->etrn_hosts.n; i++) {
 		char *domain, *hst;
@@ -207,11 +207,10 @@ static void hub_destination(const struct hub *h, const char *node, const char *c
 	*port = h->cfg->etrn_default_port;
 }
 
-static void hub_refuse(const char *client, const char *arg, struct buf *reply, const char *fmt,
-		       ...) __attribute__((format(printf, 4, 5)));
+static void hub_refuse(const char *client, const char *arg, struct buf *reply, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void hub_refuse(const char *client, const char *arg, struct buf *reply, const char *fmt,
-		       ...)
+static void hub_refuse(const char *client, const char *arg, struct buf *reply, const char *fmt, ...)
 {
 	const char *kv[] = {"client", client, "domain", arg, NULL};
 	va_list ap;
@@ -281,8 +280,8 @@ void hub_etrn(const char *client, const char *user, const char *arg, struct buf 
 			   "458 Unable to queue messages for node %s: this client may not use ETRN",
 			   node);
 	else if (!hub_node_held(h->cfg, node, sub))
-		hub_refuse(client, arg, reply, "459 Node %s not allowed: no mail is held for it here",
-			   node);
+		hub_refuse(client, arg, reply,
+			   "459 Node %s not allowed: no mail is held for it here", node);
 	else
 		hub_release(h, client, node, sub, reply);
 	free(node);

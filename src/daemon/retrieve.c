@@ -20,6 +20,7 @@
 
 #include "daemon/config.h"
 #include "daemon/event.h"
+#include "daemon/odmr.h"
 #include "daemon/retrieve.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -37,7 +38,7 @@ extern char **environ;
 
 enum rj_key { RK_DOMAINS, RK_GRACE, RK_COMMAND, RK_TIMEOUT, RK_COUNT };
 static const char *const rj_keys[RK_COUNT] = {"etrn_domains", "etrn_grace", "retrieve_command",
-					       "retrieve_timeout"};
+					      "retrieve_timeout"};
 
 /* "30s", "2m", "1h"; a bare number is seconds. */
 static int rj_duration(const char *v, int *out, int min, struct buf *problem)
@@ -73,7 +74,7 @@ int retrieve_config_line(struct session_config *sc, const char *key, const char 
 	for (k = 0; k < RK_COUNT && strcmp(key, rj_keys[k]) != 0; k++)
 		;
 	if (k == RK_COUNT)
-		return 1;
+		return odmr_config_line(sc, key, value, problem); /* atrn_* */
 	if (sc->retrieve_set & (1u << k)) {
 		buf_puts(problem, "set twice in [session]");
 		return -1;
@@ -83,8 +84,9 @@ int retrieve_config_line(struct session_config *sc, const char *key, const char 
 	case RK_DOMAINS:
 		strlist_split(&sc->etrn_domains, value);
 		for (size_t i = 0; i < sc->etrn_domains.n; i++)
-			if (strspn(sc->etrn_domains.v[i], "abcdefghijklmnopqrstuvwxyz"
-							  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.@") !=
+			if (strspn(sc->etrn_domains.v[i],
+				   "abcdefghijklmnopqrstuvwxyz"
+				   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.@") !=
 			    strlen(sc->etrn_domains.v[i])) {
 				buf_printf(problem, "'%s' is not a domain (or @domain)",
 					   sc->etrn_domains.v[i]);
@@ -113,6 +115,8 @@ int retrieve_check(const struct session_config *sc, const char *path, struct buf
 	else if (strcasecmp(sc->retrieve, "command") == 0 &&
 		 (sc->retrieve_command == NULL || sc->retrieve_command[0] == '\0'))
 		why = "retrieve = command needs retrieve_command";
+	else if (strcasecmp(sc->retrieve, "atrn") == 0)
+		why = odmr_config_problem(sc);
 	else if (strcasecmp(sc->retrieve, "turn") == 0)
 		why = "retrieve = turn is not supported: TURN (RFC 821) reverses the roles "
 		      "on the connection without authenticating the site, and dialmail cannot "
@@ -131,11 +135,13 @@ void retrieve_show(const struct session_config *sc, FILE *out)
 	fprintf(out, "\netrn_grace = %ds\nretrieve_command =%s%s\nretrieve_timeout = %ds\n",
 		sc->etrn_grace, sc->retrieve_command ? " " : "",
 		sc->retrieve_command ? sc->retrieve_command : "", sc->retrieve_timeout);
+	odmr_config_show(sc, out);
 }
 
 void retrieve_config_free(struct session_config *sc)
 {
 	strlist_free(&sc->etrn_domains);
+	odmr_config_free(sc);
 	free(sc->retrieve_command);
 	sc->retrieve_command = NULL;
 }
@@ -178,11 +184,13 @@ struct retrieve_job {
 	struct event *tick;
 	struct buf reply; /* the reply being read, lines joined by "; " */
 	struct buf summary;
-	size_t next;	 /* next etrn_domains index */
-	int started;	 /* a 250/252/253 came */
-	int seen;	 /* an inbound SMTP session was seen after ETRN */
-	int64_t until;	 /* grace end, or the command's deadline */
-	pid_t pid;	 /* retrieve_command's child, or 0 */
+	size_t next;	/* next etrn_domains index */
+	int started;	/* a 250/252/253 came */
+	int seen;	/* an inbound SMTP session was seen after ETRN */
+	unsigned msgs0; /* messages received before the retrieval */
+	int64_t until;	/* grace end, or the command's deadline */
+	pid_t pid;	/* retrieve_command's child, or 0 */
+	struct odmr_branch *atrn; /* retrieve = atrn (daemon/odmr.c), or NULL */
 };
 
 static struct retrieve_job *rj_new(const struct retrieval_ctx *ctx)
@@ -194,6 +202,7 @@ static struct retrieve_job *rj_new(const struct retrieval_ctx *ctx)
 	j->host = ctx->host ? xstrdup(ctx->host) : NULL;
 	j->ctx.entry = j->entry;
 	j->ctx.host = j->host;
+	j->msgs0 = ctx->msgs_in ? *ctx->msgs_in : 0; /* the provider may be quick */
 	return j;
 }
 
@@ -201,6 +210,7 @@ static void rj_free(struct retrieve_job *j)
 {
 	if (j->bev)
 		bufferevent_free(j->bev);
+	odmr_branch_free(j->atrn);
 	if (j->tick)
 		event_free(j->tick);
 	if (j->pid > 0) {
@@ -272,6 +282,9 @@ static void rj_on_wait(evutil_socket_t fd, short what, void *arg)
 	int open = smtp_server_sessions(j->ctx.smtp);
 	char *text;
 
+	/* A short session can open and close between two looks: a message
+	 * received since ETRN counts as one seen. */
+	j->seen |= j->ctx.msgs_in && *j->ctx.msgs_in != j->msgs0;
 	if (open > 0) {
 		j->seen = 1;
 		return;
@@ -512,8 +525,8 @@ static void rj_command_status(struct retrieve_job *j, int status, int timed_out)
 		text = xasprintf("retrieval command `%s` exited with status %d", cmd,
 				 WEXITSTATUS(status));
 	else
-		text = xasprintf("retrieval command `%s` killed by signal %d", cmd,
-				 WTERMSIG(status));
+		text =
+		    xasprintf("retrieval command `%s` killed by signal %d", cmd, WTERMSIG(status));
 	event_logkv(EV_RETRIEVE_COMMAND, kv, "Inbound retrieval via %s: %s", j->entry, text);
 	rj_finish(j, ok, text);
 	free(text);
@@ -591,10 +604,37 @@ static struct retrieve_job *rj_turn_run(const struct retrieval_ctx *ctx)
 	return NULL;
 }
 
+static void rj_atrn_done(int ok, const char *text, void *arg)
+{
+	struct retrieve_job *j = arg;
+
+	j->atrn = NULL; /* it freed itself */
+	if (!ok)
+		rj_failed(j, "%s", text);
+	rj_finish(j, ok, text);
+}
+
+/* ATRN (RFC 2645): daemon/odmr.c does the work. */
+static struct retrieve_job *rj_atrn_run(const struct retrieval_ctx *ctx)
+{
+	struct retrieve_job *j = rj_new(ctx);
+	struct buf why = BUF_INIT;
+
+	j->atrn = odmr_branch_start(&j->ctx, rj_atrn_done, j, &why);
+	if (j->atrn == NULL) {
+		rj_failed(j, "%s", buf_cstr(&why));
+		rj_finish(j, 0, buf_cstr(&why));
+		j = NULL;
+	}
+	buf_free(&why);
+	return j;
+}
+
 static const struct retrieval rj_methods[] = {
     {"none", rj_none_run},
     {"etrn", rj_etrn_run},
     {"command", rj_command_run},
+    {"atrn", rj_atrn_run},
     {"turn", rj_turn_run},
 };
 

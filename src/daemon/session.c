@@ -178,7 +178,8 @@ int session_section_line(struct session_config *sc, const char *key, const char 
 	buf_printf(problem, "unknown [session] setting (schedule, entries, idle_timeout, "
 			    "max_session_time, session_window, retrieve, dial_when_queued, "
 			    "min_dial_interval, check_timeout, etrn_domains, etrn_grace, "
-			    "retrieve_command, retrieve_timeout)");
+			    "retrieve_command, retrieve_timeout, atrn_host, atrn_domains, "
+			    "atrn_auth)");
 	return -1;
 }
 
@@ -808,6 +809,7 @@ static void sess_retrieve(struct sessions *m)
 				    .cfg = m->cfg,
 				    .sc = m->sc,
 				    .smtp = m->smtp,
+				    .msgs_in = &s->msgs_in,
 				    .entry = link_entry(s->link)->name,
 				    .host = r ? r->host : NULL,
 				    .port = r ? r->port : 0,
@@ -933,6 +935,9 @@ static void sess_connected(struct sessions *m)
 		 link_connect_text(s->link)[0] ? " " : "", link_connect_text(s->link), c.n);
 	event_add(m->ev_tick, &tick);
 	sess_link_up_all(m, sess_on_idle);
+	/* Everything queued for the link goes now, whatever its retry time: mail
+	 * deferred when the last call dropped must not wait for a later one. */
+	delivery_flush(m->delivery);
 	event_active(m->ev_tick, EV_TIMEOUT, 0);
 }
 

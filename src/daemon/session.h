@@ -41,6 +41,11 @@ struct session_config {
 	char *retrieve_command;	     /* retrieve_command = finger @isp */
 	int retrieve_timeout;	     /* retrieve_timeout = 2m */
 	unsigned retrieve_set;	     /* retrieval keys given */
+	/* retrieve = atrn (RFC 2645), parsed in daemon/odmr.c */
+	char *atrn_host;	     /* atrn_host = hub:366; NULL: the link route's smarthost */
+	struct strlist atrn_domains; /* atrn_domains = branch.example */
+	char *atrn_auth;	     /* atrn_auth = NAME in auth_file */
+	unsigned atrn_set;
 };
 
 /* Config hooks, as phonebook.h: open at "[session]", one call per line;
@@ -67,6 +72,7 @@ struct retrieval_ctx {
 	const struct config *cfg;
 	const struct session_config *sc;
 	struct smtp_server *smtp; /* its open sessions are the inbound mail */
+	const unsigned *msgs_in;  /* messages received in the session so far */
 	const char *entry;	  /* the phone book entry that is up */
 	const char *host;	  /* smarthost of a route through the link; NULL: none */
 	int port;

@@ -108,6 +108,11 @@ struct session {
 	char *auth_user; /* AUTH succeeded as this user (ATRN reads it), or NULL */
 	int auth_failures;
 	struct smtp_auth_exchange *sasl; /* AUTH in progress: lines are SASL answers */
+	int reversed;			 /* ODMR: "250" to ATRN queued; hand the connection over */
+	char *atrn_param;		 /* the ATRN argument accepted */
+	int quit_seen;			 /* the client sent QUIT */
+	void (*on_close)(int quit, void *arg); /* adopted sessions: told when over */
+	void *close_arg;
 	struct q_env env;
 	struct data_rx data;
 	struct bdat_rx bdat;
@@ -143,6 +148,12 @@ struct smtp_server {
 	void (*etrn)(const char *client, const char *user, const char *param, struct buf *reply,
 		     void *arg); /* ETRN (hub role); NULL: not offered */
 	void *etrn_arg;
+	int odmr; /* the ODMR port (RFC 2645): AUTH required, no MAIL, ATRN */
+	int (*atrn)(const char *client, const char *user, const char *param, struct buf *reply,
+		    void *arg);
+	void (*take)(struct bufferevent *bev, const char *client, const char *user,
+		     const char *param, void *arg);
+	void *odmr_arg;
 };
 
 static void sess_read_cb(struct bufferevent *bev, void *arg);
@@ -227,7 +238,11 @@ static void sess_free(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
-	bufferevent_free(s->bev);
+	if (s->on_close)
+		s->on_close(s->quit_seen, s->close_arg);
+	if (s->bev)
+		bufferevent_free(s->bev);
+	free(s->atrn_param);
 	q_env_free(&s->env);
 	buf_free(&s->data.content);
 	free(s->helo);
@@ -391,17 +406,29 @@ static int ext_starttls_offered(const struct session *s)
 	return s->srv->tls_ctx != NULL && !s->tls;
 }
 
-/* AUTH needs a users table, and TLS unless auth_allow_plaintext. */
+/* AUTH needs a users table, and TLS unless auth_allow_plaintext; the
+ * ODMR port offers CRAM-MD5 without TLS too (RFC 2645 requires AUTH). */
 static int sess_auth_allowed(const struct session *s)
 {
 	const struct config *cfg = s->srv->cfg;
 
-	return cfg->auth_users != NULL && (s->tls || cfg->auth_allow_plaintext);
+	return cfg->auth_users != NULL && (s->tls || cfg->auth_allow_plaintext || s->srv->odmr);
+}
+
+/* Only CRAM-MD5 where the others would send the password in clear. */
+static int sess_auth_cram_only(const struct session *s)
+{
+	return s->srv->odmr && !s->tls && !s->srv->cfg->auth_allow_plaintext;
 }
 
 static void ext_auth(const struct session *s, struct buf *out)
 {
-	buf_printf(out, " %s", smtp_auth_mechanisms());
+	buf_printf(out, " %s", sess_auth_cram_only(s) ? "CRAM-MD5" : smtp_auth_mechanisms());
+}
+
+static int ext_atrn_offered(const struct session *s)
+{
+	return s->srv->odmr;
 }
 
 static int ext_etrn_offered(const struct session *s)
@@ -418,6 +445,7 @@ static const struct smtp_ext smtp_exts[] = {
     {"AUTH", ext_auth, sess_auth_allowed},
     {"CHUNKING", NULL, NULL},
     {"ETRN", NULL, ext_etrn_offered},
+    {"ATRN", NULL, ext_atrn_offered},
 };
 
 #define N_EXTS (sizeof(smtp_exts) / sizeof(smtp_exts[0]))
@@ -571,6 +599,10 @@ static void cmd_mail(struct session *s, const char *arg)
 	struct smtp_params ps;
 	const char *end, *why;
 
+	if (s->srv->odmr) { /* RFC 2645: the ODMR port takes no mail */
+		sess_error(s, "502 5.5.1 MAIL not accepted on the ODMR port; use ATRN");
+		return;
+	}
 	if (!arg_prefix(&arg, "FROM:")) {
 		sess_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
@@ -1407,6 +1439,9 @@ static void cmd_auth(struct session *s, const char *arg)
 			      "mechanism");
 	else if (n == 0 || n >= sizeof(mech))
 		sess_error(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+	else if (sess_auth_cram_only(s) && (n != 8 || strncasecmp(arg, "CRAM-MD5", 8) != 0))
+		sess_reply(s, "538 5.7.11 Encryption required for requested authentication "
+			      "mechanism");
 	else {
 		memcpy(mech, arg, n);
 		mech[n] = '\0';
@@ -1433,6 +1468,7 @@ static void cmd_noop(struct session *s, const char *arg)
 
 static void cmd_quit(struct session *s, const char *arg)
 {
+	s->quit_seen = 1;
 	sess_reply(s, "221 2.0.0 Bye");
 	s->closing = 1;
 }
@@ -1460,6 +1496,42 @@ static void cmd_etrn(struct session *s, const char *arg)
 	buf_free(&reply);
 }
 
+/* ATRN (RFC 2645): after AUTH; on "250" the connection is handed over. */
+static void cmd_atrn(struct session *s, const char *arg)
+{
+	struct buf reply = BUF_INIT;
+
+	if (!s->srv->odmr)
+		sess_error(s, "502 5.5.1 ATRN is not offered here");
+	else if (s->auth_user == NULL)
+		sess_reply(s, "530 5.7.0 Authentication required");
+	else if (s->srv->atrn(s->addr, s->auth_user, arg, &reply, s->srv->odmr_arg) == 1) {
+		sess_reply(s, "%s", buf_cstr(&reply));
+		s->atrn_param = xstrdup(arg);
+		s->reversed = 1;
+	} else
+		sess_reply(s, "%s", buf_cstr(&reply));
+	buf_free(&reply);
+}
+
+/* The "250" to ATRN is queued: the bufferevent (and what the client sent
+ * after ATRN) goes to take; the session is over. */
+static void sess_hand_over(struct session *s)
+{
+	struct bufferevent *bev = s->bev;
+	struct smtp_server *srv = s->srv;
+	char *client = xstrdup(s->addr), *user = xstrdup(s->auth_user), *param = s->atrn_param;
+
+	s->atrn_param = NULL;
+	s->bev = NULL;
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	sess_free(s);
+	srv->take(bev, client, user, param, srv->odmr_arg);
+	free(client);
+	free(user);
+	free(param);
+}
+
 static void cmd_help(struct session *s, const char *arg);
 
 struct smtp_cmd {
@@ -1483,6 +1555,7 @@ static const struct smtp_cmd smtp_cmds[] = {
     {"AUTH", cmd_auth, ST_HELO},
     {"BDAT", cmd_bdat, ST_ANY}, /* checks the state itself: the chunk is read anyway */
     {"ETRN", cmd_etrn, ST_HELO},
+    {"ATRN", cmd_atrn, ST_HELO},
 };
 
 #define N_CMDS (sizeof(smtp_cmds) / sizeof(smtp_cmds[0]))
@@ -1610,7 +1683,8 @@ static void sess_read_cb(struct bufferevent *bev, void *arg)
 	struct session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (!s->closing && !s->parked && !s->starttls && evbuffer_get_length(in) > 0 &&
+	while (!s->closing && !s->parked && !s->starttls && !s->reversed &&
+	       evbuffer_get_length(in) > 0 &&
 	       evbuffer_get_length(bufferevent_get_output(bev)) <= SMTP_OUT_HIGH) {
 		if (s->bdat.reading)
 			sess_bdat_input(s, in);
@@ -1618,6 +1692,10 @@ static void sess_read_cb(struct bufferevent *bev, void *arg)
 			sess_data_input(s, in);
 		else if (!sess_cmd_input(s, in))
 			break;
+	}
+	if (s->reversed) {
+		sess_hand_over(s);
+		return;
 	}
 	if (s->eof && !s->parked && !s->closing)
 		sess_half_closed(s); /* the input that waited for a commit is done */
@@ -1645,17 +1723,15 @@ static void srv_refuse(struct smtp_server *srv, evutil_socket_t fd, const char *
 		    srv->nsessions);
 }
 
-static void sess_new(struct smtp_server *srv, evutil_socket_t fd, struct sockaddr *sa)
+/* A session on bev (the client's address already in s->addr). */
+static void sess_start(struct smtp_server *srv, struct session *s, struct bufferevent *bev)
 {
-	struct session *s = xcalloc(1, sizeof(*s));
 	const struct config *cfg = srv->cfg;
 	const char *kv[] = {"client", s->addr, NULL};
 
 	s->srv = srv;
 	s->state = ST_CONNECT;
-	sockaddr_host(sa, s->addr, sizeof(s->addr));
-	s->in_mynetworks = cidr_match_any(cfg->mynetworks, cfg->n_mynetworks, sa);
-	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->bev = bev;
 	bufferevent_setcb(s->bev, sess_read_cb, NULL, sess_event_cb, s);
 	sess_set_timeout(s, cfg->smtp_timeout);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
@@ -1667,6 +1743,39 @@ static void sess_new(struct smtp_server *srv, evutil_socket_t fd, struct sockadd
 	event_logkv(EV_CONNECTION_ACCEPTED, kv, "SMTP connection from %s%s", s->addr,
 		    s->in_mynetworks ? " (mynetworks)" : "");
 	sess_reply(s, "220 %s ESMTP dialmail", cfg->hostname);
+}
+
+static void sess_new(struct smtp_server *srv, evutil_socket_t fd, struct sockaddr *sa)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+	const struct config *cfg = srv->cfg;
+
+	sockaddr_host(sa, s->addr, sizeof(s->addr));
+	s->in_mynetworks = cidr_match_any(cfg->mynetworks, cfg->n_mynetworks, sa);
+	sess_start(srv, s, bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE));
+}
+
+struct smtp_adopted *smtp_server_adopt(struct smtp_server *srv, struct bufferevent *bev,
+				       const char *peer, int tls,
+				       void (*on_close)(int quit, void *arg), void *arg)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+
+	snprintf(s->addr, sizeof(s->addr), "%s", peer);
+	s->on_close = on_close;
+	s->close_arg = arg;
+	sess_start(srv, s, bev);
+	s->tls = tls;
+	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		sess_read_cb(bev, s);
+	return (struct smtp_adopted *)s;
+}
+
+void smtp_server_adopt_forget(struct smtp_server *srv, struct smtp_adopted *a)
+{
+	for (struct session *s = srv->sessions; s; s = s->next)
+		if (s == (struct session *)a)
+			s->on_close = NULL;
 }
 
 static void srv_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -1892,6 +2001,19 @@ void smtp_server_set_etrn(struct smtp_server *srv,
 {
 	srv->etrn = etrn;
 	srv->etrn_arg = arg;
+}
+
+void smtp_server_set_odmr(struct smtp_server *srv,
+			  int (*atrn)(const char *client, const char *user, const char *param,
+				      struct buf *reply, void *arg),
+			  void (*take)(struct bufferevent *bev, const char *client,
+				       const char *user, const char *param, void *arg),
+			  void *arg)
+{
+	srv->odmr = 1;
+	srv->atrn = atrn;
+	srv->take = take;
+	srv->odmr_arg = arg;
 }
 
 int smtp_server_sessions(const struct smtp_server *srv)

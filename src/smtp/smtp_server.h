@@ -26,4 +26,28 @@ void smtp_server_set_etrn(struct smtp_server *srv,
 				       struct buf *reply, void *arg),
 			  void *arg);
 
+/* The hub's ODMR port (RFC 2645, daemon/odmr.c): sessions of srv must
+ * AUTH (CRAM-MD5 also without TLS), get 502 to MAIL, and may send ATRN.
+ * atrn decides the reply (without CRLF) for the authenticated user; when it
+ * returns 1 the reply ("250 ...") is written and the connection is handed to
+ * take (its bufferevent, callbacks cleared, output still flushing); the
+ * server session is then over. */
+struct bufferevent;
+void smtp_server_set_odmr(struct smtp_server *srv,
+			  int (*atrn)(const char *client, const char *user, const char *param,
+				      struct buf *reply, void *arg),
+			  void (*take)(struct bufferevent *bev, const char *client,
+				       const char *user, const char *param, void *arg),
+			  void *arg);
+/* Runs a server session on an already connected bufferevent (the branch
+ * after ATRN reversed the roles): greeting first, then SMTP as on a
+ * listener; the session frees bev. on_close(quit, arg) is called when the
+ * session ends (quit: the client sent QUIT); smtp_server_adopt_forget stops
+ * that (the session goes on). peer is the client's address text. */
+struct smtp_adopted;
+struct smtp_adopted *smtp_server_adopt(struct smtp_server *srv, struct bufferevent *bev,
+				       const char *peer, int tls,
+				       void (*on_close)(int quit, void *arg), void *arg);
+void smtp_server_adopt_forget(struct smtp_server *srv, struct smtp_adopted *a);
+
 #endif

@@ -111,7 +111,7 @@ static void test_errors(void **state)
 	static const char *const bad[] = {
 	    ":4: schedule: '0s' is not a duration from 1s to 1d",
 	    ":5: idle_timeout: 'soon' is not a duration",
-	    ":6: retrieve: 'atrn' is not a retrieval method",
+	    ":6: retrieve: 'pop3' is not a retrieval method",
 	    ":7: dial_when_queued: 'lots' is not a number of messages",
 	    ":8: idle_timeout: set twice in [session]",
 	    ":9: colour: unknown [session] setting",
@@ -122,7 +122,7 @@ static void test_errors(void **state)
 	static const char *const twice[] = {"only one [session] section", NULL};
 
 	expect_errors("[phonebook lan]\ntype = always\n[session]\nschedule = every 0s\n"
-		      "idle_timeout = soon\nretrieve = atrn\ndial_when_queued = lots\n"
+		      "idle_timeout = soon\nretrieve = pop3\ndial_when_queued = lots\n"
 		      "idle_timeout = 1m\ncolour = blue\n",
 		      bad);
 	expect_errors("[phonebook lan]\ntype = always\n[session]\nentries = lan, nosuch\n",

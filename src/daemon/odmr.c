@@ -1,0 +1,911 @@
+/* On-Demand Mail Relay (RFC 2645). Hub: an SMTP server on odmr_listen in
+ * ODMR mode (smtp_server_set_odmr) answers ATRN here; on 250 the SMTP client
+ * engine runs on the same connection with the held mail of the claimed
+ * domains. Branch: the ATRN retrieval job; on 250 the connection becomes an
+ * SMTP server session (smtp_server_adopt). Invariant: a held recipient is
+ * marked delivered only on the site's 2xx for it; the rest stays held. */
+#include <ctype.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/ssl.h>
+
+#include "daemon/delivery.h"
+#include "daemon/event.h"
+#include "daemon/hub.h"
+#include "daemon/odmr.h"
+#include "daemon/outbound.h"
+#include "daemon/routes.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+#include "smtp/dsn.h"
+#include "smtp/smtp_client.h"
+#include "smtp/smtp_server.h"
+
+/* ------------------------------------------------------------- settings */
+
+static int odmr_domain_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 253 || s[0] == '.' || s[n - 1] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
+			return 0;
+	return 1;
+}
+
+int odmr_check_domains_item(const char *item, struct buf *problem)
+{
+	const char *eq = strchr(item, '=');
+
+	if (eq == NULL || eq == item || !odmr_domain_ok(eq + 1, strlen(eq + 1))) {
+		buf_printf(problem, "'%s' is not user=domain", item);
+		return -1;
+	}
+	return 0;
+}
+
+int odmr_user_owns(const struct config *cfg, const char *user, const char *domain)
+{
+	size_t ul = strlen(user);
+
+	for (size_t i = 0; i < cfg->odmr_domains.n; i++) {
+		const char *it = cfg->odmr_domains.v[i];
+		if (strncasecmp(it, user, ul) == 0 && it[ul] == '=' &&
+		    strcasecmp(it + ul + 1, domain) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* "a.example,b.example" (blanks allowed) into lower-case domains; an empty
+ * list means every domain of odmr_domains the user may claim. -1: syntax. */
+static int odmr_parse_domains(const struct config *cfg, const char *user, const char *param,
+			      struct strlist *out)
+{
+	struct strlist l = {0};
+	char *p = xstrdup(param);
+
+	for (char *c = p; *c; c++)
+		*c = *c == ',' ? ' ' : (char)tolower((unsigned char)*c);
+	for (char *tok = strtok(p, " "); tok; tok = strtok(NULL, " "))
+		strlist_add(&l, tok);
+	free(p);
+	for (size_t i = 0; i < l.n; i++)
+		if (!odmr_domain_ok(l.v[i], strlen(l.v[i]))) {
+			strlist_free(&l);
+			return -1;
+		}
+	for (size_t i = 0; param[strspn(param, " ,")] == '\0' && i < cfg->odmr_domains.n; i++) {
+		const char *it = cfg->odmr_domains.v[i], *eq = strchr(it, '=');
+		if (eq && (size_t)(eq - it) == strlen(user) &&
+		    strncasecmp(it, user, strlen(user)) == 0)
+			strlist_add(&l, eq + 1);
+	}
+	*out = l;
+	return 0;
+}
+
+/* ------------------------------------------------------------ hub side */
+
+struct odmr_msg {
+	struct q_env env;
+	struct buf content;
+	size_t *idx; /* held recipients carried */
+	size_t nidx;
+	int stored;
+};
+
+struct odmr_conn {
+	struct odmr_hub *h;
+	char *client, *user;
+	struct strlist domains;
+	struct odmr_msg *m;
+	size_t nm;
+	struct smtpc_msg *jobs;
+	struct smtpc *c;
+	unsigned n_ok, n_held, n_failed;
+	struct odmr_conn *next;
+};
+
+struct odmr_hub {
+	struct event_base *base;
+	const struct config *cfg;
+	struct queue *q;
+	struct delivery *d;
+	struct smtp_server *srv;
+	struct odmr_conn *conns;
+};
+
+/* 1 if rcpt r is held here for one of domains and still pending. */
+static int odmr_rcpt_claimed(const struct odmr_hub *h, const struct q_rcpt *r,
+			     const struct strlist *domains)
+{
+	const char *at = strrchr(r->addr, '@');
+
+	return r->state == RCPT_PENDING && at && strlist_has_nocase(domains, at + 1) &&
+	       hub_held(h->cfg, at + 1);
+}
+
+struct odmr_scan {
+	struct odmr_hub *h;
+	const struct strlist *domains;
+	struct odmr_conn *cn; /* NULL: count only */
+	unsigned n;
+};
+
+static int odmr_scan_one(const char *id, void *arg)
+{
+	struct odmr_scan *sc = arg;
+	struct odmr_msg m;
+
+	memset(&m, 0, sizeof(m));
+	if (queue_load(sc->h->q, id, &m.env, sc->cn ? &m.content : NULL) != Q_OK)
+		goto out;
+	m.idx = xcalloc(m.env.nrcpt + 1, sizeof(size_t));
+	for (size_t i = 0; i < m.env.nrcpt; i++)
+		if (odmr_rcpt_claimed(sc->h, &m.env.rcpt[i], sc->domains))
+			m.idx[m.nidx++] = i;
+	if (m.nidx == 0)
+		goto out;
+	sc->n++;
+	if (sc->cn == NULL)
+		goto out;
+	sc->cn->m = xrealloc(sc->cn->m, (sc->cn->nm + 1) * sizeof(*sc->cn->m));
+	sc->cn->m[sc->cn->nm++] = m;
+	return 0;
+out:
+	free(m.idx);
+	q_env_free(&m.env);
+	buf_free(&m.content);
+	return 0;
+}
+
+static int odmr_busy(const struct odmr_hub *h, const struct strlist *domains)
+{
+	for (const struct odmr_conn *cn = h->conns; cn; cn = cn->next)
+		for (size_t i = 0; i < domains->n; i++)
+			if (strlist_has_nocase(&cn->domains, domains->v[i]))
+				return 1;
+	return 0;
+}
+
+static void odmr_refused(const char *client, const char *user, const char *param, const char *reply)
+{
+	const char *kv[] = {"client", client, "user", user, "domains", param, NULL};
+
+	event_logkv(EV_ODMR_ATRN_REFUSED, kv, "ATRN %s from %s (user %s) refused: %s", param,
+		    client, user, reply);
+}
+
+/* smtp_server_set_odmr's atrn: 1 with "250" when the connection reverses. */
+static int odmr_atrn(const char *client, const char *user, const char *param, struct buf *reply,
+		     void *arg)
+{
+	struct odmr_hub *h = arg;
+	struct strlist domains = {0};
+	struct odmr_scan sc = {h, &domains, NULL, 0};
+	int rc = 0;
+
+	if (odmr_parse_domains(h->cfg, user, param, &domains) < 0) {
+		buf_puts(reply, "501 5.5.4 Syntax: ATRN domain[,domain...]");
+		return 0;
+	}
+	for (size_t i = 0; i < domains.n && reply->len == 0; i++)
+		if (!odmr_user_owns(h->cfg, user, domains.v[i]))
+			buf_printf(reply, "450 4.7.1 ATRN request refused: %s may not claim %s",
+				   user, domains.v[i]);
+	if (reply->len == 0 && domains.n == 0)
+		buf_printf(reply, "450 4.7.1 ATRN request refused: no domains for %s", user);
+	if (reply->len) {
+		odmr_refused(client, user, param, buf_cstr(reply));
+		goto out;
+	}
+	if (odmr_busy(h, &domains)) {
+		buf_puts(reply, "451 4.4.0 Unable to process ATRN request now: a delivery for "
+				"these domains is in progress");
+		goto out;
+	}
+	queue_scan(h->q, odmr_scan_one, &sc);
+	if (sc.n == 0) {
+		buf_puts(reply, "453 4.2.0 You have no mail");
+		goto out;
+	}
+	{
+		const char *kv[] = {"client", client, "user", user, "domains", param, NULL};
+		event_logkv(EV_ODMR_ATRN_ACCEPTED, kv,
+			    "ATRN %s from %s (user %s): %u held messages; reversing the connection",
+			    param, client, user, sc.n);
+	}
+	buf_puts(reply, "250 2.0.0 OK now reversing the connection");
+	rc = 1;
+out:
+	strlist_free(&domains);
+	return rc;
+}
+
+static void odmr_rcpt_event(int id, const struct q_env *env, const struct q_rcpt *r,
+			    const char *client, const char *what)
+{
+	const char *kv[] = {"qid",	  env->id, "rcpt",
+			    r->addr,	  "reply", r->last_reply ? r->last_reply : "",
+			    "remote_mta", client,  NULL};
+
+	event_logkv(id, kv, "Message %s to %s %s (ODMR, remote host %s): %s", env->id, r->addr,
+		    what, client, r->last_reply ? r->last_reply : "");
+}
+
+/* Applies one result to r; returns 1 if the recipient failed for good. */
+static int odmr_apply(struct odmr_conn *cn, const struct q_env *env, struct q_rcpt *r,
+		      const struct smtpc_rcpt_result *res)
+{
+	free(r->last_reply);
+	r->last_reply = xstrdup(res->reply && *res->reply ? res->reply : "(no reply)");
+	if (res->status == Q_OK) {
+		r->state = RCPT_DELIVERED;
+		cn->n_ok++;
+		odmr_rcpt_event(EV_OUTBOUND_DELIVERED, env, r, cn->client, "delivered");
+		track(TRK_SENT, env->id, env->message_id, env->sender, r->addr, r->last_reply);
+		return 0;
+	}
+	r->attempts++;
+	if (res->status == Q_PERMFAIL) {
+		r->state = RCPT_FAILED;
+		cn->n_failed++;
+		odmr_rcpt_event(EV_OUTBOUND_BOUNCED, env, r, cn->client, "failed");
+		track(TRK_BOUNCED, env->id, env->message_id, env->sender, r->addr, r->last_reply);
+		return 1;
+	}
+	cn->n_held++; /* stays held for the next ATRN (or expires) */
+	return 0;
+}
+
+/* Stores one message's results (reloaded state; only what is still
+ * pending changes). A 5xx gets a DSN through outbound delivery. */
+static void odmr_store(struct odmr_conn *cn, struct odmr_msg *m, const struct smtpc_msg *sm)
+{
+	struct q_env env;
+	struct dsn_rcpt *failed = xcalloc(m->nidx + 1, sizeof(*failed));
+	size_t nfailed = 0;
+	int done = 1;
+
+	m->stored = 1;
+	memset(&env, 0, sizeof(env));
+	if (queue_load(cn->h->q, m->env.id, &env, NULL) != Q_OK)
+		goto out;
+	for (size_t k = 0; k < m->nidx; k++) {
+		struct q_rcpt *r = m->idx[k] < env.nrcpt ? &env.rcpt[m->idx[k]] : NULL;
+		struct smtpc_rcpt_result tmp = {Q_TEMPFAIL, sm->reply};
+		const struct smtpc_rcpt_result *res = k < sm->nres ? &sm->res[k] : &tmp;
+		if (r == NULL || r->state != RCPT_PENDING)
+			continue;
+		if (odmr_apply(cn, &env, r, res)) {
+			failed[nfailed].addr = r->addr;
+			failed[nfailed].action = DSN_ACTION_FAILED;
+			failed[nfailed].remote_mta = cn->client;
+			failed[nfailed].diagnostic = r->last_reply;
+			failed[nfailed++].last_attempt = clock_now();
+		}
+	}
+	if (nfailed && delivery_outbound(cn->h->d))
+		outbound_dsn(delivery_outbound(cn->h->d), &env, &m->content, failed, nfailed);
+	for (size_t i = 0; i < env.nrcpt; i++)
+		done &= env.rcpt[i].state != RCPT_PENDING;
+	if (queue_update(cn->h->q, &env) != 0)
+		event_log(EV_QUEUE_WRITE_FAILED,
+			  "Cannot store the delivery state of message %s; it will be retried",
+			  env.id);
+	else if (done && queue_remove(cn->h->q, env.id) != 0)
+		log_warn("odmr: cannot remove finished message %s", env.id);
+out:
+	free(failed);
+	q_env_free(&env);
+}
+
+static void odmr_on_msg(struct smtpc *c, struct smtpc_msg *sm, void *arg)
+{
+	struct odmr_msg *m = sm->user;
+
+	if (!m->stored)
+		odmr_store(arg, m, sm);
+}
+
+static void odmr_conn_free(struct odmr_conn *cn)
+{
+	for (struct odmr_conn **pp = &cn->h->conns; *pp; pp = &(*pp)->next)
+		if (*pp == cn) {
+			*pp = cn->next;
+			break;
+		}
+	if (cn->c)
+		smtpc_free(cn->c);
+	for (size_t i = 0; i < cn->nm; i++) {
+		free(cn->m[i].idx);
+		q_env_free(&cn->m[i].env);
+		buf_free(&cn->m[i].content);
+	}
+	free(cn->m);
+	free(cn->jobs);
+	strlist_free(&cn->domains);
+	free(cn->client);
+	free(cn->user);
+	free(cn);
+}
+
+static void odmr_on_done(struct smtpc *c, const struct smtpc_session_result *r, void *arg)
+{
+	struct odmr_conn *cn = arg;
+	struct buf doms = BUF_INIT;
+
+	for (size_t i = 0; i < cn->nm; i++)
+		if (!cn->m[i].stored && cn->jobs[i].attempted)
+			odmr_store(cn, &cn->m[i], &cn->jobs[i]);
+		else if (!cn->m[i].stored)
+			cn->n_held += (unsigned)cn->m[i].nidx;
+	for (size_t i = 0; i < cn->domains.n; i++)
+		buf_printf(&doms, "%s%s", i ? "," : "", cn->domains.v[i]);
+	{
+		const char *kv[] = {"client",  cn->client,
+				    "domains", buf_cstr(&doms),
+				    "cause",   smtpc_cause_name(r->cause),
+				    NULL};
+		event_logkv(EV_ODMR_DELIVERY_DONE, kv,
+			    "ODMR delivery of %s to %s (user %s) over: %u delivered, %u still "
+			    "held, %u failed (%s%s%s)",
+			    buf_cstr(&doms), cn->client, cn->user, cn->n_ok, cn->n_held,
+			    cn->n_failed, smtpc_cause_name(r->cause), *r->text ? ": " : "",
+			    r->text);
+	}
+	buf_free(&doms);
+	smtpc_free(c);
+	cn->c = NULL;
+	odmr_conn_free(cn);
+}
+
+/* smtp_server_set_odmr's take: the hub is now the client on bev. */
+static void odmr_take(struct bufferevent *bev, const char *client, const char *user,
+		      const char *param, void *arg)
+{
+	struct odmr_hub *h = arg;
+	struct odmr_conn *cn = xcalloc(1, sizeof(*cn));
+	struct odmr_scan sc = {h, &cn->domains, cn, 0};
+	struct smtpc_options opt;
+
+	cn->h = h;
+	cn->client = xstrdup(client);
+	cn->user = xstrdup(user);
+	odmr_parse_domains(h->cfg, user, param, &cn->domains);
+	cn->next = h->conns;
+	h->conns = cn;
+	queue_scan(h->q, odmr_scan_one, &sc);
+	cn->jobs = xcalloc(cn->nm + 1, sizeof(*cn->jobs));
+	for (size_t i = 0; i < cn->nm; i++) {
+		cn->jobs[i].env = &cn->m[i].env;
+		cn->jobs[i].content = &cn->m[i].content;
+		cn->jobs[i].rcpt_idx = cn->m[i].idx;
+		cn->jobs[i].nrcpt_idx = cn->m[i].nidx;
+		cn->jobs[i].user = &cn->m[i];
+	}
+	memset(&opt, 0, sizeof(opt));
+	opt.helo_name = h->cfg->hostname;
+	opt.tls = SMTPC_TLS_NONE; /* the connection is what it is (TLS or not) */
+	opt.max_messages = 0;
+	cn->c = smtpc_new(h->base, &opt, cn->jobs, cn->nm, odmr_on_done, cn);
+	smtpc_set_msg_cb(cn->c, odmr_on_msg);
+	if (smtpc_start_bev(cn->c, bev) < 0) {
+		log_warnx("odmr: %s: cannot start the reversed session", client);
+		odmr_conn_free(cn);
+	}
+}
+
+struct odmr_hub *odmr_hub_new(struct event_base *base, const struct config *cfg, struct queue *q,
+			      struct delivery *d)
+{
+	struct odmr_hub *h;
+	int ok = 0;
+
+	if (cfg->odmr_listen.n == 0)
+		return NULL;
+	h = xcalloc(1, sizeof(*h));
+	h->base = base;
+	h->cfg = cfg;
+	h->q = q;
+	h->d = d;
+	h->srv = smtp_server_new(base, cfg, q, NULL, NULL);
+	smtp_server_set_odmr(h->srv, odmr_atrn, odmr_take, h);
+	for (size_t i = 0; i < cfg->odmr_listen.n; i++)
+		ok += smtp_server_listen(h->srv, cfg->odmr_listen.v[i]) == 0;
+	if (ok == 0) {
+		odmr_hub_free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void odmr_hub_free(struct odmr_hub *h)
+{
+	if (h == NULL)
+		return;
+	while (h->conns)
+		odmr_conn_free(h->conns); /* unstored results: the mail stays held */
+	smtp_server_free(h->srv);
+	free(h);
+}
+
+/* ---------------------------------------------------------- branch side */
+
+enum ob_key { OK_HOST, OK_DOMAINS, OK_AUTH, OK_COUNT };
+static const char *const odmr_keys[OK_COUNT] = {"atrn_host", "atrn_domains", "atrn_auth"};
+
+int odmr_config_line(struct session_config *sc, const char *key, const char *value,
+		     struct buf *problem)
+{
+	int k;
+
+	for (k = 0; k < OK_COUNT && strcmp(key, odmr_keys[k]) != 0; k++)
+		;
+	if (k == OK_COUNT)
+		return 1;
+	if (sc->atrn_set & (1u << k)) {
+		buf_puts(problem, "set twice in [session]");
+		return -1;
+	}
+	sc->atrn_set |= 1u << k;
+	if (k == OK_DOMAINS) {
+		strlist_split(&sc->atrn_domains, value);
+		for (size_t i = 0; i < sc->atrn_domains.n; i++)
+			if (!odmr_domain_ok(sc->atrn_domains.v[i], strlen(sc->atrn_domains.v[i]))) {
+				buf_printf(problem, "'%s' is not a domain", sc->atrn_domains.v[i]);
+				return -1;
+			}
+		return 0;
+	}
+	if (k == OK_HOST && (strchr(value, ' ') || *value == '\0')) {
+		buf_printf(problem, "'%s' is not host[:port]", value);
+		return -1;
+	}
+	free(k == OK_HOST ? sc->atrn_host : sc->atrn_auth);
+	*(k == OK_HOST ? &sc->atrn_host : &sc->atrn_auth) = xstrdup(value);
+	return 0;
+}
+
+const char *odmr_config_problem(const struct session_config *sc)
+{
+	if (sc->atrn_domains.n == 0)
+		return "retrieve = atrn needs atrn_domains (the domains to claim)";
+	if (sc->atrn_auth == NULL)
+		return "retrieve = atrn needs atrn_auth (a NAME of auth_file: RFC 2645 "
+		       "requires AUTH)";
+	return NULL;
+}
+
+void odmr_config_show(const struct session_config *sc, FILE *out)
+{
+	fprintf(out, "atrn_host =%s%s\natrn_domains =", sc->atrn_host ? " " : "",
+		sc->atrn_host ? sc->atrn_host : "");
+	for (size_t i = 0; i < sc->atrn_domains.n; i++)
+		fprintf(out, "%s%s", i ? ", " : " ", sc->atrn_domains.v[i]);
+	fprintf(out, "\natrn_auth =%s%s\n", sc->atrn_auth ? " " : "",
+		sc->atrn_auth ? sc->atrn_auth : "");
+}
+
+void odmr_config_free(struct session_config *sc)
+{
+	free(sc->atrn_host);
+	free(sc->atrn_auth);
+	strlist_free(&sc->atrn_domains);
+	sc->atrn_host = sc->atrn_auth = NULL;
+}
+
+enum ob_state { OB_GREET, OB_EHLO, OB_STARTTLS, OB_AUTH, OB_ATRN, OB_QUIT, OB_ADOPTED };
+
+struct odmr_branch {
+	struct retrieval_ctx ctx;
+	void (*done)(int ok, const char *text, void *arg);
+	void *arg;
+	char *host;
+	int port;
+	const struct auth_cred *cred;
+	struct bufferevent *bev;
+	SSL_CTX *tls_ctx;
+	int tls;
+	enum ob_state state;
+	struct buf reply;		 /* lines joined by '\n' */
+	int starttls, cram, plain, atrn; /* EHLO offers */
+	struct smtp_adopted *adopted;
+	struct event *ev_end;
+	int end_ok;
+	char *end_text;
+	unsigned msgs0;
+};
+
+static void odmr_b_step(struct odmr_branch *b, const char *what, int code, const char *text)
+{
+	char c[8];
+	const char *kv[] = {"host", b->host, "code", c, NULL};
+
+	snprintf(c, sizeof(c), "%d", code);
+	event_logkv(EV_RETRIEVE_ATRN, kv, "ATRN retrieval at %s port %d: %s%s%s", b->host, b->port,
+		    what, text ? ": " : "", text ? text : "");
+}
+
+static void odmr_b_release(struct odmr_branch *b)
+{
+	if (b->adopted)
+		smtp_server_adopt_forget(b->ctx.smtp, b->adopted);
+	if (b->bev)
+		bufferevent_free(b->bev);
+	if (b->ev_end)
+		event_free(b->ev_end);
+	SSL_CTX_free(b->tls_ctx);
+	buf_free(&b->reply);
+	free(b->end_text);
+	free(b->host);
+	free(b);
+}
+
+void odmr_branch_free(struct odmr_branch *b)
+{
+	if (b)
+		odmr_b_release(b);
+}
+
+static void odmr_b_end_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct odmr_branch *b = arg;
+	void (*done)(int, const char *, void *) = b->done;
+	void *darg = b->arg;
+	int ok = b->end_ok;
+	char *text = b->end_text;
+
+	b->end_text = NULL;
+	odmr_b_release(b);
+	done(ok, text, darg);
+	free(text);
+}
+
+/* Ends the job from a timer, so done never runs inside a caller of ours. */
+static void odmr_b_end(struct odmr_branch *b, int ok, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void odmr_b_end(struct odmr_branch *b, int ok, const char *fmt, ...)
+{
+	struct timeval now = {0, 0};
+	struct buf t = BUF_INIT;
+	va_list ap;
+
+	if (b->ev_end)
+		return;
+	va_start(ap, fmt);
+	buf_vprintf(&t, fmt, ap);
+	va_end(ap);
+	b->end_ok = ok;
+	b->end_text = buf_steal(&t);
+	if (b->bev) {
+		bufferevent_free(b->bev);
+		b->bev = NULL;
+	}
+	b->ev_end = evtimer_new(b->ctx.base, odmr_b_end_cb, b);
+	evtimer_add(b->ev_end, &now);
+}
+
+static void odmr_b_send(struct odmr_branch *b, enum ob_state next, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void odmr_b_send(struct odmr_branch *b, enum ob_state next, const char *fmt, ...)
+{
+	va_list ap;
+	struct evbuffer *out = bufferevent_get_output(b->bev);
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+	b->state = next;
+}
+
+static char *odmr_b64(const unsigned char *p, size_t n)
+{
+	char *out = xmalloc(4 * ((n + 2) / 3) + 1);
+
+	EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+	return out;
+}
+
+/* CRAM-MD5 (RFC 2195): "user hex(HMAC-MD5(password, challenge))". */
+static void odmr_b_cram(struct odmr_branch *b, const char *challenge64)
+{
+	unsigned char ch[512], mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	int n = (int)strlen(challenge64);
+	struct buf ans = BUF_INIT;
+	char *enc;
+
+	if (n > 680 || (n = EVP_DecodeBlock(ch, (const unsigned char *)challenge64, n)) < 0) {
+		odmr_b_send(b, OB_QUIT, "*");
+		return;
+	}
+	for (size_t k = strlen(challenge64); k > 0 && challenge64[k - 1] == '=' && n > 0; k--)
+		n--; /* DecodeBlock counts the padding as NUL octets */
+	HMAC(EVP_md5(), b->cred->password, (int)strlen(b->cred->password), ch, (size_t)n, mac,
+	     &maclen);
+	buf_printf(&ans, "%s ", b->cred->user);
+	for (unsigned i = 0; i < maclen; i++)
+		buf_printf(&ans, "%02x", mac[i]);
+	enc = odmr_b64((const unsigned char *)ans.data, ans.len);
+	odmr_b_send(b, OB_AUTH, "%s", enc);
+	explicit_bzero(ans.data, ans.len);
+	buf_free(&ans);
+	free(enc);
+}
+
+static void odmr_b_auth(struct odmr_branch *b)
+{
+	if (b->tls || !b->cram) {
+		size_t u = strlen(b->cred->user), p = strlen(b->cred->password);
+		unsigned char *raw = xmalloc(u + p + 3);
+		char *enc;
+
+		if (!b->plain || !b->tls) {
+			odmr_b_end(b, 0, "no usable AUTH at the hub (%s)",
+				   b->tls ? "PLAIN not offered" : "no CRAM-MD5 and no TLS");
+			return;
+		}
+		raw[0] = '\0';
+		memcpy(raw + 1, b->cred->user, u);
+		raw[u + 1] = '\0';
+		memcpy(raw + u + 2, b->cred->password, p);
+		enc = odmr_b64(raw, u + p + 2);
+		odmr_b_send(b, OB_AUTH, "AUTH PLAIN %s", enc);
+		explicit_bzero(raw, u + p + 2);
+		free(raw);
+		free(enc);
+		return;
+	}
+	odmr_b_send(b, OB_AUTH, "AUTH CRAM-MD5");
+}
+
+static void odmr_b_caps(struct odmr_branch *b)
+{
+	char *t = xstrdup(buf_cstr(&b->reply));
+
+	b->starttls = b->cram = b->plain = b->atrn = 0;
+	for (char *l = strtok(t, "\n"); l; l = strtok(NULL, "\n")) {
+		for (char *c = l; *c; c++)
+			*c = (char)toupper((unsigned char)*c);
+		b->starttls |= strcmp(l, "STARTTLS") == 0;
+		b->atrn |= strcmp(l, "ATRN") == 0;
+		if (strncmp(l, "AUTH ", 5) == 0) {
+			b->cram |= strstr(l, " CRAM-MD5") != NULL;
+			b->plain |= strstr(l, " PLAIN") != NULL;
+		}
+	}
+	free(t);
+}
+
+static void odmr_b_read_cb(struct bufferevent *bev, void *arg);
+static void odmr_b_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void odmr_b_tls(struct odmr_branch *b)
+{
+	evutil_socket_t fd = bufferevent_getfd(b->bev);
+	SSL *ssl;
+	struct bufferevent *tb = NULL;
+
+	b->tls_ctx = SSL_CTX_new(TLS_client_method());
+	ssl = b->tls_ctx ? SSL_new(b->tls_ctx) : NULL;
+	if (ssl) {
+		SSL_CTX_set_min_proto_version(b->tls_ctx, TLS1_2_VERSION);
+		SSL_set_tlsext_host_name(ssl, b->host);
+		tb = bufferevent_openssl_socket_new(
+		    b->ctx.base, fd, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (tb == NULL) {
+		SSL_free(ssl);
+		odmr_b_end(b, 0, "cannot start TLS");
+		return;
+	}
+	bufferevent_setfd(b->bev, -1);
+	bufferevent_free(b->bev);
+	b->bev = tb;
+	b->tls = 1;
+	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
+	bufferevent_setcb(tb, odmr_b_read_cb, NULL, odmr_b_event_cb, b);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+	odmr_b_send(b, OB_EHLO, "EHLO %s", b->ctx.cfg->hostname);
+}
+
+static void odmr_b_on_close(int quit, void *arg)
+{
+	struct odmr_branch *b = arg;
+	unsigned got = b->ctx.msgs_in ? *b->ctx.msgs_in - b->msgs0 : 0;
+
+	b->adopted = NULL;
+	odmr_b_step(b,
+		    quit ? "the hub sent QUIT: retrieval complete"
+			 : "the connection ended before the hub's QUIT",
+		    quit ? 221 : 0, NULL);
+	if (quit)
+		odmr_b_end(b, 1, "ATRN at %s: %u messages received, hub sent QUIT", b->host, got);
+	else
+		odmr_b_end(b, 0, "ATRN at %s: connection lost after %u messages", b->host, got);
+}
+
+/* 250 to ATRN: this end is now the SMTP server on the connection. */
+static void odmr_b_reverse(struct odmr_branch *b)
+{
+	struct bufferevent *bev = b->bev;
+
+	b->bev = NULL;
+	b->state = OB_ADOPTED;
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	b->adopted = smtp_server_adopt(b->ctx.smtp, bev, b->host, b->tls, odmr_b_on_close, b);
+}
+
+static void odmr_b_atrn(struct odmr_branch *b)
+{
+	struct buf d = BUF_INIT;
+
+	for (size_t i = 0; i < b->ctx.sc->atrn_domains.n; i++)
+		buf_printf(&d, "%s%s", i ? "," : "", b->ctx.sc->atrn_domains.v[i]);
+	odmr_b_send(b, OB_ATRN, "ATRN %s", buf_cstr(&d));
+	buf_free(&d);
+}
+
+static void odmr_b_reply(struct odmr_branch *b, int code)
+{
+	const char *text = buf_cstr(&b->reply);
+
+	switch (b->state) {
+	case OB_GREET:
+		if (code != 220)
+			return odmr_b_end(b, 0, "hub greeting refused: %d %s", code, text);
+		return odmr_b_send(b, OB_EHLO, "EHLO %s", b->ctx.cfg->hostname);
+	case OB_EHLO:
+		if (code != 250)
+			return odmr_b_end(b, 0, "EHLO refused: %d %s", code, text);
+		odmr_b_caps(b);
+		if (b->starttls && !b->tls)
+			return odmr_b_send(b, OB_STARTTLS, "STARTTLS");
+		return odmr_b_auth(b);
+	case OB_STARTTLS:
+		if (code != 220)
+			return odmr_b_auth(b);
+		return odmr_b_tls(b);
+	case OB_AUTH:
+		if (code == 334)
+			return odmr_b_cram(b, text);
+		odmr_b_step(b, code == 235 ? "authenticated" : "authentication refused", code,
+			    text);
+		if (code != 235)
+			return odmr_b_end(b, 0, "AUTH as %s refused: %d %s", b->cred->user, code,
+					  text);
+		return odmr_b_atrn(b);
+	case OB_ATRN:
+		odmr_b_step(b, code == 250 ? "ATRN accepted, roles reversed" : "ATRN reply", code,
+			    text);
+		if (code == 250)
+			return odmr_b_reverse(b);
+		odmr_b_send(b, OB_QUIT, "QUIT");
+		if (code == 453)
+			return odmr_b_end(b, 1, "ATRN at %s: no mail waiting (%d %s)", b->host,
+					  code, text);
+		return odmr_b_end(b, 0, "ATRN at %s refused: %d %s", b->host, code, text);
+	default:
+		return;
+	}
+}
+
+static void odmr_b_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct odmr_branch *b = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n;
+	char *line;
+
+	while (b->bev == bev && b->state != OB_ADOPTED && !b->ev_end &&
+	       (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
+		int code = n >= 3 ? atoi(line) : 0;
+		int last = n < 4 || line[3] != '-';
+
+		buf_printf(&b->reply, "%s%s", b->reply.len ? "\n" : "", n > 4 ? line + 4 : "");
+		free(line);
+		if (code < 200 || code > 599)
+			return odmr_b_end(b, 0, "malformed reply from the hub");
+		if (!last)
+			continue;
+		odmr_b_reply(b, code);
+		buf_reset(&b->reply);
+		if (b->state == OB_STARTTLS && b->tls == 0 && b->bev != bev)
+			return;
+	}
+}
+
+static void odmr_b_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct odmr_branch *b = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (!b->tls)
+			odmr_b_step(b, "connected", 0, NULL);
+		return;
+	}
+	odmr_b_end(b, 0, "connection to %s port %d %s", b->host, b->port,
+		   what & BEV_EVENT_TIMEOUT ? "timed out"
+		   : what & BEV_EVENT_EOF   ? "closed by the hub"
+					    : "failed");
+}
+
+/* atrn_host, else the link route's smarthost; port 366 unless given. */
+static void odmr_b_target(struct odmr_branch *b)
+{
+	const char *h = b->ctx.sc->atrn_host ? b->ctx.sc->atrn_host : b->ctx.host;
+	const char *colon;
+
+	b->port = ODMR_PORT;
+	if (h == NULL)
+		return;
+	colon = strrchr(h, ':');
+	if (h[0] == '[') {
+		const char *rb = strchr(h, ']');
+		b->host = xstrndup(h + 1, rb ? (size_t)(rb - h - 1) : strlen(h + 1));
+		if (rb && rb[1] == ':')
+			b->port = atoi(rb + 2);
+	} else if (colon && strchr(h, ':') == colon) {
+		b->host = xstrndup(h, (size_t)(colon - h));
+		b->port = atoi(colon + 1);
+	} else
+		b->host = xstrdup(h);
+}
+
+struct odmr_branch *odmr_branch_start(const struct retrieval_ctx *ctx,
+				      void (*done)(int ok, const char *text, void *arg), void *arg,
+				      struct buf *why)
+{
+	struct odmr_branch *b = xcalloc(1, sizeof(*b));
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	struct timeval tv = {ctx->sc->retrieve_timeout, 0};
+	char port[16];
+	int rc;
+
+	b->ctx = *ctx;
+	b->done = done;
+	b->arg = arg;
+	b->msgs0 = ctx->msgs_in ? *ctx->msgs_in : 0;
+	odmr_b_target(b);
+	b->cred = ctx->sc->atrn_auth ? routes_auth(ctx->cfg->routes, ctx->sc->atrn_auth) : NULL;
+	if (b->host == NULL || b->cred == NULL || ctx->smtp == NULL) {
+		buf_printf(why, "%s",
+			   b->host == NULL   ? "no atrn_host and no smarthost for the link"
+			   : b->cred == NULL ? "atrn_auth names no credentials of auth_file"
+					     : "no SMTP server to receive the mail");
+		goto fail;
+	}
+	snprintf(port, sizeof(port), "%d", b->port);
+	if ((rc = getaddrinfo(b->host, port, &hints, &res)) != 0) {
+		buf_printf(why, "cannot resolve %s: %s", b->host, gai_strerror(rc));
+		goto fail;
+	}
+	b->bev = bufferevent_socket_new(ctx->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(b->bev, odmr_b_read_cb, NULL, odmr_b_event_cb, b);
+	bufferevent_set_timeouts(b->bev, &tv, &tv);
+	bufferevent_enable(b->bev, EV_READ | EV_WRITE);
+	rc = bufferevent_socket_connect(b->bev, res->ai_addr, (int)res->ai_addrlen);
+	freeaddrinfo(res);
+	if (rc < 0) {
+		buf_printf(why, "no connection to %s port %d", b->host, b->port);
+		goto fail;
+	}
+	b->state = OB_GREET;
+	return b;
+fail:
+	odmr_b_release(b);
+	return NULL;
+}
