@@ -52,6 +52,14 @@ struct config {
 	int max_messages_per_connection;
 	int max_outbound_connections;
 	int max_connections_per_destination;
+	int smtp_connect_timeout;        /* client timeouts, seconds (RFC 5321 4.5.3.2) */
+	int smtp_banner_timeout;
+	int smtp_helo_timeout;
+	int smtp_mail_timeout;
+	int smtp_rcpt_timeout;
+	int smtp_data_init_timeout;
+	int smtp_data_block_timeout;
+	int smtp_data_done_timeout;
 	struct strlist dns_servers;       /* "ip[:port]" for c-ares; empty: system resolver */
 	struct routes *routes;           /* [routes] + credentials; never NULL once loaded */
 	/* dial-up links (issue 4); see link/phonebook.h */

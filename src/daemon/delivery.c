@@ -16,6 +16,7 @@
 #include "lib/log.h"
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
+#include "smtp/dsn.h"
 
 #define DELIVERY_BACKOFF_MIN 300  /* first retry after 5 minutes... */
 #define DELIVERY_BACKOFF_MAX 3600 /* ...doubling up to one hour */
@@ -353,6 +354,12 @@ static int delivery_rcpt(struct delivery *d, struct q_env *env, const struct buf
 		break;
 	}
 	delivery_record(env, r, rc, buf_cstr(&reply), now);
+	/* NOTIFY=SUCCESS (RFC 3461): a "delivered" report for local delivery. */
+	if (rc == Q_OK && d->out && (r->notify & DSN_NOTIFY_SUCCESS)) {
+		struct dsn_rcpt dr = {.addr = r->addr, .action = DSN_ACTION_DELIVERED,
+				      .last_attempt = now};
+		outbound_dsn(d->out, env, content, &dr, 1);
+	}
 	buf_free(&reply);
 	return 1;
 }

@@ -406,6 +406,15 @@ static void odmr_take(struct bufferevent *bev, const char *client, const char *u
 	}
 }
 
+/* Mail a site sent on the ODMR port after AUTH (data = direct) goes out. */
+static void odmr_committed(const char *qid, void *arg)
+{
+	struct odmr_hub *h = arg;
+
+	if (h->d)
+		delivery_kick(h->d, qid);
+}
+
 struct odmr_hub *odmr_hub_new(struct event_base *base, const struct config *cfg, struct queue *q,
 			      struct delivery *d)
 {
@@ -419,7 +428,7 @@ struct odmr_hub *odmr_hub_new(struct event_base *base, const struct config *cfg,
 	h->cfg = cfg;
 	h->q = q;
 	h->d = d;
-	h->srv = smtp_server_new(base, cfg, q, NULL, NULL);
+	h->srv = smtp_server_new(base, cfg, q, odmr_committed, h);
 	smtp_server_set_odmr(h->srv, odmr_atrn, odmr_take, h);
 	for (size_t i = 0; i < cfg->odmr_listen.n; i++)
 		ok += smtp_server_listen(h->srv, cfg->odmr_listen.v[i]) == 0;
@@ -822,8 +831,6 @@ static void odmr_b_read_cb(struct bufferevent *bev, void *arg)
 			continue;
 		odmr_b_reply(b, code);
 		buf_reset(&b->reply);
-		if (b->state == OB_STARTTLS && b->tls == 0 && b->bev != bev)
-			return;
 	}
 }
 

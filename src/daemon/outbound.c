@@ -63,10 +63,12 @@ struct ob_release {
 };
 
 struct ob_res {
-	int status;  /* Q_OK, Q_TEMPFAIL, Q_PERMFAIL */
-	int final;   /* no other host will be tried for it */
-	char *reply; /* server reply or our reason */
-	char *mta;   /* host that gave it, or NULL */
+	int status;	/* Q_OK, Q_TEMPFAIL, Q_PERMFAIL */
+	int final;	/* no other host will be tried for it */
+	char *reply;	/* server reply or our reason */
+	char *mta;	/* host that gave it, or NULL */
+	int dsn_passed; /* the server took NOTIFY/ORCPT: success is its to report */
+	int lmtp;	/* it came from an LMTP server: a final delivery */
 };
 
 struct ob_msg {
@@ -131,6 +133,8 @@ static void ob_try(struct ob_conn *cn);
 static void ob_event_rcpt(int id, const struct q_env *env, const char *rcpt, const char *reply,
 			  const char *mta, const char *fmt_tail);
 static void ob_set_reply_text(struct q_rcpt *r, const char *text);
+static void ob_bounced(const struct q_env *env, const struct q_rcpt *r, const char *reply,
+		       const char *mta);
 
 static char *ob_domain(const char *addr)
 {
@@ -305,6 +309,15 @@ int outbound_offer(struct outbound *o, const struct q_env *env, size_t i, int fo
 
 /* ---------------------------------------------------------------- DSNs */
 
+/* The envelope's recipient addr (for its NOTIFY and ORCPT), or NULL. */
+static const struct q_rcpt *ob_env_rcpt(const struct q_env *env, const char *addr)
+{
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (strcmp(env->rcpt[i].addr, addr) == 0)
+			return &env->rcpt[i];
+	return NULL;
+}
+
 int outbound_dsn(struct outbound *o, const struct q_env *env, const struct buf *content,
 		 const struct dsn_rcpt *rc, size_t n)
 {
@@ -317,12 +330,21 @@ int outbound_dsn(struct outbound *o, const struct q_env *env, const struct buf *
 
 	for (size_t i = 0; i < n; i++) {
 		const char *t = dsn_return_to(env->sender, rc[i].addr, rc[i].action, o->postmaster);
-		if (t && dsn_due(env->sender, rc[i].addr, 0, rc[i].action, o->postmaster)) {
+		const struct q_rcpt *qr = ob_env_rcpt(env, rc[i].addr);
+		unsigned notify = qr ? qr->notify : 0;
+
+		if (t && dsn_due(env->sender, rc[i].addr, notify, rc[i].action, o->postmaster)) {
 			to = t;
-			due[nd++] = rc[i];
+			due[nd] = rc[i];
+			if (due[nd].orcpt == NULL && qr)
+				due[nd].orcpt = qr->orcpt;
+			nd++;
 		} else if (t == NULL)
 			log_info("outbound: no report about %s of %s (a bounce of a bounce)",
 				 rc[i].addr, env->id);
+		else
+			log_info("outbound: no %s report about %s of %s (NOTIFY)",
+				 dsn_action_name(rc[i].action), rc[i].addr, env->id);
 	}
 	memset(&e, 0, sizeof(e));
 	if (nd > 0) {
@@ -330,6 +352,8 @@ int outbound_dsn(struct outbound *o, const struct q_env *env, const struct buf *
 				       .to = to,
 				       .sender = env->sender,
 				       .qid = env->id,
+				       .envid = env->envid,
+				       .ret_full = env->ret == Q_RET_FULL,
 				       .arrival = env->created,
 				       .now = clock_now(),
 				       .content = content->data ? content->data : "",
@@ -421,8 +445,7 @@ int outbound_expire_waiting(struct outbound *o, struct q_env *env, size_t i)
 	r->state = RCPT_FAILED;
 	r->attempts++;
 	ob_set_reply_text(r, reply);
-	ob_event_rcpt(EV_OUTBOUND_BOUNCED, env, r->addr, reply, NULL, "failed");
-	track(TRK_BOUNCED, env->id, env->message_id, env->sender, r->addr, reply);
+	ob_bounced(env, r, reply, NULL);
 	memset(&rc, 0, sizeof(rc));
 	rc.addr = r->addr;
 	rc.action = DSN_ACTION_FAILED;
@@ -506,8 +529,11 @@ static void ob_take_final(struct ob_conn *cn, struct smtpc_msg *sm)
 
 	for (size_t k = 0; k < sm->nres && k < j->n; k++) {
 		struct ob_res *r = &j->m->res[j->res_idx[k]];
-		if (!r->final && sm->res[k].status != Q_TEMPFAIL)
+		if (!r->final && sm->res[k].status != Q_TEMPFAIL) {
 			ob_res_set(r, sm->res[k].status, sm->res[k].reply, mta, 1);
+			r->dsn_passed = sm->dsn_passed;
+			r->lmtp = cn->dest->route->type == ROUTE_LMTP;
+		}
 	}
 }
 
@@ -574,7 +600,8 @@ static void ob_on_done(struct smtpc *c, const struct smtpc_session_result *r, vo
 static void ob_smtpc_options(struct ob_conn *cn, struct smtpc_options *opt)
 {
 	const struct route *r = cn->dest->route;
-	const struct auth_cred *cred = r->auth ? routes_auth(cn->o->cfg->routes, r->auth) : NULL;
+	const struct config *cfg = cn->o->cfg;
+	const struct auth_cred *cred = r->auth ? routes_auth(cfg->routes, r->auth) : NULL;
 
 	memset(opt, 0, sizeof(*opt));
 	opt->helo_name = cn->o->cfg->hostname;
@@ -590,6 +617,14 @@ static void ob_smtpc_options(struct ob_conn *cn, struct smtpc_options *opt)
 	opt->auth_pass = cred ? cred->password : NULL;
 	opt->max_messages = (size_t)cn->o->cfg->max_messages_per_connection;
 	opt->lmtp = r->type == ROUTE_LMTP;
+	opt->t.connect = cfg->smtp_connect_timeout * 1000;
+	opt->t.banner = cfg->smtp_banner_timeout * 1000;
+	opt->t.helo = cfg->smtp_helo_timeout * 1000;
+	opt->t.mail = cfg->smtp_mail_timeout * 1000;
+	opt->t.rcpt = cfg->smtp_rcpt_timeout * 1000;
+	opt->t.data_init = cfg->smtp_data_init_timeout * 1000;
+	opt->t.data_block = cfg->smtp_data_block_timeout * 1000;
+	opt->t.data_end = cfg->smtp_data_done_timeout * 1000;
 	if (r->path) { /* a local socket: no TLS, no name to check */
 		opt->tls = SMTPC_TLS_NONE;
 		opt->server_name = NULL;
@@ -655,8 +690,8 @@ static void ob_event_rcpt(int id, const struct q_env *env, const char *rcpt, con
 }
 
 struct ob_reports {
-	struct dsn_rcpt *failed, *delayed;
-	size_t nfailed, ndelayed;
+	struct dsn_rcpt *failed, *delayed, *success;
+	size_t nfailed, ndelayed, nsuccess;
 };
 
 static void ob_report_add(struct dsn_rcpt **v, size_t *n, const char *addr, enum dsn_action action,
@@ -679,6 +714,20 @@ static void ob_set_reply_text(struct q_rcpt *r, const char *text)
 	r->last_reply = xstrdup(text);
 }
 
+/* Event and tracking line of a failed recipient; they say so when its
+ * NOTIFY asks for no failure report. */
+static void ob_bounced(const struct q_env *env, const struct q_rcpt *r, const char *reply,
+		       const char *mta)
+{
+	int quiet = !dsn_notify_wants(r->notify, DSN_ACTION_FAILED);
+	char *detail = quiet ? xasprintf("%s (DSN suppressed by NOTIFY)", reply) : NULL;
+
+	ob_event_rcpt(EV_OUTBOUND_BOUNCED, env, r->addr, reply, mta,
+		      quiet ? "failed, DSN suppressed by NOTIFY" : "failed");
+	track(TRK_BOUNCED, env->id, env->message_id, env->sender, r->addr, quiet ? detail : reply);
+	free(detail);
+}
+
 /* Applies one recipient's result to r (the message's current state). */
 static void ob_apply(struct outbound *o, struct q_env *env, enum retry_priority prio,
 		     struct q_rcpt *r, struct ob_res *res, time_t now, struct ob_reports *rep)
@@ -693,6 +742,13 @@ static void ob_apply(struct outbound *o, struct q_env *env, enum retry_priority 
 		char *detail = xasprintf("%s: %s", res->mta ? res->mta : "", res->reply);
 		track(TRK_SENT, env->id, env->message_id, env->sender, r->addr, detail);
 		free(detail);
+		/* NOTIFY=SUCCESS: a server that took the DSN parameters reports
+		 * itself; otherwise we say "relayed" (RFC 3461 6.2.2), or
+		 * "delivered" when an LMTP server did the final delivery. */
+		if ((r->notify & DSN_NOTIFY_SUCCESS) && !res->dsn_passed)
+			ob_report_add(&rep->success, &rep->nsuccess, r->addr,
+				      res->lmtp ? DSN_ACTION_DELIVERED : DSN_ACTION_RELAYED, res,
+				      now, 0);
 		return;
 	}
 	r->attempts++;
@@ -710,7 +766,8 @@ static void ob_apply(struct outbound *o, struct q_env *env, enum retry_priority 
 		}
 		track(TRK_DEFERRED, env->id, env->message_id, env->sender, r->addr, res->reply);
 		key = xasprintf("%s %s", env->id, r->addr);
-		if (retry_warning_due(&o->policy, env->created, prio, now,
+		if (dsn_notify_wants(r->notify, DSN_ACTION_DELAYED) &&
+		    retry_warning_due(&o->policy, env->created, prio, now,
 				      strlist_has(&o->warned, key))) {
 			strlist_add(&o->warned, key);
 			ob_report_add(&rep->delayed, &rep->ndelayed, r->addr, DSN_ACTION_DELAYED,
@@ -728,8 +785,7 @@ static void ob_apply(struct outbound *o, struct q_env *env, enum retry_priority 
 		ob_set_reply_text(r, why);
 	}
 	r->state = RCPT_FAILED;
-	ob_event_rcpt(EV_OUTBOUND_BOUNCED, env, r->addr, res->reply, res->mta, "failed");
-	track(TRK_BOUNCED, env->id, env->message_id, env->sender, r->addr, res->reply);
+	ob_bounced(env, r, res->reply, res->mta);
 	ob_report_add(&rep->failed, &rep->nfailed, r->addr, DSN_ACTION_FAILED, res, now, 0);
 }
 
@@ -775,6 +831,8 @@ static int ob_store(struct outbound *o, struct ob_msg *m, int aborted, int *n_de
 		outbound_dsn(o, &env, &m->content, rep.failed, rep.nfailed);
 	if (rep.ndelayed)
 		outbound_dsn(o, &env, &m->content, rep.delayed, rep.ndelayed);
+	if (rep.nsuccess)
+		outbound_dsn(o, &env, &m->content, rep.success, rep.nsuccess);
 	if (changed && queue_update(o->q, &env) != 0)
 		event_log(EV_QUEUE_WRITE_FAILED,
 			  "Cannot store the delivery state of message %s; it will be retried",
@@ -783,6 +841,7 @@ static int ob_store(struct outbound *o, struct ob_msg *m, int aborted, int *n_de
 		log_warn("outbound: cannot remove finished message %s", env.id);
 	free(rep.failed);
 	free(rep.delayed);
+	free(rep.success);
 	q_env_free(&env);
 	return n_ok;
 }

@@ -23,6 +23,7 @@
 
 #include "daemon/config.h"
 #include "daemon/delivery.h"
+#include "daemon/direct.h"
 #include "daemon/event.h"
 #include "daemon/retrieve.h"
 #include "daemon/routes.h"
@@ -287,6 +288,9 @@ struct session {
 	char *hangup_reason;
 	char *entry_up; /* the entry that came up */
 	struct retrieve_job *retrieving; /* inbound retrieval in progress, or NULL */
+	struct direct *direct;		 /* data = direct: SMTP over the line, or NULL */
+	unsigned direct_msgs;		 /* ... its counters once it ended */
+	unsigned long long direct_bytes;
 	unsigned to_deliver, msgs_out_seen, msgs_in;
 	unsigned msgs_out_linger, msgs_in_linger; /* counts at the last activity */
 	int64_t busy_since_usec;
@@ -466,6 +470,9 @@ static int sess_check(void *arg, const char *entry, struct buf *why)
 
 	if (r == NULL)
 		return 0; /* no route through this link: nothing to check */
+	if (phonebook_find(m->cfg->phonebook, entry) &&
+	    phonebook_find(m->cfg->phonebook, entry)->data == PB_DATA_DIRECT)
+		return 0; /* no IP: the job on the line reads the hub's greeting */
 	fd = sess_connect(r->host, r->port, ms, why);
 	if (fd < 0)
 		goto fail;
@@ -739,6 +746,13 @@ static void sess_stats(struct sessions *m, unsigned *msgs, unsigned long long *b
 		*msgs += n;
 		*bytes += b;
 	}
+	if (m->cur) {
+		unsigned n = 0;
+		unsigned long long b = 0;
+		direct_stats(m->cur->direct, &n, &b);
+		*msgs += m->cur->direct ? n : m->cur->direct_msgs;
+		*bytes += m->cur->direct ? b : m->cur->direct_bytes;
+	}
 }
 
 /* Appends the failed attempts of the last round to the session. */
@@ -909,6 +923,46 @@ static int sess_connected_attempt(const struct session *s)
 	return n;
 }
 
+/* data = direct: the job on the line ends the session at the hub's QUIT. */
+static void sess_direct_done(int ok, const char *text, void *arg)
+{
+	struct sessions *m = arg;
+	struct session *s = m->cur;
+
+	if (s == NULL || s->direct == NULL)
+		return;
+	direct_stats(s->direct, &s->direct_msgs, &s->direct_bytes);
+	s->direct = NULL; /* it freed itself */
+	if (s->state != SS_UP)
+		return;
+	sess_say(m, "SMTP over the line: %s", text);
+	sess_hangup(m, ok ? "the hub ended the call (QUIT)" : "SMTP over the line failed");
+}
+
+static void sess_direct(struct sessions *m)
+{
+	struct session *s = m->cur;
+	struct buf why = BUF_INIT;
+	struct direct_ctx ctx = {.base = m->base,
+				 .cfg = m->cfg,
+				 .sc = m->sc,
+				 .q = m->queue,
+				 .d = m->delivery,
+				 .smtp = m->smtp,
+				 .entry = link_entry(s->link)->name,
+				 .fd = link_fd(s->link),
+				 .done = sess_direct_done,
+				 .arg = m};
+
+	s->phase = PH_RETRIEVE;
+	s->direct = direct_start(&ctx, &why);
+	if (s->direct == NULL) {
+		sess_say(m, "SMTP over the line cannot start: %s", buf_cstr(&why));
+		sess_hangup(m, "SMTP over the line cannot start");
+	}
+	buf_free(&why);
+}
+
 static void sess_connected(struct sessions *m)
 {
 	struct session *s = m->cur;
@@ -934,6 +988,10 @@ static void sess_connected(struct sessions *m)
 	sess_say(m, "connected: %s%s%s; %u messages queued for the link", link_entry(s->link)->name,
 		 link_connect_text(s->link)[0] ? " " : "", link_connect_text(s->link), c.n);
 	event_add(m->ev_tick, &tick);
+	if (link_fd(s->link) >= 0) {
+		sess_direct(m);
+		return;
+	}
 	sess_link_up_all(m, sess_on_idle);
 	/* Everything queued for the link goes now, whatever its retry time: mail
 	 * deferred when the last call dropped must not wait for a later one. */
@@ -1003,6 +1061,8 @@ static void sess_hangup(struct sessions *m, const char *reason)
 	event_del(m->ev_tick);
 	retrieve_cancel(s->retrieving);
 	s->retrieving = NULL;
+	direct_free(s->direct);
+	s->direct = NULL;
 	s->state = SS_HANGUP;
 	s->ok = 1;
 	free(s->hangup_reason);
@@ -1016,6 +1076,7 @@ static void sess_hangup(struct sessions *m, const char *reason)
 static void sess_free_session(struct session *s)
 {
 	retrieve_cancel(s->retrieving);
+	direct_free(s->direct);
 	json_decref(s->attempts);
 	buf_free(&s->causes);
 	strlist_free(&s->names);

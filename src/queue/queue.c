@@ -97,8 +97,10 @@ void q_env_free(struct q_env *env)
 	for (size_t i = 0; i < env->nrcpt; i++) {
 		free(env->rcpt[i].addr);
 		free(env->rcpt[i].last_reply);
+		free(env->rcpt[i].orcpt);
 	}
 	free(env->rcpt);
+	free(env->envid);
 	free(env->sender);
 	free(env->client);
 	free(env->helo);
@@ -140,10 +142,14 @@ static int queue_env_check(const struct q_env *env)
 {
 	if (!queue_file_value_ok(env->sender ? env->sender : "") ||
 	    !queue_file_value_ok(env->client ? env->client : "") ||
-	    (env->helo && !queue_file_value_ok(env->helo)) || env->nrcpt == 0)
+	    (env->helo && !queue_file_value_ok(env->helo)) || env->nrcpt == 0 ||
+	    (env->envid && !queue_file_value_ok(env->envid)) || env->ret < Q_RET_NONE ||
+	    env->ret > Q_RET_HDRS)
 		return -1;
 	for (size_t i = 0; i < env->nrcpt; i++)
-		if (!queue_file_value_ok(env->rcpt[i].addr) || env->rcpt[i].addr[0] == '\0')
+		if (!queue_file_value_ok(env->rcpt[i].addr) || env->rcpt[i].addr[0] == '\0' ||
+		    (env->rcpt[i].orcpt && !queue_file_value_ok(env->rcpt[i].orcpt)) ||
+		    env->rcpt[i].notify > 15)
 			return -1;
 	return 0;
 }

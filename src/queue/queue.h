@@ -19,12 +19,23 @@ enum q_status { Q_OK = 0, Q_TEMPFAIL = -1, Q_PERMFAIL = -2 };
 
 enum rcpt_state { RCPT_PENDING, RCPT_DELIVERED, RCPT_FAILED };
 
+/* The DSN RET parameter of MAIL FROM (RFC 3461 4.3). */
+enum q_ret { Q_RET_NONE = 0, Q_RET_FULL = 1, Q_RET_HDRS = 2 };
+/* The DSN NOTIFY bits of RCPT TO; the same values as DSN_NOTIFY_* in
+ * smtp/dsn.h (checked there), so the queue needs no protocol header. */
+#define Q_NOTIFY_SUCCESS 1u
+#define Q_NOTIFY_FAILURE 2u
+#define Q_NOTIFY_DELAY	 4u
+#define Q_NOTIFY_NEVER	 8u
+
 struct q_rcpt {
 	char *addr; /* as accepted, e.g. "alice@example.org" */
 	enum rcpt_state state;
 	int attempts;
 	time_t next_attempt; /* 0 = as soon as possible */
 	char *last_reply;    /* last result text, or NULL */
+	unsigned notify;     /* DSN NOTIFY (RFC 3461) as DSN_NOTIFY_* bits; 0 = not given */
+	char *orcpt;	     /* DSN ORCPT as received ("rfc822;a+2Bb@x", xtext), or NULL */
 };
 
 struct q_env {
@@ -35,6 +46,8 @@ struct q_env {
 	char *helo;	  /* HELO/EHLO name, or NULL */
 	char *message_id; /* Message-ID header value, or NULL */
 	uint64_t size;	  /* bytes of content */
+	char *envid;	  /* DSN ENVID as received (xtext, not decoded), or NULL */
+	int ret;	  /* DSN RET: Q_RET_NONE, Q_RET_FULL or Q_RET_HDRS */
 	struct q_rcpt *rcpt;
 	size_t nrcpt;
 };

@@ -23,7 +23,13 @@ enum {
 	QF_SEEN_CLIENT = 8,
 	QF_SEEN_HELO = 16,
 	QF_SEEN_MSGID = 32,
+	QF_SEEN_ENVID = 64,
+	QF_SEEN_RET = 128,
 };
+
+/* DSN NOTIFY words in the order of their bits (Q_NOTIFY_*). */
+static const char *const qf_notify_words[] = {"SUCCESS", "FAILURE", "DELAY", "NEVER"};
+static const char *const qf_ret_words[] = {"", "FULL", "HDRS"};
 
 /* CRC-32 by tables, eight bytes a step ("slicing-by-8": about five times
  * the speed of one table lookup per byte; every message is summed when it is
@@ -92,6 +98,24 @@ static void qf_put(struct buf *out, const char *key, const char *value)
 	buf_putc(out, '\n');
 }
 
+/* "rcpt", then its optional DSN records "notify" and "orcpt", which belong
+ * to the "rcpt" record right before them. */
+static void qf_put_rcpt(struct buf *out, const struct q_rcpt *r)
+{
+	qf_put(out, "rcpt", r->addr);
+	if (r->notify) {
+		buf_puts(out, "notify ");
+		for (unsigned b = 0, first = 1; b < 4; b++)
+			if (r->notify & (1u << b)) {
+				buf_printf(out, "%s%s", first ? "" : ",", qf_notify_words[b]);
+				first = 0;
+			}
+		buf_putc(out, '\n');
+	}
+	if (r->orcpt)
+		qf_put(out, "orcpt", r->orcpt);
+}
+
 void queue_file_format(struct buf *out, const struct q_env *env, const struct iovec *iov,
 		       int iovcnt)
 {
@@ -107,8 +131,12 @@ void queue_file_format(struct buf *out, const struct q_env *env, const struct io
 		qf_put(out, "helo", env->helo);
 	if (env->message_id)
 		qf_put(out, "message-id", env->message_id);
+	if (env->envid)
+		qf_put(out, "envid", env->envid);
+	if (env->ret == Q_RET_FULL || env->ret == Q_RET_HDRS)
+		qf_put(out, "ret", qf_ret_words[env->ret]);
 	for (size_t i = 0; i < env->nrcpt; i++)
-		qf_put(out, "rcpt", env->rcpt[i].addr);
+		qf_put_rcpt(out, &env->rcpt[i]);
 	buf_printf(out, "size %" PRIu64 "\n", env->size);
 	for (int i = 0; i < iovcnt; i++)
 		buf_append(out, iov[i].iov_base, iov[i].iov_len);
@@ -197,6 +225,59 @@ static int qf_once(char **dst, unsigned *seen, unsigned bit, const char *val, si
 	return 0;
 }
 
+/* "SUCCESS,DELAY" -> bits; -1 if a word is unknown or repeated. */
+static int qf_notify(const char *val, size_t vlen, unsigned *out)
+{
+	unsigned set = 0;
+	size_t i = 0;
+
+	while (i < vlen) {
+		const char *w = val + i;
+		const char *comma = memchr(w, ',', vlen - i);
+		size_t n = comma ? (size_t)(comma - w) : vlen - i, b;
+
+		for (b = 0; b < 4; b++)
+			if (qf_key_is(w, n, qf_notify_words[b]))
+				break;
+		if (b == 4 || (set & (1u << b)))
+			return -1;
+		set |= 1u << b;
+		i += n + (comma != NULL);
+	}
+	*out = set;
+	return set ? 0 : -1;
+}
+
+/* The per-recipient DSN records: they belong to the last "rcpt" so far. */
+static int qf_rcpt_record(struct q_env *env, const char *key, size_t klen, const char *val,
+			  size_t vlen)
+{
+	struct q_rcpt *r = env->nrcpt ? &env->rcpt[env->nrcpt - 1] : NULL;
+
+	if (r == NULL)
+		return -1;
+	if (qf_key_is(key, klen, "notify"))
+		return r->notify == 0 ? qf_notify(val, vlen, &r->notify) : -1;
+	if (r->orcpt)
+		return -1;
+	r->orcpt = xstrndup(val, vlen);
+	return 0;
+}
+
+/* "FULL" or "HDRS" for the "ret" record. */
+static int qf_ret(struct q_env *env, unsigned *seen, const char *val, size_t vlen)
+{
+	if (*seen & QF_SEEN_RET)
+		return -1;
+	*seen |= QF_SEEN_RET;
+	for (int k = Q_RET_FULL; k <= Q_RET_HDRS; k++)
+		if (qf_key_is(val, vlen, qf_ret_words[k])) {
+			env->ret = k;
+			return 0;
+		}
+	return -1;
+}
+
 /* Applies one envelope record; 1 when it was the final "size" record. */
 static int qf_record(struct q_env *env, unsigned *seen, const char *line, size_t len,
 		     char why[QF_WHY_MAX])
@@ -229,6 +310,12 @@ static int qf_record(struct q_env *env, unsigned *seen, const char *line, size_t
 		rc = qf_once(&env->helo, seen, QF_SEEN_HELO, val, vlen);
 	} else if (qf_key_is(line, klen, "message-id")) {
 		rc = qf_once(&env->message_id, seen, QF_SEEN_MSGID, val, vlen);
+	} else if (qf_key_is(line, klen, "envid")) {
+		rc = qf_once(&env->envid, seen, QF_SEEN_ENVID, val, vlen);
+	} else if (qf_key_is(line, klen, "ret")) {
+		rc = qf_ret(env, seen, val, vlen);
+	} else if (qf_key_is(line, klen, "notify") || qf_key_is(line, klen, "orcpt")) {
+		rc = qf_rcpt_record(env, line, klen, val, vlen);
 	} else if (qf_key_is(line, klen, "rcpt")) {
 		char *addr = xstrndup(val, vlen);
 		q_env_add_rcpt(env, addr);

@@ -11,7 +11,13 @@
 #include <strings.h>
 
 #include "lib/clock.h"
+#include "queue/queue.h"
 #include "smtp/dsn.h"
+
+/* The queue stores NOTIFY with its own names for the same bits. */
+_Static_assert(DSN_NOTIFY_SUCCESS == Q_NOTIFY_SUCCESS && DSN_NOTIFY_FAILURE == Q_NOTIFY_FAILURE &&
+		   DSN_NOTIFY_DELAY == Q_NOTIFY_DELAY && DSN_NOTIFY_NEVER == Q_NOTIFY_NEVER,
+	       "NOTIFY bits differ between queue.h and dsn.h");
 
 #define DSN_LINE_SOFT 78  /* fold or wrap here when a space allows */
 #define DSN_LINE_HARD 900 /* break here even without a space (limit: 998) */
@@ -53,6 +59,57 @@ int dsn_notify_parse(const char *value, unsigned *out)
 		return -1;
 	*out = set;
 	return 0;
+}
+
+void dsn_notify_format(unsigned notify, struct buf *out)
+{
+	static const char *const names[] = {"SUCCESS", "FAILURE", "DELAY", "NEVER"};
+	int first = 1;
+
+	for (unsigned b = 0; b < 4; b++)
+		if (notify & (1u << b)) {
+			buf_printf(out, "%s%s", first ? "" : ",", names[b]);
+			first = 0;
+		}
+}
+
+static int dsn_xchar_ok(unsigned char c)
+{
+	return c >= '!' && c <= '~' && c != '=' && c != '+';
+}
+
+static int dsn_hexup(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+}
+
+int dsn_xtext_valid(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '+') {
+			if (!dsn_hexup(s[i + 1]) || !dsn_hexup(s[i + 2]))
+				return 0;
+			i += 2;
+		} else if (!dsn_xchar_ok((unsigned char)s[i]))
+			return 0;
+	}
+	return 1;
+}
+
+int dsn_orcpt_valid(const char *s)
+{
+	const char *semi = strchr(s, ';');
+
+	if (semi == NULL || semi == s || strlen(s) > 500)
+		return 0;
+	for (const char *p = s; p < semi; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-/=?^_`{|}~", *p))
+			return 0;
+	return dsn_xtext_valid(semi + 1, 500);
 }
 
 int dsn_notify_wants(unsigned notify, enum dsn_action action)
@@ -446,7 +503,9 @@ static int dsn_part_original(const struct dsn_report *r, struct buf *out)
 
 	buf_printf(out, "Content-Type: %s\r\nContent-Description: %s\r\n%s\r\n",
 		   full ? "message/rfc822" : "text/rfc822-headers",
-		   full ? "Undelivered Message" : "Undelivered Message Headers",
+		   full				   ? "Undelivered Message"
+		   : dsn_any(r, DSN_ACTION_FAILED) ? "Undelivered Message Headers"
+						   : "Message Headers",
 		   eight ? "Content-Transfer-Encoding: 8bit\r\n" : "");
 	dsn_append_crlf(out, data, len);
 	return eight;

@@ -28,6 +28,14 @@ enum dsn_action {
 /* Parses a NOTIFY value ("NEVER" or a comma list of SUCCESS, FAILURE,
  * DELAY; case-insensitive). 0, or -1 if malformed (NEVER with others too). */
 int dsn_notify_parse(const char *value, unsigned *out);
+/* Appends the NOTIFY value for bits ("SUCCESS,FAILURE"); nothing for 0. */
+void dsn_notify_format(unsigned notify, struct buf *out);
+/* 1 if s is RFC 3461 xtext ('+' only as "+HH" with upper-case hex, other
+ * octets '!'..'~' except '=') of 1..max characters. */
+int dsn_xtext_valid(const char *s, size_t max);
+/* 1 if s is an ORCPT value "addr-type;xtext": addr-type an atom, the
+ * xtext valid and the whole at most 500 characters (RFC 3461 4.2). */
+int dsn_orcpt_valid(const char *s);
 /* 1 if NOTIFY asks for a report of this action. */
 int dsn_notify_wants(unsigned notify, enum dsn_action action);
 /* Who receives the report: the sender; for a null sender "" (the failed

@@ -30,6 +30,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "smtp/dsn.h"
 #include "smtp/smtp_client.h"
 
 #define SMTPC_LINE_MAX	4096	  /* longest reply line we accept */
@@ -177,6 +178,8 @@ static void smtpc_caps_line(struct smtpc_caps *caps, const char *s, size_t len)
 		caps->starttls = 1;
 	else if (smtpc_keyword(s, kw, "8BITMIME"))
 		caps->eightbitmime = 1;
+	else if (smtpc_keyword(s, kw, "DSN"))
+		caps->dsn = 1;
 	else if (smtpc_keyword(s, kw, "SIZE")) {
 		caps->has_size = 1;
 		caps->size = kw < len ? strtoull(s + kw + 1, NULL, 10) : 0;
@@ -657,6 +660,13 @@ static void smtpc_send_mail(struct smtpc *c, int i)
 		buf_printf(&p, " SIZE=%zu", m->content->len);
 	if (c->rt[i].eightbit && c->caps.eightbitmime)
 		buf_puts(&p, " BODY=8BITMIME");
+	if (c->caps.dsn) { /* RFC 3461 5.2: a relay passes the DSN parameters on */
+		m->dsn_passed = 1;
+		if (m->env->ret == Q_RET_FULL || m->env->ret == Q_RET_HDRS)
+			buf_puts(&p, m->env->ret == Q_RET_FULL ? " RET=FULL" : " RET=HDRS");
+		if (m->env->envid)
+			buf_printf(&p, " ENVID=%s", m->env->envid);
+	}
 	if (c->rt[i].eightbit && !c->caps.eightbitmime) {
 		m->eightbit_unannounced = 1;
 		log_info("smtpc: %s: 8-bit message sent to a server without 8BITMIME", m->env->id);
@@ -670,10 +680,18 @@ static void smtpc_send_mail(struct smtpc *c, int i)
 static void smtpc_send_rcpt(struct smtpc *c, int i, int r)
 {
 	struct smtpc_msg *m = &c->msgs[i];
+	const struct q_rcpt *rc = &m->env->rcpt[smtpc_env_rcpt(m, (size_t)r)];
+	struct buf p = BUF_INIT;
 
+	if (c->caps.dsn && rc->notify) {
+		buf_puts(&p, " NOTIFY=");
+		dsn_notify_format(rc->notify, &p);
+	}
+	if (c->caps.dsn && rc->orcpt)
+		buf_printf(&p, " ORCPT=%s", rc->orcpt);
 	c->rt[i].rs[r] = R_SENT;
-	smtpc_cmd(c, SC_RCPT, i, r, "RCPT TO:<%s>",
-		  m->env->rcpt[smtpc_env_rcpt(m, (size_t)r)].addr);
+	smtpc_cmd(c, SC_RCPT, i, r, "RCPT TO:<%s>%s", rc->addr, buf_cstr(&p));
+	buf_free(&p);
 }
 
 static void smtpc_send_bdat(struct smtpc *c, int i)

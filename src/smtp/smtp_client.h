@@ -76,6 +76,8 @@ struct smtpc_msg {
 	int attempted;		       /* MAIL was sent */
 	int data_sent;		       /* content went on the wire: a duplicate is possible */
 	int eightbit_unannounced;      /* 8-bit content sent to a server without 8BITMIME */
+	int dsn_passed;		       /* the server offered DSN: RET, ENVID, NOTIFY and
+					  ORCPT of the envelope went with MAIL and RCPT */
 	struct smtpc_rcpt_result *res; /* one per recipient sent, in rcpt_idx order */
 	size_t nres;
 };
@@ -149,7 +151,7 @@ struct smtpc_reply {
 int smtpc_reply_line(struct smtpc_reply *r, const char *line, size_t len);
 
 struct smtpc_caps {
-	int pipelining, chunking, starttls, eightbitmime, auth_plain, auth_login;
+	int pipelining, chunking, starttls, eightbitmime, auth_plain, auth_login, dsn;
 	int has_size;
 	uint64_t size; /* SIZE limit; 0 with has_size = no fixed limit */
 };

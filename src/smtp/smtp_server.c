@@ -35,6 +35,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "smtp/dsn.h"
 #include "smtp/message.h"
 #include "smtp/smtp_addr.h"
 #include "smtp/smtp_auth.h"
@@ -436,6 +437,12 @@ static int ext_etrn_offered(const struct session *s)
 	return s->srv->etrn != NULL;
 }
 
+/* DSN (RFC 3461) where mail is taken: not on the ODMR port. */
+static int ext_dsn_offered(const struct session *s)
+{
+	return !s->srv->odmr;
+}
+
 static const struct smtp_ext smtp_exts[] = {
     {"PIPELINING", NULL, NULL},
     {"SIZE", ext_size, NULL},
@@ -446,6 +453,7 @@ static const struct smtp_ext smtp_exts[] = {
     {"CHUNKING", NULL, NULL},
     {"ETRN", NULL, ext_etrn_offered},
     {"ATRN", NULL, ext_atrn_offered},
+    {"DSN", NULL, ext_dsn_offered},
 };
 
 #define N_EXTS (sizeof(smtp_exts) / sizeof(smtp_exts[0]))
@@ -557,21 +565,59 @@ static int mail_param_auth(struct session *s, const char *v)
 	return -1;
 }
 
-/* MAIL parameters we support (DSN adds RET and ENVID here). */
+/* DSN RET=FULL|HDRS (RFC 3461 4.3), kept in the envelope. */
+static int mail_param_ret(struct session *s, const char *v)
+{
+	if (v && strcasecmp(v, "FULL") == 0)
+		s->env.ret = Q_RET_FULL;
+	else if (v && strcasecmp(v, "HDRS") == 0)
+		s->env.ret = Q_RET_HDRS;
+	else {
+		sess_error(s, "501 5.5.4 Bad RET parameter (FULL or HDRS)");
+		return -1;
+	}
+	return 0;
+}
+
+/* DSN ENVID=xtext (RFC 3461 4.4): at most 100 characters, stored as given. */
+static int mail_param_envid(struct session *s, const char *v)
+{
+	if (v == NULL || !dsn_xtext_valid(v, 100)) {
+		sess_error(s, "501 5.5.4 Bad ENVID parameter");
+		return -1;
+	}
+	free(s->env.envid);
+	s->env.envid = xstrdup(v);
+	return 0;
+}
+
+/* MAIL parameters we support. */
 static const struct {
 	const char *keyword;
 	int (*check)(struct session *s, const char *value);
 } mail_params[] = {
-    {"SIZE", mail_param_size},
-    {"BODY", mail_param_body},
-    {"AUTH", mail_param_auth},
+    {"SIZE", mail_param_size}, {"BODY", mail_param_body},   {"AUTH", mail_param_auth},
+    {"RET", mail_param_ret},   {"ENVID", mail_param_envid},
 };
+
+/* 1 (after a 501) if the parameter at i repeats an earlier one. */
+static int params_duplicate(struct session *s, const struct smtp_params *ps, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (strcasecmp(ps->v[j].keyword, ps->v[i].keyword) == 0) {
+			sess_error(s, "501 5.5.4 Duplicate %s parameter", ps->v[i].keyword);
+			return 1;
+		}
+	return 0;
+}
 
 static int mail_params_check(struct session *s, const struct smtp_params *ps)
 {
 	for (size_t i = 0; i < ps->n; i++) {
 		size_t k;
 
+		if (params_duplicate(s, ps, i))
+			return -1;
 		for (k = 0; k < sizeof(mail_params) / sizeof(mail_params[0]); k++)
 			if (strcasecmp(ps->v[i].keyword, mail_params[k].keyword) == 0)
 				break;
@@ -599,8 +645,11 @@ static void cmd_mail(struct session *s, const char *arg)
 	struct smtp_params ps;
 	const char *end, *why;
 
-	if (s->srv->odmr) { /* RFC 2645: the ODMR port takes no mail */
-		sess_error(s, "502 5.5.1 MAIL not accepted on the ODMR port; use ATRN");
+	/* RFC 2645: the ODMR port takes no mail, except from an authenticated
+	 * site sending its own outbound mail on the same call (data = direct,
+	 * docs/odmr.md). */
+	if (s->srv->odmr && s->auth_user == NULL) {
+		sess_error(s, "502 5.5.1 MAIL not accepted on the ODMR port before AUTH; use ATRN");
 		return;
 	}
 	if (!arg_prefix(&arg, "FROM:")) {
@@ -625,6 +674,8 @@ static void cmd_mail(struct session *s, const char *arg)
 		s->state = ST_MAIL;
 		sess_reply(s, "250 2.1.0 Ok");
 	}
+	if (s->state != ST_MAIL) /* a refused MAIL leaves no RET or ENVID behind */
+		sess_txn_reset(s);
 	smtp_params_free(&ps);
 	smtp_path_free(&p);
 }
@@ -715,11 +766,44 @@ static int rcpt_postmaster(struct session *s, const char *arg, struct smtp_path 
 	return 0;
 }
 
+/* DSN NOTIFY and ORCPT (RFC 3461 4.1, 4.2); anything else is refused.
+ * 0 with the values (orcpt points into ps), or -1 after the error reply. */
+static int rcpt_params_check(struct session *s, const struct smtp_params *ps, unsigned *notify,
+			     const char **orcpt)
+{
+	*notify = 0;
+	*orcpt = NULL;
+	for (size_t i = 0; i < ps->n; i++) {
+		const char *k = ps->v[i].keyword, *v = ps->v[i].value;
+
+		if (params_duplicate(s, ps, i))
+			return -1;
+		if (strcasecmp(k, "NOTIFY") == 0) {
+			if (v == NULL || dsn_notify_parse(v, notify) < 0) {
+				sess_error(s, "501 5.5.4 Bad NOTIFY parameter "
+					      "(NEVER, or SUCCESS, FAILURE, DELAY)");
+				return -1;
+			}
+		} else if (strcasecmp(k, "ORCPT") == 0) {
+			if (v == NULL || !dsn_orcpt_valid(v)) {
+				sess_error(s, "501 5.5.4 Bad ORCPT parameter (addr-type;xtext)");
+				return -1;
+			}
+			*orcpt = v;
+		} else {
+			sess_error(s, "555 5.5.4 Unsupported option: %s", k);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static void cmd_rcpt(struct session *s, const char *arg)
 {
 	struct smtp_path p;
 	struct smtp_params ps;
-	const char *end, *why;
+	const char *end, *why, *orcpt;
+	unsigned notify;
 
 	if (!arg_prefix(&arg, "TO:")) {
 		sess_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
@@ -735,10 +819,14 @@ static void cmd_rcpt(struct session *s, const char *arg)
 	}
 	if (smtp_params_parse(end, &ps, &why) < 0)
 		sess_error(s, "501 5.5.4 Syntax error in parameters: %s", why);
-	else if (ps.n > 0) /* DSN adds NOTIFY and ORCPT here */
-		sess_error(s, "555 5.5.4 Unsupported option: %s", ps.v[0].keyword);
-	else
+	else if (rcpt_params_check(s, &ps, &notify, &orcpt) == 0) {
+		size_t before = s->env.nrcpt;
 		rcpt_policy(s, &p);
+		if (s->env.nrcpt > before) { /* accepted as a new recipient */
+			s->env.rcpt[before].notify = notify;
+			s->env.rcpt[before].orcpt = orcpt ? xstrdup(orcpt) : NULL;
+		}
+	}
 	smtp_params_free(&ps);
 	smtp_path_free(&p);
 }

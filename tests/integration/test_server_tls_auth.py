@@ -76,14 +76,14 @@ def test_ehlo_before_and_after_starttls(daemon, pki):
     with d.smtp() as c:
         r = c.cmd("EHLO client.test")
         assert ehlo_keywords(r) == ["PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES",
-                                    "STARTTLS", "CHUNKING"], r
+                                    "STARTTLS", "CHUNKING", "DSN"], r
         assert c.cmd("STARTTLS").code == 220
         c.__class__ = TlsRaw
         c.starttls()
         assert c.sock.version() in ("TLSv1.2", "TLSv1.3")
         r = c.cmd("EHLO client.test")
         assert ehlo_keywords(r) == ["PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES",
-                                    "AUTH", "CHUNKING"], r
+                                    "AUTH", "CHUNKING", "DSN"], r
         assert "AUTH PLAIN LOGIN CRAM-MD5" in r.lines
         assert c.cmd("STARTTLS").code == 503
 

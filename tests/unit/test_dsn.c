@@ -245,6 +245,34 @@ static void test_notify_parse(void **state)
 	assert_int_equal(dsn_notify_parse("FAIL", &n), -1);
 }
 
+/* The server-side checks of ENVID / ORCPT and the NOTIFY value sent on. */
+static void test_xtext_orcpt_notify_format(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	assert_true(dsn_xtext_valid("abc+2B+3Dx", 100));
+	assert_false(dsn_xtext_valid("", 100));
+	assert_false(dsn_xtext_valid("a=b", 100));  /* '=' must be encoded */
+	assert_false(dsn_xtext_valid("a+2b", 100)); /* lower-case hex */
+	assert_false(dsn_xtext_valid("a+2", 100));
+	assert_false(dsn_xtext_valid("a b", 100));
+	assert_false(dsn_xtext_valid("caf\xc3\xa9", 100));
+	assert_true(dsn_xtext_valid("0123456789", 10));
+	assert_false(dsn_xtext_valid("0123456789X", 10));
+	assert_true(dsn_orcpt_valid("rfc822;bob+40example.org"));
+	assert_true(dsn_orcpt_valid("x-local;bob"));
+	assert_false(dsn_orcpt_valid("rfc822"));
+	assert_false(dsn_orcpt_valid(";bob"));
+	assert_false(dsn_orcpt_valid("rfc 822;bob"));
+	assert_false(dsn_orcpt_valid("rfc822;bo=b"));
+	dsn_notify_format(DSN_NOTIFY_DELAY | DSN_NOTIFY_SUCCESS, &b);
+	assert_string_equal(buf_cstr(&b), "SUCCESS,DELAY");
+	buf_reset(&b);
+	dsn_notify_format(DSN_NOTIFY_NEVER, &b);
+	assert_string_equal(buf_cstr(&b), "NEVER");
+	buf_free(&b);
+}
+
 static void test_notify_wants(void **state)
 {
 	/* not given: failures and delays, not successes */
@@ -586,6 +614,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_notify_parse),     cmocka_unit_test(test_notify_wants),
+	    cmocka_unit_test(test_xtext_orcpt_notify_format),
 	    cmocka_unit_test(test_return_to),	     cmocka_unit_test(test_status_codes),
 	    cmocka_unit_test(test_bounce_structure), cmocka_unit_test(test_delay_warning),
 	    cmocka_unit_test(test_ret_full),	     cmocka_unit_test(test_hostile_diagnostic),

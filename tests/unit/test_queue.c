@@ -266,6 +266,113 @@ static void test_empty_content_and_helo(void **state)
 	buf_free(&content);
 }
 
+/* DSN fields (RET, ENVID, NOTIFY, ORCPT) are written as their own records
+ * and read back, also after a state update. */
+static void test_dsn_fields_roundtrip(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env env, got;
+	struct buf file = BUF_INIT;
+	const char *want = "envid QQ+2B1\nret HDRS\nrcpt alice@example.org\n"
+			   "notify SUCCESS,FAILURE\norcpt rfc822;al+2Bice@example.org\n"
+			   "rcpt bob@example.org\nsize 2\n";
+
+	env_basic(&env, "s@x");
+	env.envid = xstrdup("QQ+2B1");
+	env.ret = Q_RET_HDRS;
+	env.rcpt[0].notify = Q_NOTIFY_SUCCESS | Q_NOTIFY_FAILURE;
+	env.rcpt[0].orcpt = xstrdup("rfc822;al+2Bice@example.org");
+	struct iovec iov = {"hi", 2};
+	assert_int_equal(queue_commit(f->q, &env, &iov, 1), Q_OK);
+	read_file(path_of(f, "queue", env.id), &file);
+	assert_non_null(memmem(file.data, file.len, want, strlen(want)));
+
+	assert_int_equal(queue_load(f->q, env.id, &got, NULL), Q_OK);
+	assert_string_equal(got.envid, "QQ+2B1");
+	assert_int_equal(got.ret, Q_RET_HDRS);
+	assert_int_equal(got.rcpt[0].notify, Q_NOTIFY_SUCCESS | Q_NOTIFY_FAILURE);
+	assert_string_equal(got.rcpt[0].orcpt, "rfc822;al+2Bice@example.org");
+	assert_int_equal(got.rcpt[1].notify, 0);
+	assert_null(got.rcpt[1].orcpt);
+	got.rcpt[1].state = RCPT_DELIVERED;
+	assert_int_equal(queue_update(f->q, &got), Q_OK);
+	q_env_free(&got);
+	assert_int_equal(queue_load(f->q, env.id, &got, NULL), Q_OK);
+	assert_int_equal(got.rcpt[1].state, RCPT_DELIVERED);
+	assert_int_equal(got.rcpt[0].notify, Q_NOTIFY_SUCCESS | Q_NOTIFY_FAILURE);
+	assert_string_equal(got.envid, "QQ+2B1");
+	q_env_free(&got);
+
+	/* NEVER alone, RET=FULL, no ENVID */
+	q_env_free(&env);
+	env_basic(&env, "s@x");
+	env.ret = Q_RET_FULL;
+	env.rcpt[1].notify = Q_NOTIFY_NEVER;
+	assert_int_equal(queue_commit(f->q, &env, &iov, 1), Q_OK);
+	assert_int_equal(queue_load(f->q, env.id, &got, NULL), Q_OK);
+	assert_null(got.envid);
+	assert_int_equal(got.ret, Q_RET_FULL);
+	assert_int_equal(got.rcpt[0].notify, 0);
+	assert_int_equal(got.rcpt[1].notify, Q_NOTIFY_NEVER);
+	q_env_free(&got);
+	q_env_free(&env);
+	buf_free(&file);
+}
+
+/* An image with a correct end record around the given envelope lines. */
+static void image_with(struct buf *out, const char *envelope, const char *content)
+{
+	uint32_t crc;
+
+	buf_reset(out);
+	buf_printf(out, "DIALMAIL-QUEUE 1\n%ssize %zu\n%s", envelope, strlen(content), content);
+	crc = queue_file_crc32(0, out->data, out->len);
+	buf_printf(out, "\nEND %zu %08x\n", strlen(content), crc);
+}
+
+/* A file written before the DSN records existed loads as before; damaged
+ * DSN records make the file damaged. */
+static void test_dsn_old_format_and_bad_records(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env got;
+	struct buf img = BUF_INIT;
+	char why[QF_WHY_MAX];
+	size_t off;
+	const char *base = "id 066118CF81531137B80000\ncreated 1795609048\nsender a@x\n"
+			   "client local\nrcpt b@y\n";
+	static const char *const bad[] = {
+	    "notify FAILURE\n",	       /* before any rcpt */
+	    "rcpt b@y\nnotify FAILURE,BOGUS\n", "rcpt b@y\nnotify NEVER\nnotify DELAY\n",
+	    "rcpt b@y\norcpt a;b\norcpt a;c\n", "rcpt b@y\nret BOGUS\n",
+	    "rcpt b@y\nenvid a\nenvid b\n"};
+	struct buf env = BUF_INIT;
+
+	/* old format, through the queue directory */
+	image_with(&img, base, "Subject: old\r\n\r\nbody\r\n");
+	write_file(path_of(f, "queue", "066118CF81531137B80000"), img.data, img.len);
+	memset(&got, 0, sizeof(got));
+	assert_int_equal(queue_load(f->q, "066118CF81531137B80000", &got, NULL), Q_OK);
+	assert_int_equal(got.nrcpt, 1);
+	assert_null(got.envid);
+	assert_int_equal(got.ret, Q_RET_NONE);
+	assert_int_equal(got.rcpt[0].notify, 0);
+	assert_null(got.rcpt[0].orcpt);
+	q_env_free(&got);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		buf_reset(&env);
+		buf_printf(&env, "id 066118CF81531137B80000\ncreated 1\nsender a@x\nclient l\n%s",
+			   bad[i]);
+		image_with(&img, buf_cstr(&env), "x");
+		memset(&got, 0, sizeof(got));
+		assert_int_equal(queue_file_parse(img.data, img.len, &got, &off, why), -1);
+		assert_non_null(strstr(why, "record"));
+	}
+	buf_free(&env);
+	buf_free(&img);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(a, b);
@@ -1052,6 +1159,8 @@ int main(void)
 	    cmocka_unit_test(test_ids_unique_sorted_shape),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_binary_no_final_crlf, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_content_and_helo, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dsn_fields_roundtrip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dsn_old_format_and_bad_records, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid_ids_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_crlf_in_envelope_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_message_id_newline_sanitised, setup, teardown),
