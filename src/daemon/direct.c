@@ -5,7 +5,6 @@
  * engine's QUIT is kept off the line, and the modem's NO CARRIER ends the
  * job. Invariant: a recipient changes state only on the hub's final reply
  * for it; everything unconfirmed stays queued for the next call. */
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +14,11 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "daemon/delivery.h"
 #include "daemon/direct.h"
 #include "daemon/event.h"
+#include "daemon/odmr_common.h"
 #include "daemon/outbound.h"
 #include "daemon/routes.h"
 #include "lib/clock.h"
@@ -36,29 +34,22 @@
 
 enum dstate { DS_GREET, DS_EHLO, DS_AUTH, DS_SEND, DS_ATRN, DS_RECV, DS_QUIT, DS_END };
 
-struct direct_msg {
-	struct q_env env;
-	struct buf content;
-	size_t *idx, nidx;
-	int stored;
-};
-
 struct direct {
 	struct direct_ctx ctx;
 	enum dstate state;
 	struct bufferevent *line; /* the tty */
 	struct bufferevent *peer; /* our end of the relay to the engine or the server */
 	const struct auth_cred *cred;
-	int cram, plain, atrn;
+	struct odmr_common_caps caps;
 	struct buf reply; /* reply lines so far */
 	struct buf lbuf;  /* engine bytes not yet a full line */
 	struct direct_relay rel;
-	struct direct_msg *m;
-	size_t nm;
-	struct smtpc_msg *jobs;
+	struct odmr_common_batch b; /* the outbound mail for the line */
+	struct odmr_common_peer peer_info;
+	char *label;
 	struct smtpc *c;
 	struct smtp_adopted *adopted;
-	unsigned n_ok, n_held, n_failed, msgs_ok;
+	unsigned msgs_ok;
 	unsigned long long bytes_out;
 	struct event *ev_end, *ev_quiet;
 	int end_ok;
@@ -155,13 +146,8 @@ static void direct_release(struct direct *x)
 		event_free(x->ev_end);
 	if (x->ev_quiet)
 		event_free(x->ev_quiet);
-	for (size_t i = 0; i < x->nm; i++) {
-		free(x->m[i].idx);
-		q_env_free(&x->m[i].env);
-		buf_free(&x->m[i].content);
-	}
-	free(x->m);
-	free(x->jobs);
+	odmr_common_batch_free(&x->b);
+	free(x->label);
 	buf_free(&x->reply);
 	buf_free(&x->lbuf);
 	free(x->end_text);
@@ -222,92 +208,20 @@ static void direct_end(struct direct *x, int ok, const char *fmt, ...)
 
 /* --- outbound results ------------------------------------------------------------ */
 
-static void direct_rcpt_event(int id, const struct q_env *env, const struct q_rcpt *r,
-			      const char *entry, const char *what)
+/* Stores one message's results; counts what the hub accepted in full. */
+static void direct_store(struct direct *x, struct odmr_common_msg *m, const struct smtpc_msg *sm)
 {
-	const char *kv[] = {"qid",   env->id, "rcpt",
-			    r->addr, "reply", r->last_reply ? r->last_reply : "",
-			    "entry", entry,   NULL};
-
-	event_logkv(id, kv, "Message %s to %s %s (SMTP over the line of %s): %s", env->id, r->addr,
-		    what, entry, r->last_reply ? r->last_reply : "");
-}
-
-/* One result into r; 1 if r failed for good. */
-static int direct_apply(struct direct *x, const struct q_env *env, struct q_rcpt *r,
-			const struct smtpc_rcpt_result *res)
-{
-	free(r->last_reply);
-	r->last_reply = xstrdup(res->reply && *res->reply ? res->reply : "(no reply)");
-	if (res->status == Q_OK) {
-		r->state = RCPT_DELIVERED;
-		x->n_ok++;
-		direct_rcpt_event(EV_OUTBOUND_DELIVERED, env, r, x->ctx.entry, "delivered");
-		track(TRK_SENT, env->id, env->message_id, env->sender, r->addr, r->last_reply);
-		return 0;
-	}
-	r->attempts++;
-	if (res->status == Q_PERMFAIL) {
-		r->state = RCPT_FAILED;
-		x->n_failed++;
-		direct_rcpt_event(EV_OUTBOUND_BOUNCED, env, r, x->ctx.entry, "failed");
-		track(TRK_BOUNCED, env->id, env->message_id, env->sender, r->addr, r->last_reply);
-		return 1;
-	}
-	x->n_held++; /* stays queued for the next call */
-	direct_rcpt_event(EV_OUTBOUND_DEFERRED, env, r, x->ctx.entry, "deferred");
-	return 0;
-}
-
-/* Stores one message's results on its reloaded state (only pending
- * recipients change); a 5xx gets a DSN through outbound delivery. */
-static void direct_store(struct direct *x, struct direct_msg *m, const struct smtpc_msg *sm)
-{
-	struct q_env env;
-	struct dsn_rcpt *failed = xcalloc(m->nidx + 1, sizeof(*failed));
-	size_t nfailed = 0;
-	int done = 1;
-
-	m->stored = 1;
 	if (sm->status == Q_OK) {
 		x->msgs_ok++;
 		x->bytes_out += m->content.len;
 	}
-	memset(&env, 0, sizeof(env));
-	if (queue_load(x->ctx.q, m->env.id, &env, NULL) != Q_OK)
-		goto out;
-	for (size_t k = 0; k < m->nidx; k++) {
-		struct q_rcpt *r = m->idx[k] < env.nrcpt ? &env.rcpt[m->idx[k]] : NULL;
-		struct smtpc_rcpt_result tmp = {Q_TEMPFAIL, sm->reply};
-		const struct smtpc_rcpt_result *res = k < sm->nres ? &sm->res[k] : &tmp;
-		if (r == NULL || r->state != RCPT_PENDING)
-			continue;
-		if (direct_apply(x, &env, r, res)) {
-			failed[nfailed].addr = r->addr;
-			failed[nfailed].action = DSN_ACTION_FAILED;
-			failed[nfailed].remote_mta = x->ctx.entry;
-			failed[nfailed].diagnostic = r->last_reply;
-			failed[nfailed++].last_attempt = clock_now();
-		}
-	}
-	if (nfailed && x->ctx.d && delivery_outbound(x->ctx.d))
-		outbound_dsn(delivery_outbound(x->ctx.d), &env, &m->content, failed, nfailed);
-	for (size_t i = 0; i < env.nrcpt; i++)
-		done &= env.rcpt[i].state != RCPT_PENDING;
-	if (queue_update(x->ctx.q, &env) != 0)
-		event_log(EV_QUEUE_WRITE_FAILED,
-			  "Cannot store the delivery state of message %s; it will be retried",
-			  env.id);
-	else if (done && queue_remove(x->ctx.q, env.id) != 0)
-		log_warn("direct: cannot remove finished message %s", env.id);
-out:
-	free(failed);
-	q_env_free(&env);
+	odmr_common_store(&x->peer_info, x->ctx.q, x->ctx.d, m, sm);
 }
 
 /* 1 if rcpt r goes out over this line: pending, remote, routed via the entry. */
-static int direct_rcpt_ours(const struct direct *x, const struct q_rcpt *r)
+static int direct_rcpt_ours(const struct q_rcpt *r, void *arg)
 {
+	const struct direct *x = arg;
 	const char *at = strrchr(r->addr, '@');
 	const struct route *rt;
 
@@ -320,24 +234,8 @@ static int direct_rcpt_ours(const struct direct *x, const struct q_rcpt *r)
 static int direct_scan_one(const char *id, void *arg)
 {
 	struct direct *x = arg;
-	struct direct_msg m;
 
-	memset(&m, 0, sizeof(m));
-	if (queue_load(x->ctx.q, id, &m.env, &m.content) != Q_OK)
-		goto skip;
-	m.idx = xcalloc(m.env.nrcpt + 1, sizeof(size_t));
-	for (size_t i = 0; i < m.env.nrcpt; i++)
-		if (direct_rcpt_ours(x, &m.env.rcpt[i]))
-			m.idx[m.nidx++] = i;
-	if (m.nidx == 0)
-		goto skip;
-	x->m = xrealloc(x->m, (x->nm + 1) * sizeof(*x->m));
-	x->m[x->nm++] = m;
-	return 0;
-skip:
-	free(m.idx);
-	q_env_free(&m.env);
-	buf_free(&m.content);
+	odmr_common_batch_load(&x->b, x->ctx.q, id, 1, direct_rcpt_ours, x);
 	return 0;
 }
 
@@ -347,48 +245,19 @@ static void direct_send(struct direct *x, enum dstate next, const char *fmt, ...
     __attribute__((format(printf, 3, 4)));
 static void direct_send(struct direct *x, enum dstate next, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(x->line);
 	va_list ap;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	odmr_common_vsend(x->line, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
 	x->state = next;
 }
 
-static char *direct_b64(const unsigned char *p, size_t n)
-{
-	char *out = xmalloc(4 * ((n + 2) / 3) + 1);
-
-	EVP_EncodeBlock((unsigned char *)out, p, (int)n);
-	return out;
-}
-
-/* CRAM-MD5 (RFC 2195): "user hex(HMAC-MD5(password, challenge))". */
 static void direct_cram(struct direct *x, const char *challenge64)
 {
-	unsigned char ch[512], mac[EVP_MAX_MD_SIZE];
-	unsigned int maclen = 0;
-	int n = (int)strlen(challenge64);
-	struct buf ans = BUF_INIT;
-	char *enc;
+	char *enc = odmr_common_cram(x->cred, challenge64);
 
-	if (n > 680 || (n = EVP_DecodeBlock(ch, (const unsigned char *)challenge64, n)) < 0) {
-		direct_send(x, DS_AUTH, "*");
-		return;
-	}
-	for (size_t k = strlen(challenge64); k > 0 && challenge64[k - 1] == '=' && n > 0; k--)
-		n--;
-	HMAC(EVP_md5(), x->cred->password, (int)strlen(x->cred->password), ch, (size_t)n, mac,
-	     &maclen);
-	buf_printf(&ans, "%s ", x->cred->user);
-	for (unsigned i = 0; i < maclen; i++)
-		buf_printf(&ans, "%02x", mac[i]);
-	enc = direct_b64((const unsigned char *)ans.data, ans.len);
-	direct_send(x, DS_AUTH, "%s", enc);
-	explicit_bzero(ans.data, ans.len);
-	buf_free(&ans);
+	direct_send(x, DS_AUTH, "%s", enc ? enc : "*");
 	free(enc);
 }
 
@@ -396,46 +265,19 @@ static void direct_cram(struct direct *x, const char *challenge64)
  * the circuit is point to point, but the hub decides whether it allows it. */
 static void direct_auth(struct direct *x)
 {
-	size_t u, p;
-	unsigned char *raw;
 	char *enc;
 
-	if (x->cram) {
+	if (x->caps.cram) {
 		direct_send(x, DS_AUTH, "AUTH CRAM-MD5");
 		return;
 	}
-	if (!x->plain) {
+	if (!x->caps.plain) {
 		direct_end(x, 0, "the hub offers no AUTH CRAM-MD5 or PLAIN on this port");
 		return;
 	}
-	u = strlen(x->cred->user);
-	p = strlen(x->cred->password);
-	raw = xmalloc(u + p + 3);
-	raw[0] = '\0';
-	memcpy(raw + 1, x->cred->user, u);
-	raw[u + 1] = '\0';
-	memcpy(raw + u + 2, x->cred->password, p);
-	enc = direct_b64(raw, u + p + 2);
+	enc = odmr_common_plain(x->cred);
 	direct_send(x, DS_AUTH, "AUTH PLAIN %s", enc);
-	explicit_bzero(raw, u + p + 2);
-	free(raw);
 	free(enc);
-}
-
-static void direct_caps(struct direct *x)
-{
-	char *t = xstrdup(buf_cstr(&x->reply));
-
-	for (char *l = strtok(t, "\n"); l; l = strtok(NULL, "\n")) {
-		for (char *c = l; *c; c++)
-			*c = (char)toupper((unsigned char)*c);
-		x->atrn |= strcmp(l, "ATRN") == 0;
-		if (strncmp(l, "AUTH ", 5) == 0) {
-			x->cram |= strstr(l, " CRAM-MD5") != NULL;
-			x->plain |= strstr(l, " PLAIN") != NULL;
-		}
-	}
-	free(t);
 }
 
 static int direct_want_atrn(const struct direct *x)
@@ -445,16 +287,15 @@ static int direct_want_atrn(const struct direct *x)
 
 static void direct_atrn(struct direct *x)
 {
-	struct buf d = BUF_INIT;
+	char *cmd;
 
 	if (!direct_want_atrn(x)) {
 		direct_send(x, DS_QUIT, "QUIT");
 		return;
 	}
-	for (size_t i = 0; i < x->ctx.sc->atrn_domains.n; i++)
-		buf_printf(&d, "%s%s", i ? "," : "", x->ctx.sc->atrn_domains.v[i]);
-	direct_send(x, DS_ATRN, "ATRN %s", buf_cstr(&d));
-	buf_free(&d);
+	cmd = odmr_common_atrn_cmd(&x->ctx.sc->atrn_domains);
+	direct_send(x, DS_ATRN, "%s", cmd);
+	free(cmd);
 }
 
 static void direct_outbound(struct direct *x);
@@ -473,10 +314,10 @@ static void direct_reply(struct direct *x, int code)
 	case DS_EHLO:
 		if (code != 250)
 			return direct_end(x, 0, "EHLO refused: %d %s", code, text);
-		direct_caps(x);
+		odmr_common_caps(text, &x->caps);
 		return x->cred ? direct_auth(x) : direct_outbound(x);
 	case DS_AUTH:
-		if (code == 334 && x->cram)
+		if (code == 334 && x->caps.cram)
 			return direct_cram(x, text);
 		direct_step(x, code == 235 ? "authenticated" : "authentication refused", code,
 			    text);
@@ -509,16 +350,12 @@ static void direct_read_replies(struct direct *x, struct evbuffer *in)
 
 	while (x->state != DS_END && x->state != DS_SEND && x->state != DS_RECV &&
 	       (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
-		int code = n >= 3 ? atoi(line) : 0;
-		int last = n < 4 || line[3] != '-';
+		int code = odmr_common_reply_line(&x->reply, DIRECT_REPLY_MAX, line, n);
 
-		if (x->reply.len < DIRECT_REPLY_MAX)
-			buf_printf(&x->reply, "%s%s", x->reply.len ? "\n" : "",
-				   n > 4 ? line + 4 : "");
 		free(line);
-		if (code < 200 || code > 599)
+		if (code < 0)
 			return direct_end(x, 0, "malformed reply on the line (modem noise?)");
-		if (!last)
+		if (code == 0)
 			continue;
 		direct_reply(x, code);
 		buf_reset(&x->reply);
@@ -681,7 +518,7 @@ static void direct_peer_event_cb(struct bufferevent *bev, short what, void *arg)
 
 static void direct_on_msg(struct smtpc *c, struct smtpc_msg *sm, void *arg)
 {
-	struct direct_msg *m = sm->user;
+	struct odmr_common_msg *m = sm->user;
 
 	if (!m->stored)
 		direct_store(arg, m, sm);
@@ -692,14 +529,14 @@ static void direct_engine_done(struct smtpc *c, const struct smtpc_session_resul
 	struct direct *x = arg;
 	const char *kv[] = {"entry", x->ctx.entry, NULL};
 
-	for (size_t i = 0; i < x->nm; i++)
-		if (!x->m[i].stored && x->jobs[i].attempted)
-			direct_store(x, &x->m[i], &x->jobs[i]);
+	for (size_t i = 0; i < x->b.nm; i++)
+		if (!x->b.m[i].stored && x->b.jobs[i].attempted)
+			direct_store(x, &x->b.m[i], &x->b.jobs[i]);
 	event_logkv(EV_SESSION_OUTBOUND_DONE, kv,
 		    "Outbound delivery over the line of %s done: %u messages sent, %u recipients "
 		    "deferred, %u failed (%s%s%s)",
-		    x->ctx.entry, x->msgs_ok, x->n_held, x->n_failed, smtpc_cause_name(r->cause),
-		    *r->text ? ": " : "", r->text);
+		    x->ctx.entry, x->msgs_ok, x->peer_info.held, x->peer_info.failed,
+		    smtpc_cause_name(r->cause), *r->text ? ": " : "", r->text);
 	x->c = NULL;
 	smtpc_free(c);
 	if (x->peer) {
@@ -734,24 +571,17 @@ static void direct_outbound(struct direct *x)
 	evutil_socket_t fd;
 
 	queue_scan(x->ctx.q, direct_scan_one, x);
-	if (x->nm == 0) {
+	if (x->b.nm == 0) {
 		direct_step(x, "no outbound mail for the line", 0, NULL);
 		return direct_atrn(x);
 	}
 	if (direct_pair(x, &fd) < 0)
 		return direct_end(x, 0, "socketpair: %s", strerror(errno));
-	x->jobs = xcalloc(x->nm + 1, sizeof(*x->jobs));
-	for (size_t i = 0; i < x->nm; i++) {
-		x->jobs[i].env = &x->m[i].env;
-		x->jobs[i].content = &x->m[i].content;
-		x->jobs[i].rcpt_idx = x->m[i].idx;
-		x->jobs[i].nrcpt_idx = x->m[i].nidx;
-		x->jobs[i].user = &x->m[i];
-	}
+	odmr_common_batch_jobs(&x->b);
 	memset(&opt, 0, sizeof(opt));
 	opt.helo_name = x->ctx.cfg->hostname;
 	opt.tls = SMTPC_TLS_NONE; /* the relay reads the dialogue; AUTH was done above */
-	x->c = smtpc_new(x->ctx.base, &opt, x->jobs, x->nm, direct_engine_done, x);
+	x->c = smtpc_new(x->ctx.base, &opt, x->b.jobs, x->b.nm, direct_engine_done, x);
 	smtpc_set_msg_cb(x->c, direct_on_msg);
 	x->state = DS_SEND;
 	memset(&x->rel, 0, sizeof(x->rel));
@@ -796,6 +626,13 @@ struct direct *direct_start(const struct direct_ctx *ctx, struct buf *why)
 	struct timeval tv = {t, 0};
 
 	x->ctx = *ctx;
+	x->label = xasprintf("SMTP over the line of %s", ctx->entry);
+	x->peer_info = (struct odmr_common_peer){.key = "entry",
+						 .value = ctx->entry,
+						 .label = x->label,
+						 .remote_mta = ctx->entry,
+						 .tag = "direct",
+						 .log_deferred = 1};
 	if (ctx->sc->atrn_auth)
 		x->cred = routes_auth(ctx->cfg->routes, ctx->sc->atrn_auth);
 	if (direct_want_atrn(x) && (x->cred == NULL || ctx->smtp == NULL)) {

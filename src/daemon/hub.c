@@ -14,6 +14,7 @@
 #include "daemon/delivery.h"
 #include "daemon/event.h"
 #include "daemon/hub.h"
+#include "daemon/odmr_common.h"
 #include "daemon/routes.h"
 #include "lib/cidr.h"
 #include "lib/log.h"
@@ -48,17 +49,6 @@ int hub_enabled(const struct config *cfg)
 	return cfg->hold_domains.n > 0;
 }
 
-/* A domain as ETRN and etrn_hosts may name it: letters, digits, '-', '.'. */
-static int hub_domain_ok(const char *s, size_t n)
-{
-	if (n == 0 || n > 253 || s[0] == '.' || s[n - 1] == '.')
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
-			return 0;
-	return 1;
-}
-
 /* "domain=host[:port]" into its parts (host and domain malloc'd). */
 static int hub_split_host(const char *item, char **domain, char **host, int *port)
 {
@@ -66,7 +56,7 @@ static int hub_split_host(const char *item, char **domain, char **host, int *por
 	char *end;
 	long p = 25;
 
-	if (eq == NULL || !hub_domain_ok(item, (size_t)(eq - item)))
+	if (eq == NULL || !odmr_common_domain_ok(item, (size_t)(eq - item)))
 		return -1;
 	h = eq + 1;
 	colon = strrchr(h, ':');
@@ -268,7 +258,7 @@ void hub_etrn(const char *client, const char *user, const char *arg, struct buf 
 			   arg);
 		return;
 	}
-	if (!hub_domain_ok(arg + sub, strlen(arg + sub))) {
+	if (!odmr_common_domain_ok(arg + sub, strlen(arg + sub))) {
 		buf_printf(reply, "501 Syntax Error in Parameters: '%s' is not a domain", arg);
 		return;
 	}

@@ -6,6 +6,7 @@
  * marked delivered only on the site's 2xx for it; the rest stays held. */
 #include <ctype.h>
 #include <netdb.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -13,14 +14,13 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/ssl.h>
 
 #include "daemon/delivery.h"
 #include "daemon/event.h"
 #include "daemon/hub.h"
 #include "daemon/odmr.h"
+#include "daemon/odmr_common.h"
 #include "daemon/outbound.h"
 #include "daemon/routes.h"
 #include "lib/clock.h"
@@ -32,21 +32,11 @@
 
 /* ------------------------------------------------------------- settings */
 
-static int odmr_domain_ok(const char *s, size_t n)
-{
-	if (n == 0 || n > 253 || s[0] == '.' || s[n - 1] == '.')
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
-			return 0;
-	return 1;
-}
-
 int odmr_check_domains_item(const char *item, struct buf *problem)
 {
 	const char *eq = strchr(item, '=');
 
-	if (eq == NULL || eq == item || !odmr_domain_ok(eq + 1, strlen(eq + 1))) {
+	if (eq == NULL || eq == item || !odmr_common_domain_ok(eq + 1, strlen(eq + 1))) {
 		buf_printf(problem, "'%s' is not user=domain", item);
 		return -1;
 	}
@@ -80,7 +70,7 @@ static int odmr_parse_domains(const struct config *cfg, const char *user, const 
 		strlist_add(&l, tok);
 	free(p);
 	for (size_t i = 0; i < l.n; i++)
-		if (!odmr_domain_ok(l.v[i], strlen(l.v[i]))) {
+		if (!odmr_common_domain_ok(l.v[i], strlen(l.v[i]))) {
 			strlist_free(&l);
 			return -1;
 		}
@@ -96,23 +86,14 @@ static int odmr_parse_domains(const struct config *cfg, const char *user, const 
 
 /* ------------------------------------------------------------ hub side */
 
-struct odmr_msg {
-	struct q_env env;
-	struct buf content;
-	size_t *idx; /* held recipients carried */
-	size_t nidx;
-	int stored;
-};
-
 struct odmr_conn {
 	struct odmr_hub *h;
 	char *client, *user;
 	struct strlist domains;
-	struct odmr_msg *m;
-	size_t nm;
-	struct smtpc_msg *jobs;
+	struct odmr_common_batch b; /* the held mail carried */
+	struct odmr_common_peer peer;
+	char *label;
 	struct smtpc *c;
-	unsigned n_ok, n_held, n_failed;
 	struct odmr_conn *next;
 };
 
@@ -126,15 +107,6 @@ struct odmr_hub {
 };
 
 /* 1 if rcpt r is held here for one of domains and still pending. */
-static int odmr_rcpt_claimed(const struct odmr_hub *h, const struct q_rcpt *r,
-			     const struct strlist *domains)
-{
-	const char *at = strrchr(r->addr, '@');
-
-	return r->state == RCPT_PENDING && at && strlist_has_nocase(domains, at + 1) &&
-	       hub_held(h->cfg, at + 1);
-}
-
 struct odmr_scan {
 	struct odmr_hub *h;
 	const struct strlist *domains;
@@ -142,30 +114,21 @@ struct odmr_scan {
 	unsigned n;
 };
 
+static int odmr_rcpt_claimed(const struct q_rcpt *r, void *arg)
+{
+	const struct odmr_scan *sc = arg;
+	const char *at = strrchr(r->addr, '@');
+
+	return r->state == RCPT_PENDING && at && strlist_has_nocase(sc->domains, at + 1) &&
+	       hub_held(sc->h->cfg, at + 1);
+}
+
 static int odmr_scan_one(const char *id, void *arg)
 {
 	struct odmr_scan *sc = arg;
-	struct odmr_msg m;
 
-	memset(&m, 0, sizeof(m));
-	if (queue_load(sc->h->q, id, &m.env, sc->cn ? &m.content : NULL) != Q_OK)
-		goto out;
-	m.idx = xcalloc(m.env.nrcpt + 1, sizeof(size_t));
-	for (size_t i = 0; i < m.env.nrcpt; i++)
-		if (odmr_rcpt_claimed(sc->h, &m.env.rcpt[i], sc->domains))
-			m.idx[m.nidx++] = i;
-	if (m.nidx == 0)
-		goto out;
-	sc->n++;
-	if (sc->cn == NULL)
-		goto out;
-	sc->cn->m = xrealloc(sc->cn->m, (sc->cn->nm + 1) * sizeof(*sc->cn->m));
-	sc->cn->m[sc->cn->nm++] = m;
-	return 0;
-out:
-	free(m.idx);
-	q_env_free(&m.env);
-	buf_free(&m.content);
+	sc->n += (unsigned)odmr_common_batch_load(sc->cn ? &sc->cn->b : NULL, sc->h->q, id,
+						  sc->cn != NULL, odmr_rcpt_claimed, sc);
 	return 0;
 }
 
@@ -232,90 +195,13 @@ out:
 	return rc;
 }
 
-static void odmr_rcpt_event(int id, const struct q_env *env, const struct q_rcpt *r,
-			    const char *client, const char *what)
-{
-	const char *kv[] = {"qid",	  env->id, "rcpt",
-			    r->addr,	  "reply", r->last_reply ? r->last_reply : "",
-			    "remote_mta", client,  NULL};
-
-	event_logkv(id, kv, "Message %s to %s %s (ODMR, remote host %s): %s", env->id, r->addr,
-		    what, client, r->last_reply ? r->last_reply : "");
-}
-
-/* Applies one result to r; returns 1 if the recipient failed for good. */
-static int odmr_apply(struct odmr_conn *cn, const struct q_env *env, struct q_rcpt *r,
-		      const struct smtpc_rcpt_result *res)
-{
-	free(r->last_reply);
-	r->last_reply = xstrdup(res->reply && *res->reply ? res->reply : "(no reply)");
-	if (res->status == Q_OK) {
-		r->state = RCPT_DELIVERED;
-		cn->n_ok++;
-		odmr_rcpt_event(EV_OUTBOUND_DELIVERED, env, r, cn->client, "delivered");
-		track(TRK_SENT, env->id, env->message_id, env->sender, r->addr, r->last_reply);
-		return 0;
-	}
-	r->attempts++;
-	if (res->status == Q_PERMFAIL) {
-		r->state = RCPT_FAILED;
-		cn->n_failed++;
-		odmr_rcpt_event(EV_OUTBOUND_BOUNCED, env, r, cn->client, "failed");
-		track(TRK_BOUNCED, env->id, env->message_id, env->sender, r->addr, r->last_reply);
-		return 1;
-	}
-	cn->n_held++; /* stays held for the next ATRN (or expires) */
-	return 0;
-}
-
-/* Stores one message's results (reloaded state; only what is still
- * pending changes). A 5xx gets a DSN through outbound delivery. */
-static void odmr_store(struct odmr_conn *cn, struct odmr_msg *m, const struct smtpc_msg *sm)
-{
-	struct q_env env;
-	struct dsn_rcpt *failed = xcalloc(m->nidx + 1, sizeof(*failed));
-	size_t nfailed = 0;
-	int done = 1;
-
-	m->stored = 1;
-	memset(&env, 0, sizeof(env));
-	if (queue_load(cn->h->q, m->env.id, &env, NULL) != Q_OK)
-		goto out;
-	for (size_t k = 0; k < m->nidx; k++) {
-		struct q_rcpt *r = m->idx[k] < env.nrcpt ? &env.rcpt[m->idx[k]] : NULL;
-		struct smtpc_rcpt_result tmp = {Q_TEMPFAIL, sm->reply};
-		const struct smtpc_rcpt_result *res = k < sm->nres ? &sm->res[k] : &tmp;
-		if (r == NULL || r->state != RCPT_PENDING)
-			continue;
-		if (odmr_apply(cn, &env, r, res)) {
-			failed[nfailed].addr = r->addr;
-			failed[nfailed].action = DSN_ACTION_FAILED;
-			failed[nfailed].remote_mta = cn->client;
-			failed[nfailed].diagnostic = r->last_reply;
-			failed[nfailed++].last_attempt = clock_now();
-		}
-	}
-	if (nfailed && delivery_outbound(cn->h->d))
-		outbound_dsn(delivery_outbound(cn->h->d), &env, &m->content, failed, nfailed);
-	for (size_t i = 0; i < env.nrcpt; i++)
-		done &= env.rcpt[i].state != RCPT_PENDING;
-	if (queue_update(cn->h->q, &env) != 0)
-		event_log(EV_QUEUE_WRITE_FAILED,
-			  "Cannot store the delivery state of message %s; it will be retried",
-			  env.id);
-	else if (done && queue_remove(cn->h->q, env.id) != 0)
-		log_warn("odmr: cannot remove finished message %s", env.id);
-out:
-	free(failed);
-	q_env_free(&env);
-}
-
 static void odmr_on_msg(struct smtpc *c, struct smtpc_msg *sm, void *arg)
 {
-	struct odmr_msg *m = sm->user;
+	struct odmr_common_msg *m = sm->user;
+	struct odmr_conn *cn = arg;
 
 	if (!m->stored)
-		odmr_store(arg, m, sm);
+		odmr_common_store(&cn->peer, cn->h->q, cn->h->d, m, sm);
 }
 
 static void odmr_conn_free(struct odmr_conn *cn)
@@ -327,13 +213,8 @@ static void odmr_conn_free(struct odmr_conn *cn)
 		}
 	if (cn->c)
 		smtpc_free(cn->c);
-	for (size_t i = 0; i < cn->nm; i++) {
-		free(cn->m[i].idx);
-		q_env_free(&cn->m[i].env);
-		buf_free(&cn->m[i].content);
-	}
-	free(cn->m);
-	free(cn->jobs);
+	odmr_common_batch_free(&cn->b);
+	free(cn->label);
 	strlist_free(&cn->domains);
 	free(cn->client);
 	free(cn->user);
@@ -345,11 +226,12 @@ static void odmr_on_done(struct smtpc *c, const struct smtpc_session_result *r, 
 	struct odmr_conn *cn = arg;
 	struct buf doms = BUF_INIT;
 
-	for (size_t i = 0; i < cn->nm; i++)
-		if (!cn->m[i].stored && cn->jobs[i].attempted)
-			odmr_store(cn, &cn->m[i], &cn->jobs[i]);
-		else if (!cn->m[i].stored)
-			cn->n_held += (unsigned)cn->m[i].nidx;
+	for (size_t i = 0; i < cn->b.nm; i++)
+		if (!cn->b.m[i].stored && cn->b.jobs[i].attempted)
+			odmr_common_store(&cn->peer, cn->h->q, cn->h->d, &cn->b.m[i],
+					  &cn->b.jobs[i]);
+		else if (!cn->b.m[i].stored)
+			cn->peer.held += (unsigned)cn->b.m[i].nidx;
 	for (size_t i = 0; i < cn->domains.n; i++)
 		buf_printf(&doms, "%s%s", i ? "," : "", cn->domains.v[i]);
 	{
@@ -360,8 +242,8 @@ static void odmr_on_done(struct smtpc *c, const struct smtpc_session_result *r, 
 		event_logkv(EV_ODMR_DELIVERY_DONE, kv,
 			    "ODMR delivery of %s to %s (user %s) over: %u delivered, %u still "
 			    "held, %u failed (%s%s%s)",
-			    buf_cstr(&doms), cn->client, cn->user, cn->n_ok, cn->n_held,
-			    cn->n_failed, smtpc_cause_name(r->cause), *r->text ? ": " : "",
+			    buf_cstr(&doms), cn->client, cn->user, cn->peer.ok, cn->peer.held,
+			    cn->peer.failed, smtpc_cause_name(r->cause), *r->text ? ": " : "",
 			    r->text);
 	}
 	buf_free(&doms);
@@ -382,23 +264,22 @@ static void odmr_take(struct bufferevent *bev, const char *client, const char *u
 	cn->h = h;
 	cn->client = xstrdup(client);
 	cn->user = xstrdup(user);
+	cn->label = xasprintf("ODMR, remote host %s", client);
+	cn->peer = (struct odmr_common_peer){.key = "remote_mta",
+					     .value = cn->client,
+					     .label = cn->label,
+					     .remote_mta = cn->client,
+					     .tag = "odmr"};
 	odmr_parse_domains(h->cfg, user, param, &cn->domains);
 	cn->next = h->conns;
 	h->conns = cn;
 	queue_scan(h->q, odmr_scan_one, &sc);
-	cn->jobs = xcalloc(cn->nm + 1, sizeof(*cn->jobs));
-	for (size_t i = 0; i < cn->nm; i++) {
-		cn->jobs[i].env = &cn->m[i].env;
-		cn->jobs[i].content = &cn->m[i].content;
-		cn->jobs[i].rcpt_idx = cn->m[i].idx;
-		cn->jobs[i].nrcpt_idx = cn->m[i].nidx;
-		cn->jobs[i].user = &cn->m[i];
-	}
+	odmr_common_batch_jobs(&cn->b);
 	memset(&opt, 0, sizeof(opt));
 	opt.helo_name = h->cfg->hostname;
 	opt.tls = SMTPC_TLS_NONE; /* the connection is what it is (TLS or not) */
 	opt.max_messages = 0;
-	cn->c = smtpc_new(h->base, &opt, cn->jobs, cn->nm, odmr_on_done, cn);
+	cn->c = smtpc_new(h->base, &opt, cn->b.jobs, cn->b.nm, odmr_on_done, cn);
 	smtpc_set_msg_cb(cn->c, odmr_on_msg);
 	if (smtpc_start_bev(cn->c, bev) < 0) {
 		log_warnx("odmr: %s: cannot start the reversed session", client);
@@ -471,7 +352,8 @@ int odmr_config_line(struct session_config *sc, const char *key, const char *val
 	if (k == OK_DOMAINS) {
 		strlist_split(&sc->atrn_domains, value);
 		for (size_t i = 0; i < sc->atrn_domains.n; i++)
-			if (!odmr_domain_ok(sc->atrn_domains.v[i], strlen(sc->atrn_domains.v[i]))) {
+			if (!odmr_common_domain_ok(sc->atrn_domains.v[i],
+						   strlen(sc->atrn_domains.v[i]))) {
 				buf_printf(problem, "'%s' is not a domain", sc->atrn_domains.v[i]);
 				return -1;
 			}
@@ -527,8 +409,8 @@ struct odmr_branch {
 	SSL_CTX *tls_ctx;
 	int tls;
 	enum ob_state state;
-	struct buf reply;		 /* lines joined by '\n' */
-	int starttls, cram, plain, atrn; /* EHLO offers */
+	struct buf reply;	      /* lines joined by '\n' */
+	struct odmr_common_caps caps; /* EHLO offers */
 	struct smtp_adopted *adopted;
 	struct event *ev_end;
 	int end_ok;
@@ -610,92 +492,40 @@ static void odmr_b_send(struct odmr_branch *b, enum ob_state next, const char *f
 static void odmr_b_send(struct odmr_branch *b, enum ob_state next, const char *fmt, ...)
 {
 	va_list ap;
-	struct evbuffer *out = bufferevent_get_output(b->bev);
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	odmr_common_vsend(b->bev, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
 	b->state = next;
 }
 
-static char *odmr_b64(const unsigned char *p, size_t n)
-{
-	char *out = xmalloc(4 * ((n + 2) / 3) + 1);
-
-	EVP_EncodeBlock((unsigned char *)out, p, (int)n);
-	return out;
-}
-
-/* CRAM-MD5 (RFC 2195): "user hex(HMAC-MD5(password, challenge))". */
 static void odmr_b_cram(struct odmr_branch *b, const char *challenge64)
 {
-	unsigned char ch[512], mac[EVP_MAX_MD_SIZE];
-	unsigned int maclen = 0;
-	int n = (int)strlen(challenge64);
-	struct buf ans = BUF_INIT;
-	char *enc;
+	char *enc = odmr_common_cram(b->cred, challenge64);
 
-	if (n > 680 || (n = EVP_DecodeBlock(ch, (const unsigned char *)challenge64, n)) < 0) {
+	if (enc)
+		odmr_b_send(b, OB_AUTH, "%s", enc);
+	else
 		odmr_b_send(b, OB_QUIT, "*");
-		return;
-	}
-	for (size_t k = strlen(challenge64); k > 0 && challenge64[k - 1] == '=' && n > 0; k--)
-		n--; /* DecodeBlock counts the padding as NUL octets */
-	HMAC(EVP_md5(), b->cred->password, (int)strlen(b->cred->password), ch, (size_t)n, mac,
-	     &maclen);
-	buf_printf(&ans, "%s ", b->cred->user);
-	for (unsigned i = 0; i < maclen; i++)
-		buf_printf(&ans, "%02x", mac[i]);
-	enc = odmr_b64((const unsigned char *)ans.data, ans.len);
-	odmr_b_send(b, OB_AUTH, "%s", enc);
-	explicit_bzero(ans.data, ans.len);
-	buf_free(&ans);
 	free(enc);
 }
 
 static void odmr_b_auth(struct odmr_branch *b)
 {
-	if (b->tls || !b->cram) {
-		size_t u = strlen(b->cred->user), p = strlen(b->cred->password);
-		unsigned char *raw = xmalloc(u + p + 3);
-		char *enc;
+	char *enc;
 
-		if (!b->plain || !b->tls) {
-			odmr_b_end(b, 0, "no usable AUTH at the hub (%s)",
-				   b->tls ? "PLAIN not offered" : "no CRAM-MD5 and no TLS");
-			return;
-		}
-		raw[0] = '\0';
-		memcpy(raw + 1, b->cred->user, u);
-		raw[u + 1] = '\0';
-		memcpy(raw + u + 2, b->cred->password, p);
-		enc = odmr_b64(raw, u + p + 2);
-		odmr_b_send(b, OB_AUTH, "AUTH PLAIN %s", enc);
-		explicit_bzero(raw, u + p + 2);
-		free(raw);
-		free(enc);
+	if (!b->tls && b->caps.cram) {
+		odmr_b_send(b, OB_AUTH, "AUTH CRAM-MD5");
 		return;
 	}
-	odmr_b_send(b, OB_AUTH, "AUTH CRAM-MD5");
-}
-
-static void odmr_b_caps(struct odmr_branch *b)
-{
-	char *t = xstrdup(buf_cstr(&b->reply));
-
-	b->starttls = b->cram = b->plain = b->atrn = 0;
-	for (char *l = strtok(t, "\n"); l; l = strtok(NULL, "\n")) {
-		for (char *c = l; *c; c++)
-			*c = (char)toupper((unsigned char)*c);
-		b->starttls |= strcmp(l, "STARTTLS") == 0;
-		b->atrn |= strcmp(l, "ATRN") == 0;
-		if (strncmp(l, "AUTH ", 5) == 0) {
-			b->cram |= strstr(l, " CRAM-MD5") != NULL;
-			b->plain |= strstr(l, " PLAIN") != NULL;
-		}
+	if (!b->caps.plain || !b->tls) {
+		odmr_b_end(b, 0, "no usable AUTH at the hub (%s)",
+			   b->tls ? "PLAIN not offered" : "no CRAM-MD5 and no TLS");
+		return;
 	}
-	free(t);
+	enc = odmr_common_plain(b->cred);
+	odmr_b_send(b, OB_AUTH, "AUTH PLAIN %s", enc);
+	free(enc);
 }
 
 static void odmr_b_read_cb(struct bufferevent *bev, void *arg);
@@ -759,12 +589,10 @@ static void odmr_b_reverse(struct odmr_branch *b)
 
 static void odmr_b_atrn(struct odmr_branch *b)
 {
-	struct buf d = BUF_INIT;
+	char *cmd = odmr_common_atrn_cmd(&b->ctx.sc->atrn_domains);
 
-	for (size_t i = 0; i < b->ctx.sc->atrn_domains.n; i++)
-		buf_printf(&d, "%s%s", i ? "," : "", b->ctx.sc->atrn_domains.v[i]);
-	odmr_b_send(b, OB_ATRN, "ATRN %s", buf_cstr(&d));
-	buf_free(&d);
+	odmr_b_send(b, OB_ATRN, "%s", cmd);
+	free(cmd);
 }
 
 static void odmr_b_reply(struct odmr_branch *b, int code)
@@ -779,8 +607,8 @@ static void odmr_b_reply(struct odmr_branch *b, int code)
 	case OB_EHLO:
 		if (code != 250)
 			return odmr_b_end(b, 0, "EHLO refused: %d %s", code, text);
-		odmr_b_caps(b);
-		if (b->starttls && !b->tls)
+		odmr_common_caps(text, &b->caps);
+		if (b->caps.starttls && !b->tls)
 			return odmr_b_send(b, OB_STARTTLS, "STARTTLS");
 		return odmr_b_auth(b);
 	case OB_STARTTLS:
@@ -820,14 +648,12 @@ static void odmr_b_read_cb(struct bufferevent *bev, void *arg)
 
 	while (b->bev == bev && b->state != OB_ADOPTED && !b->ev_end &&
 	       (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
-		int code = n >= 3 ? atoi(line) : 0;
-		int last = n < 4 || line[3] != '-';
+		int code = odmr_common_reply_line(&b->reply, SIZE_MAX, line, n);
 
-		buf_printf(&b->reply, "%s%s", b->reply.len ? "\n" : "", n > 4 ? line + 4 : "");
 		free(line);
-		if (code < 200 || code > 599)
+		if (code < 0)
 			return odmr_b_end(b, 0, "malformed reply from the hub");
-		if (!last)
+		if (code == 0)
 			continue;
 		odmr_b_reply(b, code);
 		buf_reset(&b->reply);

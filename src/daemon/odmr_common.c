@@ -1,0 +1,271 @@
+/* Code the ATRN ends share (see odmr_common.h): the branch's AUTH answers,
+ * EHLO and reply parsing, and the hub's held-mail batches and their results.
+ * Invariant: a recipient leaves RCPT_PENDING only through odmr_common_store,
+ * i.e. on the peer's final reply for it. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "daemon/delivery.h"
+#include "daemon/event.h"
+#include "daemon/odmr_common.h"
+#include "daemon/outbound.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+#include "smtp/dsn.h"
+
+int odmr_common_domain_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > 253 || s[0] == '.' || s[n - 1] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
+			return 0;
+	return 1;
+}
+
+/* --- the client's dialogue ---------------------------------------------- */
+
+void odmr_common_vsend(struct bufferevent *bev, const char *fmt, va_list ap)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+
+	evbuffer_add_vprintf(out, fmt, ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static char *odmr_common_b64(const unsigned char *p, size_t n)
+{
+	char *out = xmalloc(4 * ((n + 2) / 3) + 1);
+
+	EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+	return out;
+}
+
+/* CRAM-MD5 (RFC 2195): "user hex(HMAC-MD5(password, challenge))". */
+char *odmr_common_cram(const struct auth_cred *cred, const char *challenge64)
+{
+	unsigned char ch[512], mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	int n = (int)strlen(challenge64);
+	struct buf ans = BUF_INIT;
+	char *enc;
+
+	if (n > 680 || (n = EVP_DecodeBlock(ch, (const unsigned char *)challenge64, n)) < 0)
+		return NULL;
+	for (size_t k = strlen(challenge64); k > 0 && challenge64[k - 1] == '=' && n > 0; k--)
+		n--; /* DecodeBlock counts the padding as NUL octets */
+	HMAC(EVP_md5(), cred->password, (int)strlen(cred->password), ch, (size_t)n, mac, &maclen);
+	buf_printf(&ans, "%s ", cred->user);
+	for (unsigned i = 0; i < maclen; i++)
+		buf_printf(&ans, "%02x", mac[i]);
+	enc = odmr_common_b64((const unsigned char *)ans.data, ans.len);
+	explicit_bzero(ans.data, ans.len);
+	buf_free(&ans);
+	return enc;
+}
+
+char *odmr_common_plain(const struct auth_cred *cred)
+{
+	size_t u = strlen(cred->user), p = strlen(cred->password);
+	unsigned char *raw = xmalloc(u + p + 3);
+	char *enc;
+
+	raw[0] = '\0';
+	memcpy(raw + 1, cred->user, u);
+	raw[u + 1] = '\0';
+	memcpy(raw + u + 2, cred->password, p);
+	enc = odmr_common_b64(raw, u + p + 2);
+	explicit_bzero(raw, u + p + 2);
+	free(raw);
+	return enc;
+}
+
+void odmr_common_caps(const char *reply, struct odmr_common_caps *caps)
+{
+	char *t = xstrdup(reply);
+
+	memset(caps, 0, sizeof(*caps));
+	for (char *l = strtok(t, "\n"); l; l = strtok(NULL, "\n")) {
+		for (char *c = l; *c; c++)
+			*c = (char)toupper((unsigned char)*c);
+		caps->starttls |= strcmp(l, "STARTTLS") == 0;
+		caps->atrn |= strcmp(l, "ATRN") == 0;
+		if (strncmp(l, "AUTH ", 5) == 0) {
+			caps->cram |= strstr(l, " CRAM-MD5") != NULL;
+			caps->plain |= strstr(l, " PLAIN") != NULL;
+		}
+	}
+	free(t);
+}
+
+char *odmr_common_atrn_cmd(const struct strlist *domains)
+{
+	struct buf d = BUF_INIT;
+
+	buf_puts(&d, "ATRN ");
+	for (size_t i = 0; i < domains->n; i++)
+		buf_printf(&d, "%s%s", i ? "," : "", domains->v[i]);
+	return buf_steal(&d);
+}
+
+int odmr_common_reply_line(struct buf *reply, size_t max, const char *line, size_t n)
+{
+	int code = n >= 3 ? atoi(line) : 0;
+
+	if (reply->len < max)
+		buf_printf(reply, "%s%s", reply->len ? "\n" : "", n > 4 ? line + 4 : "");
+	if (code < 200 || code > 599)
+		return -1;
+	return n < 4 || line[3] != '-' ? code : 0;
+}
+
+/* --- held-mail batches ------------------------------------------------------ */
+
+static void odmr_common_msg_free(struct odmr_common_msg *m)
+{
+	free(m->idx);
+	q_env_free(&m->env);
+	buf_free(&m->content);
+}
+
+int odmr_common_batch_load(struct odmr_common_batch *b, struct queue *q, const char *id,
+			   int with_content, int (*want)(const struct q_rcpt *r, void *arg),
+			   void *arg)
+{
+	struct odmr_common_msg m;
+
+	memset(&m, 0, sizeof(m));
+	if (queue_load(q, id, &m.env, with_content ? &m.content : NULL) != Q_OK)
+		goto skip;
+	m.idx = xcalloc(m.env.nrcpt + 1, sizeof(size_t));
+	for (size_t i = 0; i < m.env.nrcpt; i++)
+		if (want(&m.env.rcpt[i], arg))
+			m.idx[m.nidx++] = i;
+	if (m.nidx == 0)
+		goto skip;
+	if (!with_content) {
+		odmr_common_msg_free(&m);
+		return 1;
+	}
+	b->m = xrealloc(b->m, (b->nm + 1) * sizeof(*b->m));
+	b->m[b->nm++] = m;
+	return 1;
+skip:
+	odmr_common_msg_free(&m);
+	return 0;
+}
+
+void odmr_common_batch_jobs(struct odmr_common_batch *b)
+{
+	b->jobs = xcalloc(b->nm + 1, sizeof(*b->jobs));
+	for (size_t i = 0; i < b->nm; i++) {
+		b->jobs[i].env = &b->m[i].env;
+		b->jobs[i].content = &b->m[i].content;
+		b->jobs[i].rcpt_idx = b->m[i].idx;
+		b->jobs[i].nrcpt_idx = b->m[i].nidx;
+		b->jobs[i].user = &b->m[i];
+	}
+}
+
+void odmr_common_batch_free(struct odmr_common_batch *b)
+{
+	for (size_t i = 0; i < b->nm; i++)
+		odmr_common_msg_free(&b->m[i]);
+	free(b->m);
+	free(b->jobs);
+	memset(b, 0, sizeof(*b));
+}
+
+static void odmr_common_rcpt_event(int id, const struct odmr_common_peer *p,
+				   const struct q_env *env, const struct q_rcpt *r,
+				   const char *what)
+{
+	const char *reply = r->last_reply ? r->last_reply : "";
+	const char *kv[] = {"qid", env->id, "rcpt",   r->addr, "reply",
+			    reply, p->key,  p->value, NULL};
+
+	event_logkv(id, kv, "Message %s to %s %s (%s): %s", env->id, r->addr, what, p->label,
+		    reply);
+}
+
+/* One result into r; 1 if r failed for good. */
+static int odmr_common_apply(struct odmr_common_peer *p, const struct q_env *env, struct q_rcpt *r,
+			     const struct smtpc_rcpt_result *res)
+{
+	free(r->last_reply);
+	r->last_reply = xstrdup(res->reply && *res->reply ? res->reply : "(no reply)");
+	if (res->status == Q_OK) {
+		r->state = RCPT_DELIVERED;
+		p->ok++;
+		odmr_common_rcpt_event(EV_OUTBOUND_DELIVERED, p, env, r, "delivered");
+		track(TRK_SENT, env->id, env->message_id, env->sender, r->addr, r->last_reply);
+		return 0;
+	}
+	r->attempts++;
+	if (res->status == Q_PERMFAIL) {
+		r->state = RCPT_FAILED;
+		p->failed++;
+		odmr_common_rcpt_event(EV_OUTBOUND_BOUNCED, p, env, r, "failed");
+		track(TRK_BOUNCED, env->id, env->message_id, env->sender, r->addr, r->last_reply);
+		return 1;
+	}
+	p->held++; /* stays queued for the next call / ATRN */
+	if (p->log_deferred)
+		odmr_common_rcpt_event(EV_OUTBOUND_DEFERRED, p, env, r, "deferred");
+	return 0;
+}
+
+/* Queue write of the new state; the message goes when nothing is pending. */
+static void odmr_common_save(const struct odmr_common_peer *p, struct queue *q,
+			     const struct q_env *env)
+{
+	int done = 1;
+
+	for (size_t i = 0; i < env->nrcpt; i++)
+		done &= env->rcpt[i].state != RCPT_PENDING;
+	if (queue_update(q, env) != 0)
+		event_log(EV_QUEUE_WRITE_FAILED,
+			  "Cannot store the delivery state of message %s; it will be retried",
+			  env->id);
+	else if (done && queue_remove(q, env->id) != 0)
+		log_warn("%s: cannot remove finished message %s", p->tag, env->id);
+}
+
+void odmr_common_store(struct odmr_common_peer *p, struct queue *q, struct delivery *d,
+		       struct odmr_common_msg *m, const struct smtpc_msg *sm)
+{
+	struct q_env env;
+	struct dsn_rcpt *failed = xcalloc(m->nidx + 1, sizeof(*failed));
+	size_t nfailed = 0;
+
+	m->stored = 1;
+	memset(&env, 0, sizeof(env));
+	if (queue_load(q, m->env.id, &env, NULL) != Q_OK)
+		goto out;
+	for (size_t k = 0; k < m->nidx; k++) {
+		struct q_rcpt *r = m->idx[k] < env.nrcpt ? &env.rcpt[m->idx[k]] : NULL;
+		struct smtpc_rcpt_result tmp = {Q_TEMPFAIL, sm->reply};
+		const struct smtpc_rcpt_result *res = k < sm->nres ? &sm->res[k] : &tmp;
+		if (r == NULL || r->state != RCPT_PENDING)
+			continue;
+		if (odmr_common_apply(p, &env, r, res)) {
+			failed[nfailed].addr = r->addr;
+			failed[nfailed].action = DSN_ACTION_FAILED;
+			failed[nfailed].remote_mta = p->remote_mta;
+			failed[nfailed].diagnostic = r->last_reply;
+			failed[nfailed++].last_attempt = clock_now();
+		}
+	}
+	if (nfailed && d && delivery_outbound(d))
+		outbound_dsn(delivery_outbound(d), &env, &m->content, failed, nfailed);
+	odmr_common_save(p, q, &env);
+out:
+	free(failed);
+	q_env_free(&env);
+}
