@@ -175,8 +175,10 @@ static void direct_end_cb(evutil_socket_t fd, short what, void *arg)
 	char *text = x->end_text;
 
 	x->end_text = NULL;
-	direct_release(x);
+	/* done first: the session reads our counters (direct_stats) in it and
+	 * forgets us; only then is x freed. */
 	done(ok, text, darg);
+	direct_release(x);
 	free(text);
 }
 
@@ -537,16 +539,21 @@ static void direct_engine_done(struct smtpc *c, const struct smtpc_session_resul
 		    "deferred, %u failed (%s%s%s)",
 		    x->ctx.entry, x->msgs_ok, x->peer_info.held, x->peer_info.failed,
 		    smtpc_cause_name(r->cause), *r->text ? ": " : "", r->text);
+	/* r belongs to the client: keep what we need before freeing it. */
+	int failed = r->cause != SMTPC_OK;
+	char *why = xstrdup(r->text);
+
 	x->c = NULL;
 	smtpc_free(c);
 	if (x->peer) {
 		bufferevent_free(x->peer);
 		x->peer = NULL;
 	}
+	if (x->state != DS_END && failed)
+		direct_end(x, 0, "outbound over the line ended: %s", why);
+	free(why);
 	if (x->state == DS_END)
 		return;
-	if (r->cause != SMTPC_OK)
-		return direct_end(x, 0, "outbound over the line ended: %s", r->text);
 	direct_atrn(x);
 	if (evbuffer_get_length(bufferevent_get_input(x->line)))
 		direct_read_replies(x, bufferevent_get_input(x->line));
