@@ -20,6 +20,7 @@
 #include "daemon/odmr.h"
 #include "daemon/routes.h"
 #include "daemon/session.h"
+#include "daemon/turn.h"
 #include "smtp/smtp_auth.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
@@ -352,6 +353,11 @@ static const struct setting settings[] = {
      .flags = F_LOWER,
      .check = odmr_check_domains_item,
      .help = "user=domain: the held domains an authenticated ODMR user may claim with ATRN"},
+    {.name = "turn_enabled",
+     .type = T_BOOL,
+     .def = "no",
+     .off = OFF(turn_enabled),
+     .help = "allow retrieve = turn (RFC 821 TURN: insecure, no authentication of the site)"},
     {.name = "dedup_window",
      .type = T_DURATION,
      .def = "1d",
@@ -1133,6 +1139,7 @@ int config_load(struct config *cfg, const char *path, struct buf *err)
 	p.n_errors += routes_finish(cfg->routes, cfg->auth_file, path, err);
 	p.n_errors += phonebook_check(cfg->phonebook, path, err);
 	p.n_errors += session_check(cfg->session, cfg->phonebook, path, err);
+	p.n_errors += turn_config_check(cfg, path, err);
 	p.n_errors += smtp_auth_config_finish(cfg, path, err);
 	if (p.n_errors)
 		goto fail;

@@ -81,6 +81,7 @@ struct config {
 	int dedup_window;                /* seconds; 0: no duplicate suppression */
 	struct strlist odmr_listen;      /* ODMR port(s) of the hub; see daemon/odmr.h */
 	struct strlist odmr_domains;     /* "user=domain": what ATRN may claim */
+	int turn_enabled;                /* retrieve = turn allowed (insecure); daemon/turn.h */
 };
 
 /* Loads the embedded defaults, then path (if not NULL). On error returns -1

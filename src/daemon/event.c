@@ -137,6 +137,8 @@ static const struct ev_def event_defs[] = {
      "The delivery of held mail over a reversed ODMR connection is over"},
     {EV_RETRIEVE_ATRN, EV_INFO, EVC_DIALUP, EVL_MIN, "retrieve-atrn",
      "A step of the session's ATRN retrieval (RFC 2645) at the hub"},
+    {EV_RETRIEVE_TURN, EV_WARNING, EVC_DIALUP, EVL_MIN, "retrieve-turn",
+     "The session's TURN retrieval (RFC 821, insecure): the provider's reply and the end"},
     {EV_RELAY_DENIED, EV_WARNING, EVC_SECURITY, EVL_MEDIUM, "relay-denied",
      "A recipient was refused: relay access denied"},
     {EV_BARE_LINEFEED, EV_WARNING, EVC_SECURITY, EVL_MEDIUM, "bare-linefeed",

@@ -85,6 +85,7 @@ enum ev_id {
 	EV_ODMR_ATRN_REFUSED = 4199,
 	EV_ODMR_DELIVERY_DONE = 3031,
 	EV_RETRIEVE_ATRN = 4124,
+	EV_RETRIEVE_TURN = 4125, /* retrieve = turn (RFC 821), daemon/turn.c */
 };
 
 struct ev_def {

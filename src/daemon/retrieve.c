@@ -22,6 +22,7 @@
 #include "daemon/event.h"
 #include "daemon/odmr.h"
 #include "daemon/retrieve.h"
+#include "daemon/turn.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -117,10 +118,7 @@ int retrieve_check(const struct session_config *sc, const char *path, struct buf
 		why = "retrieve = command needs retrieve_command";
 	else if (strcasecmp(sc->retrieve, "atrn") == 0)
 		why = odmr_config_problem(sc);
-	else if (strcasecmp(sc->retrieve, "turn") == 0)
-		why = "retrieve = turn is not supported: TURN (RFC 821) reverses the roles "
-		      "on the connection without authenticating the site, and dialmail cannot "
-		      "hand a client connection to its SMTP server; use etrn";
+	/* retrieve = turn needs turn_enabled: daemon/turn.c (turn_config_check) */
 	if (why == NULL)
 		return 0;
 	buf_printf(err, "%s:%d: [session]: %s\n", path, sc->line, why);
@@ -191,6 +189,7 @@ struct retrieve_job {
 	int64_t until;	/* grace end, or the command's deadline */
 	pid_t pid;	/* retrieve_command's child, or 0 */
 	struct odmr_branch *atrn; /* retrieve = atrn (daemon/odmr.c), or NULL */
+	struct turn_branch *turn; /* retrieve = turn (daemon/turn.c), or NULL */
 };
 
 static struct retrieve_job *rj_new(const struct retrieval_ctx *ctx)
@@ -211,6 +210,7 @@ static void rj_free(struct retrieve_job *j)
 	if (j->bev)
 		bufferevent_free(j->bev);
 	odmr_branch_free(j->atrn);
+	turn_branch_free(j->turn);
 	if (j->tick)
 		event_free(j->tick);
 	if (j->pid > 0) {
@@ -597,13 +597,6 @@ static struct retrieve_job *rj_none_run(const struct retrieval_ctx *ctx)
 	return NULL;
 }
 
-/* Refused at configuration load (retrieve_check); kept so the name is known. */
-static struct retrieve_job *rj_turn_run(const struct retrieval_ctx *ctx)
-{
-	ctx->done(0, "TURN is not supported", ctx->arg);
-	return NULL;
-}
-
 static void rj_atrn_done(int ok, const char *text, void *arg)
 {
 	struct retrieve_job *j = arg;
@@ -622,6 +615,32 @@ static struct retrieve_job *rj_atrn_run(const struct retrieval_ctx *ctx)
 
 	j->atrn = odmr_branch_start(&j->ctx, rj_atrn_done, j, &why);
 	if (j->atrn == NULL) {
+		rj_failed(j, "%s", buf_cstr(&why));
+		rj_finish(j, 0, buf_cstr(&why));
+		j = NULL;
+	}
+	buf_free(&why);
+	return j;
+}
+
+static void rj_turn_done(int ok, const char *text, void *arg)
+{
+	struct retrieve_job *j = arg;
+
+	j->turn = NULL; /* it freed itself */
+	if (!ok)
+		rj_failed(j, "%s", text);
+	rj_finish(j, ok, text);
+}
+
+/* TURN (RFC 821; only with turn_enabled): daemon/turn.c does the work. */
+static struct retrieve_job *rj_turn_run(const struct retrieval_ctx *ctx)
+{
+	struct retrieve_job *j = rj_new(ctx);
+	struct buf why = BUF_INIT;
+
+	j->turn = turn_branch_start(&j->ctx, rj_turn_done, j, &why);
+	if (j->turn == NULL) {
 		rj_failed(j, "%s", buf_cstr(&why));
 		rj_finish(j, 0, buf_cstr(&why));
 		j = NULL;

@@ -10,7 +10,7 @@
 #include "daemon/session.h"
 #include "lib/buf.h"
 
-/* The methods: none, etrn, command; turn is known only to be refused. */
+/* The methods: none, etrn, command, atrn (daemon/odmr.c), turn (daemon/turn.c). */
 const struct retrieval *retrieve_method(const char *name);
 void retrieve_cancel(struct retrieve_job *job); /* NULL is fine */
 

@@ -243,7 +243,7 @@ def test_retrieval_config_errors(daemon, run_cli, tmp_path):
     cfg = tmp_path / "bad.conf"
     cfg.write_text("[session]\nretrieve = turn\n")
     r = run_cli("check-config", "--config", str(cfg))
-    assert r.returncode != 0 and "retrieve = turn is not supported" in r.stdout + r.stderr
+    assert r.returncode != 0 and "needs turn_enabled = yes" in r.stdout + r.stderr
     cfg.write_text("[session]\nretrieve = etrn\n")
     r = run_cli("check-config", "--config", str(cfg))
     assert r.returncode != 0 and "needs etrn_domains" in r.stdout + r.stderr
