@@ -480,6 +480,10 @@ static void odmr_b_end(struct odmr_branch *b, int ok, const char *fmt, ...)
 	b->end_ok = ok;
 	b->end_text = buf_steal(&t);
 	if (b->bev) {
+		/* bufferevent_free drops unsent output: push a queued QUIT out
+		 * first (best effort; under TLS the output is not raw bytes). */
+		if (!b->tls)
+			evbuffer_write(bufferevent_get_output(b->bev), bufferevent_getfd(b->bev));
 		bufferevent_free(b->bev);
 		b->bev = NULL;
 	}
