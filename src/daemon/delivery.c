@@ -283,14 +283,28 @@ static void delivery_record(struct q_env *env, struct q_rcpt *r, int rc, const c
 		track(TRK_DEFERRED, env->id, env->message_id, env->sender, r->addr, reply);
 		return;
 	}
-	/* TODO(issue 3, "Outbound delivery ... retries, bounces"): send the
-	 * sender an RFC 3464 DSN for this recipient; until then the failure is
-	 * only in the event log, the tracking log and the queue state. */
 	r->state = RCPT_FAILED;
 	r->attempts++;
 	event_logkv(EV_LOCAL_DELIVERY_FAILED, kv, "Delivery of message %s to %s failed: %s",
 		    env->id, r->addr, reply);
 	track(TRK_BOUNCED, env->id, env->message_id, env->sender, r->addr, reply);
+}
+
+/* The RFC 3464 report for a final local outcome: a bounce, or "delivered"
+ * for NOTIFY=SUCCESS. outbound_dsn decides from NOTIFY (and the null sender
+ * rule) whether one is due; the report goes out like any other mail. */
+static void delivery_report(struct delivery *d, const struct q_env *env,
+			    const struct buf *content, const struct q_rcpt *r, int rc,
+			    const char *reply, time_t now)
+{
+	struct dsn_rcpt dr = {.addr = r->addr, .last_attempt = now};
+
+	if (d->out == NULL || rc == Q_TEMPFAIL)
+		return;
+	dr.action = rc == Q_OK ? DSN_ACTION_DELIVERED : DSN_ACTION_FAILED;
+	if (rc != Q_OK)
+		dr.diagnostic = reply;
+	outbound_dsn(d->out, env, content, &dr, 1);
 }
 
 /* Remote recipients wait for the outbound transport (issue 3). A message
@@ -354,12 +368,7 @@ static int delivery_rcpt(struct delivery *d, struct q_env *env, const struct buf
 		break;
 	}
 	delivery_record(env, r, rc, buf_cstr(&reply), now);
-	/* NOTIFY=SUCCESS (RFC 3461): a "delivered" report for local delivery. */
-	if (rc == Q_OK && d->out && (r->notify & DSN_NOTIFY_SUCCESS)) {
-		struct dsn_rcpt dr = {.addr = r->addr, .action = DSN_ACTION_DELIVERED,
-				      .last_attempt = now};
-		outbound_dsn(d->out, env, content, &dr, 1);
-	}
+	delivery_report(d, env, content, r, rc, buf_cstr(&reply), now);
 	buf_free(&reply);
 	return 1;
 }
@@ -375,8 +384,9 @@ static int delivery_needs_content(struct delivery *d, const struct q_env *env, t
 			continue;
 		cls = recipient_classify(d->cfg, addr);
 		if ((cls == RCLASS_LOCAL && !(d->out && outbound_mailbox_route(d->out, addr))) ||
-		    (cls == RCLASS_REMOTE && d->out && outbound_local_route(d->out, addr)))
-			return 1;
+		    (cls == RCLASS_REMOTE && d->out && outbound_local_route(d->out, addr)) ||
+		    cls == RCLASS_UNKNOWN_LOCAL || cls == RCLASS_INVALID)
+			return 1; /* the last two bounce here: the report quotes the text */
 	}
 	return 0;
 }

@@ -243,6 +243,30 @@ def test_local_delivery_without_notify_success_gets_no_report(daemon):
     assert d.maildir_files("alice") == []
 
 
+def test_local_permanent_failure_bounces_to_the_sender(daemon):
+    # An alias loop is accepted at RCPT and fails at delivery: a local bounce.
+    d = daemon("local_recipients = alice", "[aliases]", "loop1 = loop2", "loop2 = loop1")
+    r = send_dsn(d.port, "MAIL FROM:<alice@localhost> ENVID=lp1",
+                 ["RCPT TO:<loop1@localhost>"], BODY)
+    assert r.code == 250
+    assert wait_until(lambda: d.maildir_files("alice"), 5), d.log_text()
+    top, rcpts, _ = report(messages(d, "alice")[0])
+    assert top["original-envelope-id"] == "lp1"
+    assert rcpts[0]["action"] == "failed"
+    assert rcpts[0]["final-recipient"].lower() == "rfc822; loop1@localhost"
+    assert rcpts[0]["status"].startswith("5.")
+
+
+def test_local_permanent_failure_with_notify_never_sends_no_bounce(daemon):
+    d = daemon("local_recipients = alice", "[aliases]", "loop1 = loop2", "loop2 = loop1")
+    r = send_dsn(d.port, "MAIL FROM:<alice@localhost>",
+                 ["RCPT TO:<loop1@localhost> NOTIFY=NEVER"], BODY)
+    assert r.code == 250
+    assert wait_until(lambda: [e for e in d.events() if e["id"] == 2021], 5)
+    time.sleep(0.5)
+    assert d.maildir_files("alice") == []
+
+
 # ------------------------------------------------------------ timeouts
 
 def test_banner_timeout_setting(daemon, recorders):
