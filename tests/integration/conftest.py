@@ -458,3 +458,22 @@ def run_cli(dialmail_bin):
         return subprocess.run([str(dialmail_bin), *args], capture_output=True, text=True,
                               timeout=timeout, env=env, input=input)
     return run
+
+
+@pytest.fixture
+def recorders():
+    """Factory of scripted SMTP servers (smtp_recorder.Recorder) on loopback,
+    all stopped at the end of the test."""
+    from smtp_recorder import Recorder
+
+    started = []
+
+    def make(port=0, **kw):
+        rec = Recorder(**kw)
+        rec.start(port)
+        started.append(rec)
+        return rec
+
+    yield make
+    for rec in started:
+        rec.stop()

@@ -19,7 +19,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import free_port, wait_until  # noqa: E402
-from smtp_recorder import Recorder  # noqa: E402
 from test_smtp_client import Queue, smtpc_bin  # noqa: E402,F401
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -218,18 +217,9 @@ def test_dovecot_several_messages_one_connection(smtpc_bin, queue, dovecot, chun
 # ----------------------------------------------------- scripted LMTP peer
 
 @pytest.fixture
-def recorders():
-    started = []
-
-    def make(**kw):
-        rec = Recorder(lmtp=True, **kw)
-        rec.start()
-        started.append(rec)
-        return rec
-
-    yield make
-    for rec in started:
-        rec.stop()
+def recorders(recorders):
+    """The shared recorder factory (conftest), in LMTP mode."""
+    return lambda **kw: recorders(lmtp=True, **kw)
 
 
 @pytest.mark.parametrize("chunking", [True, False])

@@ -17,22 +17,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import send_message, wait_until  # noqa: E402
-from smtp_recorder import Recorder  # noqa: E402
-
-
-@pytest.fixture
-def recorders():
-    started = []
-
-    def make(port=0, **kw):
-        rec = Recorder(**kw)
-        rec.start(port)
-        started.append(rec)
-        return rec
-
-    yield make
-    for rec in started:
-        rec.stop()
 
 
 def smarthost_daemon(daemon, rec_port, *extra, route_opts="tls=none", start=True):

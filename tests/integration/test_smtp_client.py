@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from smtp_recorder import Recorder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("DIALMAIL_BIN", ROOT / "build" / "dialmail")).resolve()
@@ -82,21 +81,6 @@ def by_rcpt(results):
 @pytest.fixture
 def queue(tmp_path):
     return Queue(tmp_path)
-
-
-@pytest.fixture
-def recorders():
-    started = []
-
-    def make(**kw):
-        rec = Recorder(**kw)
-        rec.start()
-        started.append(rec)
-        return rec
-
-    yield make
-    for rec in started:
-        rec.stop()
 
 
 # ---------------------------------------------------------- round trips
