@@ -402,6 +402,8 @@ static void aliases_line(struct parser *p, const char *key, const char *value);
 static void routes_section_line(struct parser *p, const char *key, const char *value);
 static int phonebook_open(struct parser *p, const char *arg);
 static void phonebook_line(struct parser *p, const char *key, const char *value);
+static int answer_open(struct parser *p, const char *arg);
+static void answer_line(struct parser *p, const char *key, const char *value);
 static int session_open(struct parser *p, const char *arg);
 static void session_line(struct parser *p, const char *key, const char *value);
 
@@ -410,6 +412,7 @@ static const struct config_section sections[] = {
     {"aliases", 0, NULL, aliases_line},
     {"routes", 0, NULL, routes_section_line},
     {"phonebook", 1, phonebook_open, phonebook_line},
+    {"answer", 1, answer_open, answer_line},
     {"session", 0, session_open, session_line},
 };
 
@@ -971,6 +974,27 @@ static void phonebook_line(struct parser *p, const char *key, const char *value)
 	buf_free(&problem);
 }
 
+/* [answer NAME] sections: modems that answer calls, parsed in link/phonebook.c. */
+static int answer_open(struct parser *p, const char *arg)
+{
+	struct buf problem = BUF_INIT;
+	int rc = phonebook_answer_open(&p->cfg->answer, arg, p->line, &problem);
+
+	if (rc < 0)
+		parser_error(p, "[answer]", "%s", buf_cstr(&problem));
+	buf_free(&problem);
+	return rc;
+}
+
+static void answer_line(struct parser *p, const char *key, const char *value)
+{
+	struct buf problem = BUF_INIT;
+
+	if (phonebook_section_line(p->cfg->answer, key, value, &problem) < 0)
+		parser_error(p, key, "%s", buf_cstr(&problem));
+	buf_free(&problem);
+}
+
 /* The [session] section is parsed in daemon/session.c. */
 static int session_open(struct parser *p, const char *arg)
 {
@@ -1138,6 +1162,7 @@ int config_load(struct config *cfg, const char *path, struct buf *err)
 	free(p.alias_line);
 	p.n_errors += routes_finish(cfg->routes, cfg->auth_file, path, err);
 	p.n_errors += phonebook_check(cfg->phonebook, path, err);
+	p.n_errors += phonebook_check(cfg->answer, path, err);
 	p.n_errors += session_check(cfg->session, cfg->phonebook, path, err);
 	p.n_errors += turn_config_check(cfg, path, err);
 	p.n_errors += smtp_auth_config_finish(cfg, path, err);
@@ -1163,6 +1188,7 @@ void config_free(struct config *cfg)
 	routes_free(cfg->routes);
 	free(cfg->routes);
 	phonebook_free(cfg->phonebook);
+	phonebook_free(cfg->answer);
 	session_config_free(cfg->session);
 	smtp_auth_users_free(cfg->auth_users);
 	free(cfg->path);
@@ -1199,6 +1225,7 @@ void config_show(const struct config *cfg, FILE *out, int only_changed)
 	}
 	routes_show(cfg->routes, out);
 	phonebook_show(cfg->phonebook, out);
+	phonebook_show(cfg->answer, out);
 	session_show(cfg->session, out);
 	if (only_changed)
 		config_free(&def);

@@ -66,6 +66,7 @@ struct config {
 	char *lock_dir;                  /* UUCP lock files, default /var/lock */
 	struct phonebook *phonebook;     /* [phonebook NAME] entries in file order; NULL: none */
 	struct session_config *session;  /* [session]; NULL: defaults (see daemon/session.h) */
+	struct phonebook *answer;        /* [answer NAME] modems taking calls (daemon/answer.h) */
 	/* SMTP server STARTTLS and AUTH; see smtp/smtp_auth.h */
 	char *tls_cert_file;             /* PEM; with tls_key_file: STARTTLS offered */
 	char *tls_key_file;

@@ -15,6 +15,7 @@
 #include "daemon/delivery.h"
 #include "daemon/event.h"
 #include "daemon/hub.h"
+#include "daemon/answer.h"
 #include "daemon/odmr.h"
 #include "daemon/session.h"
 #include "lib/fsutil.h"
@@ -31,6 +32,7 @@ struct daemon {
 	struct control *control;
 	struct hub *hub; /* hold_domains and ETRN */
 	struct odmr_hub *odmr; /* odmr_listen: ATRN (RFC 2645); NULL: off */
+	struct answer *answer; /* [answer NAME] modems taking calls; NULL: none */
 	struct sessions *sessions; /* dial-up sessions and their scheduler */
 	struct event *sig_term, *sig_int, *scan_timer;
 	const char *dir;
@@ -103,6 +105,7 @@ static int daemon_start(struct daemon *d)
 	if (hub_enabled(&d->cfg))
 		smtp_server_set_etrn(d->smtp, hub_etrn, d->hub);
 	d->odmr = odmr_hub_new(d->base, &d->cfg, d->queue, d->delivery);
+	d->answer = answer_new(d->base, &d->cfg, d->odmr);
 	for (size_t i = 0; i < d->cfg.listen.n; i++)
 		if (smtp_server_listen(d->smtp, d->cfg.listen.v[i]) == 0)
 			listening++;
@@ -141,6 +144,7 @@ static void daemon_stop(struct daemon *d)
 	if (d->smtp)
 		smtp_server_free(d->smtp);
 	sessions_free(d->sessions);
+	answer_free(d->answer);
 	odmr_hub_free(d->odmr);
 	hub_free(d->hub);
 	if (d->delivery)

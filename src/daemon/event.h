@@ -86,6 +86,10 @@ enum ev_id {
 	EV_ODMR_DELIVERY_DONE = 3031,
 	EV_RETRIEVE_ATRN = 4124,
 	EV_RETRIEVE_TURN = 4125, /* retrieve = turn (RFC 821), daemon/turn.c */
+	EV_ANSWER_READY = 4130,	 /* [answer NAME] lines, daemon/answer.c */
+	EV_ANSWER_CALL = 4131,
+	EV_ANSWER_CALL_ENDED = 4132,
+	EV_ANSWER_FAILED = 4133,
 };
 
 struct ev_def {

@@ -302,7 +302,7 @@ struct odmr_hub *odmr_hub_new(struct event_base *base, const struct config *cfg,
 	struct odmr_hub *h;
 	int ok = 0;
 
-	if (cfg->odmr_listen.n == 0)
+	if (cfg->odmr_listen.n == 0 && cfg->answer == NULL)
 		return NULL;
 	h = xcalloc(1, sizeof(*h));
 	h->base = base;
@@ -313,11 +313,16 @@ struct odmr_hub *odmr_hub_new(struct event_base *base, const struct config *cfg,
 	smtp_server_set_odmr(h->srv, odmr_atrn, odmr_take, h);
 	for (size_t i = 0; i < cfg->odmr_listen.n; i++)
 		ok += smtp_server_listen(h->srv, cfg->odmr_listen.v[i]) == 0;
-	if (ok == 0) {
+	if (cfg->odmr_listen.n && ok == 0) {
 		odmr_hub_free(h);
 		return NULL;
 	}
 	return h;
+}
+
+void odmr_hub_adopt(struct odmr_hub *h, struct bufferevent *bev, const char *peer)
+{
+	smtp_server_adopt(h->srv, bev, peer, 0, NULL, NULL);
 }
 
 void odmr_hub_free(struct odmr_hub *h)

@@ -26,10 +26,16 @@ int odmr_check_domains_item(const char *item, struct buf *problem);
 /* 1 if user may claim domain (odmr_domains). */
 int odmr_user_owns(const struct config *cfg, const char *user, const char *domain);
 
-/* The hub's ODMR listeners (odmr_listen); NULL when none is configured or
- * none could be opened (event 1003 logged). */
+/* The hub's ODMR listeners (odmr_listen) and the server answered calls
+ * ([answer NAME]) use; NULL when neither is configured or no listener
+ * could be opened (event 1003 logged). */
 struct odmr_hub *odmr_hub_new(struct event_base *base, const struct config *cfg, struct queue *q,
 			      struct delivery *d);
+/* An answered call (daemon/answer.c): a session of the ODMR port on bev
+ * (which it frees), as if the caller had connected to odmr_listen; peer
+ * names the line for the log ("line hubmodem"). */
+struct bufferevent;
+void odmr_hub_adopt(struct odmr_hub *h, struct bufferevent *bev, const char *peer);
 void odmr_hub_free(struct odmr_hub *h); /* NULL is fine */
 
 /* Branch: the ATRN keys of [session] (atrn_host, atrn_domains, atrn_auth);

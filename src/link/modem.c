@@ -162,11 +162,29 @@ static void modem_dial_string(const struct modem *m, const char *number, char *o
 	out[used < len ? used : len - 1] = '\0';
 }
 
+/* A final result r for cmd that should be CONNECT: 0 with m->connect and
+ * m->speed set, else -1 with the modem's words in c. */
+static int modem_connected(struct modem *m, const char *cmd, const struct reply *r, struct cause *c)
+{
+	const char *sp;
+
+	if (!r->connect) {
+		cause_set(c, r->id == CAUSE_OK ? CAUSE_GARBAGE : r->id, r->line);
+		if (r->id == CAUSE_OK)
+			snprintf(c->words, sizeof(c->words), "OK in reply to %.90s", cmd);
+		return -1;
+	}
+	snprintf(m->connect, sizeof(m->connect), "%.63s", r->line);
+	sp = strchr(r->line, ' ');
+	if (sp && isdigit((unsigned char)sp[1]))
+		m->speed = atoi(sp + 1);
+	return 0;
+}
+
 int modem_dial(struct modem *m, const char *number, struct cause *c)
 {
 	char cmd[96];
 	struct reply r;
-	const char *sp;
 
 	m->connect[0] = '\0';
 	m->speed = 0;
@@ -176,17 +194,48 @@ int modem_dial(struct modem *m, const char *number, struct cause *c)
 			serial_write(&m->port, "\r", 1, 1000, &(struct cause){0});
 		return -1;
 	}
-	if (!r.connect) {
-		cause_set(c, r.id == CAUSE_OK ? CAUSE_GARBAGE : r.id, r.line);
-		if (r.id == CAUSE_OK)
-			snprintf(c->words, sizeof(c->words), "OK in reply to %.90s", cmd);
+	return modem_connected(m, cmd, &r, c);
+}
+
+int modem_wait_ring(struct modem *m, int timeout_ms, struct cause *c)
+{
+	long long deadline = serial_mono_ms() + timeout_ms;
+	char data[128];
+
+	while (serial_mono_ms() < deadline) {
+		ssize_t n = serial_read(&m->port, data, sizeof(data),
+					(int)(deadline - serial_mono_ms()), c);
+		if (n < 0)
+			return -1;
+		for (ssize_t i = 0; i < n; i++) {
+			if (data[i] != '\r' && data[i] != '\n') {
+				if (m->rlen < sizeof(m->rline) - 1)
+					m->rline[m->rlen++] = data[i];
+				continue;
+			}
+			m->rline[m->rlen] = '\0';
+			m->rlen = 0;
+			if (strcasecmp(m->rline, "RING") == 0 || strcmp(m->rline, "2") == 0)
+				return 1; /* what follows the RING is read next time */
+		}
+	}
+	return 0;
+}
+
+int modem_answer(struct modem *m, struct cause *c)
+{
+	struct reply r;
+
+	m->connect[0] = '\0';
+	m->speed = 0;
+	m->rlen = 0;
+	if (modem_command(m, "ATA", m->entry->answer_timeout_ms, 1, CAUSE_DIAL_TIMEOUT, &r, c) <
+	    0) {
+		if (c->id == CAUSE_DIAL_TIMEOUT) /* any character aborts the answer */
+			serial_write(&m->port, "\r", 1, 1000, &(struct cause){0});
 		return -1;
 	}
-	snprintf(m->connect, sizeof(m->connect), "%.63s", r.line);
-	sp = strchr(r.line, ' ');
-	if (sp && isdigit((unsigned char)sp[1]))
-		m->speed = atoi(sp + 1);
-	return 0;
+	return modem_connected(m, "ATA", &r, c);
 }
 
 int modem_hangup(struct modem *m, int hold_ms, struct cause *c)

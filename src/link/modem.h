@@ -13,6 +13,8 @@ struct modem {
 	const struct phonebook_entry *entry;
 	char connect[64]; /* the CONNECT line of the call up, e.g. "CONNECT 33600/ARQ" */
 	int speed;	  /* line speed from CONNECT, 0 if the modem did not say */
+	char rline[64];	  /* modem_wait_ring: a line being read */
+	size_t rlen;
 };
 
 /* Locks and opens the entry's device. 0, or -1 with c set. */
@@ -24,6 +26,13 @@ int modem_init(struct modem *m, struct cause *c);
 /* Dials dial_prefix + number and waits dial_timeout for the result. 0 on
  * CONNECT (m->connect, m->speed set); -1 with the modem's words in c. */
 int modem_dial(struct modem *m, const char *number, struct cause *c);
+/* Waits up to timeout_ms for a RING line (an incoming call). 1 on RING, 0
+ * on timeout, -1 with c set when the device failed. Other lines are skipped. */
+int modem_wait_ring(struct modem *m, int timeout_ms, struct cause *c);
+/* Answers the ringing call (ATA) and waits answer_timeout for CONNECT. 0
+ * with m->connect and m->speed set; -1 with the modem's words in c (NO
+ * CARRIER: the caller went away or no carrier was negotiated). */
+int modem_answer(struct modem *m, struct cause *c);
 /* Recovery of a modem that misbehaves: DTR drop (hold_ms), close and reopen
  * the device, then the init strings again. 0 when it answers OK again. */
 int modem_recover(struct modem *m, int hold_ms, struct cause *c);

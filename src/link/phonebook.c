@@ -20,36 +20,43 @@ struct pb_field {
 	const char *def;
 	long long min, max;
 	size_t off;
+	unsigned where; /* PBW_*: the sections the field belongs to */
 };
+
+#define PBW_DIAL   1u /* [phonebook NAME] */
+#define PBW_ANSWER 2u /* [answer NAME] */
+#define PBW_BOTH   (PBW_DIAL | PBW_ANSWER)
 
 #define POFF(f) offsetof(struct phonebook_entry, f)
 #define HOUR_MS (3600LL * 1000)
 
 static const struct pb_field pb_fields[] = {
-    {"type", K_TYPE, "modem", 0, 0, POFF(type)},
-    {"device", K_STR, "", 0, 0, POFF(device)},
-    {"speed", K_SPEED, "115200", 0, 0, POFF(speed)},
-    {"init", K_INIT, "ATZ", 0, 0, POFF(init)},
-    {"numbers", K_NUMBERS, "", 0, 0, POFF(numbers)},
-    {"dial_prefix", K_STR, "ATDT", 0, 0, POFF(dial_prefix)},
-    {"dial_timeout", K_MS, "60s", 100, HOUR_MS, POFF(dial_timeout_ms)},
-    {"at_timeout", K_MS, "3s", 50, 60000, POFF(at_timeout_ms)},
-    {"redial_attempts", K_INT, "3", 1, 100, POFF(redial_attempts)},
-    {"redial_interval", K_MS, "30s", 0, HOUR_MS, POFF(redial_interval_ms)},
-    {"flow_control", K_FLOW, "hardware", 0, 0, POFF(hwflow)},
-    {"data", K_DATA, "none", 0, 0, POFF(data)},
-    {"pppd", K_STR, "/usr/sbin/pppd", 0, 0, POFF(pppd)},
-    {"ppp_options", K_STR, "", 0, 0, POFF(ppp_options)},
-    {"ppp_up_file", K_STR, "", 0, 0, POFF(ppp_up_file)},
-    {"up", K_STR, "", 0, 0, POFF(up)},
-    {"down", K_STR, "", 0, 0, POFF(down)},
-    {"check", K_STR, "", 0, 0, POFF(check)},
-    {"up_timeout", K_MS, "60s", 100, HOUR_MS, POFF(up_timeout_ms)},
+    {"type", K_TYPE, "modem", 0, 0, POFF(type), PBW_DIAL},
+    {"device", K_STR, "", 0, 0, POFF(device), PBW_BOTH},
+    {"speed", K_SPEED, "115200", 0, 0, POFF(speed), PBW_BOTH},
+    {"init", K_INIT, "ATZ", 0, 0, POFF(init), PBW_BOTH},
+    {"numbers", K_NUMBERS, "", 0, 0, POFF(numbers), PBW_DIAL},
+    {"dial_prefix", K_STR, "ATDT", 0, 0, POFF(dial_prefix), PBW_DIAL},
+    {"dial_timeout", K_MS, "60s", 100, HOUR_MS, POFF(dial_timeout_ms), PBW_DIAL},
+    {"at_timeout", K_MS, "3s", 50, 60000, POFF(at_timeout_ms), PBW_BOTH},
+    {"redial_attempts", K_INT, "3", 1, 100, POFF(redial_attempts), PBW_DIAL},
+    {"redial_interval", K_MS, "30s", 0, HOUR_MS, POFF(redial_interval_ms), PBW_DIAL},
+    {"flow_control", K_FLOW, "hardware", 0, 0, POFF(hwflow), PBW_BOTH},
+    {"data", K_DATA, "none", 0, 0, POFF(data), PBW_DIAL},
+    {"pppd", K_STR, "/usr/sbin/pppd", 0, 0, POFF(pppd), PBW_DIAL},
+    {"ppp_options", K_STR, "", 0, 0, POFF(ppp_options), PBW_DIAL},
+    {"ppp_up_file", K_STR, "", 0, 0, POFF(ppp_up_file), PBW_DIAL},
+    {"up", K_STR, "", 0, 0, POFF(up), PBW_DIAL},
+    {"down", K_STR, "", 0, 0, POFF(down), PBW_DIAL},
+    {"check", K_STR, "", 0, 0, POFF(check), PBW_DIAL},
+    {"up_timeout", K_MS, "60s", 100, HOUR_MS, POFF(up_timeout_ms), PBW_DIAL},
+    {"rings", K_INT, "1", 1, 20, POFF(rings), PBW_ANSWER},
+    {"answer_timeout", K_MS, "60s", 1000, 600000, POFF(answer_timeout_ms), PBW_ANSWER},
 };
 
 #define PB_NFIELDS (sizeof(pb_fields) / sizeof(pb_fields[0]))
 
-static const char *const pb_type_names[] = {"modem", "command", "always"};
+static const char *const pb_type_names[] = {"modem", "command", "always", "answer"};
 static const char *const pb_data_names[] = {"none", "ppp", "direct", "command"};
 static const char *const pb_flow_names[] = {"none", "hardware"};
 static const int pb_speeds[] = {300,   1200,  2400,   4800,   9600,   19200,
@@ -58,6 +65,7 @@ static const int pb_speeds[] = {300,   1200,  2400,   4800,   9600,   19200,
 /* Parser bookkeeping: the line each field of each entry was set on. */
 struct pb_private {
 	struct phonebook pb;
+	const char *section; /* "phonebook" or "answer" */
 	int (*set_at)[PB_NFIELDS];
 };
 
@@ -338,7 +346,13 @@ const struct phonebook_entry *phonebook_find(const struct phonebook *pb, const c
 	return NULL;
 }
 
-int phonebook_section_open(struct phonebook **pbp, const char *name, int line, struct buf *problem)
+static unsigned pb_where(const struct pb_private *pp)
+{
+	return strcmp(pp->section, "answer") == 0 ? PBW_ANSWER : PBW_DIAL;
+}
+
+static int pb_open(struct phonebook **pbp, const char *section, const char *name, int line,
+		   struct buf *problem)
 {
 	struct pb_private *pp;
 	struct phonebook_entry *e, *dup;
@@ -346,17 +360,19 @@ int phonebook_section_open(struct phonebook **pbp, const char *name, int line, s
 
 	if (!pb_name_ok(name)) {
 		buf_printf(problem,
-			   "'%s' is not a phone book entry name (letters, digits, '-', '_', '.'; "
+			   "'%s' is not a %s entry name (letters, digits, '-', '_', '.'; "
 			   "at most 64)",
-			   name);
+			   name, strcmp(section, "answer") == 0 ? "answer line" : "phone book");
 		return -1;
 	}
 	if ((dup = (struct phonebook_entry *)phonebook_find(*pbp, name)) != NULL) {
 		buf_printf(problem, "entry '%s' defined twice, first at line %d", name, dup->line);
 		return -1;
 	}
-	if (*pbp == NULL)
+	if (*pbp == NULL) {
 		*pbp = xcalloc(1, sizeof(struct pb_private));
+		((struct pb_private *)*pbp)->section = section;
+	}
 	pp = (struct pb_private *)*pbp;
 	pp->pb.v = xrealloc(pp->pb.v, (pp->pb.n + 1) * sizeof(*pp->pb.v));
 	pp->set_at = xrealloc(pp->set_at, (pp->pb.n + 1) * sizeof(*pp->set_at));
@@ -369,8 +385,20 @@ int phonebook_section_open(struct phonebook **pbp, const char *name, int line, s
 	for (size_t i = 0; i < PB_NFIELDS; i++)
 		if (pb_parse_field(&pb_fields[i], pb_fields[i].def, e, &dummy) < 0)
 			abort(); /* a default that does not parse is our bug */
+	if (pb_where(pp) == PBW_ANSWER)
+		e->type = PB_ANSWER;
 	buf_free(&dummy);
 	return 0;
+}
+
+int phonebook_section_open(struct phonebook **pbp, const char *name, int line, struct buf *problem)
+{
+	return pb_open(pbp, "phonebook", name, line, problem);
+}
+
+int phonebook_answer_open(struct phonebook **pbp, const char *name, int line, struct buf *problem)
+{
+	return pb_open(pbp, "answer", name, line, problem);
 }
 
 int phonebook_section_line(struct phonebook *pb, const char *key, const char *value,
@@ -386,14 +414,16 @@ int phonebook_section_line(struct phonebook *pb, const char *key, const char *va
 	e = &pb->v[pb->n - 1];
 	set_at = pp->set_at[pb->n - 1];
 	for (i = 0; i < PB_NFIELDS; i++)
-		if (strcmp(pb_fields[i].name, key) == 0)
+		if (strcmp(pb_fields[i].name, key) == 0 && (pb_fields[i].where & pb_where(pp)))
 			break;
 	if (i == PB_NFIELDS) {
-		buf_printf(problem, "unknown phone book field in [phonebook %s]", e->name);
+		buf_printf(problem, "unknown %s field in [%s %s]",
+			   pb_where(pp) == PBW_ANSWER ? "answer line" : "phone book", pp->section,
+			   e->name);
 		return -1;
 	}
 	if (set_at[i]) {
-		buf_printf(problem, "set twice in [phonebook %s]", e->name);
+		buf_printf(problem, "set twice in [%s %s]", pp->section, e->name);
 		return -1;
 	}
 	set_at[i] = 1;
@@ -416,6 +446,8 @@ static int pb_entry_check(const struct phonebook_entry *e, struct buf *problem)
 			buf_puts(problem, "data command needs an up command");
 	} else if (e->type == PB_COMMAND && !e->up[0])
 		buf_puts(problem, "type command needs an up command");
+	else if (e->type == PB_ANSWER && !e->device[0])
+		buf_puts(problem, "an answer line needs a device");
 	return problem->len ? -1 : 0;
 }
 
@@ -427,8 +459,9 @@ int phonebook_check(const struct phonebook *pb, const char *path, struct buf *er
 	for (size_t i = 0; pb && i < pb->n; i++) {
 		buf_reset(&problem);
 		if (pb_entry_check(&pb->v[i], &problem) < 0) {
-			buf_printf(err, "%s:%d: [phonebook %s]: %s\n", path ? path : "(config)",
-				   pb->v[i].line, pb->v[i].name, buf_cstr(&problem));
+			buf_printf(err, "%s:%d: [%s %s]: %s\n", path ? path : "(config)",
+				   pb->v[i].line, ((const struct pb_private *)pb)->section,
+				   pb->v[i].name, buf_cstr(&problem));
 			n++;
 		}
 	}
@@ -451,11 +484,14 @@ void phonebook_free(struct phonebook *pb)
 
 void phonebook_show(const struct phonebook *pb, FILE *out)
 {
+	const struct pb_private *pp = (const struct pb_private *)pb;
 	struct buf v = BUF_INIT;
 
 	for (size_t i = 0; pb && i < pb->n; i++) {
-		fprintf(out, "\n[phonebook %s]\n", pb->v[i].name);
+		fprintf(out, "\n[%s %s]\n", pp->section, pb->v[i].name);
 		for (size_t j = 0; j < PB_NFIELDS; j++) {
+			if (!(pb_fields[j].where & pb_where(pp)))
+				continue;
 			buf_reset(&v);
 			pb_format_field(&pb_fields[j], &pb->v[i], &v);
 			fprintf(out, "%s =%s%s\n", pb_fields[j].name, v.len ? " " : "",

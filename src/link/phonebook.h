@@ -8,7 +8,7 @@
 #include "lib/buf.h"
 #include "lib/strlist.h"
 
-enum pb_type { PB_MODEM, PB_COMMAND, PB_ALWAYS };
+enum pb_type { PB_MODEM, PB_COMMAND, PB_ALWAYS, PB_ANSWER /* an [answer NAME] line */ };
 enum pb_data { PB_DATA_NONE, PB_DATA_PPP, PB_DATA_DIRECT, PB_DATA_COMMAND };
 
 struct phonebook_entry {
@@ -33,6 +33,9 @@ struct phonebook_entry {
 	/* type = command (and data = command: up runs on the line) */
 	char *up, *down, *check; /* sh -c commands */
 	int up_timeout_ms;	 /* up_timeout = 60s: up + passing check, or pppd to ip-up */
+	/* [answer NAME] only (device, speed, init, at_timeout, flow_control too) */
+	int rings;		/* rings = 1: RINGs before ATA */
+	int answer_timeout_ms;	/* answer_timeout = 60s: ATA to CONNECT */
 };
 
 struct phonebook {
@@ -44,6 +47,11 @@ struct phonebook {
  * "key = value" of the current entry; both return 0 or -1 with problem
  * filled (without file:line, which the config parser adds). */
 int phonebook_section_open(struct phonebook **pb, const char *name, int line, struct buf *problem);
+/* The same for an "[answer NAME]" header: a modem that answers calls (the
+ * hub's end of data = direct lines, daemon/answer.c). Its entries live in
+ * their own struct phonebook, have type PB_ANSWER and take only device,
+ * speed, init, at_timeout, flow_control, rings, answer_timeout. */
+int phonebook_answer_open(struct phonebook **pb, const char *name, int line, struct buf *problem);
 int phonebook_section_line(struct phonebook *pb, const char *key, const char *value,
 			   struct buf *problem);
 /* Whole-entry checks after the file is read (type modem needs device and
@@ -51,7 +59,7 @@ int phonebook_section_line(struct phonebook *pb, const char *key, const char *va
  * err; returns the number of problems. */
 int phonebook_check(const struct phonebook *pb, const char *path, struct buf *err);
 void phonebook_free(struct phonebook *pb); /* frees pb itself; NULL is fine */
-/* Prints every entry as a [phonebook NAME] block (show-config). */
+/* Prints every entry as a [phonebook NAME] (or [answer NAME]) block (show-config). */
 void phonebook_show(const struct phonebook *pb, FILE *out);
 
 const struct phonebook_entry *phonebook_find(const struct phonebook *pb, const char *name);

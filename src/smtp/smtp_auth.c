@@ -198,9 +198,9 @@ int smtp_auth_config_finish(struct config *cfg, const char *cfg_path, struct buf
 	errors = auth_check_tls(cfg, where, err);
 	if (cfg->auth_users_file == NULL || *cfg->auth_users_file == '\0')
 		return errors;
-	/* the ODMR port (daemon/odmr.c) offers CRAM-MD5 without TLS */
+	/* the ODMR port (daemon/odmr.c) and answered calls offer CRAM-MD5 without TLS */
 	if (!(cfg->tls_cert_file && *cfg->tls_cert_file) && !cfg->auth_allow_plaintext &&
-	    cfg->odmr_listen.n == 0) {
+	    cfg->odmr_listen.n == 0 && cfg->answer == NULL) {
 		buf_printf(err,
 			   "%s: auth_users_file: AUTH is offered only over TLS: set tls_cert_file "
 			   "and tls_key_file (or auth_allow_plaintext = yes)\n",

@@ -570,3 +570,60 @@ def test_transcript_to_stdout_and_bad_options(modemsim_bin, tmp_path):
                            stdin=subprocess.DEVNULL)
         assert r.returncode == 2, (bad, r)
         assert r.stdout == b"", bad                      # no pty line for a bad start
+
+
+def test_incoming_call_rings_until_ata_and_carries_data_both_ways(sim):
+    """Two modemsims as a telephone line: the caller's --connect leads to the
+    answerer's --answer-port. RING until ATA, then data both ways; the
+    answerer's DTR drop is the caller's NO CARRIER."""
+    port = free_port()
+    b = sim("--answer-port", str(port), "--ring-interval", "200", "--bps", "1000000",
+            name="answerer")
+    a = sim("--connect", "127.0.0.1:%d" % port, "--bps", "1000000", name="caller")
+    with b.open() as hub, a.open() as site:
+        assert hub.command("ATE0") == "OK"
+        assert hub.command("ATA") == "NO CARRIER"        # nobody calling yet
+        assert site.command("ATD5551234") == "CONNECT 1000000"
+        hub.read_until(rb"\r\nRING\r\n", timeout=3)
+        hub.read_until(rb"\r\nRING\r\n", timeout=3)
+        assert hub.command("ATA") == "CONNECT 1000000"
+        site.send(b"EHLO branch\r\n")
+        assert hub.read_exactly(13, timeout=3) == b"EHLO branch\r\n"
+        hub.send(b"250 hub\r\n")
+        assert site.read_exactly(9, timeout=3) == b"250 hub\r\n"
+        hub.hangup()                                      # the hub hangs up: DTR drop
+        site.read_until(rb"\r\nNO CARRIER\r\n", timeout=5)
+    assert b.wait_transcript(r"incoming call ringing")
+    assert b.wait_transcript(r"call 1 answered after 2 rings -> CONNECT 1000000")
+    assert b.wait_transcript(r"call 1 hangup reason=dtr bytes_tx=9 bytes_rx=13")
+    assert a.wait_transcript(r"call 1 hangup reason=remote")
+
+
+def test_incoming_call_auto_answer_no_answer_and_caller_hangup(sim):
+    port = free_port()
+    b = sim("--answer-port", str(port), "--ring-interval", "100", "--max-rings", "3",
+            "--bps", "1000000", name="answerer")
+    a = sim("--connect", "127.0.0.1:%d" % port, "--bps", "1000000", name="caller")
+    with b.open() as hub, a.open() as site:
+        assert hub.command("ATE0") == "OK"
+        # nobody answers: three RINGs, then the caller loses the line
+        assert site.command("ATD1") == "CONNECT 1000000"
+        for _ in range(3):
+            hub.read_until(rb"\r\nRING\r\n", timeout=3)
+        site.read_until(rb"\r\nNO CARRIER\r\n", timeout=5)
+        # the caller hangs up while it rings: the ringing stops
+        assert site.command("ATD1") == "CONNECT 1000000"
+        hub.read_until(rb"\r\nRING\r\n", timeout=3)
+        site.hangup()
+        assert b.wait_transcript(r"not answered \(caller hung up\)")
+        assert hub.silent_for(0.5)
+        # S0=2: the modem answers by itself on the second RING
+        assert hub.command("ATS0=2") == "OK"
+        assert site.command("ATD1") == "CONNECT 1000000"
+        hub.read_until(rb"\r\nRING\r\n", timeout=3)
+        hub.read_until(rb"\r\nRING\r\n", timeout=3)
+        assert hub.result(timeout=3) == "CONNECT 1000000"
+        site.send(b"ping")
+        assert hub.read_exactly(4, timeout=3) == b"ping"
+    assert b.wait_transcript(r"incoming call not answered \(no answer\) after 3 rings")
+    assert b.wait_transcript(r"answered after 2 rings")

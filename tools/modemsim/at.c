@@ -295,7 +295,10 @@ static int at_letter(struct modem *m, char c, const char **s, bool *online)
 		*online = true;
 		return RC_CONNECT;
 	case 'A':
-		return RC_NO_CARRIER; /* nobody is calling us */
+		if (answer_pickup(m) < 0)
+			return RC_NO_CARRIER; /* nobody is calling us */
+		*online = true;
+		return RC_CONNECT;
 	case 'I':
 		if (n > 9)
 			return RC_ERROR;

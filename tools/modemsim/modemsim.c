@@ -31,6 +31,7 @@ static const char ms_usage[] =
     "                [--fail-results LIST] [--wedge-after N] [--silent] [--garbage]\n"
     "                [--drop-after-bytes N] [--bps N] [--latency MS]\n"
     "                [--connect HOST:PORT] [--gateway-port PORT] [--connect-delay S]\n"
+    "                [--answer-port PORT [--ring-interval MS] [--max-rings N]]\n"
     "                [--transcript FILE]\n"
     "Prints the slave pty path on stdout, then emulates a Hayes modem on it.\n"
     "See modemsim(1).\n";
@@ -430,6 +431,9 @@ enum {
 	OPT_DELAY,
 	OPT_TRANSCRIPT,
 	OPT_VERSION,
+	OPT_ANSWER,
+	OPT_RING_INTERVAL,
+	OPT_MAX_RINGS,
 };
 
 static const struct option ms_options[] = {
@@ -449,6 +453,9 @@ static const struct option ms_options[] = {
     {"connect-delay", required_argument, NULL, OPT_DELAY},
     {"transcript", required_argument, NULL, OPT_TRANSCRIPT},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"answer-port", required_argument, NULL, OPT_ANSWER},
+    {"ring-interval", required_argument, NULL, OPT_RING_INTERVAL},
+    {"max-rings", required_argument, NULL, OPT_MAX_RINGS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -503,6 +510,15 @@ static int opt_one(struct ms_opts *o, int c, const char *arg, bool *have_seed)
 	case OPT_TRANSCRIPT:
 		o->transcript = arg;
 		return 0;
+	case OPT_ANSWER:
+		if (opt_long(arg, 1, 65535, &v) < 0)
+			return -1;
+		o->answer_port = (int)v;
+		return 0;
+	case OPT_RING_INTERVAL:
+		return opt_long(arg, 10, 60000, &o->ring_interval_ms);
+	case OPT_MAX_RINGS:
+		return opt_long(arg, 1, 1000, &o->max_rings);
 	}
 	return -1;
 }
@@ -514,6 +530,8 @@ static int opts_parse(struct ms_opts *o, int argc, char **argv)
 
 	o->bps = 33600;
 	o->drop_after = -1;
+	o->ring_interval_ms = 6000;
+	o->max_rings = 10;
 	at_parse_outcome("BUSY", &o->pool[0]);
 	at_parse_outcome("NO CARRIER", &o->pool[1]);
 	at_parse_outcome("NO ANSWER", &o->pool[2]);
@@ -588,6 +606,7 @@ static void ms_turn(struct modem *m, const sigset_t *waitmask)
 	p.deadline = 0;
 	pty_prepare(m, &p);
 	call_prepare(m, &p);
+	answer_prepare(m, &p);
 	if (p.deadline) {
 		int64_t wait = p.deadline - clock_usec();
 		if (wait < 0)
@@ -605,6 +624,7 @@ static void ms_turn(struct modem *m, const sigset_t *waitmask)
 			p.cb[i](m, p.arg[i], p.pfd[i].revents);
 	}
 	call_timers(m);
+	answer_timers(m);
 	pty_timers(m);
 }
 
@@ -616,10 +636,10 @@ static void ms_start_log(struct modem *m)
 		snprintf(script, sizeof(script), " script=%d", m->o.nscript);
 	ms_log(m,
 	       "start pty=%s link=%s bps=%ld latency=%ld seed=%llu fail_rate=%g%s "
-	       "wedge_after=%ld connect=%s gateway_port=%d",
+	       "wedge_after=%ld connect=%s gateway_port=%d answer_port=%d",
 	       m->slave, m->o.link ? m->o.link : "-", m->o.bps, m->o.latency_ms,
 	       (unsigned long long)m->o.seed, m->o.fail_rate, script, m->o.wedge_after,
-	       m->o.have_target ? m->o.target_name : "-", m->o.gateway_port);
+	       m->o.have_target ? m->o.target_name : "-", m->o.gateway_port, m->o.answer_port);
 }
 
 int main(int argc, char **argv)
@@ -638,6 +658,10 @@ int main(int argc, char **argv)
 	at_reset(m);
 	if (ms_signals(&waitmask) < 0 || pty_setup(m) < 0)
 		return 1;
+	if (answer_listen(m) < 0) {
+		log_warn("--answer-port %d", m->o.answer_port);
+		return 1;
+	}
 	m->tr = stdout;
 	if (m->o.transcript && !(m->tr = fopen(m->o.transcript, "a"))) {
 		log_warn("open %s", m->o.transcript);

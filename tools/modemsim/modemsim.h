@@ -60,6 +60,9 @@ struct ms_opts {
 	socklen_t target_len;
 	char target_name[300];
 	int gateway_port; /* 0 = serial data path */
+	int answer_port;  /* --answer-port: incoming calls; 0 = none */
+	long ring_interval_ms;
+	long max_rings;
 };
 
 enum ms_state { ST_COMMAND, ST_DIALING, ST_ONLINE, ST_ONLINE_CMD };
@@ -147,6 +150,10 @@ struct modem {
 	uint64_t rng, noise_rng;
 	struct ms_call call;
 	unsigned gen; /* bumped when fds close, so a poll batch stops early */
+	int answer_fd;	   /* --answer-port listener, -1 = none */
+	int ring_fd;	   /* the incoming call ringing, -1 = none */
+	int rings;	   /* RINGs sent for it */
+	int64_t next_ring; /* when the next RING is due */
 	FILE *tr;
 };
 
@@ -186,5 +193,13 @@ void call_pty_data(struct modem *m, const char *data, size_t len);
 bool call_pty_blocked(struct modem *m);
 void call_prepare(struct modem *m, struct ms_poll *p);
 void call_timers(struct modem *m);
+
+/* answer.c: incoming calls on --answer-port */
+int answer_listen(struct modem *m);
+bool answer_ringing(const struct modem *m);
+/* Takes the ringing call: the call is set up, not yet online; -1 if none. */
+int answer_pickup(struct modem *m);
+void answer_prepare(struct modem *m, struct ms_poll *p);
+void answer_timers(struct modem *m);
 
 #endif

@@ -1,0 +1,154 @@
+# [answer NAME]: the hub answers calls on a serial device. Two modemsims make
+# the telephone line: the branch dials modemsim A, whose --connect leads to
+# modemsim B's --answer-port; B rings the hub's tty, the hub answers (ATA)
+# and runs its ODMR-port dialogue on the line: the branch's outbound mail,
+# ATRN, the held mail back, QUIT, hang-up (DTR drop), ready for the next
+# call. Invariant: every process is stopped by PID, every wait is bounded.
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, message, send_message, wait_until
+from test_direct import branch, maildir_has
+from test_odmr import users_file
+from test_session import dial, ledger
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "lib"))
+from modem import ModemSim  # noqa: E402
+
+MODEMSIM = Path(os.environ.get("MODEMSIM_BIN", REPO / "build" / "modemsim"))
+pytestmark = pytest.mark.skipif(not MODEMSIM.exists(), reason="make build/modemsim first")
+
+
+@pytest.fixture
+def line(tmp_path):
+    """line(*caller_args) -> (caller modemsim, answerer modemsim): a
+    telephone line between two emulated modems at 115200 bps."""
+    started = []
+
+    def make(*caller_args):
+        port = free_port()
+        b = ModemSim(MODEMSIM, tmp_path / "ttyHUB", "--bps", "115200",
+                     "--answer-port", str(port), "--ring-interval", "200")
+        a = ModemSim(MODEMSIM, tmp_path / "ttySITE", "--bps", "115200",
+                     "--connect", "127.0.0.1:%d" % port, *caller_args)
+        started.extend([b, a])
+        b.start()
+        a.start()
+        return a, b
+
+    yield make
+    for m in started:
+        m.stop()
+
+
+def answering_hub(daemon, tmp_path, device, *extra):
+    lock = tmp_path / "hub-lock"
+    lock.mkdir(exist_ok=True)
+    return daemon("hostname = hub.example", "hold_domains = branch.example, other.example",
+                  "auth_users_file = %s" % users_file(tmp_path),
+                  "odmr_domains = alice=branch.example, bob=other.example",
+                  "queue_run_interval = 1s", "lock_dir = %s" % lock, *extra,
+                  "[answer hubmodem]", "device = %s" % device, "rings = 2",
+                  "init = ATZ | ATE0 V1 S0=0", "at_timeout = 1s", "answer_timeout = 5s")
+
+
+def test_hub_answers_the_call_and_exchanges_mail_both_ways(daemon, tmp_path, line):
+    site_modem, hub_modem = line()
+    h = answering_hub(daemon, tmp_path, hub_modem.link)
+    assert h.wait_event(4130, 5), h.events()
+    held = [message("held %d" % i, body="held body %d\r\n..leading dot" % i) for i in range(2)]
+    for b in held:
+        assert send_message(h.port, "s@sender.example", ["bob@branch.example"], b).code == 250
+    before = set(h.queue_ids())
+    br = branch(daemon, tmp_path, site_modem.link)
+    out = message("from the branch", body="outbound body\r\n..dot")
+    assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
+                        out).code == 250
+    r = dial(br)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # the held mail crossed the line, byte-exact
+    assert wait_until(lambda: len(br.maildir_files("bob")) == 2, 10), (r.stdout, br.events())
+    files = br.maildir_files("bob")
+    for b in held:
+        assert maildir_has(files, b.replace(b"\r\n..", b"\r\n.")) == 1, b
+    # the branch's outbound mail is queued at the hub, byte-exact
+    assert br.queue_ids() == [], br.events()
+    new = [q for q in h.queue_ids() if q not in before]
+    assert len(new) == 1, (h.queue_ids(), before)
+    assert out.replace(b"\r\n..", b"\r\n.") in (h.dir / "queue" / new[0]).read_bytes()
+    led = ledger(br)[-1]
+    assert led["result"] == "ok" and led["messages_out"] == 1 and led["messages_in"] == 2, led
+    # the hub's story: answered after two RINGs, the dialogue ended, hung up
+    call = h.wait_event(4131, 5)
+    assert call and "after 2 RINGs" in call[0]["text"] and "CONNECT 115200" in call[0]["text"]
+    assert call[0]["line"] == "hubmodem"
+    ended = h.wait_event(4132, 10)
+    assert ended and ended[0]["reason"] == "done", ended
+    assert hub_modem.wait_transcript(r"call 1 answered after 2 rings -> CONNECT 115200")
+    assert hub_modem.wait_transcript(r"call 1 hangup reason=dtr")
+    # ... and is ready again: a second call carries the next message
+    assert h.wait_event(4130, 10, pred=lambda e: True) and \
+        wait_until(lambda: len(h.events_with(4130)) >= 2, 10), h.events_with(4130)
+    out2 = message("second call", body="second body")
+    assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
+                        out2).code == 250
+    r = dial(br)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert wait_until(lambda: len(h.events_with(4131)) == 2, 10)
+    assert wait_until(lambda: any(out2 in (h.dir / "queue" / q).read_bytes()
+                                  for q in h.queue_ids()), 10), h.queue_ids()
+    assert br.queue_ids() == []
+
+
+def test_line_dropped_mid_call_hub_hangs_up_and_answers_again(daemon, tmp_path, line):
+    # the caller's modem loses carrier after ~1.5 held messages
+    site_modem, hub_modem = line("--script", "DROP:8000,CONNECT")
+    h = answering_hub(daemon, tmp_path, hub_modem.link)
+    bodies = [message("m%d" % i, body=("x" * 70 + "\r\n") * 60) for i in range(3)]
+    for b in bodies:
+        assert send_message(h.port, "s@sender.example", ["bob@branch.example"], b).code == 250
+    br = branch(daemon, tmp_path, site_modem.link)
+    dial(br)
+    ended = h.wait_event(4132, 15)
+    assert ended and ended[0]["reason"] in ("carrier", "done", "closed"), ended
+    assert hub_modem.wait_transcript(r"call 1 hangup reason=(remote|dtr)")
+    assert wait_until(lambda: len(h.events_with(4130)) >= 2, 10), h.events()
+    r = dial(br)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert wait_until(lambda: len(br.maildir_files("bob")) == 3, 15), \
+        (br.maildir_files("bob"), r.stdout)
+    files = br.maildir_files("bob")
+    for b in bodies:
+        assert maildir_has(files, b) == 1
+    assert wait_until(lambda: h.queue_ids() == [], 5)
+
+
+def test_answer_line_without_its_device_is_logged_and_smtp_goes_on(daemon, tmp_path):
+    h = answering_hub(daemon, tmp_path, tmp_path / "no-such-tty")
+    ev = h.wait_event(4133, 5)
+    assert ev and ev[0]["line"] == "hubmodem" and "no-such-tty" in ev[0]["text"], ev
+    assert ev[0]["cause"], ev
+    assert send_message(h.port, "s@sender.example", ["bob@branch.example"],
+                        message("x")).code == 250
+
+
+def test_answer_section_checked_and_shown(run_cli, tmp_path):
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[answer a]\nrings = 2\n[answer b]\ndevice = /dev/ttyS1\nnumbers = 1\n"
+                   "[answer c]\ndevice = /dev/ttyS2\nrings = 99\n")
+    r = run_cli("check-config", "--config", str(bad))
+    assert r.returncode != 0
+    assert "bad.conf:1: [answer a]: an answer line needs a device" in r.stderr, r.stderr
+    assert "bad.conf:5: numbers: unknown answer line field in [answer b]" in r.stderr, r.stderr
+    assert "bad.conf:8: rings: 99 is out of range (1 to 20)" in r.stderr, r.stderr
+    good = tmp_path / "good.conf"
+    good.write_text("[answer hubmodem]\ndevice = /dev/ttyS1\nrings = 3\n")
+    r = run_cli("show-config", "--config", str(good))
+    assert r.returncode == 0, r.stderr
+    block = r.stdout[r.stdout.index("[answer hubmodem]"):]
+    assert "device = /dev/ttyS1" in block and "rings = 3" in block
+    assert "answer_timeout = 1m" in block and "numbers" not in block
