@@ -1,6 +1,7 @@
 # The `make run` demo (scripts/demo with etc/demo.conf and etc/demo-hub.conf):
 # started in a temporary directory on free ports with a short schedule, it
-# must dial modemsim through the scripted failures, and on the call send the
+# must dial modemsim through the scripted failures (the call rings the hub's
+# modemsim, which the hub answers), and on the call send the
 # branch's mail to the hub over the line (it lands in the hub's Maildir) and
 # collect with ATRN the mail the hub held for the branch (it lands in the
 # branch's Maildir), then record it in the ledger; SIGINT (Ctrl-C) and SIGTERM
@@ -65,7 +66,8 @@ class Demo:
             "DIALMAIL_BIN", REPO / "build" / "dialmail")).parent))
         self.proc = subprocess.Popen(
             [str(DEMO), "--dir", str(self.dir), "--smtp-port", str(self.smtp),
-             "--hub-port", str(self.hub), "--odmr-port", str(free_port()), *args],
+             "--hub-port", str(self.hub), "--odmr-port", str(free_port()),
+             "--line-port", str(free_port()), *args],
             stdin=subprocess.DEVNULL, stdout=self.out, stderr=subprocess.STDOUT, cwd=str(tmp),
             env=env, start_new_session=True)
 
@@ -125,10 +127,10 @@ def queued(dir):
 def test_demo_call_carries_mail_both_ways_and_stops_cleanly(demo):
     d = demo("--schedule", "every 20s")
     hub = d.dir / "hub"
-    assert wait_until(lambda: len(d.pids()) == 3 and (d.dir / "control.sock").exists(), 15), \
+    assert wait_until(lambda: len(d.pids()) == 4 and (d.dir / "control.sock").exists(), 15), \
         d.output()
     pids = d.pids()
-    assert set(pids) == {"hub", "modemsim", "dialmail"}
+    assert set(pids) == {"hub-modem", "hub", "modemsim", "dialmail"}
     assert wait_until(lambda: "swaks --server 127.0.0.1:%d" % d.smtp in d.output(), 10), \
         d.output()
     # The credentials the script wrote are for their owner only.
@@ -172,21 +174,26 @@ def test_demo_call_carries_mail_both_ways_and_stops_cleanly(demo):
     ev = subprocess.run([dm, "events", "--dir", str(d.dir), "--category", "dialup"],
                         capture_output=True, text=True, timeout=20)
     assert "BUSY" in ev.stdout and "SMTP over the line" in ev.stdout, ev.stdout
-    # The hub reversed the line for the branch's ATRN (event 2031).
-    ev = subprocess.run([dm, "events", "--dir", str(hub), "--id", "2031", "--json"],
-                        capture_output=True, text=True, timeout=20)
-    assert ev.returncode == 0 and ev.stdout.strip(), ev.stdout + ev.stderr
+    # The hub answered the call on its modem (4131) and reversed the line
+    # for the branch's ATRN (2031).
+    for ev_id in ("4131", "2031"):
+        ev = subprocess.run([dm, "events", "--dir", str(hub), "--id", ev_id, "--json"],
+                            capture_output=True, text=True, timeout=20)
+        assert ev.returncode == 0 and ev.stdout.strip(), ev_id + ev.stdout + ev.stderr
+    htr = (d.dir / "demo" / "hub-modem.transcript").read_text()
+    assert "answered after 2 rings -> CONNECT 33600" in htr, htr
     # Ctrl-C: the three processes are gone, and nothing else runs in the dir.
     assert d.stop(signal.SIGINT) == 0, d.output()
     assert wait_until(lambda: not any(alive(p) for p in pids.values()), 5), pids
     assert processes_using(d.dir) == []
-    assert not (d.dir / "ttyMODEM").exists() and not (d.dir / "demo" / "pids").exists()
+    assert not (d.dir / "ttyMODEM").exists() and not (d.dir / "ttyHUB").exists()
+    assert not (d.dir / "demo" / "pids").exists()
     assert "demo: stopped" in d.output()
 
 
 def test_demo_sigterm_stops_everything_before_any_session(demo):
     d = demo()  # etc/demo.conf's own schedule: no slot comes in this test
-    assert wait_until(lambda: len(d.pids()) == 3, 15), d.output()
+    assert wait_until(lambda: len(d.pids()) == 4, 15), d.output()
     pids = d.pids()
     time.sleep(0.5)
     assert d.stop(signal.SIGTERM) == 0
