@@ -865,7 +865,7 @@ static void sess_on_tick(evutil_socket_t fd, short what, void *arg)
 
 	if (s == NULL || s->state != SS_UP)
 		return;
-	if (link_entry(s->link)->type != PB_COMMAND && link_alive(s->link, &c) < 0) {
+	if (link_alive(s->link, &c) < 0) {
 		struct buf words = BUF_INIT;
 		const char *kv[] = {"entry", link_entry(s->link)->name, "cause", cause_name(c.id),
 				    NULL};

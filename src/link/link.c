@@ -33,6 +33,9 @@ struct link {
 	pid_t pppd; /* data = ppp: the pppd child, 0 if none */
 	char number[64];
 	int64_t start_usec;
+	pid_t check_pid;	  /* type = command: a liveness check running, 0 if none */
+	long long check_deadline; /* serial_mono_ms() after which it is killed */
+	long long check_next;	  /* serial_mono_ms() when the next check may start */
 };
 
 /* The state of one round. */
@@ -253,6 +256,24 @@ static void link_last_line(const struct buf *out, char *words, size_t len)
 	snprintf(words, len, "%.*s", (int)(end - start), start);
 }
 
+/* A finished command's wait status as a cause: 0 for exit 0, else -1 with c
+ * set (signal, not found, exit status; last: its last line of output). */
+static int link_status_cause(const char *cmd, int status, const char *last, struct cause *c)
+{
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFSIGNALED(status)) {
+		cause_set(c, CAUSE_CMD_SIGNAL, last);
+		c->code = WTERMSIG(status);
+	} else if (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127) {
+		cause_set(c, CAUSE_CMD_NOT_FOUND, last[0] ? last : cmd);
+	} else {
+		cause_set(c, CAUSE_CMD_EXIT, last);
+		c->code = WEXITSTATUS(status);
+	}
+	return -1;
+}
+
 /* Runs "sh -c cmd" within timeout_ms; 0 on exit 0, else -1 with c set to
  * the exit status, signal, not-found or timeout, with its last output line. */
 static int link_run(const char *cmd, int io, int timeout_ms, struct cause *c)
@@ -298,18 +319,7 @@ static int link_run(const char *cmd, int io, int timeout_ms, struct cause *c)
 			 timeout_ms);
 		return -1;
 	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
-	if (WIFSIGNALED(status)) {
-		cause_set(c, CAUSE_CMD_SIGNAL, last);
-		c->code = WTERMSIG(status);
-	} else if (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127) {
-		cause_set(c, CAUSE_CMD_NOT_FOUND, last[0] ? last : cmd);
-	} else {
-		cause_set(c, CAUSE_CMD_EXIT, last);
-		c->code = WEXITSTATUS(status);
-	}
-	return -1;
+	return link_status_cause(cmd, status, last, c);
 }
 
 /* --- data phase ------------------------------------------------------- */
@@ -773,8 +783,41 @@ int link_alive(struct link *l, struct cause *c)
 	if (l->have_modem && l->e->data == PB_DATA_NONE)
 		return modem_carrier(&l->m, c);
 	if (l->e->type == PB_COMMAND && l->e->check[0])
-		return link_run(l->e->check, -1, l->e->up_timeout_ms, c);
+		return link_check_poll(l, c) < 0 ? -1 : 0;
 	return 0;
+}
+
+/* The check command of a command link, without blocking the caller's loop:
+ * started at most every LINK_ALIVE_CHECK_MS, reaped by later calls. */
+int link_check_poll(struct link *l, struct cause *c)
+{
+	long long now = serial_mono_ms();
+	int status;
+	pid_t r;
+
+	if (l->check_pid == 0) {
+		if (now < l->check_next)
+			return 0;
+		l->check_pid = link_spawn(NULL, l->e->check, -1, -1);
+		l->check_deadline = now + l->e->up_timeout_ms;
+		return l->check_pid > 0 ? 1 : (l->check_pid = 0);
+	}
+	r = waitpid(l->check_pid, &status, WNOHANG);
+	if (r == 0 && now < l->check_deadline)
+		return 1;
+	if (r == 0) {
+		link_reap(l->check_pid);
+		l->check_pid = 0;
+		cause_set(c, CAUSE_CMD_TIMEOUT, NULL);
+		snprintf(c->words, sizeof(c->words), "check '%.60s' ran longer than %d ms",
+			 l->e->check, l->e->up_timeout_ms);
+		return -1;
+	}
+	l->check_pid = 0;
+	l->check_next = now + LINK_ALIVE_CHECK_MS;
+	if (r < 0)
+		return 0; /* reaped elsewhere: no verdict */
+	return link_status_cause(l->e->check, status, "", c);
 }
 
 void link_down(struct link *l, const char *reason)
@@ -787,6 +830,8 @@ void link_down(struct link *l, const char *reason)
 	kv[1] = l->e->name;
 	if (l->pppd)
 		link_reap(l->pppd);
+	if (l->check_pid)
+		link_reap(l->check_pid);
 	if (l->have_modem)
 		modem_close(&l->m);
 	if (l->e->type == PB_COMMAND && l->e->down[0]) {

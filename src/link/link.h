@@ -75,9 +75,14 @@ const char *link_connect_text(const struct link *l); /* "CONNECT 33600", or "" *
 /* data = direct: the tty carrying the call, for SMTP over the line; else -1. */
 int link_fd(const struct link *l);
 /* Is the link still up? 0, or -1 with c set: carrier lost, pppd exited
- * (with its exit meaning), check command failing. Does not block, except
- * that type = command runs its check command (at most up_timeout). */
+ * (with its exit meaning), check command failing. Never blocks: type =
+ * command starts its check command (at most every LINK_ALIVE_CHECK_MS) and
+ * learns its verdict on a later call (link_check_poll). */
 int link_alive(struct link *l, struct cause *c);
+#define LINK_ALIVE_CHECK_MS 5000
+/* type = command: 1 while a check runs, 0 when it passed (or none is due),
+ * -1 with c set when it failed or ran longer than up_timeout (killed). */
+int link_check_poll(struct link *l, struct cause *c);
 /* Hangs up: stops pppd, drops DTR and closes the device, or runs `down`;
  * writes event 4102 with reason and duration; frees l. NULL is fine. */
 void link_down(struct link *l, const char *reason);

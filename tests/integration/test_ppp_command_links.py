@@ -323,7 +323,7 @@ class NetnsRig:
     def isp_side(self, state):
         run("ip", "-n", self.isp, "link", "set", self.visp, state)
 
-    def config(self, port, check=None, extra=()):
+    def config(self, port, check=None, extra=(), idle="1s"):
         check = check or ("ping -c 1 -W 1 192.0.2.2" if shutil.which("ping")
                           else "timeout 2 bash -c 'exec 3<>/dev/tcp/192.0.2.2/25'")
         return ["listen = 127.0.0.1:%d" % port, "syslog = no", "queue_run_interval = 1s",
@@ -333,7 +333,8 @@ class NetnsRig:
                 "down = ip link set %s down" % self.vsite,
                 "check = %s" % check, "up_timeout = 4s",
                 "redial_attempts = 2", "redial_interval = 200ms", *extra,
-                "[session]", "idle_timeout = 1s", "check_timeout = 3s", "session_window = 8s"]
+                "[session]", "idle_timeout = %s" % idle, "check_timeout = 3s",
+                "session_window = 8s"]
 
     def start_daemon(self, dir, lines):
         """The daemon inside the site namespace (stopped by its PID)."""
@@ -428,3 +429,36 @@ def test_command_link_check_failing_is_a_cause_and_down_runs(dialmail_bin, netns
                        text=True, timeout=60)
     assert r.returncode == 0, r.stdout
     assert not netns.site_up()
+
+
+def test_command_link_check_failing_mid_session_ends_it(dialmail_bin, netns, tmp_path):
+    """The check command keeps running while the session is up (without
+    blocking the daemon): when the far end goes away the session ends with
+    4117 and its cause, instead of idling on a dead link."""
+    dir = tmp_path / "spool"
+    port = free_port()
+    netns.start_daemon(dir, netns.config(port, idle="2m"))
+    dial = subprocess.Popen([str(dialmail_bin), "dial", "--dir", str(dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_until(lambda: any(e["id"] == 4101 for e in events(dir)), 20), events(dir)
+        time.sleep(6)  # a check or two pass: the session stays up
+        assert dial.poll() is None and not any(e["id"] == 4117 for e in events(dir))
+        # the daemon answers while checks run (nothing blocks its loop)
+        t = time.monotonic()
+        r = subprocess.run([str(dialmail_bin), "status", "--dir", str(dir)],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0 and time.monotonic() - t < 3, r.stdout + r.stderr
+        netns.isp_side("down")
+        t0 = time.monotonic()
+        out, _ = dial.communicate(timeout=30)
+        assert time.monotonic() - t0 < 20, out
+    finally:
+        if dial.poll() is None:
+            dial.kill()
+            dial.wait(5)
+    lost = [e for e in events(dir) if e["id"] == 4117]
+    assert lost and lost[0]["entry"] == "vpn" and lost[0]["cause"], lost
+    s = ledger(dir)[-1]
+    assert s["hangup_reason"] == "carrier lost", s
+    assert not netns.site_up()  # down ran at hang-up
