@@ -22,7 +22,7 @@ void carrier_watch_feed(struct carrier_watch *w, struct evbuffer *in)
 	size_t n = evbuffer_get_length(in), keep = sizeof(w->tail) - 1, tl = strlen(w->tail);
 	size_t take = n < 40 ? n : 40;
 	struct evbuffer_ptr pos;
-	char win[64];
+	char win[64], *hit;
 
 	if (n == 0)
 		return;
@@ -34,8 +34,12 @@ void carrier_watch_feed(struct carrier_watch *w, struct evbuffer *in)
 	for (size_t i = 0; i < tl + take; i++)
 		if (win[i] == '\0')
 			win[i] = ' ';
-	if (strstr(win, "NO CARRIER"))
+	hit = strstr(win, "NO CARRIER");
+	if (hit) {
 		carrier_watch_arm(w, CARRIER_WATCH_QUIET_MS);
+		/* the words are used up: only what follows them stays for next time */
+		memmove(win, hit + 10, strlen(hit + 10) + 1);
+	}
 	tl = strlen(win);
 	memcpy(w->tail, win + (tl > keep ? tl - keep : 0), tl > keep ? keep : tl);
 	w->tail[tl > keep ? keep : tl] = '\0';
