@@ -287,9 +287,16 @@ static void answer_mine_event_cb(struct bufferevent *bev, short what, void *arg)
 static int answer_call_start(struct answer_line *L)
 {
 	const char *kv[] = {"line", L->e->name, NULL};
-	int sv[2], fd = dup(L->m.port.fd);
-	char peer[96];
+	int sv[2], fd, rings;
+	char peer[96], connect[sizeof(L->m.connect)];
 	struct bufferevent *theirs;
+
+	/* the modem is the thread's: read what the call needs under the lock */
+	pthread_mutex_lock(&L->a->mu);
+	fd = dup(L->m.port.fd);
+	rings = L->rings;
+	memcpy(connect, L->m.connect, sizeof(connect));
+	pthread_mutex_unlock(&L->a->mu);
 
 	if (fd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
 		log_warn("answer line %s: cannot relay the call", L->e->name);
@@ -310,8 +317,8 @@ static int answer_call_start(struct answer_line *L)
 	bufferevent_enable(L->tty, EV_READ | EV_WRITE);
 	bufferevent_enable(L->mine, EV_READ | EV_WRITE);
 	event_logkv(EV_ANSWER_CALL, kv, "answer line %s (%s): call answered after %d RING%s: %s",
-		    L->e->name, L->e->device, L->rings, L->rings == 1 ? "" : "s",
-		    L->m.connect[0] ? L->m.connect : "CONNECT");
+		    L->e->name, L->e->device, rings, rings == 1 ? "" : "s",
+		    connect[0] ? connect : "CONNECT");
 	snprintf(peer, sizeof(peer), "line %s", L->e->name);
 	odmr_hub_adopt(L->a->hub, theirs, peer);
 	return 0;
