@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "..", "tests", "lib"))
-from postfix import free_port, wait_for_port  # noqa: E402
+from postfix import free_port, private_resolver_argv, wait_for_port  # noqa: E402
 
 
 class DialmailError(RuntimeError):
@@ -92,17 +92,7 @@ class DialmailInstance:
         its own; unchanged when not root (unshare -m needs root)."""
         if os.geteuid() != 0 or not shutil.which("unshare"):
             return argv
-        hosts = os.path.join(self.root, "hosts")
-        resolv = os.path.join(self.root, "resolv.conf")
-        with open(hosts, "w") as f:
-            f.write("127.0.0.1 localhost %s\n" % self.hostname)
-        with open(resolv, "w") as f:
-            f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-        # unshare and sh exec in place: the PID we hold is the daemon's.
-        script = ('mount --bind "$1" /etc/hosts && '
-                  'mount --bind "$2" /etc/resolv.conf && shift 2 && exec "$@"')
-        return ["unshare", "-m", "--propagation", "private",
-                "sh", "-c", script, "sh", hosts, resolv] + argv
+        return private_resolver_argv(self.root, argv, self.hostname)
 
     def alive(self):
         """True while the daemon runs."""

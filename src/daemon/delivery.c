@@ -12,6 +12,7 @@
 #include "daemon/maildir.h"
 #include "daemon/outbound.h"
 #include "daemon/recipient.h"
+#include "daemon/routes.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/strlist.h"
@@ -31,10 +32,12 @@ struct delivery {
 	struct event *ev_run;	       /* 0-timeout timer: runs after replies go out */
 	struct strlist kicked;	       /* message ids waiting for ev_run */
 	int scan_wanted;
-	int flush_wanted;     /* the next full pass ignores retry times */
-	int flushing;	      /* this pass does */
-	struct outbound *out; /* SMTP delivery; NULL without an event loop */
-	struct dedup *dedup;  /* inbound duplicate suppression; NULL: off */
+	int flush_wanted;	       /* the next full pass ignores retry times */
+	int flushing;		       /* this pass does */
+	struct strlist flush_links;    /* links just up: the next full pass sends their mail */
+	struct strlist flushing_links; /* this pass does, whatever its retry times */
+	struct outbound *out;	       /* SMTP delivery; NULL without an event loop */
+	struct dedup *dedup;	       /* inbound duplicate suppression; NULL: off */
 };
 
 /* Where an alias (or a plain local recipient) leads. */
@@ -293,9 +296,8 @@ static void delivery_record(struct q_env *env, struct q_rcpt *r, int rc, const c
 /* The RFC 3464 report for a final local outcome: a bounce, or "delivered"
  * for NOTIFY=SUCCESS. outbound_dsn decides from NOTIFY (and the null sender
  * rule) whether one is due; the report goes out like any other mail. */
-static void delivery_report(struct delivery *d, const struct q_env *env,
-			    const struct buf *content, const struct q_rcpt *r, int rc,
-			    const char *reply, time_t now)
+static void delivery_report(struct delivery *d, const struct q_env *env, const struct buf *content,
+			    const struct q_rcpt *r, int rc, const char *reply, time_t now)
 {
 	struct dsn_rcpt dr = {.addr = r->addr, .last_attempt = now};
 
@@ -317,9 +319,36 @@ static int delivery_note_remote(struct q_env *env, struct q_rcpt *r, int fresh)
 	return 0;
 }
 
+/* The via= link of addr's route, or NULL; local domains count only with a
+ * mailbox route of their own (else they go to the Maildir, not via a link). */
+static const char *delivery_via(const struct delivery *d, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	const struct route *r;
+
+	if (at == NULL || (config_is_local_domain(d->cfg, at + 1) &&
+			   !(d->out && outbound_mailbox_route(d->out, addr))))
+		return NULL;
+	r = routes_lookup(d->cfg->routes, at + 1);
+	return r && r->type != ROUTE_HOLD ? r->via : NULL;
+}
+
+/* 1 if this pass sends r whatever its retry time: a flush, or a link its
+ * route goes via has just come up. */
+static int delivery_forced(const struct delivery *d, const struct q_rcpt *r)
+{
+	const char *via;
+
+	if (d->flushing)
+		return 1;
+	if (d->flushing_links.n == 0 || (via = delivery_via(d, r->addr)) == NULL)
+		return 0;
+	return strlist_has(&d->flushing_links, via);
+}
+
 static int delivery_due(const struct delivery *d, const struct q_rcpt *r, time_t now)
 {
-	return r->state == RCPT_PENDING && (d->flushing || r->next_attempt <= now ||
+	return r->state == RCPT_PENDING && (r->next_attempt <= now || delivery_forced(d, r) ||
 					    (d->out && outbound_released(d->out, r->addr)));
 }
 
@@ -328,7 +357,7 @@ static int delivery_due(const struct delivery *d, const struct q_rcpt *r, time_t
 static int delivery_remote(struct delivery *d, struct q_env *env, size_t i, int fresh)
 {
 	delivery_note_remote(env, &env->rcpt[i], fresh);
-	if (d->out && !outbound_offer(d->out, env, i, d->flushing))
+	if (d->out && !outbound_offer(d->out, env, i, delivery_forced(d, &env->rcpt[i])))
 		return outbound_expire_waiting(d->out, env, i);
 	return 0;
 }
@@ -399,12 +428,15 @@ static int delivery_all_done(const struct q_env *env)
 	return 1;
 }
 
-/* Loads qid; the content only when a local delivery is due, so a queue of
- * mail waiting for the link costs little to scan. */
+/* Loads qid: the envelope alone (no content read, no checksum) says what is
+ * due; the whole file, checked, only when a local delivery is due. So a
+ * fresh message or a queue of mail waiting for the link costs little, and
+ * nothing is delivered from unchecked data: local deliveries use the full
+ * load below, remote ones the full load of the outbound transport. */
 static int delivery_load(struct delivery *d, const char *qid, struct q_env *env,
 			 struct buf *content, time_t now)
 {
-	int rc = queue_load(d->q, qid, env, NULL);
+	int rc = queue_load_envelope(d->q, qid, env);
 
 	if (rc != Q_OK || !delivery_needs_content(d, env, now))
 		return rc;
@@ -472,6 +504,8 @@ static void delivery_on_run(evutil_socket_t fd, short what, void *arg)
 	if (full) {
 		d->scan_wanted = 0;
 		d->flush_wanted = 0;
+		d->flushing_links = d->flush_links;
+		memset(&d->flush_links, 0, sizeof(d->flush_links));
 		queue_scan(d->q, delivery_collect, &ids);
 	}
 	if (d->out)
@@ -482,6 +516,7 @@ static void delivery_on_run(evutil_socket_t fd, short what, void *arg)
 		if (!strlist_has(&fresh, ids.v[i]))
 			delivery_run(d, ids.v[i], 0);
 	d->flushing = 0;
+	strlist_free(&d->flushing_links);
 	if (d->out)
 		outbound_pass_end(d->out);
 	strlist_free(&fresh);
@@ -555,6 +590,7 @@ void delivery_free(struct delivery *d)
 	if (d->ev_run)
 		event_free(d->ev_run);
 	strlist_free(&d->kicked);
+	strlist_free(&d->flush_links);
 	free(d->dir);
 	free(d);
 }
@@ -570,6 +606,11 @@ void delivery_link_up(struct delivery *d, const char *name,
 		return;
 	}
 	outbound_link_up(d->out, name, on_idle, arg);
+	/* What waits for this link goes now, whatever its retry time (mail
+	 * deferred when the last call dropped must not wait for a later one);
+	 * other deferred mail keeps its retry time. */
+	if (!strlist_has(&d->flush_links, name))
+		strlist_add(&d->flush_links, name);
 	delivery_scan(d);
 }
 

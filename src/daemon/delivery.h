@@ -20,8 +20,8 @@ extern const struct transport transport_maildir;
 
 struct delivery;
 struct outbound;
-struct delivery *delivery_new(struct event_base *base, const struct config *cfg,
-			      struct queue *q, const char *dir);
+struct delivery *delivery_new(struct event_base *base, const struct config *cfg, struct queue *q,
+			      const char *dir);
 void delivery_free(struct delivery *d);
 /* Schedules one message for delivery soon (after the current callback). */
 void delivery_kick(struct delivery *d, const char *qid);
@@ -34,8 +34,9 @@ int delivery_run_one(struct delivery *d, const char *qid);
 
 /* Links (issue 4): mail on a route with via=NAME goes out only while the
  * session has link NAME up. The session calls link_up when its link is up
- * (delivery then sends everything queued for routes via NAME, and mail that
- * arrives while it is up), link_down before hanging up (connections through
+ * (delivery then sends everything queued for routes via NAME, whatever its
+ * retry time, and mail that arrives while it is up; other deferred mail
+ * keeps its retry time), link_down before hanging up (connections through
  * it are closed; unfinished messages stay queued). delivery_link_busy says
  * whether anything for NAME is queued and due or in flight, so the session
  * knows when outbound work is done; on_idle (may be NULL) is called each time

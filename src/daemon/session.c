@@ -992,10 +992,9 @@ static void sess_connected(struct sessions *m)
 		sess_direct(m);
 		return;
 	}
+	/* Everything queued for the link goes now, whatever its retry time
+	 * (delivery_link_up); unrelated deferred mail keeps its retry time. */
 	sess_link_up_all(m, sess_on_idle);
-	/* Everything queued for the link goes now, whatever its retry time: mail
-	 * deferred when the last call dropped must not wait for a later one. */
-	delivery_flush(m->delivery);
 	event_active(m->ev_tick, EV_TIMEOUT, 0);
 }
 

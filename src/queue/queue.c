@@ -30,6 +30,7 @@ static const char *const queue_subdir[QD_COUNT] = {"queue", "tmp", "state", "cor
 #define QUEUE_ID_LEN	 22
 #define QUEUE_COMMIT_TRY 16	    /* fresh ids drawn on EEXIST before giving up */
 #define QUEUE_WBUF_KEEP	 (4u << 20) /* keep the write buffer if no larger */
+#define QUEUE_HEAD_READ	 4096	    /* first read of an envelope-only load */
 
 struct queue {
 	char *dir;
@@ -595,12 +596,35 @@ int queue_commit(struct queue *q, struct q_env *env, const struct iovec *iov, in
 	return res.status;
 }
 
+/* Appends from fd to out until out holds at least want bytes or the file
+ * ends; out stays NUL-terminated. */
+static int queue_read_upto(int fd, struct buf *out, size_t want)
+{
+	size_t room;
+	ssize_t n;
+
+	while (out->len < want) {
+		if (out->len + 1 >= out->cap)
+			buf_reserve(out, 65536);
+		room = out->cap - 1 - out->len;
+		n = read(fd, out->data + out->len, room < want - out->len ? room : want - out->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		out->len += (size_t)n;
+	}
+	out->data[out->len] = '\0';
+	return 0;
+}
+
 /* Reads name under dirfd whole into out: one open, fstat, read, close. */
 static int queue_read_at(int dirfd, const char *name, struct buf *out)
 {
 	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	ssize_t n;
 	int saved;
 
 	if (fd < 0)
@@ -608,19 +632,8 @@ static int queue_read_at(int dirfd, const char *name, struct buf *out)
 	if (fstat(fd, &st) < 0)
 		goto fail;
 	buf_reserve(out, (size_t)st.st_size + 1);
-	for (;;) {
-		if (out->len == out->cap - 1)
-			buf_reserve(out, 65536);
-		n = read(fd, out->data + out->len, out->cap - 1 - out->len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto fail;
-		if (n == 0)
-			break;
-		out->len += (size_t)n;
-	}
-	out->data[out->len] = '\0';
+	if (queue_read_upto(fd, out, SIZE_MAX) < 0)
+		goto fail;
 	close(fd);
 	return 0;
 fail:
@@ -717,12 +730,36 @@ out:
 	return rc;
 }
 
+/* After a parse of queue/<id> into env (prc: 0 or -1 with why): checks the
+ * id record, merges the state file. A damaged file goes to corrupt/. */
+static int queue_load_finish(struct queue *q, const char *id, struct q_env *env, int prc,
+			     char why[QF_WHY_MAX])
+{
+	int rc;
+
+	if (prc < 0)
+		goto damaged;
+	if (strcmp(env->id, id) != 0) {
+		snprintf(why, QF_WHY_MAX, "file name does not match id record %.24s", env->id);
+		q_env_free(env);
+		goto damaged;
+	}
+	rc = queue_load_state(q, env);
+	if (rc != Q_OK)
+		q_env_free(env);
+	return rc;
+damaged:
+	queue_damaged(q, id, why);
+	errno = EBADMSG;
+	return Q_PERMFAIL;
+}
+
 int queue_load(struct queue *q, const char *id, struct q_env *env, struct buf *content)
 {
 	struct buf file = BUF_INIT;
 	char why[QF_WHY_MAX];
-	size_t off;
-	int rc = Q_PERMFAIL;
+	size_t off = 0;
+	int rc, prc;
 
 	memset(env, 0, sizeof(*env));
 	if (!queue_id_valid(id)) {
@@ -731,27 +768,67 @@ int queue_load(struct queue *q, const char *id, struct q_env *env, struct buf *c
 	}
 	if (queue_read_at(q->fd[QD_QUEUE], id, &file) < 0) {
 		rc = errno == ENOENT ? Q_PERMFAIL : Q_TEMPFAIL;
-		goto out;
+		buf_free(&file);
+		return rc;
 	}
-	if (queue_file_parse(file.data, file.len, env, &off, why) < 0)
-		goto damaged;
-	if (strcmp(env->id, id) != 0) {
-		snprintf(why, sizeof(why), "file name does not match id record %.24s", env->id);
-		q_env_free(env);
-		goto damaged;
-	}
-	rc = queue_load_state(q, env);
+	prc = queue_file_parse(file.data, file.len, env, &off, why);
+	rc = queue_load_finish(q, id, env, prc, why);
 	if (rc == Q_OK && content)
 		buf_append(content, file.data + off, (size_t)env->size);
-	if (rc != Q_OK)
-		q_env_free(env);
-	goto out;
-damaged:
-	queue_damaged(q, id, why);
-	errno = EBADMSG;
-out:
 	buf_free(&file);
 	return rc;
+}
+
+/* Reads the start of fd (file_len bytes long) until the envelope parses:
+ * QUEUE_HEAD_READ bytes first, twice as many each time it needs more. */
+static int queue_read_envelope(int fd, uint64_t file_len, struct q_env *env, char why[QF_WHY_MAX])
+{
+	struct buf head = BUF_INIT;
+	size_t want = QUEUE_HEAD_READ, off;
+	int prc;
+
+	for (;;) {
+		buf_reserve(&head, want - head.len);
+		if (queue_read_upto(fd, &head, want) < 0) {
+			buf_free(&head);
+			return -2;
+		}
+		prc = queue_file_parse_envelope(head.data, head.len, file_len, env, &off, why);
+		if (prc != 1)
+			break;
+		if (head.len < want) { /* the file ended before its length said */
+			snprintf(why, QF_WHY_MAX, "truncated header");
+			prc = -1;
+			break;
+		}
+		want *= 2;
+	}
+	buf_free(&head);
+	return prc;
+}
+
+int queue_load_envelope(struct queue *q, const char *id, struct q_env *env)
+{
+	char why[QF_WHY_MAX];
+	struct stat st;
+	int fd, prc, saved;
+
+	memset(env, 0, sizeof(*env));
+	if (!queue_id_valid(id)) {
+		errno = EINVAL;
+		return Q_PERMFAIL;
+	}
+	fd = openat(q->fd[QD_QUEUE], id, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? Q_PERMFAIL : Q_TEMPFAIL;
+	prc = fstat(fd, &st) < 0 ? -2 : queue_read_envelope(fd, (uint64_t)st.st_size, env, why);
+	saved = errno;
+	close(fd);
+	if (prc == -2) {
+		errno = saved;
+		return Q_TEMPFAIL;
+	}
+	return queue_load_finish(q, id, env, prc, why);
 }
 
 int queue_update(struct queue *q, const struct q_env *env)

@@ -126,6 +126,13 @@ struct q_batch *queue_committer_done(struct q_committer *c, int wait);
  * damaged (it is then moved to corrupt/ with event 3013). */
 int queue_load(struct queue *q, const char *id, struct q_env *env, struct buf *content);
 
+/* Loads only the envelope with current recipient state: reads the file's
+ * first records, not its content, and checks the file's length but not its
+ * checksum. For deciding what is due; whatever is delivered must come from
+ * queue_load, which checks the whole file (docs/queue-format.md). Q_PERMFAIL
+ * for damage it sees (the file is moved to corrupt/, event 3013). */
+int queue_load_envelope(struct queue *q, const char *id, struct q_env *env);
+
 /* Persists the per-recipient state of env (atomically). */
 int queue_update(struct queue *q, const struct q_env *env);
 

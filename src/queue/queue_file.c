@@ -425,7 +425,8 @@ static int qf_check_end(const char *data, size_t len, size_t end, uint64_t size,
 	return 0;
 }
 
-/* Reads the envelope records up to and including "size". */
+/* Reads the envelope records up to and including "size": 0, -1 if they are
+ * damaged, -2 if the image ends before them (truncated, or a prefix). */
 static int qf_header(struct qf_cursor *c, struct q_env *env, char why[QF_WHY_MAX])
 {
 	unsigned seen = 0;
@@ -436,18 +437,19 @@ static int qf_header(struct qf_cursor *c, struct q_env *env, char why[QF_WHY_MAX
 	if (!qf_line(c, &line, &n)) {
 		size_t mlen = strlen(QF_MAGIC);
 		n = (size_t)(c->end - c->p);
-		if (memcmp(c->p, QF_MAGIC, n < mlen ? n : mlen) != 0)
+		if (memcmp(c->p, QF_MAGIC, n < mlen ? n : mlen) != 0) {
 			snprintf(why, QF_WHY_MAX, "bad magic (not a %s file)", QF_MAGIC);
-		else
-			snprintf(why, QF_WHY_MAX, "truncated header");
-		return -1;
+			return -1;
+		}
+		snprintf(why, QF_WHY_MAX, "truncated header");
+		return -2;
 	}
 	if (qf_magic(line, n, QF_MAGIC, QF_VERSION, why) < 0)
 		return -1;
 	do {
 		if (!qf_line(c, &line, &n)) {
 			snprintf(why, QF_WHY_MAX, "truncated header (no \"size\" record)");
-			return -1;
+			return -2;
 		}
 		rc = qf_record(env, &seen, line, n, why);
 	} while (rc == 0);
@@ -477,6 +479,50 @@ int queue_file_parse(const char *data, size_t len, struct q_env *env, size_t *co
 	if (qf_check_end(data, len, hdr + (size_t)env->size, env->size, why) < 0)
 		goto fail;
 	*content_off = hdr;
+	return 0;
+fail:
+	q_env_free(env);
+	return -1;
+}
+
+/* Length of the end record "\nEND <size> <crc>\n" for size content bytes. */
+static uint64_t qf_end_len(uint64_t size)
+{
+	char tmp[64];
+
+	return (uint64_t)snprintf(tmp, sizeof(tmp), "\nEND %" PRIu64 " %08x\n", size, 0u);
+}
+
+int queue_file_parse_envelope(const char *data, size_t len, uint64_t file_len, struct q_env *env,
+			      size_t *content_off, char why[QF_WHY_MAX])
+{
+	struct qf_cursor c = {data, data + len};
+	uint64_t rest;
+	int rc;
+
+	if (file_len == 0) {
+		snprintf(why, QF_WHY_MAX, "empty file");
+		return -1;
+	}
+	rc = qf_header(&c, env, why);
+	if (rc == -2 && len < file_len) {
+		q_env_free(env); /* a prefix only: the caller reads more */
+		return 1;
+	}
+	if (rc < 0)
+		goto fail;
+	/* The content and end record must fill the rest of the file exactly:
+	 * truncation shows without reading them; damage inside them does not. */
+	rest = file_len - (uint64_t)(c.p - data);
+	if ((uint64_t)(c.p - data) > file_len || env->size > rest ||
+	    rest - env->size != qf_end_len(env->size)) {
+		snprintf(why, QF_WHY_MAX,
+			 "file length %" PRIu64 " does not match its envelope (%" PRIu64
+			 " content bytes)",
+			 file_len, env->size);
+		goto fail;
+	}
+	*content_off = (size_t)(c.p - data);
 	return 0;
 fail:
 	q_env_free(env);

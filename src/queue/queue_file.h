@@ -32,6 +32,15 @@ void queue_file_format(struct buf *out, const struct q_env *env, const struct io
 int queue_file_parse(const char *data, size_t len, struct q_env *env, size_t *content_off,
 		     char why[QF_WHY_MAX]);
 
+/* Parses only the envelope of a queue file of file_len bytes from its first
+ * len bytes (data), as queue_file_parse does, and checks that file_len fits
+ * the envelope's size. The content and the checksum are not looked at, so
+ * damage inside the file shows only in queue_file_parse. 0 (*content_off
+ * set), -1 damaged (reason in why), 1 if data ends before the envelope
+ * does and len < file_len: call again with more. */
+int queue_file_parse_envelope(const char *data, size_t len, uint64_t file_len, struct q_env *env,
+			      size_t *content_off, char why[QF_WHY_MAX]);
+
 /* Appends the state file image for env's recipients to out. */
 void queue_file_state_format(struct buf *out, const struct q_env *env);
 

@@ -263,6 +263,50 @@ def test_mail_for_the_link_goes_out_only_during_the_session(daemon, rig):
     assert wait_until(lambda: d.queue_ids() == [], 3)
 
 
+def rcpt_state(d, addr):
+    """The queue's state of recipient addr: (attempts, next_attempt, last_reply)."""
+    for e in d.queue():
+        for r in e["recipients"]:
+            if r["addr"] == addr:
+                return r["attempts"], r["next_attempt"], r["last_reply"]
+    return None
+
+
+def test_link_up_retries_only_mail_routed_via_the_link(daemon, rig):
+    """When the link comes up, deferred mail for routes via it goes at once;
+    deferred mail for another route keeps its retry time (no attempt)."""
+    link, gw = rig.modem("modem0")
+    dead = free_port()  # the other smarthost: nothing listens there
+    d = daemon(*rig.config(rig.entry("isp", link),
+                           routes=["example.org = smarthost 127.0.0.1:%d via=isp tls=none" % gw,
+                                   "elsewhere.test = smarthost 127.0.0.1:%d tls=none" % dead]))
+    # Not via the link: tried at once, refused, deferred for retry_intervals' 15m.
+    assert d.send("a@client.test", ["other@elsewhere.test"], message("elsewhere")).code == 250
+    assert wait_until(lambda: (rcpt_state(d, "other@elsewhere.test") or (0,))[0] == 1, 10)
+    # Via the link: deferred by the smarthost in a first session.
+    rig.rec.rcpt_replies["someone@example.org"] = "451 4.3.0 try again later"
+    assert d.send("a@client.test", ["someone@example.org"], message("via link")).code == 250
+    r = dial(d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert wait_until(lambda: (rcpt_state(d, "someone@example.org") or (0,))[0] == 1, 5)
+    via_before = rcpt_state(d, "someone@example.org")
+    other_before = rcpt_state(d, "other@elsewhere.test")
+    assert via_before[1] and other_before[1]  # both wait for a retry time in the future
+    deferrals = [e for e in d.events_with(3002) if e.get("rcpt") == "other@elsewhere.test"]
+    del rig.rec.rcpt_replies["someone@example.org"]
+
+    r = dial(d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    msgs = [m for s in rig.rec.sessions for m in s.messages]
+    assert len(msgs) == 1 and b"Subject: via link" in msgs[0].data
+    assert msgs[0].rcpts == ["someone@example.org"]
+    assert rcpt_state(d, "someone@example.org") is None  # delivered, gone from the queue
+    # The other one was not tried: same attempts and retry time, no new event.
+    assert rcpt_state(d, "other@elsewhere.test") == other_before
+    assert [e for e in d.events_with(3002)
+            if e.get("rcpt") == "other@elsewhere.test"] == deferrals
+
+
 def test_sessions_cli_lists_the_ledger(daemon, rig):
     link, _ = rig.modem("modem0", "--script", "BUSY", gateway=False)
     d = daemon(*rig.config(rig.entry("isp", link)))

@@ -77,6 +77,27 @@ def wait_for_port(host, port, timeout=15.0, pid_alive=None):
     return False
 
 
+def private_resolver_argv(root, argv, hostname, hosts=None):
+    """argv wrapped to run in a private mount namespace whose /etc/hosts
+    ("127.0.0.1 localhost HOSTNAME", plus hosts {name: address}) and
+    /etc/resolv.conf (nameserver 127.0.0.1) are files written under root, so
+    the program never asks the machine's resolver. The namespace lives as
+    long as the program and its children; unshare and sh exec in place, so
+    the PID started is the program's. Needs root (unshare -m)."""
+    hosts_file = os.path.join(root, "hosts")
+    resolv = os.path.join(root, "resolv.conf")
+    with open(hosts_file, "w") as f:
+        f.write("127.0.0.1 localhost %s\n" % hostname)
+        for name, addr in (hosts or {}).items():
+            f.write("%s %s\n" % (addr, name))
+    with open(resolv, "w") as f:
+        f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    script = ('mount --bind "$1" /etc/hosts && '
+              'mount --bind "$2" /etc/resolv.conf && shift 2 && exec "$@"')
+    return ["unshare", "-m", "--propagation", "private",
+            "sh", "-c", script, "sh", hosts_file, resolv] + list(argv)
+
+
 class PostfixError(RuntimeError):
     pass
 
@@ -170,12 +191,6 @@ class PostfixInstance:
                 f.write("%s = %s\n" % (k, v))
         with open(os.path.join(self.config_dir, "master.cf"), "w") as f:
             f.write(MASTER_CF.format(smtp_listen="127.0.0.1:%d" % self.port))
-        with open(os.path.join(self.root, "hosts"), "w") as f:
-            f.write("127.0.0.1 localhost %s\n" % self.hostname)
-            for name, addr in self.hosts.items():
-                f.write("%s %s\n" % (addr, name))
-        with open(os.path.join(self.root, "resolv.conf"), "w") as f:
-            f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 
     def _make_dirs(self):
         pw = pwd.getpwnam("postfix")
@@ -208,15 +223,9 @@ class PostfixInstance:
 
     def _start_master(self):
         # The mount namespace lives as long as the master and its children.
-        hosts = os.path.join(self.root, "hosts")
-        resolv = os.path.join(self.root, "resolv.conf")
-        script = ('mount --bind "$1" /etc/hosts && '
-                  'mount --bind "$2" /etc/resolv.conf && '
-                  'exec "$3" -c "$4" start')
         self._running = True
-        self._run(["unshare", "-m", "--propagation", "private",
-                   "sh", "-c", script, "sh", hosts, resolv, POSTFIX,
-                   self.config_dir])
+        self._run(private_resolver_argv(self.root, [POSTFIX, "-c", self.config_dir, "start"],
+                                        self.hostname, self.hosts))
         pid_file = os.path.join(self.queue_dir, "pid", "master.pid")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

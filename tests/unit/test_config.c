@@ -15,17 +15,18 @@
 #include "cli/cli.h"
 #include "daemon/config.h"
 #include "lib/buf.h"
+#include "test_tmp.h"
 
-/* Writes text to a new file under /tmp; the caller unlinks and frees it. */
+/* Writes text to a new file under $TMPDIR; the caller unlinks and frees it. */
 static char *write_conf(const char *text)
 {
-	char *path = strdup("/tmp/dialmail-config-XXXXXX");
-	int fd = mkstemp(path);
+	char path[TEST_TMP_MAX];
+	int fd = test_tmp_file(path, sizeof(path), "dialmail-config");
 
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
-	return path;
+	return strdup(path);
 }
 
 /* Loads text as a config file; err gets the messages, *path the file name. */
@@ -88,8 +89,8 @@ static char *show(const struct config *cfg, int only_changed)
 /* Runs a subcommand with stdout and stderr captured into *out. */
 static int run_cmd(int (*cmd)(int, char **), char **out, int argc, char **argv)
 {
-	char path[] = "/tmp/dialmail-out-XXXXXX";
-	int fd = mkstemp(path), so = dup(1), se = dup(2), rc;
+	char path[TEST_TMP_MAX];
+	int fd = test_tmp_file(path, sizeof(path), "dialmail-out"), so = dup(1), se = dup(2), rc;
 	FILE *f;
 	long n;
 

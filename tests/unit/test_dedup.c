@@ -17,19 +17,19 @@
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/xmalloc.h"
+#include "test_tmp.h"
 
 #define T0 1700000000LL
 
 struct fixture {
-	char dir[64];
+	char dir[TEST_TMP_MAX];
 };
 
 static int setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
 
-	strcpy(f->dir, "/tmp/dialmail-dedup-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (test_tmp_dir(f->dir, sizeof(f->dir), "dialmail-dedup") == NULL)
 		return -1;
 	clock_set_fake(T0 * 1000000);
 	event_open(f->dir, NULL, 0);
@@ -40,13 +40,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
 
 	event_close();
 	clock_set_fake(0);
-	if (system(cmd) != 0)
+	if (test_tmp_rm(f->dir) != 0)
 		fprintf(stderr, "cannot remove %s\n", f->dir);
-	free(cmd);
 	free(f);
 	return 0;
 }

@@ -27,13 +27,14 @@
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
+#include "test_tmp.h"
 
 #define T0 1700000000LL /* fake "now", seconds */
 
 static const char wire[] = "Received: from client\r\n\tby gw\r\nSubject: test\r\n\r\nhello\r\n";
 
 struct fixture {
-	char dir[64];
+	char dir[TEST_TMP_MAX];
 	struct config cfg;
 	struct queue *q;
 	struct delivery *d;
@@ -46,8 +47,7 @@ static int setup(void **state)
 	struct buf err = BUF_INIT;
 	char *path;
 
-	strcpy(f->dir, "/tmp/dialmail-delivery-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	assert_non_null(test_tmp_dir(f->dir, sizeof(f->dir), "dialmail-delivery"));
 	path = xasprintf("%s/dialmail.conf", f->dir);
 	{
 		const char conf[] = "local_domains = example.org, example.net\n"
@@ -76,7 +76,6 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
 
 	delivery_free(f->d);
 	event_base_free(f->base);
@@ -84,8 +83,7 @@ static int teardown(void **state)
 	event_close();
 	config_free(&f->cfg);
 	clock_set_fake(0);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	assert_int_equal(test_tmp_rm(f->dir), 0);
 	free(f);
 	return 0;
 }

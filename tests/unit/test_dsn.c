@@ -17,6 +17,7 @@
 #include "lib/buf.h"
 #include "lib/clock.h"
 #include "smtp/dsn.h"
+#include "test_tmp.h"
 
 #define T0 1700000000
 
@@ -200,17 +201,17 @@ static void python_check(const struct buf *msg, const char *want_actions)
 	    "for part in m.walk():\n"
 	    "    assert not part.defects, (part.get_content_type(), part.defects)\n"
 	    "print('ok')\n";
-	char path[] = "/tmp/dialmail-dsn-XXXXXX", *cmd, out[64] = "";
+	char path[TEST_TMP_MAX], *cmd, out[64] = "";
 	int fd;
 	FILE *p;
 
 	if (access("/usr/bin/python3", X_OK) != 0)
 		return;
-	fd = mkstemp(path);
+	fd = test_tmp_file(path, sizeof(path), "dialmail-dsn");
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, msg->data, msg->len), (ssize_t)msg->len);
 	close(fd);
-	assert_true(asprintf(&cmd, "/usr/bin/python3 -c \"$DSN_SCRIPT\" %s %s 2>&1", path,
+	assert_true(asprintf(&cmd, "/usr/bin/python3 -c \"$DSN_SCRIPT\" '%s' %s 2>&1", path,
 			     want_actions) > 0);
 	setenv("DSN_SCRIPT", script, 1);
 	p = popen(cmd, "r");
@@ -613,12 +614,17 @@ static void test_odd_originals(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_notify_parse),     cmocka_unit_test(test_notify_wants),
+	    cmocka_unit_test(test_notify_parse),
+	    cmocka_unit_test(test_notify_wants),
 	    cmocka_unit_test(test_xtext_orcpt_notify_format),
-	    cmocka_unit_test(test_return_to),	     cmocka_unit_test(test_status_codes),
-	    cmocka_unit_test(test_bounce_structure), cmocka_unit_test(test_delay_warning),
-	    cmocka_unit_test(test_ret_full),	     cmocka_unit_test(test_hostile_diagnostic),
-	    cmocka_unit_test(test_boundary_unique),  cmocka_unit_test(test_odd_originals),
+	    cmocka_unit_test(test_return_to),
+	    cmocka_unit_test(test_status_codes),
+	    cmocka_unit_test(test_bounce_structure),
+	    cmocka_unit_test(test_delay_warning),
+	    cmocka_unit_test(test_ret_full),
+	    cmocka_unit_test(test_hostile_diagnostic),
+	    cmocka_unit_test(test_boundary_unique),
+	    cmocka_unit_test(test_odd_originals),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -24,6 +24,7 @@
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/xmalloc.h"
+#include "test_tmp.h"
 
 /* cli_dir lives in main.c, outside the library; weak, so a library
  * definition wins if there ever is one. */
@@ -32,7 +33,7 @@ __attribute__((weak)) const char *cli_dir(const char *opt_dir)
 	return opt_dir ? opt_dir : ".";
 }
 
-static char tmpdir[64];
+static char tmpdir[TEST_TMP_MAX];
 
 /* 2026-11-25T12:07:24.123Z */
 static int64_t fake_time(void)
@@ -45,21 +46,17 @@ static int64_t fake_time(void)
 
 static int setup(void **state)
 {
-	strcpy(tmpdir, "/tmp/test_event.XXXXXX");
-	assert_non_null(mkdtemp(tmpdir));
+	assert_non_null(test_tmp_dir(tmpdir, sizeof(tmpdir), "test_event"));
 	clock_set_fake(fake_time());
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	char *cmd = xasprintf("rm -rf '%s'", tmpdir);
-
 	event_close();
 	event_set_levels(NULL);
 	clock_set_fake(0);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	assert_int_equal(test_tmp_rm(tmpdir), 0);
 	return 0;
 }
 

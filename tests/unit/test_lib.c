@@ -18,6 +18,7 @@
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/strlist.h"
+#include "test_tmp.h"
 
 static void test_buf_grows_and_terminates(void **state)
 {
@@ -89,12 +90,11 @@ static void test_cidr(void **state)
 
 static void test_fs_write_atomic(void **state)
 {
-	char dir[] = "/tmp/dm-lib-XXXXXX";
+	char dir[TEST_TMP_MAX];
 	struct buf got = BUF_INIT;
-	char cmd[64];
 	char *path;
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_tmp_dir(dir, sizeof(dir), "dm-lib"));
 	path = malloc(strlen(dir) + 16);
 	sprintf(path, "%s/a/b/f", dir);
 	assert_int_equal(fs_mkdirs(path, 0700), 0);
@@ -106,8 +106,7 @@ static void test_fs_write_atomic(void **state)
 	assert_int_equal(fs_read_file("/nonexistent/x", &got), -1);
 	buf_free(&got);
 	free(path);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(test_tmp_rm(dir), 0);
 }
 
 static void test_clock_fake(void **state)
@@ -127,11 +126,11 @@ static void test_clock_fake(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_buf_grows_and_terminates),
-		cmocka_unit_test(test_strlist_split),
-		cmocka_unit_test(test_cidr),
-		cmocka_unit_test(test_fs_write_atomic),
-		cmocka_unit_test(test_clock_fake),
+	    cmocka_unit_test(test_buf_grows_and_terminates),
+	    cmocka_unit_test(test_strlist_split),
+	    cmocka_unit_test(test_cidr),
+	    cmocka_unit_test(test_fs_write_atomic),
+	    cmocka_unit_test(test_clock_fake),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,17 +19,17 @@
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
+#include "test_tmp.h"
 
 struct fixture {
-	char dir[64];
+	char dir[TEST_TMP_MAX];
 };
 
 static int setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
 
-	strcpy(f->dir, "/tmp/dialmail-maildir-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (test_tmp_dir(f->dir, sizeof(f->dir), "dialmail-maildir") == NULL)
 		return -1;
 	*state = f;
 	return 0;
@@ -38,11 +38,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
 
-	if (system(cmd) != 0)
+	if (test_tmp_rm(f->dir) != 0)
 		fprintf(stderr, "cannot remove %s\n", f->dir);
-	free(cmd);
 	free(f);
 	return 0;
 }

@@ -14,16 +14,17 @@
 #include "daemon/config.h"
 #include "lib/buf.h"
 #include "link/phonebook.h"
+#include "test_tmp.h"
 
 static char *write_conf(const char *text)
 {
-	char *path = strdup("/tmp/dialmail-pb-XXXXXX");
-	int fd = mkstemp(path);
+	char path[TEST_TMP_MAX];
+	int fd = test_tmp_file(path, sizeof(path), "dialmail-pb");
 
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
-	return path;
+	return strdup(path);
 }
 
 /* Loads text; err gets the messages with the file name replaced by "F". */

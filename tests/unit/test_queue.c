@@ -27,23 +27,18 @@
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
 #include "queue/queue_file.h"
+#include "test_tmp.h"
 
 struct fixture {
-	char dir[64];
+	char dir[TEST_TMP_MAX];
 	struct queue *q;
 };
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
 
 static int setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_queue.XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (test_tmp_dir(f->dir, sizeof(f->dir), "test_queue") == NULL)
 		return -1;
 	if (event_open(f->dir, NULL, 0) < 0)
 		return -1;
@@ -60,7 +55,7 @@ static int teardown(void **state)
 
 	queue_close(f->q);
 	event_close();
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	test_tmp_rm(f->dir);
 	free(f);
 	return 0;
 }
@@ -68,7 +63,7 @@ static int teardown(void **state)
 /* Path of name under the fixture's sub directory (static buffer). */
 static const char *path_of(struct fixture *f, const char *sub, const char *name)
 {
-	static char p[2][512];
+	static char p[2][TEST_TMP_MAX + 512];
 	static int k;
 
 	k ^= 1;
@@ -84,7 +79,7 @@ static int exists(const char *path)
 
 static size_t count_dir(struct fixture *f, const char *sub)
 {
-	char p[512];
+	char p[TEST_TMP_MAX + 16];
 	DIR *d;
 	struct dirent *de;
 	size_t n = 0;
@@ -139,7 +134,7 @@ static void commit_text(struct fixture *f, const char *text, char id[QUEUE_ID_MA
 /* Number of events.jsonl lines with this id whose text contains needle. */
 static int count_events(struct fixture *f, int id, const char *needle)
 {
-	char p[512];
+	char p[TEST_TMP_MAX + 32];
 	FILE *fp;
 	char line[4096];
 	int n = 0;
@@ -341,11 +336,12 @@ static void test_dsn_old_format_and_bad_records(void **state)
 	size_t off;
 	const char *base = "id 066118CF81531137B80000\ncreated 1795609048\nsender a@x\n"
 			   "client local\nrcpt b@y\n";
-	static const char *const bad[] = {
-	    "notify FAILURE\n",	       /* before any rcpt */
-	    "rcpt b@y\nnotify FAILURE,BOGUS\n", "rcpt b@y\nnotify NEVER\nnotify DELAY\n",
-	    "rcpt b@y\norcpt a;b\norcpt a;c\n", "rcpt b@y\nret BOGUS\n",
-	    "rcpt b@y\nenvid a\nenvid b\n"};
+	static const char *const bad[] = {"notify FAILURE\n", /* before any rcpt */
+					  "rcpt b@y\nnotify FAILURE,BOGUS\n",
+					  "rcpt b@y\nnotify NEVER\nnotify DELAY\n",
+					  "rcpt b@y\norcpt a;b\norcpt a;c\n",
+					  "rcpt b@y\nret BOGUS\n",
+					  "rcpt b@y\nenvid a\nenvid b\n"};
 	struct buf env = BUF_INIT;
 
 	/* old format, through the queue directory */
@@ -647,19 +643,26 @@ static void test_truncated_files_moved_to_corrupt(void **state)
 	buf_free(&moved);
 }
 
-static void test_flipped_byte_detected_on_load(void **state)
+/* Turns "Hello" in message id's content into "hEllo": same size, only the
+ * CRC can tell. */
+static void flip_content_byte(struct fixture *f, const char *id)
 {
-	struct fixture *f = *state;
 	struct buf file = BUF_INIT;
+	char *w;
+
+	read_file(path_of(f, "queue", id), &file);
+	w = memmem(file.data, file.len, "Hello", 5);
+	assert_non_null(w);
+	w[1] ^= 0x20;
+	write_file(path_of(f, "queue", id), file.data, file.len);
+	buf_free(&file);
+}
+
+/* A full load of id refuses it for its checksum and moves it to corrupt/. */
+static void assert_checksum_refused(struct fixture *f, const char *id)
+{
 	struct q_env env;
 	struct buf content = BUF_INIT;
-	char id[QUEUE_ID_MAX];
-
-	commit_text(f, "Subject: flip\r\n\r\nHello world\r\n", id);
-	read_file(path_of(f, "queue", id), &file);
-	char *w = memmem(file.data, file.len, "Hello", 5);
-	w[1] ^= 0x20; /* "hEllo": same size, only the CRC can tell */
-	write_file(path_of(f, "queue", id), file.data, file.len);
 
 	assert_int_equal(queue_load(f->q, id, &env, &content), Q_PERMFAIL);
 	assert_int_equal(errno, EBADMSG);
@@ -667,8 +670,94 @@ static void test_flipped_byte_detected_on_load(void **state)
 	assert_false(exists(path_of(f, "queue", id)));
 	assert_true(exists(path_of(f, "corrupt", id)));
 	assert_int_equal(count_events(f, EV_QUEUE_CORRUPT, "checksum mismatch"), 1);
-	buf_free(&file);
 	buf_free(&content);
+}
+
+static void test_flipped_byte_detected_on_load(void **state)
+{
+	struct fixture *f = *state;
+	char id[QUEUE_ID_MAX];
+
+	commit_text(f, "Subject: flip\r\n\r\nHello world\r\n", id);
+	flip_content_byte(f, id);
+	assert_checksum_refused(f, id);
+}
+
+/* The envelope-only load does not read the content: a flipped content byte
+ * passes it (with the state merged), and the full load that delivery needs
+ * before using the content still refuses the file and moves it aside. */
+static void test_envelope_load_then_content_detects_damage(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env env;
+	char id[QUEUE_ID_MAX];
+	const char *text = "Subject: flip\r\n\r\nHello world\r\n";
+
+	commit_text(f, text, id);
+	assert_int_equal(queue_load(f->q, id, &env, NULL), Q_OK);
+	env.rcpt[0].attempts = 3;
+	env.rcpt[0].next_attempt = 1234;
+	assert_int_equal(queue_update(f->q, &env), Q_OK);
+	q_env_free(&env);
+	flip_content_byte(f, id);
+
+	assert_int_equal(queue_load_envelope(f->q, id, &env), Q_OK);
+	assert_string_equal(env.id, id);
+	assert_string_equal(env.sender, "sender@example.net");
+	assert_int_equal(env.size, strlen(text));
+	assert_int_equal(env.nrcpt, 2);
+	assert_int_equal(env.rcpt[0].attempts, 3);
+	assert_int_equal(env.rcpt[0].next_attempt, 1234);
+	q_env_free(&env);
+	assert_true(exists(path_of(f, "queue", id)));
+
+	assert_checksum_refused(f, id);
+	assert_int_equal(queue_load_envelope(f->q, id, &env), Q_PERMFAIL);
+}
+
+/* What the envelope-only load does see: a file cut short (its length no
+ * longer fits the envelope) and a bad header; an envelope longer than the
+ * first read is read on until its end. */
+static void test_envelope_load_truncated_and_long(void **state)
+{
+	struct fixture *f = *state;
+	struct buf file = BUF_INIT;
+	struct iovec iov = {(void *)"x\r\n", 3};
+	struct q_env env;
+	char cut[QUEUE_ID_MAX], magic[QUEUE_ID_MAX], rcpt[64];
+
+	commit_text(f, "Subject: cut\r\n\r\nbody\r\n", cut);
+	read_file(path_of(f, "queue", cut), &file);
+	write_file(path_of(f, "queue", cut), file.data, file.len - 1);
+	assert_int_equal(queue_load_envelope(f->q, cut, &env), Q_PERMFAIL);
+	assert_int_equal(errno, EBADMSG);
+	assert_true(exists(path_of(f, "corrupt", cut)));
+	assert_int_equal(count_events(f, EV_QUEUE_CORRUPT, "does not match its envelope"), 1);
+
+	commit_text(f, "Subject: magic\r\n\r\nbody\r\n", magic);
+	read_file(path_of(f, "queue", magic), &file);
+	file.data[0] = 'X';
+	write_file(path_of(f, "queue", magic), file.data, file.len);
+	assert_int_equal(queue_load_envelope(f->q, magic, &env), Q_PERMFAIL);
+	assert_true(exists(path_of(f, "corrupt", magic)));
+
+	memset(&env, 0, sizeof(env));
+	env.sender = xstrdup("sender@example.net");
+	env.client = xstrdup("192.0.2.7");
+	for (int i = 0; i < 400; i++) { /* about 14 KB of envelope */
+		snprintf(rcpt, sizeof(rcpt), "recipient-number-%04d@example.org", i);
+		q_env_add_rcpt(&env, rcpt);
+	}
+	assert_int_equal(queue_commit(f->q, &env, &iov, 1), Q_OK);
+	char id[QUEUE_ID_MAX];
+	strcpy(id, env.id);
+	q_env_free(&env);
+	assert_int_equal(queue_load_envelope(f->q, id, &env), Q_OK);
+	assert_int_equal(env.nrcpt, 400);
+	assert_string_equal(env.rcpt[399].addr, "recipient-number-0399@example.org");
+	assert_int_equal(env.size, 3);
+	q_env_free(&env);
+	buf_free(&file);
 }
 
 static void test_garbage_version_and_foreign_names(void **state)
@@ -817,14 +906,14 @@ static void test_dirs_created_0700(void **state)
 /* A real full disk: a 64 KiB tmpfs. Skipped where mounting is not allowed. */
 static void test_enospc_tempfail_leaves_nothing(void **state)
 {
-	char dir[] = "/tmp/test_queue_full.XXXXXX";
+	char dir[TEST_TMP_MAX];
 	struct fixture f2;
 	struct q_env env;
 	size_t big = 200 * 1024;
 	char *content = xmalloc(big);
 	struct iovec iov = {content, big};
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_tmp_dir(dir, sizeof(dir), "test_queue_full"));
 	if (mount("tmpfs", dir, "tmpfs", 0, "size=64k") < 0) {
 		rmdir(dir);
 		free(content);
@@ -986,7 +1075,7 @@ static void test_batch_refuses_bad_envelope(void **state)
  * the same batch are committed. Skipped where mounting is not allowed. */
 static void test_batch_enospc_mixed(void **state)
 {
-	char dir[] = "/tmp/test_queue_bfull.XXXXXX";
+	char dir[TEST_TMP_MAX];
 	struct fixture f2;
 	struct q_env env[3];
 	struct q_result res[3];
@@ -994,7 +1083,7 @@ static void test_batch_enospc_mixed(void **state)
 	char *content = xmalloc(big);
 	struct q_batch *b;
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_tmp_dir(dir, sizeof(dir), "test_queue_bfull"));
 	if (mount("tmpfs", dir, "tmpfs", 0, "size=64k") < 0) {
 		rmdir(dir);
 		free(content);
@@ -1170,6 +1259,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_caller_id_and_collision, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncated_files_moved_to_corrupt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_flipped_byte_detected_on_load, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_envelope_load_then_content_detects_damage, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_envelope_load_truncated_and_long, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage_version_and_foreign_names, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_size_mismatch_and_trailing_data, setup, teardown),

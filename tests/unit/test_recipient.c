@@ -14,14 +14,15 @@
 #include "daemon/config.h"
 #include "daemon/maildir.h"
 #include "daemon/recipient.h"
+#include "test_tmp.h"
 
 static struct config cfg;
 
 static int setup(void **state)
 {
-	char path[] = "/tmp/dialmail-rcpt-XXXXXX";
+	char path[TEST_TMP_MAX];
 	struct buf err = BUF_INIT;
-	int fd = mkstemp(path);
+	int fd = test_tmp_file(path, sizeof(path), "dialmail-rcpt");
 	FILE *f = fdopen(fd, "w");
 
 	fputs("local_domains = example.org, Branch.Example\n"

@@ -15,14 +15,15 @@
 #include "daemon/config.h"
 #include "lib/buf.h"
 #include "queue/retry.h"
+#include "test_tmp.h"
 
 #define H 3600
 #define D 86400
 
 static int load_text(const char *text, struct config *cfg, struct buf *err)
 {
-	char path[] = "/tmp/dialmail-retry-XXXXXX";
-	int fd = mkstemp(path), rc;
+	char path[TEST_TMP_MAX];
+	int fd = test_tmp_file(path, sizeof(path), "dialmail-retry"), rc;
 
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));

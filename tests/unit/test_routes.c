@@ -16,23 +16,18 @@
 #include "daemon/config.h"
 #include "daemon/routes.h"
 #include "lib/buf.h"
+#include "test_tmp.h"
 
-static char dir[] = "/tmp/dialmail-routes-XXXXXX";
+static char dir[TEST_TMP_MAX];
 
 static int setup(void **state)
 {
-	return mkdtemp(dir) ? 0 : -1;
+	return test_tmp_dir(dir, sizeof(dir), "dialmail-routes") ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-	char *cmd;
-
-	if (asprintf(&cmd, "rm -rf '%s'", dir) < 0)
-		return -1;
-	int rc = system(cmd);
-	free(cmd);
-	return rc == 0 ? 0 : -1;
+	return test_tmp_rm(dir) == 0 ? 0 : -1;
 }
 
 /* Writes dir/name with mode; returns the path (caller frees). */

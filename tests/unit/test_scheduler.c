@@ -16,6 +16,7 @@
 
 #include "daemon/scheduler.h"
 #include "lib/buf.h"
+#include "test_tmp.h"
 
 static void use_tz(const char *tz)
 {
@@ -286,10 +287,10 @@ static void test_when_queued(void **state)
 
 static void test_state_file(void **state)
 {
-	char dir[] = "/tmp/dialmail-sched-XXXXXX";
+	char dir[TEST_TMP_MAX];
 	time_t v = 0;
 
-	assert_non_null(mkdtemp(dir));
+	assert_non_null(test_tmp_dir(dir, sizeof(dir), "dialmail-sched"));
 	assert_int_equal(schedule_state_load(dir, &v), -1);
 	assert_int_equal(schedule_state_save(dir, 1764072000), 0);
 	assert_int_equal(schedule_state_load(dir, &v), 0);

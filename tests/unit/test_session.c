@@ -17,11 +17,12 @@
 #include "daemon/config.h"
 #include "daemon/session.h"
 #include "lib/buf.h"
+#include "test_tmp.h"
 
 static int load_text(const char *text, struct config *cfg, struct buf *err)
 {
-	char path[] = "/tmp/dialmail-session-XXXXXX";
-	int fd = mkstemp(path), rc;
+	char path[TEST_TMP_MAX];
+	int fd = test_tmp_file(path, sizeof(path), "dialmail-session"), rc;
 
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));

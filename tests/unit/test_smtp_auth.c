@@ -17,12 +17,13 @@
 
 #include "lib/buf.h"
 #include "smtp/smtp_auth.h"
+#include "test_tmp.h"
 
-static char path[] = "/tmp/dialmail-smtpauth-XXXXXX";
+static char path[TEST_TMP_MAX];
 
 static void write_users(const char *text, mode_t mode)
 {
-	int fd = mkstemp(path);
+	int fd = test_tmp_file(path, sizeof(path), "dialmail-smtpauth");
 	FILE *f;
 
 	assert_true(fd >= 0);
@@ -35,7 +36,6 @@ static void write_users(const char *text, mode_t mode)
 static void drop_users(void)
 {
 	unlink(path);
-	strcpy(path + strlen(path) - 6, "XXXXXX");
 }
 
 static struct smtp_auth_users *load_ok(const char *text)
