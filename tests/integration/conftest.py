@@ -4,6 +4,7 @@
 # and every wait is bounded in count and time.
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -17,11 +18,29 @@ REPO = Path(__file__).resolve().parents[2]
 CRLF = b"\r\n"
 
 
+# Ports for servers a test starts: a range of this run's own
+# (DIALMAIL_TEST_PORTS, set by the Makefile), below the kernel's ephemeral
+# range, so neither the other test run going on in parallel nor any
+# connection's source port can take one between our check and its use.
+_PORTS = tuple(int(x) for x in os.environ.get("DIALMAIL_TEST_PORTS", "20000-32000").split("-"))
+_GIVEN = set()
+_RND = random.Random()
+
+
 def free_port():
-    """A port that was free a moment ago (bind to 0, close, reuse)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port of this run's range that is free now and not handed out before."""
+    for _ in range(500):
+        port = _RND.randint(*_PORTS)
+        if port in _GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise AssertionError("no free port in %d-%d" % _PORTS)
 
 
 def wait_until(pred, timeout=5.0, interval=0.05):
