@@ -89,7 +89,7 @@ static int cli_queue_collect(const char *id, void *arg)
 	struct cli_queue_list *l = arg;
 	struct q_env env;
 
-	if (queue_load(l->q, id, &env, NULL) != Q_OK)
+	if (queue_load_envelope(l->q, id, &env) != Q_OK)
 		return 0; /* removed meanwhile, or damaged (moved aside) */
 	l->env = xrealloc(l->env, (l->n + 1) * sizeof(*l->env));
 	l->env[l->n++] = env;

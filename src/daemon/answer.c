@@ -9,7 +9,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +31,10 @@
 #define ANSWER_RING_GAP_MS  10000 /* no RING for this long: the caller gave up */
 #define ANSWER_DTR_HOLD_MS  500
 #define ANSWER_END_DRAIN_MS 10000 /* at most, for the last replies to cross the line */
+#define ANSWER_TTY_HIGH	    16384 /* bytes waiting for the tty: stop reading the session */
+#define ANSWER_TTY_LOW	    4096  /* ... read again once the modem took it down to this */
+#define ANSWER_OUTQ_WAIT_MS 5000  /* before the hang-up: the tty's queue empties */
+#define ANSWER_GUARD_MS	    300	  /* ... and the modem sends what it holds */
 
 struct answer_line {
 	struct answer *a;
@@ -165,6 +171,19 @@ static void answer_hand_over(struct answer_line *L)
 	pthread_mutex_unlock(&L->a->mu);
 }
 
+/* Before the DTR drop: what the loop wrote has left the tty's queue (a
+ * hang-up flushes it), and the modem had a moment to send what it holds. */
+static void answer_let_out(struct answer_line *L)
+{
+	long long until = serial_mono_ms() + ANSWER_OUTQ_WAIT_MS;
+	int queued = 0;
+
+	while (ioctl(L->m.port.fd, TIOCOUTQ, &queued) == 0 && queued > 0 &&
+	       serial_mono_ms() < until)
+		answer_pause(L->a, 50);
+	answer_pause(L->a, ANSWER_GUARD_MS);
+}
+
 static void *answer_thread(void *arg)
 {
 	struct answer_line *L = arg;
@@ -177,8 +196,11 @@ static void *answer_thread(void *arg)
 			continue;
 		}
 		int r = answer_await_call(L);
-		if (r < 0)
+		if (r < 0) {
 			modem_close(&L->m);
+			if (answer_pause(L->a, ANSWER_RETRY_MS))
+				break;
+		}
 		if (r <= 0)
 			continue;
 		if (modem_answer(&L->m, &c) < 0) {
@@ -187,6 +209,7 @@ static void *answer_thread(void *arg)
 			continue;
 		}
 		answer_hand_over(L);
+		answer_let_out(L);
 		if (modem_hangup(&L->m, ANSWER_DTR_HOLD_MS, &c) < 0)
 			modem_close(&L->m);
 	}
@@ -258,6 +281,8 @@ static void answer_drained_cb(struct bufferevent *bev, void *arg)
 		answer_call_end(L, "done", "the dialogue ended");
 }
 
+/* Session -> tty: the modem is slow, so the session is read only while
+ * little waits for the tty (its timeouts then see the line's real pace). */
 static void answer_mine_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct answer_line *L = arg;
@@ -265,6 +290,22 @@ static void answer_mine_read_cb(struct bufferevent *bev, void *arg)
 
 	L->bytes_out += evbuffer_get_length(in);
 	evbuffer_add_buffer(bufferevent_get_output(L->tty), in);
+	if (evbuffer_get_length(bufferevent_get_output(L->tty)) > ANSWER_TTY_HIGH)
+		bufferevent_disable(bev, EV_READ);
+}
+
+/* The tty's output went down to ANSWER_TTY_LOW: read the session again. */
+static void answer_tty_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct answer_line *L = arg;
+
+	if (L->mine)
+		bufferevent_enable(L->mine, EV_READ);
+}
+
+static void answer_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	answer_call_end(arg, "done", "the dialogue ended (the last bytes did not leave)");
 }
 
 /* The ODMR session closed its end: its last replies (or the hub's QUIT)
@@ -279,9 +320,26 @@ static void answer_mine_event_cb(struct bufferevent *bev, short what, void *arg)
 	bufferevent_free(L->mine);
 	L->mine = NULL;
 	L->ending = 1;
-	carrier_watch_arm(&L->cw, ANSWER_END_DRAIN_MS);
+	{ /* its own timer: bytes from the line reset the carrier watch's */
+		struct timeval tv = {ANSWER_END_DRAIN_MS / 1000, 0};
+		L->ev_drain = evtimer_new(L->a->base, answer_drain_timeout_cb, L);
+		evtimer_add(L->ev_drain, &tv);
+	}
+	bufferevent_setwatermark(L->tty, EV_WRITE, 0, 0);
 	bufferevent_setcb(L->tty, answer_tty_read_cb, answer_drained_cb, answer_tty_event_cb, L);
 	answer_drained_cb(L->tty, L);
+}
+
+/* The pair's kernel buffers would hide the line's pace from the session
+ * as much as an unbounded relay would: keep them small. */
+static void answer_small_buffers(const int sv[2])
+{
+	int n = ANSWER_TTY_LOW;
+
+	for (int i = 0; i < 2; i++) {
+		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &n, sizeof(n));
+		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &n, sizeof(n));
+	}
 }
 
 static int answer_call_start(struct answer_line *L)
@@ -293,7 +351,7 @@ static int answer_call_start(struct answer_line *L)
 
 	/* the modem is the thread's: read what the call needs under the lock */
 	pthread_mutex_lock(&L->a->mu);
-	fd = dup(L->m.port.fd);
+	fd = fcntl(L->m.port.fd, F_DUPFD_CLOEXEC, 0);
 	rings = L->rings;
 	memcpy(connect, L->m.connect, sizeof(connect));
 	pthread_mutex_unlock(&L->a->mu);
@@ -305,6 +363,7 @@ static int answer_call_start(struct answer_line *L)
 		return -1;
 	}
 	evutil_make_socket_nonblocking(fd);
+	answer_small_buffers(sv);
 	L->bytes_in = L->bytes_out = 0;
 	L->ending = 0;
 	L->since_usec = clock_usec();
@@ -312,7 +371,8 @@ static int answer_call_start(struct answer_line *L)
 	L->tty = bufferevent_socket_new(L->a->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	L->mine = bufferevent_socket_new(L->a->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
 	theirs = bufferevent_socket_new(L->a->base, sv[1], BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(L->tty, answer_tty_read_cb, NULL, answer_tty_event_cb, L);
+	bufferevent_setcb(L->tty, answer_tty_read_cb, answer_tty_write_cb, answer_tty_event_cb, L);
+	bufferevent_setwatermark(L->tty, EV_WRITE, ANSWER_TTY_LOW, 0);
 	bufferevent_setcb(L->mine, answer_mine_read_cb, NULL, answer_mine_event_cb, L);
 	bufferevent_enable(L->tty, EV_READ | EV_WRITE);
 	bufferevent_enable(L->mine, EV_READ | EV_WRITE);
@@ -346,8 +406,12 @@ struct answer *answer_new(struct event_base *base, const struct config *cfg, str
 {
 	struct answer *a;
 
-	if (cfg->answer == NULL || cfg->answer->n == 0 || hub == NULL)
+	if (cfg->answer == NULL || cfg->answer->n == 0)
 		return NULL;
+	if (hub == NULL) {
+		log_warnx("answer lines: the ODMR server could not start; no calls are answered");
+		return NULL;
+	}
 	a = xcalloc(1, sizeof(*a));
 	a->base = base;
 	a->cfg = cfg;

@@ -96,6 +96,13 @@ static const struct setting settings[] = {
      .off = OFF(mynetworks),
      .off_n = OFF(n_mynetworks),
      .help = "client networks (address/prefix) allowed to relay"},
+    {.name = "provider_networks",
+     .type = T_CIDRS,
+     .def = "",
+     .off = OFF(provider_networks),
+     .off_n = OFF(n_provider_networks),
+     .help = "where the provider's inbound SMTP comes from during a dial-up session (empty: any "
+	     "client outside mynetworks)"},
     {.name = "max_message_size",
      .type = T_SIZE,
      .def = "10M",
@@ -995,6 +1002,38 @@ static void answer_line(struct parser *p, const char *key, const char *value)
 	buf_free(&problem);
 }
 
+/* An answer line holds its device (and lock) all the time: it cannot be a
+ * phone book entry's modem too; and callers must be able to AUTH. */
+static int config_answer_check(const struct config *cfg, const char *path, struct buf *err)
+{
+	int n = 0;
+
+	for (size_t i = 0; cfg->answer && i < cfg->answer->n; i++) {
+		const struct phonebook_entry *a = &cfg->answer->v[i];
+		for (size_t j = 0; cfg->phonebook && j < cfg->phonebook->n; j++) {
+			const struct phonebook_entry *e = &cfg->phonebook->v[j];
+			if (e->type == PB_MODEM && e->device && strcmp(e->device, a->device) == 0) {
+				buf_printf(err,
+					   "%s:%d: [answer %s]: device %s is also the modem of "
+					   "[phonebook %s]; an answer line keeps its device\n",
+					   path ? path : "(config)", a->line, a->name, a->device,
+					   e->name);
+				n++;
+			}
+		}
+	}
+	if (cfg->answer && cfg->answer->n &&
+	    (cfg->auth_users_file == NULL || *cfg->auth_users_file == '\0')) {
+		buf_printf(err,
+			   "%s:%d: [answer %s]: callers must authenticate: set auth_users_file "
+			   "(and odmr_domains)\n",
+			   path ? path : "(config)", cfg->answer->v[0].line,
+			   cfg->answer->v[0].name);
+		n++;
+	}
+	return n;
+}
+
 /* The [session] section is parsed in daemon/session.c. */
 static int session_open(struct parser *p, const char *arg)
 {
@@ -1163,6 +1202,7 @@ int config_load(struct config *cfg, const char *path, struct buf *err)
 	p.n_errors += routes_finish(cfg->routes, cfg->auth_file, path, err);
 	p.n_errors += phonebook_check(cfg->phonebook, path, err);
 	p.n_errors += phonebook_check(cfg->answer, path, err);
+	p.n_errors += config_answer_check(cfg, path, err);
 	p.n_errors += session_check(cfg->session, cfg->phonebook, path, err);
 	p.n_errors += turn_config_check(cfg, path, err);
 	p.n_errors += smtp_auth_config_finish(cfg, path, err);

@@ -75,6 +75,8 @@ struct config {
 	struct smtp_auth_users *auth_users; /* loaded auth_users_file, or NULL */
 	/* hub role and inbound duplicates (issue 5); see daemon/hub.h, daemon/dedup.h */
 	struct strlist hold_domains;     /* lower case; kept queued until ETRN */
+	struct cidr *provider_networks;  /* inbound SMTP of the provider; none: outside mynetworks */
+	size_t n_provider_networks;
 	struct cidr *etrn_clients;       /* may use ETRN (authenticated clients may too) */
 	size_t n_etrn_clients;
 	struct strlist etrn_hosts;       /* "domain=host[:port]": where ETRN sends a domain */

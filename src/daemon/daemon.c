@@ -30,9 +30,9 @@ struct daemon {
 	struct delivery *delivery;
 	struct smtp_server *smtp;
 	struct control *control;
-	struct hub *hub; /* hold_domains and ETRN */
-	struct odmr_hub *odmr; /* odmr_listen: ATRN (RFC 2645); NULL: off */
-	struct answer *answer; /* [answer NAME] modems taking calls; NULL: none */
+	struct hub *hub;	   /* hold_domains and ETRN */
+	struct odmr_hub *odmr;	   /* odmr_listen: ATRN (RFC 2645); NULL: off */
+	struct answer *answer;	   /* [answer NAME] modems taking calls; NULL: none */
 	struct sessions *sessions; /* dial-up sessions and their scheduler */
 	struct event *sig_term, *sig_int, *scan_timer;
 	const char *dir;
@@ -53,12 +53,13 @@ static void on_scan_timer(evutil_socket_t fd, short what, void *arg)
 	delivery_scan(d->delivery);
 }
 
-static void on_commit(const char *qid, void *arg)
+static void on_commit(const char *qid, int inbound, void *arg)
 {
 	struct daemon *d = arg;
 
 	delivery_kick(d->delivery, qid);
-	sessions_note_message(d->sessions, qid);
+	if (inbound) /* LAN submissions are not the session's inbound mail */
+		sessions_note_message(d->sessions, qid);
 }
 
 static int daemon_load_config(struct daemon *d, const char *config_path)
@@ -159,10 +160,10 @@ static void daemon_stop(struct daemon *d)
 int cmd_daemon(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"dir", required_argument, NULL, 'd'},
-		{"config", required_argument, NULL, 'c'},
-		{"verbose", no_argument, NULL, 'v'},
-		{NULL, 0, NULL, 0},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"config", required_argument, NULL, 'c'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct daemon d;
 	const char *dir = NULL, *config_path = NULL;
@@ -171,9 +172,15 @@ int cmd_daemon(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	while ((c = getopt_long(argc, argv, "d:c:v", opts, NULL)) != -1) {
 		switch (c) {
-		case 'd': dir = optarg; break;
-		case 'c': config_path = optarg; break;
-		case 'v': log_verbose(1); break;
+		case 'd':
+			dir = optarg;
+			break;
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'v':
+			log_verbose(1);
+			break;
 		default:
 			fprintf(stderr, "usage: dialmail daemon [--dir DIR] [--config FILE]\n");
 			return 64;

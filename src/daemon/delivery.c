@@ -577,6 +577,7 @@ struct delivery *delivery_new(struct event_base *base, const struct config *cfg,
 	if (base != NULL) {
 		d->ev_run = evtimer_new(base, delivery_on_run, d);
 		d->out = outbound_new(base, cfg, q, delivery_on_dsn, d);
+		outbound_set_dedup(d->out, d->dedup);
 	}
 	return d;
 }

@@ -1,10 +1,11 @@
 /* data = direct: SMTP over the serial line after CONNECT. This file drives
- * the line itself (greeting, EHLO, AUTH, ATRN) and lends it to the SMTP
- * client engine (outbound mail) and then to the daemon's SMTP server (held
- * mail after ATRN) through socketpair relays, so it sees every byte: the
- * engine's QUIT is kept off the line, and the modem's NO CARRIER ends the
- * job. Invariant: a recipient changes state only on the hub's final reply
- * for it; everything unconfirmed stays queued for the next call. */
+ * the line itself (greeting, EHLO, STARTTLS as atrn_tls says, AUTH, ATRN)
+ * and lends it to the SMTP client engine (outbound mail) and then to the
+ * daemon's SMTP server (held mail after ATRN) through socketpair relays, so
+ * it sees every byte: the engine's QUIT is kept off the line, and the
+ * modem's NO CARRIER (watched in the raw bytes, below TLS) ends the job.
+ * Invariant: a recipient changes state only on the hub's final reply for
+ * it; everything unconfirmed stays queued for the next call. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 
+#include "daemon/carrier_watch.h"
 #include "daemon/delivery.h"
 #include "daemon/direct.h"
 #include "daemon/event.h"
@@ -28,16 +31,33 @@
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_server.h"
 
-#define DIRECT_DROP_QUIET_MS 1500 /* silence after "NO CARRIER" that means the call is gone */
 #define DIRECT_REPLY_MAX     8192
-#define DIRECT_HANGUP_WAIT_S 10 /* after the hub's QUIT: wait for its hang-up */
+#define DIRECT_HANGUP_WAIT_S 10	   /* after the hub's QUIT: wait for its hang-up */
+#define DIRECT_DRAIN_MS	     2000  /* at the end: how long a queued QUIT may take to leave */
+#define DIRECT_LINE_HIGH     16384 /* bytes waiting for the tty: stop reading the engine */
+#define DIRECT_LINE_LOW	     4096  /* ... read it again once the line took it down to this */
 
-enum dstate { DS_GREET, DS_EHLO, DS_AUTH, DS_SEND, DS_ATRN, DS_RECV, DS_QUIT, DS_END };
+enum dstate {
+	DS_GREET,
+	DS_EHLO,
+	DS_STARTTLS,
+	DS_TLS,
+	DS_AUTH,
+	DS_SEND,
+	DS_ATRN,
+	DS_RECV,
+	DS_QUIT,
+	DS_END
+};
 
 struct direct {
 	struct direct_ctx ctx;
 	enum dstate state;
-	struct bufferevent *line; /* the tty */
+	struct bufferevent *line; /* the tty, or the TLS filter over it */
+	struct bufferevent *raw;  /* the tty (below TLS): NO CARRIER is watched here */
+	int tls;		  /* STARTTLS done, certificate checked */
+	char *tls_name;		  /* the name the certificate must carry: atrn_host's, or NULL */
+	int timeout_s;
 	struct bufferevent *peer; /* our end of the relay to the engine or the server */
 	const struct auth_cred *cred;
 	struct odmr_common_caps caps;
@@ -51,12 +71,12 @@ struct direct {
 	struct smtp_adopted *adopted;
 	unsigned msgs_ok;
 	unsigned long long bytes_out;
-	struct event *ev_end, *ev_quiet;
+	struct event *ev_end;
+	struct carrier_watch cw; /* NO CARRIER + silence on the raw bytes */
 	int end_ok;
 	char *end_text;
-	int quit;      /* the adopted session saw the hub's QUIT; ends when flushed */
-	int closing;   /* ... flushed: waiting for the hub to hang up */
-	char tail[16]; /* last bytes from the line, for NO CARRIER across reads */
+	int quit;    /* the adopted session saw the hub's QUIT; ends when flushed */
+	int closing; /* ... flushed: waiting for the hub to hang up */
 };
 
 static void direct_step(struct direct *x, const char *what, int code, const char *text)
@@ -132,21 +152,29 @@ int direct_relay_client(struct direct_relay *r, struct buf *pending, const char 
 
 /* --- the end --------------------------------------------------------------------- */
 
+static void direct_raw_in_cb(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg);
+static void direct_line_write_cb(struct bufferevent *bev, void *arg);
+static void direct_raw_out_cb(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg);
+
 static void direct_release(struct direct *x)
 {
 	if (x->adopted)
 		smtp_server_adopt_forget(x->ctx.smtp, x->adopted);
 	if (x->c)
 		smtpc_free(x->c);
+	if (x->raw) {
+		evbuffer_remove_cb(bufferevent_get_input(x->raw), direct_raw_in_cb, x);
+		evbuffer_remove_cb(bufferevent_get_output(x->raw), direct_raw_out_cb, x);
+	}
 	if (x->line)
-		bufferevent_free(x->line);
+		bufferevent_free(x->line); /* the TLS filter frees the tty's too */
 	if (x->peer)
 		bufferevent_free(x->peer);
 	if (x->ev_end)
 		event_free(x->ev_end);
-	if (x->ev_quiet)
-		event_free(x->ev_quiet);
+	carrier_watch_free(&x->cw);
 	odmr_common_batch_free(&x->b);
+	free(x->tls_name);
 	free(x->label);
 	buf_free(&x->reply);
 	buf_free(&x->lbuf);
@@ -182,12 +210,51 @@ static void direct_end_cb(evutil_socket_t fd, short what, void *arg)
 	free(text);
 }
 
-/* Ends the job from a timer, so done never runs inside a caller of ours. */
+/* Bytes we wrote that have not left for the tty yet. */
+static size_t direct_unsent(const struct direct *x)
+{
+	size_t n = evbuffer_get_length(bufferevent_get_output(x->line));
+
+	return n + (x->raw != x->line ? evbuffer_get_length(bufferevent_get_output(x->raw)) : 0);
+}
+
+/* At the end: the last command (QUIT) left, or the line is gone. */
+static void direct_drain_check(struct direct *x)
+{
+	struct timeval now = {0, 0};
+
+	if (x->line == NULL || direct_unsent(x) == 0)
+		evtimer_add(x->ev_end, &now);
+}
+
+static void direct_drained_cb(struct bufferevent *bev, void *arg)
+{
+	direct_drain_check(arg);
+}
+
+static void direct_drain_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct direct *x = arg;
+	struct timeval now = {0, 0};
+
+	evtimer_add(x->ev_end, &now);
+}
+
+static void direct_raw_out_cb(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct direct *x = arg;
+
+	if (x->state == DS_END && info->n_deleted)
+		direct_drain_check(x);
+}
+
+/* Ends the job from a timer, so done never runs inside a caller of ours;
+ * a queued QUIT gets up to DIRECT_DRAIN_MS to leave first (plain or TLS). */
 static void direct_end(struct direct *x, int ok, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void direct_end(struct direct *x, int ok, const char *fmt, ...)
 {
-	struct timeval now = {0, 0};
+	struct timeval tv = {0, 0};
 	struct buf t = BUF_INIT;
 	va_list ap;
 
@@ -200,12 +267,19 @@ static void direct_end(struct direct *x, int ok, const char *fmt, ...)
 	x->end_ok = ok;
 	x->end_text = buf_steal(&t);
 	direct_step(x, ok ? "done" : "failed", 0, x->end_text);
-	if (x->line)
-		bufferevent_disable(x->line, EV_READ | EV_WRITE);
 	if (x->peer)
 		bufferevent_disable(x->peer, EV_READ | EV_WRITE);
 	x->ev_end = evtimer_new(x->ctx.base, direct_end_cb, x);
-	evtimer_add(x->ev_end, &now);
+	if (x->line && direct_unsent(x) > 0) {
+		bufferevent_disable(x->line, EV_READ);
+		bufferevent_setwatermark(x->line, EV_WRITE, 0, 0);
+		bufferevent_setcb(x->line, NULL, direct_drained_cb, direct_drain_event_cb, x);
+		evbuffer_add_cb(bufferevent_get_output(x->raw), direct_raw_out_cb, x);
+		tv.tv_sec = DIRECT_DRAIN_MS / 1000;
+		tv.tv_usec = (DIRECT_DRAIN_MS % 1000) * 1000;
+	} else if (x->line)
+		bufferevent_disable(x->line, EV_READ | EV_WRITE);
+	evtimer_add(x->ev_end, &tv);
 }
 
 /* --- outbound results ------------------------------------------------------------ */
@@ -263,13 +337,14 @@ static void direct_cram(struct direct *x, const char *challenge64)
 	free(enc);
 }
 
-/* CRAM-MD5 when offered (the password never crosses the line), else PLAIN:
- * the circuit is point to point, but the hub decides whether it allows it. */
+/* Under TLS PLAIN; else CRAM-MD5 when offered (the password never crosses
+ * the line), else PLAIN: the circuit is point to point, but the hub decides
+ * whether it allows it. */
 static void direct_auth(struct direct *x)
 {
 	char *enc;
 
-	if (x->caps.cram) {
+	if (x->caps.cram && !(x->tls && x->caps.plain)) {
 		direct_send(x, DS_AUTH, "AUTH CRAM-MD5");
 		return;
 	}
@@ -302,6 +377,77 @@ static void direct_atrn(struct direct *x)
 
 static void direct_outbound(struct direct *x);
 static void direct_reverse(struct direct *x);
+static void direct_line_read_cb(struct bufferevent *bev, void *arg);
+static void direct_line_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* atrn_tls = required and no TLS to be had: QUIT, nothing else sent. */
+static void direct_no_tls(struct direct *x, const char *why)
+{
+	direct_send(x, DS_QUIT, "QUIT");
+	direct_end(x, 0, "atrn_tls = required, but %s; nothing sent (no AUTH)", why);
+}
+
+/* EHLO answered: STARTTLS as atrn_tls says, else AUTH (or straight on). */
+static void direct_ehlo(struct direct *x, const char *text)
+{
+	int policy = x->ctx.sc->atrn_tls;
+
+	odmr_common_caps(text, &x->caps);
+	if (!x->tls && policy != ODMR_TLS_NONE && x->caps.starttls)
+		return direct_send(x, DS_STARTTLS, "STARTTLS");
+	if (!x->tls && policy == ODMR_TLS_REQUIRED)
+		return direct_no_tls(x, "the hub does not offer STARTTLS");
+	if (x->cred)
+		return direct_auth(x);
+	direct_outbound(x);
+}
+
+/* 220 to STARTTLS: TLS as a filter over the tty's bufferevent, so the
+ * carrier watch still sees the raw bytes; EHLO again once the hub's
+ * certificate passed (direct_tls_up). */
+static void direct_starttls(struct direct *x)
+{
+	struct timeval tv = {x->timeout_s, 0};
+	struct buf why = BUF_INIT;
+	struct bufferevent *tb = NULL;
+	SSL *ssl;
+
+	if (evbuffer_get_length(bufferevent_get_input(x->line)) > 0)
+		return direct_end(x, 0, "data after the hub's STARTTLS reply (injection?)");
+	if ((ssl = odmr_common_tls_ssl(x->ctx.sc, x->tls_name, &why)) != NULL)
+		tb = bufferevent_openssl_filter_new(
+		    x->ctx.base, x->line, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tb == NULL) {
+		if (ssl) /* libevent freed ssl and the tty's bufferevent */
+			x->line = x->raw = NULL;
+		direct_end(x, 0, "cannot start TLS: %s", why.len ? buf_cstr(&why) : "libevent");
+		buf_free(&why);
+		return;
+	}
+	x->line = tb;
+	x->tls = 1;
+	x->state = DS_TLS;
+	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
+	bufferevent_setcb(tb, direct_line_read_cb, direct_line_write_cb, direct_line_event_cb, x);
+	bufferevent_setwatermark(tb, EV_WRITE, DIRECT_LINE_LOW, 0);
+	bufferevent_set_timeouts(tb, &tv, &tv);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+}
+
+/* The handshake is done: check the certificate before anything is sent. */
+static void direct_tls_up(struct direct *x)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(x->line);
+	struct buf text = BUF_INIT;
+
+	if (odmr_common_tls_check(x->ctx.sc, ssl, &text) < 0) {
+		direct_end(x, 0, "%s; nothing sent (no AUTH)", buf_cstr(&text));
+	} else {
+		direct_step(x, "TLS started", 0, buf_cstr(&text));
+		direct_send(x, DS_EHLO, "EHLO %s", x->ctx.cfg->hostname);
+	}
+	buf_free(&text);
+}
 
 static void direct_reply(struct direct *x, int code)
 {
@@ -316,7 +462,12 @@ static void direct_reply(struct direct *x, int code)
 	case DS_EHLO:
 		if (code != 250)
 			return direct_end(x, 0, "EHLO refused: %d %s", code, text);
-		odmr_common_caps(text, &x->caps);
+		return direct_ehlo(x, text);
+	case DS_STARTTLS:
+		if (code == 220)
+			return direct_starttls(x);
+		if (x->ctx.sc->atrn_tls == ODMR_TLS_REQUIRED)
+			return direct_no_tls(x, "the hub refused STARTTLS");
 		return x->cred ? direct_auth(x) : direct_outbound(x);
 	case DS_AUTH:
 		if (code == 334 && x->caps.cram)
@@ -351,7 +502,7 @@ static void direct_read_replies(struct direct *x, struct evbuffer *in)
 	char *line;
 
 	while (x->state != DS_END && x->state != DS_SEND && x->state != DS_RECV &&
-	       (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
+	       x->state != DS_TLS && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
 		int code = odmr_common_reply_line(&x->reply, DIRECT_REPLY_MAX, line, n);
 
 		free(line);
@@ -364,33 +515,17 @@ static void direct_read_replies(struct direct *x, struct evbuffer *in)
 	}
 }
 
-/* "NO CARRIER" from the modem followed by silence: the call is gone. */
-static void direct_watch_carrier(struct direct *x, struct evbuffer *in)
+/* Every byte that comes from the tty passes here first, TLS or not. */
+static void direct_raw_in_cb(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
 {
-	size_t n = evbuffer_get_length(in), keep = sizeof(x->tail) - 1, tl = strlen(x->tail);
-	char win[64];
-	size_t take = n < 40 ? n : 40;
-	struct timeval tv = {DIRECT_DROP_QUIET_MS / 1000, (DIRECT_DROP_QUIET_MS % 1000) * 1000};
+	struct direct *x = arg;
 
-	if (n == 0)
+	if (info->n_added == 0 || x->state == DS_END)
 		return;
-	if (!x->closing)
-		evtimer_del(x->ev_quiet); /* more data: not a drop (yet) */
-	memcpy(win, x->tail, tl);
-	{
-		struct evbuffer_ptr pos;
-		evbuffer_ptr_set(in, &pos, n - take, EVBUFFER_PTR_SET);
-		evbuffer_copyout_from(in, &pos, win + tl, take);
-	}
-	win[tl + take] = '\0';
-	for (size_t i = 0; i < tl + take; i++)
-		if (win[i] == '\0')
-			win[i] = ' ';
-	if (strstr(win, "NO CARRIER"))
-		evtimer_add(x->ev_quiet, &tv);
-	tl = strlen(win);
-	memcpy(x->tail, win + (tl > keep ? tl - keep : 0), tl > keep ? keep : tl);
-	x->tail[tl > keep ? keep : tl] = '\0';
+	carrier_watch_feed(&x->cw, in);
+	/* after the hub's QUIT, bytes without NO CARRIER do not end the wait */
+	if (x->closing && !evtimer_pending(x->cw.ev_quiet, NULL))
+		carrier_watch_arm(&x->cw, DIRECT_HANGUP_WAIT_S * 1000);
 }
 
 static void direct_quiet_cb(evutil_socket_t fd, short what, void *arg)
@@ -408,7 +543,6 @@ static void direct_line_read_cb(struct bufferevent *bev, void *arg)
 	struct direct *x = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	direct_watch_carrier(x, in);
 	if (x->closing) {
 		evbuffer_drain(in, evbuffer_get_length(in));
 		return;
@@ -444,9 +578,21 @@ static void direct_line_read_cb(struct bufferevent *bev, void *arg)
 static void direct_line_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct direct *x = arg;
+	struct buf why = BUF_INIT;
 
+	if (what & BEV_EVENT_CONNECTED) {
+		if (x->state == DS_TLS)
+			direct_tls_up(x);
+		return;
+	}
 	if (x->closing)
 		return direct_quiet_cb(-1, 0, x);
+	if (x->state == DS_TLS && !(what & BEV_EVENT_TIMEOUT)) {
+		odmr_common_tls_error(bev, &why);
+		direct_end(x, 0, "%s; nothing sent (no AUTH)", buf_cstr(&why));
+		buf_free(&why);
+		return;
+	}
 	direct_end(x, 0, "the line %s after %u messages out",
 		   what & BEV_EVENT_TIMEOUT ? "timed out" : "closed (carrier lost)", x->msgs_ok);
 }
@@ -476,6 +622,19 @@ static void direct_peer_read_cb(struct bufferevent *bev, void *arg)
 		bufferevent_write(bev, "221 2.0.0 line kept for ATRN\r\n", 30);
 	}
 	buf_free(&out);
+	/* the modem is slow: the engine is read only while little waits for
+	 * the tty, so its reply timers see the line's real pace */
+	if (direct_unsent(x) > DIRECT_LINE_HIGH)
+		bufferevent_disable(bev, EV_READ);
+}
+
+/* The line took its output down to DIRECT_LINE_LOW: read the engine again. */
+static void direct_line_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct direct *x = arg;
+
+	if (x->peer && direct_unsent(x) <= DIRECT_LINE_HIGH)
+		bufferevent_enable(x->peer, EV_READ);
 }
 
 /* Waits for the hub to hang up (NO CARRIER, or the line closing) so the
@@ -483,12 +642,10 @@ static void direct_peer_read_cb(struct bufferevent *bev, void *arg)
  * own hang-up; at most DIRECT_HANGUP_WAIT_S. */
 static void direct_recv_over(struct direct *x)
 {
-	struct timeval tv = {DIRECT_HANGUP_WAIT_S, 0};
-
 	if (x->quit) {
 		x->closing = 1;
 		bufferevent_setcb(x->line, direct_line_read_cb, NULL, direct_line_event_cb, x);
-		evtimer_add(x->ev_quiet, &tv);
+		carrier_watch_arm(&x->cw, DIRECT_HANGUP_WAIT_S * 1000);
 	} else
 		direct_end(x, 0, "the line ended before the hub's QUIT (%u messages sent)",
 			   x->msgs_ok);
@@ -565,6 +722,10 @@ static int direct_pair(struct direct *x, evutil_socket_t *mine)
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
 		return -1;
+	for (int i = 0, n = DIRECT_LINE_LOW; i < 2; i++) { /* the pace shows through */
+		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &n, sizeof(n));
+		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &n, sizeof(n));
+	}
 	x->peer = bufferevent_socket_new(x->ctx.base, sv[1], BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(x->peer, direct_peer_read_cb, NULL, direct_peer_event_cb, x);
 	bufferevent_enable(x->peer, EV_READ | EV_WRITE);
@@ -588,6 +749,7 @@ static void direct_outbound(struct direct *x)
 	memset(&opt, 0, sizeof(opt));
 	opt.helo_name = x->ctx.cfg->hostname;
 	opt.tls = SMTPC_TLS_NONE; /* the relay reads the dialogue; AUTH was done above */
+	outbound_timeouts(x->ctx.cfg, &opt.t);
 	x->c = smtpc_new(x->ctx.base, &opt, x->b.jobs, x->b.nm, direct_engine_done, x);
 	smtpc_set_msg_cb(x->c, direct_on_msg);
 	x->state = DS_SEND;
@@ -620,7 +782,7 @@ static void direct_reverse(struct direct *x)
 	x->state = DS_RECV;
 	bev = bufferevent_socket_new(x->ctx.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	peer = xasprintf("line:%s", x->ctx.entry);
-	x->adopted = smtp_server_adopt(x->ctx.smtp, bev, peer, 0, direct_on_close, x);
+	x->adopted = smtp_server_adopt(x->ctx.smtp, bev, peer, x->tls, direct_on_close, x);
 	free(peer);
 	if (evbuffer_get_length(bufferevent_get_input(x->line)))
 		direct_line_read_cb(x->line, x);
@@ -633,6 +795,11 @@ struct direct *direct_start(const struct direct_ctx *ctx, struct buf *why)
 	struct timeval tv = {t, 0};
 
 	x->ctx = *ctx;
+	x->timeout_s = t;
+	if (ctx->sc->atrn_host) {
+		int port = 0;
+		x->tls_name = odmr_common_host(ctx->sc->atrn_host, &port);
+	}
 	x->label = xasprintf("SMTP over the line of %s", ctx->entry);
 	x->peer_info = (struct odmr_common_peer){.key = "entry",
 						 .value = ctx->entry,
@@ -653,11 +820,16 @@ struct direct *direct_start(const struct direct_ctx *ctx, struct buf *why)
 	}
 	evutil_make_socket_closeonexec(fd);
 	evutil_make_socket_nonblocking(fd);
-	x->line = bufferevent_socket_new(ctx->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(x->line, direct_line_read_cb, NULL, direct_line_event_cb, x);
+	x->line = x->raw = bufferevent_socket_new(ctx->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(x->line, direct_line_read_cb, direct_line_write_cb, direct_line_event_cb,
+			  x);
+	/* the line's pace reaches the engine: see direct_peer_read_cb; under
+	 * TLS the high mark keeps the filter from piling bytes onto the tty */
+	bufferevent_setwatermark(x->raw, EV_WRITE, DIRECT_LINE_LOW, DIRECT_LINE_HIGH);
 	bufferevent_set_timeouts(x->line, &tv, &tv);
 	bufferevent_enable(x->line, EV_READ | EV_WRITE);
-	x->ev_quiet = evtimer_new(ctx->base, direct_quiet_cb, x);
+	carrier_watch_init(&x->cw, ctx->base, direct_quiet_cb, x);
+	evbuffer_add_cb(bufferevent_get_input(x->raw), direct_raw_in_cb, x);
 	x->state = DS_GREET;
 	direct_step(x, "waiting for the hub's greeting", 0, NULL);
 	return x;

@@ -161,7 +161,7 @@ static int hub_count_one(const char *id, void *arg)
 	struct q_env env;
 
 	memset(&env, 0, sizeof(env));
-	if (queue_load(c->h->q, id, &env, NULL) == Q_OK) {
+	if (queue_load_envelope(c->h->q, id, &env) == Q_OK) {
 		for (size_t i = 0; i < env.nrcpt; i++) {
 			const char *at = strrchr(env.rcpt[i].addr, '@');
 			if (env.rcpt[i].state == RCPT_PENDING && at &&

@@ -4,6 +4,7 @@
  * inside mx_lookup/mx_host, and a cancelled query never calls back. */
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -157,16 +158,21 @@ bad:
 	return -1;
 }
 
+static void mx_lib_init(void)
+{
+	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
+		log_warnx("c-ares: library initialisation failed");
+}
+
 struct mx *mx_new(struct event_base *base, const struct strlist *servers, struct buf *err)
 {
-	static int lib_ready;
+	static pthread_once_t once = PTHREAD_ONCE_INIT; /* worker threads resolve too */
 	struct ares_options opt;
 	struct mx *m;
 	struct buf csv = BUF_INIT;
 	int rc;
 
-	if (!lib_ready && ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS)
-		lib_ready = 1;
+	pthread_once(&once, mx_lib_init);
 	m = xcalloc(1, sizeof(*m));
 	m->base = base;
 	m->rnd = (uint64_t)clock_usec() | 1;
@@ -197,7 +203,8 @@ struct mx *mx_new(struct event_base *base, const struct strlist *servers, struct
 	return m;
 }
 
-static void mx_query_free(struct mx_query *q)
+/* Takes q off its resolver's list (mx_free no longer frees it). */
+static void mx_query_unlink(struct mx_query *q)
 {
 	struct mx_query **pp;
 
@@ -205,6 +212,11 @@ static void mx_query_free(struct mx_query *q)
 		;
 	if (*pp)
 		*pp = q->next;
+}
+
+/* Frees an unlinked query; touches nothing of the resolver. */
+static void mx_query_release(struct mx_query *q)
+{
 	for (size_t i = 0; i < q->nhosts; i++) {
 		free(q->hosts[i].name);
 		strlist_free(&q->hosts[i].addrs);
@@ -215,6 +227,12 @@ static void mx_query_free(struct mx_query *q)
 	if (q->fire)
 		event_free(q->fire);
 	free(q);
+}
+
+static void mx_query_free(struct mx_query *q)
+{
+	mx_query_unlink(q);
+	mx_query_release(q);
 }
 
 void mx_free(struct mx *m)
@@ -271,7 +289,8 @@ char *mx_hostport(const char *ip, int port)
 	return strchr(ip, ':') ? xasprintf("[%s]:%d", ip, port) : xasprintf("%s:%d", ip, port);
 }
 
-/* Calls back (unless cancelled) and frees the query. */
+/* Calls back (unless cancelled) and frees the query. The query leaves the
+ * resolver first, so the callback may mx_free the resolver. */
 static void mx_on_fire(evutil_socket_t fd, short what, void *arg)
 {
 	struct mx_query *q = arg;
@@ -287,10 +306,11 @@ static void mx_on_fire(evutil_socket_t fd, short what, void *arg)
 			r.v[r.n].pref = q->hosts[i].pref;
 			r.v[r.n++].addr = q->hosts[i].addrs.v[k];
 		}
+	mx_query_unlink(q);
 	if (!q->cancelled)
 		q->cb(&r, q->arg);
 	free(r.v);
-	mx_query_free(q);
+	mx_query_release(q);
 }
 
 /* All requests are done: decides the outcome, then calls back from a timer. */
@@ -462,4 +482,45 @@ struct mx_query *mx_host(struct mx *m, const char *host, int port, mx_cb cb, voi
 	} else
 		mx_resolve_hosts(q);
 	return q;
+}
+
+/* --- the blocking form, for worker threads ------------------------------------ */
+
+struct mx_wait {
+	struct event_base *base;
+	struct strlist *out;
+	struct buf *err;
+	int status;
+};
+
+static void mx_wait_done(const struct mx_result *r, void *arg)
+{
+	struct mx_wait *w = arg;
+
+	w->status = r->status;
+	for (size_t i = 0; i < r->n; i++)
+		strlist_add(w->out, r->v[i].addr);
+	if (r->status != Q_OK)
+		buf_puts(w->err, r->error);
+	event_base_loopbreak(w->base);
+}
+
+int mx_host_wait(const struct strlist *servers, const char *host, int port, struct strlist *out,
+		 struct buf *err)
+{
+	struct mx_wait w = {event_base_new(), out, err, Q_TEMPFAIL};
+	struct mx *m = w.base ? mx_new(w.base, servers, err) : NULL;
+
+	if (m == NULL) {
+		if (w.base == NULL)
+			buf_puts(err, "cannot create an event base");
+		else
+			event_base_free(w.base);
+		return Q_TEMPFAIL;
+	}
+	mx_host(m, host, port, mx_wait_done, &w);
+	event_base_dispatch(w.base); /* bounded by the resolver's timeouts and tries */
+	mx_free(m);
+	event_base_free(w.base);
+	return w.status;
 }

@@ -33,7 +33,8 @@ struct mx_query;
 /* servers: "ip[:port]" items (the dns_servers setting); empty: the system's
  * resolver configuration. NULL with err on failure. */
 struct mx *mx_new(struct event_base *base, const struct strlist *servers, struct buf *err);
-/* Frees the resolver; callbacks of lookups still running are not called. */
+/* Frees the resolver; callbacks of lookups still running are not called.
+ * Allowed from inside a lookup's callback. */
 void mx_free(struct mx *m);
 /* The hosts to try for mail to domain: its MX hosts by preference (equal
  * preferences in random order), each with its A/AAAA addresses; without MX
@@ -41,6 +42,13 @@ void mx_free(struct mx *m);
 struct mx_query *mx_lookup(struct mx *m, const char *domain, int port, mx_cb cb, void *arg);
 /* The addresses of one host (a numeric address needs no DNS). */
 struct mx_query *mx_host(struct mx *m, const char *host, int port, mx_cb cb, void *arg);
+/* mx_host for a thread without a loop (the session's link check, which
+ * runs in the dial worker): runs the lookup on a private event base and
+ * returns when it is answered (within the resolver's timeouts). The
+ * addresses ("ip:port", as mx_addr.addr) are added to out; Q_OK, or
+ * Q_TEMPFAIL/Q_PERMFAIL with the reason in err. servers as for mx_new. */
+int mx_host_wait(const struct strlist *servers, const char *host, int port, struct strlist *out,
+		 struct buf *err);
 /* The callback of q will not be called; q is freed by the resolver. */
 void mx_cancel(struct mx_query *q);
 

@@ -5,7 +5,7 @@
  * SMTP server session (smtp_server_adopt). Invariant: a held recipient is
  * marked delivered only on the site's 2xx for it; the rest stays held. */
 #include <ctype.h>
-#include <netdb.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +22,7 @@
 #include "daemon/odmr.h"
 #include "daemon/odmr_common.h"
 #include "daemon/outbound.h"
+#include "daemon/retrieve.h"
 #include "daemon/routes.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -29,6 +30,7 @@
 #include "smtp/dsn.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_server.h"
+#include "smtp/tls.h"
 
 /* ------------------------------------------------------------- settings */
 
@@ -279,6 +281,7 @@ static void odmr_take(struct bufferevent *bev, const char *client, const char *u
 	opt.helo_name = h->cfg->hostname;
 	opt.tls = SMTPC_TLS_NONE; /* the connection is what it is (TLS or not) */
 	opt.max_messages = 0;
+	outbound_timeouts(h->cfg, &opt.t);
 	cn->c = smtpc_new(h->base, &opt, cn->b.jobs, cn->b.nm, odmr_on_done, cn);
 	smtpc_set_msg_cb(cn->c, odmr_on_msg);
 	if (smtpc_start_bev(cn->c, bev) < 0) {
@@ -288,7 +291,7 @@ static void odmr_take(struct bufferevent *bev, const char *client, const char *u
 }
 
 /* Mail a site sent on the ODMR port after AUTH (data = direct) goes out. */
-static void odmr_committed(const char *qid, void *arg)
+static void odmr_committed(const char *qid, int inbound, void *arg)
 {
 	struct odmr_hub *h = arg;
 
@@ -337,8 +340,35 @@ void odmr_hub_free(struct odmr_hub *h)
 
 /* ---------------------------------------------------------- branch side */
 
-enum ob_key { OK_HOST, OK_DOMAINS, OK_AUTH, OK_COUNT };
-static const char *const odmr_keys[OK_COUNT] = {"atrn_host", "atrn_domains", "atrn_auth"};
+enum ob_key { OK_HOST, OK_DOMAINS, OK_AUTH, OK_TLS, OK_CA, OK_PIN, OK_COUNT };
+static const char *const odmr_keys[OK_COUNT] = {"atrn_host", "atrn_domains", "atrn_auth",
+						"atrn_tls",  "atrn_ca",	     "atrn_fingerprint"};
+
+/* atrn_tls, atrn_ca, atrn_fingerprint: 0, or -1 with problem filled. */
+static int odmr_config_tls(struct session_config *sc, int k, const char *value, struct buf *problem)
+{
+	FILE *f;
+
+	if (k == OK_TLS) {
+		if ((sc->atrn_tls = odmr_common_tls_policy(value)) >= 0)
+			return 0;
+		buf_printf(problem, "'%s' is not none, opportunistic or required", value);
+		return -1;
+	}
+	if (k == OK_PIN) {
+		if ((sc->atrn_fingerprint = tls_fingerprint_parse(value)) != NULL)
+			return 0;
+		buf_printf(problem, "'%s' is not sha256:HEX (64 hex digits)", value);
+		return -1;
+	}
+	if ((f = fopen(value, "r")) == NULL) { /* a typo is a config error */
+		buf_printf(problem, "%s: cannot open: %s", value, strerror(errno));
+		return -1;
+	}
+	fclose(f);
+	sc->atrn_ca = xstrdup(value);
+	return 0;
+}
 
 int odmr_config_line(struct session_config *sc, const char *key, const char *value,
 		     struct buf *problem)
@@ -354,6 +384,8 @@ int odmr_config_line(struct session_config *sc, const char *key, const char *val
 		return -1;
 	}
 	sc->atrn_set |= 1u << k;
+	if (k >= OK_TLS)
+		return odmr_config_tls(sc, k, value, problem);
 	if (k == OK_DOMAINS) {
 		strlist_split(&sc->atrn_domains, value);
 		for (size_t i = 0; i < sc->atrn_domains.n; i++)
@@ -391,17 +423,25 @@ void odmr_config_show(const struct session_config *sc, FILE *out)
 		fprintf(out, "%s%s", i ? ", " : " ", sc->atrn_domains.v[i]);
 	fprintf(out, "\natrn_auth =%s%s\n", sc->atrn_auth ? " " : "",
 		sc->atrn_auth ? sc->atrn_auth : "");
+	fprintf(out, "atrn_tls = %s\natrn_ca =%s%s\natrn_fingerprint =%s%s\n",
+		odmr_common_tls_name(sc->atrn_tls), sc->atrn_ca ? " " : "",
+		sc->atrn_ca ? sc->atrn_ca : "", sc->atrn_fingerprint ? " sha256:" : "",
+		sc->atrn_fingerprint ? sc->atrn_fingerprint : "");
 }
 
 void odmr_config_free(struct session_config *sc)
 {
 	free(sc->atrn_host);
 	free(sc->atrn_auth);
+	free(sc->atrn_ca);
+	free(sc->atrn_fingerprint);
 	strlist_free(&sc->atrn_domains);
-	sc->atrn_host = sc->atrn_auth = NULL;
+	sc->atrn_host = sc->atrn_auth = sc->atrn_ca = sc->atrn_fingerprint = NULL;
 }
 
-enum ob_state { OB_GREET, OB_EHLO, OB_STARTTLS, OB_AUTH, OB_ATRN, OB_QUIT, OB_ADOPTED };
+enum ob_state { OB_GREET, OB_EHLO, OB_STARTTLS, OB_TLS, OB_AUTH, OB_ATRN, OB_QUIT, OB_ADOPTED };
+
+#define ODMR_B_DRAIN_MS 2000 /* at the end: how long a queued QUIT may take to leave */
 
 struct odmr_branch {
 	struct retrieval_ctx ctx;
@@ -411,12 +451,12 @@ struct odmr_branch {
 	int port;
 	const struct auth_cred *cred;
 	struct bufferevent *bev;
-	SSL_CTX *tls_ctx;
 	int tls;
 	enum ob_state state;
 	struct buf reply;	      /* lines joined by '\n' */
 	struct odmr_common_caps caps; /* EHLO offers */
 	struct smtp_adopted *adopted;
+	struct retrieve_conn *conn; /* resolving and connecting */
 	struct event *ev_end;
 	int end_ok;
 	char *end_text;
@@ -437,11 +477,11 @@ static void odmr_b_release(struct odmr_branch *b)
 {
 	if (b->adopted)
 		smtp_server_adopt_forget(b->ctx.smtp, b->adopted);
+	retrieve_connect_cancel(b->conn);
 	if (b->bev)
 		bufferevent_free(b->bev);
 	if (b->ev_end)
 		event_free(b->ev_end);
-	SSL_CTX_free(b->tls_ctx);
 	buf_free(&b->reply);
 	free(b->end_text);
 	free(b->host);
@@ -468,12 +508,32 @@ static void odmr_b_end_cb(evutil_socket_t fd, short what, void *arg)
 	free(text);
 }
 
-/* Ends the job from a timer, so done never runs inside a caller of ours. */
+/* The last command (QUIT) left, or the connection is gone: end now. */
+static void odmr_b_drained_cb(struct bufferevent *bev, void *arg)
+{
+	struct odmr_branch *b = arg;
+	struct timeval now = {0, 0};
+
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		evtimer_add(b->ev_end, &now);
+}
+
+static void odmr_b_drain_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct odmr_branch *b = arg;
+	struct timeval now = {0, 0};
+
+	evtimer_add(b->ev_end, &now);
+}
+
+/* Ends the job from a timer, so done never runs inside a caller of ours.
+ * bufferevent_free drops unsent output: a queued QUIT (plain or TLS) gets
+ * up to ODMR_B_DRAIN_MS to leave first. */
 static void odmr_b_end(struct odmr_branch *b, int ok, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void odmr_b_end(struct odmr_branch *b, int ok, const char *fmt, ...)
 {
-	struct timeval now = {0, 0};
+	struct timeval tv = {0, 0};
 	struct buf t = BUF_INIT;
 	va_list ap;
 
@@ -484,16 +544,18 @@ static void odmr_b_end(struct odmr_branch *b, int ok, const char *fmt, ...)
 	va_end(ap);
 	b->end_ok = ok;
 	b->end_text = buf_steal(&t);
-	if (b->bev) {
-		/* bufferevent_free drops unsent output: push a queued QUIT out
-		 * first (best effort; under TLS the output is not raw bytes). */
-		if (!b->tls)
-			evbuffer_write(bufferevent_get_output(b->bev), bufferevent_getfd(b->bev));
+	b->ev_end = evtimer_new(b->ctx.base, odmr_b_end_cb, b);
+	if (b->bev && evbuffer_get_length(bufferevent_get_output(b->bev)) > 0) {
+		bufferevent_disable(b->bev, EV_READ);
+		bufferevent_setwatermark(b->bev, EV_WRITE, 0, 0);
+		bufferevent_setcb(b->bev, NULL, odmr_b_drained_cb, odmr_b_drain_event_cb, b);
+		tv.tv_sec = ODMR_B_DRAIN_MS / 1000;
+		tv.tv_usec = (ODMR_B_DRAIN_MS % 1000) * 1000;
+	} else if (b->bev) {
 		bufferevent_free(b->bev);
 		b->bev = NULL;
 	}
-	b->ev_end = evtimer_new(b->ctx.base, odmr_b_end_cb, b);
-	evtimer_add(b->ev_end, &now);
+	evtimer_add(b->ev_end, &tv);
 }
 
 static void odmr_b_send(struct odmr_branch *b, enum ob_state next, const char *fmt, ...)
@@ -528,6 +590,7 @@ static void odmr_b_auth(struct odmr_branch *b)
 		return;
 	}
 	if (!b->caps.plain || !b->tls) {
+		odmr_b_send(b, OB_QUIT, "QUIT");
 		odmr_b_end(b, 0, "no usable AUTH at the hub (%s)",
 			   b->tls ? "PLAIN not offered" : "no CRAM-MD5 and no TLS");
 		return;
@@ -537,36 +600,60 @@ static void odmr_b_auth(struct odmr_branch *b)
 	free(enc);
 }
 
+/* atrn_tls = required and no TLS to be had: QUIT, nothing else sent. */
+static void odmr_b_no_tls(struct odmr_branch *b, const char *why)
+{
+	odmr_b_step(b, "no TLS", 0, why);
+	odmr_b_send(b, OB_QUIT, "QUIT");
+	odmr_b_end(b, 0, "atrn_tls = required, but %s; nothing sent (no AUTH)", why);
+}
+
 static void odmr_b_read_cb(struct bufferevent *bev, void *arg);
 static void odmr_b_event_cb(struct bufferevent *bev, short what, void *arg);
 
+/* 220 to STARTTLS: the handshake; EHLO follows once the hub's certificate
+ * passed odmr_common_tls_check (odmr_b_event_cb). */
 static void odmr_b_tls(struct odmr_branch *b)
 {
 	evutil_socket_t fd = bufferevent_getfd(b->bev);
-	SSL *ssl;
+	struct buf why = BUF_INIT;
 	struct bufferevent *tb = NULL;
+	SSL *ssl;
 
-	b->tls_ctx = SSL_CTX_new(TLS_client_method());
-	ssl = b->tls_ctx ? SSL_new(b->tls_ctx) : NULL;
-	if (ssl) {
-		SSL_CTX_set_min_proto_version(b->tls_ctx, TLS1_2_VERSION);
-		SSL_set_tlsext_host_name(ssl, b->host);
+	if (evbuffer_get_length(bufferevent_get_input(b->bev)) > 0)
+		return odmr_b_end(b, 0, "data after the hub's STARTTLS reply (injection?)");
+	if ((ssl = odmr_common_tls_ssl(b->ctx.sc, b->host, &why)) != NULL)
 		tb = bufferevent_openssl_socket_new(
 		    b->ctx.base, fd, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-	}
-	if (tb == NULL) {
-		SSL_free(ssl);
-		odmr_b_end(b, 0, "cannot start TLS");
+	if (tb == NULL) { /* libevent freed ssl (BEV_OPT_CLOSE_ON_FREE) */
+		odmr_b_end(b, 0, "cannot start TLS: %s", why.len ? buf_cstr(&why) : "libevent");
+		buf_free(&why);
 		return;
 	}
 	bufferevent_setfd(b->bev, -1);
 	bufferevent_free(b->bev);
 	b->bev = tb;
 	b->tls = 1;
+	b->state = OB_TLS;
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
 	bufferevent_setcb(tb, odmr_b_read_cb, NULL, odmr_b_event_cb, b);
 	bufferevent_enable(tb, EV_READ | EV_WRITE);
-	odmr_b_send(b, OB_EHLO, "EHLO %s", b->ctx.cfg->hostname);
+}
+
+/* The handshake is done: check the certificate before anything is sent. */
+static void odmr_b_tls_up(struct odmr_branch *b)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(b->bev);
+	struct buf why = BUF_INIT;
+
+	if (odmr_common_tls_check(b->ctx.sc, ssl, &why) < 0) {
+		odmr_b_step(b, "TLS refused", 0, buf_cstr(&why));
+		odmr_b_end(b, 0, "%s; nothing sent (no AUTH)", buf_cstr(&why));
+	} else {
+		odmr_b_step(b, "TLS started", 0, buf_cstr(&why));
+		odmr_b_send(b, OB_EHLO, "EHLO %s", b->ctx.cfg->hostname);
+	}
+	buf_free(&why);
 }
 
 static void odmr_b_on_close(int quit, void *arg)
@@ -604,6 +691,19 @@ static void odmr_b_atrn(struct odmr_branch *b)
 	free(cmd);
 }
 
+/* EHLO answered: STARTTLS as atrn_tls says, else AUTH. */
+static void odmr_b_ehlo(struct odmr_branch *b, const char *text)
+{
+	int policy = b->ctx.sc->atrn_tls;
+
+	odmr_common_caps(text, &b->caps);
+	if (!b->tls && policy != ODMR_TLS_NONE && b->caps.starttls)
+		return odmr_b_send(b, OB_STARTTLS, "STARTTLS");
+	if (!b->tls && policy == ODMR_TLS_REQUIRED)
+		return odmr_b_no_tls(b, "the hub does not offer STARTTLS");
+	odmr_b_auth(b);
+}
+
 static void odmr_b_reply(struct odmr_branch *b, int code)
 {
 	const char *text = buf_cstr(&b->reply);
@@ -616,22 +716,23 @@ static void odmr_b_reply(struct odmr_branch *b, int code)
 	case OB_EHLO:
 		if (code != 250)
 			return odmr_b_end(b, 0, "EHLO refused: %d %s", code, text);
-		odmr_common_caps(text, &b->caps);
-		if (b->caps.starttls && !b->tls)
-			return odmr_b_send(b, OB_STARTTLS, "STARTTLS");
-		return odmr_b_auth(b);
+		return odmr_b_ehlo(b, text);
 	case OB_STARTTLS:
-		if (code != 220)
-			return odmr_b_auth(b);
-		return odmr_b_tls(b);
+		if (code == 220)
+			return odmr_b_tls(b);
+		if (b->ctx.sc->atrn_tls == ODMR_TLS_REQUIRED)
+			return odmr_b_no_tls(b, "the hub refused STARTTLS");
+		return odmr_b_auth(b);
 	case OB_AUTH:
 		if (code == 334)
 			return odmr_b_cram(b, text);
 		odmr_b_step(b, code == 235 ? "authenticated" : "authentication refused", code,
 			    text);
-		if (code != 235)
+		if (code != 235) {
+			odmr_b_send(b, OB_QUIT, "QUIT");
 			return odmr_b_end(b, 0, "AUTH as %s refused: %d %s", b->cred->user, code,
 					  text);
+		}
 		return odmr_b_atrn(b);
 	case OB_ATRN:
 		odmr_b_step(b, code == 250 ? "ATRN accepted, roles reversed" : "ATRN reply", code,
@@ -655,7 +756,7 @@ static void odmr_b_read_cb(struct bufferevent *bev, void *arg)
 	size_t n;
 	char *line;
 
-	while (b->bev == bev && b->state != OB_ADOPTED && !b->ev_end &&
+	while (b->bev == bev && b->state != OB_ADOPTED && b->state != OB_TLS && !b->ev_end &&
 	       (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
 		int code = odmr_common_reply_line(&b->reply, SIZE_MAX, line, n);
 
@@ -672,10 +773,18 @@ static void odmr_b_read_cb(struct bufferevent *bev, void *arg)
 static void odmr_b_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct odmr_branch *b = arg;
+	struct buf why = BUF_INIT;
 
 	if (what & BEV_EVENT_CONNECTED) {
-		if (!b->tls)
-			odmr_b_step(b, "connected", 0, NULL);
+		if (b->state == OB_TLS)
+			odmr_b_tls_up(b);
+		return;
+	}
+	if (b->state == OB_TLS && !(what & BEV_EVENT_TIMEOUT)) {
+		odmr_common_tls_error(bev, &why);
+		odmr_b_step(b, "TLS failed", 0, buf_cstr(&why));
+		odmr_b_end(b, 0, "%s; nothing sent (no AUTH)", buf_cstr(&why));
+		buf_free(&why);
 		return;
 	}
 	odmr_b_end(b, 0, "connection to %s port %d %s", b->host, b->port,
@@ -688,22 +797,21 @@ static void odmr_b_event_cb(struct bufferevent *bev, short what, void *arg)
 static void odmr_b_target(struct odmr_branch *b)
 {
 	const char *h = b->ctx.sc->atrn_host ? b->ctx.sc->atrn_host : b->ctx.host;
-	const char *colon;
 
 	b->port = ODMR_PORT;
-	if (h == NULL)
-		return;
-	colon = strrchr(h, ':');
-	if (h[0] == '[') {
-		const char *rb = strchr(h, ']');
-		b->host = xstrndup(h + 1, rb ? (size_t)(rb - h - 1) : strlen(h + 1));
-		if (rb && rb[1] == ':')
-			b->port = atoi(rb + 2);
-	} else if (colon && strchr(h, ':') == colon) {
-		b->host = xstrndup(h, (size_t)(colon - h));
-		b->port = atoi(colon + 1);
-	} else
-		b->host = xstrdup(h);
+	b->host = h ? odmr_common_host(h, &b->port) : NULL;
+}
+
+static void odmr_b_connected(struct bufferevent *bev, const char *why, void *arg)
+{
+	struct odmr_branch *b = arg;
+
+	b->conn = NULL;
+	if (bev == NULL)
+		return odmr_b_end(b, 0, "%s", why);
+	b->bev = bev;
+	retrieve_conn_own(bev, odmr_b_read_cb, odmr_b_event_cb, b, b->ctx.sc->retrieve_timeout);
+	odmr_b_step(b, "connected", 0, NULL);
 }
 
 struct odmr_branch *odmr_branch_start(const struct retrieval_ctx *ctx,
@@ -711,11 +819,6 @@ struct odmr_branch *odmr_branch_start(const struct retrieval_ctx *ctx,
 				      struct buf *why)
 {
 	struct odmr_branch *b = xcalloc(1, sizeof(*b));
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-	struct addrinfo *res = NULL;
-	struct timeval tv = {ctx->sc->retrieve_timeout, 0};
-	char port[16];
-	int rc;
 
 	b->ctx = *ctx;
 	b->done = done;
@@ -730,22 +833,11 @@ struct odmr_branch *odmr_branch_start(const struct retrieval_ctx *ctx,
 					     : "no SMTP server to receive the mail");
 		goto fail;
 	}
-	snprintf(port, sizeof(port), "%d", b->port);
-	if ((rc = getaddrinfo(b->host, port, &hints, &res)) != 0) {
-		buf_printf(why, "cannot resolve %s: %s", b->host, gai_strerror(rc));
-		goto fail;
-	}
-	b->bev = bufferevent_socket_new(ctx->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(b->bev, odmr_b_read_cb, NULL, odmr_b_event_cb, b);
-	bufferevent_set_timeouts(b->bev, &tv, &tv);
-	bufferevent_enable(b->bev, EV_READ | EV_WRITE);
-	rc = bufferevent_socket_connect(b->bev, res->ai_addr, (int)res->ai_addrlen);
-	freeaddrinfo(res);
-	if (rc < 0) {
-		buf_printf(why, "no connection to %s port %d", b->host, b->port);
-		goto fail;
-	}
 	b->state = OB_GREET;
+	b->conn = retrieve_connect(ctx->base, ctx->cfg, b->host, b->port, ctx->sc->retrieve_timeout,
+				   odmr_b_connected, b, why);
+	if (b->conn == NULL)
+		goto fail;
 	return b;
 fail:
 	odmr_b_release(b);

@@ -38,8 +38,9 @@ struct bufferevent;
 void odmr_hub_adopt(struct odmr_hub *h, struct bufferevent *bev, const char *peer);
 void odmr_hub_free(struct odmr_hub *h); /* NULL is fine */
 
-/* Branch: the ATRN keys of [session] (atrn_host, atrn_domains, atrn_auth);
- * 1 for another key, 0 when parsed, -1 with problem filled. */
+/* Branch: the ATRN keys of [session] (atrn_host, atrn_domains, atrn_auth,
+ * atrn_tls, atrn_ca, atrn_fingerprint); 1 for another key, 0 when parsed,
+ * -1 with problem filled. */
 int odmr_config_line(struct session_config *sc, const char *key, const char *value,
 		     struct buf *problem);
 /* retrieve = atrn has what it needs; else the problem text (static). */

@@ -5,10 +5,15 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/x509v3.h>
 
 #include "daemon/delivery.h"
 #include "daemon/event.h"
@@ -18,6 +23,7 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "smtp/dsn.h"
+#include "smtp/tls.h"
 
 int odmr_common_domain_ok(const char *s, size_t n)
 {
@@ -30,6 +36,23 @@ int odmr_common_domain_ok(const char *s, size_t n)
 }
 
 /* --- the client's dialogue ---------------------------------------------- */
+
+char *odmr_common_host(const char *h, int *port)
+{
+	const char *colon = strrchr(h, ':');
+
+	if (h[0] == '[') {
+		const char *rb = strchr(h, ']');
+		if (rb && rb[1] == ':')
+			*port = atoi(rb + 2);
+		return xstrndup(h + 1, rb ? (size_t)(rb - h - 1) : strlen(h + 1));
+	}
+	if (colon && strchr(h, ':') == colon) {
+		*port = atoi(colon + 1);
+		return xstrndup(h, (size_t)(colon - h));
+	}
+	return xstrdup(h);
+}
 
 void odmr_common_vsend(struct bufferevent *bev, const char *fmt, va_list ap)
 {
@@ -125,6 +148,111 @@ int odmr_common_reply_line(struct buf *reply, size_t max, const char *line, size
 	return n < 4 || line[3] != '-' ? code : 0;
 }
 
+/* --- TLS for the client's dialogue ------------------------------------------- */
+
+static const char *const odmr_common_tls_names[] = {"opportunistic", "none", "required"};
+
+int odmr_common_tls_policy(const char *value)
+{
+	for (int i = 0; i < 3; i++)
+		if (strcasecmp(value, odmr_common_tls_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *odmr_common_tls_name(int policy)
+{
+	return policy >= 0 && policy < 3 ? odmr_common_tls_names[policy] : "?";
+}
+
+int odmr_common_tls_verifies(const struct session_config *sc)
+{
+	return sc->atrn_ca != NULL ||
+	       (sc->atrn_tls == ODMR_TLS_REQUIRED && sc->atrn_fingerprint == NULL);
+}
+
+/* The context: TLS 1.2 at least; the chain is judged after the handshake
+ * (odmr_common_tls_check), so a failure has our words, not an alert. */
+static SSL_CTX *odmr_common_tls_ctx(const struct session_config *sc, struct buf *why)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	char msg[256];
+
+	if (ctx == NULL) {
+		buf_printf(why, "TLS: cannot create a context: %s",
+			   tls_error_text(msg, sizeof(msg)));
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	if (sc->atrn_ca == NULL)
+		SSL_CTX_set_default_verify_paths(ctx);
+	else if (SSL_CTX_load_verify_locations(ctx, sc->atrn_ca, NULL) != 1) {
+		buf_printf(why, "TLS: atrn_ca %s: %s", sc->atrn_ca,
+			   tls_error_text(msg, sizeof(msg)));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+SSL *odmr_common_tls_ssl(const struct session_config *sc, const char *host, struct buf *why)
+{
+	SSL_CTX *ctx = odmr_common_tls_ctx(sc, why);
+	SSL *ssl = ctx ? SSL_new(ctx) : NULL; /* holds its own reference to ctx */
+
+	SSL_CTX_free(ctx);
+	if (ssl == NULL) {
+		if (ctx)
+			buf_puts(why, "TLS: cannot create a session");
+		return NULL;
+	}
+	if (host == NULL)
+		return ssl;
+	tls_client_name(ssl, host, odmr_common_tls_verifies(sc));
+	return ssl;
+}
+
+int odmr_common_tls_check(const struct session_config *sc, SSL *ssl, struct buf *why)
+{
+	X509 *cert = SSL_get1_peer_certificate(ssl);
+	long vr = SSL_get_verify_result(ssl);
+	int rc = -1;
+
+	if (cert == NULL)
+		buf_puts(why, "TLS: the hub sent no certificate");
+	else if (odmr_common_tls_verifies(sc) && vr != X509_V_OK)
+		buf_printf(why, "TLS: the hub's certificate does not verify (%s%s): %s",
+			   sc->atrn_ca ? "atrn_ca " : "system CAs", sc->atrn_ca ? sc->atrn_ca : "",
+			   X509_verify_cert_error_string(vr));
+	else if (sc->atrn_fingerprint && !tls_pin_matches(cert, sc->atrn_fingerprint))
+		buf_puts(why, "TLS: the hub's certificate does not match atrn_fingerprint");
+	else {
+		buf_printf(why, "%s %s%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+			   odmr_common_tls_verifies(sc) ? ", certificate verified"
+			   : sc->atrn_fingerprint	? ", certificate matches the pin"
+							: ", certificate not verified");
+		rc = 0;
+	}
+	X509_free(cert);
+	return rc;
+}
+
+void odmr_common_tls_error(struct bufferevent *bev, struct buf *why)
+{
+	unsigned long e, last = 0;
+	char msg[256];
+
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		last = e;
+	if (last == 0) {
+		buf_puts(why, "TLS handshake failed (connection closed)");
+		return;
+	}
+	ERR_error_string_n(last, msg, sizeof(msg));
+	buf_printf(why, "TLS handshake failed: %s", msg);
+}
+
 /* --- held-mail batches ------------------------------------------------------ */
 
 static void odmr_common_msg_free(struct odmr_common_msg *m)
@@ -141,7 +269,8 @@ int odmr_common_batch_load(struct odmr_common_batch *b, struct queue *q, const c
 	struct odmr_common_msg m;
 
 	memset(&m, 0, sizeof(m));
-	if (queue_load(q, id, &m.env, with_content ? &m.content : NULL) != Q_OK)
+	if ((with_content ? queue_load(q, id, &m.env, &m.content)
+			  : queue_load_envelope(q, id, &m.env)) != Q_OK)
 		goto skip;
 	m.idx = xcalloc(m.env.nrcpt + 1, sizeof(size_t));
 	for (size_t i = 0; i < m.env.nrcpt; i++)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "daemon/dedup.h"
 #include "daemon/event.h"
 #include "daemon/hub.h"
 #include "daemon/mx.h"
@@ -69,6 +70,7 @@ struct ob_res {
 	char *mta;	/* host that gave it, or NULL */
 	int dsn_passed; /* the server took NOTIFY/ORCPT: success is its to report */
 	int lmtp;	/* it came from an LMTP server: a final delivery */
+	int dup;	/* not sent: delivered to the mailbox server before (dedup) */
 };
 
 struct ob_msg {
@@ -125,6 +127,7 @@ struct outbound {
 	int pass_full;
 	int stopping;
 	struct ob_release *releases;
+	struct dedup *dedup; /* hand-off routes (lmtp, smtp) of local domains; may be NULL */
 };
 
 static void ob_start_all(struct outbound *o);
@@ -170,8 +173,8 @@ static struct ob_release *ob_release_for(struct outbound *o, const char *d)
 	for (struct ob_release *rel = o->releases; rel; rel = rel->next) {
 		size_t n = strlen(d), k = strlen(rel->domain);
 		if (rel->active &&
-		    (strcmp(d, rel->domain) == 0 ||
-		     (rel->sub && n > k + 1 && d[n - k - 1] == '.' && strcmp(d + n - k, rel->domain) == 0)))
+		    (strcmp(d, rel->domain) == 0 || (rel->sub && n > k + 1 && d[n - k - 1] == '.' &&
+						     strcmp(d + n - k, rel->domain) == 0)))
 			return rel;
 	}
 	return NULL;
@@ -211,9 +214,11 @@ int outbound_mailbox_route(struct outbound *o, const char *addr)
 {
 	char *d = ob_domain(addr);
 	const struct route *r = routes_lookup(o->cfg->routes, d);
+	int local = config_is_local_domain(o->cfg, d);
 
 	free(d);
-	return r && strcmp(r->domain, "*") != 0 && (r->type == ROUTE_LMTP || r->type == ROUTE_SMTP);
+	return local && r && strcmp(r->domain, "*") != 0 &&
+	       (r->type == ROUTE_LMTP || r->type == ROUTE_SMTP);
 }
 
 int outbound_local_route(struct outbound *o, const char *addr)
@@ -597,6 +602,18 @@ static void ob_on_done(struct smtpc *c, const struct smtpc_session_result *r, vo
 	ob_try(cn);
 }
 
+void outbound_timeouts(const struct config *cfg, struct smtpc_timeouts *t)
+{
+	t->connect = cfg->smtp_connect_timeout * 1000;
+	t->banner = cfg->smtp_banner_timeout * 1000;
+	t->helo = cfg->smtp_helo_timeout * 1000;
+	t->mail = cfg->smtp_mail_timeout * 1000;
+	t->rcpt = cfg->smtp_rcpt_timeout * 1000;
+	t->data_init = cfg->smtp_data_init_timeout * 1000;
+	t->data_block = cfg->smtp_data_block_timeout * 1000;
+	t->data_end = cfg->smtp_data_done_timeout * 1000;
+}
+
 static void ob_smtpc_options(struct ob_conn *cn, struct smtpc_options *opt)
 {
 	const struct route *r = cn->dest->route;
@@ -617,14 +634,7 @@ static void ob_smtpc_options(struct ob_conn *cn, struct smtpc_options *opt)
 	opt->auth_pass = cred ? cred->password : NULL;
 	opt->max_messages = (size_t)cn->o->cfg->max_messages_per_connection;
 	opt->lmtp = r->type == ROUTE_LMTP;
-	opt->t.connect = cfg->smtp_connect_timeout * 1000;
-	opt->t.banner = cfg->smtp_banner_timeout * 1000;
-	opt->t.helo = cfg->smtp_helo_timeout * 1000;
-	opt->t.mail = cfg->smtp_mail_timeout * 1000;
-	opt->t.rcpt = cfg->smtp_rcpt_timeout * 1000;
-	opt->t.data_init = cfg->smtp_data_init_timeout * 1000;
-	opt->t.data_block = cfg->smtp_data_block_timeout * 1000;
-	opt->t.data_end = cfg->smtp_data_done_timeout * 1000;
+	outbound_timeouts(cfg, &opt->t);
 	if (r->path) { /* a local socket: no TLS, no name to check */
 		opt->tls = SMTPC_TLS_NONE;
 		opt->server_name = NULL;
@@ -666,7 +676,8 @@ static void ob_on_dns(const struct mx_result *r, void *arg)
 				    r->error);
 		for (size_t i = 0; i < cn->nm; i++)
 			for (size_t k = 0; k < cn->m[i].nidx; k++)
-				ob_res_set(&cn->m[i].res[k], r->status, r->error, NULL, 1);
+				if (!cn->m[i].res[k].final) /* not a suppressed duplicate */
+					ob_res_set(&cn->m[i].res[k], r->status, r->error, NULL, 1);
 		ob_finish(cn, 0);
 		return;
 	}
@@ -735,8 +746,14 @@ static void ob_apply(struct outbound *o, struct q_env *env, enum retry_priority 
 	char when[64], *key;
 
 	ob_set_reply_text(r, res->reply);
+	if (res->status == Q_OK && res->dup) {
+		r->state = RCPT_DELIVERED; /* event 2023 told it */
+		return;
+	}
 	if (res->status == Q_OK) {
 		r->state = RCPT_DELIVERED;
+		if (outbound_mailbox_route(o, r->addr))
+			dedup_record(o->dedup, env, r->addr);
 		ob_event_rcpt(EV_OUTBOUND_DELIVERED, env, r->addr, res->reply, res->mta,
 			      "delivered");
 		char *detail = xasprintf("%s: %s", res->mta ? res->mta : "", res->reply);
@@ -948,6 +965,25 @@ static void ob_start_unix(struct ob_conn *cn)
 }
 
 /* Loads message w for a connection to d: the recipients it carries. */
+/* Hand-off to the site's mailbox server: a copy of a message it already
+ * took for a recipient (a resend after a dropped line) is not sent again;
+ * the recipient counts as delivered (event 2023 from dedup). */
+static void ob_msg_dedup(struct outbound *o, struct ob_msg *m)
+{
+	struct buf reply = BUF_INIT;
+
+	for (size_t k = 0; o->dedup && k < m->nidx; k++) {
+		const char *addr = m->env.rcpt[m->idx[k]].addr;
+		buf_reset(&reply);
+		if (!outbound_mailbox_route(o, addr) ||
+		    !dedup_suppress(o->dedup, &m->env, addr, &reply))
+			continue;
+		ob_res_set(&m->res[k], Q_OK, buf_cstr(&reply), NULL, 1);
+		m->res[k].dup = 1;
+	}
+	buf_free(&reply);
+}
+
 static int ob_msg_load(struct outbound *o, struct ob_dest *d, const struct ob_wait *w,
 		       struct ob_msg *m)
 {
@@ -977,6 +1013,7 @@ static int ob_msg_load(struct outbound *o, struct ob_dest *d, const struct ob_wa
 	if (m->nidx == 0)
 		goto none;
 	m->res = xcalloc(m->nidx, sizeof(*m->res));
+	ob_msg_dedup(o, m);
 	return 0;
 none:
 	ob_msg_free(m);
@@ -1229,6 +1266,11 @@ void outbound_link_stats(struct outbound *o, const char *name, unsigned *msgs_ou
 }
 
 /* ------------------------------------------------------- life cycle */
+
+void outbound_set_dedup(struct outbound *o, struct dedup *dd)
+{
+	o->dedup = dd;
+}
 
 struct outbound *outbound_new(struct event_base *base, const struct config *cfg, struct queue *q,
 			      void (*kick)(const char *qid, void *arg), void *arg)

@@ -17,14 +17,22 @@ struct outbound;
 /* kick(qid, arg): a new message (a DSN) was queued and wants delivery. */
 struct outbound *outbound_new(struct event_base *base, const struct config *cfg, struct queue *q,
 			      void (*kick)(const char *qid, void *arg), void *arg);
+/* Inbound duplicate suppression for hand-off routes (lmtp, smtp) of local
+ * domains: the same record Maildir delivery uses (daemon/dedup.h). */
+struct dedup;
+void outbound_set_dedup(struct outbound *o, struct dedup *dd);
 /* Closes every connection (final results are stored; the rest stays queued). */
 void outbound_free(struct outbound *o);
 
 /* 1 if the route for remote address addr is "local" (Maildir delivery). */
 int outbound_local_route(struct outbound *o, const char *addr);
-/* 1 if addr (of a local domain) has its own lmtp or smtp route: the site's
- * mailbox server gets it instead of the Maildir. */
+/* 1 if addr is of a local domain that has its own lmtp or smtp route: the
+ * site's mailbox server gets it instead of the Maildir. */
 int outbound_mailbox_route(struct outbound *o, const char *addr);
+/* The smtp_*_timeout settings as the SMTP client engine takes them (every
+ * engine: routes, the ODMR hub's delivery, the direct line). */
+struct smtpc_timeouts;
+void outbound_timeouts(const struct config *cfg, struct smtpc_timeouts *t);
 
 /* A delivery pass: pass_scheduled when one is asked for, pass_begin (full:
  * the whole queue is scanned), outbound_offer for each due remote recipient

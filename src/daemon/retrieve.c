@@ -2,7 +2,7 @@
  * small SMTP client: EHLO, one ETRN per domain, QUIT; then wait while the
  * provider's inbound SMTP session is open, or etrn_grace for it to start),
  * `command` (sh -c with a timeout), `none`. Invariant: everything runs on
- * the loop without blocking it (except resolving a host name), and a job
+ * the loop without blocking it (host names through c-ares), and a job
  * calls done once and frees itself, or is cancelled and calls nothing. */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,12 +20,14 @@
 
 #include "daemon/config.h"
 #include "daemon/event.h"
+#include "daemon/mx.h"
 #include "daemon/odmr.h"
 #include "daemon/retrieve.h"
 #include "daemon/turn.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "queue/queue.h"
 #include "smtp/smtp_server.h"
 
 #define RJ_TICK_MS     250 /* inbound-session and child checks */
@@ -170,6 +172,145 @@ const char *retrieve_etrn_meaning(int code)
 	return code >= 500 ? "refused" : code >= 400 ? "temporary failure" : "unexpected reply";
 }
 
+/* --- connecting (etrn here, atrn in odmr.c, turn in turn.c) ------------------- */
+
+struct retrieve_conn {
+	struct event_base *base;
+	struct mx *mx;
+	struct mx_query *q;
+	char *host;
+	int port, timeout_s;
+	struct strlist addrs; /* "ip:port" in the order to try */
+	size_t next;
+	struct bufferevent *bev; /* the attempt in progress */
+	struct buf tried;	 /* "addr: cause" of the failed attempts */
+	retrieve_conn_cb cb;
+	void *arg;
+};
+
+void retrieve_connect_cancel(struct retrieve_conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->bev)
+		bufferevent_free(c->bev);
+	mx_free(c->mx); /* its callbacks are not called */
+	strlist_free(&c->addrs);
+	buf_free(&c->tried);
+	free(c->host);
+	free(c);
+}
+
+/* The end: c is freed before cb runs, so cb may do anything. */
+static void rc_finish(struct retrieve_conn *c, struct bufferevent *bev, const char *why)
+{
+	retrieve_conn_cb cb = c->cb;
+	void *arg = c->arg;
+	char *text = why ? xstrdup(why) : NULL;
+
+	c->bev = NULL;
+	retrieve_connect_cancel(c);
+	cb(bev, text, arg);
+	free(text);
+}
+
+static void rc_try(struct retrieve_conn *c);
+
+void retrieve_conn_own(struct bufferevent *bev, void (*read_cb)(struct bufferevent *, void *),
+		       void (*event_cb)(struct bufferevent *, short, void *), void *arg,
+		       int timeout_s)
+{
+	struct timeval tv = {timeout_s, 0};
+
+	bufferevent_setcb(bev, read_cb, NULL, event_cb, arg);
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void rc_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct retrieve_conn *c = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (what & BEV_EVENT_CONNECTED) {
+		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		rc_finish(c, bev, NULL);
+		return;
+	}
+	buf_printf(&c->tried, "%s%s: %s", c->tried.len ? "; " : "", c->addrs.v[c->next - 1],
+		   what & BEV_EVENT_TIMEOUT ? "timed out" : evutil_socket_error_to_string(err));
+	bufferevent_free(bev);
+	c->bev = NULL;
+	rc_try(c);
+}
+
+/* Connects to the next address; after the last one, fails with them all. */
+static void rc_try(struct retrieve_conn *c)
+{
+	struct timeval tv = {c->timeout_s, 0};
+	struct sockaddr_storage ss;
+	int len;
+	char *why;
+
+	while (c->next < c->addrs.n) {
+		const char *a = c->addrs.v[c->next++];
+		len = (int)sizeof(ss);
+		if (evutil_parse_sockaddr_port(a, (struct sockaddr *)&ss, &len) < 0)
+			continue;
+		c->bev = bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
+		bufferevent_setcb(c->bev, NULL, NULL, rc_on_event, c);
+		bufferevent_set_timeouts(c->bev, &tv, &tv);
+		bufferevent_enable(c->bev, EV_WRITE);
+		if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, len) == 0)
+			return;
+		buf_printf(&c->tried, "%s%s: %s", c->tried.len ? "; " : "", a, strerror(errno));
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+	}
+	why = xasprintf("no connection to %s port %d (%s)", c->host, c->port,
+			c->tried.len ? buf_cstr(&c->tried) : "no address");
+	rc_finish(c, NULL, why);
+	free(why);
+}
+
+static void rc_on_dns(const struct mx_result *r, void *arg)
+{
+	struct retrieve_conn *c = arg;
+	char *why;
+
+	c->q = NULL;
+	if (r->status != Q_OK || r->n == 0) {
+		why = xasprintf("cannot resolve %s: %s", c->host, r->error);
+		rc_finish(c, NULL, why);
+		free(why);
+		return;
+	}
+	for (size_t i = 0; i < r->n; i++)
+		strlist_add(&c->addrs, r->v[i].addr);
+	rc_try(c);
+}
+
+struct retrieve_conn *retrieve_connect(struct event_base *base, const struct config *cfg,
+				       const char *host, int port, int timeout_s,
+				       retrieve_conn_cb cb, void *arg, struct buf *why)
+{
+	struct retrieve_conn *c = xcalloc(1, sizeof(*c));
+
+	if ((c->mx = mx_new(base, &cfg->dns_servers, why)) == NULL) {
+		free(c);
+		return NULL;
+	}
+	c->base = base;
+	c->host = xstrdup(host);
+	c->port = port;
+	c->timeout_s = timeout_s > 0 ? timeout_s : 60;
+	c->cb = cb;
+	c->arg = arg;
+	c->q = mx_host(c->mx, host, port, rc_on_dns, c);
+	return c;
+}
+
 /* --- jobs ------------------------------------------------------------------- */
 
 enum rj_state { RJ_GREET, RJ_EHLO, RJ_HELO, RJ_ETRN, RJ_QUIT, RJ_WAIT, RJ_CHILD };
@@ -182,14 +323,15 @@ struct retrieve_job {
 	struct event *tick;
 	struct buf reply; /* the reply being read, lines joined by "; " */
 	struct buf summary;
-	size_t next;	/* next etrn_domains index */
-	int started;	/* a 250/252/253 came */
-	int seen;	/* an inbound SMTP session was seen after ETRN */
-	unsigned msgs0; /* messages received before the retrieval */
-	int64_t until;	/* grace end, or the command's deadline */
-	pid_t pid;	/* retrieve_command's child, or 0 */
-	struct odmr_branch *atrn; /* retrieve = atrn (daemon/odmr.c), or NULL */
-	struct turn_branch *turn; /* retrieve = turn (daemon/turn.c), or NULL */
+	size_t next;		    /* next etrn_domains index */
+	int started;		    /* a 250/252/253 came */
+	int seen;		    /* an inbound SMTP session was seen after ETRN */
+	unsigned msgs0;		    /* messages received before the retrieval */
+	int64_t until;		    /* grace end, or the command's deadline */
+	pid_t pid;		    /* retrieve_command's child, or 0 */
+	struct odmr_branch *atrn;   /* retrieve = atrn (daemon/odmr.c), or NULL */
+	struct turn_branch *turn;   /* retrieve = turn (daemon/turn.c), or NULL */
+	struct retrieve_conn *conn; /* resolving and connecting, or NULL */
 };
 
 static struct retrieve_job *rj_new(const struct retrieval_ctx *ctx)
@@ -209,6 +351,7 @@ static void rj_free(struct retrieve_job *j)
 {
 	if (j->bev)
 		bufferevent_free(j->bev);
+	retrieve_connect_cancel(j->conn);
 	odmr_branch_free(j->atrn);
 	turn_branch_free(j->turn);
 	if (j->tick)
@@ -279,7 +422,7 @@ static void rj_tick_start(struct retrieve_job *j, void (*cb)(evutil_socket_t, sh
 static void rj_on_wait(evutil_socket_t fd, short what, void *arg)
 {
 	struct retrieve_job *j = arg;
-	int open = smtp_server_sessions(j->ctx.smtp);
+	int open = smtp_server_inbound_sessions(j->ctx.smtp);
 	char *text;
 
 	/* A short session can open and close between two looks: a message
@@ -431,32 +574,32 @@ static void rj_on_event(struct bufferevent *bev, short what, void *arg)
 	rj_after_quit(j);
 }
 
-/* Connects to the smarthost; -1 with the cause logged. */
+static void rj_on_connect(struct bufferevent *bev, const char *why, void *arg)
+{
+	struct retrieve_job *j = arg;
+
+	j->conn = NULL;
+	if (bev == NULL) {
+		rj_failed(j, "%s", why);
+		rj_after_quit(j);
+		return;
+	}
+	j->bev = bev;
+	retrieve_conn_own(bev, rj_on_read, rj_on_event, j, j->ctx.sc->retrieve_timeout);
+}
+
+/* Resolves and connects to the smarthost; -1 with the cause logged. */
 static int rj_connect(struct retrieve_job *j)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-	struct addrinfo *res = NULL;
-	struct timeval tv = {j->ctx.sc->retrieve_timeout, 0};
-	char port[16];
-	int rc;
+	struct buf why = BUF_INIT;
 
-	snprintf(port, sizeof(port), "%d", j->ctx.port);
-	if ((rc = getaddrinfo(j->host, port, &hints, &res)) != 0) {
-		rj_failed(j, "cannot resolve %s: %s", j->host, gai_strerror(rc));
-		return -1;
-	}
-	j->bev = bufferevent_socket_new(j->ctx.base, -1, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(j->bev, rj_on_read, NULL, rj_on_event, j);
-	bufferevent_set_timeouts(j->bev, &tv, &tv);
-	bufferevent_enable(j->bev, EV_READ | EV_WRITE);
-	rc = bufferevent_socket_connect(j->bev, res->ai_addr, (int)res->ai_addrlen);
-	freeaddrinfo(res);
-	if (rc < 0) {
-		rj_failed(j, "no connection to %s port %d", j->host, j->ctx.port);
-		return -1;
-	}
 	j->state = RJ_GREET;
-	return 0;
+	j->conn = retrieve_connect(j->ctx.base, j->ctx.cfg, j->host, j->ctx.port,
+				   j->ctx.sc->retrieve_timeout, rj_on_connect, j, &why);
+	if (j->conn == NULL)
+		rj_failed(j, "%s", buf_cstr(&why));
+	buf_free(&why);
+	return j->conn ? 0 : -1;
 }
 
 static struct retrieve_job *rj_etrn_run(const struct retrieval_ctx *ctx)
@@ -650,11 +793,8 @@ static struct retrieve_job *rj_turn_run(const struct retrieval_ctx *ctx)
 }
 
 static const struct retrieval rj_methods[] = {
-    {"none", rj_none_run},
-    {"etrn", rj_etrn_run},
-    {"command", rj_command_run},
-    {"atrn", rj_atrn_run},
-    {"turn", rj_turn_run},
+    {"none", rj_none_run}, {"etrn", rj_etrn_run}, {"command", rj_command_run},
+    {"atrn", rj_atrn_run}, {"turn", rj_turn_run},
 };
 
 const struct retrieval *retrieve_method(const char *name)

@@ -7,6 +7,9 @@
 #define DAEMON_RETRIEVE_H
 #include <stdio.h>
 
+#include <event2/event.h>
+
+#include "daemon/config.h"
 #include "daemon/session.h"
 #include "lib/buf.h"
 
@@ -25,6 +28,25 @@ int retrieve_config_line(struct session_config *sc, const char *key, const char 
 int retrieve_check(const struct session_config *sc, const char *path, struct buf *err);
 void retrieve_show(const struct session_config *sc, FILE *out);
 void retrieve_config_free(struct session_config *sc); /* the retrieval fields only */
+
+/* The connection of the etrn, atrn and turn clients: host resolved by the
+ * daemon's c-ares resolver (dns_servers; an address needs no DNS), its
+ * addresses tried in turn, each within timeout_s. cb runs once, from the
+ * loop: with the connected bufferevent (the caller's now, no callbacks set,
+ * reading off) and why NULL, or with bev NULL and why in words. NULL with
+ * why filled (cb not called) if no resolver can be made. */
+struct bufferevent;
+struct retrieve_conn;
+typedef void (*retrieve_conn_cb)(struct bufferevent *bev, const char *why, void *arg);
+struct retrieve_conn *retrieve_connect(struct event_base *base, const struct config *cfg,
+				       const char *host, int port, int timeout_s,
+				       retrieve_conn_cb cb, void *arg, struct buf *why);
+void retrieve_connect_cancel(struct retrieve_conn *c); /* NULL is fine; cb not called */
+/* Takes over the bev cb got: callbacks, timeout_s for reads and writes,
+ * reading and writing on. */
+void retrieve_conn_own(struct bufferevent *bev, void (*read_cb)(struct bufferevent *, void *),
+		       void (*event_cb)(struct bufferevent *, short, void *), void *arg,
+		       int timeout_s);
 
 /* What an ETRN reply code means (RFC 1985 section 5), in words. */
 const char *retrieve_etrn_meaning(int code);

@@ -13,6 +13,7 @@
 #include "daemon/routes.h"
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
+#include "smtp/tls.h"
 #include "smtp/smtp_addr.h"
 
 static const char *const type_names[] = {"smarthost", "mx", "local", "hold", "lmtp", "smtp"};
@@ -139,26 +140,6 @@ bad:
 	routes_error(c, "'%s' is not host[:port] (port 1 to 65535)", s);
 }
 
-/* "ab:CD:..." or "abcd..." -> 64 lower-case hex digits, or NULL. */
-static char *routes_fingerprint(const char *s)
-{
-	char *out = xmalloc(strlen(s) + 1);
-	size_t n = 0;
-
-	for (; *s; s++) {
-		if (*s == ':')
-			continue;
-		if (!isxdigit((unsigned char)*s))
-			break;
-		out[n++] = (char)tolower((unsigned char)*s);
-	}
-	out[n] = '\0';
-	if (*s == '\0' && n == 64)
-		return out;
-	free(out);
-	return NULL;
-}
-
 static int routes_name_valid(const char *s)
 {
 	size_t n = strlen(s);
@@ -210,7 +191,7 @@ static void routes_option(struct route_ctx *c, struct route *r, const char *key,
 		else
 			routes_set_str(c, &r->ca, key, v);
 	} else if (strcmp(key, "fingerprint") == 0) {
-		if (r->fingerprint || (r->fingerprint = routes_fingerprint(v)) == NULL)
+		if (r->fingerprint || (r->fingerprint = tls_fingerprint_parse(v)) == NULL)
 			routes_error(c, "fingerprint=%s: expected 64 hex digits (SHA-256), once",
 				     v);
 	} else if (strcmp(key, "port") == 0) {

@@ -25,6 +25,7 @@
 #include "daemon/delivery.h"
 #include "daemon/direct.h"
 #include "daemon/event.h"
+#include "daemon/mx.h"
 #include "daemon/retrieve.h"
 #include "daemon/routes.h"
 #include "daemon/session.h"
@@ -286,7 +287,7 @@ struct session {
 	struct link_report rep;
 	int up_rc;
 	char *hangup_reason;
-	char *entry_up; /* the entry that came up */
+	char *entry_up;			 /* the entry that came up */
 	struct retrieve_job *retrieving; /* inbound retrieval in progress, or NULL */
 	struct direct *direct;		 /* data = direct: SMTP over the line, or NULL */
 	unsigned direct_msgs;		 /* ... its counters once it ended */
@@ -423,39 +424,68 @@ static const struct route *sess_smarthost(const struct sessions *m, const char *
 	return any;
 }
 
-/* Connects to host:port within ms; fd or -1 with why. */
-static int sess_connect(const char *host, int port, int ms, struct buf *why)
+/* Connects to one "ip:port" within ms; fd, or -1 with errno set. */
+static int sess_connect_addr(const char *addr, int ms)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-	char portstr[16];
-	int fd, rc, err = 0;
-	socklen_t len = sizeof(err);
+	struct sockaddr_storage ss;
+	int len = sizeof(ss), fd, err = 0;
+	socklen_t elen = sizeof(err);
 	struct pollfd p;
 
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	if ((rc = getaddrinfo(host, portstr, &hints, &res)) != 0) {
-		buf_printf(why, "cannot resolve %s: %s", host, gai_strerror(rc));
+	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &len) < 0) {
+		errno = EINVAL;
 		return -1;
 	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		err = errno;
-	else if (connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
+		return -1;
+	if (connect(fd, (struct sockaddr *)&ss, (socklen_t)len) < 0) {
 		err = errno;
 		if (err == EINPROGRESS) {
 			p = (struct pollfd){fd, POLLOUT, 0};
 			err = poll(&p, 1, ms) == 1 ? 0 : ETIMEDOUT;
-			if (err == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			if (err == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
 				err = errno;
 		}
 	}
-	freeaddrinfo(res);
 	if (err == 0)
 		return fd;
-	buf_printf(why, "no connection to %s port %d (%s)", host, port, strerror(err));
-	if (fd >= 0)
-		close(fd);
+	close(fd);
+	errno = err;
 	return -1;
+}
+
+/* Connects to host:port within ms, the name resolved as outbound delivery
+ * resolves it (c-ares, dns_servers), each address in turn; fd or -1 with
+ * why. Runs in the dial worker, so it may block. */
+static int sess_connect(const struct config *cfg, const char *host, int port, int ms,
+			struct buf *why)
+{
+	struct strlist addrs = {0};
+	struct buf err = BUF_INIT;
+	int fd = -1, e = 0;
+	int64_t deadline = clock_usec() + (int64_t)ms * 1000;
+
+	if (mx_host_wait(&cfg->dns_servers, host, port, &addrs, &err) != Q_OK || addrs.n == 0) {
+		buf_printf(why, "cannot resolve %s: %s", host,
+			   err.len ? buf_cstr(&err) : "no address");
+		goto out;
+	}
+	for (size_t i = 0; i < addrs.n && fd < 0; i++) {
+		int64_t left = (deadline - clock_usec()) / 1000;
+		if (left <= 0)
+			break;
+		fd = sess_connect_addr(addrs.v[i], (int)left);
+		if (fd < 0)
+			e = errno;
+	}
+	if (fd < 0)
+		buf_printf(why, "no connection to %s port %d (%s)", host, port,
+			   strerror(e ? e : ETIMEDOUT));
+out:
+	strlist_free(&addrs);
+	buf_free(&err);
+	return fd;
 }
 
 /* Worker side (link_opts.check): the smarthost's 220 through the link. */
@@ -473,7 +503,7 @@ static int sess_check(void *arg, const char *entry, struct buf *why)
 	if (phonebook_find(m->cfg->phonebook, entry) &&
 	    phonebook_find(m->cfg->phonebook, entry)->data == PB_DATA_DIRECT)
 		return 0; /* no IP: the job on the line reads the hub's greeting */
-	fd = sess_connect(r->host, r->port, ms, why);
+	fd = sess_connect(m->cfg, r->host, r->port, ms, why);
 	if (fd < 0)
 		goto fail;
 	while (got < sizeof(greet) - 1 && !memchr(greet, '\n', got)) {
@@ -892,13 +922,16 @@ static void sess_on_tick(evutil_socket_t fd, short what, void *arg)
 	else if (s->busy_since_usec == 0)
 		s->busy_since_usec = now;
 	if ((s->busy_since_usec && now - s->busy_since_usec >= 2 * SESS_TICK_MS * 1000) ||
-	    smtp_server_sessions(m->smtp) > 0 || s->msgs_out_seen != s->msgs_out_linger ||
+	    smtp_server_inbound_sessions(m->smtp) > 0 || s->msgs_out_seen != s->msgs_out_linger ||
 	    s->msgs_in != s->msgs_in_linger) {
 		s->last_activity_usec = now;
 		s->msgs_out_linger = s->msgs_out_seen;
 		s->msgs_in_linger = s->msgs_in;
 	}
-	if (now - s->last_activity_usec >= (int64_t)m->sc->idle_timeout * 1000000)
+	/* Never in the middle of a delivery through the link (mail a LAN client
+	 * just submitted): a hang-up there cuts a transaction whose 250 may be
+	 * on its way, and the resend is a duplicate. */
+	if (now - s->last_activity_usec >= (int64_t)m->sc->idle_timeout * 1000000 && !sess_busy(m))
 		sess_hangup(m, "idle");
 }
 
@@ -1506,9 +1539,10 @@ void sessions_status(struct sessions *m, struct buf *out)
 		buf_printf(out, "\nsession: %s, %d rounds, %zu failed attempts", s->reason,
 			   s->rounds, s->n_failed);
 	if (s && s->state == SS_UP)
-		buf_printf(out, "\nactivity: outbound %s, %d SMTP sessions open, idle for %lld s",
-			   sess_busy(m) ? "busy" : "idle", smtp_server_sessions(m->smtp),
-			   (long long)((clock_usec() - s->last_activity_usec) / 1000000));
+		buf_printf(
+		    out, "\nactivity: outbound %s, %d inbound SMTP sessions open, idle for %lld s",
+		    sess_busy(m) ? "busy" : "idle", smtp_server_inbound_sessions(m->smtp),
+		    (long long)((clock_usec() - s->last_activity_usec) / 1000000));
 	sess_fmt_time(m->next_slot, t1, sizeof(t1));
 	buf_printf(out, "\nschedule: %s\nnext slot: %s",
 		   m->sc->schedule.n ? m->sc->schedule.text : "off", t1);
@@ -1531,7 +1565,7 @@ void sessions_note_message(struct sessions *m, const char *qid)
 		return;
 	memset(&env, 0, sizeof(env));
 	m->cur->msgs_in++;
-	if (queue_load(m->queue, qid, &env, NULL) == Q_OK)
+	if (queue_load_envelope(m->queue, qid, &env) == Q_OK)
 		m->cur->bytes_in += env.size;
 	q_env_free(&env);
 }

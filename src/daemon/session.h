@@ -45,6 +45,9 @@ struct session_config {
 	char *atrn_host;	     /* atrn_host = hub:366; NULL: the link route's smarthost */
 	struct strlist atrn_domains; /* atrn_domains = branch.example */
 	char *atrn_auth;	     /* atrn_auth = NAME in auth_file */
+	int atrn_tls;		     /* atrn_tls = opportunistic (enum odmr_tls, odmr_common.h) */
+	char *atrn_ca;		     /* atrn_ca = FILE: PEM CAs that must sign the hub's certificate */
+	char *atrn_fingerprint;	     /* atrn_fingerprint = sha256:HEX, kept as 64 lower-case hex */
 	unsigned atrn_set;
 };
 
@@ -109,7 +112,8 @@ int sessions_dial(struct sessions *m, const char *entry, const struct session_wa
 void sessions_unwatch(struct sessions *m, int id);
 /* "name: value" lines for dialmail status. */
 void sessions_status(struct sessions *m, struct buf *out);
-/* A message was queued (counts as inbound while a session is up). */
+/* A message from the provider's side was queued (counts as inbound while
+ * a session is up; LAN submissions are not passed here). */
 void sessions_note_message(struct sessions *m, const char *qid);
 
 #endif

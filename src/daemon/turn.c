@@ -2,7 +2,6 @@
  * TURN; 250 reverses the roles and smtp_server_adopt serves the provider on
  * the same connection until its QUIT; 502 or any other reply ends retrieval.
  * Invariant: every TURN use and its end is a warning event 4125. */
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include <event2/bufferevent.h>
 
 #include "daemon/event.h"
+#include "daemon/retrieve.h"
 #include "daemon/turn.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -46,6 +46,7 @@ struct turn_branch {
 	enum turn_state state;
 	struct buf reply; /* lines joined by "; " */
 	struct smtp_adopted *adopted;
+	struct retrieve_conn *conn; /* resolving and connecting */
 	struct event *ev_end;
 	int end_ok;
 	char *end_text;
@@ -77,6 +78,7 @@ void turn_branch_free(struct turn_branch *t)
 		return;
 	if (t->adopted)
 		smtp_server_adopt_forget(t->ctx.smtp, t->adopted);
+	retrieve_connect_cancel(t->conn);
 	if (t->bev)
 		bufferevent_free(t->bev);
 	if (t->ev_end)
@@ -239,16 +241,22 @@ static void turn_on_event(struct bufferevent *bev, short what, void *arg)
 					  : "failed");
 }
 
+static void turn_connected(struct bufferevent *bev, const char *why, void *arg)
+{
+	struct turn_branch *t = arg;
+
+	t->conn = NULL;
+	if (bev == NULL)
+		return turn_end(t, 0, "%s", why);
+	t->bev = bev;
+	retrieve_conn_own(bev, turn_on_read, turn_on_event, t, t->ctx.sc->retrieve_timeout);
+}
+
 struct turn_branch *turn_branch_start(const struct retrieval_ctx *ctx,
 				      void (*done)(int ok, const char *text, void *arg), void *arg,
 				      struct buf *why)
 {
 	struct turn_branch *t = xcalloc(1, sizeof(*t));
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-	struct addrinfo *res = NULL;
-	struct timeval tv = {ctx->sc->retrieve_timeout, 0};
-	char port[16];
-	int rc;
 
 	t->ctx = *ctx;
 	t->done = done;
@@ -262,22 +270,11 @@ struct turn_branch *turn_branch_start(const struct retrieval_ctx *ctx,
 		goto fail;
 	}
 	t->host = xstrdup(ctx->host);
-	snprintf(port, sizeof(port), "%d", ctx->port);
-	if ((rc = getaddrinfo(t->host, port, &hints, &res)) != 0) {
-		buf_printf(why, "cannot resolve %s: %s", t->host, gai_strerror(rc));
-		goto fail;
-	}
-	t->bev = bufferevent_socket_new(ctx->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(t->bev, turn_on_read, NULL, turn_on_event, t);
-	bufferevent_set_timeouts(t->bev, &tv, &tv);
-	bufferevent_enable(t->bev, EV_READ | EV_WRITE);
-	rc = bufferevent_socket_connect(t->bev, res->ai_addr, (int)res->ai_addrlen);
-	freeaddrinfo(res);
-	if (rc < 0) {
-		buf_printf(why, "no connection to %s port %d", t->host, ctx->port);
-		goto fail;
-	}
 	t->state = TS_GREET;
+	t->conn = retrieve_connect(ctx->base, ctx->cfg, t->host, ctx->port,
+				   ctx->sc->retrieve_timeout, turn_connected, t, why);
+	if (t->conn == NULL)
+		goto fail;
 	return t;
 fail:
 	turn_branch_free(t);

@@ -16,8 +16,8 @@ struct turn_branch;
  * line in err; returns the number of problems (0 or 1). */
 int turn_config_check(const struct config *cfg, const char *path, struct buf *err);
 
-/* Connects to ctx->host port ctx->port; NULL with why filled when it cannot
- * start (done is then not called). */
+/* Resolves (retrieve_connect) and connects to ctx->host port ctx->port;
+ * NULL with why filled when it cannot start (done is then not called). */
 struct turn_branch *turn_branch_start(const struct retrieval_ctx *ctx,
 				      void (*done)(int ok, const char *text, void *arg), void *arg,
 				      struct buf *why);

@@ -805,8 +805,10 @@ int link_check_poll(struct link *l, struct cause *c)
 	r = waitpid(l->check_pid, &status, WNOHANG);
 	if (r == 0 && now < l->check_deadline)
 		return 1;
-	if (r == 0) {
-		link_reap(l->check_pid);
+	if (r == 0) { /* on the daemon's loop: no waiting for a polite exit */
+		kill(-l->check_pid, SIGKILL);
+		kill(l->check_pid, SIGKILL);
+		waitpid(l->check_pid, &status, 0);
 		l->check_pid = 0;
 		cause_set(c, CAUSE_CMD_TIMEOUT, NULL);
 		snprintf(c->words, sizeof(c->words), "check '%.60s' ran longer than %d ms",

@@ -200,24 +200,25 @@ int modem_dial(struct modem *m, const char *number, struct cause *c)
 int modem_wait_ring(struct modem *m, int timeout_ms, struct cause *c)
 {
 	long long deadline = serial_mono_ms() + timeout_ms;
-	char data[128];
+	char ch;
 
+	/* One byte at a time (RINGs are a few bytes every few seconds), so
+	 * nothing after a RING is consumed before the next call. */
 	while (serial_mono_ms() < deadline) {
-		ssize_t n = serial_read(&m->port, data, sizeof(data),
-					(int)(deadline - serial_mono_ms()), c);
+		ssize_t n = serial_read(&m->port, &ch, 1, (int)(deadline - serial_mono_ms()), c);
 		if (n < 0)
 			return -1;
-		for (ssize_t i = 0; i < n; i++) {
-			if (data[i] != '\r' && data[i] != '\n') {
-				if (m->rlen < sizeof(m->rline) - 1)
-					m->rline[m->rlen++] = data[i];
-				continue;
-			}
-			m->rline[m->rlen] = '\0';
-			m->rlen = 0;
-			if (strcasecmp(m->rline, "RING") == 0 || strcmp(m->rline, "2") == 0)
-				return 1; /* what follows the RING is read next time */
+		if (n == 0)
+			continue;
+		if (ch != '\r' && ch != '\n') {
+			if (m->rlen < sizeof(m->rline) - 1)
+				m->rline[m->rlen++] = ch;
+			continue;
 		}
+		m->rline[m->rlen] = '\0';
+		m->rlen = 0;
+		if (strcasecmp(m->rline, "RING") == 0 || strcmp(m->rline, "2") == 0)
+			return 1;
 	}
 	return 0;
 }

@@ -32,6 +32,7 @@
 #include "lib/xmalloc.h"
 #include "smtp/dsn.h"
 #include "smtp/smtp_client.h"
+#include "smtp/tls.h"
 
 #define SMTPC_LINE_MAX	4096	  /* longest reply line we accept */
 #define SMTPC_REPLY_MAX 65536	  /* longest multi-line reply */
@@ -440,15 +441,28 @@ static void smtpc_timer_set(struct smtpc *c, int ms)
 }
 
 /* Arms the reply timer for the oldest command still waiting for its reply. */
+/* The reply timeout of the oldest command runs from the moment everything
+ * we wrote has left (RFC 5321 4.5.3.2: a slow line must not eat the 10
+ * minutes of the final dot while the message is still crossing it); until
+ * then the write timeout (smtp_data_block_timeout) watches the progress. */
 static void smtpc_timer_arm(struct smtpc *c)
 {
 	if (c->phase == PH_DONE)
 		return;
-	if (c->pend_len == 0) {
+	if (c->pend_len == 0 || (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)))) {
 		event_del(c->ev_timer);
 		return;
 	}
 	smtpc_timer_set(c, smtpc_cmd_timeout(c, c->pend[c->pend_head].cmd));
+}
+
+/* Our output left: the oldest command's reply timeout starts now. */
+static void smtpc_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtpc *c = arg;
+
+	if (c->phase != PH_TLS && c->phase != PH_CONNECT && !evtimer_pending(c->ev_timer, NULL))
+		smtpc_timer_arm(c);
 }
 
 /* 1 when every reply but QUIT's is in: the session's work is done. */
@@ -1096,37 +1110,6 @@ static void smtpc_read_cb(struct bufferevent *bev, void *arg)
 
 /* --------------------------------------------------------------- TLS */
 
-static int smtpc_hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	ch |= 0x20;
-	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
-/* 1 if the peer certificate's SHA-256 equals the configured pin. */
-static int smtpc_pin_ok(struct smtpc *c, X509 *cert)
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0, k = 0;
-	const char *p = c->opt.fingerprint;
-
-	if (!X509_digest(cert, EVP_sha256(), md, &mdlen))
-		return 0;
-	for (; *p && k < mdlen; p++) {
-		int hi, lo;
-
-		if (*p == ':')
-			continue;
-		hi = smtpc_hexval(p[0]);
-		lo = p[1] ? smtpc_hexval(p[1]) : -1;
-		if (hi < 0 || lo < 0 || md[k++] != (unsigned char)(hi << 4 | lo))
-			return 0;
-		p++;
-	}
-	return k == mdlen && *p == '\0';
-}
-
 /* After the handshake: verification result and pin. 0 or -1 (aborted). */
 static int smtpc_tls_check(struct smtpc *c)
 {
@@ -1141,7 +1124,7 @@ static int smtpc_tls_check(struct smtpc *c)
 	if (c->opt.tls_verify && vr != X509_V_OK)
 		smtpc_abort(c, SMTPC_TLS_FAILED, "TLS certificate verification failed: %s",
 			    X509_verify_cert_error_string(vr));
-	else if (c->opt.fingerprint && !smtpc_pin_ok(c, cert))
+	else if (c->opt.fingerprint && !tls_pin_matches(cert, c->opt.fingerprint))
 		smtpc_abort(c, SMTPC_TLS_FAILED,
 			    "TLS certificate fingerprint does not match the pin");
 	else
@@ -1167,23 +1150,9 @@ static void smtpc_tls_up(struct smtpc *c)
 static SSL *smtpc_ssl_new(struct smtpc *c)
 {
 	SSL *ssl = SSL_new(c->ssl_ctx);
-	const char *name = c->opt.server_name;
-	unsigned char tmp[16];
-	int ip;
 
-	if (ssl == NULL || name == NULL)
-		return ssl;
-	ip = inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
-	if (!ip)
-		SSL_set_tlsext_host_name(ssl, name);
-	if (c->opt.tls_verify) {
-		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
-
-		if (ip)
-			X509_VERIFY_PARAM_set1_ip_asc(vp, name);
-		else
-			X509_VERIFY_PARAM_set1_host(vp, name, 0);
-	}
+	if (ssl)
+		tls_client_name(ssl, c->opt.server_name, c->opt.tls_verify);
 	return ssl;
 }
 
@@ -1211,7 +1180,7 @@ static void smtpc_start_tls(struct smtpc *c)
 	c->bev = tb;
 	c->phase = PH_TLS;
 	smtpc_set_write_timeout(c);
-	bufferevent_setcb(tb, smtpc_read_cb, NULL, smtpc_event_cb, c);
+	bufferevent_setcb(tb, smtpc_read_cb, smtpc_write_cb, smtpc_event_cb, c);
 	bufferevent_enable(tb, EV_READ | EV_WRITE);
 	smtpc_timer_set(c, smtpc_ms(c->opt.t.tls, 120000));
 }
@@ -1397,7 +1366,7 @@ static int smtpc_begin(struct smtpc *c, struct bufferevent *bev, enum phase ph)
 {
 	c->bev = bev;
 	c->phase = ph;
-	bufferevent_setcb(bev, smtpc_read_cb, NULL, smtpc_event_cb, c);
+	bufferevent_setcb(bev, smtpc_read_cb, smtpc_write_cb, smtpc_event_cb, c);
 	bufferevent_set_max_single_write(bev, SMTPC_WRITE_MAX);
 	smtpc_set_write_timeout(c);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);

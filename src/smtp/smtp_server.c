@@ -95,6 +95,7 @@ struct session {
 	struct bufferevent *bev;
 	char addr[INET6_ADDRSTRLEN];
 	int in_mynetworks;
+	int inbound; /* the provider's side (provider_networks, else outside mynetworks; adopted) */
 	int esmtp;
 	char *helo;
 	int state;
@@ -132,7 +133,7 @@ struct smtp_server {
 	struct event_base *base;
 	const struct config *cfg;
 	struct queue *q;
-	void (*on_commit)(const char *qid, void *arg);
+	void (*on_commit)(const char *qid, int inbound, void *arg);
 	void *arg;
 	struct evconnlistener **lev;
 	size_t nlev;
@@ -933,7 +934,7 @@ static void sess_queued(struct session *s, const char *msgid)
 	for (size_t i = 0; i < e->nrcpt; i++)
 		track(TRK_RECEIVED, e->id, msgid, e->sender, e->rcpt[i].addr, s->addr);
 	if (s->srv->on_commit)
-		s->srv->on_commit(e->id, s->srv->arg);
+		s->srv->on_commit(e->id, s->inbound, s->srv->arg);
 }
 
 static void sess_commit_failed(struct session *s, int rc, int err)
@@ -1840,6 +1841,9 @@ static void sess_new(struct smtp_server *srv, evutil_socket_t fd, struct sockadd
 
 	sockaddr_host(sa, s->addr, sizeof(s->addr));
 	s->in_mynetworks = cidr_match_any(cfg->mynetworks, cfg->n_mynetworks, sa);
+	s->inbound = cfg->n_provider_networks
+			 ? cidr_match_any(cfg->provider_networks, cfg->n_provider_networks, sa)
+			 : !s->in_mynetworks;
 	sess_start(srv, s, bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE));
 }
 
@@ -1852,6 +1856,7 @@ struct smtp_adopted *smtp_server_adopt(struct smtp_server *srv, struct buffereve
 	snprintf(s->addr, sizeof(s->addr), "%s", peer);
 	s->on_close = on_close;
 	s->close_arg = arg;
+	s->inbound = 1; /* the far end of ATRN or TURN: the provider */
 	sess_start(srv, s, bev);
 	s->tls = tls;
 	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
@@ -2063,7 +2068,8 @@ static void srv_tls_start(struct smtp_server *srv)
 }
 
 struct smtp_server *smtp_server_new(struct event_base *base, const struct config *cfg,
-				    struct queue *q, void (*on_commit)(const char *qid, void *arg),
+				    struct queue *q,
+				    void (*on_commit)(const char *qid, int inbound, void *arg),
 				    void *arg)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
@@ -2107,6 +2113,15 @@ void smtp_server_set_odmr(struct smtp_server *srv,
 int smtp_server_sessions(const struct smtp_server *srv)
 {
 	return srv ? srv->nsessions : 0;
+}
+
+int smtp_server_inbound_sessions(const struct smtp_server *srv)
+{
+	int n = 0;
+
+	for (const struct session *s = srv ? srv->sessions : NULL; s; s = s->next)
+		n += s->inbound;
+	return n;
 }
 
 void smtp_server_free(struct smtp_server *srv)

@@ -10,15 +10,21 @@
 
 struct smtp_server;
 
-/* on_commit is called after each message is durably queued (for delivery). */
+/* on_commit is called after each message is durably queued (for delivery);
+ * inbound: it came from the provider's side (provider_networks, else a
+ * client outside mynetworks, or an adopted session), not from the LAN. */
 struct smtp_server *smtp_server_new(struct event_base *base, const struct config *cfg,
-				    struct queue *q, void (*on_commit)(const char *qid, void *arg),
+				    struct queue *q,
+				    void (*on_commit)(const char *qid, int inbound, void *arg),
 				    void *arg);
 /* Listens on "host:port" or "[v6]:port". -1 (event 1003 logged) on failure. */
 int smtp_server_listen(struct smtp_server *srv, const char *addr);
 void smtp_server_free(struct smtp_server *srv);
-/* SMTP sessions open now (a dial-up session stays up while any are). */
+/* SMTP sessions open now. */
 int smtp_server_sessions(const struct smtp_server *srv);
+/* ... of them, the provider's side (see on_commit): a dial-up session stays
+ * up while any is open; LAN clients do not keep a line up. */
+int smtp_server_inbound_sessions(const struct smtp_server *srv);
 /* The hub's ETRN (daemon/hub.h: hub_etrn): offered in EHLO and answered
  * with etrn's one-line reply while set. */
 void smtp_server_set_etrn(struct smtp_server *srv,

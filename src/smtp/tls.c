@@ -1,11 +1,20 @@
 /* TLS server contexts from PEM certificate and key files, shared by the SMTP
- * server (and later the ODMR server). Invariant: no context leaves here
- * without a certificate, its matching private key, and a TLS 1.2 floor. */
+ * server and the ODMR server, and the client checks (name, pin) shared by
+ * every TLS client. Invariant: no server context leaves here without a
+ * certificate, its matching private key, and a TLS 1.2 floor. */
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+
+#include "lib/xmalloc.h"
 
 #include "smtp/tls.h"
 
@@ -72,4 +81,63 @@ SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, struct buf 
 fail:
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+char *tls_fingerprint_parse(const char *s)
+{
+	char *out = xmalloc(strlen(s) + 1);
+	size_t n = 0;
+
+	if (strncasecmp(s, "sha256:", 7) == 0)
+		s += 7;
+	for (; *s; s++) {
+		if (*s == ':')
+			continue;
+		if (!isxdigit((unsigned char)*s) || n == 64)
+			break;
+		out[n++] = (char)tolower((unsigned char)*s);
+	}
+	out[n] = '\0';
+	if (*s == '\0' && n == 64)
+		return out;
+	free(out);
+	return NULL;
+}
+
+int tls_pin_matches(X509 *cert, const char *pin)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	char hex[2 * EVP_MAX_MD_SIZE + 1], *want = tls_fingerprint_parse(pin);
+	int ok;
+
+	if (want == NULL || !X509_digest(cert, EVP_sha256(), md, &n)) {
+		free(want);
+		return 0;
+	}
+	for (unsigned i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	hex[2 * n] = '\0';
+	ok = strcmp(hex, want) == 0;
+	free(want);
+	return ok;
+}
+
+void tls_client_name(SSL *ssl, const char *name, int verify)
+{
+	unsigned char tmp[16];
+	int ip;
+
+	if (name == NULL)
+		return;
+	ip = inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
+	if (!ip)
+		SSL_set_tlsext_host_name(ssl, name);
+	if (verify) {
+		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+		if (ip)
+			X509_VERIFY_PARAM_set1_ip_asc(vp, name);
+		else
+			X509_VERIFY_PARAM_set1_host(vp, name, 0);
+	}
 }

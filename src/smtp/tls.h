@@ -1,6 +1,7 @@
-/* TLS contexts for the SMTP server side (STARTTLS, RFC 3207) from PEM files.
- * Invariant: a context returned here has a certificate and a matching key
- * loaded and refuses protocol versions below TLS 1.2. */
+/* TLS contexts for the SMTP server side (STARTTLS, RFC 3207) from PEM files,
+ * and the checks every TLS client here shares (name, certificate pin).
+ * Invariant: a server context returned here has a certificate and a
+ * matching key loaded and refuses protocol versions below TLS 1.2. */
 #ifndef SMTP_TLS_H
 #define SMTP_TLS_H
 #include <openssl/ssl.h>
@@ -12,5 +13,17 @@
 SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, struct buf *err);
 /* The text of OpenSSL's most recent error (and clears the error queue). */
 const char *tls_error_text(char *out, size_t len);
+
+/* --- client side (smtp_client.c, the ATRN and direct-line clients) ------- */
+
+/* A pin as configured, "sha256:AB:cd:..." or "abcd..." (the prefix and the
+ * colons optional) -> 64 lower-case hex digits; NULL if it is not one.
+ * Caller frees. */
+char *tls_fingerprint_parse(const char *s);
+/* 1 if the SHA-256 of cert (DER) is the pin (any form tls_fingerprint_parse takes). */
+int tls_pin_matches(X509 *cert, const char *pin);
+/* Sets SNI for a host name (not for an address) and, when verify, the name
+ * or address the peer's certificate must carry. name NULL: nothing. */
+void tls_client_name(SSL *ssl, const char *name, int verify);
 
 #endif

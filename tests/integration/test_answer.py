@@ -5,6 +5,7 @@
 # ATRN, the held mail back, QUIT, hang-up (DTR drop), ready for the next
 # call. Invariant: every process is stopped by PID, every wait is bounded.
 import os
+import time
 import sys
 from pathlib import Path
 
@@ -139,16 +140,53 @@ def test_answer_line_without_its_device_is_logged_and_smtp_goes_on(daemon, tmp_p
 def test_answer_section_checked_and_shown(run_cli, tmp_path):
     bad = tmp_path / "bad.conf"
     bad.write_text("[answer a]\nrings = 2\n[answer b]\ndevice = /dev/ttyS1\nnumbers = 1\n"
-                   "[answer c]\ndevice = /dev/ttyS2\nrings = 99\n")
+                   "[answer c]\ndevice = /dev/ttyS2\nrings = 99\n"
+                   "[phonebook isp]\ndevice = /dev/ttyS2\nnumbers = 5551234\n")
     r = run_cli("check-config", "--config", str(bad))
     assert r.returncode != 0
     assert "bad.conf:1: [answer a]: an answer line needs a device" in r.stderr, r.stderr
     assert "bad.conf:5: numbers: unknown answer line field in [answer b]" in r.stderr, r.stderr
     assert "bad.conf:8: rings: 99 is out of range (1 to 20)" in r.stderr, r.stderr
+    assert "[answer c]: device /dev/ttyS2 is also the modem of [phonebook isp]" in r.stderr, \
+        r.stderr
+    assert "callers must authenticate: set auth_users_file" in r.stderr, r.stderr
     good = tmp_path / "good.conf"
-    good.write_text("[answer hubmodem]\ndevice = /dev/ttyS1\nrings = 3\n")
+    good.write_text("auth_users_file = %s\n[answer hubmodem]\ndevice = /dev/ttyS1\n"
+                    "rings = 3\n" % users_file(tmp_path))
     r = run_cli("show-config", "--config", str(good))
     assert r.returncode == 0, r.stderr
     block = r.stdout[r.stdout.index("[answer hubmodem]"):]
     assert "device = /dev/ttyS1" in block and "rings = 3" in block
     assert "answer_timeout = 1m" in block and "numbers" not in block
+
+
+def test_large_messages_both_ways_at_line_speed(daemon, tmp_path, line):
+    """Messages that take longer to cross the line than the reply timeout
+    of their final dot: the relays pass the line's pace back to the SMTP
+    clients (the hub's after ATRN, the branch's outbound), whose timer for
+    the reply starts once the data has left, not when it was queued."""
+    site_modem, hub_modem = line()
+    # ~160 KB take 14 s at 115200 bps; what the relays, the pty and the
+    # modem hold at the end crosses in about 4 s
+    h = answering_hub(daemon, tmp_path, hub_modem.link, "smtp_data_done_timeout = 7s")
+    big_in = message("big held", body=("held " + "y" * 93 + "\r\n") * 1600)
+    big_out = message("big out", body=("sent " + "z" * 93 + "\r\n") * 1600)
+    assert send_message(h.port, "s@sender.example", ["bob@branch.example"], big_in).code == 250
+    before = set(h.queue_ids())
+    br = branch(daemon, tmp_path, site_modem.link)
+    br.stop()
+    br.config.write_text(br.config.read_text().replace(
+        "hostname = gw.branch.example", "hostname = gw.branch.example\n"
+        "smtp_data_done_timeout = 7s"))
+    br.start()
+    assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
+                        big_out).code == 250
+    t0 = time.monotonic()
+    r = dial(br, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert time.monotonic() - t0 > 25  # 2 x 160 KB at 115200 bps: it did take the time
+    assert wait_until(lambda: len(br.maildir_files("bob")) == 1, 10), (r.stdout, br.events())
+    assert maildir_has(br.maildir_files("bob"), big_in) == 1
+    new = [q for q in h.queue_ids() if q not in before]
+    assert len(new) == 1 and big_out in (h.dir / "queue" / new[0]).read_bytes()
+    assert br.queue_ids() == [] and not br.events_with(3002), br.events_with(3002)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, message, send_message, wait_until
-from test_odmr import PASSWORD, USER, hub
+from test_odmr import PASSWORD, USER, CutProxy, hub
+from test_odmr_tls import pki, tls_hub  # noqa: F401 (pki is a fixture)
 from test_session import dial, ledger
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +37,8 @@ def modem(modems, tmp_path, target_port, *args):
     return m
 
 
-def branch(daemon, tmp_path, link):
+def branch(daemon, tmp_path, link, *session):
+    """A branch whose entry hubline is data = direct; session: more [session] lines."""
     lock = tmp_path / "lock"
     lock.mkdir(exist_ok=True)
     auth = tmp_path / "branch-auth"
@@ -51,7 +53,7 @@ def branch(daemon, tmp_path, link):
                   "at_timeout = 1s", "dial_timeout = 5s",
                   "[session]", "retrieve = atrn", "atrn_domains = branch.example",
                   "atrn_auth = hub", "idle_timeout = 1s", "check_timeout = 3s",
-                  "retrieve_timeout = 10s")
+                  "retrieve_timeout = 10s", *session)
 
 
 def hub_queue_bodies(h):
@@ -67,17 +69,19 @@ def maildir_has(files, body):
     return sum(f.read_bytes().endswith(want) for f in files)
 
 
-def test_outbound_then_atrn_on_one_circuit(daemon, tmp_path, modems):
-    # other.example mail stays held at the hub (hold_domains), so it can be
-    # found there byte-exact after it crossed the line.
-    h = hub(daemon, tmp_path)
-    held = [message("held %d" % i, body="held body %d\r\n..leading dot" % i) for i in range(2)]
+def exchange(daemon, tmp_path, modems, h, target_port, *session):
+    """Two messages held for bob at hub h, one outbound message queued at a
+    new branch, one call through modemsim to target_port: both directions
+    arrive byte-exact. Returns (branch, dial result, the outbound message as
+    the hub queued it). other.example mail stays held at the hub
+    (hold_domains), so it can be found there after it crossed the line."""
+    held = [message("held %d" % i, body="held secret %d\r\n..leading dot" % i) for i in range(2)]
     for b in held:
         assert send_message(h.port, "s@sender.example", ["bob@branch.example"], b).code == 250
     before = set(h.queue_ids())
-    m = modem(modems, tmp_path, h.odmr_port)
-    br = branch(daemon, tmp_path, m.link)
-    out = message("from the branch", body="outbound body\r\n..dot")
+    m = modem(modems, tmp_path, target_port)
+    br = branch(daemon, tmp_path, m.link, *session)
+    out = message("from the branch", body="outbound secret\r\n..dot")
     assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
                         out).code == 250
     r = dial(br)
@@ -89,14 +93,20 @@ def test_outbound_then_atrn_on_one_circuit(daemon, tmp_path, modems):
         assert maildir_has(files, b.replace(b"\r\n..", b"\r\n.")) == 1, b
     # Outbound mail went over the line and is queued at the hub.
     assert br.queue_ids() == [], br.events()
-    assert br.events_with(3001) and "over the line" in br.events_with(3001)[0]["text"]
     new = [q for q in h.queue_ids() if q not in before]
     assert len(new) == 1, (h.queue_ids(), before)
     data = (h.dir / "queue" / new[0]).read_bytes()
     assert out.replace(b"\r\n..", b"\r\n.") in data, data
     assert b"remote@other.example" in data
-    # The held mail left the hub, the session told the story.
+    # The held mail left the hub.
     assert wait_until(lambda: h.queue_ids() == new, 5), h.queue_ids()
+    return br, r, data
+
+
+def test_outbound_then_atrn_on_one_circuit(daemon, tmp_path, modems):
+    h = hub(daemon, tmp_path)
+    br, r, _ = exchange(daemon, tmp_path, modems, h, h.odmr_port)
+    assert br.events_with(3001) and "over the line" in br.events_with(3001)[0]["text"]
     assert h.events_with(2031)
     led = ledger(br)[-1]
     assert led["result"] == "ok" and led["messages_out"] == 1 and led["messages_in"] == 2, led
@@ -129,3 +139,46 @@ def test_line_dropped_mid_atrn_loses_nothing(daemon, tmp_path, modems):
     assert wait_until(lambda: h.queue_ids() == [], 5)
     assert len(br.events_with(2023)) == first + held - 3, br.events_with(2023)
 
+
+
+# --- STARTTLS on the line -------------------------------------------------------------
+
+
+def test_starttls_on_the_line(daemon, tmp_path, modems, pki):
+    h = tls_hub(daemon, tmp_path, pki)
+    t = CutProxy(("127.0.0.1", h.odmr_port), None)  # keeps the call's bytes
+    try:
+        br, _, data = exchange(daemon, tmp_path, modems, h, t.port, "atrn_tls = required",
+                               "atrn_ca = %s" % pki["ca"], "atrn_host = localhost")
+    finally:
+        t.stop()
+    assert all(b"with ESMTPS" in f.read_bytes() for f in br.maildir_files("bob"))  # under TLS
+    assert b"with ESMTPSA" in data, data
+    steps = [e["text"] for e in br.events_with(4124) if "TLS started" in e["text"]]
+    assert len(steps) == 1 and "certificate verified" in steps[0], br.events_with(4124)
+    assert ledger(br)[-1]["result"] == "ok"
+    # On the line: the greeting, EHLO and STARTTLS in clear, then only TLS.
+    up, down = bytes(t.up), bytes(t.down)
+    assert up.startswith(b"EHLO gw.branch.example\r\nSTARTTLS\r\n"), up[:80]
+    clear_end = down.index(b"\r\n", down.index(b"\r\n220 ") + 2) + 2  # the 220 to STARTTLS
+    assert b"ATRN" in down[:clear_end]  # the first EHLO reply, in clear
+    for secret in (b"secret", b"AUTH", b"ATRN", b"MAIL FROM", b"bob@branch.example",
+                   b"remote@other.example"):
+        assert secret not in up and secret not in down[clear_end:], secret
+    assert len(down) - clear_end > 2000  # the held mail did cross, encrypted
+
+
+def test_starttls_on_the_line_wrong_ca(daemon, tmp_path, modems, pki):
+    h = tls_hub(daemon, tmp_path, pki)
+    assert send_message(h.port, "s@sender.example", ["bob@branch.example"],
+                        message("stays held")).code == 250
+    m = modem(modems, tmp_path, h.odmr_port)
+    br = branch(daemon, tmp_path, m.link, "atrn_tls = required",
+                "atrn_ca = %s" % pki["other_ca"])
+    assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
+                        message("stays queued")).code == 250
+    dial(br)
+    ev = br.wait_event(4124, 10, pred=lambda e: "does not verify" in e["text"])
+    assert ev and "nothing sent" in ev[0]["text"], br.events()
+    assert len(br.queue_ids()) == 1 and br.maildir_files("bob") == []
+    assert len(h.queue_ids()) == 1 and not h.events_with(2031)

@@ -18,6 +18,7 @@ from conftest import SmtpRaw, free_port, message, send_message, wait_until
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 from smtp_recorder import Recorder  # noqa: E402
+from test_mx import ZONE, dns  # noqa: E402,F401 (dns is a fixture)
 
 
 @pytest.fixture
@@ -290,13 +291,20 @@ def test_dedup_window_zero_delivers_every_copy(daemon):
 
 # --- both ends: a dialmail branch asks a dialmail hub --------------------------------
 
-def test_dialmail_branch_etrn_against_dialmail_hub(daemon, tmp_path):
+@pytest.mark.parametrize("by_name", [False, True], ids=["address", "name"])
+def test_dialmail_branch_etrn_against_dialmail_hub(daemon, tmp_path, dns, by_name):
     """The branch dials through modemsim to the hub's SMTP port, sends its
     outbound mail through the hub, sends ETRN, and the hub delivers the held
     mail to the branch's listen port (the ETRN client's address on
-    etrn_default_port); the session hangs up after it arrived."""
+    etrn_default_port); the session hangs up after it arrived. By name: the
+    route's smarthost is a name only the test's DNS server knows, resolved
+    (c-ares, dns_servers) by the link check, delivery and the ETRN client."""
     from modem import ModemSim
     from test_session import MODEMSIM, dial
+    top, host = [], "127.0.0.1"
+    if by_name:
+        d = dns("--host-record=isp-gw.%s,127.0.0.1" % ZONE)
+        top, host = ["dns_servers = 127.0.0.1:%d" % d.port], "isp-gw.%s" % ZONE
     branch_port = free_port()
     hub_d = daemon("hold_domains = branch.example", "mynetworks = 192.0.2.0/24",
                    "etrn_clients = 127.0.0.1/32", "etrn_default_port = %d" % branch_port,
@@ -313,8 +321,9 @@ def test_dialmail_branch_etrn_against_dialmail_hub(daemon, tmp_path):
     sim.start()
     try:
         br = daemon("lock_dir = %s" % lock, "queue_run_interval = 1s",
-                    "local_domains = branch.example", "local_recipients = user",
-                    "[routes]", "hub.example = smarthost 127.0.0.1:%d via=isp" % gw,
+                    "local_domains = branch.example", "local_recipients = user", *top,
+                    "provider_networks = 127.0.0.1/32",  # the hub comes over loopback
+                    "[routes]", "hub.example = smarthost %s:%d via=isp" % (host, gw),
                     "[phonebook isp]", "device = %s" % sim.link, "numbers = 5551234",
                     "at_timeout = 1s", "dial_timeout = 5s",
                     "[session]", "retrieve = etrn", "etrn_domains = branch.example",
@@ -334,5 +343,8 @@ def test_dialmail_branch_etrn_against_dialmail_hub(daemon, tmp_path):
         assert "inbound SMTP session ended" in br.events_with(4123)[0]["text"]
         assert hub_d.events_with(2030)
         assert wait_until(lambda: hub_d.queue_ids() == [], 5)
+        if by_name:
+            assert "isp-gw.%s" % ZONE in d.queries(), d.queries()
+            assert "isp-gw.%s port %d answered" % (ZONE, gw) in br.events_with(4111)[0]["text"]
     finally:
         sim.stop()

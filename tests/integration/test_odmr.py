@@ -147,17 +147,20 @@ def test_hub_keeps_unacknowledged_mail(daemon, tmp_path):
 
 # --- dialmail branch <-> dialmail hub --------------------------------------------
 
-def branch(daemon, tmp_path, hub_target, password=PASSWORD, domains="branch.example"):
+def branch(daemon, tmp_path, hub_target, *session, password=PASSWORD, domains="branch.example",
+           top=()):
+    """A branch with retrieve = atrn; session: more [session] lines, top:
+    more global ones."""
     auth = tmp_path / ("branch-auth-%s" % password)
     auth.write_text("hub %s %s\n" % (USER, password))
     auth.chmod(0o600)
     return daemon("hostname = gw.branch.example", "local_domains = branch.example",
                   "local_recipients = bob", "queue_run_interval = 1s",
-                  "auth_file = %s" % auth,
+                  "auth_file = %s" % auth, *top,
                   "[phonebook lan]", "type = always",
                   "[session]", "retrieve = atrn", "atrn_host = %s" % hub_target,
                   "atrn_domains = %s" % domains, "atrn_auth = hub", "idle_timeout = 1s",
-                  "retrieve_timeout = 10s")
+                  "retrieve_timeout = 10s", *session)
 
 
 def test_dialmail_branch_atrn_from_dialmail_hub(daemon, tmp_path):
@@ -204,10 +207,12 @@ def test_branch_wrong_password_or_foreign_domain(daemon, tmp_path):
 
 class CutProxy:
     """TCP proxy to target that cuts both sides once `limit` octets went
-    from the hub to the branch (the first connection only)."""
+    from the hub to the branch (the first connection only; None: never).
+    up and down keep every octet each way."""
 
     def __init__(self, target, limit):
         self.target, self.limit = target, limit
+        self.up, self.down = bytearray(), bytearray()
         self.ls = socket.socket()
         self.ls.bind(("127.0.0.1", 0))
         self.ls.listen(4)
@@ -229,10 +234,11 @@ class CutProxy:
             self.conns += 1
             b = socket.create_connection(self.target)
             limit = self.limit if self.conns == 1 else None
-            threading.Thread(target=self.pipe, args=(a, b, None), daemon=True).start()
-            threading.Thread(target=self.pipe, args=(b, a, limit), daemon=True).start()
+            threading.Thread(target=self.pipe, args=(a, b, None, self.up), daemon=True).start()
+            threading.Thread(target=self.pipe, args=(b, a, limit, self.down),
+                             daemon=True).start()
 
-    def pipe(self, src, dst, limit):
+    def pipe(self, src, dst, limit, keep):
         sent = 0
         try:
             while True:
@@ -240,8 +246,10 @@ class CutProxy:
                 if not data:
                     break
                 if limit is not None and sent + len(data) >= limit:
+                    keep += data[: limit - sent]
                     dst.sendall(data[: limit - sent])
                     break
+                keep += data
                 dst.sendall(data)
                 sent += len(data)
         except OSError:

@@ -385,6 +385,28 @@ def test_lmtp_route_for_a_local_domain(daemon, recorders):
     assert dm.wait_event(3001, pred=lambda e: e["rcpt"] == "carol@branch.example")
 
 
+def test_lmtp_route_duplicate_is_not_handed_off_twice(daemon, recorders):
+    """dedup_window covers the hand-off to the site's mailbox server too: a
+    resent copy (same Message-ID, same recipient) is not sent to the LMTP
+    server again (event 2023); another recipient still gets it."""
+    rec = recorders(lmtp=True, extensions=["PIPELINING", "ENHANCEDSTATUSCODES"])
+    dm = daemon("local_domains = localhost, branch.example", "local_recipients = alice, bob",
+                "queue_run_interval = 1s", "[routes]",
+                "branch.example = lmtp 127.0.0.1:%d" % rec.port)
+    msg = b"Subject: twice\r\nMessage-ID: <resent.1@provider.test>\r\n\r\nbody\r\n"
+    assert send_message(dm.port, "s@remote.example", ["alice@branch.example"], msg).code == 250
+    assert wait_until(lambda: dm.events_with(3001), 10), dm.events()
+    assert send_message(dm.port, "s@remote.example", ["alice@branch.example",
+                                                       "bob@branch.example"], msg).code == 250
+    ev = dm.wait_event(2023, 10)
+    assert ev and ev[0]["rcpt"] == "alice@branch.example", dm.events()
+    assert wait_until(lambda: dm.queue_ids() == [], 10), dm.queue()
+    got = [(m.rcpts, m.data) for s in rec.sessions for m in s.messages]
+    assert [r for r, _ in got] == [["alice@branch.example"], ["bob@branch.example"]], got
+    assert [e["rcpt"] for e in dm.events_with(3001)] == ["alice@branch.example",
+                                                         "bob@branch.example"]
+
+
 def test_lmtp_unix_socket_to_real_dovecot(daemon, tmp_path):
     """The daemon hands a local domain's mail to a real Dovecot LMTP over
     its unix socket (the Dovecot fixture of test_lmtp.py); the stored message

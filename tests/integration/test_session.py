@@ -336,7 +336,8 @@ def test_status_without_daemon(run_cli, tmp_path):
 
 def test_open_inbound_smtp_keeps_the_line_up(daemon, rig):
     link, _ = rig.modem("modem0", gateway=False)
-    d = daemon(*rig.config(rig.entry("isp", link)))
+    # the far side comes over loopback here: provider_networks names it
+    d = daemon(*rig.config(rig.entry("isp", link), main=["provider_networks = 127.0.0.1/32"]))
     p = subprocess.Popen([d.bin, "dial", "--dir", str(d.dir)], stdout=subprocess.PIPE,
                          text=True)
     try:
@@ -356,8 +357,9 @@ def test_open_inbound_smtp_keeps_the_line_up(daemon, rig):
 
 def test_max_session_time_hangs_up(daemon, rig):
     link, _ = rig.modem("modem0", gateway=False)
-    d = daemon(*rig.config(rig.entry("isp", link), session=["max_session_time = 2s"]))
-    with d.smtp():
+    d = daemon(*rig.config(rig.entry("isp", link), session=["max_session_time = 2s"],
+                           main=["provider_networks = 127.0.0.1/32"]))
+    with d.smtp():  # the provider's session would keep the line up
         r = dial(d)
     assert r.returncode == 0 and "hung up: max_session_time reached" in r.stdout, r.stdout
     s = ledger(d)[0]
@@ -430,3 +432,40 @@ def test_link_check_failure_is_its_own_cause(daemon, rig):
     assert [e["cause"] for e in f] == ["link-check-failed"] * 2, f
     assert len(d.events_with(4112)) == 2 and not d.events_with(4111)
     assert ledger(d)[0]["result"] == "missed"
+
+
+@pytest.mark.parametrize("provider", [False, True], ids=["lan-client", "provider"])
+def test_only_the_providers_smtp_keeps_the_line_up(daemon, rig, provider):
+    """An SMTP client of the LAN (in mynetworks) submitting mail while the
+    line is up neither keeps the session up nor counts as inbound mail; a
+    client in provider_networks does both."""
+    link, gw = rig.modem("modem0")
+    main = ["provider_networks = 127.0.0.1/32"] if provider else []
+    d = daemon(*rig.config(rig.entry("isp", link), session=["idle_timeout = 2s"],
+                           routes=["example.org = smarthost 127.0.0.1:%d via=isp" % gw],
+                           main=main))
+    proc = subprocess.Popen([d.bin, "dial", "--dir", str(d.dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_until(lambda: d.events_with(4101), 20), d.events()
+        with d.smtp() as c:
+            assert c.cmd("EHLO lan.client").code == 250
+            assert c.cmd("MAIL FROM:<a@lan.example>").code == 250
+            assert c.cmd("RCPT TO:<postmaster@localhost>").code == 250
+            assert c.cmd("DATA").code == 354
+            assert c.cmd("Subject: during the session\r\n\r\nbody\r\n.").code == 250
+            # the connection stays open past idle_timeout
+            if provider:
+                time.sleep(5)
+                assert proc.poll() is None, "hung up while the provider was connected"
+            else:
+                out, _ = proc.communicate(timeout=20)
+                assert "hung up: idle" in out, out
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    s = ledger(d)[-1]
+    assert s["hangup_reason"] == "idle", s
+    assert s["messages_in"] == (1 if provider else 0), s

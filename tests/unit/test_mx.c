@@ -1,6 +1,7 @@
 /* Unit tests for daemon/mx.c: RFC 5321 5.1 ordering of MX hosts, the
- * dns_servers item check and the host:port form smtpc_connect takes. The
- * lookups themselves run against dnsmasq in tests/integration/test_mx.py. */
+ * dns_servers item check, the host:port form smtpc_connect takes, and
+ * freeing the resolver from a lookup's callback. The lookups themselves run
+ * against dnsmasq in tests/integration/test_mx.py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include <event2/event.h>
 
 #include "daemon/mx.h"
 
@@ -72,6 +75,44 @@ static void test_hostport(void **state)
 	free(b);
 }
 
+struct owner {
+	struct mx *mx;
+	int calls;
+	char addr[64];
+};
+
+/* What a one-shot user does (retrieve_connect): done with the resolver in
+ * the callback, it frees it there. ASan sees any use after that. */
+static void on_addr(const struct mx_result *r, void *arg)
+{
+	struct owner *o = arg;
+
+	o->calls++;
+	assert_int_equal(r->n, 1);
+	snprintf(o->addr, sizeof(o->addr), "%s", r->v[0].addr);
+	mx_free(o->mx);
+	o->mx = NULL;
+}
+
+static void test_free_in_callback(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct buf err = BUF_INIT;
+	struct strlist none = {0};
+	struct owner o = {0};
+
+	o.mx = mx_new(base, &none, &err);
+	assert_non_null(o.mx);
+	assert_non_null(mx_host(o.mx, "::1", 366, on_addr, &o)); /* no DNS for an address */
+	assert_int_equal(o.calls, 0);				 /* never from inside mx_host */
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(o.calls, 1);
+	assert_string_equal(o.addr, "[::1]:366");
+	assert_null(o.mx);
+	event_base_free(base);
+	buf_free(&err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -79,6 +120,7 @@ int main(void)
 	    cmocka_unit_test(test_equal_preferences_shuffled),
 	    cmocka_unit_test(test_check_server),
 	    cmocka_unit_test(test_hostport),
+	    cmocka_unit_test(test_free_in_callback),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,12 +19,13 @@
 int answer_listen(struct modem *m)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(m->o.answer_port)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+	int fd, one = 1;
 
 	m->ring_fd = -1;
 	m->answer_fd = -1;
 	if (!m->o.answer_port)
 		return 0;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (fd < 0)
 		return -1;
@@ -73,6 +74,8 @@ static void answer_accept(struct modem *m, void *arg, short revents)
 /* The caller hung up before we answered (or sent data, which waits). */
 static void answer_caller_event(struct modem *m, void *arg, short revents)
 {
+	if (m->ring_fd < 0)
+		return; /* answered earlier in this poll batch */
 	if (revents & (POLLRDHUP | POLLHUP | POLLERR))
 		answer_stop_ringing(m, "caller hung up");
 }
@@ -96,6 +99,7 @@ int answer_pickup(struct modem *m)
 	c->connecting = false;
 	c->remote.fd = m->ring_fd;
 	m->ring_fd = -1;
+	m->gen++; /* the poll batch saw ring_fd as the ringing caller */
 	c->up.wire_free = c->down.wire_free = 0;
 	ms_log(m, "call %ld answered after %d rings -> CONNECT %ld", c->no, m->rings, c->speed);
 	if (c->drop >= 0)

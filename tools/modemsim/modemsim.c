@@ -557,6 +557,10 @@ static int opts_parse(struct ms_opts *o, int argc, char **argv)
 		log_warnx("unexpected argument %s", argv[optind]);
 		return -1;
 	}
+	if (o->gateway_port && o->answer_port) {
+		log_warnx("--gateway-port and --answer-port do not go together");
+		return -1;
+	}
 	if (o->gateway_port && !o->have_target) {
 		log_warnx(
 		    "--gateway-port needs --connect HOST:PORT (where relayed connections go)");
