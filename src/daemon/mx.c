@@ -491,6 +491,7 @@ struct mx_wait {
 	struct strlist *out;
 	struct buf *err;
 	int status;
+	int answered;
 };
 
 static void mx_wait_done(const struct mx_result *r, void *arg)
@@ -498,6 +499,7 @@ static void mx_wait_done(const struct mx_result *r, void *arg)
 	struct mx_wait *w = arg;
 
 	w->status = r->status;
+	w->answered = 1;
 	for (size_t i = 0; i < r->n; i++)
 		strlist_add(w->out, r->v[i].addr);
 	if (r->status != Q_OK)
@@ -505,10 +507,11 @@ static void mx_wait_done(const struct mx_result *r, void *arg)
 	event_base_loopbreak(w->base);
 }
 
-int mx_host_wait(const struct strlist *servers, const char *host, int port, struct strlist *out,
-		 struct buf *err)
+int mx_host_wait(const struct strlist *servers, const char *host, int port, int timeout_ms,
+		 struct strlist *out, struct buf *err)
 {
-	struct mx_wait w = {event_base_new(), out, err, Q_TEMPFAIL};
+	struct mx_wait w = {event_base_new(), out, err, Q_TEMPFAIL, 0};
+	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 	struct mx *m = w.base ? mx_new(w.base, servers, err) : NULL;
 
 	if (m == NULL) {
@@ -519,8 +522,11 @@ int mx_host_wait(const struct strlist *servers, const char *host, int port, stru
 		return Q_TEMPFAIL;
 	}
 	mx_host(m, host, port, mx_wait_done, &w);
-	event_base_dispatch(w.base); /* bounded by the resolver's timeouts and tries */
-	mx_free(m);
+	event_base_loopexit(w.base, &tv);
+	event_base_dispatch(w.base);
+	if (!w.answered)
+		buf_printf(err, "no answer from DNS within %d ms", timeout_ms);
+	mx_free(m); /* a lookup still running is cancelled */
 	event_base_free(w.base);
 	return w.status;
 }

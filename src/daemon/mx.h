@@ -44,11 +44,11 @@ struct mx_query *mx_lookup(struct mx *m, const char *domain, int port, mx_cb cb,
 struct mx_query *mx_host(struct mx *m, const char *host, int port, mx_cb cb, void *arg);
 /* mx_host for a thread without a loop (the session's link check, which
  * runs in the dial worker): runs the lookup on a private event base and
- * returns when it is answered (within the resolver's timeouts). The
+ * returns when it is answered, or after timeout_ms (Q_TEMPFAIL). The
  * addresses ("ip:port", as mx_addr.addr) are added to out; Q_OK, or
  * Q_TEMPFAIL/Q_PERMFAIL with the reason in err. servers as for mx_new. */
-int mx_host_wait(const struct strlist *servers, const char *host, int port, struct strlist *out,
-		 struct buf *err);
+int mx_host_wait(const struct strlist *servers, const char *host, int port, int timeout_ms,
+		 struct strlist *out, struct buf *err);
 /* The callback of q will not be called; q is freed by the resolver. */
 void mx_cancel(struct mx_query *q);
 

@@ -840,7 +840,7 @@ static int ob_store(struct outbound *o, struct ob_msg *m, int aborted, int *n_de
 			continue;
 		ob_apply(o, &env, prio, r, res, now, &rep);
 		changed = 1;
-		n_ok += r->state == RCPT_DELIVERED;
+		n_ok += r->state == RCPT_DELIVERED && !res->dup; /* sent, not suppressed */
 		*n_fail += r->state == RCPT_FAILED;
 		*n_def += r->state == RCPT_PENDING;
 	}

@@ -466,13 +466,15 @@ static int sess_connect(const struct config *cfg, const char *host, int port, in
 	int fd = -1, e = 0;
 	int64_t deadline = clock_usec() + (int64_t)ms * 1000;
 
-	if (mx_host_wait(&cfg->dns_servers, host, port, &addrs, &err) != Q_OK || addrs.n == 0) {
+	if (mx_host_wait(&cfg->dns_servers, host, port, ms, &addrs, &err) != Q_OK || addrs.n == 0) {
 		buf_printf(why, "cannot resolve %s: %s", host,
 			   err.len ? buf_cstr(&err) : "no address");
 		goto out;
 	}
 	for (size_t i = 0; i < addrs.n && fd < 0; i++) {
-		int64_t left = (deadline - clock_usec()) / 1000;
+		/* a share of what is left, so a silent first address does not
+		 * take the time of the others */
+		int64_t left = (deadline - clock_usec()) / 1000 / (int64_t)(addrs.n - i);
 		if (left <= 0)
 			break;
 		fd = sess_connect_addr(addrs.v[i], (int)left);
