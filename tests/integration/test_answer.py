@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, message, send_message, wait_until
-from test_direct import branch, maildir_has
+from test_direct import branch, exchange, maildir_has
 from test_odmr import users_file
 from test_session import dial, ledger
 
@@ -61,26 +61,8 @@ def test_hub_answers_the_call_and_exchanges_mail_both_ways(daemon, tmp_path, lin
     site_modem, hub_modem = line()
     h = answering_hub(daemon, tmp_path, hub_modem.link)
     assert h.wait_event(4130, 5), h.events()
-    held = [message("held %d" % i, body="held body %d\r\n..leading dot" % i) for i in range(2)]
-    for b in held:
-        assert send_message(h.port, "s@sender.example", ["bob@branch.example"], b).code == 250
-    before = set(h.queue_ids())
-    br = branch(daemon, tmp_path, site_modem.link)
-    out = message("from the branch", body="outbound body\r\n..dot")
-    assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
-                        out).code == 250
-    r = dial(br)
-    assert r.returncode == 0, r.stdout + r.stderr
-    # the held mail crossed the line, byte-exact
-    assert wait_until(lambda: len(br.maildir_files("bob")) == 2, 10), (r.stdout, br.events())
-    files = br.maildir_files("bob")
-    for b in held:
-        assert maildir_has(files, b.replace(b"\r\n..", b"\r\n.")) == 1, b
-    # the branch's outbound mail is queued at the hub, byte-exact
-    assert br.queue_ids() == [], br.events()
-    new = [q for q in h.queue_ids() if q not in before]
-    assert len(new) == 1, (h.queue_ids(), before)
-    assert out.replace(b"\r\n..", b"\r\n.") in (h.dir / "queue" / new[0]).read_bytes()
+    # held mail to the branch and its outbound mail to the hub, byte-exact
+    br, r, _ = exchange(daemon, tmp_path, h, site_modem.link)
     led = ledger(br)[-1]
     assert led["result"] == "ok" and led["messages_out"] == 1 and led["messages_in"] == 2, led
     # the hub's story: answered after two RINGs, the dialogue ended, hung up

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, message, send_message, wait_until
+from conftest import message, send_message, wait_until
 from test_odmr import PASSWORD, USER, CutProxy, hub
 from test_odmr_tls import pki, tls_hub  # noqa: F401 (pki is a fixture)
 from test_session import dial, ledger
@@ -69,9 +69,9 @@ def maildir_has(files, body):
     return sum(f.read_bytes().endswith(want) for f in files)
 
 
-def exchange(daemon, tmp_path, modems, h, target_port, *session):
+def exchange(daemon, tmp_path, h, link, *session):
     """Two messages held for bob at hub h, one outbound message queued at a
-    new branch, one call through modemsim to target_port: both directions
+    new branch dialling the modem on link, one call: both directions
     arrive byte-exact. Returns (branch, dial result, the outbound message as
     the hub queued it). other.example mail stays held at the hub
     (hold_domains), so it can be found there after it crossed the line."""
@@ -79,8 +79,7 @@ def exchange(daemon, tmp_path, modems, h, target_port, *session):
     for b in held:
         assert send_message(h.port, "s@sender.example", ["bob@branch.example"], b).code == 250
     before = set(h.queue_ids())
-    m = modem(modems, tmp_path, target_port)
-    br = branch(daemon, tmp_path, m.link, *session)
+    br = branch(daemon, tmp_path, link, *session)
     out = message("from the branch", body="outbound secret\r\n..dot")
     assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
                         out).code == 250
@@ -105,7 +104,7 @@ def exchange(daemon, tmp_path, modems, h, target_port, *session):
 
 def test_outbound_then_atrn_on_one_circuit(daemon, tmp_path, modems):
     h = hub(daemon, tmp_path)
-    br, r, _ = exchange(daemon, tmp_path, modems, h, h.odmr_port)
+    br, r, _ = exchange(daemon, tmp_path, h, modem(modems, tmp_path, h.odmr_port).link)
     assert br.events_with(3001) and "over the line" in br.events_with(3001)[0]["text"]
     assert h.events_with(2031)
     led = ledger(br)[-1]
@@ -148,8 +147,9 @@ def test_starttls_on_the_line(daemon, tmp_path, modems, pki):
     h = tls_hub(daemon, tmp_path, pki)
     t = CutProxy(("127.0.0.1", h.odmr_port), None)  # keeps the call's bytes
     try:
-        br, _, data = exchange(daemon, tmp_path, modems, h, t.port, "atrn_tls = required",
-                               "atrn_ca = %s" % pki["ca"], "atrn_host = localhost")
+        br, _, data = exchange(daemon, tmp_path, h, modem(modems, tmp_path, t.port).link,
+                               "atrn_tls = required", "atrn_ca = %s" % pki["ca"],
+                               "atrn_host = localhost")
     finally:
         t.stop()
     assert all(b"with ESMTPS" in f.read_bytes() for f in br.maildir_files("bob"))  # under TLS
