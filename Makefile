@@ -18,7 +18,8 @@ OBJ      = $(LIBSRC:%.c=$(BUILD)/%.o)
 UNITSRC  = $(sort $(wildcard tests/unit/test_*.c))
 UNITBIN  = $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit unit-asan integration integration-asan clean format bench
+.PHONY: all deps run test unit unit-asan integration integration-asan clean format bench \
+        check-layers check-format
 TOOLS    = $(BUILD)/modemsim $(BUILD)/smtpc $(BUILD)/dialtest
 all: $(BUILD)/dialmail $(TOOLS)
 
@@ -75,6 +76,7 @@ integration-asan:
 # by side, each printing its output when it is done.
 test: deps
 	$(MAKE) all
+	$(MAKE) check-layers
 	$(MAKE) unit
 	$(MAKE) unit-asan
 	$(MAKE) -j2 --output-sync=target integration integration-asan
@@ -85,8 +87,29 @@ run: deps all
 bench: deps all
 	./bench/receive
 
+# The layers of src/ (src/LAYERS): no include of a higher or sibling
+# layer's header (scripts/check-layers), the negative example in tests/layers
+# still caught, and no call between folders against the order in the linked
+# objects (scripts/depgraph).
+check-layers: all
+	@scripts/check-layers
+	@if scripts/check-layers tests/layers/upward >$(BUILD)/layers-neg.out 2>&1; then \
+		echo "check-layers: tests/layers/upward was not refused"; exit 1; fi
+	@grep -q 'src/queue/upward.c:3: queue may not include "deliver/delivery.h"' $(BUILD)/layers-neg.out
+	@grep -q 'src/smtp/sibling.c:3: smtp may not include "link/modem.h"' $(BUILD)/layers-neg.out
+	@echo "check-layers: the negative example tests/layers/upward is refused"
+	@scripts/depgraph $(BUILD) >$(BUILD)/depgraph.out || { cat $(BUILD)/depgraph.out; exit 1; }
+	@tail -1 $(BUILD)/depgraph.out
+
+FORMATTED = $(SRC) $(wildcard src/*/*.h) $(UNITSRC) $(wildcard tests/unit/*.h) \
+            $(wildcard tools/*/*.c tools/*/*.h)
 format:
-	clang-format -i $(SRC) $(wildcard src/*/*.h) $(UNITSRC)
+	clang-format -i $(FORMATTED)
+
+# The committed .clang-format, checked (make format fixes it).
+check-format:
+	@clang-format --dry-run -Werror $(FORMATTED)
+	@echo "check-format: $(words $(FORMATTED)) files match .clang-format"
 
 clean:
 	rm -rf build build-asan

@@ -14,10 +14,4 @@ int cmd_dial(int argc, char **argv);	 /* cli_session.c */
 int cmd_status(int argc, char **argv);
 int cmd_sessions(int argc, char **argv);
 
-/* The state directory: --dir if given, else $DIALMAIL_DIR, else the
- * installed spool /var/spool/dialmail. */
-const char *cli_dir(const char *opt_dir);
-
-#define DIALMAIL_VERSION "0.1.0"
-
 #endif

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "daemon/config.h"
+#include "mail/config.h"
 #include "lib/buf.h"
 
 #define EX_OK	  0

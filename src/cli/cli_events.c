@@ -14,7 +14,8 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
-#include "daemon/event.h"
+#include "mail/config.h"
+#include "mail/event.h"
 #include "lib/buf.h"
 #include "lib/clock.h"
 #include "lib/xmalloc.h"
@@ -386,7 +387,7 @@ int cmd_events(int argc, char **argv)
 		events_usage();
 		return EX_USAGE;
 	}
-	path = xasprintf("%s/log/events.jsonl", cli_dir(dir));
+	path = xasprintf("%s/log/events.jsonl", config_spool_dir(dir));
 	in = fopen(path, "r");
 	if (!in) {
 		rc = errno == ENOENT ? 0 : EX_NOINPUT;

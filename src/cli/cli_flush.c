@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "mail/config.h"
 #include "cli/cli_flush.h"
 #include "daemon/control.h"
 
@@ -27,7 +28,7 @@ int cmd_flush(int argc, char **argv)
 		}
 		dir = optarg;
 	}
-	dir = cli_dir(dir);
+	dir = config_spool_dir(dir);
 	if (control_send(dir, "flush", reply, sizeof(reply)) < 0) {
 		fprintf(stderr, "dialmail flush: no daemon answers on %s/control.sock\n", dir);
 		return 69;

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "mail/config.h"
 #include "lib/buf.h"
 #include "lib/clock.h"
 #include "lib/xmalloc.h"
@@ -377,9 +378,9 @@ int cmd_queue(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	if (argc == 0 || (argc == 1 && strcmp(argv[0], "list") == 0))
-		return cli_queue_list(cli_dir(dir), json);
+		return cli_queue_list(config_spool_dir(dir), json);
 	if (argc == 2 && strcmp(argv[0], "show") == 0)
-		return cli_queue_show(cli_dir(dir), argv[1], json);
+		return cli_queue_show(config_spool_dir(dir), argv[1], json);
 	cli_queue_usage();
 	return 64;
 }

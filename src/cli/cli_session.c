@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "mail/config.h"
 #include "daemon/control.h"
 #include "lib/buf.h"
 #include "lib/fsutil.h"
@@ -41,7 +42,7 @@ static int cli_session_opts(int argc, char **argv, const char **dir, int *json, 
 			return -1;
 		}
 	}
-	*dir = cli_dir(*dir);
+	*dir = config_spool_dir(*dir);
 	return optind;
 }
 

@@ -6,6 +6,9 @@
 
 #include "cli/cli.h"
 #include "cli/cli_flush.h"
+#include "daemon/daemon.h"
+#include "daemon/modules.h"
+#include "mail/config.h"
 #include "lib/log.h"
 
 static int cmd_version(int argc, char **argv)
@@ -44,17 +47,6 @@ static int cmd_help(int argc, char **argv)
 	return 0;
 }
 
-const char *cli_dir(const char *opt_dir)
-{
-	const char *env = getenv("DIALMAIL_DIR");
-
-	if (opt_dir)
-		return opt_dir;
-	if (env && *env)
-		return env;
-	return "/var/spool/dialmail";
-}
-
 static const struct command *find_command(const char *name)
 {
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -70,6 +62,7 @@ int main(int argc, char **argv)
 
 	base = base ? base + 1 : argv[0];
 	log_init("dialmail", 1, 0);
+	modules_register();
 	if (strcmp(base, "sendmail") == 0 || strcmp(base, "mailq") == 0)
 		return find_command(base)->run(argc, argv);
 	if (argc < 2) {

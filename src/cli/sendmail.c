@@ -15,17 +15,17 @@
 
 #include "cli/cli.h"
 #include "cli/mailmsg.h"
-#include "daemon/config.h"
+#include "mail/config.h"
 #include "daemon/control.h"
-#include "daemon/event.h"
-#include "daemon/recipient.h"
+#include "mail/event.h"
+#include "mail/recipient.h"
 #include "lib/buf.h"
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
-#include "smtp/message.h"
+#include "mail/message.h"
 
 struct sendmail_opts {
 	int extract;  /* -t */
@@ -464,12 +464,12 @@ int cmd_sendmail(int argc, char **argv)
 		return EX_USAGE;
 	}
 	if (o.mode == 'p')
-		return mailq_list(cli_dir(o.dir));
+		return mailq_list(config_spool_dir(o.dir));
 	if (o.mode == 'q')
-		return sendmail_runq(cli_dir(o.dir));
+		return sendmail_runq(config_spool_dir(o.dir));
 	memset(&j, 0, sizeof(j));
 	j.o = &o;
-	j.dir = cli_dir(o.dir);
+	j.dir = config_spool_dir(o.dir);
 	sendmail_whoami(&j);
 	rc = sendmail_config(&j);
 	if (rc == EX_OK)
@@ -573,5 +573,5 @@ int cmd_mailq(int argc, char **argv)
 		fprintf(stderr, "usage: mailq [--dir DIR]\n");
 		return EX_USAGE;
 	}
-	return mailq_list(cli_dir(dir));
+	return mailq_list(config_spool_dir(dir));
 }

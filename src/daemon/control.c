@@ -19,8 +19,8 @@
 #include <event2/listener.h>
 
 #include "daemon/control.h"
-#include "daemon/delivery.h"
-#include "daemon/session.h"
+#include "deliver/delivery.h"
+#include "dialup/session.h"
 #include "lib/buf.h"
 #include "lib/clock.h"
 #include "lib/log.h"

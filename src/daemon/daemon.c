@@ -9,15 +9,16 @@
 
 #include <event2/event.h>
 
-#include "cli/cli.h"
-#include "daemon/config.h"
+#include "mail/policy.h"
+#include "mail/config.h"
 #include "daemon/control.h"
-#include "daemon/delivery.h"
-#include "daemon/event.h"
-#include "daemon/hub.h"
-#include "daemon/answer.h"
-#include "daemon/odmr.h"
-#include "daemon/session.h"
+#include "daemon/daemon.h"
+#include "deliver/delivery.h"
+#include "mail/event.h"
+#include "hub/hub.h"
+#include "hub/answer.h"
+#include "hub/odmr.h"
+#include "dialup/session.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "queue/queue.h"
@@ -103,7 +104,7 @@ static int daemon_start(struct daemon *d)
 	d->delivery = delivery_new(d->base, &d->cfg, d->queue, d->dir);
 	d->smtp = smtp_server_new(d->base, &d->cfg, d->queue, on_commit, d);
 	d->hub = hub_new(&d->cfg, d->queue, d->delivery);
-	if (hub_enabled(&d->cfg))
+	if (policy_hub_enabled(&d->cfg))
 		smtp_server_set_etrn(d->smtp, hub_etrn, d->hub);
 	d->odmr = odmr_hub_new(d->base, &d->cfg, d->queue, d->delivery);
 	d->answer = answer_new(d->base, &d->cfg, d->odmr);
@@ -186,7 +187,7 @@ int cmd_daemon(int argc, char **argv)
 			return 64;
 		}
 	}
-	d.dir = cli_dir(dir);
+	d.dir = config_spool_dir(dir);
 	if (daemon_load_config(&d, config_path) < 0)
 		return 78; /* EX_CONFIG */
 	if (daemon_start(&d) < 0) {

@@ -500,3 +500,92 @@ void phonebook_show(const struct phonebook *pb, FILE *out)
 	}
 	buf_free(&v);
 }
+
+/* --- the configuration module ([phonebook NAME], [answer NAME]) ---------- */
+
+static int phonebook_cfg_open(struct config *cfg, const char *arg, int line, struct buf *problem)
+{
+	return phonebook_section_open(&cfg->phonebook, arg, line, problem);
+}
+
+static int phonebook_cfg_line(struct config *cfg, const char *key, const char *value,
+			      struct buf *problem)
+{
+	return phonebook_section_line(cfg->phonebook, key, value, problem);
+}
+
+static int phonebook_cfg_answer_open(struct config *cfg, const char *arg, int line,
+				     struct buf *problem)
+{
+	return phonebook_answer_open(&cfg->answer, arg, line, problem);
+}
+
+static int phonebook_cfg_answer_line(struct config *cfg, const char *key, const char *value,
+				     struct buf *problem)
+{
+	return phonebook_section_line(cfg->answer, key, value, problem);
+}
+
+/* An answer line holds its device (and lock) all the time: it cannot be a
+ * phone book entry's modem too; and callers must be able to AUTH. */
+static int phonebook_answer_check(const struct config *cfg, const char *path, struct buf *err)
+{
+	int n = 0;
+
+	for (size_t i = 0; cfg->answer && i < cfg->answer->n; i++) {
+		const struct phonebook_entry *a = &cfg->answer->v[i];
+		for (size_t j = 0; cfg->phonebook && j < cfg->phonebook->n; j++) {
+			const struct phonebook_entry *e = &cfg->phonebook->v[j];
+			if (e->type == PB_MODEM && e->device && strcmp(e->device, a->device) == 0) {
+				buf_printf(err,
+					   "%s:%d: [answer %s]: device %s is also the modem of "
+					   "[phonebook %s]; an answer line keeps its device\n",
+					   path ? path : "(config)", a->line, a->name, a->device,
+					   e->name);
+				n++;
+			}
+		}
+	}
+	if (cfg->answer && cfg->answer->n &&
+	    (cfg->auth_users_file == NULL || *cfg->auth_users_file == '\0')) {
+		buf_printf(err,
+			   "%s:%d: [answer %s]: callers must authenticate: set auth_users_file "
+			   "(and odmr_domains)\n",
+			   path ? path : "(config)", cfg->answer->v[0].line,
+			   cfg->answer->v[0].name);
+		n++;
+	}
+	return n;
+}
+
+static int phonebook_cfg_finish(struct config *cfg, const char *path, struct buf *err)
+{
+	return phonebook_check(cfg->phonebook, path, err) + phonebook_check(cfg->answer, path, err) +
+	       phonebook_answer_check(cfg, path, err);
+}
+
+static void phonebook_cfg_show(const struct config *cfg, FILE *out)
+{
+	phonebook_show(cfg->phonebook, out);
+	phonebook_show(cfg->answer, out);
+}
+
+static void phonebook_cfg_release(struct config *cfg)
+{
+	phonebook_free(cfg->phonebook);
+	phonebook_free(cfg->answer);
+}
+
+static const struct config_section phonebook_sections[] = {
+    {"phonebook", 1, phonebook_cfg_open, phonebook_cfg_line},
+    {"answer", 1, phonebook_cfg_answer_open, phonebook_cfg_answer_line},
+};
+
+const struct config_module phonebook_config_module = {
+    .name = "phonebook",
+    .sections = phonebook_sections,
+    .n_sections = sizeof(phonebook_sections) / sizeof(phonebook_sections[0]),
+    .finish = phonebook_cfg_finish,
+    .show = phonebook_cfg_show,
+    .release = phonebook_cfg_release,
+};

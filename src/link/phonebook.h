@@ -7,6 +7,7 @@
 
 #include "lib/buf.h"
 #include "lib/strlist.h"
+#include "mail/config.h"
 
 enum pb_type { PB_MODEM, PB_COMMAND, PB_ALWAYS, PB_ANSWER /* an [answer NAME] line */ };
 enum pb_data { PB_DATA_NONE, PB_DATA_PPP, PB_DATA_DIRECT, PB_DATA_COMMAND };
@@ -48,7 +49,7 @@ struct phonebook {
  * filled (without file:line, which the config parser adds). */
 int phonebook_section_open(struct phonebook **pb, const char *name, int line, struct buf *problem);
 /* The same for an "[answer NAME]" header: a modem that answers calls (the
- * hub's end of data = direct lines, daemon/answer.c). Its entries live in
+ * hub's end of data = direct lines, hub/answer.c). Its entries live in
  * their own struct phonebook, have type PB_ANSWER and take only device,
  * speed, init, at_timeout, flow_control, rings, answer_timeout. */
 int phonebook_answer_open(struct phonebook **pb, const char *name, int line, struct buf *problem);
@@ -65,5 +66,10 @@ void phonebook_show(const struct phonebook *pb, FILE *out);
 const struct phonebook_entry *phonebook_find(const struct phonebook *pb, const char *name);
 const char *phonebook_type_name(enum pb_type t);
 const char *phonebook_data_name(enum pb_data d);
+
+/* [phonebook NAME] and [answer NAME] for mail/config (config_register):
+ * entries checked after the file, an answer line's device not also a phone
+ * book modem, callers of an answer line able to AUTH. */
+extern const struct config_module phonebook_config_module;
 
 #endif

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/event.h"
+#include "mail/event.h"
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"

@@ -8,48 +8,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "daemon/config.h"
+#include "lib/duration.h"
+#include "mail/config.h"
 #include "queue/retry.h"
-#include "smtp/message.h"
-
-#define RETRY_MAX_DELAY (7 * 86400)
+#include "mail/message.h"
 
 static const char *const prio_names[] = {"non-urgent", "normal", "urgent"};
-
-/* "15m" -> 900; a bare number is seconds. -1 if not a duration. */
-static long long retry_parse_duration(const char *s)
-{
-	static const struct {
-		char c;
-		long long mult;
-	} units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
-	char *end;
-	long long n;
-
-	if (!isdigit((unsigned char)s[0]))
-		return -1;
-	errno = 0;
-	n = strtoll(s, &end, 10);
-	if (errno || n > RETRY_MAX_DELAY)
-		return -1;
-	if (*end == '\0')
-		return n;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (tolower((unsigned char)*end) == units[i].c && end[1] == '\0')
-			return n * units[i].mult;
-	return -1;
-}
-
-int retry_check_interval(const char *item, struct buf *problem)
-{
-	long long n = retry_parse_duration(item);
-
-	if (n >= 1 && n <= RETRY_MAX_DELAY)
-		return 0;
-	buf_printf(problem, "'%s' is not a duration from 1s to 7d (a number with s, m, h or d)",
-		   item);
-	return -1;
-}
 
 int retry_parse_intervals(struct retry_policy *p, const struct strlist *items, struct buf *problem)
 {
@@ -59,10 +23,10 @@ int retry_parse_intervals(struct retry_policy *p, const struct strlist *items, s
 		return -1;
 	}
 	for (size_t i = 0; i < items->n; i++)
-		if (retry_check_interval(items->v[i], problem) < 0)
+		if (config_check_retry_interval(items->v[i], problem) < 0)
 			return -1;
 	for (size_t i = 0; i < items->n; i++)
-		p->interval[i] = (int)retry_parse_duration(items->v[i]);
+		p->interval[i] = (int)duration_parse(items->v[i], CONFIG_MAX_RETRY_DELAY);
 	p->n_intervals = items->n;
 	return 0;
 }

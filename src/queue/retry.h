@@ -9,10 +9,11 @@
 
 #include "lib/buf.h"
 #include "lib/strlist.h"
+#include "mail/config.h"
 
 struct config;
 
-#define RETRY_MAX_INTERVALS 32
+#define RETRY_MAX_INTERVALS CONFIG_MAX_RETRY_INTERVALS
 #define RETRY_JITTER_PCT    10 /* each delay is moved by up to +-10% */
 
 enum retry_priority { PRIORITY_NON_URGENT, PRIORITY_NORMAL, PRIORITY_URGENT };
@@ -24,8 +25,6 @@ struct retry_policy {
 	int delay_warning;		   /* seconds after arrival; 0 = no warnings */
 };
 
-/* Check of one retry_intervals item (config table): a duration 1s to 7d. */
-int retry_check_interval(const char *item, struct buf *problem);
 /* Parses "15m, 30m, 1h, 4h" items into p->interval. 0, or -1 with problem. */
 int retry_parse_intervals(struct retry_policy *p, const struct strlist *items, struct buf *problem);
 /* The policy of a loaded configuration (which config_load has validated). */

@@ -17,7 +17,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
-#include "daemon/config.h"
+#include "mail/config.h"
 #include "lib/clock.h"
 #include "lib/xmalloc.h"
 #include "smtp/smtp_auth.h"
@@ -198,7 +198,7 @@ int smtp_auth_config_finish(struct config *cfg, const char *cfg_path, struct buf
 	errors = auth_check_tls(cfg, where, err);
 	if (cfg->auth_users_file == NULL || *cfg->auth_users_file == '\0')
 		return errors;
-	/* the ODMR port (daemon/odmr.c) and answered calls offer CRAM-MD5 without TLS */
+	/* the ODMR port (hub/odmr.c) and answered calls offer CRAM-MD5 without TLS */
 	if (!(cfg->tls_cert_file && *cfg->tls_cert_file) && !cfg->auth_allow_plaintext &&
 	    cfg->odmr_listen.n == 0 && cfg->answer == NULL) {
 		buf_printf(err,
@@ -433,3 +433,14 @@ void smtp_auth_free(struct smtp_auth_exchange *x)
 	free(x->hostname);
 	free(x);
 }
+
+static void smtp_auth_cfg_release(struct config *cfg)
+{
+	smtp_auth_users_free(cfg->auth_users);
+}
+
+const struct config_module smtp_auth_config_module = {
+    .name = "smtp_auth",
+    .finish = smtp_auth_config_finish,
+    .release = smtp_auth_cfg_release,
+};

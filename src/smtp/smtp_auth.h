@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "lib/buf.h"
+#include "mail/config.h"
 
 struct config;
 struct smtp_auth_users;
@@ -47,5 +48,9 @@ enum smtp_auth_rc smtp_auth_step(struct smtp_auth_exchange *x, const char *respo
 const char *smtp_auth_mech(const struct smtp_auth_exchange *x);
 const char *smtp_auth_user(const struct smtp_auth_exchange *x);
 void smtp_auth_free(struct smtp_auth_exchange *x);
+
+/* For mail/config (config_register): smtp_auth_config_finish after the file,
+ * the loaded users freed with the configuration. */
+extern const struct config_module smtp_auth_config_module;
 
 #endif

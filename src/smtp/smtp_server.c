@@ -25,10 +25,10 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "daemon/event.h"
-#include "daemon/hub.h"
-#include "daemon/recipient.h"
-#include "daemon/routes.h"
+#include "mail/policy.h"
+#include "mail/event.h"
+#include "mail/recipient.h"
+#include "mail/routes.h"
 #include "lib/buf.h"
 #include "lib/cidr.h"
 #include "lib/clock.h"
@@ -36,8 +36,8 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "smtp/dsn.h"
-#include "smtp/message.h"
-#include "smtp/smtp_addr.h"
+#include "mail/message.h"
+#include "mail/smtp_addr.h"
 #include "smtp/smtp_auth.h"
 #include "smtp/smtp_server.h"
 #include "smtp/tls.h"
@@ -51,7 +51,7 @@
 
 /* Session states, as bits so a command can list where it is allowed.
  * ST_BDAT: BDAT chunks (RFC 3030) received, LAST not yet. */
-enum sess_state {
+enum smtp_sess_state {
 	ST_CONNECT = 1,
 	ST_HELO = 2,
 	ST_MAIL = 4,
@@ -89,9 +89,9 @@ struct bdat_rx {
 	const char *why; /* BR_SEQUENCE: the 503 reply */
 };
 
-struct session {
+struct smtp_session {
 	struct smtp_server *srv;
-	struct session *prev, *next;
+	struct smtp_session *prev, *next;
 	struct bufferevent *bev;
 	char addr[INET6_ADDRSTRLEN];
 	int in_mynetworks;
@@ -124,7 +124,7 @@ struct session {
  * staging order; res gets the outcomes. */
 struct srv_batch {
 	struct q_batch *b;
-	struct session **parked;
+	struct smtp_session **parked;
 	struct q_result *res;
 	size_t n, cap;
 };
@@ -137,7 +137,7 @@ struct smtp_server {
 	void *arg;
 	struct evconnlistener **lev;
 	size_t nlev;
-	struct session *sessions;
+	struct smtp_session *sessions;
 	int nsessions;
 	int disk_low; /* EV_DISK_LOW logged, EV_DISK_OK not yet */
 	struct srv_batch bat[2];
@@ -158,15 +158,15 @@ struct smtp_server {
 	void *odmr_arg;
 };
 
-static void sess_read_cb(struct bufferevent *bev, void *arg);
-static void sess_event_cb(struct bufferevent *bev, short what, void *arg);
-static void sess_half_closed(struct session *s);
-static void sess_tls_up(struct session *s);
-static void sess_tls_error(struct session *s);
+static void smtp_sess_read_cb(struct bufferevent *bev, void *arg);
+static void smtp_sess_event_cb(struct bufferevent *bev, short what, void *arg);
+static void smtp_sess_half_closed(struct smtp_session *s);
+static void smtp_sess_tls_up(struct smtp_session *s);
+static void smtp_sess_tls_error(struct smtp_session *s);
 
 /* ---------------------------------------------------------------- replies */
 
-static void sess_vreply(struct session *s, const char *fmt, va_list ap)
+static void smtp_sess_vreply(struct smtp_session *s, const char *fmt, va_list ap)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 
@@ -176,43 +176,43 @@ static void sess_vreply(struct session *s, const char *fmt, va_list ap)
 	evbuffer_add(out, "\r\n", 2);
 }
 
-static void sess_reply(struct session *s, const char *fmt, ...)
+static void smtp_sess_reply(struct smtp_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static void sess_reply(struct session *s, const char *fmt, ...)
+static void smtp_sess_reply(struct smtp_session *s, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	sess_vreply(s, fmt, ap);
+	smtp_sess_vreply(s, fmt, ap);
 	va_end(ap);
 }
 
 /* A reply to a client protocol error; too many of them end the session. */
-static void sess_error(struct session *s, const char *fmt, ...)
+static void smtp_sess_error(struct smtp_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static void sess_error(struct session *s, const char *fmt, ...)
+static void smtp_sess_error(struct smtp_session *s, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	sess_vreply(s, fmt, ap);
+	smtp_sess_vreply(s, fmt, ap);
 	va_end(ap);
 	if (++s->errors >= SMTP_ERROR_MAX && !s->closing) {
-		sess_reply(s, "421 4.7.0 %s Error: too many errors", s->srv->cfg->hostname);
+		smtp_sess_reply(s, "421 4.7.0 %s Error: too many errors", s->srv->cfg->hostname);
 		s->closing = 1;
 	}
 }
 
 /* ------------------------------------------------------- session lifetime */
 
-static void sess_set_timeout(struct session *s, int secs)
+static void smtp_sess_set_timeout(struct smtp_session *s, int secs)
 {
 	struct timeval tv = {secs, 0};
 
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
 
-static void sess_data_free(struct data_rx *d)
+static void smtp_sess_data_free(struct data_rx *d)
 {
 	if (d->content.cap > SMTP_KEEP_BUF)
 		buf_free(&d->content);
@@ -221,15 +221,15 @@ static void sess_data_free(struct data_rx *d)
 }
 
 /* Forgets the mail transaction (RSET, HELO, end of DATA). */
-static void sess_txn_reset(struct session *s)
+static void smtp_sess_txn_reset(struct smtp_session *s)
 {
 	q_env_free(&s->env);
-	sess_data_free(&s->data);
+	smtp_sess_data_free(&s->data);
 	if (s->state != ST_CONNECT)
 		s->state = ST_HELO;
 }
 
-static void sess_free(struct session *s)
+static void smtp_sess_free(struct smtp_session *s)
 {
 	struct smtp_server *srv = s->srv;
 
@@ -253,26 +253,26 @@ static void sess_free(struct session *s)
 	free(s);
 }
 
-static void sess_close_when_written(struct bufferevent *bev, void *arg)
+static void smtp_sess_close_when_written(struct bufferevent *bev, void *arg)
 {
-	sess_free(arg);
+	smtp_sess_free(arg);
 }
 
 /* Input had to wait for the client to read its replies; go on now. */
-static void sess_output_drained(struct bufferevent *bev, void *arg)
+static void smtp_sess_output_drained(struct bufferevent *bev, void *arg)
 {
-	struct session *s = arg;
+	struct smtp_session *s = arg;
 
-	bufferevent_setcb(bev, sess_read_cb, NULL, sess_event_cb, s);
+	bufferevent_setcb(bev, smtp_sess_read_cb, NULL, smtp_sess_event_cb, s);
 	bufferevent_enable(bev, EV_READ);
-	sess_read_cb(bev, s);
+	smtp_sess_read_cb(bev, s);
 }
 
-static void sess_flush(struct session *s);
+static void smtp_sess_flush(struct smtp_session *s);
 
 /* An event while the message is in the batch: the session must live until
  * the commit, which then replies (after EOF) or frees it (after an error). */
-static void sess_event_parked(struct session *s, short what)
+static void smtp_sess_event_parked(struct smtp_session *s, short what)
 {
 	if (what & BEV_EVENT_TIMEOUT)
 		return; /* reading is enabled again after the commit */
@@ -284,16 +284,16 @@ static void sess_event_parked(struct session *s, short what)
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 }
 
-static void sess_event_cb(struct bufferevent *bev, short what, void *arg)
+static void smtp_sess_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	struct session *s = arg;
+	struct smtp_session *s = arg;
 
 	if (s->parked) {
-		sess_event_parked(s, what);
+		smtp_sess_event_parked(s, what);
 		return;
 	}
 	if (what & BEV_EVENT_CONNECTED) {
-		sess_tls_up(s);
+		smtp_sess_tls_up(s);
 		return;
 	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !s->closing) {
@@ -304,25 +304,25 @@ static void sess_event_cb(struct bufferevent *bev, short what, void *arg)
 		event_logkv(EV_SESSION_TIMEOUT, kv,
 			    "SMTP session with %s timed out after %d seconds%s", s->addr, secs,
 			    in_data ? " in DATA" : "");
-		sess_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->cfg->hostname);
+		smtp_sess_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->cfg->hostname);
 		s->closing = 1;
-		sess_flush(s);
+		smtp_sess_flush(s);
 		return;
 	}
 	if (s->state == ST_DATA || s->state == ST_BDAT || s->bdat.reading)
 		log_info("smtp: %s: connection lost in DATA; nothing queued", s->addr);
 	if (what & BEV_EVENT_ERROR)
-		sess_tls_error(s);
+		smtp_sess_tls_error(s);
 	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
-		sess_half_closed(s);
-		sess_flush(s);
+		smtp_sess_half_closed(s);
+		smtp_sess_flush(s);
 		return;
 	}
-	sess_free(s);
+	smtp_sess_free(s);
 }
 
 /* A half-closed client still gets its replies, then the session ends. */
-static void sess_half_closed(struct session *s)
+static void smtp_sess_half_closed(struct smtp_session *s)
 {
 	s->eof = 1;
 	s->closing = 1;
@@ -332,21 +332,21 @@ static void sess_half_closed(struct session *s)
 /* After a batch of input: close if asked, or pause reading while the client
  * does not read its replies. The replies themselves go out in one write
  * when the event loop runs (RFC 2920 grouping). */
-static void sess_flush(struct session *s)
+static void smtp_sess_flush(struct smtp_session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 
 	if (s->closing) {
 		bufferevent_disable(s->bev, EV_READ);
 		if (evbuffer_get_length(out) == 0)
-			sess_free(s);
+			smtp_sess_free(s);
 		else
-			bufferevent_setcb(s->bev, NULL, sess_close_when_written, sess_event_cb, s);
+			bufferevent_setcb(s->bev, NULL, smtp_sess_close_when_written, smtp_sess_event_cb, s);
 		return;
 	}
 	if (evbuffer_get_length(out) > SMTP_OUT_HIGH) {
 		bufferevent_disable(s->bev, EV_READ);
-		bufferevent_setcb(s->bev, sess_read_cb, sess_output_drained, sess_event_cb, s);
+		bufferevent_setcb(s->bev, smtp_sess_read_cb, smtp_sess_output_drained, smtp_sess_event_cb, s);
 	}
 }
 
@@ -394,23 +394,23 @@ static int srv_disk_ok(struct smtp_server *srv)
  * session (STARTTLS only before TLS, AUTH only over TLS unless allowed). */
 struct smtp_ext {
 	const char *name;
-	void (*param)(const struct session *s, struct buf *out); /* appends " value" */
-	int (*offered)(const struct session *s);		 /* NULL: always */
+	void (*param)(const struct smtp_session *s, struct buf *out); /* appends " value" */
+	int (*offered)(const struct smtp_session *s);		 /* NULL: always */
 };
 
-static void ext_size(const struct session *s, struct buf *out)
+static void ext_size(const struct smtp_session *s, struct buf *out)
 {
 	buf_printf(out, " %llu", (unsigned long long)s->srv->cfg->max_message_size);
 }
 
-static int ext_starttls_offered(const struct session *s)
+static int ext_starttls_offered(const struct smtp_session *s)
 {
 	return s->srv->tls_ctx != NULL && !s->tls;
 }
 
 /* AUTH needs a users table, and TLS unless auth_allow_plaintext; the
  * ODMR port offers CRAM-MD5 without TLS too (RFC 2645 requires AUTH). */
-static int sess_auth_allowed(const struct session *s)
+static int smtp_sess_auth_allowed(const struct smtp_session *s)
 {
 	const struct config *cfg = s->srv->cfg;
 
@@ -418,28 +418,28 @@ static int sess_auth_allowed(const struct session *s)
 }
 
 /* Only CRAM-MD5 where the others would send the password in clear. */
-static int sess_auth_cram_only(const struct session *s)
+static int smtp_sess_auth_cram_only(const struct smtp_session *s)
 {
 	return s->srv->odmr && !s->tls && !s->srv->cfg->auth_allow_plaintext;
 }
 
-static void ext_auth(const struct session *s, struct buf *out)
+static void ext_auth(const struct smtp_session *s, struct buf *out)
 {
-	buf_printf(out, " %s", sess_auth_cram_only(s) ? "CRAM-MD5" : smtp_auth_mechanisms());
+	buf_printf(out, " %s", smtp_sess_auth_cram_only(s) ? "CRAM-MD5" : smtp_auth_mechanisms());
 }
 
-static int ext_atrn_offered(const struct session *s)
+static int ext_atrn_offered(const struct smtp_session *s)
 {
 	return s->srv->odmr;
 }
 
-static int ext_etrn_offered(const struct session *s)
+static int ext_etrn_offered(const struct smtp_session *s)
 {
 	return s->srv->etrn != NULL;
 }
 
 /* DSN (RFC 3461) where mail is taken: not on the ODMR port. */
-static int ext_dsn_offered(const struct session *s)
+static int ext_dsn_offered(const struct smtp_session *s)
 {
 	return !s->srv->odmr;
 }
@@ -450,7 +450,7 @@ static const struct smtp_ext smtp_exts[] = {
     {"8BITMIME", NULL, NULL},
     {"ENHANCEDSTATUSCODES", NULL, NULL},
     {"STARTTLS", NULL, ext_starttls_offered},
-    {"AUTH", ext_auth, sess_auth_allowed},
+    {"AUTH", ext_auth, smtp_sess_auth_allowed},
     {"CHUNKING", NULL, NULL},
     {"ETRN", NULL, ext_etrn_offered},
     {"ATRN", NULL, ext_atrn_offered},
@@ -472,48 +472,48 @@ static int helo_arg_ok(const char *arg)
 	return 1;
 }
 
-static int sess_helo_common(struct session *s, const char *arg, const char *verb)
+static int smtp_sess_helo_common(struct smtp_session *s, const char *arg, const char *verb)
 {
 	if (!helo_arg_ok(arg)) {
-		sess_error(s, "501 5.5.4 Syntax: %s hostname", verb);
+		smtp_sess_error(s, "501 5.5.4 Syntax: %s hostname", verb);
 		return -1;
 	}
 	free(s->helo);
 	s->helo = xstrdup(arg);
 	s->state = ST_HELO;
-	sess_txn_reset(s);
+	smtp_sess_txn_reset(s);
 	return 0;
 }
 
-static void cmd_ehlo(struct session *s, const char *arg)
+static void cmd_ehlo(struct smtp_session *s, const char *arg)
 {
 	const struct smtp_ext *offer[N_EXTS];
 	size_t n = 0;
 	struct buf line = BUF_INIT;
 
-	if (sess_helo_common(s, arg, "EHLO") < 0)
+	if (smtp_sess_helo_common(s, arg, "EHLO") < 0)
 		return;
 	s->esmtp = 1;
 	for (size_t i = 0; i < N_EXTS; i++)
 		if (smtp_exts[i].offered == NULL || smtp_exts[i].offered(s))
 			offer[n++] = &smtp_exts[i];
-	sess_reply(s, "250%c%s", n ? '-' : ' ', s->srv->cfg->hostname);
+	smtp_sess_reply(s, "250%c%s", n ? '-' : ' ', s->srv->cfg->hostname);
 	for (size_t i = 0; i < n; i++) {
 		buf_reset(&line);
 		buf_puts(&line, offer[i]->name);
 		if (offer[i]->param)
 			offer[i]->param(s, &line);
-		sess_reply(s, "250%c%s", i + 1 < n ? '-' : ' ', buf_cstr(&line));
+		smtp_sess_reply(s, "250%c%s", i + 1 < n ? '-' : ' ', buf_cstr(&line));
 	}
 	buf_free(&line);
 }
 
-static void cmd_helo(struct session *s, const char *arg)
+static void cmd_helo(struct smtp_session *s, const char *arg)
 {
-	if (sess_helo_common(s, arg, "HELO") < 0)
+	if (smtp_sess_helo_common(s, arg, "HELO") < 0)
 		return;
 	s->esmtp = 0;
-	sess_reply(s, "250 %s", s->srv->cfg->hostname);
+	smtp_sess_reply(s, "250 %s", s->srv->cfg->hostname);
 }
 
 /* ------------------------------------------------------------------ MAIL */
@@ -531,7 +531,7 @@ static int arg_prefix(const char **arg, const char *prefix)
 	return 1;
 }
 
-static int mail_param_size(struct session *s, const char *v)
+static int mail_param_size(struct smtp_session *s, const char *v)
 {
 	char *end;
 	unsigned long long n;
@@ -539,52 +539,52 @@ static int mail_param_size(struct session *s, const char *v)
 	errno = 0;
 	n = v ? strtoull(v, &end, 10) : 0;
 	if (v == NULL || v[0] < '0' || v[0] > '9' || *end || errno == ERANGE || strlen(v) > 20) {
-		sess_error(s, "501 5.5.4 Bad SIZE parameter");
+		smtp_sess_error(s, "501 5.5.4 Bad SIZE parameter");
 		return -1;
 	}
 	if (n > s->srv->cfg->max_message_size) {
-		sess_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		smtp_sess_reply(s, "552 5.3.4 Message size exceeds fixed limit");
 		return -1;
 	}
 	return 0;
 }
 
-static int mail_param_body(struct session *s, const char *v)
+static int mail_param_body(struct smtp_session *s, const char *v)
 {
 	if (v && (strcasecmp(v, "7BIT") == 0 || strcasecmp(v, "8BITMIME") == 0))
 		return 0;
-	sess_error(s, "501 5.5.4 Bad BODY parameter");
+	smtp_sess_error(s, "501 5.5.4 Bad BODY parameter");
 	return -1;
 }
 
 /* AUTH=<mailbox> (RFC 4954 5): accepted and not passed on. */
-static int mail_param_auth(struct session *s, const char *v)
+static int mail_param_auth(struct smtp_session *s, const char *v)
 {
 	if (v && *v)
 		return 0;
-	sess_error(s, "501 5.5.4 Bad AUTH parameter");
+	smtp_sess_error(s, "501 5.5.4 Bad AUTH parameter");
 	return -1;
 }
 
 /* DSN RET=FULL|HDRS (RFC 3461 4.3), kept in the envelope. */
-static int mail_param_ret(struct session *s, const char *v)
+static int mail_param_ret(struct smtp_session *s, const char *v)
 {
 	if (v && strcasecmp(v, "FULL") == 0)
 		s->env.ret = Q_RET_FULL;
 	else if (v && strcasecmp(v, "HDRS") == 0)
 		s->env.ret = Q_RET_HDRS;
 	else {
-		sess_error(s, "501 5.5.4 Bad RET parameter (FULL or HDRS)");
+		smtp_sess_error(s, "501 5.5.4 Bad RET parameter (FULL or HDRS)");
 		return -1;
 	}
 	return 0;
 }
 
 /* DSN ENVID=xtext (RFC 3461 4.4): at most 100 characters, stored as given. */
-static int mail_param_envid(struct session *s, const char *v)
+static int mail_param_envid(struct smtp_session *s, const char *v)
 {
 	if (v == NULL || !dsn_xtext_valid(v, 100)) {
-		sess_error(s, "501 5.5.4 Bad ENVID parameter");
+		smtp_sess_error(s, "501 5.5.4 Bad ENVID parameter");
 		return -1;
 	}
 	free(s->env.envid);
@@ -595,24 +595,24 @@ static int mail_param_envid(struct session *s, const char *v)
 /* MAIL parameters we support. */
 static const struct {
 	const char *keyword;
-	int (*check)(struct session *s, const char *value);
+	int (*check)(struct smtp_session *s, const char *value);
 } mail_params[] = {
     {"SIZE", mail_param_size}, {"BODY", mail_param_body},   {"AUTH", mail_param_auth},
     {"RET", mail_param_ret},   {"ENVID", mail_param_envid},
 };
 
 /* 1 (after a 501) if the parameter at i repeats an earlier one. */
-static int params_duplicate(struct session *s, const struct smtp_params *ps, size_t i)
+static int params_duplicate(struct smtp_session *s, const struct smtp_params *ps, size_t i)
 {
 	for (size_t j = 0; j < i; j++)
 		if (strcasecmp(ps->v[j].keyword, ps->v[i].keyword) == 0) {
-			sess_error(s, "501 5.5.4 Duplicate %s parameter", ps->v[i].keyword);
+			smtp_sess_error(s, "501 5.5.4 Duplicate %s parameter", ps->v[i].keyword);
 			return 1;
 		}
 	return 0;
 }
 
-static int mail_params_check(struct session *s, const struct smtp_params *ps)
+static int mail_params_check(struct smtp_session *s, const struct smtp_params *ps)
 {
 	for (size_t i = 0; i < ps->n; i++) {
 		size_t k;
@@ -623,7 +623,7 @@ static int mail_params_check(struct session *s, const struct smtp_params *ps)
 			if (strcasecmp(ps->v[i].keyword, mail_params[k].keyword) == 0)
 				break;
 		if (k == sizeof(mail_params) / sizeof(mail_params[0])) {
-			sess_error(s, "555 5.5.4 Unsupported option: %s", ps->v[i].keyword);
+			smtp_sess_error(s, "555 5.5.4 Unsupported option: %s", ps->v[i].keyword);
 			return -1;
 		}
 		if (mail_params[k].check(s, ps->v[i].value) < 0)
@@ -640,7 +640,7 @@ static int srv_accepts_nothing(const struct smtp_server *srv)
 	return m == TRANSFER_NONE || m == TRANSFER_OUTBOUND_ONLY;
 }
 
-static void cmd_mail(struct session *s, const char *arg)
+static void cmd_mail(struct smtp_session *s, const char *arg)
 {
 	struct smtp_path p;
 	struct smtp_params ps;
@@ -650,40 +650,40 @@ static void cmd_mail(struct session *s, const char *arg)
 	 * site sending its own outbound mail on the same call (data = direct,
 	 * docs/odmr.md). */
 	if (s->srv->odmr && s->auth_user == NULL) {
-		sess_error(s, "502 5.5.1 MAIL not accepted on the ODMR port before AUTH; use ATRN");
+		smtp_sess_error(s, "502 5.5.1 MAIL not accepted on the ODMR port before AUTH; use ATRN");
 		return;
 	}
 	if (!arg_prefix(&arg, "FROM:")) {
-		sess_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		smtp_sess_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
 	if (smtp_path_parse(arg, 1, &p, &end, &why) < 0) {
-		sess_error(s, "501 5.1.7 Bad sender address syntax: %s", why);
+		smtp_sess_error(s, "501 5.1.7 Bad sender address syntax: %s", why);
 		return;
 	}
 	if (smtp_params_parse(end, &ps, &why) < 0)
-		sess_error(s, "501 5.5.4 Syntax error in parameters: %s", why);
+		smtp_sess_error(s, "501 5.5.4 Syntax error in parameters: %s", why);
 	else if (mail_params_check(s, &ps) < 0)
 		;
 	else if (!srv_disk_ok(s->srv))
-		sess_reply(s, "452 4.3.1 Insufficient system storage");
+		smtp_sess_reply(s, "452 4.3.1 Insufficient system storage");
 	else if (srv_accepts_nothing(s->srv))
-		sess_reply(s, "450 4.3.2 Not accepting mail now (transfer_mode %s)",
+		smtp_sess_reply(s, "450 4.3.2 Not accepting mail now (transfer_mode %s)",
 			   s->srv->cfg->transfer_mode);
 	else {
 		s->env.sender = xstrdup(p.mailbox);
 		s->state = ST_MAIL;
-		sess_reply(s, "250 2.1.0 Ok");
+		smtp_sess_reply(s, "250 2.1.0 Ok");
 	}
 	if (s->state != ST_MAIL) /* a refused MAIL leaves no RET or ENVID behind */
-		sess_txn_reset(s);
+		smtp_sess_txn_reset(s);
 	smtp_params_free(&ps);
 	smtp_path_free(&p);
 }
 
 /* ------------------------------------------------------------------ RCPT */
 
-static void rcpt_accept(struct session *s, const char *mailbox)
+static void rcpt_accept(struct smtp_session *s, const char *mailbox)
 {
 	for (size_t i = 0; i < s->env.nrcpt; i++)
 		if (strcmp(s->env.rcpt[i].addr, mailbox) == 0)
@@ -691,43 +691,43 @@ static void rcpt_accept(struct session *s, const char *mailbox)
 	q_env_add_rcpt(&s->env, mailbox);
 ok:
 	s->state = ST_RCPT;
-	sess_reply(s, "250 2.1.5 Ok");
+	smtp_sess_reply(s, "250 2.1.5 Ok");
 }
 
-static void rcpt_relay_denied(struct session *s, const char *mailbox)
+static void rcpt_relay_denied(struct smtp_session *s, const char *mailbox)
 {
 	const char *kv[] = {"client", s->addr, "from", s->env.sender, "to", mailbox, NULL};
 
 	event_logkv(EV_RELAY_DENIED, kv,
 		    "Relay access denied: client %s, sender <%s>, recipient <%s>", s->addr,
 		    s->env.sender, mailbox);
-	sess_reply(s, "554 5.7.1 <%s>: Relay access denied", mailbox);
+	smtp_sess_reply(s, "554 5.7.1 <%s>: Relay access denied", mailbox);
 }
 
-static void rcpt_unknown(struct session *s, const char *mailbox)
+static void rcpt_unknown(struct smtp_session *s, const char *mailbox)
 {
 	const char *kv[] = {"client", s->addr, "from", s->env.sender, "to", mailbox, NULL};
 
 	event_logkv(EV_UNKNOWN_RECIPIENT, kv,
 		    "Unknown local recipient <%s> refused (client %s, sender <%s>)", mailbox,
 		    s->addr, s->env.sender);
-	sess_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", mailbox);
+	smtp_sess_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", mailbox);
 }
 
 /* Clients in mynetworks and authenticated clients may relay. */
-static int sess_may_relay(const struct session *s)
+static int smtp_sess_may_relay(const struct smtp_session *s)
 {
 	return s->in_mynetworks || s->auth_user != NULL;
 }
 
 /* Relay control. A local part with % ! @ or a source route is never taken
  * as local from outside mynetworks: those are the classic relay tricks. */
-static void rcpt_policy(struct session *s, const struct smtp_path *p)
+static void rcpt_policy(struct smtp_session *s, const struct smtp_path *p)
 {
 	const struct config *cfg = s->srv->cfg;
 	int tricky = p->has_route || strpbrk(p->local, "%!@") != NULL;
 
-	if (!sess_may_relay(s) && tricky) {
+	if (!smtp_sess_may_relay(s) && tricky) {
 		rcpt_relay_denied(s, p->mailbox);
 		return;
 	}
@@ -744,14 +744,14 @@ static void rcpt_policy(struct session *s, const struct smtp_path *p)
 		}
 	}
 	/* hold_domains: accepted from anyone, as a backup MX would */
-	if (sess_may_relay(s) || (!p->literal && hub_hold_domain(cfg, p->domain)))
+	if (smtp_sess_may_relay(s) || (!p->literal && policy_hold_domain(cfg, p->domain)))
 		rcpt_accept(s, p->mailbox);
 	else
 		rcpt_relay_denied(s, p->mailbox);
 }
 
 /* RFC 5321 4.1.1.3: "<Postmaster>" without a domain must be accepted. */
-static int rcpt_postmaster(struct session *s, const char *arg, struct smtp_path *p,
+static int rcpt_postmaster(struct smtp_session *s, const char *arg, struct smtp_path *p,
 			   const char **end)
 {
 	const struct config *cfg = s->srv->cfg;
@@ -769,7 +769,7 @@ static int rcpt_postmaster(struct session *s, const char *arg, struct smtp_path 
 
 /* DSN NOTIFY and ORCPT (RFC 3461 4.1, 4.2); anything else is refused.
  * 0 with the values (orcpt points into ps), or -1 after the error reply. */
-static int rcpt_params_check(struct session *s, const struct smtp_params *ps, unsigned *notify,
+static int rcpt_params_check(struct smtp_session *s, const struct smtp_params *ps, unsigned *notify,
 			     const char **orcpt)
 {
 	*notify = 0;
@@ -781,25 +781,25 @@ static int rcpt_params_check(struct session *s, const struct smtp_params *ps, un
 			return -1;
 		if (strcasecmp(k, "NOTIFY") == 0) {
 			if (v == NULL || dsn_notify_parse(v, notify) < 0) {
-				sess_error(s, "501 5.5.4 Bad NOTIFY parameter "
+				smtp_sess_error(s, "501 5.5.4 Bad NOTIFY parameter "
 					      "(NEVER, or SUCCESS, FAILURE, DELAY)");
 				return -1;
 			}
 		} else if (strcasecmp(k, "ORCPT") == 0) {
 			if (v == NULL || !dsn_orcpt_valid(v)) {
-				sess_error(s, "501 5.5.4 Bad ORCPT parameter (addr-type;xtext)");
+				smtp_sess_error(s, "501 5.5.4 Bad ORCPT parameter (addr-type;xtext)");
 				return -1;
 			}
 			*orcpt = v;
 		} else {
-			sess_error(s, "555 5.5.4 Unsupported option: %s", k);
+			smtp_sess_error(s, "555 5.5.4 Unsupported option: %s", k);
 			return -1;
 		}
 	}
 	return 0;
 }
 
-static void cmd_rcpt(struct session *s, const char *arg)
+static void cmd_rcpt(struct smtp_session *s, const char *arg)
 {
 	struct smtp_path p;
 	struct smtp_params ps;
@@ -807,19 +807,19 @@ static void cmd_rcpt(struct session *s, const char *arg)
 	unsigned notify;
 
 	if (!arg_prefix(&arg, "TO:")) {
-		sess_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		smtp_sess_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
 	if (s->env.nrcpt >= (size_t)s->srv->cfg->max_recipients) {
-		sess_reply(s, "452 4.5.3 Error: too many recipients");
+		smtp_sess_reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
 	if (rcpt_postmaster(s, arg, &p, &end) < 0 && smtp_path_parse(arg, 0, &p, &end, &why) < 0) {
-		sess_error(s, "501 5.1.3 Bad recipient address syntax: %s", why);
+		smtp_sess_error(s, "501 5.1.3 Bad recipient address syntax: %s", why);
 		return;
 	}
 	if (smtp_params_parse(end, &ps, &why) < 0)
-		sess_error(s, "501 5.5.4 Syntax error in parameters: %s", why);
+		smtp_sess_error(s, "501 5.5.4 Syntax error in parameters: %s", why);
 	else if (rcpt_params_check(s, &ps, &notify, &orcpt) == 0) {
 		size_t before = s->env.nrcpt;
 		rcpt_policy(s, &p);
@@ -917,7 +917,7 @@ static size_t data_scan(struct data_rx *d, const unsigned char *p, size_t n, int
 	return i;
 }
 
-static void sess_queued(struct session *s, const char *msgid)
+static void smtp_sess_queued(struct smtp_session *s, const char *msgid)
 {
 	const struct q_env *e = &s->env;
 	char size[32], nrcpt[32];
@@ -927,7 +927,7 @@ static void sess_queued(struct session *s, const char *msgid)
 
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)e->size);
 	snprintf(nrcpt, sizeof(nrcpt), "%zu", e->nrcpt);
-	sess_reply(s, "250 2.0.0 Ok: queued as %s", e->id);
+	smtp_sess_reply(s, "250 2.0.0 Ok: queued as %s", e->id);
 	event_logkv(EV_MESSAGE_RECEIVED, kv,
 		    "Message %s received from %s: sender <%s>, %zu recipient(s), %s bytes", e->id,
 		    s->addr, e->sender, e->nrcpt, size);
@@ -937,26 +937,26 @@ static void sess_queued(struct session *s, const char *msgid)
 		s->srv->on_commit(e->id, s->inbound, s->srv->arg);
 }
 
-static void sess_commit_failed(struct session *s, int rc, int err)
+static void smtp_sess_commit_failed(struct smtp_session *s, int rc, int err)
 {
 	const char *kv[] = {"client", s->addr, "error", strerror(err), NULL};
 
 	if (rc == Q_TEMPFAIL && err == ENOSPC) {
 		srv_disk_low(s->srv, strerror(err));
-		sess_reply(s, "452 4.3.1 Insufficient system storage");
+		smtp_sess_reply(s, "452 4.3.1 Insufficient system storage");
 		return;
 	}
 	event_logkv(EV_QUEUE_WRITE_FAILED, kv,
 		    "Message from %s (sender <%s>) could not be queued: %s", s->addr, s->env.sender,
 		    strerror(err));
 	if (rc == Q_TEMPFAIL)
-		sess_reply(s, "451 4.3.0 Error: queue file write error");
+		smtp_sess_reply(s, "451 4.3.0 Error: queue file write error");
 	else
-		sess_reply(s, "554 5.3.0 Error: the queue refused the message");
+		smtp_sess_reply(s, "554 5.3.0 Error: the queue refused the message");
 }
 
 /* Trace header, and a Message-ID for our own networks' mail that has none. */
-static char *sess_build_head(struct session *s, struct buf *head)
+static char *smtp_sess_build_head(struct smtp_session *s, struct buf *head)
 {
 	const struct config *cfg = s->srv->cfg;
 	struct buf *c = &s->data.content;
@@ -967,7 +967,7 @@ static char *sess_build_head(struct session *s, struct buf *head)
 		 s->esmtp && s->tls ? "S" : "", s->esmtp && s->auth_user ? "A" : "");
 	msg_received(head, s->helo, s->addr, cfg->hostname, proto, s->env.id,
 		     s->env.nrcpt == 1 ? s->env.rcpt[0].addr : NULL, clock_now());
-	if (msgid == NULL && sess_may_relay(s)) {
+	if (msgid == NULL && smtp_sess_may_relay(s)) {
 		struct buf id = BUF_INIT;
 
 		msg_make_message_id(&id, s->env.id, cfg->hostname);
@@ -979,26 +979,26 @@ static char *sess_build_head(struct session *s, struct buf *head)
 
 /* Sends the outcome of a committed (or failed) message; a gone client gets
  * no reply, but a queued message is still logged and handed on. */
-static void sess_commit_done(struct session *s, const struct q_result *res)
+static void smtp_sess_commit_done(struct smtp_session *s, const struct q_result *res)
 {
 	if (res->status == Q_OK)
-		sess_queued(s, s->env.message_id);
+		smtp_sess_queued(s, s->env.message_id);
 	else
-		sess_commit_failed(s, res->status, res->err);
-	sess_txn_reset(s);
+		smtp_sess_commit_failed(s, res->status, res->err);
+	smtp_sess_txn_reset(s);
 }
 
 /* After the commit: go on with the input that waited, or end the session. */
-static void sess_resume(struct session *s)
+static void smtp_sess_resume(struct smtp_session *s)
 {
 	s->parked = 0;
 	if (s->gone) {
-		sess_free(s);
+		smtp_sess_free(s);
 		return;
 	}
 	if (!s->eof)
 		bufferevent_enable(s->bev, EV_READ);
-	sess_read_cb(s->bev, s);
+	smtp_sess_read_cb(s->bev, s);
 }
 
 /* Answers and resumes each session of a committed batch. The batch is
@@ -1009,9 +1009,9 @@ static void srv_batch_finish(struct srv_batch *sb)
 
 	sb->n = 0;
 	for (size_t i = 0; i < n; i++)
-		sess_commit_done(sb->parked[i], &sb->res[i]);
+		smtp_sess_commit_done(sb->parked[i], &sb->res[i]);
 	for (size_t i = 0; i < n; i++)
-		sess_resume(sb->parked[i]);
+		smtp_sess_resume(sb->parked[i]);
 }
 
 /* Hands the staging batch to the committer thread if it is idle (else
@@ -1051,7 +1051,7 @@ static void srv_batch_done_cb(evutil_socket_t fd, short what, void *arg)
 	srv_batch_finish(sb);
 }
 
-static void srv_batch_push(struct srv_batch *sb, struct session *s)
+static void srv_batch_push(struct srv_batch *sb, struct smtp_session *s)
 {
 	if (sb->n == sb->cap) {
 		sb->cap = sb->cap ? 2 * sb->cap : 16;
@@ -1065,7 +1065,7 @@ static void srv_batch_push(struct srv_batch *sb, struct session *s)
  * A 0-second timer hands the batch over: timers run after this loop pass's
  * read callbacks and the next poll, so sessions finishing together share
  * the syncs; while a batch is in flight, the next one fills meanwhile. */
-static void sess_park(struct session *s, const struct iovec *iov, int iovcnt)
+static void smtp_sess_park(struct smtp_session *s, const struct iovec *iov, int iovcnt)
 {
 	struct smtp_server *srv = s->srv;
 	struct timeval now = {0, 0};
@@ -1074,7 +1074,7 @@ static void sess_park(struct session *s, const struct iovec *iov, int iovcnt)
 	rc = queue_batch_add(srv->staging->b, &s->env, iov, iovcnt);
 	if (rc != Q_OK) {
 		struct q_result res = {rc, errno};
-		sess_commit_done(s, &res);
+		smtp_sess_commit_done(s, &res);
 		return;
 	}
 	srv_batch_push(srv->staging, s);
@@ -1083,25 +1083,25 @@ static void sess_park(struct session *s, const struct iovec *iov, int iovcnt)
 		evtimer_add(srv->ev_commit, &now);
 }
 
-static void sess_commit(struct session *s)
+static void smtp_sess_commit(struct smtp_session *s)
 {
 	struct buf head = BUF_INIT;
 	struct iovec iov[2];
 
 	queue_new_id(s->env.id);
-	s->env.message_id = sess_build_head(s, &head);
+	s->env.message_id = smtp_sess_build_head(s, &head);
 	s->env.client = xstrdup(s->addr);
 	s->env.helo = xstrdup(s->helo);
 	iov[0].iov_base = head.data;
 	iov[0].iov_len = head.len;
 	iov[1].iov_base = s->data.content.data;
 	iov[1].iov_len = s->data.content.len;
-	sess_park(s, iov, 2);
+	smtp_sess_park(s, iov, 2);
 	buf_free(&head);
-	sess_data_free(&s->data);
+	smtp_sess_data_free(&s->data);
 }
 
-static void sess_data_refuse(struct session *s)
+static void smtp_sess_data_refuse(struct smtp_session *s)
 {
 	static const char *const why[] = {
 	    [DB_BARE_CRLF] = "bare CR or LF in message data",
@@ -1114,10 +1114,10 @@ static void sess_data_refuse(struct session *s)
 	event_logkv(s->data.bad == DB_BARE_CRLF ? EV_BARE_LINEFEED : EV_MESSAGE_REFUSED_BAD_DATA,
 		    kv, "Message from %s (sender <%s>) refused: %s", s->addr, s->env.sender,
 		    why[s->data.bad]);
-	sess_reply(s, "550 5.6.0 Message refused: %s", why[s->data.bad]);
+	smtp_sess_reply(s, "550 5.6.0 Message refused: %s", why[s->data.bad]);
 }
 
-static void sess_data_too_big(struct session *s)
+static void smtp_sess_data_too_big(struct smtp_session *s)
 {
 	char size[32];
 	const char *kv[] = {"client", s->addr, "from", s->env.sender, "size", size, NULL};
@@ -1126,26 +1126,26 @@ static void sess_data_too_big(struct session *s)
 	event_logkv(EV_MESSAGE_TOO_BIG, kv,
 		    "Message from %s (sender <%s>) refused: %s bytes exceed max_message_size %llu",
 		    s->addr, s->env.sender, size, (unsigned long long)s->data.max);
-	sess_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+	smtp_sess_reply(s, "552 5.3.4 Message size exceeds fixed limit");
 }
 
-static void sess_data_end(struct session *s)
+static void smtp_sess_data_end(struct smtp_session *s)
 {
-	sess_set_timeout(s, s->srv->cfg->smtp_timeout);
+	smtp_sess_set_timeout(s, s->srv->cfg->smtp_timeout);
 	if (s->data.bad != DB_NONE)
-		sess_data_refuse(s);
+		smtp_sess_data_refuse(s);
 	else if (s->data.size > s->data.max)
-		sess_data_too_big(s);
+		smtp_sess_data_too_big(s);
 	else if (!srv_disk_ok(s->srv))
-		sess_reply(s, "452 4.3.1 Insufficient system storage");
+		smtp_sess_reply(s, "452 4.3.1 Insufficient system storage");
 	else
-		sess_commit(s);
+		smtp_sess_commit(s);
 	s->state = ST_HELO;
 	if (!s->parked) /* else the envelope is needed for the reply */
-		sess_txn_reset(s);
+		smtp_sess_txn_reset(s);
 }
 
-static void sess_data_input(struct session *s, struct evbuffer *in)
+static void smtp_sess_data_input(struct smtp_session *s, struct evbuffer *in)
 {
 	struct evbuffer_iovec v;
 	int done = 0;
@@ -1153,15 +1153,15 @@ static void sess_data_input(struct session *s, struct evbuffer *in)
 	while (!done && evbuffer_peek(in, -1, NULL, &v, 1) > 0 && v.iov_len > 0)
 		evbuffer_drain(in, data_scan(&s->data, v.iov_base, v.iov_len, &done));
 	if (done)
-		sess_data_end(s);
+		smtp_sess_data_end(s);
 }
 
-static void cmd_data(struct session *s, const char *arg)
+static void cmd_data(struct smtp_session *s, const char *arg)
 {
 	struct data_rx *d = &s->data;
 
 	if (*arg) {
-		sess_error(s, "501 5.5.4 Syntax: DATA");
+		smtp_sess_error(s, "501 5.5.4 Syntax: DATA");
 		return;
 	}
 	d->scan = DS_BOL;
@@ -1171,8 +1171,8 @@ static void cmd_data(struct session *s, const char *arg)
 	d->max = s->srv->cfg->max_message_size;
 	buf_reset(&d->content);
 	s->state = ST_DATA;
-	sess_set_timeout(s, s->srv->cfg->smtp_data_timeout);
-	sess_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	smtp_sess_set_timeout(s, s->srv->cfg->smtp_data_timeout);
+	smtp_sess_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
 /* ------------------------------------------------------------------ BDAT */
@@ -1223,7 +1223,7 @@ static int bdat_parse(const char *arg, uint64_t *size, int *last)
 }
 
 /* The first chunk of a transaction: the DATA receiver's state, empty. */
-static void bdat_begin(struct session *s)
+static void bdat_begin(struct smtp_session *s)
 {
 	struct data_rx *d = &s->data;
 
@@ -1236,7 +1236,7 @@ static void bdat_begin(struct session *s)
 	s->state = ST_BDAT;
 }
 
-static const char *bdat_sequence_error(const struct session *s)
+static const char *bdat_sequence_error(const struct smtp_session *s)
 {
 	if (s->state == ST_CONNECT)
 		return "503 5.5.1 Error: send HELO/EHLO first";
@@ -1247,7 +1247,7 @@ static const char *bdat_sequence_error(const struct session *s)
 
 /* LAST chunk in: the same end as DATA (checks, group commit, 250 once
  * durable). Content that does not end in CRLF gets one. */
-static void bdat_last(struct session *s)
+static void bdat_last(struct smtp_session *s)
 {
 	struct data_rx *d = &s->data;
 	struct buf *c = &d->content;
@@ -1258,28 +1258,28 @@ static void bdat_last(struct session *s)
 		buf_append(c, "\r\n", 2);
 		d->size += 2;
 	}
-	sess_data_end(s);
+	smtp_sess_data_end(s);
 }
 
 /* The announced octets of a chunk are in: the reply it was owed. */
-static void sess_bdat_chunk_end(struct session *s)
+static void smtp_sess_bdat_chunk_end(struct smtp_session *s)
 {
 	struct bdat_rx *b = &s->bdat;
 
 	b->reading = 0;
-	sess_set_timeout(s, s->srv->cfg->smtp_timeout);
+	smtp_sess_set_timeout(s, s->srv->cfg->smtp_timeout);
 	if (b->refuse == BR_SEQUENCE)
-		sess_error(s, "%s", b->why);
+		smtp_sess_error(s, "%s", b->why);
 	else if (b->refuse == BR_TOO_BIG) {
-		sess_data_too_big(s);
-		sess_txn_reset(s); /* later chunks of it get 503 */
+		smtp_sess_data_too_big(s);
+		smtp_sess_txn_reset(s); /* later chunks of it get 503 */
 	} else if (!b->last)
-		sess_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)b->size);
+		smtp_sess_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)b->size);
 	else
 		bdat_last(s);
 }
 
-static void sess_bdat_input(struct session *s, struct evbuffer *in)
+static void smtp_sess_bdat_input(struct smtp_session *s, struct evbuffer *in)
 {
 	struct bdat_rx *b = &s->bdat;
 	struct evbuffer_iovec v;
@@ -1293,17 +1293,17 @@ static void sess_bdat_input(struct session *s, struct evbuffer *in)
 		b->left -= n;
 	}
 	if (b->left == 0)
-		sess_bdat_chunk_end(s);
+		smtp_sess_bdat_chunk_end(s);
 }
 
-static void cmd_bdat(struct session *s, const char *arg)
+static void cmd_bdat(struct smtp_session *s, const char *arg)
 {
 	struct bdat_rx *b = &s->bdat;
 	struct data_rx *d = &s->data;
 
 	memset(b, 0, sizeof(*b));
 	if (bdat_parse(arg, &b->size, &b->last) < 0) {
-		sess_error(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		smtp_sess_error(s, "501 5.5.4 Syntax: BDAT size [LAST]");
 		return;
 	}
 	b->left = b->size;
@@ -1319,34 +1319,34 @@ static void cmd_bdat(struct session *s, const char *arg)
 			d->size += b->size;
 		}
 	}
-	sess_set_timeout(s, s->srv->cfg->smtp_data_timeout);
+	smtp_sess_set_timeout(s, s->srv->cfg->smtp_data_timeout);
 	if (b->left == 0)
-		sess_bdat_chunk_end(s);
+		smtp_sess_bdat_chunk_end(s);
 }
 
 /* -------------------------------------------------------------- STARTTLS */
 
-static void cmd_starttls(struct session *s, const char *arg)
+static void cmd_starttls(struct smtp_session *s, const char *arg)
 {
 	if (*arg) {
-		sess_error(s, "501 5.5.4 Syntax: STARTTLS");
+		smtp_sess_error(s, "501 5.5.4 Syntax: STARTTLS");
 		return;
 	}
 	if (s->tls) {
-		sess_error(s, "503 5.5.1 Error: TLS already active");
+		smtp_sess_error(s, "503 5.5.1 Error: TLS already active");
 		return;
 	}
 	if (s->srv->tls_ctx == NULL) {
-		sess_reply(s, "454 4.7.0 TLS not available");
+		smtp_sess_reply(s, "454 4.7.0 TLS not available");
 		return;
 	}
-	sess_reply(s, "220 2.0.0 Ready to start TLS");
+	smtp_sess_reply(s, "220 2.0.0 Ready to start TLS");
 	s->starttls = 1;
 }
 
 /* Plaintext the client sent after STARTTLS is dropped, never run inside
  * TLS (STARTTLS command injection, CVE-2011-0411). */
-static void sess_tls_discard(struct session *s)
+static void smtp_sess_tls_discard(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	size_t n = evbuffer_get_length(in);
@@ -1363,7 +1363,7 @@ static void sess_tls_discard(struct session *s)
 
 /* RFC 3207 4.2: after the handshake the session starts over; the client
  * must EHLO again, and nothing it said before counts (AUTH included). */
-static void sess_tls_reset(struct session *s)
+static void smtp_sess_tls_reset(struct smtp_session *s)
 {
 	s->tls = 1;
 	s->esmtp = 0;
@@ -1372,57 +1372,57 @@ static void sess_tls_reset(struct session *s)
 	free(s->auth_user);
 	s->auth_user = NULL;
 	q_env_free(&s->env);
-	sess_data_free(&s->data);
+	smtp_sess_data_free(&s->data);
 	s->state = ST_CONNECT;
 }
 
 /* The "220" is written: the socket moves to a TLS bufferevent (server
  * side of the handshake). */
-static void sess_tls_switch(struct session *s)
+static void smtp_sess_tls_switch(struct smtp_session *s)
 {
 	evutil_socket_t fd = bufferevent_getfd(s->bev);
 	SSL *ssl = SSL_new(s->srv->tls_ctx);
 	struct bufferevent *tb = NULL;
 
-	sess_tls_discard(s);
+	smtp_sess_tls_discard(s);
 	if (ssl)
 		tb = bufferevent_openssl_socket_new(
 		    s->srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (tb == NULL) {
 		log_warnx("smtp: %s: cannot start TLS", s->addr);
 		SSL_free(ssl);
-		sess_free(s);
+		smtp_sess_free(s);
 		return;
 	}
 	bufferevent_setfd(s->bev, -1); /* the socket is tb's now */
 	bufferevent_free(s->bev);
 	s->bev = tb;
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
-	sess_tls_reset(s);
-	bufferevent_setcb(tb, sess_read_cb, NULL, sess_event_cb, s);
-	sess_set_timeout(s, s->srv->cfg->smtp_timeout);
+	smtp_sess_tls_reset(s);
+	bufferevent_setcb(tb, smtp_sess_read_cb, NULL, smtp_sess_event_cb, s);
+	smtp_sess_set_timeout(s, s->srv->cfg->smtp_timeout);
 	bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
 
-static void sess_tls_switch_cb(struct bufferevent *bev, void *arg)
+static void smtp_sess_tls_switch_cb(struct bufferevent *bev, void *arg)
 {
-	sess_tls_switch(arg);
+	smtp_sess_tls_switch(arg);
 }
 
 /* After the input that held STARTTLS: stop reading, drop what came after
  * it, switch once the "220" (and any earlier replies) is written. */
-static void sess_tls_begin(struct session *s)
+static void smtp_sess_tls_begin(struct smtp_session *s)
 {
 	s->starttls = 0;
 	bufferevent_disable(s->bev, EV_READ);
-	sess_tls_discard(s);
+	smtp_sess_tls_discard(s);
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
-		bufferevent_setcb(s->bev, NULL, sess_tls_switch_cb, sess_event_cb, s);
+		bufferevent_setcb(s->bev, NULL, smtp_sess_tls_switch_cb, smtp_sess_event_cb, s);
 	else
-		sess_tls_switch(s);
+		smtp_sess_tls_switch(s);
 }
 
-static void sess_tls_up(struct session *s)
+static void smtp_sess_tls_up(struct smtp_session *s)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
 
@@ -1430,7 +1430,7 @@ static void sess_tls_up(struct session *s)
 		 ssl ? SSL_get_cipher_name(ssl) : "?");
 }
 
-static void sess_tls_error(struct session *s)
+static void smtp_sess_tls_error(struct smtp_session *s)
 {
 	char msg[256];
 	unsigned long e, last = 0;
@@ -1447,13 +1447,13 @@ static void sess_tls_error(struct session *s)
 
 /* ------------------------------------------------------------------ AUTH */
 
-static void auth_end(struct session *s)
+static void auth_end(struct smtp_session *s)
 {
 	smtp_auth_free(s->sasl);
 	s->sasl = NULL;
 }
 
-static void auth_succeeded(struct session *s)
+static void auth_succeeded(struct smtp_session *s)
 {
 	const char *user = smtp_auth_user(s->sasl), *mech = smtp_auth_mech(s->sasl);
 	const char *kv[] = {"client", s->addr, "user", user, "mechanism", mech, NULL};
@@ -1461,35 +1461,35 @@ static void auth_succeeded(struct session *s)
 	s->auth_user = xstrdup(user);
 	event_logkv(EV_AUTH_SUCCEEDED, kv, "Client %s authenticated as %s (%s)", s->addr, user,
 		    mech);
-	sess_reply(s, "235 2.7.0 Authentication successful");
+	smtp_sess_reply(s, "235 2.7.0 Authentication successful");
 	auth_end(s);
 }
 
 /* A failed exchange; the third one in a session closes it. */
-static void auth_failed(struct session *s, const char *reply)
+static void auth_failed(struct smtp_session *s, const char *reply)
 {
 	const char *user = smtp_auth_user(s->sasl), *mech = smtp_auth_mech(s->sasl);
 	const char *kv[] = {"client", s->addr, "user", user ? user : "", "mechanism", mech, NULL};
 
 	event_logkv(EV_AUTH_FAILED, kv, "Authentication failed for client %s, user \"%s\" (%s): %s",
 		    s->addr, user ? user : "", mech, reply + 10);
-	sess_reply(s, "%s", reply);
+	smtp_sess_reply(s, "%s", reply);
 	auth_end(s);
 	if (++s->auth_failures >= SMTP_AUTH_MAX && !s->closing) {
-		sess_reply(s, "421 4.7.0 %s Error: too many failed authentications",
+		smtp_sess_reply(s, "421 4.7.0 %s Error: too many failed authentications",
 			   s->srv->cfg->hostname);
 		s->closing = 1;
 	}
 }
 
 /* One client line of the exchange (the initial response, or an answer). */
-static void auth_feed(struct session *s, const char *response)
+static void auth_feed(struct smtp_session *s, const char *response)
 {
 	struct buf ch = BUF_INIT;
 
 	switch (smtp_auth_step(s->sasl, response, &ch)) {
 	case SMTP_AUTH_CONTINUE:
-		sess_reply(s, "334 %s", buf_cstr(&ch));
+		smtp_sess_reply(s, "334 %s", buf_cstr(&ch));
 		break;
 	case SMTP_AUTH_OK:
 		auth_succeeded(s);
@@ -1501,14 +1501,14 @@ static void auth_feed(struct session *s, const char *response)
 		auth_failed(s, "501 5.5.2 Cannot decode the authentication response");
 		break;
 	case SMTP_AUTH_CANCELLED:
-		sess_reply(s, "501 5.7.0 Authentication cancelled");
+		smtp_sess_reply(s, "501 5.7.0 Authentication cancelled");
 		auth_end(s);
 		break;
 	}
 	buf_free(&ch);
 }
 
-static void cmd_auth(struct session *s, const char *arg)
+static void cmd_auth(struct smtp_session *s, const char *arg)
 {
 	const struct config *cfg = s->srv->cfg;
 	char mech[32];
@@ -1518,25 +1518,25 @@ static void cmd_auth(struct session *s, const char *arg)
 	while (*resp == ' ')
 		resp++;
 	if (cfg->auth_users == NULL)
-		sess_error(s, "502 5.5.1 Error: authentication not enabled");
+		smtp_sess_error(s, "502 5.5.1 Error: authentication not enabled");
 	else if (s->auth_user)
-		sess_error(s, "503 5.5.1 Error: already authenticated");
+		smtp_sess_error(s, "503 5.5.1 Error: already authenticated");
 	else if (!s->esmtp)
-		sess_error(s, "503 5.5.1 Error: send EHLO first");
-	else if (!sess_auth_allowed(s))
-		sess_reply(s, "538 5.7.11 Encryption required for requested authentication "
+		smtp_sess_error(s, "503 5.5.1 Error: send EHLO first");
+	else if (!smtp_sess_auth_allowed(s))
+		smtp_sess_reply(s, "538 5.7.11 Encryption required for requested authentication "
 			      "mechanism");
 	else if (n == 0 || n >= sizeof(mech))
-		sess_error(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
-	else if (sess_auth_cram_only(s) && (n != 8 || strncasecmp(arg, "CRAM-MD5", 8) != 0))
-		sess_reply(s, "538 5.7.11 Encryption required for requested authentication "
+		smtp_sess_error(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+	else if (smtp_sess_auth_cram_only(s) && (n != 8 || strncasecmp(arg, "CRAM-MD5", 8) != 0))
+		smtp_sess_reply(s, "538 5.7.11 Encryption required for requested authentication "
 			      "mechanism");
 	else {
 		memcpy(mech, arg, n);
 		mech[n] = '\0';
 		s->sasl = smtp_auth_start(mech, cfg->auth_users, cfg->hostname);
 		if (s->sasl == NULL)
-			sess_error(s, "504 5.5.4 Unrecognized authentication type");
+			smtp_sess_error(s, "504 5.5.4 Unrecognized authentication type");
 		else
 			auth_feed(s, *resp ? resp : NULL);
 	}
@@ -1544,68 +1544,68 @@ static void cmd_auth(struct session *s, const char *arg)
 
 /* ------------------------------------------------------- other commands */
 
-static void cmd_rset(struct session *s, const char *arg)
+static void cmd_rset(struct smtp_session *s, const char *arg)
 {
-	sess_txn_reset(s);
-	sess_reply(s, "250 2.0.0 Ok");
+	smtp_sess_txn_reset(s);
+	smtp_sess_reply(s, "250 2.0.0 Ok");
 }
 
-static void cmd_noop(struct session *s, const char *arg)
+static void cmd_noop(struct smtp_session *s, const char *arg)
 {
-	sess_reply(s, "250 2.0.0 Ok");
+	smtp_sess_reply(s, "250 2.0.0 Ok");
 }
 
-static void cmd_quit(struct session *s, const char *arg)
+static void cmd_quit(struct smtp_session *s, const char *arg)
 {
 	s->quit_seen = 1;
-	sess_reply(s, "221 2.0.0 Bye");
+	smtp_sess_reply(s, "221 2.0.0 Bye");
 	s->closing = 1;
 }
 
-static void cmd_vrfy(struct session *s, const char *arg)
+static void cmd_vrfy(struct smtp_session *s, const char *arg)
 {
 	if (*arg == '\0')
-		sess_error(s, "501 5.5.4 Syntax: VRFY address");
+		smtp_sess_error(s, "501 5.5.4 Syntax: VRFY address");
 	else
-		sess_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt "
+		smtp_sess_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt "
 			      "delivery");
 }
 
 /* ETRN (RFC 1985): the hub decides and answers; delivery starts later. */
-static void cmd_etrn(struct session *s, const char *arg)
+static void cmd_etrn(struct smtp_session *s, const char *arg)
 {
 	struct buf reply = BUF_INIT;
 
 	if (s->srv->etrn == NULL) {
-		sess_error(s, "502 5.5.1 ETRN is not offered here");
+		smtp_sess_error(s, "502 5.5.1 ETRN is not offered here");
 		return;
 	}
 	s->srv->etrn(s->addr, s->auth_user, arg, &reply, s->srv->etrn_arg);
-	sess_reply(s, "%s", buf_cstr(&reply));
+	smtp_sess_reply(s, "%s", buf_cstr(&reply));
 	buf_free(&reply);
 }
 
 /* ATRN (RFC 2645): after AUTH; on "250" the connection is handed over. */
-static void cmd_atrn(struct session *s, const char *arg)
+static void cmd_atrn(struct smtp_session *s, const char *arg)
 {
 	struct buf reply = BUF_INIT;
 
 	if (!s->srv->odmr)
-		sess_error(s, "502 5.5.1 ATRN is not offered here");
+		smtp_sess_error(s, "502 5.5.1 ATRN is not offered here");
 	else if (s->auth_user == NULL)
-		sess_reply(s, "530 5.7.0 Authentication required");
+		smtp_sess_reply(s, "530 5.7.0 Authentication required");
 	else if (s->srv->atrn(s->addr, s->auth_user, arg, &reply, s->srv->odmr_arg) == 1) {
-		sess_reply(s, "%s", buf_cstr(&reply));
+		smtp_sess_reply(s, "%s", buf_cstr(&reply));
 		s->atrn_param = xstrdup(arg);
 		s->reversed = 1;
 	} else
-		sess_reply(s, "%s", buf_cstr(&reply));
+		smtp_sess_reply(s, "%s", buf_cstr(&reply));
 	buf_free(&reply);
 }
 
 /* The "250" to ATRN is queued: the bufferevent (and what the client sent
  * after ATRN) goes to take; the session is over. */
-static void sess_hand_over(struct session *s)
+static void smtp_sess_hand_over(struct smtp_session *s)
 {
 	struct bufferevent *bev = s->bev;
 	struct smtp_server *srv = s->srv;
@@ -1614,18 +1614,18 @@ static void sess_hand_over(struct session *s)
 	s->atrn_param = NULL;
 	s->bev = NULL;
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-	sess_free(s);
+	smtp_sess_free(s);
 	srv->take(bev, client, user, param, srv->odmr_arg);
 	free(client);
 	free(user);
 	free(param);
 }
 
-static void cmd_help(struct session *s, const char *arg);
+static void cmd_help(struct smtp_session *s, const char *arg);
 
 struct smtp_cmd {
 	const char *name;
-	void (*fn)(struct session *s, const char *arg);
+	void (*fn)(struct smtp_session *s, const char *arg);
 	int states; /* where the command is allowed */
 };
 
@@ -1649,17 +1649,17 @@ static const struct smtp_cmd smtp_cmds[] = {
 
 #define N_CMDS (sizeof(smtp_cmds) / sizeof(smtp_cmds[0]))
 
-static void cmd_help(struct session *s, const char *arg)
+static void cmd_help(struct smtp_session *s, const char *arg)
 {
 	struct buf names = BUF_INIT;
 
 	for (size_t i = 0; i < N_CMDS; i++)
 		buf_printf(&names, " %s", smtp_cmds[i].name);
-	sess_reply(s, "214 2.0.0 Commands:%s", buf_cstr(&names));
+	smtp_sess_reply(s, "214 2.0.0 Commands:%s", buf_cstr(&names));
 	buf_free(&names);
 }
 
-static void sess_bad_sequence(struct session *s, const struct smtp_cmd *c)
+static void smtp_sess_bad_sequence(struct smtp_session *s, const struct smtp_cmd *c)
 {
 	const char *why = "bad sequence of commands";
 
@@ -1673,11 +1673,11 @@ static void sess_bad_sequence(struct session *s, const struct smtp_cmd *c)
 		why = "need MAIL command";
 	else if (c->fn == cmd_data)
 		why = "need RCPT command";
-	sess_error(s, "503 5.5.1 Error: %s", why);
+	smtp_sess_error(s, "503 5.5.1 Error: %s", why);
 }
 
 /* Runs one command line (CRLF removed, known free of CR, LF and NUL). */
-static void sess_dispatch(struct session *s, char *line)
+static void smtp_sess_dispatch(struct smtp_session *s, char *line)
 {
 	size_t n = strlen(line);
 	char *arg;
@@ -1695,16 +1695,16 @@ static void sess_dispatch(struct session *s, char *line)
 		if (smtp_cmds[i].states & s->state)
 			smtp_cmds[i].fn(s, arg);
 		else
-			sess_bad_sequence(s, &smtp_cmds[i]);
+			smtp_sess_bad_sequence(s, &smtp_cmds[i]);
 		return;
 	}
-	sess_error(s, "500 5.5.2 Error: command not recognized");
+	smtp_sess_error(s, "500 5.5.2 Error: command not recognized");
 }
 
 /* ------------------------------------------------------- command reader */
 
 /* In an overlong line: drop octets through the next LF, then answer once. */
-static void sess_cmd_discard(struct session *s, struct evbuffer *in, const char *p, size_t look)
+static void smtp_sess_cmd_discard(struct smtp_session *s, struct evbuffer *in, const char *p, size_t look)
 {
 	const char *lf = memchr(p, '\n', look);
 
@@ -1716,7 +1716,7 @@ static void sess_cmd_discard(struct session *s, struct evbuffer *in, const char 
 	s->discarding = 0;
 	if (s->sasl) /* an AUTH answer too long for us ends the exchange */
 		auth_end(s);
-	sess_error(s, "500 5.5.2 Error: line too long");
+	smtp_sess_error(s, "500 5.5.2 Error: line too long");
 }
 
 /* A command line p[0..len) ending in LF: CRLF and nothing else that ends lines. */
@@ -1727,7 +1727,7 @@ static int cmd_line_clean(const char *p, size_t len)
 }
 
 /* Takes one command line from in; 0 when no complete line is there yet. */
-static int sess_cmd_input(struct session *s, struct evbuffer *in)
+static int smtp_sess_cmd_input(struct smtp_session *s, struct evbuffer *in)
 {
 	size_t avail = evbuffer_get_length(in);
 	size_t look = avail < SMTP_LINE_MAX + 1 ? avail : SMTP_LINE_MAX + 1;
@@ -1737,7 +1737,7 @@ static int sess_cmd_input(struct session *s, struct evbuffer *in)
 	size_t len;
 
 	if (s->discarding) {
-		sess_cmd_discard(s, in, p, look);
+		smtp_sess_cmd_discard(s, in, p, look);
 		return 1;
 	}
 	if (lf == NULL) {
@@ -1753,7 +1753,7 @@ static int sess_cmd_input(struct session *s, struct evbuffer *in)
 	}
 	if (!cmd_line_clean(p, len)) {
 		evbuffer_drain(in, len);
-		sess_error(s, "500 5.5.2 Syntax error: bare CR or LF or NUL in command");
+		smtp_sess_error(s, "500 5.5.2 Syntax error: bare CR or LF or NUL in command");
 		return 1;
 	}
 	memcpy(line, p, len - 2);
@@ -1762,39 +1762,39 @@ static int sess_cmd_input(struct session *s, struct evbuffer *in)
 	if (s->sasl)
 		auth_feed(s, line);
 	else
-		sess_dispatch(s, line);
+		smtp_sess_dispatch(s, line);
 	explicit_bzero(line, len);
 	return 1;
 }
 
-static void sess_read_cb(struct bufferevent *bev, void *arg)
+static void smtp_sess_read_cb(struct bufferevent *bev, void *arg)
 {
-	struct session *s = arg;
+	struct smtp_session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	while (!s->closing && !s->parked && !s->starttls && !s->reversed &&
 	       evbuffer_get_length(in) > 0 &&
 	       evbuffer_get_length(bufferevent_get_output(bev)) <= SMTP_OUT_HIGH) {
 		if (s->bdat.reading)
-			sess_bdat_input(s, in);
+			smtp_sess_bdat_input(s, in);
 		else if (s->state == ST_DATA)
-			sess_data_input(s, in);
-		else if (!sess_cmd_input(s, in))
+			smtp_sess_data_input(s, in);
+		else if (!smtp_sess_cmd_input(s, in))
 			break;
 	}
 	if (s->reversed) {
-		sess_hand_over(s);
+		smtp_sess_hand_over(s);
 		return;
 	}
 	if (s->eof && !s->parked && !s->closing)
-		sess_half_closed(s); /* the input that waited for a commit is done */
+		smtp_sess_half_closed(s); /* the input that waited for a commit is done */
 	if (s->starttls && !s->closing) {
-		sess_tls_begin(s);
+		smtp_sess_tls_begin(s);
 		return;
 	}
 	if (s->closing)
 		evbuffer_drain(in, evbuffer_get_length(in));
-	sess_flush(s);
+	smtp_sess_flush(s);
 }
 
 /* -------------------------------------------------------------- listener */
@@ -1813,7 +1813,7 @@ static void srv_refuse(struct smtp_server *srv, evutil_socket_t fd, const char *
 }
 
 /* A session on bev (the client's address already in s->addr). */
-static void sess_start(struct smtp_server *srv, struct session *s, struct bufferevent *bev)
+static void smtp_sess_start(struct smtp_server *srv, struct smtp_session *s, struct bufferevent *bev)
 {
 	const struct config *cfg = srv->cfg;
 	const char *kv[] = {"client", s->addr, NULL};
@@ -1821,8 +1821,8 @@ static void sess_start(struct smtp_server *srv, struct session *s, struct buffer
 	s->srv = srv;
 	s->state = ST_CONNECT;
 	s->bev = bev;
-	bufferevent_setcb(s->bev, sess_read_cb, NULL, sess_event_cb, s);
-	sess_set_timeout(s, cfg->smtp_timeout);
+	bufferevent_setcb(s->bev, smtp_sess_read_cb, NULL, smtp_sess_event_cb, s);
+	smtp_sess_set_timeout(s, cfg->smtp_timeout);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	s->next = srv->sessions;
 	if (srv->sessions)
@@ -1831,12 +1831,12 @@ static void sess_start(struct smtp_server *srv, struct session *s, struct buffer
 	srv->nsessions++;
 	event_logkv(EV_CONNECTION_ACCEPTED, kv, "SMTP connection from %s%s", s->addr,
 		    s->in_mynetworks ? " (mynetworks)" : "");
-	sess_reply(s, "220 %s ESMTP dialmail", cfg->hostname);
+	smtp_sess_reply(s, "220 %s ESMTP dialmail", cfg->hostname);
 }
 
-static void sess_new(struct smtp_server *srv, evutil_socket_t fd, struct sockaddr *sa)
+static void smtp_sess_new(struct smtp_server *srv, evutil_socket_t fd, struct sockaddr *sa)
 {
-	struct session *s = xcalloc(1, sizeof(*s));
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	const struct config *cfg = srv->cfg;
 
 	sockaddr_host(sa, s->addr, sizeof(s->addr));
@@ -1844,30 +1844,30 @@ static void sess_new(struct smtp_server *srv, evutil_socket_t fd, struct sockadd
 	s->inbound = cfg->n_provider_networks
 			 ? cidr_match_any(cfg->provider_networks, cfg->n_provider_networks, sa)
 			 : !s->in_mynetworks;
-	sess_start(srv, s, bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE));
+	smtp_sess_start(srv, s, bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE));
 }
 
 struct smtp_adopted *smtp_server_adopt(struct smtp_server *srv, struct bufferevent *bev,
 				       const char *peer, int tls,
 				       void (*on_close)(int quit, void *arg), void *arg)
 {
-	struct session *s = xcalloc(1, sizeof(*s));
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
 
 	snprintf(s->addr, sizeof(s->addr), "%s", peer);
 	s->on_close = on_close;
 	s->close_arg = arg;
 	s->inbound = 1; /* the far end of ATRN or TURN: the provider */
-	sess_start(srv, s, bev);
+	smtp_sess_start(srv, s, bev);
 	s->tls = tls;
 	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-		sess_read_cb(bev, s);
+		smtp_sess_read_cb(bev, s);
 	return (struct smtp_adopted *)s;
 }
 
 void smtp_server_adopt_forget(struct smtp_server *srv, struct smtp_adopted *a)
 {
-	for (struct session *s = srv->sessions; s; s = s->next)
-		if (s == (struct session *)a)
+	for (struct smtp_session *s = srv->sessions; s; s = s->next)
+		if (s == (struct smtp_session *)a)
 			s->on_close = NULL;
 }
 
@@ -1882,7 +1882,7 @@ static void srv_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct s
 		srv_refuse(srv, fd, host);
 		return;
 	}
-	sess_new(srv, fd, sa);
+	smtp_sess_new(srv, fd, sa);
 }
 
 static void srv_accept_error_cb(struct evconnlistener *l, void *arg)
@@ -2035,9 +2035,9 @@ static void srv_committer_stop(struct smtp_server *srv)
 	if (sb && queue_committer_done(srv->qc, 1) != NULL) {
 		srv->inflight = NULL;
 		for (size_t i = 0; i < sb->n; i++) {
-			struct session *s = sb->parked[i];
+			struct smtp_session *s = sb->parked[i];
 
-			sess_commit_done(s, &sb->res[i]);
+			smtp_sess_commit_done(s, &sb->res[i]);
 			s->parked = 0;
 			if (!s->gone && !s->tls) /* TLS output went to SSL_write already */
 				evbuffer_write(bufferevent_get_output(s->bev),
@@ -2119,7 +2119,7 @@ int smtp_server_inbound_sessions(const struct smtp_server *srv)
 {
 	int n = 0;
 
-	for (const struct session *s = srv ? srv->sessions : NULL; s; s = s->next)
+	for (const struct smtp_session *s = srv ? srv->sessions : NULL; s; s = s->next)
 		n += s->inbound;
 	return n;
 }
@@ -2139,7 +2139,7 @@ void smtp_server_free(struct smtp_server *srv)
 		free(srv->bat[i].res);
 	}
 	while (srv->sessions)
-		sess_free(srv->sessions);
+		smtp_sess_free(srv->sessions);
 	if (srv->ev_commit)
 		event_free(srv->ev_commit);
 	SSL_CTX_free(srv->tls_ctx);

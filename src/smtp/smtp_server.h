@@ -5,7 +5,7 @@
 #define SMTP_SMTP_SERVER_H
 #include <event2/event.h>
 
-#include "daemon/config.h"
+#include "mail/config.h"
 #include "queue/queue.h"
 
 struct smtp_server;
@@ -25,14 +25,14 @@ int smtp_server_sessions(const struct smtp_server *srv);
 /* ... of them, the provider's side (see on_commit): a dial-up session stays
  * up while any is open; LAN clients do not keep a line up. */
 int smtp_server_inbound_sessions(const struct smtp_server *srv);
-/* The hub's ETRN (daemon/hub.h: hub_etrn): offered in EHLO and answered
+/* The hub's ETRN (hub/hub.h: hub_etrn): offered in EHLO and answered
  * with etrn's one-line reply while set. */
 void smtp_server_set_etrn(struct smtp_server *srv,
 			  void (*etrn)(const char *client, const char *user, const char *param,
 				       struct buf *reply, void *arg),
 			  void *arg);
 
-/* The hub's ODMR port (RFC 2645, daemon/odmr.c): sessions of srv must
+/* The hub's ODMR port (RFC 2645, hub/odmr.c): sessions of srv must
  * AUTH (CRAM-MD5 also without TLS), get 502 to MAIL, and may send ATRN.
  * atrn decides the reply (without CRLF) for the authenticated user; when it
  * returns 1 the reply ("250 ...") is written and the connection is handed to

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
+#include "lib/fingerprint.h"
 #include "lib/xmalloc.h"
 
 #include "smtp/tls.h"
@@ -83,32 +84,11 @@ fail:
 	return NULL;
 }
 
-char *tls_fingerprint_parse(const char *s)
-{
-	char *out = xmalloc(strlen(s) + 1);
-	size_t n = 0;
-
-	if (strncasecmp(s, "sha256:", 7) == 0)
-		s += 7;
-	for (; *s; s++) {
-		if (*s == ':')
-			continue;
-		if (!isxdigit((unsigned char)*s) || n == 64)
-			break;
-		out[n++] = (char)tolower((unsigned char)*s);
-	}
-	out[n] = '\0';
-	if (*s == '\0' && n == 64)
-		return out;
-	free(out);
-	return NULL;
-}
-
 int tls_pin_matches(X509 *cert, const char *pin)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
-	char hex[2 * EVP_MAX_MD_SIZE + 1], *want = tls_fingerprint_parse(pin);
+	char hex[2 * EVP_MAX_MD_SIZE + 1], *want = fingerprint_parse(pin);
 	int ok;
 
 	if (want == NULL || !X509_digest(cert, EVP_sha256(), md, &n)) {

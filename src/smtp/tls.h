@@ -6,6 +6,7 @@
 #define SMTP_TLS_H
 #include <openssl/ssl.h>
 
+#include "lib/fingerprint.h"
 #include "lib/buf.h"
 
 /* A server context from cert_file (PEM chain) and key_file (PEM); NULL
@@ -16,11 +17,7 @@ const char *tls_error_text(char *out, size_t len);
 
 /* --- client side (smtp_client.c, the ATRN and direct-line clients) ------- */
 
-/* A pin as configured, "sha256:AB:cd:..." or "abcd..." (the prefix and the
- * colons optional) -> 64 lower-case hex digits; NULL if it is not one.
- * Caller frees. */
-char *tls_fingerprint_parse(const char *s);
-/* 1 if the SHA-256 of cert (DER) is the pin (any form tls_fingerprint_parse takes). */
+/* 1 if the SHA-256 of cert (DER) is the pin (any form fingerprint_parse takes). */
 int tls_pin_matches(X509 *cert, const char *pin);
 /* Sets SNI for a host name (not for an address) and, when verify, the name
  * or address the peer's certificate must carry. name NULL: nothing. */

@@ -1,4 +1,4 @@
-"""Outbound delivery by the daemon (src/daemon/outbound.c) to a smarthost:
+"""Outbound delivery by the daemon (src/deliver/outbound.c) to a smarthost:
 the scripted recording server (smtp_recorder.py) stands in for the ISP's
 relay. What a user would check: the bytes that reach the smarthost, the
 queue state (`dialmail queue --json`), events, the tracking log, and the

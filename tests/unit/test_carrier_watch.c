@@ -12,7 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "daemon/carrier_watch.h"
+#include "link/carrier_watch.h"
 
 static int fired;
 

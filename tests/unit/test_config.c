@@ -13,9 +13,10 @@
 #include <cmocka.h>
 
 #include "cli/cli.h"
-#include "daemon/config.h"
+#include "mail/config.h"
 #include "lib/buf.h"
 #include "test_tmp.h"
+#include "daemon/modules.h"
 
 /* Writes text to a new file under $TMPDIR; the caller unlinks and frees it. */
 static char *write_conf(const char *text)
@@ -593,6 +594,7 @@ static void test_example_file_loads(void **state)
 
 int main(void)
 {
+	modules_register();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_defaults_without_file),
 	    cmocka_unit_test(test_every_type_parses),

@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "daemon/dedup.h"
-#include "daemon/event.h"
+#include "deliver/dedup.h"
+#include "mail/event.h"
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/xmalloc.h"

@@ -18,16 +18,17 @@
 #include <event2/event.h>
 #include <jansson.h>
 
-#include "daemon/config.h"
+#include "mail/config.h"
 #include "daemon/control.h"
-#include "daemon/delivery.h"
-#include "daemon/event.h"
+#include "deliver/delivery.h"
+#include "mail/event.h"
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
 #include "test_tmp.h"
+#include "daemon/modules.h"
 
 #define T0 1700000000LL /* fake "now", seconds */
 
@@ -490,6 +491,7 @@ static void test_control_socket(void **state)
 
 int main(void)
 {
+	modules_register();
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 	    T(test_local_delivered_remote_pending),

@@ -19,19 +19,12 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
-#include "daemon/event.h"
+#include "mail/event.h"
 #include "lib/buf.h"
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/xmalloc.h"
 #include "test_tmp.h"
-
-/* cli_dir lives in main.c, outside the library; weak, so a library
- * definition wins if there ever is one. */
-__attribute__((weak)) const char *cli_dir(const char *opt_dir)
-{
-	return opt_dir ? opt_dir : ".";
-}
 
 static char tmpdir[TEST_TMP_MAX];
 
@@ -299,7 +292,7 @@ static size_t header_ids(int *ids, size_t max)
 	const char *p, *end;
 	size_t n = 0;
 
-	assert_int_equal(fs_read_file("../../src/daemon/event.h", &h), 0);
+	assert_int_equal(fs_read_file("../../src/mail/event.h", &h), 0);
 	p = strstr(buf_cstr(&h), "enum ev_id {");
 	assert_non_null(p);
 	end = strstr(p, "};");

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "daemon/maildir.h"
+#include "deliver/maildir.h"
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/strlist.h"

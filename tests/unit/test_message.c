@@ -1,4 +1,4 @@
-/* Unit tests of src/smtp/message.c: the Received: header bytes, header
+/* Unit tests of src/mail/message.c: the Received: header bytes, header
  * lookup (case, unfolding, end of the header section), Message-ID. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,7 +13,7 @@
 
 #include "lib/buf.h"
 #include "lib/clock.h"
-#include "smtp/message.h"
+#include "mail/message.h"
 
 static void test_received_with_for(void **state)
 {

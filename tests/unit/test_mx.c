@@ -1,4 +1,4 @@
-/* Unit tests for daemon/mx.c: RFC 5321 5.1 ordering of MX hosts, the
+/* Unit tests for deliver/mx.c: RFC 5321 5.1 ordering of MX hosts, the
  * dns_servers item check, the host:port form smtpc_connect takes, and
  * freeing the resolver from a lookup's callback. The lookups themselves run
  * against dnsmasq in tests/integration/test_mx.py. */
@@ -12,7 +12,8 @@
 
 #include <event2/event.h>
 
-#include "daemon/mx.h"
+#include "deliver/mx.h"
+#include "mail/policy.h"
 
 static void test_order_by_preference(void **state)
 {
@@ -52,13 +53,13 @@ static void test_check_server(void **state)
 
 	for (int i = 0; good[i]; i++) {
 		struct buf p = BUF_INIT;
-		if (mx_check_server(good[i], &p) != 0)
+		if (policy_check_dns_server(good[i], &p) != 0)
 			fail_msg("%s refused: %s", good[i], buf_cstr(&p));
 		buf_free(&p);
 	}
 	for (int i = 0; bad[i]; i++) {
 		struct buf p = BUF_INIT;
-		if (mx_check_server(bad[i], &p) == 0)
+		if (policy_check_dns_server(bad[i], &p) == 0)
 			fail_msg("%s accepted", bad[i]);
 		assert_non_null(strstr(buf_cstr(&p), bad[i]));
 		buf_free(&p);

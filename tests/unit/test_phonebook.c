@@ -11,10 +11,11 @@
 
 #include <cmocka.h>
 
-#include "daemon/config.h"
+#include "mail/config.h"
 #include "lib/buf.h"
 #include "link/phonebook.h"
 #include "test_tmp.h"
+#include "daemon/modules.h"
 
 static char *write_conf(const char *text)
 {
@@ -229,6 +230,7 @@ static void test_show_config_round_trip(void **state)
 
 int main(void)
 {
+	modules_register();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_full_entry),
 	    cmocka_unit_test(test_defaults_and_order),

@@ -21,7 +21,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "daemon/event.h"
+#include "mail/event.h"
 #include "lib/buf.h"
 #include "lib/fsutil.h"
 #include "lib/xmalloc.h"

@@ -11,10 +11,11 @@
 
 #include <cmocka.h>
 
-#include "daemon/config.h"
-#include "daemon/maildir.h"
-#include "daemon/recipient.h"
+#include "mail/config.h"
+#include "deliver/maildir.h"
+#include "mail/recipient.h"
 #include "test_tmp.h"
+#include "daemon/modules.h"
 
 static struct config cfg;
 
@@ -99,20 +100,21 @@ static void test_local_exists(void **state)
 
 static void test_mailbox_names(void **state)
 {
-	assert_true(maildir_user_valid("alice"));
-	assert_true(maildir_user_valid("a.b-c+d_e9"));
-	assert_false(maildir_user_valid(""));
-	assert_false(maildir_user_valid("."));
-	assert_false(maildir_user_valid(".."));
-	assert_false(maildir_user_valid(".hidden"));
-	assert_false(maildir_user_valid("a..b"));
-	assert_false(maildir_user_valid("a/b"));
-	assert_false(maildir_user_valid("Alice"));
-	assert_false(maildir_user_valid("a\\b"));
+	assert_true(recipient_user_valid("alice"));
+	assert_true(recipient_user_valid("a.b-c+d_e9"));
+	assert_false(recipient_user_valid(""));
+	assert_false(recipient_user_valid("."));
+	assert_false(recipient_user_valid(".."));
+	assert_false(recipient_user_valid(".hidden"));
+	assert_false(recipient_user_valid("a..b"));
+	assert_false(recipient_user_valid("a/b"));
+	assert_false(recipient_user_valid("Alice"));
+	assert_false(recipient_user_valid("a\\b"));
 }
 
 int main(void)
 {
+	modules_register();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_classify_table),
 	    cmocka_unit_test(test_local_exists),

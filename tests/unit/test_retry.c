@@ -12,10 +12,11 @@
 
 #include <cmocka.h>
 
-#include "daemon/config.h"
+#include "mail/config.h"
 #include "lib/buf.h"
 #include "queue/retry.h"
 #include "test_tmp.h"
+#include "daemon/modules.h"
 
 #define H 3600
 #define D 86400
@@ -236,6 +237,7 @@ static void test_priority_headers(void **state)
 
 int main(void)
 {
+	modules_register();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_bad_settings),

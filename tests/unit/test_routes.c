@@ -1,4 +1,4 @@
-/* Unit tests of src/daemon/routes.c through config_load: [routes] syntax,
+/* Unit tests of src/mail/routes.c through config_load: [routes] syntax,
  * most-specific lookup, option parsing, errors with file:line, auth_file
  * permissions and names, show-config of the table, transfer_mode. */
 #include <setjmp.h>
@@ -13,10 +13,11 @@
 
 #include <cmocka.h>
 
-#include "daemon/config.h"
-#include "daemon/routes.h"
+#include "mail/config.h"
+#include "mail/routes.h"
 #include "lib/buf.h"
 #include "test_tmp.h"
+#include "daemon/modules.h"
 
 static char dir[TEST_TMP_MAX];
 
@@ -405,6 +406,7 @@ static void test_outbound_settings(void **state)
 
 int main(void)
 {
+	modules_register();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_lookup_most_specific),
 	    cmocka_unit_test(test_no_default_route),

@@ -1,4 +1,4 @@
-/* Unit tests of src/daemon/scheduler.c: "every", "at" and weekly grids over
+/* Unit tests of src/lib/schedule.c: "every", "at" and weekly grids over
  * whole days, the two DST change days of Europe/Berlin, catch-up of slots
  * missed while the daemon was down, back-off, dial_when_queued and the
  * state file. Times are built with TZ set, so no clock is involved. */
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "daemon/scheduler.h"
+#include "lib/schedule.h"
 #include "lib/buf.h"
 #include "test_tmp.h"
 

@@ -1,4 +1,4 @@
-/* Unit tests of the [session] section (src/daemon/session.c): values and
+/* Unit tests of the [session] section (src/dialup/session.c): values and
  * defaults as config_load gives them, show-config's block, and the errors a
  * user gets for bad values, unknown entries and a schedule without a phone
  * book. The session manager itself is tested end to end in
@@ -14,10 +14,11 @@
 
 #include <cmocka.h>
 
-#include "daemon/config.h"
-#include "daemon/session.h"
+#include "mail/config.h"
+#include "dialup/session.h"
 #include "lib/buf.h"
 #include "test_tmp.h"
+#include "daemon/modules.h"
 
 static int load_text(const char *text, struct config *cfg, struct buf *err)
 {
@@ -134,6 +135,7 @@ static void test_errors(void **state)
 
 int main(void)
 {
+	modules_register();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_values_and_show),
 	    cmocka_unit_test(test_defaults),

@@ -1,4 +1,4 @@
-/* Unit tests of src/smtp/smtp_addr.c: the RFC 5321 path parser (valid and
+/* Unit tests of src/mail/smtp_addr.c: the RFC 5321 path parser (valid and
  * invalid paths, quoting, source routes, literals, length limits) and the
  * ESMTP parameter parser. */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "smtp/smtp_addr.h"
+#include "mail/smtp_addr.h"
 
 /* Parses s, expects success and returns the mailbox; *rest gets what follows. */
 static void expect_ok(const char *s, int allow_null, const char *mailbox, const char *rest)

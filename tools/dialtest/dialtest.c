@@ -12,8 +12,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "daemon/config.h"
-#include "daemon/event.h"
+#include "mail/config.h"
+#include "mail/event.h"
+#include "daemon/modules.h"
 #include "lib/buf.h"
 #include "lib/clock.h"
 #include "lib/fsutil.h"
@@ -117,6 +118,7 @@ int main(int argc, char **argv)
 	struct link_opts lo = {0};
 
 	log_init("dialtest", 1, 0);
+	modules_register();
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

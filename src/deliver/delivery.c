@@ -1,0 +1,652 @@
+/* Delivery: hands each due, pending recipient of a queued message to a
+ * transport (Maildir here, SMTP through deliver/outbound.c) and stores the
+ * outcome. Invariant: an outcome is stored only after the transport has
+ * reported it (the Maildir file is fsync'd first, the remote server said
+ * 2xx), so a crash between the two can duplicate a delivery, never lose one. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "deliver/dedup.h"
+#include "deliver/delivery.h"
+#include "mail/event.h"
+#include "deliver/maildir.h"
+#include "deliver/outbound.h"
+#include "mail/recipient.h"
+#include "mail/routes.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "lib/strlist.h"
+#include "lib/xmalloc.h"
+#include "smtp/dsn.h"
+
+#define DELIVERY_BACKOFF_MIN 300  /* first retry after 5 minutes... */
+#define DELIVERY_BACKOFF_MAX 3600 /* ...doubling up to one hour */
+#define DELIVERY_ALIAS_DEPTH 10	  /* deeper alias chains are loops */
+
+struct delivery {
+	struct event_base *base;
+	const struct config *cfg;
+	struct queue *q;
+	char *dir;
+	const struct transport *local; /* Maildir now; LMTP/SMTP hand-off later */
+	struct event *ev_run;	       /* 0-timeout timer: runs after replies go out */
+	struct strlist kicked;	       /* message ids waiting for ev_run */
+	int scan_wanted;
+	int flush_wanted;	       /* the next full pass ignores retry times */
+	int flushing;		       /* this pass does */
+	struct strlist flush_links;    /* links just up: the next full pass sends their mail */
+	struct strlist flushing_links; /* this pass does, whatever its retry times */
+	struct outbound *out;	       /* SMTP delivery; NULL without an event loop */
+	struct dedup *dedup;	       /* inbound duplicate suppression; NULL: off */
+};
+
+/* Where an alias (or a plain local recipient) leads. */
+struct expansion {
+	struct strlist local;  /* "user@domain", user a safe mailbox name */
+	struct strlist remote; /* full addresses in other domains */
+	struct strlist bad;    /* targets that cannot name a mailbox */
+	int loop;
+};
+
+static char *delivery_lower(const char *s, size_t n)
+{
+	char *p = xstrndup(s, n);
+
+	for (char *c = p; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	return p;
+}
+
+/* The Maildir transport: the mailbox is the lower-cased local part of rcpt,
+ * which maildir_deliver checks again before it becomes a path. */
+static int transport_maildir_deliver(const struct config *cfg, const char *dir,
+				     const struct q_env *env, const struct buf *content,
+				     const char *rcpt, struct buf *reply)
+{
+	const char *at = strrchr(rcpt, '@');
+	char *user = delivery_lower(rcpt, at ? (size_t)(at - rcpt) : strlen(rcpt));
+	int rc = maildir_deliver(dir, user, env->sender, rcpt, content, reply);
+
+	free(user);
+	return rc;
+}
+
+const struct transport transport_maildir = {"maildir", transport_maildir_deliver};
+
+static void delivery_add_unique(struct strlist *l, const char *s)
+{
+	if (!strlist_has(l, s))
+		strlist_add(l, s);
+}
+
+/* Follows aliases from user@domain. Alias targets come from the operator's
+ * configuration, so a target need not be a listed recipient, but it must
+ * still be a safe mailbox name. A target naming its own alias means the
+ * alias's own mailbox (sales = sales, archive). */
+static void delivery_expand(const struct config *cfg, const char *user, const char *domain,
+			    int depth, struct expansion *x)
+{
+	const struct alias *a = config_alias(cfg, user);
+
+	if (depth > DELIVERY_ALIAS_DEPTH) {
+		x->loop = 1;
+		return;
+	}
+	if (a == NULL) {
+		char *addr = xasprintf("%s@%s", user, domain);
+		delivery_add_unique(&x->local, addr);
+		free(addr);
+		return;
+	}
+	for (size_t i = 0; i < a->targets.n; i++) {
+		const char *t = a->targets.v[i], *at = strrchr(t, '@');
+		char *tuser = delivery_lower(t, at ? (size_t)(at - t) : strlen(t));
+		char *tdomain = at ? delivery_lower(at + 1, strlen(at + 1)) : xstrdup(domain);
+
+		if (!config_is_local_domain(cfg, tdomain))
+			delivery_add_unique(&x->remote, t);
+		else if (!recipient_user_valid(tuser))
+			delivery_add_unique(&x->bad, t);
+		else if (strcmp(tuser, user) == 0) {
+			char *addr = xasprintf("%s@%s", tuser, tdomain);
+			delivery_add_unique(&x->local, addr);
+			free(addr);
+		} else
+			delivery_expand(cfg, tuser, tdomain, depth + 1, x);
+		free(tuser);
+		free(tdomain);
+	}
+}
+
+static void delivery_expansion_free(struct expansion *x)
+{
+	strlist_free(&x->local);
+	strlist_free(&x->remote);
+	strlist_free(&x->bad);
+}
+
+/* Queues a copy of the message for alias targets in other domains, as
+ * Postfix's local(8) forwards: a new message with the same sender, which
+ * the outbound transport (issue 3) delivers. */
+static int delivery_forward(struct delivery *d, const struct q_env *env, const struct buf *content,
+			    const struct strlist *remote, struct buf *reply)
+{
+	struct iovec iov = {content->data, content->len};
+	struct q_env fwd;
+	int rc;
+
+	memset(&fwd, 0, sizeof(fwd));
+	fwd.created = clock_now();
+	fwd.sender = xstrdup(env->sender);
+	fwd.client = xstrdup("local");
+	fwd.message_id = env->message_id ? xstrdup(env->message_id) : NULL;
+	fwd.size = content->len;
+	for (size_t i = 0; i < remote->n; i++)
+		q_env_add_rcpt(&fwd, remote->v[i]);
+	rc = queue_commit(d->q, &fwd, &iov, 1);
+	if (rc != Q_OK)
+		buf_printf(reply, "4.3.0 cannot queue the copy for alias targets elsewhere");
+	else
+		buf_printf(reply, "2.0.0 forwarded as %s to %zu address(es) elsewhere", fwd.id,
+			   remote->n);
+	for (size_t i = 0; rc == Q_OK && i < remote->n; i++)
+		track(TRK_QUEUED_OUTBOUND, fwd.id, fwd.message_id, fwd.sender, remote->v[i],
+		      env->id);
+	q_env_free(&fwd);
+	return rc == Q_OK ? Q_OK : Q_TEMPFAIL;
+}
+
+/* Delivers to one local mailbox through the local transport. */
+static int delivery_mailbox(struct delivery *d, const struct q_env *env, const struct buf *content,
+			    const char *orig, const char *target, struct buf *reply)
+{
+	const char *at = strrchr(target, '@');
+	char *user = xstrndup(target, (size_t)(at - target));
+	char *mailbox = maildir_path(d->dir, user);
+	int rc;
+
+	buf_reset(reply);
+	if (dedup_suppress(d->dedup, env, target, reply)) {
+		free(user);
+		free(mailbox);
+		return Q_OK; /* delivered before: the recipient is marked delivered */
+	}
+	rc = d->local->deliver(d->cfg, d->dir, env, content, target, reply);
+	if (rc == Q_OK) {
+		dedup_record(d->dedup, env, target);
+		const char *kv[] = {"qid",
+				    env->id,
+				    "rcpt",
+				    target,
+				    "mailbox",
+				    mailbox,
+				    strcmp(orig, target) ? "orig_rcpt" : NULL,
+				    orig,
+				    NULL};
+		event_logkv(EV_LOCAL_DELIVERED, kv, "Message %s delivered to %s in %s", env->id,
+			    target, mailbox);
+		track(TRK_DELIVERED_LOCAL, env->id, env->message_id, env->sender, target,
+		      buf_cstr(reply));
+	}
+	free(user);
+	free(mailbox);
+	return rc;
+}
+
+/* Delivers to a local recipient and everything its aliases lead to. Any
+ * temporary failure defers the whole recipient (mailboxes already reached
+ * may then get a duplicate: never a loss). */
+static int delivery_local(struct delivery *d, const struct q_env *env, const struct buf *content,
+			  const char *rcpt, struct buf *reply)
+{
+	const char *at = strrchr(rcpt, '@');
+	char *user = delivery_lower(rcpt, (size_t)(at - rcpt));
+	char *domain = delivery_lower(at + 1, strlen(at + 1));
+	struct expansion x;
+	int n_ok = 0, rc = Q_OK;
+
+	memset(&x, 0, sizeof(x));
+	delivery_expand(d->cfg, user, domain, 0, &x);
+	for (size_t i = 0; i < x.bad.n; i++)
+		log_warnx("delivery: alias %s: target \"%s\" cannot name a mailbox", user,
+			  x.bad.v[i]);
+	if (x.loop) {
+		buf_printf(reply, "5.4.6 alias loop for %s (more than %d levels)", rcpt,
+			   DELIVERY_ALIAS_DEPTH);
+		rc = Q_PERMFAIL;
+		goto out;
+	}
+	for (size_t i = 0; i < x.local.n && rc != Q_TEMPFAIL; i++) {
+		buf_reset(reply);
+		rc = delivery_mailbox(d, env, content, rcpt, x.local.v[i], reply);
+		n_ok += rc == Q_OK;
+	}
+	if (rc != Q_TEMPFAIL && x.remote.n > 0) {
+		buf_reset(reply);
+		rc = delivery_forward(d, env, content, &x.remote, reply);
+		n_ok += rc == Q_OK;
+	}
+	if (rc == Q_TEMPFAIL)
+		goto out;
+	if (n_ok == 0) {
+		if (reply->len == 0)
+			buf_printf(reply, "5.1.1 alias %s leads to no valid mailbox", rcpt);
+		rc = Q_PERMFAIL;
+	} else if (x.local.n + x.remote.n > 1) {
+		buf_reset(reply);
+		buf_printf(reply,
+			   "2.0.0 delivered to %zu mailbox(es), forwarded to %zu address(es)",
+			   x.local.n, x.remote.n);
+		rc = Q_OK;
+	} else
+		rc = Q_OK;
+out:
+	delivery_expansion_free(&x);
+	free(user);
+	free(domain);
+	return rc;
+}
+
+static time_t delivery_backoff(int attempts)
+{
+	time_t delay = DELIVERY_BACKOFF_MIN;
+
+	for (int i = 1; i < attempts && delay < DELIVERY_BACKOFF_MAX; i++)
+		delay *= 2;
+	return delay < DELIVERY_BACKOFF_MAX ? delay : DELIVERY_BACKOFF_MAX;
+}
+
+static void delivery_set_reply(struct q_rcpt *r, const char *text)
+{
+	free(r->last_reply);
+	r->last_reply = xstrdup(text);
+}
+
+/* Stores the outcome of one attempt in r and reports failures. */
+static void delivery_record(struct q_env *env, struct q_rcpt *r, int rc, const char *reply,
+			    time_t now)
+{
+	const char *kv[] = {"qid", env->id, "rcpt", r->addr, "reply", reply, NULL};
+	char when[64];
+
+	delivery_set_reply(r, reply);
+	if (rc == Q_OK) {
+		r->state = RCPT_DELIVERED;
+		return;
+	}
+	if (rc == Q_TEMPFAIL) {
+		r->attempts++;
+		r->next_attempt = now + delivery_backoff(r->attempts);
+		clock_iso8601((int64_t)r->next_attempt * 1000000, when, sizeof(when));
+		event_logkv(EV_LOCAL_DELIVERY_DEFERRED, kv,
+			    "Delivery of message %s to %s failed temporarily (attempt %d, "
+			    "next at %s): %s",
+			    env->id, r->addr, r->attempts, when, reply);
+		track(TRK_DEFERRED, env->id, env->message_id, env->sender, r->addr, reply);
+		return;
+	}
+	r->state = RCPT_FAILED;
+	r->attempts++;
+	event_logkv(EV_LOCAL_DELIVERY_FAILED, kv, "Delivery of message %s to %s failed: %s",
+		    env->id, r->addr, reply);
+	track(TRK_BOUNCED, env->id, env->message_id, env->sender, r->addr, reply);
+}
+
+/* The RFC 3464 report for a final local outcome: a bounce, or "delivered"
+ * for NOTIFY=SUCCESS. outbound_dsn decides from NOTIFY (and the null sender
+ * rule) whether one is due; the report goes out like any other mail. */
+static void delivery_report(struct delivery *d, const struct q_env *env, const struct buf *content,
+			    const struct q_rcpt *r, int rc, const char *reply, time_t now)
+{
+	struct dsn_rcpt dr = {.addr = r->addr, .last_attempt = now};
+
+	if (d->out == NULL || rc == Q_TEMPFAIL)
+		return;
+	dr.action = rc == Q_OK ? DSN_ACTION_DELIVERED : DSN_ACTION_FAILED;
+	if (rc != Q_OK)
+		dr.diagnostic = reply;
+	outbound_dsn(d->out, env, content, &dr, 1);
+}
+
+/* Remote recipients wait for the outbound transport (issue 3). A message
+ * run right after it was received (fresh) says so once in the tracking log;
+ * nothing is written to the queue, so receiving stays one sync a message. */
+static int delivery_note_remote(struct q_env *env, struct q_rcpt *r, int fresh)
+{
+	if (fresh && r->attempts == 0)
+		track(TRK_QUEUED_OUTBOUND, env->id, env->message_id, env->sender, r->addr, NULL);
+	return 0;
+}
+
+/* The via= link of addr's route, or NULL; local domains count only with a
+ * mailbox route of their own (else they go to the Maildir, not via a link). */
+static const char *delivery_via(const struct delivery *d, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	const struct route *r;
+
+	if (at == NULL || (config_is_local_domain(d->cfg, at + 1) &&
+			   !(d->out && outbound_mailbox_route(d->out, addr))))
+		return NULL;
+	r = routes_lookup(d->cfg->routes, at + 1);
+	return r && r->type != ROUTE_HOLD ? r->via : NULL;
+}
+
+/* 1 if this pass sends r whatever its retry time: a flush, or a link its
+ * route goes via has just come up. */
+static int delivery_forced(const struct delivery *d, const struct q_rcpt *r)
+{
+	const char *via;
+
+	if (d->flushing)
+		return 1;
+	if (d->flushing_links.n == 0 || (via = delivery_via(d, r->addr)) == NULL)
+		return 0;
+	return strlist_has(&d->flushing_links, via);
+}
+
+static int delivery_due(const struct delivery *d, const struct q_rcpt *r, time_t now)
+{
+	return r->state == RCPT_PENDING && (r->next_attempt <= now || delivery_forced(d, r) ||
+					    (d->out && outbound_released(d->out, r->addr)));
+}
+
+/* A remote recipient goes to the outbound transport, which takes it if its
+ * route allows now; nothing is stored here. */
+static int delivery_remote(struct delivery *d, struct q_env *env, size_t i, int fresh)
+{
+	delivery_note_remote(env, &env->rcpt[i], fresh);
+	if (d->out && !outbound_offer(d->out, env, i, delivery_forced(d, &env->rcpt[i])))
+		return outbound_expire_waiting(d->out, env, i);
+	return 0;
+}
+
+/* One attempt for one recipient if it is due. Returns 1 if r changed. */
+static int delivery_rcpt(struct delivery *d, struct q_env *env, const struct buf *content, size_t i,
+			 time_t now, int fresh)
+{
+	struct q_rcpt *r = &env->rcpt[i];
+	struct buf reply = BUF_INIT;
+	int rc;
+
+	if (!delivery_due(d, r, now))
+		return 0;
+	switch (recipient_classify(d->cfg, r->addr)) {
+	case RCLASS_REMOTE:
+		if (d->out == NULL || !outbound_local_route(d->out, r->addr)) {
+			buf_free(&reply);
+			return delivery_remote(d, env, i, fresh);
+		}
+		rc = delivery_local(d, env, content, r->addr, &reply);
+		break;
+	case RCLASS_LOCAL:
+		if (d->out && outbound_mailbox_route(d->out, r->addr)) {
+			buf_free(&reply);
+			return delivery_remote(d, env, i, fresh);
+		}
+		rc = delivery_local(d, env, content, r->addr, &reply);
+		break;
+	case RCLASS_UNKNOWN_LOCAL:
+		rc = Q_PERMFAIL;
+		buf_puts(&reply, "5.1.1 no such local mailbox");
+		break;
+	default:
+		rc = Q_PERMFAIL;
+		buf_puts(&reply, "5.1.3 bad recipient address syntax");
+		break;
+	}
+	delivery_record(env, r, rc, buf_cstr(&reply), now);
+	delivery_report(d, env, content, r, rc, buf_cstr(&reply), now);
+	buf_free(&reply);
+	return 1;
+}
+
+/* 1 if some due recipient is delivered here, so the content is needed. */
+static int delivery_needs_content(struct delivery *d, const struct q_env *env, time_t now)
+{
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const char *addr = env->rcpt[i].addr;
+		enum rcpt_class cls;
+
+		if (!delivery_due(d, &env->rcpt[i], now))
+			continue;
+		cls = recipient_classify(d->cfg, addr);
+		if ((cls == RCLASS_LOCAL && !(d->out && outbound_mailbox_route(d->out, addr))) ||
+		    (cls == RCLASS_REMOTE && d->out && outbound_local_route(d->out, addr)) ||
+		    cls == RCLASS_UNKNOWN_LOCAL || cls == RCLASS_INVALID)
+			return 1; /* the last two bounce here: the report quotes the text */
+	}
+	return 0;
+}
+
+static int delivery_all_done(const struct q_env *env)
+{
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (env->rcpt[i].state == RCPT_PENDING)
+			return 0;
+	return 1;
+}
+
+/* Loads qid: the envelope alone (no content read, no checksum) says what is
+ * due; the whole file, checked, only when a local delivery is due. So a
+ * fresh message or a queue of mail waiting for the link costs little, and
+ * nothing is delivered from unchecked data: local deliveries use the full
+ * load below, remote ones the full load of the outbound transport. */
+static int delivery_load(struct delivery *d, const char *qid, struct q_env *env,
+			 struct buf *content, time_t now)
+{
+	int rc = queue_load_envelope(d->q, qid, env);
+
+	if (rc != Q_OK || !delivery_needs_content(d, env, now))
+		return rc;
+	q_env_free(env);
+	memset(env, 0, sizeof(*env));
+	return queue_load(d->q, qid, env, content);
+}
+
+/* Delivers what is due in message qid; fresh: it was just received. */
+static int delivery_run(struct delivery *d, const char *qid, int fresh)
+{
+	struct q_env env;
+	struct buf content = BUF_INIT;
+	time_t now = clock_now();
+	int rc, changed = 0;
+
+	memset(&env, 0, sizeof(env));
+	rc = delivery_load(d, qid, &env, &content, now);
+	if (rc != Q_OK) {
+		/* A damaged file has been moved to corrupt/ by the queue. */
+		log_warnx("delivery: cannot load message %s; skipped", qid);
+		goto out;
+	}
+	for (size_t i = 0; i < env.nrcpt; i++)
+		changed |= delivery_rcpt(d, &env, &content, i, now, fresh);
+	/* The deliveries above are durable before this update: a crash here
+	 * repeats them at the next run (a duplicate), it cannot lose them. */
+	if (changed && queue_update(d->q, &env) != 0) {
+		event_log(EV_QUEUE_WRITE_FAILED,
+			  "Cannot store the delivery state of message %s; it will be retried", qid);
+		rc = Q_TEMPFAIL;
+		goto out;
+	}
+	if (delivery_all_done(&env) && queue_remove(d->q, qid) != 0)
+		log_warn("delivery: cannot remove finished message %s", qid);
+out:
+	q_env_free(&env);
+	buf_free(&content);
+	return rc;
+}
+
+int delivery_run_one(struct delivery *d, const char *qid)
+{
+	return delivery_run(d, qid, 0);
+}
+
+static int delivery_collect(const char *id, void *arg)
+{
+	strlist_add(arg, id);
+	return 0;
+}
+
+/* Runs whatever was asked for since the last run: a full scan covers every
+ * kicked message too. Ids are collected first so the queue is not changed
+ * while it is being listed. */
+static void delivery_on_run(evutil_socket_t fd, short what, void *arg)
+{
+	struct delivery *d = arg;
+	struct strlist fresh = d->kicked, ids = {0};
+
+	int full = d->scan_wanted;
+
+	memset(&d->kicked, 0, sizeof(d->kicked));
+	d->flushing = full && d->flush_wanted;
+	if (full) {
+		d->scan_wanted = 0;
+		d->flush_wanted = 0;
+		d->flushing_links = d->flush_links;
+		memset(&d->flush_links, 0, sizeof(d->flush_links));
+		queue_scan(d->q, delivery_collect, &ids);
+	}
+	if (d->out)
+		outbound_pass_begin(d->out, full);
+	for (size_t i = 0; i < fresh.n; i++)
+		delivery_run(d, fresh.v[i], 1);
+	for (size_t i = 0; i < ids.n; i++)
+		if (!strlist_has(&fresh, ids.v[i]))
+			delivery_run(d, ids.v[i], 0);
+	d->flushing = 0;
+	strlist_free(&d->flushing_links);
+	if (d->out)
+		outbound_pass_end(d->out);
+	strlist_free(&fresh);
+	strlist_free(&ids);
+}
+
+/* A 0-second timer rather than event_active: timers run after the I/O
+ * events of the same loop pass, so the client's 250 is written first. */
+static void delivery_schedule(struct delivery *d)
+{
+	struct timeval now = {0, 0};
+
+	if (d->out)
+		outbound_pass_scheduled(d->out);
+	if (d->ev_run == NULL) /* no event loop (CLI, tests): run right away */
+		delivery_on_run(-1, 0, d);
+	else if (!evtimer_pending(d->ev_run, NULL))
+		evtimer_add(d->ev_run, &now);
+}
+
+void delivery_kick(struct delivery *d, const char *qid)
+{
+	if (!queue_id_valid(qid))
+		return;
+	if (!strlist_has(&d->kicked, qid))
+		strlist_add(&d->kicked, qid);
+	delivery_schedule(d);
+}
+
+void delivery_scan(struct delivery *d)
+{
+	d->scan_wanted = 1;
+	delivery_schedule(d);
+}
+
+void delivery_flush(struct delivery *d)
+{
+	d->flush_wanted = 1;
+	delivery_scan(d);
+}
+
+static void delivery_on_dsn(const char *qid, void *arg)
+{
+	delivery_kick(arg, qid);
+}
+
+struct delivery *delivery_new(struct event_base *base, const struct config *cfg, struct queue *q,
+			      const char *dir)
+{
+	struct delivery *d = xcalloc(1, sizeof(*d));
+
+	d->base = base;
+	d->cfg = cfg;
+	d->q = q;
+	d->dir = xstrdup(dir);
+	d->local = &transport_maildir;
+	d->dedup = dedup_open(dir, cfg->dedup_window);
+	if (base != NULL) {
+		d->ev_run = evtimer_new(base, delivery_on_run, d);
+		d->out = outbound_new(base, cfg, q, delivery_on_dsn, d);
+		outbound_set_dedup(d->out, d->dedup);
+	}
+	return d;
+}
+
+void delivery_free(struct delivery *d)
+{
+	if (d == NULL)
+		return;
+	outbound_free(d->out);
+	dedup_close(d->dedup);
+	if (d->ev_run)
+		event_free(d->ev_run);
+	strlist_free(&d->kicked);
+	strlist_free(&d->flush_links);
+	free(d->dir);
+	free(d);
+}
+
+/* Link hooks: the outbound transport keeps the links' state; routes with
+ * via=NAME are offered only while NAME is up. */
+void delivery_link_up(struct delivery *d, const char *name,
+		      void (*on_idle)(const char *name, void *arg), void *arg)
+{
+	if (d->out == NULL) {
+		if (on_idle)
+			on_idle(name, arg);
+		return;
+	}
+	outbound_link_up(d->out, name, on_idle, arg);
+	/* What waits for this link goes now, whatever its retry time (mail
+	 * deferred when the last call dropped must not wait for a later one);
+	 * other deferred mail keeps its retry time. */
+	if (!strlist_has(&d->flush_links, name))
+		strlist_add(&d->flush_links, name);
+	delivery_scan(d);
+}
+
+void delivery_link_down(struct delivery *d, const char *name)
+{
+	if (d->out)
+		outbound_link_down(d->out, name);
+}
+
+int delivery_link_busy(struct delivery *d, const char *name)
+{
+	return d->out ? outbound_link_busy(d->out, name) : 0;
+}
+
+int delivery_release(struct delivery *d, const char *domain, int sub, const char *host, int port)
+{
+	if (d->out == NULL)
+		return -1;
+	outbound_release(d->out, domain, sub, host, port);
+	delivery_scan(d);
+	return 0;
+}
+
+void delivery_link_stats(struct delivery *d, const char *name, unsigned *msgs_out,
+			 unsigned long long *bytes_out)
+{
+	if (d->out) {
+		outbound_link_stats(d->out, name, msgs_out, bytes_out);
+		return;
+	}
+	*msgs_out = 0;
+	*bytes_out = 0;
+}
+
+struct outbound *delivery_outbound(struct delivery *d)
+{
+	return d->out;
+}

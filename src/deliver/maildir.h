@@ -1,0 +1,19 @@
+/* Maildir delivery: one message into DIR/mail/<user>/Maildir by the Maildir
+ * rules (write tmp/, fsync, link into new/, fsync new/), so a reader never
+ * sees a partial message. <user> is always a checked, safe mailbox name. */
+#ifndef DELIVER_MAILDIR_H
+#define DELIVER_MAILDIR_H
+#include "lib/buf.h"
+
+
+/* "DIR/mail/<user>/Maildir" (caller frees). */
+char *maildir_path(const char *dir, const char *user);
+
+/* Writes "Return-Path: <sender>", "Delivered-To: rcpt" and content (wire
+ * form; CRLF becomes LF) into user's Maildir, creating it (0700) if needed.
+ * Q_OK, Q_TEMPFAIL (disk full, I/O error, cannot create the Maildir) or
+ * Q_PERMFAIL (bad user name); a one-line result goes to reply. */
+int maildir_deliver(const char *dir, const char *user, const char *sender, const char *rcpt,
+		    const struct buf *content, struct buf *reply);
+
+#endif

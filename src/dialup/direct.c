@@ -1,0 +1,840 @@
+/* data = direct: SMTP over the serial line after CONNECT. This file drives
+ * the line itself (greeting, EHLO, STARTTLS as atrn_tls says, AUTH, ATRN)
+ * and lends it to the SMTP client engine (outbound mail) and then to the
+ * daemon's SMTP server (held mail after ATRN) through socketpair relays, so
+ * it sees every byte: the engine's QUIT is kept off the line, and the
+ * modem's NO CARRIER (watched in the raw bytes, below TLS) ends the job.
+ * Invariant: a recipient changes state only on the hub's final reply for
+ * it; everything unconfirmed stays queued for the next call. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+
+#include "link/carrier_watch.h"
+#include "deliver/delivery.h"
+#include "dialup/direct.h"
+#include "mail/event.h"
+#include "deliver/held.h"
+#include "dialup/odmr_client.h"
+#include "deliver/outbound.h"
+#include "mail/routes.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+#include "smtp/dsn.h"
+#include "smtp/smtp_client.h"
+#include "smtp/smtp_server.h"
+
+#define DIRECT_REPLY_MAX     8192
+#define DIRECT_HANGUP_WAIT_S 10	   /* after the hub's QUIT: wait for its hang-up */
+#define DIRECT_DRAIN_MS	     2000  /* at the end: how long a queued QUIT may take to leave */
+#define DIRECT_LINE_HIGH     16384 /* bytes waiting for the tty: stop reading the engine */
+#define DIRECT_LINE_LOW	     4096  /* ... read it again once the line took it down to this */
+
+enum dstate {
+	DS_GREET,
+	DS_EHLO,
+	DS_STARTTLS,
+	DS_TLS,
+	DS_AUTH,
+	DS_SEND,
+	DS_ATRN,
+	DS_RECV,
+	DS_QUIT,
+	DS_END
+};
+
+struct direct {
+	struct direct_ctx ctx;
+	enum dstate state;
+	struct bufferevent *line; /* the tty, or the TLS filter over it */
+	struct bufferevent *raw;  /* the tty (below TLS): NO CARRIER is watched here */
+	int tls;		  /* STARTTLS done, certificate checked */
+	char *tls_name;		  /* the name the certificate must carry: atrn_host's, or NULL */
+	int timeout_s;
+	struct bufferevent *peer; /* our end of the relay to the engine or the server */
+	const struct auth_cred *cred;
+	struct odmr_client_caps caps;
+	struct buf reply; /* reply lines so far */
+	struct buf lbuf;  /* engine bytes not yet a full line */
+	struct direct_relay rel;
+	struct held_batch b; /* the outbound mail for the line */
+	struct held_peer peer_info;
+	char *label;
+	struct smtpc *c;
+	struct smtp_adopted *adopted;
+	unsigned msgs_ok;
+	unsigned long long bytes_out;
+	struct event *ev_end;
+	struct carrier_watch cw; /* NO CARRIER + silence on the raw bytes */
+	int end_ok;
+	char *end_text;
+	int quit;    /* the adopted session saw the hub's QUIT; ends when flushed */
+	int closing; /* ... flushed: waiting for the hub to hang up */
+};
+
+static void direct_step(struct direct *x, const char *what, int code, const char *text)
+{
+	char c[8];
+	const char *kv[] = {"entry", x->ctx.entry, "code", c, NULL};
+
+	snprintf(c, sizeof(c), "%d", code);
+	event_logkv(EV_RETRIEVE_ATRN, kv, "SMTP over the line of %s: %s%s%s", x->ctx.entry, what,
+		    text ? ": " : "", text ? text : "");
+}
+
+/* --- the relay's bookkeeping --------------------------------------------------- */
+
+void direct_relay_reply(struct direct_relay *r, const char *line, size_t n)
+{
+	if (n >= 4 && line[3] == '-')
+		return;
+	r->answered++;
+	if (r->data_cmd && r->answered == r->data_cmd) {
+		r->data = n >= 3 && strncmp(line, "354", 3) == 0;
+		r->data_cmd = 0;
+	}
+}
+
+int direct_relay_client(struct direct_relay *r, struct buf *pending, const char *p, size_t n,
+			struct buf *line_out)
+{
+	size_t off = 0;
+	int quit = 0;
+
+	buf_append(pending, p, n);
+	while (off < pending->len) {
+		const char *s = pending->data + off, *nl;
+		size_t len;
+		if (r->bdat_left) {
+			len = pending->len - off < r->bdat_left ? pending->len - off
+								: (size_t)r->bdat_left;
+			buf_append(line_out, s, len);
+			r->bdat_left -= len;
+			off += len;
+			continue;
+		}
+		if ((nl = memchr(s, '\n', pending->len - off)) == NULL)
+			break;
+		len = (size_t)(nl - s) + 1;
+		off += len;
+		if (r->data) {
+			buf_append(line_out, s, len);
+			if ((len == 3 && memcmp(s, ".\r\n", 3) == 0) || (len == 2 && s[0] == '.')) {
+				r->data = 0;
+				r->sent++;
+			}
+			continue;
+		}
+		if (len >= 4 && strncasecmp(s, "QUIT", 4) == 0 && len <= 6) {
+			r->quit = quit = 1;
+			continue;
+		}
+		r->sent++;
+		if (len >= 4 && strncasecmp(s, "DATA", 4) == 0 && len <= 6)
+			r->data_cmd = r->sent;
+		else if (len > 5 && strncasecmp(s, "BDAT ", 5) == 0)
+			r->bdat_left = strtoull(s + 5, NULL, 10);
+		buf_append(line_out, s, len);
+	}
+	if (off) {
+		memmove(pending->data, pending->data + off, pending->len - off);
+		pending->len -= off;
+	}
+	return quit;
+}
+
+/* --- the end --------------------------------------------------------------------- */
+
+static void direct_raw_in_cb(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg);
+static void direct_line_write_cb(struct bufferevent *bev, void *arg);
+static void direct_raw_out_cb(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg);
+
+static void direct_release(struct direct *x)
+{
+	if (x->adopted)
+		smtp_server_adopt_forget(x->ctx.smtp, x->adopted);
+	if (x->c)
+		smtpc_free(x->c);
+	if (x->raw) {
+		evbuffer_remove_cb(bufferevent_get_input(x->raw), direct_raw_in_cb, x);
+		evbuffer_remove_cb(bufferevent_get_output(x->raw), direct_raw_out_cb, x);
+	}
+	if (x->line)
+		bufferevent_free(x->line); /* the TLS filter frees the tty's too */
+	if (x->peer)
+		bufferevent_free(x->peer);
+	if (x->ev_end)
+		event_free(x->ev_end);
+	carrier_watch_free(&x->cw);
+	held_batch_free(&x->b);
+	free(x->tls_name);
+	free(x->label);
+	buf_free(&x->reply);
+	buf_free(&x->lbuf);
+	free(x->end_text);
+	free(x);
+}
+
+void direct_free(struct direct *x)
+{
+	if (x)
+		direct_release(x);
+}
+
+void direct_stats(const struct direct *x, unsigned *msgs_out, unsigned long long *bytes_out)
+{
+	*msgs_out = x ? x->msgs_ok : 0;
+	*bytes_out = x ? x->bytes_out : 0;
+}
+
+static void direct_end_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct direct *x = arg;
+	void (*done)(int, const char *, void *) = x->ctx.done;
+	void *darg = x->ctx.arg;
+	int ok = x->end_ok;
+	char *text = x->end_text;
+
+	x->end_text = NULL;
+	/* done first: the session reads our counters (direct_stats) in it and
+	 * forgets us; only then is x freed. */
+	done(ok, text, darg);
+	direct_release(x);
+	free(text);
+}
+
+/* Bytes we wrote that have not left for the tty yet. */
+static size_t direct_unsent(const struct direct *x)
+{
+	size_t n = evbuffer_get_length(bufferevent_get_output(x->line));
+
+	return n + (x->raw != x->line ? evbuffer_get_length(bufferevent_get_output(x->raw)) : 0);
+}
+
+/* At the end: the last command (QUIT) left, or the line is gone. */
+static void direct_drain_check(struct direct *x)
+{
+	struct timeval now = {0, 0};
+
+	if (x->line == NULL || direct_unsent(x) == 0)
+		evtimer_add(x->ev_end, &now);
+}
+
+static void direct_drained_cb(struct bufferevent *bev, void *arg)
+{
+	direct_drain_check(arg);
+}
+
+static void direct_drain_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct direct *x = arg;
+	struct timeval now = {0, 0};
+
+	evtimer_add(x->ev_end, &now);
+}
+
+static void direct_raw_out_cb(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct direct *x = arg;
+
+	if (x->state == DS_END && info->n_deleted)
+		direct_drain_check(x);
+}
+
+/* Ends the job from a timer, so done never runs inside a caller of ours;
+ * a queued QUIT gets up to DIRECT_DRAIN_MS to leave first (plain or TLS). */
+static void direct_end(struct direct *x, int ok, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void direct_end(struct direct *x, int ok, const char *fmt, ...)
+{
+	struct timeval tv = {0, 0};
+	struct buf t = BUF_INIT;
+	va_list ap;
+
+	if (x->state == DS_END)
+		return;
+	va_start(ap, fmt);
+	buf_vprintf(&t, fmt, ap);
+	va_end(ap);
+	x->state = DS_END;
+	x->end_ok = ok;
+	x->end_text = buf_steal(&t);
+	direct_step(x, ok ? "done" : "failed", 0, x->end_text);
+	if (x->peer)
+		bufferevent_disable(x->peer, EV_READ | EV_WRITE);
+	x->ev_end = evtimer_new(x->ctx.base, direct_end_cb, x);
+	if (x->line && direct_unsent(x) > 0) {
+		bufferevent_disable(x->line, EV_READ);
+		bufferevent_setwatermark(x->line, EV_WRITE, 0, 0);
+		bufferevent_setcb(x->line, NULL, direct_drained_cb, direct_drain_event_cb, x);
+		evbuffer_add_cb(bufferevent_get_output(x->raw), direct_raw_out_cb, x);
+		tv.tv_sec = DIRECT_DRAIN_MS / 1000;
+		tv.tv_usec = (DIRECT_DRAIN_MS % 1000) * 1000;
+	} else if (x->line)
+		bufferevent_disable(x->line, EV_READ | EV_WRITE);
+	evtimer_add(x->ev_end, &tv);
+}
+
+/* --- outbound results ------------------------------------------------------------ */
+
+/* Stores one message's results; counts what the hub accepted in full. */
+static void direct_store(struct direct *x, struct held_msg *m, const struct smtpc_msg *sm)
+{
+	if (sm->status == Q_OK) {
+		x->msgs_ok++;
+		x->bytes_out += m->content.len;
+	}
+	held_store(&x->peer_info, x->ctx.q, x->ctx.d, m, sm);
+}
+
+/* 1 if rcpt r goes out over this line: pending, remote, routed via the entry. */
+static int direct_rcpt_ours(const struct q_rcpt *r, void *arg)
+{
+	const struct direct *x = arg;
+	const char *at = strrchr(r->addr, '@');
+	const struct route *rt;
+
+	if (r->state != RCPT_PENDING || at == NULL || config_is_local_domain(x->ctx.cfg, at + 1))
+		return 0;
+	rt = routes_lookup(x->ctx.cfg->routes, at + 1);
+	return rt && rt->type == ROUTE_SMARTHOST && rt->via && strcmp(rt->via, x->ctx.entry) == 0;
+}
+
+static int direct_scan_one(const char *id, void *arg)
+{
+	struct direct *x = arg;
+
+	held_batch_load(&x->b, x->ctx.q, id, 1, direct_rcpt_ours, x);
+	return 0;
+}
+
+/* --- the line -------------------------------------------------------------------- */
+
+static void direct_send(struct direct *x, enum dstate next, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void direct_send(struct direct *x, enum dstate next, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	odmr_client_vsend(x->line, fmt, ap);
+	va_end(ap);
+	x->state = next;
+}
+
+static void direct_cram(struct direct *x, const char *challenge64)
+{
+	char *enc = odmr_client_cram(x->cred, challenge64);
+
+	direct_send(x, DS_AUTH, "%s", enc ? enc : "*");
+	free(enc);
+}
+
+/* Under TLS PLAIN; else CRAM-MD5 when offered (the password never crosses
+ * the line), else PLAIN: the circuit is point to point, but the hub decides
+ * whether it allows it. */
+static void direct_auth(struct direct *x)
+{
+	char *enc;
+
+	if (x->caps.cram && !(x->tls && x->caps.plain)) {
+		direct_send(x, DS_AUTH, "AUTH CRAM-MD5");
+		return;
+	}
+	if (!x->caps.plain) {
+		direct_end(x, 0, "the hub offers no AUTH CRAM-MD5 or PLAIN on this port");
+		return;
+	}
+	enc = odmr_client_plain(x->cred);
+	direct_send(x, DS_AUTH, "AUTH PLAIN %s", enc);
+	free(enc);
+}
+
+static int direct_want_atrn(const struct direct *x)
+{
+	return strcasecmp(x->ctx.sc->retrieve, "atrn") == 0 && x->ctx.sc->atrn_domains.n;
+}
+
+static void direct_atrn(struct direct *x)
+{
+	char *cmd;
+
+	if (!direct_want_atrn(x)) {
+		direct_send(x, DS_QUIT, "QUIT");
+		return;
+	}
+	cmd = odmr_client_atrn_cmd(&x->ctx.sc->atrn_domains);
+	direct_send(x, DS_ATRN, "%s", cmd);
+	free(cmd);
+}
+
+static void direct_outbound(struct direct *x);
+static void direct_reverse(struct direct *x);
+static void direct_line_read_cb(struct bufferevent *bev, void *arg);
+static void direct_line_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* atrn_tls = required and no TLS to be had: QUIT, nothing else sent. */
+static void direct_no_tls(struct direct *x, const char *why)
+{
+	direct_send(x, DS_QUIT, "QUIT");
+	direct_end(x, 0, "atrn_tls = required, but %s; nothing sent (no AUTH)", why);
+}
+
+/* EHLO answered: STARTTLS as atrn_tls says, else AUTH (or straight on). */
+static void direct_ehlo(struct direct *x, const char *text)
+{
+	int policy = x->ctx.sc->atrn_tls;
+
+	odmr_client_caps(text, &x->caps);
+	if (!x->tls && policy != ODMR_TLS_NONE && x->caps.starttls)
+		return direct_send(x, DS_STARTTLS, "STARTTLS");
+	if (!x->tls && policy == ODMR_TLS_REQUIRED)
+		return direct_no_tls(x, "the hub does not offer STARTTLS");
+	if (x->cred)
+		return direct_auth(x);
+	direct_outbound(x);
+}
+
+/* 220 to STARTTLS: TLS as a filter over the tty's bufferevent, so the
+ * carrier watch still sees the raw bytes; EHLO again once the hub's
+ * certificate passed (direct_tls_up). */
+static void direct_starttls(struct direct *x)
+{
+	struct timeval tv = {x->timeout_s, 0};
+	struct buf why = BUF_INIT;
+	struct bufferevent *tb = NULL;
+	SSL *ssl;
+
+	if (evbuffer_get_length(bufferevent_get_input(x->line)) > 0)
+		return direct_end(x, 0, "data after the hub's STARTTLS reply (injection?)");
+	if ((ssl = odmr_client_tls_ssl(x->ctx.sc, x->tls_name, &why)) != NULL)
+		tb = bufferevent_openssl_filter_new(
+		    x->ctx.base, x->line, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tb == NULL) {
+		if (ssl) /* libevent freed ssl and the tty's bufferevent */
+			x->line = x->raw = NULL;
+		direct_end(x, 0, "cannot start TLS: %s", why.len ? buf_cstr(&why) : "libevent");
+		buf_free(&why);
+		return;
+	}
+	x->line = tb;
+	x->tls = 1;
+	x->state = DS_TLS;
+	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
+	bufferevent_setcb(tb, direct_line_read_cb, direct_line_write_cb, direct_line_event_cb, x);
+	bufferevent_setwatermark(tb, EV_WRITE, DIRECT_LINE_LOW, 0);
+	bufferevent_set_timeouts(tb, &tv, &tv);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+}
+
+/* The handshake is done: check the certificate before anything is sent. */
+static void direct_tls_up(struct direct *x)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(x->line);
+	struct buf text = BUF_INIT;
+
+	if (odmr_client_tls_check(x->ctx.sc, ssl, &text) < 0) {
+		direct_end(x, 0, "%s; nothing sent (no AUTH)", buf_cstr(&text));
+	} else {
+		direct_step(x, "TLS started", 0, buf_cstr(&text));
+		direct_send(x, DS_EHLO, "EHLO %s", x->ctx.cfg->hostname);
+	}
+	buf_free(&text);
+}
+
+static void direct_reply(struct direct *x, int code)
+{
+	const char *text = buf_cstr(&x->reply);
+
+	switch (x->state) {
+	case DS_GREET:
+		direct_step(x, "greeting", code, text);
+		if (code != 220)
+			return direct_end(x, 0, "hub greeting refused: %d %s", code, text);
+		return direct_send(x, DS_EHLO, "EHLO %s", x->ctx.cfg->hostname);
+	case DS_EHLO:
+		if (code != 250)
+			return direct_end(x, 0, "EHLO refused: %d %s", code, text);
+		return direct_ehlo(x, text);
+	case DS_STARTTLS:
+		if (code == 220)
+			return direct_starttls(x);
+		if (x->ctx.sc->atrn_tls == ODMR_TLS_REQUIRED)
+			return direct_no_tls(x, "the hub refused STARTTLS");
+		return x->cred ? direct_auth(x) : direct_outbound(x);
+	case DS_AUTH:
+		if (code == 334 && x->caps.cram)
+			return direct_cram(x, text);
+		direct_step(x, code == 235 ? "authenticated" : "authentication refused", code,
+			    text);
+		if (code != 235)
+			return direct_end(x, 0, "AUTH as %s refused: %d %s", x->cred->user, code,
+					  text);
+		return direct_outbound(x);
+	case DS_ATRN:
+		direct_step(x, code == 250 ? "ATRN accepted, roles reversed" : "ATRN reply", code,
+			    text);
+		if (code == 250)
+			return direct_reverse(x);
+		direct_send(x, DS_QUIT, "QUIT");
+		if (code == 453)
+			return direct_end(x, 1, "%u messages sent, no mail waiting (%d %s)",
+					  x->msgs_ok, code, text);
+		return direct_end(x, 0, "ATRN refused: %d %s", code, text);
+	case DS_QUIT:
+		return direct_end(x, 1, "%u messages sent; hub answered QUIT", x->msgs_ok);
+	default:
+		return;
+	}
+}
+
+/* Replies the job reads itself (before and after the engine's turn). */
+static void direct_read_replies(struct direct *x, struct evbuffer *in)
+{
+	size_t n;
+	char *line;
+
+	while (x->state != DS_END && x->state != DS_SEND && x->state != DS_RECV &&
+	       x->state != DS_TLS && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
+		int code = odmr_client_reply_line(&x->reply, DIRECT_REPLY_MAX, line, n);
+
+		free(line);
+		if (code < 0)
+			return direct_end(x, 0, "malformed reply on the line (modem noise?)");
+		if (code == 0)
+			continue;
+		direct_reply(x, code);
+		buf_reset(&x->reply);
+	}
+}
+
+/* Every byte that comes from the tty passes here first, TLS or not. */
+static void direct_raw_in_cb(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct direct *x = arg;
+
+	if (info->n_added == 0 || x->state == DS_END)
+		return;
+	carrier_watch_feed(&x->cw, in);
+	/* after the hub's QUIT, bytes without NO CARRIER do not end the wait */
+	if (x->closing && !evtimer_pending(x->cw.ev_quiet, NULL))
+		carrier_watch_arm(&x->cw, DIRECT_HANGUP_WAIT_S * 1000);
+}
+
+static void direct_quiet_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct direct *x = arg;
+
+	if (x->closing)
+		return direct_end(x, 1, "%u messages sent; held mail received, hub sent QUIT",
+				  x->msgs_ok);
+	direct_end(x, 0, "the line dropped (NO CARRIER) after %u messages out", x->msgs_ok);
+}
+
+static void direct_line_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct direct *x = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	if (x->closing) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	if (x->state == DS_SEND || x->state == DS_RECV) {
+		struct evbuffer *out = bufferevent_get_output(x->peer);
+		if (x->state == DS_SEND) {
+			/* note each reply line for the relay, then pass the bytes on */
+			struct evbuffer_ptr p;
+			size_t len;
+			char *line;
+			while ((p = evbuffer_search_eol(in, NULL, &len, EVBUFFER_EOL_CRLF)).pos >=
+			       0) {
+				size_t ll = (size_t)p.pos + len;
+				line = xmalloc(ll + 1);
+				evbuffer_remove(in, line, ll);
+				direct_relay_reply(&x->rel, line, (size_t)p.pos);
+				evbuffer_add(out, line, ll);
+				free(line);
+			}
+			if (x->rel.quit && x->rel.answered >= x->rel.sent) {
+				x->rel.quit = 0;
+				evbuffer_add_printf(out, "221 2.0.0 line kept for ATRN\r\n");
+			}
+			return;
+		}
+		evbuffer_add_buffer(out, in);
+		return;
+	}
+	direct_read_replies(x, in);
+}
+
+static void direct_line_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct direct *x = arg;
+	struct buf why = BUF_INIT;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (x->state == DS_TLS)
+			direct_tls_up(x);
+		return;
+	}
+	if (x->closing)
+		return direct_quiet_cb(-1, 0, x);
+	if (x->state == DS_TLS && !(what & BEV_EVENT_TIMEOUT)) {
+		odmr_client_tls_error(bev, &why);
+		direct_end(x, 0, "%s; nothing sent (no AUTH)", buf_cstr(&why));
+		buf_free(&why);
+		return;
+	}
+	direct_end(x, 0, "the line %s after %u messages out",
+		   what & BEV_EVENT_TIMEOUT ? "timed out" : "closed (carrier lost)", x->msgs_ok);
+}
+
+/* --- the engine's turn: outbound mail ------------------------------------------- */
+
+static void direct_peer_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct direct *x = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n = evbuffer_get_length(in);
+	struct buf out = BUF_INIT;
+	char *p;
+
+	if (x->state != DS_SEND) {
+		evbuffer_add_buffer(bufferevent_get_output(x->line), in);
+		return;
+	}
+	p = xmalloc(n + 1);
+	evbuffer_remove(in, p, n);
+	direct_relay_client(&x->rel, &x->lbuf, p, n, &out);
+	free(p);
+	if (out.len)
+		bufferevent_write(x->line, out.data, out.len);
+	if (x->rel.quit && x->rel.answered >= x->rel.sent) {
+		x->rel.quit = 0;
+		bufferevent_write(bev, "221 2.0.0 line kept for ATRN\r\n", 30);
+	}
+	buf_free(&out);
+	/* the modem is slow: the engine is read only while little waits for
+	 * the tty, so its reply timers see the line's real pace */
+	if (direct_unsent(x) > DIRECT_LINE_HIGH)
+		bufferevent_disable(bev, EV_READ);
+}
+
+/* The line took its output down to DIRECT_LINE_LOW: read the engine again. */
+static void direct_line_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct direct *x = arg;
+
+	if (x->peer && direct_unsent(x) <= DIRECT_LINE_HIGH)
+		bufferevent_enable(x->peer, EV_READ);
+}
+
+/* Waits for the hub to hang up (NO CARRIER, or the line closing) so the
+ * last replies, still crossing the line at its speed, are not cut by our
+ * own hang-up; at most DIRECT_HANGUP_WAIT_S. */
+static void direct_recv_over(struct direct *x)
+{
+	if (x->quit) {
+		x->closing = 1;
+		bufferevent_setcb(x->line, direct_line_read_cb, NULL, direct_line_event_cb, x);
+		carrier_watch_arm(&x->cw, DIRECT_HANGUP_WAIT_S * 1000);
+	} else
+		direct_end(x, 0, "the line ended before the hub's QUIT (%u messages sent)",
+			   x->msgs_ok);
+}
+
+static void direct_line_drained_cb(struct bufferevent *bev, void *arg)
+{
+	struct direct *x = arg;
+
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		direct_recv_over(x);
+}
+
+/* The server's end of the relay closed: its last replies (the 250 for the
+ * last message, the 221) must reach the hub before the job ends. */
+static void direct_peer_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct direct *x = arg;
+
+	if (x->state != DS_RECV || !(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	if (evbuffer_get_length(bufferevent_get_input(bev)))
+		evbuffer_add_buffer(bufferevent_get_output(x->line), bufferevent_get_input(bev));
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_setcb(x->line, direct_line_read_cb, direct_line_drained_cb,
+			  direct_line_event_cb, x);
+	direct_line_drained_cb(x->line, x);
+}
+
+static void direct_on_msg(struct smtpc *c, struct smtpc_msg *sm, void *arg)
+{
+	struct held_msg *m = sm->user;
+
+	if (!m->stored)
+		direct_store(arg, m, sm);
+}
+
+static void direct_engine_done(struct smtpc *c, const struct smtpc_session_result *r, void *arg)
+{
+	struct direct *x = arg;
+	const char *kv[] = {"entry", x->ctx.entry, NULL};
+
+	for (size_t i = 0; i < x->b.nm; i++)
+		if (!x->b.m[i].stored && x->b.jobs[i].attempted)
+			direct_store(x, &x->b.m[i], &x->b.jobs[i]);
+	event_logkv(EV_SESSION_OUTBOUND_DONE, kv,
+		    "Outbound delivery over the line of %s done: %u messages sent, %u recipients "
+		    "deferred, %u failed (%s%s%s)",
+		    x->ctx.entry, x->msgs_ok, x->peer_info.held, x->peer_info.failed,
+		    smtpc_cause_name(r->cause), *r->text ? ": " : "", r->text);
+	/* r belongs to the client: keep what we need before freeing it. */
+	int failed = r->cause != SMTPC_OK;
+	char *why = xstrdup(r->text);
+
+	x->c = NULL;
+	smtpc_free(c);
+	if (x->peer) {
+		bufferevent_free(x->peer);
+		x->peer = NULL;
+	}
+	if (x->state != DS_END && failed)
+		direct_end(x, 0, "outbound over the line ended: %s", why);
+	free(why);
+	if (x->state == DS_END)
+		return;
+	direct_atrn(x);
+	if (evbuffer_get_length(bufferevent_get_input(x->line)))
+		direct_read_replies(x, bufferevent_get_input(x->line));
+}
+
+static int direct_pair(struct direct *x, evutil_socket_t *mine)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+		return -1;
+	for (int i = 0, n = DIRECT_LINE_LOW; i < 2; i++) { /* the pace shows through */
+		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &n, sizeof(n));
+		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &n, sizeof(n));
+	}
+	x->peer = bufferevent_socket_new(x->ctx.base, sv[1], BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(x->peer, direct_peer_read_cb, NULL, direct_peer_event_cb, x);
+	bufferevent_enable(x->peer, EV_READ | EV_WRITE);
+	*mine = sv[0];
+	return 0;
+}
+
+static void direct_outbound(struct direct *x)
+{
+	struct smtpc_options opt;
+	evutil_socket_t fd;
+
+	queue_scan(x->ctx.q, direct_scan_one, x);
+	if (x->b.nm == 0) {
+		direct_step(x, "no outbound mail for the line", 0, NULL);
+		return direct_atrn(x);
+	}
+	if (direct_pair(x, &fd) < 0)
+		return direct_end(x, 0, "socketpair: %s", strerror(errno));
+	held_batch_jobs(&x->b);
+	memset(&opt, 0, sizeof(opt));
+	opt.helo_name = x->ctx.cfg->hostname;
+	opt.tls = SMTPC_TLS_NONE; /* the relay reads the dialogue; AUTH was done above */
+	outbound_timeouts(x->ctx.cfg, &opt.t);
+	x->c = smtpc_new(x->ctx.base, &opt, x->b.jobs, x->b.nm, direct_engine_done, x);
+	smtpc_set_msg_cb(x->c, direct_on_msg);
+	x->state = DS_SEND;
+	memset(&x->rel, 0, sizeof(x->rel));
+	direct_step(x, "sending outbound mail", 0, NULL);
+	/* The engine expects a greeting: the hub's was read above. */
+	bufferevent_write(x->peer, "220 line ready\r\n", 16);
+	if (smtpc_start_fd(x->c, fd) < 0)
+		direct_end(x, 0, "cannot start the SMTP client on the line");
+}
+
+/* --- the server's turn: held mail after ATRN ----------------------------------- */
+
+static void direct_on_close(int quit, void *arg)
+{
+	struct direct *x = arg;
+
+	x->adopted = NULL;
+	x->quit = quit; /* the end comes when the relay is flushed */
+}
+
+static void direct_reverse(struct direct *x)
+{
+	evutil_socket_t fd;
+	struct bufferevent *bev;
+	char *peer;
+
+	if (direct_pair(x, &fd) < 0)
+		return direct_end(x, 0, "socketpair: %s", strerror(errno));
+	x->state = DS_RECV;
+	bev = bufferevent_socket_new(x->ctx.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	peer = xasprintf("line:%s", x->ctx.entry);
+	x->adopted = smtp_server_adopt(x->ctx.smtp, bev, peer, x->tls, direct_on_close, x);
+	free(peer);
+	if (evbuffer_get_length(bufferevent_get_input(x->line)))
+		direct_line_read_cb(x->line, x);
+}
+
+struct direct *direct_start(const struct direct_ctx *ctx, struct buf *why)
+{
+	struct direct *x = xcalloc(1, sizeof(*x));
+	int fd = -1, t = ctx->sc->retrieve_timeout > 300 ? ctx->sc->retrieve_timeout : 300;
+	struct timeval tv = {t, 0};
+
+	x->ctx = *ctx;
+	x->timeout_s = t;
+	if (ctx->sc->atrn_host) {
+		int port = 0;
+		x->tls_name = odmr_client_host(ctx->sc->atrn_host, &port);
+	}
+	x->label = xasprintf("SMTP over the line of %s", ctx->entry);
+	x->peer_info = (struct held_peer){.key = "entry",
+						 .value = ctx->entry,
+						 .label = x->label,
+						 .remote_mta = ctx->entry,
+						 .tag = "direct",
+						 .log_deferred = 1};
+	if (ctx->sc->atrn_auth)
+		x->cred = routes_auth(ctx->cfg->routes, ctx->sc->atrn_auth);
+	if (direct_want_atrn(x) && (x->cred == NULL || ctx->smtp == NULL)) {
+		buf_puts(why, x->cred == NULL ? "atrn_auth names no credentials of auth_file"
+					      : "no SMTP server to receive the held mail");
+		goto fail;
+	}
+	if (ctx->fd < 0 || (fd = dup(ctx->fd)) < 0) {
+		buf_printf(why, "no tty for the line: %s", strerror(errno));
+		goto fail;
+	}
+	evutil_make_socket_closeonexec(fd);
+	evutil_make_socket_nonblocking(fd);
+	x->line = x->raw = bufferevent_socket_new(ctx->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(x->line, direct_line_read_cb, direct_line_write_cb, direct_line_event_cb,
+			  x);
+	/* the line's pace reaches the engine: see direct_peer_read_cb; under
+	 * TLS the high mark keeps the filter from piling bytes onto the tty */
+	bufferevent_setwatermark(x->raw, EV_WRITE, DIRECT_LINE_LOW, DIRECT_LINE_HIGH);
+	bufferevent_set_timeouts(x->line, &tv, &tv);
+	bufferevent_enable(x->line, EV_READ | EV_WRITE);
+	carrier_watch_init(&x->cw, ctx->base, direct_quiet_cb, x);
+	evbuffer_add_cb(bufferevent_get_input(x->raw), direct_raw_in_cb, x);
+	x->state = DS_GREET;
+	direct_step(x, "waiting for the hub's greeting", 0, NULL);
+	return x;
+fail:
+	direct_release(x);
+	return NULL;
+}

@@ -1,0 +1,75 @@
+/* Dial-up sessions: the daemon's session manager (the [session] settings
+ * are dialup/session_config.h). It runs them: dial (link_up in a worker thread) -> link check -> deliver
+ * everything queued for the link -> inbound retrieval -> stay up while
+ * inbound SMTP is open -> hang up when idle or at max_session_time. Each
+ * session ends in one line of DIR/log/sessions.jsonl. Invariant: at most one
+ * session runs at a time, and a scheduled slot stays owed until a session
+ * succeeds (catch-up), however many windows that takes. */
+#ifndef DIALUP_SESSION_H
+#define DIALUP_SESSION_H
+#include <stdio.h>
+
+#include <event2/event.h>
+
+#include "dialup/session_config.h"
+#include "lib/buf.h"
+#include "lib/strlist.h"
+
+struct config;
+struct delivery;
+struct phonebook;
+struct queue;
+struct smtp_server;
+
+/* Inbound retrieval after outbound delivery (dialup/retrieve.c). run starts
+ * it and returns a job, or NULL when done was already called (from within
+ * run); done(ok, text) is called once, when retrieval is over (after ETRN:
+ * the provider's inbound session ended, or etrn_grace passed without one).
+ * retrieve_cancel(job) stops a job before that; done is then not called. */
+struct retrieval_ctx {
+	struct event_base *base;
+	const struct config *cfg;
+	const struct session_config *sc;
+	struct smtp_server *smtp; /* its open sessions are the inbound mail */
+	const unsigned *msgs_in;  /* messages received in the session so far */
+	const char *entry;	  /* the phone book entry that is up */
+	const char *host;	  /* smarthost of a route through the link; NULL: none */
+	int port;
+	void (*done)(int ok, const char *text, void *arg);
+	void *arg;
+};
+struct retrieve_job;
+struct retrieval {
+	const char *name;
+	struct retrieve_job *(*run)(const struct retrieval_ctx *ctx);
+};
+const struct retrieval *session_retrieval(const char *name); /* NULL if unknown */
+
+/* --- the daemon's session manager ---------------------------------------- */
+
+struct sessions;
+
+/* Someone watching a session (dialmail dial over the control socket). */
+struct session_watch {
+	void (*line)(const char *text, void *arg);	      /* one progress line */
+	void (*done)(int ok, const char *summary, void *arg); /* the end; watch is gone */
+	void *arg;
+};
+
+struct sessions *sessions_new(struct event_base *base, const struct config *cfg, const char *dir,
+			      struct delivery *d, struct queue *q, struct smtp_server *smtp);
+/* Hangs up a session in progress and stops the worker. NULL is fine. */
+void sessions_free(struct sessions *m);
+/* Runs a session now (entry: only that phone book entry; NULL: the
+ * configured entries), or joins the one in progress. Returns a watch id
+ * (> 0), or -1 with why filled (no such entry, no phone book). */
+int sessions_dial(struct sessions *m, const char *entry, const struct session_watch *w,
+		  struct buf *why);
+void sessions_unwatch(struct sessions *m, int id);
+/* "name: value" lines for dialmail status. */
+void sessions_status(struct sessions *m, struct buf *out);
+/* A message from the provider's side was queued (counts as inbound while
+ * a session is up; LAN submissions are not passed here). */
+void sessions_note_message(struct sessions *m, const char *qid);
+
+#endif
