@@ -77,6 +77,7 @@ integration-asan:
 test: deps
 	$(MAKE) all
 	$(MAKE) check-layers
+	$(MAKE) check-format
 	$(MAKE) unit
 	$(MAKE) unit-asan
 	$(MAKE) -j2 --output-sync=target integration integration-asan

@@ -10,7 +10,7 @@ int cmd_check_config(int argc, char **argv);
 int cmd_show_config(int argc, char **argv);
 int cmd_sendmail(int argc, char **argv);
 int cmd_mailq(int argc, char **argv);
-int cmd_dial(int argc, char **argv);	 /* cli_session.c */
+int cmd_dial(int argc, char **argv); /* cli_session.c */
 int cmd_status(int argc, char **argv);
 int cmd_sessions(int argc, char **argv);
 

@@ -24,19 +24,19 @@ static const struct command {
 	int (*run)(int argc, char **argv);
 	const char *help;
 } commands[] = {
-	{"daemon", cmd_daemon, "run the mail gateway (--dir DIR, --config FILE)"},
-	{"queue", cmd_queue, "list the queue; queue show ID (--json)"},
-	{"events", cmd_events, "read the event log (--id, --severity, --category, --since, --json)"},
-	{"check-config", cmd_check_config, "check a configuration file"},
-	{"show-config", cmd_show_config, "print effective settings (-n: only changed)"},
-	{"sendmail", cmd_sendmail, "sendmail interface: queue a message from stdin"},
-	{"mailq", cmd_mailq, "list the queue (as mailq)"},
-	{"dial", cmd_dial, "run a dial-up session now and show its progress ([ENTRY], --dir)"},
-	{"status", cmd_status, "link state, next scheduled session, queue counts (--dir)"},
-	{"sessions", cmd_sessions, "the session ledger (--dir, --json)"},
-	{"flush", cmd_flush, "retry every queued message now (--dir DIR)"},
-	{"version", cmd_version, "print the version"},
-	{"help", cmd_help, "this list"},
+    {"daemon", cmd_daemon, "run the mail gateway (--dir DIR, --config FILE)"},
+    {"queue", cmd_queue, "list the queue; queue show ID (--json)"},
+    {"events", cmd_events, "read the event log (--id, --severity, --category, --since, --json)"},
+    {"check-config", cmd_check_config, "check a configuration file"},
+    {"show-config", cmd_show_config, "print effective settings (-n: only changed)"},
+    {"sendmail", cmd_sendmail, "sendmail interface: queue a message from stdin"},
+    {"mailq", cmd_mailq, "list the queue (as mailq)"},
+    {"dial", cmd_dial, "run a dial-up session now and show its progress ([ENTRY], --dir)"},
+    {"status", cmd_status, "link state, next scheduled session, queue counts (--dir)"},
+    {"sessions", cmd_sessions, "the session ledger (--dir, --json)"},
+    {"flush", cmd_flush, "retry every queued message now (--dir DIR)"},
+    {"version", cmd_version, "print the version"},
+    {"help", cmd_help, "this list"},
 };
 
 static int cmd_help(int argc, char **argv)

@@ -21,9 +21,8 @@ static void held_msg_free(struct held_msg *m)
 	buf_free(&m->content);
 }
 
-int held_batch_load(struct held_batch *b, struct queue *q, const char *id,
-			   int with_content, int (*want)(const struct q_rcpt *r, void *arg),
-			   void *arg)
+int held_batch_load(struct held_batch *b, struct queue *q, const char *id, int with_content,
+		    int (*want)(const struct q_rcpt *r, void *arg), void *arg)
 {
 	struct held_msg m;
 
@@ -70,9 +69,8 @@ void held_batch_free(struct held_batch *b)
 	memset(b, 0, sizeof(*b));
 }
 
-static void held_rcpt_event(int id, const struct held_peer *p,
-				   const struct q_env *env, const struct q_rcpt *r,
-				   const char *what)
+static void held_rcpt_event(int id, const struct held_peer *p, const struct q_env *env,
+			    const struct q_rcpt *r, const char *what)
 {
 	const char *reply = r->last_reply ? r->last_reply : "";
 	const char *kv[] = {"qid", env->id, "rcpt",   r->addr, "reply",
@@ -84,7 +82,7 @@ static void held_rcpt_event(int id, const struct held_peer *p,
 
 /* One result into r; 1 if r failed for good. */
 static int held_apply(struct held_peer *p, const struct q_env *env, struct q_rcpt *r,
-			     const struct smtpc_rcpt_result *res)
+		      const struct smtpc_rcpt_result *res)
 {
 	free(r->last_reply);
 	r->last_reply = xstrdup(res->reply && *res->reply ? res->reply : "(no reply)");
@@ -110,8 +108,7 @@ static int held_apply(struct held_peer *p, const struct q_env *env, struct q_rcp
 }
 
 /* Queue write of the new state; the message goes when nothing is pending. */
-static void held_save(const struct held_peer *p, struct queue *q,
-			     const struct q_env *env)
+static void held_save(const struct held_peer *p, struct queue *q, const struct q_env *env)
 {
 	int done = 1;
 
@@ -125,8 +122,8 @@ static void held_save(const struct held_peer *p, struct queue *q,
 		log_warn("%s: cannot remove finished message %s", p->tag, env->id);
 }
 
-void held_store(struct held_peer *p, struct queue *q, struct delivery *d,
-		       struct held_msg *m, const struct smtpc_msg *sm)
+void held_store(struct held_peer *p, struct queue *q, struct delivery *d, struct held_msg *m,
+		const struct smtpc_msg *sm)
 {
 	struct q_env env;
 	struct dsn_rcpt *failed = xcalloc(m->nidx + 1, sizeof(*failed));

@@ -28,9 +28,8 @@ struct held_batch {
 /* Loads message id and adds it to b if want(rcpt, arg) picks any recipient;
  * 1 if it did. with_content 0: envelope only, nothing added, b may be NULL
  * (counting). */
-int held_batch_load(struct held_batch *b, struct queue *q, const char *id,
-			   int with_content, int (*want)(const struct q_rcpt *r, void *arg),
-			   void *arg);
+int held_batch_load(struct held_batch *b, struct queue *q, const char *id, int with_content,
+		    int (*want)(const struct q_rcpt *r, void *arg), void *arg);
 /* Builds b->jobs for smtpc_new (user = the held_msg). */
 void held_batch_jobs(struct held_batch *b);
 void held_batch_free(struct held_batch *b);
@@ -47,7 +46,7 @@ struct held_peer {
 /* Stores one message's results on its reloaded state (only pending
  * recipients change); a 5xx gets a DSN through outbound delivery (d may be
  * NULL). */
-void held_store(struct held_peer *p, struct queue *q, struct delivery *d,
-		       struct held_msg *m, const struct smtpc_msg *sm);
+void held_store(struct held_peer *p, struct queue *q, struct delivery *d, struct held_msg *m,
+		const struct smtpc_msg *sm);
 
 #endif

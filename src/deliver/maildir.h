@@ -5,7 +5,6 @@
 #define DELIVER_MAILDIR_H
 #include "lib/buf.h"
 
-
 /* "DIR/mail/<user>/Maildir" (caller frees). */
 char *maildir_path(const char *dir, const char *user);
 

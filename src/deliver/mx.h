@@ -52,7 +52,6 @@ int mx_host_wait(const struct strlist *servers, const char *host, int port, int 
 /* The callback of q will not be called; q is freed by the resolver. */
 void mx_cancel(struct mx_query *q);
 
-
 /* ---- exposed for unit tests ---- */
 struct mx_host_pref {
 	char *name;

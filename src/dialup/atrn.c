@@ -79,7 +79,7 @@ int atrn_config_line(struct session_config *sc, const char *key, const char *val
 		strlist_split(&sc->atrn_domains, value);
 		for (size_t i = 0; i < sc->atrn_domains.n; i++)
 			if (!policy_domain_ok(sc->atrn_domains.v[i],
-						   strlen(sc->atrn_domains.v[i]))) {
+					      strlen(sc->atrn_domains.v[i]))) {
 				buf_printf(problem, "'%s' is not a domain", sc->atrn_domains.v[i]);
 				return -1;
 			}
@@ -281,7 +281,7 @@ static void atrn_auth(struct atrn_branch *b)
 	if (!b->caps.plain || !b->tls) {
 		atrn_send(b, AT_QUIT, "QUIT");
 		atrn_end(b, 0, "no usable AUTH at the hub (%s)",
-			   b->tls ? "PLAIN not offered" : "no CRAM-MD5 and no TLS");
+			 b->tls ? "PLAIN not offered" : "no CRAM-MD5 and no TLS");
 		return;
 	}
 	enc = odmr_client_plain(b->cred);
@@ -352,9 +352,9 @@ static void atrn_on_close(int quit, void *arg)
 
 	b->adopted = NULL;
 	atrn_step(b,
-		    quit ? "the hub sent QUIT: retrieval complete"
-			 : "the connection ended before the hub's QUIT",
-		    quit ? 221 : 0, NULL);
+		  quit ? "the hub sent QUIT: retrieval complete"
+		       : "the connection ended before the hub's QUIT",
+		  quit ? 221 : 0, NULL);
 	if (quit)
 		atrn_end(b, 1, "ATRN at %s: %u messages received, hub sent QUIT", b->host, got);
 	else
@@ -415,23 +415,22 @@ static void atrn_reply(struct atrn_branch *b, int code)
 	case AT_AUTH:
 		if (code == 334)
 			return atrn_cram(b, text);
-		atrn_step(b, code == 235 ? "authenticated" : "authentication refused", code,
-			    text);
+		atrn_step(b, code == 235 ? "authenticated" : "authentication refused", code, text);
 		if (code != 235) {
 			atrn_send(b, AT_QUIT, "QUIT");
 			return atrn_end(b, 0, "AUTH as %s refused: %d %s", b->cred->user, code,
-					  text);
+					text);
 		}
 		return atrn_atrn(b);
 	case AT_ATRN:
 		atrn_step(b, code == 250 ? "ATRN accepted, roles reversed" : "ATRN reply", code,
-			    text);
+			  text);
 		if (code == 250)
 			return atrn_reverse(b);
 		atrn_send(b, AT_QUIT, "QUIT");
 		if (code == 453)
-			return atrn_end(b, 1, "ATRN at %s: no mail waiting (%d %s)", b->host,
-					  code, text);
+			return atrn_end(b, 1, "ATRN at %s: no mail waiting (%d %s)", b->host, code,
+					text);
 		return atrn_end(b, 0, "ATRN at %s refused: %d %s", b->host, code, text);
 	default:
 		return;
@@ -477,9 +476,9 @@ static void atrn_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	atrn_end(b, 0, "connection to %s port %d %s", b->host, b->port,
-		   what & BEV_EVENT_TIMEOUT ? "timed out"
-		   : what & BEV_EVENT_EOF   ? "closed by the hub"
-					    : "failed");
+		 what & BEV_EVENT_TIMEOUT ? "timed out"
+		 : what & BEV_EVENT_EOF	  ? "closed by the hub"
+					  : "failed");
 }
 
 /* atrn_host, else the link route's smarthost; port 366 unless given. */
@@ -504,8 +503,8 @@ static void atrn_connected(struct bufferevent *bev, const char *why, void *arg)
 }
 
 struct atrn_branch *atrn_start(const struct retrieval_ctx *ctx,
-				      void (*done)(int ok, const char *text, void *arg), void *arg,
-				      struct buf *why)
+			       void (*done)(int ok, const char *text, void *arg), void *arg,
+			       struct buf *why)
 {
 	struct atrn_branch *b = xcalloc(1, sizeof(*b));
 

@@ -24,8 +24,8 @@ void atrn_config_free(struct session_config *sc);
  * QUIT, a refusal, or a failure), never from inside atrn_start.
  * NULL (done not called) only if the job cannot start at all: why filled. */
 struct atrn_branch *atrn_start(const struct retrieval_ctx *ctx,
-				      void (*done)(int ok, const char *text, void *arg), void *arg,
-				      struct buf *why);
+			       void (*done)(int ok, const char *text, void *arg), void *arg,
+			       struct buf *why);
 void atrn_free(struct atrn_branch *b); /* cancels; done not called */
 
 #endif

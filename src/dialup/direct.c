@@ -803,11 +803,11 @@ struct direct *direct_start(const struct direct_ctx *ctx, struct buf *why)
 	}
 	x->label = xasprintf("SMTP over the line of %s", ctx->entry);
 	x->peer_info = (struct held_peer){.key = "entry",
-						 .value = ctx->entry,
-						 .label = x->label,
-						 .remote_mta = ctx->entry,
-						 .tag = "direct",
-						 .log_deferred = 1};
+					  .value = ctx->entry,
+					  .label = x->label,
+					  .remote_mta = ctx->entry,
+					  .tag = "direct",
+					  .log_deferred = 1};
 	if (ctx->sc->atrn_auth)
 		x->cred = routes_auth(ctx->cfg->routes, ctx->sc->atrn_auth);
 	if (direct_want_atrn(x) && (x->cred == NULL || ctx->smtp == NULL)) {

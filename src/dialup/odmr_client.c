@@ -236,4 +236,3 @@ void odmr_client_tls_error(struct bufferevent *bev, struct buf *why)
 	ERR_error_string_n(last, msg, sizeof(msg));
 	buf_printf(why, "TLS handshake failed: %s", msg);
 }
-

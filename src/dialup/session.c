@@ -1032,7 +1032,7 @@ static int sess_pick_entries(struct sessions *m, struct dial_session *s, const c
 }
 
 static struct dial_session *sess_new(struct sessions *m, const char *reason, time_t slot,
-				const char *entry, struct buf *why)
+				     const char *entry, struct buf *why)
 {
 	struct dial_session *s = xcalloc(1, sizeof(*s));
 

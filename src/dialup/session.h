@@ -1,10 +1,9 @@
 /* Dial-up sessions: the daemon's session manager (the [session] settings
- * are dialup/session_config.h). It runs them: dial (link_up in a worker thread) -> link check -> deliver
- * everything queued for the link -> inbound retrieval -> stay up while
- * inbound SMTP is open -> hang up when idle or at max_session_time. Each
- * session ends in one line of DIR/log/sessions.jsonl. Invariant: at most one
- * session runs at a time, and a scheduled slot stays owed until a session
- * succeeds (catch-up), however many windows that takes. */
+ * are dialup/session_config.h). It runs them: dial (link_up in a worker thread) -> link check ->
+ * deliver everything queued for the link -> inbound retrieval -> stay up while inbound SMTP is open
+ * -> hang up when idle or at max_session_time. Each session ends in one line of
+ * DIR/log/sessions.jsonl. Invariant: at most one session runs at a time, and a scheduled slot stays
+ * owed until a session succeeds (catch-up), however many windows that takes. */
 #ifndef DIALUP_SESSION_H
 #define DIALUP_SESSION_H
 #include <stdio.h>

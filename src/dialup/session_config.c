@@ -268,4 +268,3 @@ const struct retrieval *session_retrieval(const char *name)
 {
 	return retrieve_method(name);
 }
-

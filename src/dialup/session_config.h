@@ -37,9 +37,9 @@ struct session_config {
 	char *atrn_host;	     /* atrn_host = hub:366; NULL: the link route's smarthost */
 	struct strlist atrn_domains; /* atrn_domains = branch.example */
 	char *atrn_auth;	     /* atrn_auth = NAME in auth_file */
-	int atrn_tls;		     /* atrn_tls = opportunistic (enum odmr_tls, dialup/odmr_client.h) */
-	char *atrn_ca;		     /* atrn_ca = FILE: PEM CAs that must sign the hub's certificate */
-	char *atrn_fingerprint;	     /* atrn_fingerprint = sha256:HEX, kept as 64 lower-case hex */
+	int atrn_tls;		/* atrn_tls = opportunistic (enum odmr_tls, dialup/odmr_client.h) */
+	char *atrn_ca;		/* atrn_ca = FILE: PEM CAs that must sign the hub's certificate */
+	char *atrn_fingerprint; /* atrn_fingerprint = sha256:HEX, kept as 64 lower-case hex */
 	unsigned atrn_set;
 };
 

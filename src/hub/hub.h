@@ -12,7 +12,6 @@
 struct delivery;
 struct hub;
 
-
 struct hub *hub_new(const struct config *cfg, struct queue *q, struct delivery *d);
 void hub_free(struct hub *h);
 

@@ -101,8 +101,8 @@ static int odmr_scan_one(const char *id, void *arg)
 {
 	struct odmr_scan *sc = arg;
 
-	sc->n += (unsigned)held_batch_load(sc->cn ? &sc->cn->b : NULL, sc->h->q, id,
-						  sc->cn != NULL, odmr_rcpt_claimed, sc);
+	sc->n += (unsigned)held_batch_load(sc->cn ? &sc->cn->b : NULL, sc->h->q, id, sc->cn != NULL,
+					   odmr_rcpt_claimed, sc);
 	return 0;
 }
 
@@ -202,8 +202,7 @@ static void odmr_on_done(struct smtpc *c, const struct smtpc_session_result *r, 
 
 	for (size_t i = 0; i < cn->b.nm; i++)
 		if (!cn->b.m[i].stored && cn->b.jobs[i].attempted)
-			held_store(&cn->peer, cn->h->q, cn->h->d, &cn->b.m[i],
-					  &cn->b.jobs[i]);
+			held_store(&cn->peer, cn->h->q, cn->h->d, &cn->b.m[i], &cn->b.jobs[i]);
 		else if (!cn->b.m[i].stored)
 			cn->peer.held += (unsigned)cn->b.m[i].nidx;
 	for (size_t i = 0; i < cn->domains.n; i++)
@@ -240,10 +239,10 @@ static void odmr_take(struct bufferevent *bev, const char *client, const char *u
 	cn->user = xstrdup(user);
 	cn->label = xasprintf("ODMR, remote host %s", client);
 	cn->peer = (struct held_peer){.key = "remote_mta",
-					     .value = cn->client,
-					     .label = cn->label,
-					     .remote_mta = cn->client,
-					     .tag = "odmr"};
+				      .value = cn->client,
+				      .label = cn->label,
+				      .remote_mta = cn->client,
+				      .tag = "odmr"};
 	odmr_parse_domains(h->cfg, user, param, &cn->domains);
 	cn->next = h->conns;
 	h->conns = cn;

@@ -17,7 +17,6 @@
 struct delivery;
 struct odmr_hub;
 
-
 /* The hub's ODMR listeners (odmr_listen) and the server answered calls
  * ([answer NAME]) use; NULL when neither is configured or no listener
  * could be opened (event 1003 logged). */

@@ -56,7 +56,8 @@ int cidr_match(const struct cidr *c, const struct sockaddr *sa)
 
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		return c->family == AF_INET && prefix_eq(c->addr, (const uint8_t *)&in->sin_addr, c->prefix);
+		return c->family == AF_INET &&
+		       prefix_eq(c->addr, (const uint8_t *)&in->sin_addr, c->prefix);
 	}
 	if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;

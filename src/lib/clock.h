@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <time.h>
 
-int64_t clock_usec(void);  /* microseconds since the epoch */
-time_t clock_now(void);    /* seconds since the epoch */
+int64_t clock_usec(void);	   /* microseconds since the epoch */
+time_t clock_now(void);		   /* seconds since the epoch */
 void clock_set_fake(int64_t usec); /* tests: freeze time; 0 = real clock again */
 void clock_advance(int64_t usec);  /* tests: move the frozen clock */
 /* RFC 5322 date, e.g. "Wed, 25 Nov 2026 12:07:24 +0000". */

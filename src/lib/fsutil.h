@@ -8,9 +8,9 @@
 #include "lib/buf.h"
 
 int fs_write_all(int fd, const void *data, size_t len); /* 0 or -1 (errno) */
-int fs_fsync_dir(const char *dir);                      /* 0 or -1 (errno) */
-int fs_mkdirs(const char *path, mode_t mode);           /* mkdir -p */
-int fs_read_file(const char *path, struct buf *out);    /* appends; 0 or -1 */
+int fs_fsync_dir(const char *dir);			/* 0 or -1 (errno) */
+int fs_mkdirs(const char *path, mode_t mode);		/* mkdir -p */
+int fs_read_file(const char *path, struct buf *out);	/* appends; 0 or -1 */
 /* Writes data to path atomically and durably: tmp file in the same
  * directory, fsync, rename over path, fsync directory. */
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode);

@@ -9,7 +9,7 @@ void log_init(const char *progname, int to_stderr, int to_syslog);
 void log_verbose(int level);
 void log_debug(const char *fmt, ...) PRINTF(1, 2);
 void log_info(const char *fmt, ...) PRINTF(1, 2);
-void log_warn(const char *fmt, ...) PRINTF(1, 2);  /* appends strerror(errno) */
+void log_warn(const char *fmt, ...) PRINTF(1, 2); /* appends strerror(errno) */
 void log_warnx(const char *fmt, ...) PRINTF(1, 2);
 __attribute__((noreturn)) void fatal(const char *fmt, ...) PRINTF(1, 2);
 __attribute__((noreturn)) void fatalx(const char *fmt, ...) PRINTF(1, 2);

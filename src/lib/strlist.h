@@ -10,8 +10,8 @@ struct strlist {
 
 void strlist_add(struct strlist *l, const char *s);
 void strlist_free(struct strlist *l);
-int strlist_has(const struct strlist *l, const char *s);          /* exact */
-int strlist_has_nocase(const struct strlist *l, const char *s);   /* ASCII case-insensitive */
+int strlist_has(const struct strlist *l, const char *s);	/* exact */
+int strlist_has_nocase(const struct strlist *l, const char *s); /* ASCII case-insensitive */
 /* Splits "a, b ,c" on commas and/or whitespace into l (appends). */
 void strlist_split(struct strlist *l, const char *s);
 void strlist_copy(struct strlist *dst, const struct strlist *src);

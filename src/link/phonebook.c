@@ -560,8 +560,8 @@ static int phonebook_answer_check(const struct config *cfg, const char *path, st
 
 static int phonebook_cfg_finish(struct config *cfg, const char *path, struct buf *err)
 {
-	return phonebook_check(cfg->phonebook, path, err) + phonebook_check(cfg->answer, path, err) +
-	       phonebook_answer_check(cfg, path, err);
+	return phonebook_check(cfg->phonebook, path, err) +
+	       phonebook_check(cfg->answer, path, err) + phonebook_answer_check(cfg, path, err);
 }
 
 static void phonebook_cfg_show(const struct config *cfg, FILE *out)

@@ -35,8 +35,8 @@ struct phonebook_entry {
 	char *up, *down, *check; /* sh -c commands */
 	int up_timeout_ms;	 /* up_timeout = 60s: up + passing check, or pppd to ip-up */
 	/* [answer NAME] only (device, speed, init, at_timeout, flow_control too) */
-	int rings;		/* rings = 1: RINGs before ATA */
-	int answer_timeout_ms;	/* answer_timeout = 60s: ATA to CONNECT */
+	int rings;	       /* rings = 1: RINGs before ATA */
+	int answer_timeout_ms; /* answer_timeout = 60s: ATA to CONNECT */
 };
 
 struct phonebook {

@@ -385,11 +385,11 @@ struct parser {
 	int line;
 	struct buf *err;
 	int n_errors;
-	int set_at[N_SETTINGS];		   /* line a setting was given on, 0 = not yet */
+	int set_at[N_SETTINGS];		       /* line a setting was given on, 0 = not yet */
 	const struct builtin_section *builtin; /* [aliases], [routes]; NULL: see sect */
 	const struct config_section *sect;     /* a module's section; both NULL: main settings */
-	int skip;			   /* inside a rejected section header */
-	int *alias_line;		   /* line of each cfg->aliases entry */
+	int skip;			       /* inside a rejected section header */
+	int *alias_line;		       /* line of each cfg->aliases entry */
 };
 
 /* A [section] kind of this file's own: its lines go to line(). The sections

@@ -19,42 +19,42 @@ struct session_config;
 struct smtp_auth_users;
 
 struct alias {
-	char *name;             /* local part, lower case */
+	char *name;		/* local part, lower case */
 	struct strlist targets; /* local parts or full addresses */
 };
 
 struct config {
-	char *path;                    /* file loaded, or NULL for embedded defaults */
-	char *hostname;                /* HELO name, Received: by, Message-ID right side */
-	struct strlist listen;         /* "127.0.0.1:2525", "[::1]:2525" */
-	struct strlist local_domains;  /* lower case */
+	char *path;			 /* file loaded, or NULL for embedded defaults */
+	char *hostname;			 /* HELO name, Received: by, Message-ID right side */
+	struct strlist listen;		 /* "127.0.0.1:2525", "[::1]:2525" */
+	struct strlist local_domains;	 /* lower case */
 	struct strlist local_recipients; /* local parts, lower case; postmaster implied */
 	struct cidr *mynetworks;
 	size_t n_mynetworks;
-	uint64_t max_message_size;     /* bytes */
+	uint64_t max_message_size; /* bytes */
 	int max_recipients;
 	int max_connections;
-	int smtp_timeout;              /* seconds, per command */
-	int smtp_data_timeout;         /* seconds, per DATA block */
-	uint64_t min_free_space;       /* bytes; below: 452 4.3.1 + event 3018 */
-	int queue_run_interval;        /* seconds */
-	char *postmaster;              /* address that gets double bounces */
+	int smtp_timeout;	 /* seconds, per command */
+	int smtp_data_timeout;	 /* seconds, per DATA block */
+	uint64_t min_free_space; /* bytes; below: 452 4.3.1 + event 3018 */
+	int queue_run_interval;	 /* seconds */
+	char *postmaster;	 /* address that gets double bounces */
 	int use_syslog;
-	int diag[EVC_COUNT];           /* diagnostics level per event category */
+	int diag[EVC_COUNT]; /* diagnostics level per event category */
 	struct alias *aliases;
 	size_t n_aliases;
 	/* outbound delivery (issue 3); see mail/routes.h and queue/retry.h */
-	char *transfer_mode;             /* both, inbound-only, outbound-only, none */
-	struct strlist retry_intervals;  /* durations, "15m", ...; the last repeats */
-	int lifetime_urgent;             /* seconds a message is retried, by priority */
+	char *transfer_mode;		/* both, inbound-only, outbound-only, none */
+	struct strlist retry_intervals; /* durations, "15m", ...; the last repeats */
+	int lifetime_urgent;		/* seconds a message is retried, by priority */
 	int lifetime_normal;
 	int lifetime_non_urgent;
-	int delay_warning_time;          /* seconds after arrival; 0 = no delay warnings */
-	char *auth_file;                 /* "NAME USER PASSWORD" lines, or "" */
+	int delay_warning_time; /* seconds after arrival; 0 = no delay warnings */
+	char *auth_file;	/* "NAME USER PASSWORD" lines, or "" */
 	int max_messages_per_connection;
 	int max_outbound_connections;
 	int max_connections_per_destination;
-	int smtp_connect_timeout;        /* client timeouts, seconds (RFC 5321 4.5.3.2) */
+	int smtp_connect_timeout; /* client timeouts, seconds (RFC 5321 4.5.3.2) */
 	int smtp_banner_timeout;
 	int smtp_helo_timeout;
 	int smtp_mail_timeout;
@@ -62,31 +62,31 @@ struct config {
 	int smtp_data_init_timeout;
 	int smtp_data_block_timeout;
 	int smtp_data_done_timeout;
-	struct strlist dns_servers;       /* "ip[:port]" for c-ares; empty: system resolver */
-	struct routes *routes;           /* [routes] + credentials; never NULL once loaded */
+	struct strlist dns_servers; /* "ip[:port]" for c-ares; empty: system resolver */
+	struct routes *routes;	    /* [routes] + credentials; never NULL once loaded */
 	/* dial-up links (issue 4); see link/phonebook.h */
-	char *lock_dir;                  /* UUCP lock files, default /var/lock */
-	struct phonebook *phonebook;     /* [phonebook NAME] entries in file order; NULL: none */
-	struct session_config *session;  /* [session]; NULL: defaults (see dialup/session.h) */
-	struct phonebook *answer;        /* [answer NAME] modems taking calls (hub/answer.h) */
+	char *lock_dir;			/* UUCP lock files, default /var/lock */
+	struct phonebook *phonebook;	/* [phonebook NAME] entries in file order; NULL: none */
+	struct session_config *session; /* [session]; NULL: defaults (see dialup/session.h) */
+	struct phonebook *answer;	/* [answer NAME] modems taking calls (hub/answer.h) */
 	/* SMTP server STARTTLS and AUTH; see smtp/smtp_auth.h */
-	char *tls_cert_file;             /* PEM; with tls_key_file: STARTTLS offered */
+	char *tls_cert_file; /* PEM; with tls_key_file: STARTTLS offered */
 	char *tls_key_file;
-	char *auth_users_file;           /* "user password" lines, or "" (no AUTH) */
-	int auth_allow_plaintext;        /* offer AUTH without TLS too */
+	char *auth_users_file;		    /* "user password" lines, or "" (no AUTH) */
+	int auth_allow_plaintext;	    /* offer AUTH without TLS too */
 	struct smtp_auth_users *auth_users; /* loaded auth_users_file, or NULL */
 	/* hub role and inbound duplicates (issue 5); see hub/hub.h, deliver/dedup.h */
-	struct strlist hold_domains;     /* lower case; kept queued until ETRN */
-	struct cidr *provider_networks;  /* inbound SMTP of the provider; none: outside mynetworks */
+	struct strlist hold_domains;	/* lower case; kept queued until ETRN */
+	struct cidr *provider_networks; /* inbound SMTP of the provider; none: outside mynetworks */
 	size_t n_provider_networks;
-	struct cidr *etrn_clients;       /* may use ETRN (authenticated clients may too) */
+	struct cidr *etrn_clients; /* may use ETRN (authenticated clients may too) */
 	size_t n_etrn_clients;
-	struct strlist etrn_hosts;       /* "domain=host[:port]": where ETRN sends a domain */
-	int etrn_default_port;           /* port of the ETRN client's address otherwise */
-	int dedup_window;                /* seconds; 0: no duplicate suppression */
-	struct strlist odmr_listen;      /* ODMR port(s) of the hub; see hub/odmr.h */
-	struct strlist odmr_domains;     /* "user=domain": what ATRN may claim */
-	int turn_enabled;                /* retrieve = turn allowed (insecure); dialup/turn.h */
+	struct strlist etrn_hosts;   /* "domain=host[:port]": where ETRN sends a domain */
+	int etrn_default_port;	     /* port of the ETRN client's address otherwise */
+	int dedup_window;	     /* seconds; 0: no duplicate suppression */
+	struct strlist odmr_listen;  /* ODMR port(s) of the hub; see hub/odmr.h */
+	struct strlist odmr_domains; /* "user=domain": what ATRN may claim */
+	int turn_enabled;	     /* retrieve = turn allowed (insecure); dialup/turn.h */
 };
 
 /* A [section] of the file that a higher layer owns ([phonebook NAME],

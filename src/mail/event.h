@@ -9,13 +9,13 @@
 enum ev_severity { EV_ERROR, EV_WARNING, EV_INFO };
 
 enum ev_category {
-	EVC_INIT,      /* Initialization/Termination */
-	EVC_SMTP,      /* SMTP Interface Events */
-	EVC_TRANSFER,  /* Message Transfer */
-	EVC_QUEUE,     /* Queue */
-	EVC_DELIVERY,  /* Local Delivery */
-	EVC_DIALUP,    /* Dial-up */
-	EVC_SECURITY,  /* Security */
+	EVC_INIT,     /* Initialization/Termination */
+	EVC_SMTP,     /* SMTP Interface Events */
+	EVC_TRANSFER, /* Message Transfer */
+	EVC_QUEUE,    /* Queue */
+	EVC_DELIVERY, /* Local Delivery */
+	EVC_DIALUP,   /* Dial-up */
+	EVC_SECURITY, /* Security */
 	EVC_COUNT
 };
 
@@ -109,7 +109,7 @@ void event_set_levels(const int *diag);
  * given as NULL-terminated key/value pairs through event_logkv. */
 void event_log(int id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void event_logkv(int id, const char *const *kv, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 const struct ev_def *event_def(int id);
 const struct ev_def *event_catalogue(size_t *n);

@@ -341,12 +341,14 @@ static void smtp_sess_flush(struct smtp_session *s)
 		if (evbuffer_get_length(out) == 0)
 			smtp_sess_free(s);
 		else
-			bufferevent_setcb(s->bev, NULL, smtp_sess_close_when_written, smtp_sess_event_cb, s);
+			bufferevent_setcb(s->bev, NULL, smtp_sess_close_when_written,
+					  smtp_sess_event_cb, s);
 		return;
 	}
 	if (evbuffer_get_length(out) > SMTP_OUT_HIGH) {
 		bufferevent_disable(s->bev, EV_READ);
-		bufferevent_setcb(s->bev, smtp_sess_read_cb, smtp_sess_output_drained, smtp_sess_event_cb, s);
+		bufferevent_setcb(s->bev, smtp_sess_read_cb, smtp_sess_output_drained,
+				  smtp_sess_event_cb, s);
 	}
 }
 
@@ -395,7 +397,7 @@ static int srv_disk_ok(struct smtp_server *srv)
 struct smtp_ext {
 	const char *name;
 	void (*param)(const struct smtp_session *s, struct buf *out); /* appends " value" */
-	int (*offered)(const struct smtp_session *s);		 /* NULL: always */
+	int (*offered)(const struct smtp_session *s);		      /* NULL: always */
 };
 
 static void ext_size(const struct smtp_session *s, struct buf *out)
@@ -650,7 +652,8 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
 	 * site sending its own outbound mail on the same call (data = direct,
 	 * docs/odmr.md). */
 	if (s->srv->odmr && s->auth_user == NULL) {
-		smtp_sess_error(s, "502 5.5.1 MAIL not accepted on the ODMR port before AUTH; use ATRN");
+		smtp_sess_error(
+		    s, "502 5.5.1 MAIL not accepted on the ODMR port before AUTH; use ATRN");
 		return;
 	}
 	if (!arg_prefix(&arg, "FROM:")) {
@@ -669,7 +672,7 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
 		smtp_sess_reply(s, "452 4.3.1 Insufficient system storage");
 	else if (srv_accepts_nothing(s->srv))
 		smtp_sess_reply(s, "450 4.3.2 Not accepting mail now (transfer_mode %s)",
-			   s->srv->cfg->transfer_mode);
+				s->srv->cfg->transfer_mode);
 	else {
 		s->env.sender = xstrdup(p.mailbox);
 		s->state = ST_MAIL;
@@ -782,12 +785,13 @@ static int rcpt_params_check(struct smtp_session *s, const struct smtp_params *p
 		if (strcasecmp(k, "NOTIFY") == 0) {
 			if (v == NULL || dsn_notify_parse(v, notify) < 0) {
 				smtp_sess_error(s, "501 5.5.4 Bad NOTIFY parameter "
-					      "(NEVER, or SUCCESS, FAILURE, DELAY)");
+						   "(NEVER, or SUCCESS, FAILURE, DELAY)");
 				return -1;
 			}
 		} else if (strcasecmp(k, "ORCPT") == 0) {
 			if (v == NULL || !dsn_orcpt_valid(v)) {
-				smtp_sess_error(s, "501 5.5.4 Bad ORCPT parameter (addr-type;xtext)");
+				smtp_sess_error(s,
+						"501 5.5.4 Bad ORCPT parameter (addr-type;xtext)");
 				return -1;
 			}
 			*orcpt = v;
@@ -1477,7 +1481,7 @@ static void auth_failed(struct smtp_session *s, const char *reply)
 	auth_end(s);
 	if (++s->auth_failures >= SMTP_AUTH_MAX && !s->closing) {
 		smtp_sess_reply(s, "421 4.7.0 %s Error: too many failed authentications",
-			   s->srv->cfg->hostname);
+				s->srv->cfg->hostname);
 		s->closing = 1;
 	}
 }
@@ -1525,12 +1529,12 @@ static void cmd_auth(struct smtp_session *s, const char *arg)
 		smtp_sess_error(s, "503 5.5.1 Error: send EHLO first");
 	else if (!smtp_sess_auth_allowed(s))
 		smtp_sess_reply(s, "538 5.7.11 Encryption required for requested authentication "
-			      "mechanism");
+				   "mechanism");
 	else if (n == 0 || n >= sizeof(mech))
 		smtp_sess_error(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
 	else if (smtp_sess_auth_cram_only(s) && (n != 8 || strncasecmp(arg, "CRAM-MD5", 8) != 0))
 		smtp_sess_reply(s, "538 5.7.11 Encryption required for requested authentication "
-			      "mechanism");
+				   "mechanism");
 	else {
 		memcpy(mech, arg, n);
 		mech[n] = '\0';
@@ -1567,8 +1571,9 @@ static void cmd_vrfy(struct smtp_session *s, const char *arg)
 	if (*arg == '\0')
 		smtp_sess_error(s, "501 5.5.4 Syntax: VRFY address");
 	else
-		smtp_sess_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt "
-			      "delivery");
+		smtp_sess_reply(s,
+				"252 2.5.2 Cannot VRFY user, but will accept message and attempt "
+				"delivery");
 }
 
 /* ETRN (RFC 1985): the hub decides and answers; delivery starts later. */
@@ -1704,7 +1709,8 @@ static void smtp_sess_dispatch(struct smtp_session *s, char *line)
 /* ------------------------------------------------------- command reader */
 
 /* In an overlong line: drop octets through the next LF, then answer once. */
-static void smtp_sess_cmd_discard(struct smtp_session *s, struct evbuffer *in, const char *p, size_t look)
+static void smtp_sess_cmd_discard(struct smtp_session *s, struct evbuffer *in, const char *p,
+				  size_t look)
 {
 	const char *lf = memchr(p, '\n', look);
 
@@ -1813,7 +1819,8 @@ static void srv_refuse(struct smtp_server *srv, evutil_socket_t fd, const char *
 }
 
 /* A session on bev (the client's address already in s->addr). */
-static void smtp_sess_start(struct smtp_server *srv, struct smtp_session *s, struct bufferevent *bev)
+static void smtp_sess_start(struct smtp_server *srv, struct smtp_session *s,
+			    struct bufferevent *bev)
 {
 	const struct config *cfg = srv->cfg;
 	const char *kv[] = {"client", s->addr, NULL};

@@ -149,7 +149,7 @@ struct modem {
 	int script_pos;
 	uint64_t rng, noise_rng;
 	struct ms_call call;
-	unsigned gen; /* bumped when fds close, so a poll batch stops early */
+	unsigned gen;	   /* bumped when fds close, so a poll batch stops early */
 	int answer_fd;	   /* --answer-port listener, -1 = none */
 	int ring_fd;	   /* the incoming call ringing, -1 = none */
 	int rings;	   /* RINGs sent for it */
