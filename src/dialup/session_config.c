@@ -1,7 +1,7 @@
 /* The [session] section: one parser for its keys (the retrieval and ATRN
  * keys are handed to dialup/retrieve.c), the checks after the file, and the
  * show-config block. */
-#include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,62 +16,132 @@
 
 /* --- [session] settings ---------------------------------------------------- */
 
-enum sess_key {
-	K_SCHEDULE,
-	K_ENTRIES,
-	K_IDLE,
-	K_MAXTIME,
-	K_WINDOW,
-	K_RETRIEVE,
-	K_DWQ,
-	K_MININT,
-	K_CHECK,
-	K_COUNT
-};
+#define SOFF(field) offsetof(struct session_config, field)
+#define WEEK	    (7 * 86400)
 
-static const char *const sess_keys[K_COUNT] = {
-    "schedule", "entries",	    "idle_timeout",	 "max_session_time", "session_window",
-    "retrieve", "dial_when_queued", "min_dial_interval", "check_timeout",
-};
-
-/* "30s", "2m", "1h", "1d", "0"; a bare number is seconds. */
-static int sess_duration(const char *v, int *out, int min, struct buf *problem)
+/* schedule = every 2h | at 06:00, 18:00 | mon-fri 08:00-18:00 every 30m; ... | off */
+static int sess_parse_schedule(const struct setting *s, void *base, const char *v,
+			       struct buf *problem)
 {
-	char *end;
-	long n, mult = 1;
+	struct session_config *sc = base;
+	struct schedule sched;
 
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (*end && end[1] == '\0')
-		mult = *end == 's'   ? 1
-		       : *end == 'm' ? 60
-		       : *end == 'h' ? 3600
-		       : *end == 'd' ? 86400
-				     : 0;
-	else if (*end)
-		mult = 0;
-	if (v[0] < '0' || v[0] > '9' || errno || mult == 0 || n < min || n > 7L * 86400 / mult) {
-		buf_printf(problem, "'%s' is not a duration (%s7d; s, m, h, d)", v,
-			   min ? "1s to " : "0 to ");
+	if (schedule_parse(&sched, v, problem) < 0)
 		return -1;
-	}
-	*out = (int)(n * mult);
+	schedule_free(&sc->schedule);
+	sc->schedule = sched;
 	return 0;
 }
 
+static void sess_format_schedule(const struct setting *s, const void *base, struct buf *out)
+{
+	const struct session_config *sc = base;
+
+	buf_puts(out, sc->schedule.n ? sc->schedule.text : "off");
+}
+
+static void sess_release_schedule(const struct setting *s, void *base)
+{
+	schedule_free(&((struct session_config *)base)->schedule);
+}
+
+/* dial_when_queued = N | urgent | off */
+static int sess_parse_dwq(const struct setting *s, void *base, const char *v, struct buf *problem)
+{
+	struct session_config *sc = base;
+
+	return schedule_parse_when_queued(v, &sc->dwq, &sc->dwq_count, problem);
+}
+
+static void sess_format_dwq(const struct setting *s, const void *base, struct buf *out)
+{
+	const struct session_config *sc = base;
+
+	if (sc->dwq == DWQ_COUNT)
+		buf_printf(out, "%d", sc->dwq_count);
+	else
+		buf_puts(out, sc->dwq == DWQ_URGENT ? "urgent" : "off");
+}
+
+static int sess_check_retrieve(const char *v, struct buf *problem)
+{
+	if (session_retrieval(v) != NULL)
+		return 0;
+	buf_printf(problem, "'%s' is not a retrieval method (none, etrn, command, atrn, turn)", v);
+	return -1;
+}
+
+/* The keys of [session] itself, in show-config order; the retrieval and
+ * ATRN keys are the retrieval methods' (dialup/retrieve.c). */
+static const struct setting sess_settings[SESSION_N_KEYS] = {
+    {.name = "schedule",
+     .type = T_CUSTOM,
+     .def = "off",
+     .parse = sess_parse_schedule,
+     .format = sess_format_schedule,
+     .release = sess_release_schedule,
+     .help = "when sessions happen: every 2h, at 06:00, a weekly grid, or off"},
+    {.name = "entries",
+     .type = T_LIST,
+     .def = "",
+     .off = SOFF(entries),
+     .help = "phone book entries to try, in order; empty: all, in file order"},
+    {.name = "idle_timeout",
+     .type = T_DURATION,
+     .def = "2m",
+     .min = 1,
+     .max = WEEK,
+     .off = SOFF(idle_timeout),
+     .help = "hang up after this long without mail moving either way"},
+    {.name = "max_session_time",
+     .type = T_DURATION,
+     .def = "1h",
+     .min = 1,
+     .max = WEEK,
+     .off = SOFF(max_session_time),
+     .help = "hang up after this long whatever is happening"},
+    {.name = "session_window",
+     .type = T_DURATION,
+     .def = "0",
+     .min = 0,
+     .max = WEEK,
+     .off = SOFF(session_window),
+     .help = "how long a slot may be served late; 0: until the next slot (15m unscheduled)"},
+    {.name = "retrieve",
+     .type = T_STRING,
+     .def = "none",
+     .off = SOFF(retrieve),
+     .check = sess_check_retrieve,
+     .help = "how inbound mail is asked for: none, etrn, command, atrn, turn"},
+    {.name = "dial_when_queued",
+     .type = T_CUSTOM,
+     .def = "off",
+     .parse = sess_parse_dwq,
+     .format = sess_format_dwq,
+     .help = "dial when N messages are queued for the link, when one is urgent, or off"},
+    {.name = "min_dial_interval",
+     .type = T_DURATION,
+     .def = "5m",
+     .min = 0,
+     .max = WEEK,
+     .off = SOFF(min_dial_interval),
+     .help = "least time between two sessions started by queued mail"},
+    {.name = "check_timeout",
+     .type = T_DURATION,
+     .def = "30s",
+     .min = 1,
+     .max = WEEK,
+     .off = SOFF(check_timeout),
+     .help = "time the link check (DNS and connect to the smarthost) may take"},
+};
+
+static const struct settings_table sess_table = {"[session]", sess_settings, SESSION_N_KEYS};
+
 void session_config_defaults(struct session_config *sc)
 {
-	struct buf p = BUF_INIT;
-
 	memset(sc, 0, sizeof(*sc));
-	schedule_parse(&sc->schedule, "off", &p);
-	sc->idle_timeout = 120;
-	sc->max_session_time = 3600;
-	sc->retrieve = xstrdup("none");
-	sc->min_dial_interval = 300;
-	sc->check_timeout = 30;
+	settings_defaults(&sess_table, sc);
 	retrieve_config_defaults(sc);
-	buf_free(&p);
 }
 
 int session_section_open(struct session_config **sc, int line, struct buf *problem)
@@ -87,48 +157,6 @@ int session_section_open(struct session_config **sc, int line, struct buf *probl
 	return 0;
 }
 
-static int sess_set(struct session_config *sc, int k, const char *v, struct buf *problem)
-{
-	struct schedule s;
-
-	switch (k) {
-	case K_SCHEDULE:
-		if (schedule_parse(&s, v, problem) < 0)
-			return -1;
-		schedule_free(&sc->schedule);
-		sc->schedule = s;
-		return 0;
-	case K_ENTRIES:
-		strlist_free(&sc->entries);
-		strlist_split(&sc->entries, v);
-		return 0;
-	case K_IDLE:
-		return sess_duration(v, &sc->idle_timeout, 1, problem);
-	case K_MAXTIME:
-		return sess_duration(v, &sc->max_session_time, 1, problem);
-	case K_WINDOW:
-		return sess_duration(v, &sc->session_window, 0, problem);
-	case K_RETRIEVE:
-		if (session_retrieval(v) == NULL) {
-			buf_printf(problem,
-				   "'%s' is not a retrieval method (none, etrn, command; "
-				   "atrn is not available yet)",
-				   v);
-			return -1;
-		}
-		free(sc->retrieve);
-		sc->retrieve = xstrdup(v);
-		return 0;
-	case K_DWQ:
-		return schedule_parse_when_queued(v, &sc->dwq, &sc->dwq_count, problem);
-	case K_MININT:
-		return sess_duration(v, &sc->min_dial_interval, 0, problem);
-	case K_CHECK:
-		return sess_duration(v, &sc->check_timeout, 1, problem);
-	}
-	return -1;
-}
-
 int session_section_line(struct session_config *sc, const char *key, const char *value,
 			 struct buf *problem)
 {
@@ -136,21 +164,14 @@ int session_section_line(struct session_config *sc, const char *key, const char 
 
 	if (rc <= 0)
 		return rc;
-	for (int k = 0; k < K_COUNT; k++) {
-		if (strcmp(key, sess_keys[k]) != 0)
-			continue;
-		if (sc->set & (1u << k)) {
-			buf_puts(problem, "set twice in [session]");
-			return -1;
-		}
-		sc->set |= 1u << k;
-		return sess_set(sc, k, value, problem);
-	}
-	buf_printf(problem, "unknown [session] setting (schedule, entries, idle_timeout, "
-			    "max_session_time, session_window, retrieve, dial_when_queued, "
-			    "min_dial_interval, check_timeout, etrn_domains, etrn_grace, "
-			    "retrieve_command, retrieve_timeout, atrn_host, atrn_domains, "
-			    "atrn_auth)");
+	rc = settings_parse(&sess_table, sc, sc->given, key, value, problem);
+	if (rc <= 0)
+		return rc;
+	buf_puts(problem, "unknown [session] setting (");
+	settings_names(&sess_table, problem);
+	buf_puts(problem,
+		 ", etrn_domains, etrn_grace, retrieve_command, retrieve_timeout, "
+		 "atrn_host, atrn_domains, atrn_auth, atrn_tls, atrn_ca, atrn_fingerprint)");
 	return -1;
 }
 
@@ -181,45 +202,18 @@ void session_config_free(struct session_config *sc)
 	if (sc == NULL)
 		return;
 	retrieve_config_free(sc);
-	schedule_free(&sc->schedule);
-	strlist_free(&sc->entries);
-	free(sc->retrieve);
+	settings_release(&sess_table, sc);
 	free(sc);
-}
-
-static void sess_show_duration(FILE *out, const char *key, int v)
-{
-	if (v && v % 3600 == 0)
-		fprintf(out, "%s = %dh\n", key, v / 3600);
-	else if (v && v % 60 == 0)
-		fprintf(out, "%s = %dm\n", key, v / 60);
-	else
-		fprintf(out, "%s = %ds\n", key, v);
 }
 
 void session_show(const struct session_config *sc, FILE *out)
 {
 	if (sc == NULL)
 		return;
-	fprintf(out, "\n[session]\nschedule = %s\nentries =",
-		sc->schedule.n ? sc->schedule.text : "off");
-	for (size_t i = 0; i < sc->entries.n; i++)
-		fprintf(out, "%s%s", i ? ", " : " ", sc->entries.v[i]);
-	fputc('\n', out);
-	sess_show_duration(out, "idle_timeout", sc->idle_timeout);
-	sess_show_duration(out, "max_session_time", sc->max_session_time);
-	sess_show_duration(out, "session_window", sc->session_window);
-	fprintf(out, "retrieve = %s\n", sc->retrieve);
-	if (sc->dwq == DWQ_COUNT)
-		fprintf(out, "dial_when_queued = %d\n", sc->dwq_count);
-	else
-		fprintf(out, "dial_when_queued = %s\n", sc->dwq == DWQ_URGENT ? "urgent" : "off");
-	sess_show_duration(out, "min_dial_interval", sc->min_dial_interval);
-	sess_show_duration(out, "check_timeout", sc->check_timeout);
+	fputs("\n[session]\n", out);
+	settings_show(&sess_table, sc, out);
 	retrieve_show(sc, out);
 }
-
-/* --- retrieval hook ----------------------------------------------------------- */
 
 /* --- the configuration module ([session]) ------------------------------- */
 

@@ -13,6 +13,8 @@
 
 struct phonebook;
 
+#define SESSION_N_KEYS 9 /* rows of the [session] table (session_config.c) */
+
 /* [session] settings; every duration in seconds. */
 struct session_config {
 	int line;		  /* line of the [session] header; 0: defaults */
@@ -24,9 +26,9 @@ struct session_config {
 	char *retrieve;		  /* retrieve = none */
 	enum dwq_mode dwq;	  /* dial_when_queued = N | urgent | off */
 	int dwq_count;
-	int min_dial_interval; /* min_dial_interval = 5m */
-	int check_timeout;     /* check_timeout = 30s */
-	unsigned set;	       /* keys given (duplicate detection) */
+	int min_dial_interval;		     /* min_dial_interval = 5m */
+	int check_timeout;		     /* check_timeout = 30s */
+	unsigned char given[SESSION_N_KEYS]; /* keys given (duplicate detection) */
 	/* retrieval settings, parsed in dialup/retrieve.c */
 	struct strlist etrn_domains; /* etrn_domains = a.example, b.example */
 	int etrn_grace;		     /* etrn_grace = 60s */

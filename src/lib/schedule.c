@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/duration.h"
 #include "lib/schedule.h"
 #include "lib/fsutil.h"
 #include "lib/xmalloc.h"
@@ -74,41 +75,13 @@ static int sched_time(const char *w)
 	return h * 3600 + m * 60 + s;
 }
 
-/* "30m", "2h", "5s", "90" -> seconds; -1 if malformed or out of 1s..1d. */
+/* "30m", "2h", "5s", "90" -> seconds (lib/duration.h); -1 if malformed or
+ * out of 1s..1d. */
 static int sched_duration(const char *w)
 {
-	char *end;
-	long n, mult = 1;
+	long long n = duration_parse(w, SCHED_DAY);
 
-	if (!isdigit((unsigned char)w[0]))
-		return -1;
-	errno = 0;
-	n = strtol(w, &end, 10);
-	if (errno || n <= 0)
-		return -1;
-	if (*end) {
-		if (end[1] != '\0')
-			return -1;
-		switch (tolower((unsigned char)*end)) {
-		case 's':
-			mult = 1;
-			break;
-		case 'm':
-			mult = 60;
-			break;
-		case 'h':
-			mult = 3600;
-			break;
-		case 'd':
-			mult = SCHED_DAY;
-			break;
-		default:
-			return -1;
-		}
-	}
-	if (n > SCHED_DAY / mult)
-		return -1;
-	return (int)(n * mult);
+	return n > 0 ? (int)n : -1;
 }
 
 /* Splits a rule into words on blanks and commas. */

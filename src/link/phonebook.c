@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "lib/xmalloc.h"
+#include "lib/duration.h"
 #include "link/phonebook.h"
 
 enum pb_kind { K_STR, K_INT, K_MS, K_INIT, K_NUMBERS, K_TYPE, K_DATA, K_FLOW, K_SPEED };
@@ -94,42 +95,13 @@ static int pb_enum(const char *v, const char *const *names, int n, int *out, str
 	return -1;
 }
 
-/* "500ms", "30s", "2m", "1h"; a bare number is seconds. */
-static int pb_parse_ms(const char *v, long long *out)
-{
-	char *end;
-	long long n, mult = 1000;
-
-	if (!isdigit((unsigned char)v[0]))
-		return -1;
-	errno = 0;
-	n = strtoll(v, &end, 10);
-	if (errno || n > LLONG_MAX / HOUR_MS)
-		return -1;
-	if (strcasecmp(end, "ms") == 0)
-		mult = 1;
-	else if (strcasecmp(end, "s") == 0 || *end == '\0')
-		mult = 1000;
-	else if (strcmp(end, "m") == 0 || strcasecmp(end, "min") == 0)
-		mult = 60000;
-	else if (strcasecmp(end, "h") == 0)
-		mult = HOUR_MS;
-	else
-		return -1;
-	*out = n * mult;
-	return 0;
-}
-
+/* A duration in milliseconds as the file writes it (lib/duration.h). */
 static void pb_format_ms(struct buf *out, long long ms)
 {
-	if (ms != 0 && ms % HOUR_MS == 0)
-		buf_printf(out, "%lldh", ms / HOUR_MS);
-	else if (ms != 0 && ms % 60000 == 0)
-		buf_printf(out, "%lldm", ms / 60000);
-	else if (ms % 1000 == 0)
-		buf_printf(out, "%llds", ms / 1000);
-	else
-		buf_printf(out, "%lldms", ms);
+	char text[32];
+
+	duration_format_ms(text, sizeof(text), ms);
+	buf_puts(out, text);
 }
 
 /* "ATZ | AT&F E0 V1": each part trimmed, non-empty, starting with AT. */
@@ -207,7 +179,7 @@ static int pb_parse_num(const struct pb_field *f, const char *v, long long *n, s
 	char *end;
 
 	if (f->kind == K_MS) {
-		if (pb_parse_ms(v, n) < 0) {
+		if ((*n = duration_parse_ms(v, LLONG_MAX)) < 0) {
 			buf_printf(problem, "'%s' is not a duration (e.g. 500ms, 30s, 2m)", v);
 			return -1;
 		}

@@ -22,23 +22,6 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
-enum setting_type { T_STRING, T_INT, T_SIZE, T_DURATION, T_BOOL, T_LIST, T_CIDRS, T_LEVEL };
-
-#define F_LOWER 1 /* list items are lower-cased (domains, local parts) */
-
-struct setting {
-	const char *name;
-	enum setting_type type;
-	const char *def;    /* default, in the syntax of the file */
-	long long min, max; /* value bounds; for lists, the number of items (max 0: any) */
-	size_t off;	    /* field in struct config */
-	size_t off_n;	    /* T_CIDRS: the count that goes with the array */
-	int flags;
-	/* Extra check of a string value or of each list item; NULL if none. */
-	int (*check)(const char *item, struct buf *problem);
-	const char *help;
-};
-
 static int check_listen(const char *item, struct buf *problem);
 static int check_hostname(const char *item, struct buf *problem);
 static int check_domain(const char *item, struct buf *problem);
@@ -596,13 +579,16 @@ static void format_bound(struct buf *out, const struct setting *s, long long n)
 #define FIELD(cfg, s, type)  ((type *)((char *)(cfg) + (s)->off))
 #define CFIELD(cfg, s, type) ((const type *)((const char *)(cfg) + (s)->off))
 
-static int parse_num_setting(const struct setting *s, const char *v, struct config *cfg,
-			     struct buf *problem)
+static int parse_num_setting(const struct setting *s, const char *v, void *cfg, struct buf *problem)
 {
 	const struct unit *units = setting_units(s);
 	long long n;
 
-	if (parse_number(v, units ? units : no_units, &n) < 0) {
+	if (s->type == T_DURATION)
+		n = duration_parse(v, LLONG_MAX);
+	else if (parse_number(v, units ? units : no_units, &n) < 0)
+		n = -1;
+	if (n < 0) {
 		buf_printf(problem, "'%s' is not a %s", v,
 			   s->type == T_SIZE	   ? "size (a number with K, M or G)"
 			   : s->type == T_DURATION ? "duration (a number with s, m, h or d)"
@@ -624,7 +610,7 @@ static int parse_num_setting(const struct setting *s, const char *v, struct conf
 	return 0;
 }
 
-static void format_num_setting(const struct setting *s, const struct config *cfg, struct buf *out)
+static void format_num_setting(const struct setting *s, const void *cfg, struct buf *out)
 {
 	if (s->type == T_SIZE)
 		format_number(out, (long long)*CFIELD(cfg, s, uint64_t), size_units);
@@ -634,8 +620,7 @@ static void format_num_setting(const struct setting *s, const struct config *cfg
 		buf_printf(out, "%d", *CFIELD(cfg, s, int));
 }
 
-static int parse_string(const struct setting *s, const char *v, struct config *cfg,
-			struct buf *problem)
+static int parse_string(const struct setting *s, const char *v, void *cfg, struct buf *problem)
 {
 	char **field = FIELD(cfg, s, char *);
 
@@ -646,21 +631,20 @@ static int parse_string(const struct setting *s, const char *v, struct config *c
 	return 0;
 }
 
-static void format_string(const struct setting *s, const struct config *cfg, struct buf *out)
+static void format_string(const struct setting *s, const void *cfg, struct buf *out)
 {
 	const char *v = *CFIELD(cfg, s, char *);
 
 	buf_puts(out, v ? v : "");
 }
 
-static void release_string(const struct setting *s, struct config *cfg)
+static void release_string(const struct setting *s, void *cfg)
 {
 	free(*FIELD(cfg, s, char *));
 	*FIELD(cfg, s, char *) = NULL;
 }
 
-static int parse_bool(const struct setting *s, const char *v, struct config *cfg,
-		      struct buf *problem)
+static int parse_bool(const struct setting *s, const char *v, void *cfg, struct buf *problem)
 {
 	static const char *const yes[] = {"yes", "true", "on", "1"};
 	static const char *const no[] = {"no", "false", "off", "0"};
@@ -675,13 +659,12 @@ static int parse_bool(const struct setting *s, const char *v, struct config *cfg
 	return -1;
 }
 
-static void format_bool(const struct setting *s, const struct config *cfg, struct buf *out)
+static void format_bool(const struct setting *s, const void *cfg, struct buf *out)
 {
 	buf_puts(out, *CFIELD(cfg, s, int) ? "yes" : "no");
 }
 
-static int parse_level(const struct setting *s, const char *v, struct config *cfg,
-		       struct buf *problem)
+static int parse_level(const struct setting *s, const char *v, void *cfg, struct buf *problem)
 {
 	enum ev_level l;
 
@@ -693,7 +676,7 @@ static int parse_level(const struct setting *s, const char *v, struct config *cf
 	return 0;
 }
 
-static void format_level(const struct setting *s, const struct config *cfg, struct buf *out)
+static void format_level(const struct setting *s, const void *cfg, struct buf *out)
 {
 	buf_puts(out, event_level_name((enum ev_level) * CFIELD(cfg, s, int)));
 }
@@ -707,8 +690,7 @@ static int list_check_count(const struct setting *s, size_t n, struct buf *probl
 	return 0;
 }
 
-static int parse_list(const struct setting *s, const char *v, struct config *cfg,
-		      struct buf *problem)
+static int parse_list(const struct setting *s, const char *v, void *cfg, struct buf *problem)
 {
 	struct strlist l = {0};
 	struct strlist *field = FIELD(cfg, s, struct strlist);
@@ -735,7 +717,7 @@ fail:
 	return -1;
 }
 
-static void format_list(const struct setting *s, const struct config *cfg, struct buf *out)
+static void format_list(const struct setting *s, const void *cfg, struct buf *out)
 {
 	const struct strlist *l = CFIELD(cfg, s, struct strlist);
 
@@ -743,13 +725,12 @@ static void format_list(const struct setting *s, const struct config *cfg, struc
 		buf_printf(out, "%s%s", i ? ", " : "", l->v[i]);
 }
 
-static void release_list(const struct setting *s, struct config *cfg)
+static void release_list(const struct setting *s, void *cfg)
 {
 	strlist_free(FIELD(cfg, s, struct strlist));
 }
 
-static int parse_cidrs(const struct setting *s, const char *v, struct config *cfg,
-		       struct buf *problem)
+static int parse_cidrs(const struct setting *s, const char *v, void *cfg, struct buf *problem)
 {
 	struct strlist l = {0};
 	struct cidr *nets = NULL;
@@ -777,7 +758,7 @@ fail:
 	return -1;
 }
 
-static void format_cidrs(const struct setting *s, const struct config *cfg, struct buf *out)
+static void format_cidrs(const struct setting *s, const void *cfg, struct buf *out)
 {
 	const struct cidr *nets = *CFIELD(cfg, s, struct cidr *);
 	size_t n = *(const size_t *)((const char *)cfg + s->off_n);
@@ -790,19 +771,34 @@ static void format_cidrs(const struct setting *s, const struct config *cfg, stru
 	}
 }
 
-static void release_cidrs(const struct setting *s, struct config *cfg)
+static void release_cidrs(const struct setting *s, void *cfg)
 {
 	free(*FIELD(cfg, s, struct cidr *));
 	*FIELD(cfg, s, struct cidr *) = NULL;
 	*(size_t *)((char *)cfg + s->off_n) = 0;
 }
 
+static int parse_custom(const struct setting *s, const char *v, void *cfg, struct buf *problem)
+{
+	return s->parse(s, cfg, v, problem);
+}
+
+static void format_custom(const struct setting *s, const void *cfg, struct buf *out)
+{
+	s->format(s, cfg, out);
+}
+
+static void release_custom(const struct setting *s, void *cfg)
+{
+	if (s->release)
+		s->release(s, cfg);
+}
+
 static const struct type_ops {
 	const char *name;
-	int (*parse)(const struct setting *s, const char *v, struct config *cfg,
-		     struct buf *problem);
-	void (*format)(const struct setting *s, const struct config *cfg, struct buf *out);
-	void (*release)(const struct setting *s, struct config *cfg); /* NULL: nothing owned */
+	int (*parse)(const struct setting *s, const char *v, void *cfg, struct buf *problem);
+	void (*format)(const struct setting *s, const void *cfg, struct buf *out);
+	void (*release)(const struct setting *s, void *cfg); /* NULL: nothing owned */
 } types[] = {
     [T_STRING] = {"string", parse_string, format_string, release_string},
     [T_INT] = {"int", parse_num_setting, format_num_setting, NULL},
@@ -812,7 +808,74 @@ static const struct type_ops {
     [T_LIST] = {"list", parse_list, format_list, release_list},
     [T_CIDRS] = {"cidr list", parse_cidrs, format_cidrs, release_cidrs},
     [T_LEVEL] = {"level", parse_level, format_level, NULL},
+    [T_CUSTOM] = {"custom", parse_custom, format_custom, release_custom},
 };
+
+/* --- settings tables of any struct (settings_* in config.h) -------------- */
+
+void settings_defaults(const struct settings_table *t, void *base)
+{
+	struct buf problem = BUF_INIT;
+
+	for (size_t i = 0; i < t->n; i++)
+		if (types[t->v[i].type].parse(&t->v[i], t->v[i].def, base, &problem) < 0)
+			panic("config: default of %s: %s", t->v[i].name, buf_cstr(&problem));
+	buf_free(&problem);
+}
+
+const struct setting *settings_find(const struct settings_table *t, const char *key)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (strcmp(t->v[i].name, key) == 0)
+			return &t->v[i];
+	return NULL;
+}
+
+int settings_parse(const struct settings_table *t, void *base, unsigned char *given,
+		   const char *key, const char *value, struct buf *problem)
+{
+	const struct setting *s = settings_find(t, key);
+
+	if (s == NULL)
+		return 1;
+	if (given && given[s - t->v]) {
+		buf_printf(problem, "set twice in %s", t->section);
+		return -1;
+	}
+	if (given)
+		given[s - t->v] = 1;
+	return types[s->type].parse(s, value, base, problem);
+}
+
+void settings_format(const struct setting *s, const void *base, struct buf *out)
+{
+	types[s->type].format(s, base, out);
+}
+
+void settings_show(const struct settings_table *t, const void *base, FILE *out)
+{
+	struct buf v = BUF_INIT;
+
+	for (size_t i = 0; i < t->n; i++) {
+		buf_reset(&v);
+		settings_format(&t->v[i], base, &v);
+		fprintf(out, "%s =%s%s\n", t->v[i].name, v.len ? " " : "", buf_cstr(&v));
+	}
+	buf_free(&v);
+}
+
+void settings_release(const struct settings_table *t, void *base)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (types[t->v[i].type].release)
+			types[t->v[i].type].release(&t->v[i], base);
+}
+
+void settings_names(const struct settings_table *t, struct buf *out)
+{
+	for (size_t i = 0; i < t->n; i++)
+		buf_printf(out, "%s%s", out->len && i == 0 ? ", " : i ? ", " : "", t->v[i].name);
+}
 
 /* --- settings and sections --------------------------------------------- */
 
@@ -1112,12 +1175,9 @@ static void parser_file(struct parser *p, FILE *f)
 
 static void config_defaults(struct config *cfg)
 {
-	struct buf problem = BUF_INIT;
+	const struct settings_table t = {NULL, settings, N_SETTINGS};
 
-	for (size_t i = 0; i < N_SETTINGS; i++)
-		if (types[settings[i].type].parse(&settings[i], settings[i].def, cfg, &problem) < 0)
-			panic("config: default of %s: %s", settings[i].name, buf_cstr(&problem));
-	buf_free(&problem);
+	settings_defaults(&t, cfg);
 }
 
 static void config_resolve_hostname(struct config *cfg)
@@ -1166,9 +1226,9 @@ fail:
 
 void config_free(struct config *cfg)
 {
-	for (size_t i = 0; i < N_SETTINGS; i++)
-		if (types[settings[i].type].release)
-			types[settings[i].type].release(&settings[i], cfg);
+	const struct settings_table t = {NULL, settings, N_SETTINGS};
+
+	settings_release(&t, cfg);
 	for (size_t i = 0; i < cfg->n_aliases; i++) {
 		free(cfg->aliases[i].name);
 		strlist_free(&cfg->aliases[i].targets);

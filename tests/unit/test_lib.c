@@ -16,6 +16,7 @@
 #include "lib/buf.h"
 #include "lib/cidr.h"
 #include "lib/clock.h"
+#include "lib/duration.h"
 #include "lib/fsutil.h"
 #include "lib/strlist.h"
 #include "test_tmp.h"
@@ -109,6 +110,41 @@ static void test_fs_write_atomic(void **state)
 	assert_int_equal(test_tmp_rm(dir), 0);
 }
 
+/* One grammar for every duration setting: units ms, s, m/min, h, d in any
+ * case, a bare number in seconds; bounds and whole seconds where asked. */
+static void test_duration_grammar(void **state)
+{
+	static const struct {
+		const char *text;
+		long long ms;
+	} good[] = {{"90", 90000},     {"90s", 90000},	{"1500ms", 1500},  {"15m", 900000},
+		    {"15min", 900000}, {"2H", 7200000}, {"7d", 604800000}, {"0", 0},
+		    {"3S", 3000},      {"500MS", 500}};
+	static const char *const bad[] = {
+	    "", "m", "5 m", "1w", "-1", "1.5h", "s5", "2hh", "99999999999999999999"};
+	char text[32];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_int_equal(duration_parse_ms(good[i].text, 1000LL * 86400 * 7), good[i].ms);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(duration_parse_ms(bad[i], 1LL << 60), -1);
+	assert_int_equal(duration_parse_ms("8d", 1000LL * 86400 * 7), -1); /* above max */
+	assert_int_equal(duration_parse("15m", 86400), 900);
+	assert_int_equal(duration_parse("1500ms", 86400), -1); /* not whole seconds */
+	assert_int_equal(duration_parse("2000ms", 86400), 2);
+	assert_int_equal(duration_parse("2d", 86400), -1);
+	duration_format_ms(text, sizeof(text), 7200000);
+	assert_string_equal(text, "2h");
+	duration_format_ms(text, sizeof(text), 90000);
+	assert_string_equal(text, "90s");
+	duration_format_ms(text, sizeof(text), 1500);
+	assert_string_equal(text, "1500ms");
+	duration_format_ms(text, sizeof(text), 0);
+	assert_string_equal(text, "0s");
+	duration_format_ms(text, sizeof(text), 86400000);
+	assert_string_equal(text, "1d");
+}
+
 static void test_clock_fake(void **state)
 {
 	char out[64];
@@ -130,6 +166,7 @@ int main(void)
 	    cmocka_unit_test(test_strlist_split),
 	    cmocka_unit_test(test_cidr),
 	    cmocka_unit_test(test_fs_write_atomic),
+	    cmocka_unit_test(test_duration_grammar),
 	    cmocka_unit_test(test_clock_fake),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

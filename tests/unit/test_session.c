@@ -133,6 +133,30 @@ static void test_errors(void **state)
 	expect_errors("[phonebook lan]\ntype = always\n[session]\n[session]\n", twice);
 }
 
+/* [session] durations use the grammar of every other duration setting
+ * (lib/duration.h) and the bounds of their table rows. */
+static void test_one_duration_grammar(void **state)
+{
+	static const char *const bad[] = {":4: max_session_time: '1500ms' is not a duration",
+					  ":5: session_window: 8d is out of range (0s to 7d)",
+					  ":6: check_timeout: 0 is out of range (1s to 7d)", NULL};
+	struct config cfg;
+	struct buf err = BUF_INIT;
+
+	if (load_text("[phonebook lan]\ntype = always\n[session]\nidle_timeout = 90000ms\n"
+		      "max_session_time = 2MIN\nsession_window = 1d\n",
+		      &cfg, &err) < 0)
+		fail_msg("%s", buf_cstr(&err));
+	assert_int_equal(cfg.session->idle_timeout, 90);
+	assert_int_equal(cfg.session->max_session_time, 120);
+	assert_int_equal(cfg.session->session_window, 86400);
+	config_free(&cfg);
+	buf_free(&err);
+	expect_errors("[phonebook lan]\ntype = always\n[session]\nmax_session_time = 1500ms\n"
+		      "session_window = 8d\ncheck_timeout = 0\n",
+		      bad);
+}
+
 int main(void)
 {
 	modules_register();
@@ -140,6 +164,7 @@ int main(void)
 	    cmocka_unit_test(test_values_and_show),
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_one_duration_grammar),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
