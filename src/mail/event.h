@@ -22,74 +22,152 @@ enum ev_category {
 /* Diagnostics levels, as the reference system: None 0, Minimum 1, Medium 3, Maximum 5. */
 enum ev_level { EVL_NONE = 0, EVL_MIN = 1, EVL_MEDIUM = 3, EVL_MAX = 5 };
 
+/* The catalogue of events, declared once, in numeric order: the enum below
+ * and the table in event.c are made from it, docs/events.md has a row for
+ * each (test_event keeps them in step). X(id, SYMBOL, severity, category,
+ * least level written, name, summary). */
+#define EVENT_CATALOGUE(X)                                                                         \
+	X(1000, SERVICE_STARTED, EV_INFO, EVC_INIT, EVL_MIN, "service-started",                    \
+	  "The daemon started and is accepting mail")                                              \
+	X(1001, SERVICE_STOPPED, EV_INFO, EVC_INIT, EVL_MIN, "service-stopped",                    \
+	  "The daemon stopped")                                                                    \
+	X(1002, CONFIG_ERROR, EV_ERROR, EVC_INIT, EVL_MIN, "config-error",                         \
+	  "The configuration could not be loaded")                                                 \
+	X(1003, LISTEN_FAILED, EV_ERROR, EVC_INIT, EVL_MIN, "listen-failed",                       \
+	  "A listen address could not be bound")                                                   \
+	X(1004, LISTENING, EV_INFO, EVC_INIT, EVL_MEDIUM, "listening",                             \
+	  "The SMTP server listens on an address")                                                 \
+	X(1005, QUEUE_RECOVERED, EV_INFO, EVC_INIT, EVL_MEDIUM, "queue-recovered",                 \
+	  "Start-up recovery of the queue finished")                                               \
+	X(2001, DELIVERY_ATTEMPTED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "delivery-attempted",       \
+	  "A queue run tried to deliver messages")                                                 \
+	X(2002, MESSAGE_RECEIVED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "message-received",           \
+	  "A message was received over SMTP and queued")                                           \
+	X(2006, CANNOT_RESOLVE, EV_WARNING, EVC_TRANSFER, EVL_MIN, "cannot-resolve-host",          \
+	  "The MX records or the address of a destination could not be found")                     \
+	X(2010, CONNECTION_ACCEPTED, EV_INFO, EVC_SMTP, EVL_MAX, "connection-accepted",            \
+	  "An SMTP client connected")                                                              \
+	X(2011, CONNECTION_LIMIT, EV_WARNING, EVC_SMTP, EVL_MIN, "connection-limit",               \
+	  "A connection was refused: too many concurrent connections")                             \
+	X(2012, SESSION_TIMEOUT, EV_WARNING, EVC_SMTP, EVL_MEDIUM, "session-timeout",              \
+	  "An SMTP session timed out and was closed")                                              \
+	X(2013, MESSAGE_TOO_BIG, EV_WARNING, EVC_SMTP, EVL_MEDIUM, "message-too-big",              \
+	  "A message was refused: larger than max_message_size")                                   \
+	X(2014, MESSAGE_REFUSED_BAD_DATA, EV_WARNING, EVC_SMTP, EVL_MEDIUM,                        \
+	  "message-refused-bad-data", "A message was refused: malformed data")                     \
+	X(2015, SUBMITTED_LOCAL, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "submitted-local",             \
+	  "A message was submitted through the sendmail interface")                                \
+	X(2020, LOCAL_DELIVERED, EV_INFO, EVC_DELIVERY, EVL_MEDIUM, "local-delivered",             \
+	  "A message was delivered to a local Maildir")                                            \
+	X(2021, LOCAL_DELIVERY_FAILED, EV_ERROR, EVC_DELIVERY, EVL_MIN, "local-delivery-failed",   \
+	  "Delivery to a local Maildir failed permanently")                                        \
+	X(2022, LOCAL_DELIVERY_DEFERRED, EV_WARNING, EVC_DELIVERY, EVL_MIN,                        \
+	  "local-delivery-deferred",                                                               \
+	  "Delivery to a local Maildir failed temporarily and will be retried")                    \
+	X(2023, DUPLICATE_SUPPRESSED, EV_INFO, EVC_DELIVERY, EVL_MIN, "duplicate-suppressed",      \
+	  "A message already delivered to a recipient was not delivered again")                    \
+	X(2030, ETRN_RELEASED, EV_INFO, EVC_SMTP, EVL_MIN, "etrn-released",                        \
+	  "A client's ETRN released the held mail of a domain")                                    \
+	X(2031, ODMR_ATRN_ACCEPTED, EV_INFO, EVC_SMTP, EVL_MIN, "odmr-atrn-accepted",              \
+	  "An authenticated ODMR client's ATRN was accepted; the connection is reversed")          \
+	X(3001, OUTBOUND_DELIVERED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "outbound-delivered",       \
+	  "A message was delivered to a remote MTA (smarthost or MX)")                             \
+	X(3002, OUTBOUND_DEFERRED, EV_WARNING, EVC_TRANSFER, EVL_MIN, "outbound-deferred",         \
+	  "Outbound delivery failed temporarily and will be retried")                              \
+	X(3003, OUTBOUND_BOUNCED, EV_ERROR, EVC_TRANSFER, EVL_MIN, "outbound-bounced",             \
+	  "Outbound delivery failed permanently or expired; the sender gets a DSN")                \
+	X(3004, NO_ROUTE, EV_WARNING, EVC_TRANSFER, EVL_MIN, "no-route",                           \
+	  "A recipient's domain has no route; the message stays queued")                           \
+	X(3005, DSN_QUEUED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "dsn-queued",                       \
+	  "A delivery status notification (bounce or delay warning) was queued")                   \
+	X(3010, CONNECT_FAILED, EV_WARNING, EVC_TRANSFER, EVL_MIN, "connect-failed",               \
+	  "An outbound SMTP connection failed (timeout, greeting, TLS, AUTH, dropped)")            \
+	X(3011, CONNECTION_REFUSED, EV_WARNING, EVC_TRANSFER, EVL_MIN, "connection-refused",       \
+	  "An outbound SMTP connection was refused by the remote host")                            \
+	X(3013, QUEUE_CORRUPT, EV_ERROR, EVC_QUEUE, EVL_MIN, "queue-corrupt",                      \
+	  "A damaged queue file was moved to corrupt/")                                            \
+	X(3018, DISK_LOW, EV_ERROR, EVC_QUEUE, EVL_MIN, "disk-low",                                \
+	  "Free disk space is below min_free_space; mail is refused with 452")                     \
+	X(3019, DISK_OK, EV_INFO, EVC_QUEUE, EVL_MIN, "disk-ok",                                   \
+	  "Free disk space is back above min_free_space; mail is accepted again")                  \
+	X(3020, QUEUE_WRITE_FAILED, EV_ERROR, EVC_QUEUE, EVL_MIN, "queue-write-failed",            \
+	  "A message could not be written to the queue")                                           \
+	X(3030, ETRN_RELEASE_DONE, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "etrn-release-done",         \
+	  "The delivery of a domain's released mail is over")                                      \
+	X(3031, ODMR_DELIVERY_DONE, EV_INFO, EVC_TRANSFER, EVL_MIN, "odmr-delivery-done",          \
+	  "The delivery of held mail over a reversed ODMR connection is over")                     \
+	X(4100, DIALUP_DIALING, EV_INFO, EVC_DIALUP, EVL_MEDIUM, "dialup-dialing",                 \
+	  "A phone book entry is being dialed or brought up")                                      \
+	X(4101, DIALUP_CONNECTED, EV_INFO, EVC_DIALUP, EVL_MIN, "dialup-connected",                \
+	  "The dial-up connection was established")                                                \
+	X(4102, DIALUP_HUNG_UP, EV_INFO, EVC_DIALUP, EVL_MIN, "dialup-hung-up",                    \
+	  "The dial-up connection was hung up")                                                    \
+	X(4103, DIALUP_RECOVERY, EV_WARNING, EVC_DIALUP, EVL_MIN, "dialup-recovery",               \
+	  "The modem was recovered (DTR drop, reopen, init), or could not be")                     \
+	X(4104, DIALUP_ENTRY_SKIPPED, EV_ERROR, EVC_DIALUP, EVL_MIN, "dialup-entry-skipped",       \
+	  "A phone book entry is not dialed again this window (configuration or credentials)")     \
+	X(4105, DIALUP_ROUND_FAILED, EV_ERROR, EVC_DIALUP, EVL_MIN, "dialup-round-failed",         \
+	  "Every phone book entry failed in this round of attempts")                               \
+	X(4106, DIALUP_FAILED, EV_ERROR, EVC_DIALUP, EVL_MIN, "dialup-failed",                     \
+	  "The dial-up connection could not be made; the text carries the decoded cause")          \
+	X(4110, SESSION_STARTED, EV_INFO, EVC_DIALUP, EVL_MIN, "session-started",                  \
+	  "A dial-up session started (scheduled slot, catch-up, dial command, queued mail)")       \
+	X(4111, SESSION_CHECK_OK, EV_INFO, EVC_DIALUP, EVL_MEDIUM, "session-link-check-ok",        \
+	  "The smarthost answered with an SMTP greeting through the link")                         \
+	X(4112, SESSION_CHECK_FAILED, EV_WARNING, EVC_DIALUP, EVL_MIN,                             \
+	  "session-link-check-failed",                                                             \
+	  "The link came up but the smarthost did not answer through it")                          \
+	X(4113, SESSION_OUTBOUND_DONE, EV_INFO, EVC_DIALUP, EVL_MIN, "session-outbound-done",      \
+	  "Everything queued for the link was handled during the session")                         \
+	X(4114, SESSION_ENDED, EV_INFO, EVC_DIALUP, EVL_MIN, "session-ended",                      \
+	  "A dial-up session ended: hung up, with the reason and what it carried")                 \
+	X(4115, SESSION_MISSED, EV_ERROR, EVC_DIALUP, EVL_MIN, "session-missed",                   \
+	  "A session window closed without a connection; the text lists every attempt's cause")    \
+	X(4116, SESSION_CATCH_UP, EV_WARNING, EVC_DIALUP, EVL_MIN, "session-catch-up",             \
+	  "A catch-up session was scheduled for a slot that was not served")                       \
+	X(4117, SESSION_LINK_LOST, EV_WARNING, EVC_DIALUP, EVL_MIN, "session-link-lost",           \
+	  "The link dropped during a session; unfinished mail stays queued")                       \
+	X(4120, RETRIEVE_ETRN_REPLY, EV_INFO, EVC_DIALUP, EVL_MIN, "retrieve-etrn-reply",          \
+	  "The provider's reply to an ETRN of the session, with its RFC 1985 meaning")             \
+	X(4121, RETRIEVE_FAILED, EV_WARNING, EVC_DIALUP, EVL_MIN, "retrieve-failed",               \
+	  "Inbound retrieval could not ask the provider for the held mail")                        \
+	X(4122, RETRIEVE_COMMAND, EV_INFO, EVC_DIALUP, EVL_MIN, "retrieve-command",                \
+	  "The retrieval command of the session ran: exit status or timeout")                      \
+	X(4123, RETRIEVE_DONE, EV_INFO, EVC_DIALUP, EVL_MEDIUM, "retrieve-done",                   \
+	  "Inbound retrieval is over; the session may now hang up when idle")                      \
+	X(4124, RETRIEVE_ATRN, EV_INFO, EVC_DIALUP, EVL_MIN, "retrieve-atrn",                      \
+	  "A step of the session's ATRN retrieval (RFC 2645) at the hub")                          \
+	X(4125, RETRIEVE_TURN, EV_WARNING, EVC_DIALUP, EVL_MIN, "retrieve-turn",                   \
+	  "The session's TURN retrieval (RFC 821, insecure): the provider's reply and the end")    \
+	X(4130, ANSWER_READY, EV_INFO, EVC_DIALUP, EVL_MEDIUM, "answer-ready",                     \
+	  "An answer line's modem is initialised and waiting for calls")                           \
+	X(4131, ANSWER_CALL, EV_INFO, EVC_DIALUP, EVL_MIN, "answer-call",                          \
+	  "An answer line answered a call; the ODMR port's dialogue runs on it")                   \
+	X(4132, ANSWER_CALL_ENDED, EV_INFO, EVC_DIALUP, EVL_MIN, "answer-call-ended",              \
+	  "A call on an answer line ended: why, how long, bytes each way")                         \
+	X(4133, ANSWER_FAILED, EV_WARNING, EVC_DIALUP, EVL_MIN, "answer-failed",                   \
+	  "An answer line's modem could not be opened, initialised or answer a call")              \
+	X(4192, RELAY_DENIED, EV_WARNING, EVC_SECURITY, EVL_MEDIUM, "relay-denied",                \
+	  "A recipient was refused: relay access denied")                                          \
+	X(4193, BARE_LINEFEED, EV_WARNING, EVC_SECURITY, EVL_MEDIUM, "bare-linefeed",              \
+	  "A bare LF or CR was refused (SMTP smuggling defence)")                                  \
+	X(4194, UNKNOWN_RECIPIENT, EV_WARNING, EVC_SMTP, EVL_MEDIUM, "unknown-recipient",          \
+	  "A recipient was refused: no such local user")                                           \
+	X(4195, AUTH_SUCCEEDED, EV_INFO, EVC_SECURITY, EVL_MEDIUM, "auth-succeeded",               \
+	  "An SMTP client authenticated (AUTH)")                                                   \
+	X(4196, AUTH_FAILED, EV_WARNING, EVC_SECURITY, EVL_MIN, "auth-failed",                     \
+	  "An SMTP client failed to authenticate (AUTH)")                                          \
+	X(4197, STARTTLS_INJECTION, EV_WARNING, EVC_SECURITY, EVL_MIN, "starttls-injection",       \
+	  "Plaintext sent after STARTTLS was discarded (command injection)")                       \
+	X(4198, ETRN_REFUSED, EV_WARNING, EVC_SECURITY, EVL_MIN, "etrn-refused",                   \
+	  "An ETRN was refused: client not allowed, or not a held domain")                         \
+	X(4199, ODMR_ATRN_REFUSED, EV_WARNING, EVC_SECURITY, EVL_MIN, "odmr-atrn-refused",         \
+	  "An ATRN was refused: not authenticated, or a domain the user may not claim")
+
 enum ev_id {
-	EV_SERVICE_STARTED = 1000,
-	EV_SERVICE_STOPPED = 1001,
-	EV_CONFIG_ERROR = 1002,
-	EV_LISTEN_FAILED = 1003,
-	EV_LISTENING = 1004,
-	EV_QUEUE_RECOVERED = 1005,
-	EV_DELIVERY_ATTEMPTED = 2001,
-	EV_MESSAGE_RECEIVED = 2002,
-	EV_CANNOT_RESOLVE = 2006,
-	EV_CONNECTION_ACCEPTED = 2010,
-	EV_CONNECTION_LIMIT = 2011,
-	EV_SESSION_TIMEOUT = 2012,
-	EV_MESSAGE_TOO_BIG = 2013,
-	EV_MESSAGE_REFUSED_BAD_DATA = 2014,
-	EV_SUBMITTED_LOCAL = 2015,
-	EV_LOCAL_DELIVERED = 2020,
-	EV_LOCAL_DELIVERY_FAILED = 2021,
-	EV_LOCAL_DELIVERY_DEFERRED = 2022,
-	EV_OUTBOUND_DELIVERED = 3001,
-	EV_OUTBOUND_DEFERRED = 3002,
-	EV_OUTBOUND_BOUNCED = 3003,
-	EV_NO_ROUTE = 3004,
-	EV_DSN_QUEUED = 3005,
-	EV_CONNECT_FAILED = 3010,
-	EV_CONNECTION_REFUSED = 3011,
-	EV_QUEUE_CORRUPT = 3013,
-	EV_DISK_LOW = 3018,
-	EV_DISK_OK = 3019,
-	EV_QUEUE_WRITE_FAILED = 3020,
-	EV_RELAY_DENIED = 4192,
-	EV_BARE_LINEFEED = 4193,
-	EV_UNKNOWN_RECIPIENT = 4194,
-	EV_AUTH_SUCCEEDED = 4195,
-	EV_AUTH_FAILED = 4196,
-	EV_STARTTLS_INJECTION = 4197,
-	EV_DIALUP_DIALING = 4100,
-	EV_DIALUP_CONNECTED = 4101,
-	EV_DIALUP_HUNG_UP = 4102,
-	EV_DIALUP_RECOVERY = 4103,
-	EV_DIALUP_ENTRY_SKIPPED = 4104,
-	EV_DIALUP_ROUND_FAILED = 4105,
-	EV_DIALUP_FAILED = 4106, /* every failed attempt, with its decoded cause */
-	EV_SESSION_STARTED = 4110,
-	EV_SESSION_CHECK_OK = 4111,
-	EV_SESSION_CHECK_FAILED = 4112,
-	EV_SESSION_OUTBOUND_DONE = 4113,
-	EV_SESSION_ENDED = 4114,
-	EV_SESSION_MISSED = 4115,
-	EV_SESSION_CATCH_UP = 4116,
-	EV_SESSION_LINK_LOST = 4117,
-	EV_RETRIEVE_ETRN_REPLY = 4120, /* issue 5: the session's inbound retrieval */
-	EV_RETRIEVE_FAILED = 4121,
-	EV_RETRIEVE_COMMAND = 4122,
-	EV_RETRIEVE_DONE = 4123,
-	EV_ETRN_RELEASED = 2030, /* issue 5: the hub */
-	EV_ETRN_REFUSED = 4198,
-	EV_ETRN_RELEASE_DONE = 3030,
-	EV_DUPLICATE_SUPPRESSED = 2023,
-	EV_ODMR_ATRN_ACCEPTED = 2031, /* issue 5: ODMR (RFC 2645), hub/odmr.c */
-	EV_ODMR_ATRN_REFUSED = 4199,
-	EV_ODMR_DELIVERY_DONE = 3031,
-	EV_RETRIEVE_ATRN = 4124,
-	EV_RETRIEVE_TURN = 4125, /* retrieve = turn (RFC 821), dialup/turn.c */
-	EV_ANSWER_READY = 4130,	 /* [answer NAME] lines, hub/answer.c */
-	EV_ANSWER_CALL = 4131,
-	EV_ANSWER_CALL_ENDED = 4132,
-	EV_ANSWER_FAILED = 4133,
+#define EV_ENUM(id, sym, ...) EV_##sym = id,
+	EVENT_CATALOGUE(EV_ENUM)
+#undef EV_ENUM
 };
 
 struct ev_def {
