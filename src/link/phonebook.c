@@ -13,55 +13,80 @@
 #include "lib/duration.h"
 #include "link/phonebook.h"
 
-enum pb_kind { K_STR, K_INT, K_MS, K_INIT, K_NUMBERS, K_TYPE, K_DATA, K_FLOW, K_SPEED };
-
-struct pb_field {
-	const char *name;
-	enum pb_kind kind;
-	const char *def;
-	long long min, max;
-	size_t off;
-	unsigned where; /* PBW_*: the sections the field belongs to */
-};
-
-#define PBW_DIAL   1u /* [phonebook NAME] */
-#define PBW_ANSWER 2u /* [answer NAME] */
+#define PBW_DIAL   F_OWN	/* a field of [phonebook NAME] */
+#define PBW_ANSWER (F_OWN << 1) /* a field of [answer NAME] */
 #define PBW_BOTH   (PBW_DIAL | PBW_ANSWER)
 
 #define POFF(f) offsetof(struct phonebook_entry, f)
 #define HOUR_MS (3600LL * 1000)
 
-static const struct pb_field pb_fields[] = {
-    {"type", K_TYPE, "modem", 0, 0, POFF(type), PBW_DIAL},
-    {"device", K_STR, "", 0, 0, POFF(device), PBW_BOTH},
-    {"speed", K_SPEED, "115200", 0, 0, POFF(speed), PBW_BOTH},
-    {"init", K_INIT, "ATZ", 0, 0, POFF(init), PBW_BOTH},
-    {"numbers", K_NUMBERS, "", 0, 0, POFF(numbers), PBW_DIAL},
-    {"dial_prefix", K_STR, "ATDT", 0, 0, POFF(dial_prefix), PBW_DIAL},
-    {"dial_timeout", K_MS, "60s", 100, HOUR_MS, POFF(dial_timeout_ms), PBW_DIAL},
-    {"at_timeout", K_MS, "3s", 50, 60000, POFF(at_timeout_ms), PBW_BOTH},
-    {"redial_attempts", K_INT, "3", 1, 100, POFF(redial_attempts), PBW_DIAL},
-    {"redial_interval", K_MS, "30s", 0, HOUR_MS, POFF(redial_interval_ms), PBW_DIAL},
-    {"flow_control", K_FLOW, "hardware", 0, 0, POFF(hwflow), PBW_BOTH},
-    {"data", K_DATA, "none", 0, 0, POFF(data), PBW_DIAL},
-    {"pppd", K_STR, "/usr/sbin/pppd", 0, 0, POFF(pppd), PBW_DIAL},
-    {"ppp_options", K_STR, "", 0, 0, POFF(ppp_options), PBW_DIAL},
-    {"ppp_up_file", K_STR, "", 0, 0, POFF(ppp_up_file), PBW_DIAL},
-    {"up", K_STR, "", 0, 0, POFF(up), PBW_DIAL},
-    {"down", K_STR, "", 0, 0, POFF(down), PBW_DIAL},
-    {"check", K_STR, "", 0, 0, POFF(check), PBW_DIAL},
-    {"up_timeout", K_MS, "60s", 100, HOUR_MS, POFF(up_timeout_ms), PBW_DIAL},
-    {"rings", K_INT, "1", 1, 20, POFF(rings), PBW_ANSWER},
-    {"answer_timeout", K_MS, "60s", 1000, 600000, POFF(answer_timeout_ms), PBW_ANSWER},
+static const char *const pb_type_names[] = {"modem", "command", "always", NULL};
+static const char *const pb_data_names[] = {"none", "ppp", "direct", "command", NULL};
+static const char *const pb_flow_names[] = {"none", "hardware", NULL};
+static const int pb_speeds[] = {300,   1200,  2400,   4800,   9600,   19200,
+				38400, 57600, 115200, 230400, 460800, 921600};
+
+static int pb_parse_init(const struct setting *s, void *base, const char *v, struct buf *problem);
+static int pb_parse_numbers(const struct setting *s, void *base, const char *v,
+			    struct buf *problem);
+static void pb_format_list(const struct setting *s, const void *base, struct buf *out);
+static void pb_release_list(const struct setting *s, void *base);
+static int pb_parse_speed(const struct setting *s, void *base, const char *v, struct buf *problem);
+static void pb_format_speed(const struct setting *s, const void *base, struct buf *out);
+
+#define PB_STR(n, d, f, w)                                                                         \
+	{                                                                                          \
+		.name = n, .type = T_STRING, .def = d, .off = POFF(f), .flags = w                  \
+	}
+#define PB_NUM(n, t, d, lo, hi, f, w)                                                              \
+	{                                                                                          \
+		.name = n, .type = t, .def = d, .min = lo, .max = hi, .off = POFF(f), .flags = w   \
+	}
+#define PB_ENUM(n, names_, d, f, w)                                                                \
+	{                                                                                          \
+		.name = n, .type = T_ENUM, .def = d, .off = POFF(f), .flags = w, .names = names_   \
+	}
+#define PB_LIST(n, parse_, d, f, w)                                                                \
+	{                                                                                          \
+		.name = n, .type = T_CUSTOM, .def = d, .off = POFF(f), .flags = w,                 \
+		.parse = parse_, .format = pb_format_list, .release = pb_release_list              \
+	}
+
+/* The fields of an entry, in show-config order, in the settings table form
+ * of mail/settings.h; flags say which sections have the field. */
+static const struct setting pb_fields[] = {
+    PB_ENUM("type", pb_type_names, "modem", type, PBW_DIAL),
+    PB_STR("device", "", device, PBW_BOTH),
+    {.name = "speed",
+     .type = T_CUSTOM,
+     .def = "115200",
+     .off = POFF(speed),
+     .flags = PBW_BOTH,
+     .parse = pb_parse_speed,
+     .format = pb_format_speed},
+    PB_LIST("init", pb_parse_init, "ATZ", init, PBW_BOTH),
+    PB_LIST("numbers", pb_parse_numbers, "", numbers, PBW_DIAL),
+    PB_STR("dial_prefix", "ATDT", dial_prefix, PBW_DIAL),
+    PB_NUM("dial_timeout", T_MS, "60s", 100, HOUR_MS, dial_timeout_ms, PBW_DIAL),
+    PB_NUM("at_timeout", T_MS, "3s", 50, 60000, at_timeout_ms, PBW_BOTH),
+    PB_NUM("redial_attempts", T_INT, "3", 1, 100, redial_attempts, PBW_DIAL),
+    PB_NUM("redial_interval", T_MS, "30s", 0, HOUR_MS, redial_interval_ms, PBW_DIAL),
+    PB_ENUM("flow_control", pb_flow_names, "hardware", hwflow, PBW_BOTH),
+    PB_ENUM("data", pb_data_names, "none", data, PBW_DIAL),
+    PB_STR("pppd", "/usr/sbin/pppd", pppd, PBW_DIAL),
+    PB_STR("ppp_options", "", ppp_options, PBW_DIAL),
+    PB_STR("ppp_up_file", "", ppp_up_file, PBW_DIAL),
+    PB_STR("up", "", up, PBW_DIAL),
+    PB_STR("down", "", down, PBW_DIAL),
+    PB_STR("check", "", check, PBW_DIAL),
+    PB_NUM("up_timeout", T_MS, "60s", 100, HOUR_MS, up_timeout_ms, PBW_DIAL),
+    PB_NUM("rings", T_INT, "1", 1, 20, rings, PBW_ANSWER),
+    PB_NUM("answer_timeout", T_MS, "60s", 1000, 600000, answer_timeout_ms, PBW_ANSWER),
 };
 
 #define PB_NFIELDS (sizeof(pb_fields) / sizeof(pb_fields[0]))
 
-static const char *const pb_type_names[] = {"modem", "command", "always", "answer"};
-static const char *const pb_data_names[] = {"none", "ppp", "direct", "command"};
-static const char *const pb_flow_names[] = {"none", "hardware"};
-static const int pb_speeds[] = {300,   1200,  2400,   4800,   9600,   19200,
-				38400, 57600, 115200, 230400, 460800, 921600};
+static const struct settings_table pb_table = {"[phonebook]", pb_fields, PB_NFIELDS};
 
 /* Parser bookkeeping: the line each field of each entry was set on. */
 struct pb_private {
@@ -70,7 +95,8 @@ struct pb_private {
 	int (*set_at)[PB_NFIELDS];
 };
 
-#define ENTRY_FIELD(e, f, type) ((type *)((char *)(e) + (f)->off))
+#define ENTRY_FIELD(e, f, type)	 ((type *)((char *)(e) + (f)->off))
+#define ENTRY_CFIELD(e, f, type) ((const type *)((const char *)(e) + (f)->off))
 
 const char *phonebook_type_name(enum pb_type t)
 {
@@ -82,32 +108,23 @@ const char *phonebook_data_name(enum pb_data d)
 	return (unsigned)d < 4 ? pb_data_names[d] : "?";
 }
 
-static int pb_enum(const char *v, const char *const *names, int n, int *out, struct buf *problem)
+/* Replaces the list of row s in base with l (on success) or frees l. */
+static int pb_set_list(const struct setting *s, void *base, struct strlist *l, int rc)
 {
-	for (int i = 0; i < n; i++)
-		if (strcasecmp(v, names[i]) == 0) {
-			*out = i;
-			return 0;
-		}
-	buf_printf(problem, "'%s' is not one of", v);
-	for (int i = 0; i < n; i++)
-		buf_printf(problem, "%s %s", i ? (i == n - 1 ? " or" : ",") : "", names[i]);
-	return -1;
-}
-
-/* A duration in milliseconds as the file writes it (lib/duration.h). */
-static void pb_format_ms(struct buf *out, long long ms)
-{
-	char text[32];
-
-	duration_format_ms(text, sizeof(text), ms);
-	buf_puts(out, text);
+	if (rc < 0) {
+		strlist_free(l);
+		return -1;
+	}
+	strlist_free(ENTRY_FIELD(base, s, struct strlist));
+	*ENTRY_FIELD(base, s, struct strlist) = *l;
+	return 0;
 }
 
 /* "ATZ | AT&F E0 V1": each part trimmed, non-empty, starting with AT. */
-static int pb_parse_init(const char *v, struct strlist *out, struct buf *problem)
+static int pb_parse_init(const struct setting *s, void *base, const char *v, struct buf *problem)
 {
 	char *copy = xstrdup(v), *save = NULL, *part;
+	struct strlist list = {0}, *out = &list;
 	int rc = 0;
 
 	for (part = strtok_r(copy, "|", &save); part; part = strtok_r(NULL, "|", &save)) {
@@ -126,15 +143,16 @@ static int pb_parse_init(const char *v, struct strlist *out, struct buf *problem
 		strlist_add(out, part);
 	}
 	free(copy);
-	return rc;
+	return pb_set_list(s, base, out, rc);
 }
 
 /* Numbers are separated by commas (blanks inside a number are kept for
  * reading and left out when dialing); dial string characters of the Hayes
  * command set only. */
-static int pb_parse_numbers(const char *v, struct strlist *out, struct buf *problem)
+static int pb_parse_numbers(const struct setting *s, void *base, const char *v, struct buf *problem)
 {
 	char *copy = xstrdup(v), *save = NULL, *part;
+	struct strlist list = {0}, *out = &list;
 
 	for (part = strtok_r(copy, ",", &save); part; part = strtok_r(NULL, ",", &save)) {
 		char *end;
@@ -154,149 +172,49 @@ static int pb_parse_numbers(const char *v, struct strlist *out, struct buf *prob
 			    "'%s' is not a phone number (digits, blanks, * # W P T @ ! + - ( ); "
 			    "at most 40 characters)",
 			    n);
-			return -1;
+			return pb_set_list(s, base, out, -1);
 		}
 	}
-	return 0;
+	return pb_set_list(s, base, out, 0);
 }
 
-static int pb_parse_speed(const char *v, int *out, struct buf *problem)
+/* init with " | " between the strings, numbers with ", ". */
+static void pb_format_list(const struct setting *s, const void *base, struct buf *out)
+{
+	const struct strlist *l = ENTRY_CFIELD(base, s, struct strlist);
+
+	for (size_t j = 0; j < l->n; j++)
+		buf_printf(out, "%s%s", j ? (s->parse == pb_parse_init ? " | " : ", ") : "",
+			   l->v[j]);
+}
+
+static void pb_release_list(const struct setting *s, void *base)
+{
+	strlist_free(ENTRY_FIELD(base, s, struct strlist));
+}
+
+static int pb_parse_speed(const struct setting *s, void *base, const char *v, struct buf *problem)
 {
 	char *end;
 	long n = strtol(v, &end, 10);
 
 	for (size_t i = 0; *v && *end == '\0' && i < sizeof(pb_speeds) / sizeof(pb_speeds[0]); i++)
 		if (pb_speeds[i] == n) {
-			*out = (int)n;
+			*ENTRY_FIELD(base, s, int) = (int)n;
 			return 0;
 		}
 	buf_printf(problem, "'%s' is not a serial port speed (300 ... 921600, e.g. 115200)", v);
 	return -1;
 }
 
-static int pb_parse_num(const struct pb_field *f, const char *v, long long *n, struct buf *problem)
+static void pb_format_speed(const struct setting *s, const void *base, struct buf *out)
 {
-	char *end;
-
-	if (f->kind == K_MS) {
-		if ((*n = duration_parse_ms(v, LLONG_MAX)) < 0) {
-			buf_printf(problem, "'%s' is not a duration (e.g. 500ms, 30s, 2m)", v);
-			return -1;
-		}
-	} else {
-		errno = 0;
-		*n = strtoll(v, &end, 10);
-		if (!*v || *end || errno) {
-			buf_printf(problem, "'%s' is not a whole number", v);
-			return -1;
-		}
-	}
-	if (*n < f->min || *n > f->max) {
-		buf_printf(problem, "%s is out of range (", v);
-		if (f->kind == K_MS) {
-			pb_format_ms(problem, f->min);
-			buf_puts(problem, " to ");
-			pb_format_ms(problem, f->max);
-		} else
-			buf_printf(problem, "%lld to %lld", f->min, f->max);
-		buf_puts(problem, ")");
-		return -1;
-	}
-	return 0;
-}
-
-static int pb_parse_field(const struct pb_field *f, const char *v, struct phonebook_entry *e,
-			  struct buf *problem)
-{
-	long long n;
-	int i;
-	struct strlist l = {0};
-
-	switch (f->kind) {
-	case K_STR:
-		free(*ENTRY_FIELD(e, f, char *));
-		*ENTRY_FIELD(e, f, char *) = xstrdup(v);
-		return 0;
-	case K_INT:
-	case K_MS:
-		if (pb_parse_num(f, v, &n, problem) < 0)
-			return -1;
-		*ENTRY_FIELD(e, f, int) = (int)n;
-		return 0;
-	case K_INIT:
-	case K_NUMBERS:
-		if ((f->kind == K_INIT ? pb_parse_init(v, &l, problem)
-				       : pb_parse_numbers(v, &l, problem)) < 0) {
-			strlist_free(&l);
-			return -1;
-		}
-		strlist_free(ENTRY_FIELD(e, f, struct strlist));
-		*ENTRY_FIELD(e, f, struct strlist) = l;
-		return 0;
-	case K_SPEED:
-		return pb_parse_speed(v, ENTRY_FIELD(e, f, int), problem);
-	case K_TYPE:
-	case K_DATA:
-	case K_FLOW:
-		if (pb_enum(v,
-			    f->kind == K_TYPE	? pb_type_names
-			    : f->kind == K_DATA ? pb_data_names
-						: pb_flow_names,
-			    f->kind == K_TYPE	? 3
-			    : f->kind == K_DATA ? 4
-						: 2,
-			    &i, problem) < 0)
-			return -1;
-		*ENTRY_FIELD(e, f, int) = i;
-		return 0;
-	}
-	return -1;
-}
-
-static void pb_format_field(const struct pb_field *f, const struct phonebook_entry *e,
-			    struct buf *out)
-{
-	const struct strlist *l;
-	int i;
-
-	switch (f->kind) {
-	case K_STR:
-		buf_puts(out, *ENTRY_FIELD(e, f, char *) ? *ENTRY_FIELD(e, f, char *) : "");
-		return;
-	case K_INT:
-	case K_SPEED:
-		buf_printf(out, "%d", *ENTRY_FIELD(e, f, int));
-		return;
-	case K_MS:
-		pb_format_ms(out, *ENTRY_FIELD(e, f, int));
-		return;
-	case K_INIT:
-	case K_NUMBERS:
-		l = ENTRY_FIELD(e, f, struct strlist);
-		for (size_t j = 0; j < l->n; j++)
-			buf_printf(out, "%s%s", j ? (f->kind == K_INIT ? " | " : ", ") : "",
-				   l->v[j]);
-		return;
-	case K_TYPE:
-	case K_DATA:
-	case K_FLOW:
-		i = *ENTRY_FIELD(e, f, int);
-		buf_puts(out, f->kind == K_TYPE	  ? pb_type_names[i]
-			      : f->kind == K_DATA ? pb_data_names[i]
-						  : pb_flow_names[i]);
-		return;
-	}
+	buf_printf(out, "%d", *ENTRY_CFIELD(base, s, int));
 }
 
 static void pb_entry_free(struct phonebook_entry *e)
 {
-	for (size_t i = 0; i < PB_NFIELDS; i++) {
-		const struct pb_field *f = &pb_fields[i];
-		if (f->kind == K_STR)
-			free(*ENTRY_FIELD(e, f, char *));
-		else if (f->kind == K_INIT || f->kind == K_NUMBERS)
-			strlist_free(ENTRY_FIELD(e, f, struct strlist));
-	}
+	settings_release(&pb_table, e);
 	free(e->name);
 	memset(e, 0, sizeof(*e));
 }
@@ -328,7 +246,6 @@ static int pb_open(struct phonebook **pbp, const char *section, const char *name
 {
 	struct pb_private *pp;
 	struct phonebook_entry *e, *dup;
-	struct buf dummy = BUF_INIT;
 
 	if (!pb_name_ok(name)) {
 		buf_printf(problem,
@@ -354,12 +271,9 @@ static int pb_open(struct phonebook **pbp, const char *section, const char *name
 	pp->pb.n++;
 	e->name = xstrdup(name);
 	e->line = line;
-	for (size_t i = 0; i < PB_NFIELDS; i++)
-		if (pb_parse_field(&pb_fields[i], pb_fields[i].def, e, &dummy) < 0)
-			abort(); /* a default that does not parse is our bug */
+	settings_defaults(&pb_table, e);
 	if (pb_where(pp) == PBW_ANSWER)
 		e->type = PB_ANSWER;
-	buf_free(&dummy);
 	return 0;
 }
 
@@ -386,7 +300,7 @@ int phonebook_section_line(struct phonebook *pb, const char *key, const char *va
 	e = &pb->v[pb->n - 1];
 	set_at = pp->set_at[pb->n - 1];
 	for (i = 0; i < PB_NFIELDS; i++)
-		if (strcmp(pb_fields[i].name, key) == 0 && (pb_fields[i].where & pb_where(pp)))
+		if (strcmp(pb_fields[i].name, key) == 0 && (pb_fields[i].flags & pb_where(pp)))
 			break;
 	if (i == PB_NFIELDS) {
 		buf_printf(problem, "unknown %s field in [%s %s]",
@@ -399,7 +313,7 @@ int phonebook_section_line(struct phonebook *pb, const char *key, const char *va
 		return -1;
 	}
 	set_at[i] = 1;
-	return pb_parse_field(&pb_fields[i], value, e, problem);
+	return settings_parse_value(&pb_fields[i], e, value, problem);
 }
 
 static int pb_entry_check(const struct phonebook_entry *e, struct buf *problem)
@@ -462,10 +376,10 @@ void phonebook_show(const struct phonebook *pb, FILE *out)
 	for (size_t i = 0; pb && i < pb->n; i++) {
 		fprintf(out, "\n[%s %s]\n", pp->section, pb->v[i].name);
 		for (size_t j = 0; j < PB_NFIELDS; j++) {
-			if (!(pb_fields[j].where & pb_where(pp)))
+			if (!(pb_fields[j].flags & pb_where(pp)))
 				continue;
 			buf_reset(&v);
-			pb_format_field(&pb_fields[j], &pb->v[i], &v);
+			settings_format(&pb_fields[j], &pb->v[i], &v);
 			fprintf(out, "%s =%s%s\n", pb_fields[j].name, v.len ? " " : "",
 				buf_cstr(&v));
 		}

@@ -36,7 +36,6 @@ struct unit {
 };
 
 static const struct unit size_units[] = {{'G', GB}, {'M', MB}, {'K', KB}, {0, 1}};
-static const struct unit time_units[] = {{'d', DAY}, {'h', 3600}, {'m', 60}, {'s', 1}, {0, 1}};
 static const struct unit no_units[] = {{0, 1}};
 
 /* "10M" -> 10485760 with units; a bare number is in the last unit (mult 1). */
@@ -66,7 +65,7 @@ static int parse_number(const char *s, const struct unit *units, long long *out)
 	return 0;
 }
 
-/* The largest unit that divides n exactly: 10485760 -> "10M", 300 -> "5m". */
+/* The largest unit that divides n exactly: 10485760 -> "10M". */
 static void format_number(struct buf *out, long long n, const struct unit *units)
 {
 	for (const struct unit *u = units; u->suffix; u++)
@@ -74,25 +73,44 @@ static void format_number(struct buf *out, long long n, const struct unit *units
 			buf_printf(out, "%lld%c", n / u->mult, u->suffix);
 			return;
 		}
-	buf_printf(out, "%lld%s", n, units == time_units ? "s" : "");
+	buf_printf(out, "%lld", n);
 }
 
-static const struct unit *setting_units(const struct setting *s)
+/* The number v means for row s (sizes in bytes, T_DURATION in seconds,
+ * T_MS in milliseconds); -1 if v is not one. */
+static long long parse_typed_number(const struct setting *s, const char *v)
 {
-	if (s->type == T_SIZE)
-		return size_units;
+	long long n;
+
 	if (s->type == T_DURATION)
-		return time_units;
-	return NULL;
+		return duration_parse(v, LLONG_MAX);
+	if (s->type == T_MS)
+		return duration_parse_ms(v, LLONG_MAX);
+	if (parse_number(v, s->type == T_SIZE ? size_units : no_units, &n) < 0)
+		return -1;
+	return n;
 }
 
-static void format_bound(struct buf *out, const struct setting *s, long long n)
+/* n of row s's type as the file writes it ("10M", "5m", "500ms", "3"). */
+static void format_typed_number(const struct setting *s, long long n, struct buf *out)
 {
-	if (setting_units(s))
-		format_number(out, n, setting_units(s));
-	else
+	char text[32];
+
+	if (s->type == T_SIZE)
+		format_number(out, n, size_units);
+	else if (s->type == T_DURATION || s->type == T_MS) {
+		duration_format_ms(text, sizeof(text), s->type == T_MS ? n : n * 1000);
+		buf_puts(out, text);
+	} else
 		buf_printf(out, "%lld", n);
 }
+
+static const char *const number_words[] = {
+    [T_INT] = "whole number",
+    [T_SIZE] = "size (a number with K, M or G)",
+    [T_DURATION] = "duration (a number with s, m, h or d)",
+    [T_MS] = "duration (e.g. 500ms, 30s, 2m)",
+};
 
 /* --- per-type parse / format / release --------------------------------- */
 
@@ -101,25 +119,17 @@ static void format_bound(struct buf *out, const struct setting *s, long long n)
 
 static int parse_num_setting(const struct setting *s, const char *v, void *cfg, struct buf *problem)
 {
-	const struct unit *units = setting_units(s);
-	long long n;
+	long long n = parse_typed_number(s, v);
 
-	if (s->type == T_DURATION)
-		n = duration_parse(v, LLONG_MAX);
-	else if (parse_number(v, units ? units : no_units, &n) < 0)
-		n = -1;
 	if (n < 0) {
-		buf_printf(problem, "'%s' is not a %s", v,
-			   s->type == T_SIZE	   ? "size (a number with K, M or G)"
-			   : s->type == T_DURATION ? "duration (a number with s, m, h or d)"
-						   : "whole number");
+		buf_printf(problem, "'%s' is not a %s", v, number_words[s->type]);
 		return -1;
 	}
 	if (n < s->min || n > s->max) {
 		buf_printf(problem, "%s is out of range (", v);
-		format_bound(problem, s, s->min);
+		format_typed_number(s, s->min, problem);
 		buf_puts(problem, " to ");
-		format_bound(problem, s, s->max);
+		format_typed_number(s, s->max, problem);
 		buf_puts(problem, ")");
 		return -1;
 	}
@@ -133,11 +143,35 @@ static int parse_num_setting(const struct setting *s, const char *v, void *cfg, 
 static void format_num_setting(const struct setting *s, const void *cfg, struct buf *out)
 {
 	if (s->type == T_SIZE)
-		format_number(out, (long long)*CFIELD(cfg, s, uint64_t), size_units);
-	else if (s->type == T_DURATION)
-		format_number(out, *CFIELD(cfg, s, int), time_units);
+		format_typed_number(s, (long long)*CFIELD(cfg, s, uint64_t), out);
 	else
-		buf_printf(out, "%d", *CFIELD(cfg, s, int));
+		format_typed_number(s, *CFIELD(cfg, s, int), out);
+}
+
+/* T_ENUM: one of the row's names (any case); the field is its index. */
+static int parse_enum(const struct setting *s, const char *v, void *cfg, struct buf *problem)
+{
+	size_t n = 0;
+
+	for (; s->names[n]; n++)
+		if (strcasecmp(v, s->names[n]) == 0) {
+			*FIELD(cfg, s, int) = (int)n;
+			return 0;
+		}
+	buf_printf(problem, "'%s' is not one of", v);
+	for (size_t i = 0; i < n; i++)
+		buf_printf(problem, "%s %s", i ? (i == n - 1 ? " or" : ",") : "", s->names[i]);
+	return -1;
+}
+
+static void format_enum(const struct setting *s, const void *cfg, struct buf *out)
+{
+	int v = *CFIELD(cfg, s, int);
+	int n = 0;
+
+	while (s->names[n])
+		n++;
+	buf_puts(out, v >= 0 && v < n ? s->names[v] : "?");
 }
 
 static int parse_string(const struct setting *s, const char *v, void *cfg, struct buf *problem)
@@ -324,6 +358,8 @@ static const struct type_ops {
     [T_INT] = {"int", parse_num_setting, format_num_setting, NULL},
     [T_SIZE] = {"size", parse_num_setting, format_num_setting, NULL},
     [T_DURATION] = {"duration", parse_num_setting, format_num_setting, NULL},
+    [T_MS] = {"duration in ms", parse_num_setting, format_num_setting, NULL},
+    [T_ENUM] = {"enum", parse_enum, format_enum, NULL},
     [T_BOOL] = {"bool", parse_bool, format_bool, NULL},
     [T_LIST] = {"list", parse_list, format_list, release_list},
     [T_CIDRS] = {"cidr list", parse_cidrs, format_cidrs, release_cidrs},

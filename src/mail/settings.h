@@ -13,7 +13,8 @@
  * another. T_DURATION fields are int seconds (the grammar of
  * lib/duration.h), T_SIZE uint64_t bytes, T_INT/T_BOOL/T_LEVEL int,
  * T_STRING char *, T_LIST struct strlist, T_CIDRS struct cidr * with a
- * size_t count at off_n. T_CUSTOM: the row's own parse/format/release. */
+ * size_t count at off_n, T_MS int milliseconds (same grammar), T_ENUM int
+ * (the index in names). T_CUSTOM: the row's own parse/format/release. */
 enum setting_type {
 	T_STRING,
 	T_INT,
@@ -23,19 +24,23 @@ enum setting_type {
 	T_LIST,
 	T_CIDRS,
 	T_LEVEL,
+	T_MS,
+	T_ENUM,
 	T_CUSTOM
 };
 
-#define F_LOWER 1 /* list items are lower-cased (domains, local parts) */
+#define F_LOWER 1     /* list items are lower-cased (domains, local parts) */
+#define F_OWN	0x100 /* the first flag bit a table owner may use for itself */
 
 struct setting {
 	const char *name;
 	enum setting_type type;
-	const char *def;    /* default, in the syntax of the file */
-	long long min, max; /* value bounds; for lists, the number of items (max 0: any) */
-	size_t off;	    /* field in the struct the table describes */
-	size_t off_n;	    /* T_CIDRS: the count that goes with the array */
-	int flags;
+	const char *def;	  /* default, in the syntax of the file */
+	long long min, max;	  /* value bounds; for lists, the number of items (max 0: any) */
+	size_t off;		  /* field in the struct the table describes */
+	size_t off_n;		  /* T_CIDRS: the count that goes with the array */
+	int flags;		  /* F_LOWER; bits from F_OWN up are the table owner's */
+	const char *const *names; /* T_ENUM: the values, NULL-terminated */
 	/* Extra check of a string value or of each list item; NULL if none. */
 	int (*check)(const char *item, struct buf *problem);
 	const char *help;
