@@ -4,23 +4,18 @@
 # and runs its ODMR-port dialogue on the line: the branch's outbound mail,
 # ATRN, the held mail back, QUIT, hang-up (DTR drop), ready for the next
 # call. Invariant: every process is stopped by PID, every wait is bounded.
-import os
 import time
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import free_port, message, send_message, wait_until
-from test_direct import branch, exchange, maildir_has
-from test_odmr import users_file
-from test_session import dial, ledger
+from dialup import MODEMSIM, dial, ledger
+from direct import branch, exchange, maildir_has
+from modem import ModemSim
+from odmr import users_file
+from ports import free_port
+from smtpraw import message, send_message
+from wait import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "lib"))
-from modem import ModemSim  # noqa: E402
-
-MODEMSIM = Path(os.environ.get("MODEMSIM_BIN", REPO / "build" / "modemsim"))
 pytestmark = pytest.mark.skipif(not MODEMSIM.exists(), reason="make build/modemsim first")
 
 

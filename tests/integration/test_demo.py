@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, message, send_message, wait_until
+from ports import free_port
+from smtpraw import message, send_message
+from wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "scripts" / "demo"

@@ -2,22 +2,15 @@
 # dialmail hub's ODMR port, and speaks SMTP over the serial line itself:
 # greeting, EHLO, AUTH, its outbound mail, ATRN, the held mail back, QUIT,
 # hang-up. Invariant: every process is stopped by PID, every wait is bounded.
-import os
-import sys
-from pathlib import Path
-
 import pytest
 
-from conftest import message, send_message, wait_until
-from test_odmr import PASSWORD, USER, CutProxy, hub
-from test_odmr_tls import pki, tls_hub  # noqa: F401 (pki is a fixture)
-from test_session import dial, ledger
+from dialup import MODEMSIM, dial, ledger
+from direct import branch, exchange, maildir_has
+from modem import ModemSim
+from odmr import CutProxy, hub, tls_hub
+from smtpraw import message, send_message
+from wait import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "lib"))
-from modem import ModemSim  # noqa: E402
-
-MODEMSIM = Path(os.environ.get("MODEMSIM_BIN", REPO / "build" / "modemsim"))
 pytestmark = pytest.mark.skipif(not MODEMSIM.exists(), reason="make build/modemsim first")
 
 
@@ -37,69 +30,12 @@ def modem(modems, tmp_path, target_port, *args):
     return m
 
 
-def branch(daemon, tmp_path, link, *session):
-    """A branch whose entry hubline is data = direct; session: more [session] lines."""
-    lock = tmp_path / "lock"
-    lock.mkdir(exist_ok=True)
-    auth = tmp_path / "branch-auth"
-    auth.write_text("hub %s %s\n" % (USER, PASSWORD))
-    auth.chmod(0o600)
-    return daemon("hostname = gw.branch.example", "local_domains = branch.example",
-                  "local_recipients = bob", "queue_run_interval = 1s",
-                  "auth_file = %s" % auth, "lock_dir = %s" % lock,
-                  "[routes]", "* = smarthost 127.0.0.1:25 via=hubline",
-                  "[phonebook hubline]", "type = modem", "device = %s" % link,
-                  "numbers = 5551234", "data = direct", "redial_interval = 200ms",
-                  "at_timeout = 1s", "dial_timeout = 5s",
-                  "[session]", "retrieve = atrn", "atrn_domains = branch.example",
-                  "atrn_auth = hub", "idle_timeout = 1s", "check_timeout = 3s",
-                  "retrieve_timeout = 10s", *session)
-
-
 def hub_queue_bodies(h):
     out = []
     for qid in h.queue_ids():
         out.append((h.dir / "queue" / qid).read_bytes() if (h.dir / "queue" / qid).exists()
                    else b"")
     return out
-
-
-def maildir_has(files, body):
-    want = body.replace(b"\r\n", b"\n")
-    return sum(f.read_bytes().endswith(want) for f in files)
-
-
-def exchange(daemon, tmp_path, h, link, *session):
-    """Two messages held for bob at hub h, one outbound message queued at a
-    new branch dialling the modem on link, one call: both directions
-    arrive byte-exact. Returns (branch, dial result, the outbound message as
-    the hub queued it). other.example mail stays held at the hub
-    (hold_domains), so it can be found there after it crossed the line."""
-    held = [message("held %d" % i, body="held secret %d\r\n..leading dot" % i) for i in range(2)]
-    for b in held:
-        assert send_message(h.port, "s@sender.example", ["bob@branch.example"], b).code == 250
-    before = set(h.queue_ids())
-    br = branch(daemon, tmp_path, link, *session)
-    out = message("from the branch", body="outbound secret\r\n..dot")
-    assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
-                        out).code == 250
-    r = dial(br)
-    assert r.returncode == 0, r.stdout + r.stderr
-    # Held mail arrived in the branch's Maildir, byte-exact.
-    assert wait_until(lambda: len(br.maildir_files("bob")) == 2, 10), (r.stdout, br.events())
-    files = br.maildir_files("bob")
-    for b in held:
-        assert maildir_has(files, b.replace(b"\r\n..", b"\r\n.")) == 1, b
-    # Outbound mail went over the line and is queued at the hub.
-    assert br.queue_ids() == [], br.events()
-    new = [q for q in h.queue_ids() if q not in before]
-    assert len(new) == 1, (h.queue_ids(), before)
-    data = (h.dir / "queue" / new[0]).read_bytes()
-    assert out.replace(b"\r\n..", b"\r\n.") in data, data
-    assert b"remote@other.example" in data
-    # The held mail left the hub.
-    assert wait_until(lambda: h.queue_ids() == new, 5), h.queue_ids()
-    return br, r, data
 
 
 def test_outbound_then_atrn_on_one_circuit(daemon, tmp_path, modems):

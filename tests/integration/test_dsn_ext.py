@@ -8,14 +8,12 @@ with Python's email package), the bytes on the wire, events and tracking.
 """
 import email
 import email.policy
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import SmtpRaw, wait_until  # noqa: E402
+from smtpraw import SmtpRaw
+from wait import wait_until
 
 CRLF = b"\r\n"
 

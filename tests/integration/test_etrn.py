@@ -7,26 +7,17 @@
 # Invariant: every process a test starts is stopped by its PID, every wait
 # is bounded.
 import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import SmtpRaw, free_port, message, send_message, wait_until
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from smtp_recorder import Recorder  # noqa: E402
-from test_mx import ZONE, dns  # noqa: E402,F401 (dns is a fixture)
-
-
-@pytest.fixture
-def rec():
-    r = Recorder(extensions=("PIPELINING", "8BITMIME"))
-    r.start()
-    yield r
-    r.stop()
+from dialup import MODEMSIM, Rig, dial, ledger
+from dnsmasq import ZONE
+from modem import ModemSim
+from ports import free_port
+from smtp_recorder import Recorder
+from smtpraw import SmtpRaw, message, send_message
+from wait import wait_until
 
 
 class SmtpFrom(SmtpRaw):
@@ -176,12 +167,10 @@ def test_held_mail_expires_with_a_dsn(daemon, rec):
 # --- the branch side: retrieve = command ------------------------------------------
 
 def branch_rig(tmp_path):
-    from test_session import Rig
     return Rig(tmp_path)
 
 
 def test_retrieve_command_runs_during_the_session(daemon, tmp_path):
-    from test_session import dial, ledger
     rig = branch_rig(tmp_path)
     try:
         link, gw = rig.modem("modem0")
@@ -221,7 +210,6 @@ def test_retrieve_command_runs_during_the_session(daemon, tmp_path):
 
 
 def test_retrieve_command_timeout_is_logged(daemon, tmp_path):
-    from test_session import dial
     rig = branch_rig(tmp_path)
     try:
         link, gw = rig.modem("modem0")
@@ -299,8 +287,6 @@ def test_dialmail_branch_etrn_against_dialmail_hub(daemon, tmp_path, dns, by_nam
     etrn_default_port); the session hangs up after it arrived. By name: the
     route's smarthost is a name only the test's DNS server knows, resolved
     (c-ares, dns_servers) by the link check, delivery and the ETRN client."""
-    from modem import ModemSim
-    from test_session import MODEMSIM, dial
     top, host = [], "127.0.0.1"
     if by_name:
         d = dns("--host-record=isp-gw.%s,127.0.0.1" % ZONE)

@@ -7,8 +7,10 @@ import subprocess
 
 import pytest
 
-from conftest import Daemon, free_port, files_under, message, parse_json_lines, \
-    queued_id, wait_until, write_config
+from daemon import Daemon, files_under, parse_json_lines, write_config
+from ports import free_port
+from smtpraw import message, queued_id
+from wait import wait_until
 
 CONF = ("mynetworks = 192.0.2.0/24", "local_domains = example.org",
         "local_recipients = alice")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SmtpRaw, files_under, message, queued_id, wait_until
+from daemon import files_under
+from smtpraw import SmtpRaw, message, queued_id, send_message
+from wait import wait_until
 
 CONF = ("local_domains = example.org", "local_recipients = alice")
 
@@ -227,7 +229,6 @@ def test_enospc_during_commit_452_nothing_half_present(tmpfs, daemon):
 import socket  # noqa: E402
 import struct  # noqa: E402
 
-from conftest import send_message  # noqa: E402
 
 def queue_file(d, qid):
     return (d.dir / "queue" / qid).read_bytes()

@@ -8,28 +8,16 @@
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import message, send_message, wait_until
-from test_odmr import PASSWORD, USER, hub
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from smtp_recorder import Recorder  # noqa: E402
+from odmr import PASSWORD, USER, hub
+from smtpraw import message, send_message
+from wait import wait_until
 
 FETCHMAIL = shutil.which("fetchmail")
 pytestmark = pytest.mark.skipif(FETCHMAIL is None, reason="fetchmail not installed "
                                 "(scripts/install-deps)")
-
-
-@pytest.fixture
-def rec():
-    r = Recorder(extensions=("PIPELINING", "8BITMIME"))
-    r.start()
-    yield r
-    r.stop()
 
 
 def fetchmail(tmp_path, odmr_port, smtp_port, password=PASSWORD, domains="branch.example"):

@@ -6,16 +6,15 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from modem import Modem, ModemSim, NUMERIC_FINAL, VERBOSE_FINAL
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "lib"))
-from modem import Modem, ModemSim, NUMERIC_FINAL, VERBOSE_FINAL  # noqa: E402
 
 TS = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
 

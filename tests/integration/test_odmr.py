@@ -4,83 +4,10 @@
 # dialmail branch (retrieve = atrn) against a dialmail hub, including a line
 # cut mid-transfer by a proxy. Invariant: every process is stopped by PID,
 # every wait is bounded.
-import base64
-import hashlib
-import hmac
-import socket
-import threading
-import time
-
-import pytest
-
-from conftest import SmtpRaw, free_port, message, send_message, wait_until
-from test_session import dial, ledger
-
-USER, PASSWORD = "alice", "s3cret-Pw"
-
-
-def users_file(tmp_path):
-    p = tmp_path / "odmr-users"
-    p.write_text("%s %s\nbob bobs-Pw\n" % (USER, PASSWORD))
-    p.chmod(0o600)
-    return p
-
-
-def hub(daemon, tmp_path, *extra):
-    odmr_port = free_port()
-    d = daemon("hostname = hub.example", "hold_domains = branch.example, other.example",
-               "mynetworks = 192.0.2.0/24", "auth_users_file = %s" % users_file(tmp_path),
-               "odmr_listen = 127.0.0.1:%d" % odmr_port,
-               "odmr_domains = alice=branch.example, bob=other.example",
-               "queue_run_interval = 1s", *extra)
-    d.odmr_port = odmr_port
-    return d
-
-
-def cram(c, user, password):
-    r = c.cmd("AUTH CRAM-MD5")
-    assert r.code == 334, r
-    ch = base64.b64decode(r.text)
-    mac = hmac.new(password.encode(), ch, hashlib.md5).hexdigest()
-    return c.cmd(base64.b64encode(("%s %s" % (user, mac)).encode()).decode())
-
-
-def serve_reversed(c, hold_after=None):
-    """After 250 to ATRN: play the SMTP server on c until QUIT (or EOF);
-    returns the messages received as (rcpts, data). hold_after: drop the
-    connection instead of answering the end of that message's data."""
-    c.send(b"220 branch.example ESMTP test\r\n")
-    got, rcpts, data = [], [], None
-    while True:
-        try:
-            line = c._line(10).decode()
-        except EOFError:
-            return got
-        verb = line[:4].upper()
-        if verb in ("EHLO", "HELO"):
-            c.send(b"250-branch.example\r\n250 PIPELINING\r\n")
-        elif verb == "MAIL":
-            rcpts = []
-            c.send(b"250 ok\r\n")
-        elif verb == "RCPT":
-            rcpts.append(line.split("<", 1)[1].split(">", 1)[0])
-            c.send(b"250 ok\r\n")
-        elif verb == "DATA":
-            c.send(b"354 go\r\n")
-            data = b""
-            while not data.endswith(b"\r\n.\r\n"):
-                data += c._line(10)
-            if hold_after is not None and len(got) == hold_after:
-                c.close()
-                return got
-            got.append((rcpts, data[:-3].replace(b"\r\n..", b"\r\n.")))
-            c.send(b"250 queued\r\n")
-        elif verb == "QUIT":
-            c.send(b"221 bye\r\n")
-            got.append("QUIT")
-            return got
-        else:
-            c.send(b"502 no\r\n")
+from dialup import dial, ledger
+from odmr import PASSWORD, USER, CutProxy, branch, cram, hub, serve_reversed
+from smtpraw import SmtpRaw, message, send_message
+from wait import wait_until
 
 
 def test_hub_odmr_port_protocol(daemon, tmp_path):
@@ -147,22 +74,6 @@ def test_hub_keeps_unacknowledged_mail(daemon, tmp_path):
 
 # --- dialmail branch <-> dialmail hub --------------------------------------------
 
-def branch(daemon, tmp_path, hub_target, *session, password=PASSWORD, domains="branch.example",
-           top=()):
-    """A branch with retrieve = atrn; session: more [session] lines, top:
-    more global ones."""
-    auth = tmp_path / ("branch-auth-%s" % password)
-    auth.write_text("hub %s %s\n" % (USER, password))
-    auth.chmod(0o600)
-    return daemon("hostname = gw.branch.example", "local_domains = branch.example",
-                  "local_recipients = bob", "queue_run_interval = 1s",
-                  "auth_file = %s" % auth, *top,
-                  "[phonebook lan]", "type = always",
-                  "[session]", "retrieve = atrn", "atrn_host = %s" % hub_target,
-                  "atrn_domains = %s" % domains, "atrn_auth = hub", "idle_timeout = 1s",
-                  "retrieve_timeout = 10s", *session)
-
-
 def test_dialmail_branch_atrn_from_dialmail_hub(daemon, tmp_path):
     h = hub(daemon, tmp_path)
     bodies = [message("held %d" % i, body="held body %d\r\n..leading dot" % i)
@@ -203,67 +114,6 @@ def test_branch_wrong_password_or_foreign_domain(daemon, tmp_path):
     assert br.maildir_files("bob") == [] and br2.maildir_files("bob") == []
     assert len(h.queue_ids()) == 2
     assert h.events_with(4199)
-
-
-class CutProxy:
-    """TCP proxy to target that cuts both sides once `limit` octets went
-    from the hub to the branch (the first connection only; None: never).
-    up and down keep every octet each way."""
-
-    def __init__(self, target, limit):
-        self.target, self.limit = target, limit
-        self.up, self.down = bytearray(), bytearray()
-        self.ls = socket.socket()
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(4)
-        self.port = self.ls.getsockname()[1]
-        self.conns = 0
-        self.stop_flag = False
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self):
-        self.ls.settimeout(0.2)
-        while not self.stop_flag:
-            try:
-                a, _ = self.ls.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns += 1
-            b = socket.create_connection(self.target)
-            limit = self.limit if self.conns == 1 else None
-            threading.Thread(target=self.pipe, args=(a, b, None, self.up), daemon=True).start()
-            threading.Thread(target=self.pipe, args=(b, a, limit, self.down),
-                             daemon=True).start()
-
-    def pipe(self, src, dst, limit, keep):
-        sent = 0
-        try:
-            while True:
-                data = src.recv(4096)
-                if not data:
-                    break
-                if limit is not None and sent + len(data) >= limit:
-                    keep += data[: limit - sent]
-                    dst.sendall(data[: limit - sent])
-                    break
-                keep += data
-                dst.sendall(data)
-                sent += len(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def stop(self):
-        self.stop_flag = True
-        self.ls.close()
 
 
 def test_line_dropped_mid_atrn(daemon, tmp_path):

@@ -6,65 +6,23 @@
 # Invariant: every process is stopped by PID, every wait is bounded.
 import base64
 import hashlib
-import hmac
 import socket
 import ssl
-import subprocess
 import threading
 
 import pytest
 
-from conftest import SmtpRaw, message, send_message, wait_until
-from test_odmr import PASSWORD, USER, branch, cram, hub, serve_reversed
-from test_mx import ZONE, dns  # noqa: F401 (dns is a fixture)
-from test_session import dial, ledger
-
-HUB_NAMES = "DNS:localhost,DNS:hub.mxtest,IP:127.0.0.1"
-
-
-def openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-
-def make_ca(tmp_path, name):
-    """A CA (cert, key) under tmp_path/name."""
-    d = tmp_path / name
-    d.mkdir()
-    cert, key = d / "ca.pem", d / "ca.key"
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=%s test CA" % name, "-keyout", str(key), "-out", str(cert))
-    return {"cert": cert, "key": key, "dir": d}
-
-
-def make_server_cert(ca, names=HUB_NAMES):
-    """A certificate for the hub signed by ca, with names as subjectAltName."""
-    d = ca["dir"]
-    key, csr, cert = d / "hub.key", d / "hub.csr", d / "hub.pem"
-    ext = d / "ext.cnf"
-    ext.write_text("subjectAltName=%s\n" % names)
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=hub.test",
-            "-keyout", str(key), "-out", str(csr))
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca["cert"]), "-CAkey", str(ca["key"]),
-            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))
-    return {"cert": cert, "key": key}
+from dialup import dial, ledger
+from dnsmasq import ZONE
+from odmr import PASSWORD, USER, branch, cram, hub, serve_reversed, tls_hub
+from pki import make_ca, make_server_cert
+from smtpraw import SmtpRaw, message, send_message
+from wait import wait_until
 
 
 def fingerprint(cert):
     der = ssl.PEM_cert_to_DER_cert(cert.read_text())
     return hashlib.sha256(der).hexdigest()
-
-
-@pytest.fixture
-def pki(tmp_path):
-    ca = make_ca(tmp_path, "good")
-    srv = make_server_cert(ca)
-    other = make_ca(tmp_path, "other")
-    return {"ca": ca["cert"], "cert": srv["cert"], "key": srv["key"], "other_ca": other["cert"]}
-
-
-def tls_hub(daemon, tmp_path, pki, *extra):
-    return hub(daemon, tmp_path, "tls_cert_file = %s" % pki["cert"],
-               "tls_key_file = %s" % pki["key"], *extra)
 
 
 class TlsRaw(SmtpRaw):

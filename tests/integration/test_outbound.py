@@ -9,14 +9,13 @@ import email.policy
 import os
 import re
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import send_message, wait_until  # noqa: E402
+from dovecot import Dovecot
+from smtpraw import send_message
+from wait import wait_until
 
 
 def smarthost_daemon(daemon, rec_port, *extra, route_opts="tls=none", start=True):
@@ -409,10 +408,9 @@ def test_lmtp_route_duplicate_is_not_handed_off_twice(daemon, recorders):
 
 def test_lmtp_unix_socket_to_real_dovecot(daemon, tmp_path):
     """The daemon hands a local domain's mail to a real Dovecot LMTP over
-    its unix socket (the Dovecot fixture of test_lmtp.py); the stored message
+    its unix socket (the Dovecot of tests/lib/dovecot.py); the stored message
     is the queued one with Dovecot's own Return-Path/Delivered-To/Received
     lines in front."""
-    from test_lmtp import Dovecot
     dc = Dovecot(tmp_path)
     dc.start()
     try:

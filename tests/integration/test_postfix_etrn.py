@@ -11,21 +11,16 @@ branch's Maildir is compared byte for byte with what was sent to Postfix.
 import os
 import smtplib
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "lib"))
-from conftest import free_port, message, send_message, wait_until  # noqa: E402
-from modem import ModemSim  # noqa: E402
-from postfix import PostfixInstance  # noqa: E402
-
-MODEMSIM = Path(os.environ.get("MODEMSIM_BIN", REPO / "build" / "modemsim"))
+from dialup import MODEMSIM
+from modem import ModemSim
+from ports import free_port
+from postfix import PostfixInstance
+from smtpraw import message, send_message
+from wait import wait_until
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="a private Postfix needs root"),

@@ -11,16 +11,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "lib"))
-from conftest import wait_until  # noqa: E402
+from wait import wait_until
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 POSTCAT = "/usr/sbin/postcat"

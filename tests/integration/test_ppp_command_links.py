@@ -19,28 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, message, wait_until
+from dialup import MODEMSIM, dial, ledger_at as ledger  # ledger(state dir)
+from modem import ModemSim
+from ports import free_port
+from smtp_recorder import Recorder
+from smtpraw import message
+from wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "lib"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from modem import ModemSim  # noqa: E402
-from smtp_recorder import Recorder  # noqa: E402
-
-MODEMSIM = Path(os.environ.get("MODEMSIM_BIN", REPO / "build" / "modemsim"))
-HERE = Path(__file__).resolve().parent
-
-
-def dial(d, *args, timeout=60):
-    return subprocess.run([d.bin, "dial", *args, "--dir", str(d.dir)], capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def ledger(dir):
-    path = Path(dir) / "log" / "sessions.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+LIB = REPO / "tests" / "lib"  # smtp_recorder.py, for the sink below
 
 
 def events(dir):
@@ -309,7 +296,7 @@ class NetnsRig:
         self.received = tmp / "sink.received"
         self.received.write_text("")
         sink = subprocess.Popen(["ip", "netns", "exec", self.isp, sys.executable, "-c", SINK,
-                                 str(HERE), str(self.received)],
+                                 str(LIB), str(self.received)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.procs.append(sink)
         assert sink.stdout.readline().strip() == "ready"

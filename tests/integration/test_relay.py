@@ -4,7 +4,9 @@ import re
 
 import pytest
 
-from conftest import files_under, message, queued_id, wait_until
+from daemon import files_under
+from smtpraw import message, queued_id
+from wait import wait_until
 
 OUTSIDE = ("hostname = mx.test.example", "mynetworks = 192.0.2.0/24",
            "local_domains = example.org", "local_recipients = alice")

@@ -3,7 +3,8 @@
 # BDAT content is raw (no dot-stuffing) but must still be strict CRLF text.
 import re
 
-from conftest import SmtpRaw, queued_id, wait_until
+from smtpraw import queued_id
+from wait import wait_until
 
 LOCAL = ("hostname = mx.test.example", "local_domains = example.org",
          "local_recipients = alice, bob")

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import smtplib
-import socket
 import ssl
 import subprocess
 import warnings
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SmtpRaw, message, queued_id, wait_until
+from smtpraw import SmtpRaw, message, queued_id
+from wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = {"alice": "s3cret pass", "bob": "b:ob"}

@@ -5,24 +5,17 @@
 # events tell the story. Invariant: every process a test starts is stopped by
 # its PID, and every wait is bounded.
 import json
-import os
 import re
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import free_port, message, wait_until
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "lib"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from modem import ModemSim  # noqa: E402
-from smtp_recorder import Recorder  # noqa: E402
-
-MODEMSIM = Path(os.environ.get("MODEMSIM_BIN", REPO / "build" / "modemsim"))
+from dialup import MODEMSIM, Rig, dial, ledger
+from modem import ModemSim
+from ports import free_port
+from smtpraw import message
+from wait import wait_until
 
 pytestmark = pytest.mark.skipif(not MODEMSIM.exists(), reason="make build/modemsim first")
 
@@ -33,61 +26,6 @@ def rig(tmp_path):
     r = Rig(tmp_path)
     yield r
     r.stop()
-
-
-class Rig:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.lock = tmp / "lock"
-        self.lock.mkdir()
-        self.modems = []
-        self.rec = Recorder(extensions=("PIPELINING", "8BITMIME"))
-        self.rec_port = self.rec.start()
-
-    def modem(self, name, *args, gateway=True):
-        """A modemsim on tmp/NAME; with gateway, its --gateway-port leads to
-        the recorder while a call is up. Returns (link path, gateway port)."""
-        port = free_port() if gateway else None
-        extra = ["--gateway-port", str(port), "--connect", "127.0.0.1:%d" % self.rec_port] \
-            if gateway else []
-        m = ModemSim(MODEMSIM, self.tmp / name, *args, *extra)
-        self.modems.append(m)
-        m.start()
-        return m.link, port
-
-    def stop(self):
-        for m in self.modems:
-            m.stop()
-        self.rec.stop()
-
-    def entry(self, name, link, numbers="5551234", **kw):
-        fields = {"device": str(link), "numbers": numbers, "redial_interval": "200ms",
-                  "at_timeout": "1s", "dial_timeout": "5s"}
-        fields.update(kw)
-        return ["[phonebook %s]" % name] + ["%s = %s" % kv for kv in fields.items()]
-
-    def config(self, entries, session=(), routes=(), main=()):
-        lines = ["lock_dir = %s" % self.lock, "queue_run_interval = 1s"] + list(main)
-        if routes:
-            lines += ["[routes]"] + list(routes)
-        lines += entries
-        given = {ln.split("=")[0].strip() for ln in session}
-        defaults = [ln for ln in ("idle_timeout = 1s", "check_timeout = 3s")
-                    if ln.split("=")[0].strip() not in given]
-        lines += ["[session]"] + defaults + list(session)
-        return lines
-
-
-def dial(d, *args, timeout=60):
-    return subprocess.run([d.bin, "dial", *args, "--dir", str(d.dir)], capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def ledger(d):
-    path = d.dir / "log" / "sessions.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
 
 
 def check_4106(events):

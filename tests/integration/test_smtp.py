@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from conftest import SmtpRaw, files_under, message, queued_id, wait_until
+from daemon import files_under
+from smtpraw import SmtpRaw, message, queued_id
+from wait import wait_until
 
 LOCAL = ("hostname = mx.test.example", "local_domains = example.org",
          "local_recipients = alice")

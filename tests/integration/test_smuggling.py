@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from conftest import SmtpRaw, message, queued_id, wait_until
+from smtpraw import SmtpRaw, message, queued_id
+from wait import wait_until
 
 CONF = ("local_domains = example.org", "local_recipients = alice")
 

@@ -13,22 +13,18 @@ import json
 import os
 import re
 import random
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import free_port, send_message, wait_until
+from dialup import MODEMSIM
+from modem import ModemSim
+from ports import free_port
+from smtp_recorder import Recorder
+from smtpraw import send_message
+from wait import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "lib"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from modem import ModemSim  # noqa: E402
-from smtp_recorder import Recorder  # noqa: E402
-
-MODEMSIM = Path(os.environ.get("MODEMSIM_BIN", REPO / "build" / "modemsim"))
 FULL = os.environ.get("DIALMAIL_SOAK") == "1"
 SESSIONS = int(os.environ.get("DIALMAIL_SOAK_SESSIONS", 200 if FULL else 24))
 SEED = int(os.environ.get("DIALMAIL_SOAK_SEED", "4106"))

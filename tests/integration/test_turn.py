@@ -5,8 +5,8 @@
 import socket
 import threading
 
-from conftest import free_port
-from test_session import dial, ledger
+from dialup import dial, ledger
+from ports import free_port
 
 BODY = b"Subject: held for the branch\r\n\r\nheld body\r\n..leading dot\r\n"
 
