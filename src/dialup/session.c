@@ -4,17 +4,14 @@
  * back through a pipe. Invariant: the loop and the worker never touch the
  * session at the same time (the worker owns it from job start to the pipe
  * byte that says "done"), and every session ends in exactly one ledger line. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,8 +21,9 @@
 #include "mail/config.h"
 #include "deliver/delivery.h"
 #include "dialup/direct.h"
+#include "dialup/ledger.h"
+#include "dialup/link_check.h"
 #include "mail/event.h"
-#include "deliver/mx.h"
 #include "dialup/retrieve.h"
 #include "mail/routes.h"
 #include "dialup/session.h"
@@ -212,116 +210,22 @@ static const struct route *sess_smarthost(const struct sessions *m, const char *
 	return any;
 }
 
-/* Connects to one "ip:port" within ms; fd, or -1 with errno set. */
-static int sess_connect_addr(const char *addr, int ms)
-{
-	struct sockaddr_storage ss;
-	int len = sizeof(ss), fd, err = 0;
-	socklen_t elen = sizeof(err);
-	struct pollfd p;
-
-	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &len) < 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&ss, (socklen_t)len) < 0) {
-		err = errno;
-		if (err == EINPROGRESS) {
-			p = (struct pollfd){fd, POLLOUT, 0};
-			err = poll(&p, 1, ms) == 1 ? 0 : ETIMEDOUT;
-			if (err == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
-				err = errno;
-		}
-	}
-	if (err == 0)
-		return fd;
-	close(fd);
-	errno = err;
-	return -1;
-}
-
-/* Connects to host:port within ms, the name resolved as outbound delivery
- * resolves it (c-ares, dns_servers), each address in turn; fd or -1 with
- * why. Runs in the dial worker, so it may block. */
-static int sess_connect(const struct config *cfg, const char *host, int port, int ms,
-			struct buf *why)
-{
-	struct strlist addrs = {0};
-	struct buf err = BUF_INIT;
-	int fd = -1, e = 0;
-	int64_t deadline = clock_usec() + (int64_t)ms * 1000;
-
-	if (mx_host_wait(&cfg->dns_servers, host, port, ms, &addrs, &err) != Q_OK || addrs.n == 0) {
-		buf_printf(why, "cannot resolve %s: %s", host,
-			   err.len ? buf_cstr(&err) : "no address");
-		goto out;
-	}
-	for (size_t i = 0; i < addrs.n && fd < 0; i++) {
-		/* a share of what is left, so a silent first address does not
-		 * take the time of the others */
-		int64_t left = (deadline - clock_usec()) / 1000 / (int64_t)(addrs.n - i);
-		if (left <= 0)
-			break;
-		fd = sess_connect_addr(addrs.v[i], (int)left);
-		if (fd < 0)
-			e = errno;
-	}
-	if (fd < 0)
-		buf_printf(why, "no connection to %s port %d (%s)", host, port,
-			   strerror(e ? e : ETIMEDOUT));
-out:
-	strlist_free(&addrs);
-	buf_free(&err);
-	return fd;
-}
-
 /* Worker side (link_opts.check): the smarthost's 220 through the link. */
 static int sess_check(void *arg, const char *entry, struct buf *why)
 {
 	struct sessions *m = arg;
 	const struct route *r = sess_smarthost(m, entry);
-	int ms = m->sc->check_timeout * 1000, fd;
-	char greet[512];
-	size_t got = 0;
-	int64_t deadline = clock_usec() + (int64_t)ms * 1000;
+	const struct phonebook_entry *e = phonebook_find(m->cfg->phonebook, entry);
 
 	if (r == NULL)
 		return 0; /* no route through this link: nothing to check */
-	if (phonebook_find(m->cfg->phonebook, entry) &&
-	    phonebook_find(m->cfg->phonebook, entry)->data == PB_DATA_DIRECT)
+	if (e && e->data == PB_DATA_DIRECT)
 		return 0; /* no IP: the job on the line reads the hub's greeting */
-	fd = sess_connect(m->cfg, r->host, r->port, ms, why);
-	if (fd < 0)
-		goto fail;
-	while (got < sizeof(greet) - 1 && !memchr(greet, '\n', got)) {
-		struct pollfd p = {fd, POLLIN, 0};
-		int64_t left = (deadline - clock_usec()) / 1000;
-		ssize_t n;
-		if (left <= 0 || poll(&p, 1, (int)left) != 1 ||
-		    (n = read(fd, greet + got, sizeof(greet) - 1 - got)) <= 0)
-			break;
-		got += (size_t)n;
-	}
-	greet[got] = '\0';
-	close(fd);
-	if (got < 4 || strncmp(greet, "220", 3) != 0) {
-		greet[strcspn(greet, "\r\n")] = '\0';
-		buf_printf(why, "%s port %d: %s%s%s", r->host, r->port,
-			   got ? "no SMTP greeting but '" : "no SMTP greeting within check_timeout",
-			   got ? greet : "", got ? "'" : "");
-		goto fail;
-	}
-	greet[strcspn(greet, "\r\n")] = '\0';
-	event_log(EV_SESSION_CHECK_OK, "Link check via %s: %s port %d answered: %s", entry, r->host,
-		  r->port, greet);
+	if (link_check_greeting(m->cfg, entry, r->host, r->port, m->sc->check_timeout * 1000, why) <
+	    0)
+		return -1;
 	sess_progress(m, "link check ok: the smarthost answered");
 	return 0;
-fail:
-	event_log(EV_SESSION_CHECK_FAILED, "Link check via %s failed: %s", entry, buf_cstr(why));
-	return -1;
 }
 
 static void *sess_worker_up(void *arg)
@@ -415,59 +319,28 @@ static void sess_on_notify(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* --- the ledger ------------------------------------------------------------------- */
-
-static json_t *sess_json_time(time_t t)
-{
-	char iso[64];
-
-	if (t == 0)
-		return json_null();
-	clock_iso8601((int64_t)t * 1000000, iso, sizeof(iso));
-	return json_string(iso);
-}
-
-static void sess_ledger(struct sessions *m, struct dial_session *s, unsigned msgs_out,
+/* The session's line of the ledger (dialup/ledger.c). */
+static void sess_ledger(struct sessions *m, const struct dial_session *s, unsigned msgs_out,
 			unsigned long long bytes_out, time_t next)
 {
-	char *path = xasprintf("%s/log/sessions.jsonl", m->dir);
-	char start[64];
-	int64_t now = clock_usec();
-	json_t *o = json_object();
-	char *dump, *line;
-	int fd;
+	const struct ledger_record r = {
+	    .start_usec = s->start_usec,
+	    .slot = s->slot,
+	    .reason = s->reason,
+	    .ok = s->ok,
+	    .attempts = s->attempts,
+	    .rounds = s->rounds,
+	    .entry = s->entry_up,
+	    .connect_usec = s->connect_usec,
+	    .bytes_out = bytes_out,
+	    .bytes_in = s->bytes_in,
+	    .msgs_out = msgs_out,
+	    .msgs_in = s->msgs_in,
+	    .hangup_reason = s->hangup_reason,
+	    .next_slot = next,
+	};
 
-	clock_iso8601(s->start_usec, start, sizeof(start));
-	json_object_set_new(o, "start", json_string(start));
-	json_object_set_new(o, "slot", sess_json_time(s->slot));
-	json_object_set_new(o, "reason", json_string(s->reason));
-	json_object_set_new(o, "result", json_string(s->ok ? "ok" : "missed"));
-	json_object_set_new(o, "attempts", json_incref(s->attempts));
-	json_object_set_new(o, "rounds", json_integer(s->rounds));
-	json_object_set_new(o, "entry", s->entry_up ? json_string(s->entry_up) : json_null());
-	json_object_set_new(
-	    o, "dial_seconds",
-	    json_real((double)((s->connect_usec ? s->connect_usec : now) - s->start_usec) / 1e6));
-	json_object_set_new(o, "connect_seconds",
-			    json_real(s->connect_usec ? (double)(now - s->connect_usec) / 1e6 : 0));
-	json_object_set_new(o, "bytes_out", json_integer((json_int_t)bytes_out));
-	json_object_set_new(o, "bytes_in", json_integer((json_int_t)s->bytes_in));
-	json_object_set_new(o, "messages_out", json_integer(msgs_out));
-	json_object_set_new(o, "messages_in", json_integer(s->msgs_in));
-	json_object_set_new(o, "hangup_reason",
-			    s->hangup_reason ? json_string(s->hangup_reason) : json_null());
-	json_object_set_new(o, "next_slot", sess_json_time(next));
-	dump = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(o);
-	line = xasprintf("%s\n", dump ? dump : "{}");
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line))
-		log_warn("session: cannot write %s", path);
-	if (fd >= 0)
-		close(fd);
-	free(dump);
-	free(line);
-	free(path);
+	ledger_append(m->dir, &r);
 }
 
 /* --- queue looks (dial_when_queued, "delivered 3/12") ------------------------------ */
@@ -588,7 +461,7 @@ static void sess_take_report(struct dial_session *s)
 			      "number", a->number, "attempt", a->n, "of", a->of, "cause",
 			      cause_name(a->cause.id), "class",
 			      cause_class_name(cause_class(a->cause.id)), "text", buf_cstr(&words),
-			      "time", sess_json_time((time_t)(a->at_usec / 1000000)));
+			      "time", ledger_json_time((time_t)(a->at_usec / 1000000)));
 		json_array_append_new(s->attempts, o);
 		buf_printf(&s->causes, "%s%s%s%s attempt %d of %d: %s", s->causes.len ? "; " : "",
 			   a->entry, a->number[0] ? " " : "", a->number, a->n, a->of,
@@ -804,7 +677,7 @@ static void sess_connected(struct sessions *m)
 	    "cause", "connected", "class", "none", "text",
 	    link_connect_text(s->link)[0] ? link_connect_text(s->link) : "up", "speed",
 	    link_speed(s->link));
-	json_object_set_new(o, "time", sess_json_time(clock_now()));
+	json_object_set_new(o, "time", ledger_json_time(clock_now()));
 	json_array_append_new(s->attempts, o);
 	sess_count(m, &s->names, 0, &c);
 	s->to_deliver = c.n;

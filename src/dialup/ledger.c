@@ -1,0 +1,70 @@
+/* The session ledger (see ledger.h): the record of every dial-up session,
+ * missed ones included, as one JSON line each. */
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dialup/ledger.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+
+json_t *ledger_json_time(time_t t)
+{
+	char iso[64];
+
+	if (t == 0)
+		return json_null();
+	clock_iso8601((int64_t)t * 1000000, iso, sizeof(iso));
+	return json_string(iso);
+}
+
+static json_t *ledger_string_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+/* The record as a JSON object, in the ledger's field order. */
+static json_t *ledger_json(const struct ledger_record *r, int64_t now)
+{
+	json_t *o = json_object();
+	char start[64];
+	int64_t up = r->connect_usec ? r->connect_usec : now;
+
+	clock_iso8601(r->start_usec, start, sizeof(start));
+	json_object_set_new(o, "start", json_string(start));
+	json_object_set_new(o, "slot", ledger_json_time(r->slot));
+	json_object_set_new(o, "reason", json_string(r->reason));
+	json_object_set_new(o, "result", json_string(r->ok ? "ok" : "missed"));
+	json_object_set_new(o, "attempts", json_incref(r->attempts));
+	json_object_set_new(o, "rounds", json_integer(r->rounds));
+	json_object_set_new(o, "entry", ledger_string_or_null(r->entry));
+	json_object_set_new(o, "dial_seconds", json_real((double)(up - r->start_usec) / 1e6));
+	json_object_set_new(o, "connect_seconds",
+			    json_real(r->connect_usec ? (double)(now - r->connect_usec) / 1e6 : 0));
+	json_object_set_new(o, "bytes_out", json_integer((json_int_t)r->bytes_out));
+	json_object_set_new(o, "bytes_in", json_integer((json_int_t)r->bytes_in));
+	json_object_set_new(o, "messages_out", json_integer(r->msgs_out));
+	json_object_set_new(o, "messages_in", json_integer(r->msgs_in));
+	json_object_set_new(o, "hangup_reason", ledger_string_or_null(r->hangup_reason));
+	json_object_set_new(o, "next_slot", ledger_json_time(r->next_slot));
+	return o;
+}
+
+void ledger_append(const char *dir, const struct ledger_record *r)
+{
+	char *path = xasprintf("%s/log/sessions.jsonl", dir);
+	json_t *o = ledger_json(r, clock_usec());
+	char *dump = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *line = xasprintf("%s\n", dump ? dump : "{}");
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+
+	if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line))
+		log_warn("session: cannot write %s", path);
+	if (fd >= 0)
+		close(fd);
+	json_decref(o);
+	free(dump);
+	free(line);
+	free(path);
+}

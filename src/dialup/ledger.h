@@ -1,0 +1,32 @@
+/* The session ledger: one JSON line per dial-up session in
+ * DIR/log/sessions.jsonl (what `dialmail sessions` reads). Invariant: a
+ * record is written with one write() on an O_APPEND descriptor. */
+#ifndef DIALUP_LEDGER_H
+#define DIALUP_LEDGER_H
+#include <stdint.h>
+#include <time.h>
+
+#include <jansson.h>
+
+/* What one session did; times in microseconds of the clock (lib/clock.h). */
+struct ledger_record {
+	int64_t start_usec;
+	time_t slot;	    /* the slot served, 0: none */
+	const char *reason; /* "scheduled", "catch-up", "dial command", "queued mail" */
+	int ok;
+	json_t *attempts; /* every dial attempt (borrowed) */
+	int rounds;
+	const char *entry;    /* the entry that came up, or NULL */
+	int64_t connect_usec; /* 0: never connected */
+	unsigned long long bytes_out, bytes_in;
+	unsigned msgs_out, msgs_in;
+	const char *hangup_reason; /* or NULL */
+	time_t next_slot;	   /* 0: none */
+};
+
+/* Appends r to DIR/log/sessions.jsonl (a failure is logged, not fatal). */
+void ledger_append(const char *dir, const struct ledger_record *r);
+/* t as an ISO 8601 string, or JSON null for 0. */
+json_t *ledger_json_time(time_t t);
+
+#endif
