@@ -34,8 +34,8 @@ struct link {
 	char number[64];
 	int64_t start_usec;
 	pid_t check_pid;	  /* type = command: a liveness check running, 0 if none */
-	long long check_deadline; /* serial_mono_ms() after which it is killed */
-	long long check_next;	  /* serial_mono_ms() when the next check may start */
+	long long check_deadline; /* clock_mono_ms() after which it is killed */
+	long long check_next;	  /* clock_mono_ms() when the next check may start */
 };
 
 /* The state of one round. */
@@ -84,14 +84,6 @@ static int link_time_left(const struct engine *g, int ms)
 	return clock_usec() + (int64_t)ms * 1000 < g->o->deadline_usec ? 0 : -1;
 }
 
-static void link_sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* The pause between attempts; -1 when the round must stop. */
 static int link_pause(struct engine *g, int ms)
 {
@@ -105,7 +97,7 @@ static int link_pause(struct engine *g, int ms)
 			return -1;
 		}
 	} else if (ms > 0)
-		link_sleep_ms(ms);
+		clock_sleep_ms(ms);
 	return 0;
 }
 
@@ -234,7 +226,7 @@ static int link_reap(pid_t pid)
 	for (int i = 0; i < 60; i++) {
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			return status;
-		link_sleep_ms(50);
+		clock_sleep_ms(50);
 	}
 	kill(-pid, SIGKILL);
 	kill(pid, SIGKILL);
@@ -280,7 +272,7 @@ static int link_run(const char *cmd, int io, int timeout_ms, struct cause *c)
 {
 	int pfd[2], status = 0;
 	struct buf out = BUF_INIT;
-	long long deadline = serial_mono_ms() + timeout_ms;
+	long long deadline = clock_mono_ms() + timeout_ms;
 	pid_t pid;
 	char last[100];
 
@@ -293,7 +285,7 @@ static int link_run(const char *cmd, int io, int timeout_ms, struct cause *c)
 	close(pfd[1]);
 	for (;;) {
 		struct pollfd p = {pfd[0], POLLIN, 0};
-		long long left = deadline - serial_mono_ms();
+		long long left = deadline - clock_mono_ms();
 		char data[512];
 		ssize_t n;
 
@@ -308,8 +300,8 @@ static int link_run(const char *cmd, int io, int timeout_ms, struct cause *c)
 			buf_append(&out, data, (size_t)n);
 	}
 	close(pfd[0]);
-	while (waitpid(pid, &status, WNOHANG) == 0 && serial_mono_ms() < deadline)
-		link_sleep_ms(10);
+	while (waitpid(pid, &status, WNOHANG) == 0 && clock_mono_ms() < deadline)
+		clock_sleep_ms(10);
 	link_last_line(&out, last, sizeof(last));
 	buf_free(&out);
 	if (waitpid(pid, &status, WNOHANG) == 0) {
@@ -359,7 +351,7 @@ static int link_ppp(struct link *l, struct cause *c)
 {
 	const struct phonebook_entry *e = l->e;
 	char **argv = link_pppd_argv(e);
-	long long start = serial_mono_ms();
+	long long start = clock_mono_ms();
 	int status;
 
 	if (e->ppp_up_file[0])
@@ -373,7 +365,7 @@ static int link_ppp(struct link *l, struct cause *c)
 	l->pppd = link_spawn(argv, NULL, l->m.port.fd, -1);
 	link_argv_free(argv);
 	for (;;) {
-		long long ran = serial_mono_ms() - start;
+		long long ran = clock_mono_ms() - start;
 		pid_t r = waitpid(l->pppd, &status, WNOHANG);
 
 		if (r == l->pppd) {
@@ -398,7 +390,7 @@ static int link_ppp(struct link *l, struct cause *c)
 			cause_set(c, CAUSE_PPP_UP_TIMEOUT, NULL);
 			return -1;
 		}
-		link_sleep_ms(50);
+		clock_sleep_ms(50);
 	}
 }
 
@@ -608,20 +600,20 @@ round_over:
 /* up, then check until it passes, all within up_timeout. */
 static int link_command_up(const struct phonebook_entry *e, struct cause *c)
 {
-	long long deadline = serial_mono_ms() + e->up_timeout_ms;
+	long long deadline = clock_mono_ms() + e->up_timeout_ms;
 
 	if (link_run(e->up, -1, e->up_timeout_ms, c) < 0)
 		return -1;
 	if (!e->check[0])
 		return 0;
 	for (;;) {
-		long long left = deadline - serial_mono_ms();
+		long long left = deadline - clock_mono_ms();
 		if (left <= 0)
 			break;
 		if (link_run(e->check, -1, (int)left, c) == 0)
 			return 0;
-		if (deadline - serial_mono_ms() > LINK_CHECK_EVERY_MS)
-			link_sleep_ms(LINK_CHECK_EVERY_MS);
+		if (deadline - clock_mono_ms() > LINK_CHECK_EVERY_MS)
+			clock_sleep_ms(LINK_CHECK_EVERY_MS);
 		else
 			break;
 	}
@@ -791,7 +783,7 @@ int link_alive(struct link *l, struct cause *c)
  * started at most every LINK_ALIVE_CHECK_MS, reaped by later calls. */
 int link_check_poll(struct link *l, struct cause *c)
 {
-	long long now = serial_mono_ms();
+	long long now = clock_mono_ms();
 	int status;
 	pid_t r;
 
