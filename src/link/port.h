@@ -1,10 +1,10 @@
 /* The line a modem's AT dialogue runs over, as a family of back-ends: each
  * kind of port is one file filling one struct port_ops, and port.c's table
- * lists them. A serial tty (serial.c) is the one kind today; an AT terminal
- * on a TCP port (satellite terminals, cellular routers) is one more file,
- * say port_tcp.c with its own ops and a device prefix such as "tcp:", and
- * one row in the table; modem.c and the link types need no change, since
- * they see only this interface and the line's descriptor.
+ * lists them. Two kinds: a serial tty (serial.c) and an AT terminal on a
+ * TCP port (port_tcp.c, "tcp:HOST:PORT": satellite terminals, cellular
+ * routers). Another kind is one more file, its ops named below and a row in
+ * the table; modem.c and the link types need no change, since they see only
+ * this interface and the line's descriptor.
  * Invariant: fd is the descriptor carrying the line (the data phase, pppd or
  * SMTP on the line, is handed it), -1 when the port is closed; no operation
  * blocks longer than its timeout (plus the hold time in a hang-up). */
@@ -48,8 +48,12 @@ struct port_ops {
 struct port {
 	const struct port_ops *ops; /* the back-end; NULL when closed */
 	int fd;			    /* the line; -1 when closed */
+	char *device;		    /* spec->device while open (port_open owns it) */
 	void *state;		    /* the back-end's own */
 };
+
+/* The back-ends, each in its own file. */
+extern const struct port_ops serial_port_ops, port_tcp_ops;
 
 /* Opens spec->device with the first back-end whose prefix it has. */
 int port_open(struct port *p, const struct port_spec *spec, struct cause *c);
@@ -59,5 +63,11 @@ void port_drain(struct port *p);
 int port_hangup(struct port *p, int hold_ms, struct cause *c);
 /* Safe on a closed port. */
 void port_close(struct port *p);
+
+/* The read and write of a back-end whose line is p->fd (non-blocking),
+ * bounded by poll(). A failure is CAUSE_DEVICE_GONE with p->device in its
+ * words; end of file, CAUSE_CARRIER_LOST. */
+ssize_t port_fd_read(struct port *p, void *data, size_t len, int timeout_ms, struct cause *c);
+int port_fd_write(struct port *p, const void *data, size_t len, int timeout_ms, struct cause *c);
 
 #endif

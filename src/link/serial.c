@@ -5,7 +5,6 @@
  * hang-up). */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +21,6 @@
 
 /* A serial port's state behind struct port (whose fd is the open tty). */
 struct serial {
-	char *device;	/* "/dev/ttyS0" */
 	char *lockfile; /* "LOCK_DIR/LCK..ttyS0", NULL when not locked */
 	int speed;	/* bits per second */
 	int hwflow;	/* RTS/CTS */
@@ -187,7 +185,7 @@ static int serial_setup(struct port *p, struct cause *c)
 
 	if (!isatty(p->fd) || tcgetattr(p->fd, &t) < 0) {
 		cause_set(c, CAUSE_DEVICE_ERROR, NULL);
-		snprintf(c->words, sizeof(c->words), "%s is not a terminal", s->device);
+		snprintf(c->words, sizeof(c->words), "%s is not a terminal", p->device);
 		return -1;
 	}
 	if (serial_speed_code(s->speed, &code) < 0) {
@@ -206,7 +204,7 @@ static int serial_setup(struct port *p, struct cause *c)
 	cfsetispeed(&t, code);
 	cfsetospeed(&t, code);
 	if (tcsetattr(p->fd, TCSANOW, &t) < 0) {
-		serial_errno_cause(c, s->device, "cannot set up", errno);
+		serial_errno_cause(c, p->device, "cannot set up", errno);
 		return -1;
 	}
 	return 0;
@@ -214,11 +212,9 @@ static int serial_setup(struct port *p, struct cause *c)
 
 static int serial_open_fd(struct port *p, struct cause *c)
 {
-	struct serial *s = p->state;
-
-	p->fd = open(s->device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	p->fd = open(p->device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 	if (p->fd < 0) {
-		serial_errno_cause(c, s->device, "cannot open", errno);
+		serial_errno_cause(c, p->device, "cannot open", errno);
 		return -1;
 	}
 	if (serial_setup(p, c) < 0) {
@@ -241,7 +237,6 @@ static int serial_open(struct port *p, const struct port_spec *spec, struct caus
 		return -1;
 	}
 	s = p->state = xcalloc(1, sizeof(*s));
-	s->device = xstrdup(spec->device);
 	s->speed = spec->speed;
 	s->hwflow = spec->hwflow;
 	if (spec->lock_dir && serial_lock(spec->lock_dir, spec->device, &s->lockfile, c) < 0)
@@ -294,89 +289,9 @@ static void serial_close(struct port *p)
 	p->fd = -1;
 	if (s) {
 		serial_unlock(&s->lockfile);
-		free(s->device);
 		free(s);
 	}
 	p->state = NULL;
-}
-
-static void serial_io_cause(struct port *p, struct cause *c, int err)
-{
-	struct serial *s = p->state;
-
-	cause_set(c, CAUSE_DEVICE_GONE, NULL);
-	snprintf(c->words, sizeof(c->words), "%s: %s", s->device, strerror(err));
-}
-
-static int serial_write(struct port *p, const void *data, size_t len, int timeout_ms,
-			struct cause *c)
-{
-	const char *d = data;
-	long long deadline = clock_mono_ms() + timeout_ms;
-
-	while (len > 0) {
-		struct pollfd pfd = {p->fd, POLLOUT, 0};
-		long long left = deadline - clock_mono_ms();
-		ssize_t n;
-
-		if (left <= 0) {
-			cause_set(c, CAUSE_NO_RESPONSE,
-				  "the modem does not accept data (flow control?)");
-			return -1;
-		}
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
-			serial_io_cause(p, c, errno);
-			return -1;
-		}
-		n = write(p->fd, d, len);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n < 0) {
-			serial_io_cause(p, c, errno);
-			return -1;
-		}
-		d += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static ssize_t serial_read(struct port *p, void *data, size_t len, int timeout_ms, struct cause *c)
-{
-	long long deadline = clock_mono_ms() + timeout_ms;
-
-	for (;;) {
-		struct pollfd pfd = {p->fd, POLLIN, 0};
-		long long left = deadline - clock_mono_ms();
-		int rc;
-		ssize_t n;
-
-		if (left < 0)
-			left = 0;
-		rc = poll(&pfd, 1, (int)left);
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc < 0) {
-			serial_io_cause(p, c, errno);
-			return -1;
-		}
-		if (rc == 0)
-			return 0;
-		n = read(p->fd, data, len);
-		if (n > 0)
-			return n;
-		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-			if (left == 0)
-				return 0;
-			continue;
-		}
-		if (n == 0) {
-			cause_set(c, CAUSE_CARRIER_LOST, "end of file on the line");
-			return -1;
-		}
-		serial_io_cause(p, c, errno);
-		return -1;
-	}
 }
 
 static void serial_drain(struct port *p)
@@ -389,8 +304,8 @@ const struct port_ops serial_port_ops = {
     .name = "serial",
     .prefix = NULL,
     .open = serial_open,
-    .read = serial_read,
-    .write = serial_write,
+    .read = port_fd_read,
+    .write = port_fd_write,
     .drain = serial_drain,
     .hangup = serial_hangup,
     .close = serial_close,

@@ -14,7 +14,8 @@ char *serial_lock_path(const char *lock_dir, const char *device);
 int serial_lock(const char *lock_dir, const char *device, char **lockfile, struct cause *c);
 void serial_unlock(char **lockfile);
 
-/* The serial back-end of port.h, the row for any device path. open: locks
+/* The serial back-end (serial_port_ops in port.h), the row for any device
+ * path. open: locks
  * and opens the device (O_NOCTTY|O_NONBLOCK), raw mode, speed, HUPCL, CLOCAL
  * until the call is up, CRTSCTS if hwflow (device missing, busy, not a tty,
  * ... in c). hangup: drops DTR (TIOCMBIC) for hold_ms, then closes and
@@ -22,6 +23,4 @@ void serial_unlock(char **lockfile);
  * slave is what its master sees (EIO/hang-up), so close-and-reopen is the
  * portable hang-up. close: drops DTR, closes, removes the lock. read: EIO
  * on a pty whose master closed is a hang-up. */
-extern const struct port_ops serial_port_ops;
-
 #endif
