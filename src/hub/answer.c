@@ -145,12 +145,12 @@ static int answer_await_call(struct answer_line *L)
 			return -1;
 		}
 		if (r == 0) {
-			if (L->rings && serial_mono_ms() - last > ANSWER_RING_GAP_MS)
+			if (L->rings && clock_mono_ms() - last > ANSWER_RING_GAP_MS)
 				L->rings = 0; /* the caller gave up */
 			continue;
 		}
 		L->rings++;
-		last = serial_mono_ms();
+		last = clock_mono_ms();
 		if (L->rings >= L->e->rings)
 			return 1;
 	}
@@ -175,11 +175,10 @@ static void answer_hand_over(struct answer_line *L)
  * hang-up flushes it), and the modem had a moment to send what it holds. */
 static void answer_let_out(struct answer_line *L)
 {
-	long long until = serial_mono_ms() + ANSWER_OUTQ_WAIT_MS;
+	long long until = clock_mono_ms() + ANSWER_OUTQ_WAIT_MS;
 	int queued = 0;
 
-	while (ioctl(L->m.port.fd, TIOCOUTQ, &queued) == 0 && queued > 0 &&
-	       serial_mono_ms() < until)
+	while (ioctl(L->m.port.fd, TIOCOUTQ, &queued) == 0 && queued > 0 && clock_mono_ms() < until)
 		answer_pause(L->a, 50);
 	answer_pause(L->a, ANSWER_GUARD_MS);
 }

@@ -1,4 +1,5 @@
 /* Real or frozen time for the whole program. */
+#include <errno.h>
 #include <stdio.h>
 #include <sys/time.h>
 
@@ -48,4 +49,20 @@ void clock_iso8601(int64_t usec, char *out, size_t outlen)
 	gmtime_r(&t, &tm);
 	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(out, outlen, "%s.%03dZ", base, (int)((usec / 1000) % 1000));
+}
+
+long long clock_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void clock_sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }

@@ -14,4 +14,10 @@ void clock_rfc5322(time_t t, char *out, size_t outlen);
 /* ISO 8601 UTC with milliseconds, e.g. "2026-11-25T12:07:24.123Z". */
 void clock_iso8601(int64_t usec, char *out, size_t outlen);
 
+/* Monotonic milliseconds and a real sleep, for I/O deadlines only: a real
+ * device or child process needs real time even when a test freezes the
+ * wall clock above. */
+long long clock_mono_ms(void);
+void clock_sleep_ms(int ms);
+
 #endif

@@ -1,41 +1,27 @@
 /* The attempt engine behind link.h: for each entry, each number, up to
  * redial_attempts calls; transient causes redial, modem trouble recovers the
  * modem and retries, configuration causes skip the entry for this window.
+ * What an attempt is belongs to the entry's link type (link_type.h: one
+ * file a type, listed in link_types below); this file only decides and logs.
  * Invariant: every failed attempt produces exactly one 4106 event whose text
  * carries the cause in words, and link_up never outlives its round. */
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "mail/event.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
-#include "link/link.h"
-#include "link/modem.h"
+#include "link/link_type.h"
 
-#define LINK_MAX_MODEM_TROUBLE 2    /* consecutive modem troubles before giving up an entry */
-#define LINK_PPP_SETTLE_MS     3000 /* pppd without ppp_up_file: up once it ran this long */
-#define LINK_CHECK_EVERY_MS    500  /* type command: pause between check runs */
+#define LINK_MAX_MODEM_TROUBLE 2 /* consecutive modem troubles before giving up an entry */
 
-struct link {
-	const struct phonebook_entry *e;
-	struct modem m;
-	int have_modem;
-	pid_t pppd; /* data = ppp: the pppd child, 0 if none */
-	char number[64];
-	int64_t start_usec;
-	pid_t check_pid;	  /* type = command: a liveness check running, 0 if none */
-	long long check_deadline; /* serial_mono_ms() after which it is killed */
-	long long check_next;	  /* serial_mono_ms() when the next check may start */
+/* The link types; an entry whose type has no row is a modem, the first. */
+static const struct link_type *const link_types[] = {
+    &link_type_modem,
+    &link_type_command,
+    &link_type_always,
 };
 
 /* The state of one round. */
@@ -84,14 +70,6 @@ static int link_time_left(const struct engine *g, int ms)
 	return clock_usec() + (int64_t)ms * 1000 < g->o->deadline_usec ? 0 : -1;
 }
 
-static void link_sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* The pause between attempts; -1 when the round must stop. */
 static int link_pause(struct engine *g, int ms)
 {
@@ -105,7 +83,7 @@ static int link_pause(struct engine *g, int ms)
 			return -1;
 		}
 	} else if (ms > 0)
-		link_sleep_ms(ms);
+		clock_sleep_ms(ms);
 	return 0;
 }
 
@@ -199,223 +177,6 @@ static void link_dialing(struct engine *g, const struct phonebook_entry *e, cons
 			   phonebook_type_name(e->type), n, of);
 }
 
-/* --- child processes (pppd, link commands) ------------------------------ */
-
-/* Starts argv (or "sh -c cmd" when argv is NULL) with io as stdin and stdout
- * (-1: /dev/null) and out_fd as stderr (and stdout when io is -1). */
-static pid_t link_spawn(char *const *argv, const char *cmd, int io, int out_fd)
-{
-	pid_t pid = fork();
-
-	if (pid != 0)
-		return pid;
-	setpgid(0, 0);
-	int null = open("/dev/null", O_RDWR);
-	dup2(io >= 0 ? io : null, 0);
-	dup2(io >= 0 ? io : (out_fd >= 0 ? out_fd : null), 1);
-	dup2(out_fd >= 0 ? out_fd : null, 2);
-	for (int fd = 3; fd < 1024; fd++)
-		close(fd);
-	signal(SIGPIPE, SIG_DFL);
-	if (argv)
-		execv(argv[0], argv);
-	else
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-	_exit(127);
-}
-
-/* Stops a child and its process group: SIGTERM, up to 3 s, then SIGKILL. */
-static int link_reap(pid_t pid)
-{
-	int status = 0;
-
-	kill(-pid, SIGTERM);
-	kill(pid, SIGTERM);
-	for (int i = 0; i < 60; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return status;
-		link_sleep_ms(50);
-	}
-	kill(-pid, SIGKILL);
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	return status;
-}
-
-/* The last non-empty line of a command's output, for the cause words. */
-static void link_last_line(const struct buf *out, char *words, size_t len)
-{
-	const char *s = out->data ? out->data : "";
-	const char *end = s + out->len, *start;
-
-	while (end > s && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
-		end--;
-	start = end;
-	while (start > s && start[-1] != '\n')
-		start--;
-	snprintf(words, len, "%.*s", (int)(end - start), start);
-}
-
-/* A finished command's wait status as a cause: 0 for exit 0, else -1 with c
- * set (signal, not found, exit status; last: its last line of output). */
-static int link_status_cause(const char *cmd, int status, const char *last, struct cause *c)
-{
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
-	if (WIFSIGNALED(status)) {
-		cause_set(c, CAUSE_CMD_SIGNAL, last);
-		c->code = WTERMSIG(status);
-	} else if (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127) {
-		cause_set(c, CAUSE_CMD_NOT_FOUND, last[0] ? last : cmd);
-	} else {
-		cause_set(c, CAUSE_CMD_EXIT, last);
-		c->code = WEXITSTATUS(status);
-	}
-	return -1;
-}
-
-/* Runs "sh -c cmd" within timeout_ms; 0 on exit 0, else -1 with c set to
- * the exit status, signal, not-found or timeout, with its last output line. */
-static int link_run(const char *cmd, int io, int timeout_ms, struct cause *c)
-{
-	int pfd[2], status = 0;
-	struct buf out = BUF_INIT;
-	long long deadline = serial_mono_ms() + timeout_ms;
-	pid_t pid;
-	char last[100];
-
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		cause_set(c, CAUSE_CMD_EXIT, strerror(errno));
-		c->code = -1;
-		return -1;
-	}
-	pid = link_spawn(NULL, cmd, io, pfd[1]);
-	close(pfd[1]);
-	for (;;) {
-		struct pollfd p = {pfd[0], POLLIN, 0};
-		long long left = deadline - serial_mono_ms();
-		char data[512];
-		ssize_t n;
-
-		if (left <= 0)
-			break;
-		if (poll(&p, 1, (int)left) <= 0)
-			continue;
-		n = read(pfd[0], data, sizeof(data));
-		if (n <= 0)
-			break; /* the command closed its output: it has ended (or daemonised) */
-		if (out.len < 4096)
-			buf_append(&out, data, (size_t)n);
-	}
-	close(pfd[0]);
-	while (waitpid(pid, &status, WNOHANG) == 0 && serial_mono_ms() < deadline)
-		link_sleep_ms(10);
-	link_last_line(&out, last, sizeof(last));
-	buf_free(&out);
-	if (waitpid(pid, &status, WNOHANG) == 0) {
-		link_reap(pid);
-		cause_set(c, CAUSE_CMD_TIMEOUT, NULL);
-		snprintf(c->words, sizeof(c->words), "'%.60s' ran longer than %d ms", cmd,
-			 timeout_ms);
-		return -1;
-	}
-	return link_status_cause(cmd, status, last, c);
-}
-
-/* --- data phase ------------------------------------------------------- */
-
-/* pppd argv: PPPD nodetach OPTIONS... [ipparam UPFILE] */
-static char **link_pppd_argv(const struct phonebook_entry *e)
-{
-	struct strlist opts = {0};
-	char **argv;
-	size_t n = 0;
-
-	strlist_split(&opts, e->ppp_options);
-	argv = xcalloc(opts.n + 5, sizeof(char *));
-	argv[n++] = xstrdup(e->pppd);
-	argv[n++] = xstrdup("nodetach");
-	for (size_t i = 0; i < opts.n; i++)
-		argv[n++] = xstrdup(opts.v[i]);
-	if (e->ppp_up_file[0]) {
-		argv[n++] = xstrdup("ipparam");
-		argv[n++] = xstrdup(e->ppp_up_file);
-	}
-	strlist_free(&opts);
-	return argv;
-}
-
-static void link_argv_free(char **argv)
-{
-	for (size_t i = 0; argv[i]; i++)
-		free(argv[i]);
-	free(argv);
-}
-
-/* Runs pppd on the connected line and waits for its ip-up signal: the
- * ppp_up_file appearing (an ip-up script touches "$6", the ipparam), or,
- * without one, pppd still running after a settle time. */
-static int link_ppp(struct link *l, struct cause *c)
-{
-	const struct phonebook_entry *e = l->e;
-	char **argv = link_pppd_argv(e);
-	long long start = serial_mono_ms();
-	int status;
-
-	if (e->ppp_up_file[0])
-		unlink(e->ppp_up_file);
-	if (access(argv[0], X_OK) < 0) {
-		cause_set(c, CAUSE_PPP_NO_START, NULL);
-		snprintf(c->words, sizeof(c->words), "%.80s: %s", argv[0], strerror(errno));
-		link_argv_free(argv);
-		return -1;
-	}
-	l->pppd = link_spawn(argv, NULL, l->m.port.fd, -1);
-	link_argv_free(argv);
-	for (;;) {
-		long long ran = serial_mono_ms() - start;
-		pid_t r = waitpid(l->pppd, &status, WNOHANG);
-
-		if (r == l->pppd) {
-			l->pppd = 0;
-			if (WIFSIGNALED(status)) {
-				cause_set(c, CAUSE_PPP_SIGNAL, strsignal(WTERMSIG(status)));
-				c->code = 5;
-			} else {
-				cause_set(c, cause_from_pppd(WEXITSTATUS(status)), NULL);
-				c->code = WEXITSTATUS(status);
-				if (c->id == CAUSE_OK)
-					cause_set(c, CAUSE_CARRIER_LOST, "pppd ended at once");
-			}
-			return -1;
-		}
-		if (e->ppp_up_file[0] ? access(e->ppp_up_file, F_OK) == 0
-				      : ran >= LINK_PPP_SETTLE_MS)
-			return 0;
-		if (ran >= e->up_timeout_ms) {
-			link_reap(l->pppd);
-			l->pppd = 0;
-			cause_set(c, CAUSE_PPP_UP_TIMEOUT, NULL);
-			return -1;
-		}
-		link_sleep_ms(50);
-	}
-}
-
-static int link_data_phase(struct link *l, struct cause *c)
-{
-	switch (l->e->data) {
-	case PB_DATA_NONE:
-	case PB_DATA_DIRECT:
-		return 0;
-	case PB_DATA_PPP:
-		return link_ppp(l, c);
-	case PB_DATA_COMMAND:
-		return link_run(l->e->up, l->m.port.fd, l->e->up_timeout_ms, c);
-	}
-	return 0;
-}
-
 /* The caller's mail-path check, if any. */
 static int link_check_path(struct engine *g, const struct phonebook_entry *e, struct cause *c)
 {
@@ -430,15 +191,32 @@ static int link_check_path(struct engine *g, const struct phonebook_entry *e, st
 	return rc;
 }
 
-static struct link *link_new(const struct phonebook_entry *e, const char *number)
+static const struct link_type *link_type_of(const struct phonebook_entry *e)
+{
+	const char *name = phonebook_type_name(e->type);
+
+	for (size_t i = 0; i < sizeof(link_types) / sizeof(link_types[0]); i++)
+		if (strcmp(link_types[i]->name, name) == 0)
+			return link_types[i];
+	return link_types[0];
+}
+
+static struct link *link_new(const struct phonebook_entry *e)
 {
 	struct link *l = xcalloc(1, sizeof(*l));
 
 	l->e = e;
-	l->m.port.fd = -1;
-	snprintf(l->number, sizeof(l->number), "%s", number);
+	l->type = link_type_of(e);
+	if (l->type->state_size)
+		l->state = xcalloc(1, l->type->state_size);
 	l->start_usec = clock_usec();
 	return l;
+}
+
+static void link_free(struct link *l)
+{
+	free(l->state);
+	free(l);
 }
 
 static void link_connected(struct engine *g, struct link *l)
@@ -447,12 +225,12 @@ static void link_connected(struct engine *g, struct link *l)
 	const char *kv[] = {"entry", l->e->name, "number", l->number[0] ? l->number : NULL,
 			    "speed", speed,	 NULL};
 
-	snprintf(speed, sizeof(speed), "%d", l->m.speed);
-	if (l->e->type == PB_MODEM)
+	snprintf(speed, sizeof(speed), "%d", l->speed);
+	if (l->type->dials)
 		link_event(g, EV_DIALUP_CONNECTED, kv,
 			   "The dial-up connection '%s' was established: number %s, %s (%d bps), "
 			   "data phase %s",
-			   l->e->name, l->number, l->m.connect, l->m.speed,
+			   l->e->name, l->number, l->connect, l->speed,
 			   phonebook_data_name(l->e->data));
 	else
 		link_event(g, EV_DIALUP_CONNECTED, kv,
@@ -460,20 +238,7 @@ static void link_connected(struct engine *g, struct link *l)
 			   phonebook_type_name(l->e->type));
 }
 
-/* Stops the data phase of a failed call and hangs the modem up. */
-static void link_abort_call(struct engine *g, struct link *l)
-{
-	struct cause ignored;
-
-	if (l->pppd) {
-		link_reap(l->pppd);
-		l->pppd = 0;
-	}
-	if (l->m.connect[0])
-		modem_hangup(&l->m, link_hold_ms(g), &ignored);
-}
-
-/* --- type = modem -------------------------------------------------------- */
+/* --- the attempts of one entry -------------------------------------------- */
 
 /* Recovery after modem trouble, with its event; 0 when the modem answers. */
 static int link_recover(struct engine *g, struct link *l, const struct cause *why)
@@ -484,7 +249,7 @@ static int link_recover(struct engine *g, struct link *l, const struct cause *wh
 
 	g->rep->recoveries++;
 	cause_describe(why, &words);
-	rc = modem_recover(&l->m, link_hold_ms(g), &c);
+	rc = l->type->recover(l, link_hold_ms(g), &c);
 	if (rc == 0) {
 		const char *kv[] = {"entry", l->e->name, "result", "recovered", NULL};
 		g->rep->recoveries_ok++;
@@ -506,166 +271,146 @@ static int link_recover(struct engine *g, struct link *l, const struct cause *wh
 	return rc;
 }
 
-/* One call: init, dial, data phase, mail-path check. 0 when up. */
-static int link_call(struct engine *g, struct link *l, const char *number, struct cause *c)
+/* One attempt: the type's call, what runs on the line, the caller's
+ * mail-path check; a failure undoes what the attempt started. 0 when up. */
+static int link_attempt(struct engine *g, struct link *l, const char *number, struct cause *c)
 {
+	const struct link_type *t = l->type;
+
 	snprintf(l->number, sizeof(l->number), "%s", number);
-	if (modem_init(&l->m, c) < 0 || modem_dial(&l->m, number, c) < 0)
-		return -1;
-	link_progress(g, l->m.connect);
-	if (link_data_phase(l, c) < 0 || link_check_path(g, l->e, c) < 0) {
-		link_abort_call(g, l);
-		return -1;
-	}
+	if (t->call(l, number, c) < 0)
+		goto fail;
+	if (l->connect[0])
+		link_progress(g, l->connect);
+	if ((t->start && t->start(l, c) < 0) || link_check_path(g, l->e, c) < 0)
+		goto fail;
 	return 0;
+fail:
+	if (t->abort)
+		t->abort(l, link_hold_ms(g));
+	return -1;
 }
 
-/* After a failed call: what next, given the class and where we are. */
-static enum next_step link_decide(const struct cause *c, int k, int of, int last_number,
-				  int troubles)
+/* After a failed attempt k: what next, given the class and where we are.
+ * A type that cannot recover redials after trouble of class CC_MODEM. */
+static enum next_step link_decide(const struct link *l, const struct cause *c, int k,
+				  int last_number, int troubles)
 {
 	switch (cause_class(c->id)) {
 	case CC_CONFIG:
 		return NEXT_SKIP;
 	case CC_MODEM:
-		return troubles >= LINK_MAX_MODEM_TROUBLE ? NEXT_ENTRY : NEXT_RECOVER;
+		if (l->type->recover)
+			return troubles >= LINK_MAX_MODEM_TROUBLE ? NEXT_ENTRY : NEXT_RECOVER;
+		break;
 	default:
 		break;
 	}
-	if (k < of)
+	if (k < l->e->redial_attempts)
 		return NEXT_REDIAL;
 	return last_number ? NEXT_ENTRY : NEXT_NUMBER;
 }
 
-/* 1 up (*out set), 0 entry done (try the next), -1 round over. */
-static int link_try_modem(struct engine *g, const struct phonebook_entry *e, struct link **out)
+/* Carries out next after a failed attempt *k: 0 go on (*k and *recovered
+ * set for the following attempt), 1 the entry is done, -1 the round is over. */
+static int link_next(struct engine *g, struct link *l, enum next_step next, const struct cause *c,
+		     int *k, int *recovered)
 {
-	struct link *l = link_new(e, "");
+	*recovered = 0;
+	switch (next) {
+	case NEXT_SKIP:
+		link_skipped(g, l->e, c);
+		return 1;
+	case NEXT_ENTRY:
+		return 1;
+	case NEXT_RECOVER:
+		if (link_recover(g, l, c) < 0)
+			return 1;
+		*recovered = 1;
+		(*k)--; /* the retry after recovery is the same attempt */
+		return 0;
+	case NEXT_REDIAL:
+		return link_pause(g, l->e->redial_interval_ms) < 0 ? -1 : 0;
+	case NEXT_NUMBER:
+		*k = l->e->redial_attempts; /* on to the next number */
+		return 0;
+	}
+	return 0;
+}
+
+/* Each number (one "" for a type that does not dial), up to redial_attempts
+ * each. 1 up, 0 entry done (try the next), -1 round over. */
+static int link_attempts(struct engine *g, struct link *l)
+{
+	const struct phonebook_entry *e = l->e;
+	size_t n = l->type->dials ? e->numbers.n : 1;
 	struct cause c = {0};
 	int troubles = 0, recovered = 0;
 
-	if (modem_open(&l->m, e, g->o->lock_dir, &c) < 0) {
-		int config = cause_class(c.id) == CC_CONFIG;
-		link_failed(g, e, "", 1, 1, &c, config ? NEXT_SKIP : NEXT_ENTRY);
-		if (config)
-			link_skipped(g, e, &c);
-		free(l);
-		return 0;
-	}
-	l->have_modem = 1;
-	for (size_t ni = 0; ni < e->numbers.n; ni++) {
-		const char *number = e->numbers.v[ni];
+	for (size_t ni = 0; ni < n; ni++) {
+		const char *number = l->type->dials ? e->numbers.v[ni] : "";
 		for (int k = 1; k <= e->redial_attempts; k++) {
 			enum next_step next;
+			int rc;
 			if (link_time_left(g, 0) < 0) {
 				g->rep->window_closed = 1;
-				goto round_over;
+				return -1;
 			}
 			link_dialing(g, e, number, k, e->redial_attempts, recovered);
-			if (link_call(g, l, number, &c) == 0) {
-				*out = l;
+			if (link_attempt(g, l, number, &c) == 0)
 				return 1;
-			}
 			troubles = cause_class(c.id) == CC_MODEM ? troubles + 1 : 0;
-			next = link_decide(&c, k, e->redial_attempts, ni + 1 == e->numbers.n,
-					   troubles);
+			next = link_decide(l, &c, k, ni + 1 == n, troubles);
 			link_failed(g, e, number, k, e->redial_attempts, &c, next);
-			recovered = 0;
-			switch (next) {
-			case NEXT_SKIP:
-				link_skipped(g, e, &c);
-				goto entry_done;
-			case NEXT_ENTRY:
-				goto entry_done;
-			case NEXT_RECOVER:
-				if (link_recover(g, l, &c) < 0)
-					goto entry_done;
-				recovered = 1;
-				k--; /* the retry after recovery is the same attempt */
-				break;
-			case NEXT_REDIAL:
-				if (link_pause(g, e->redial_interval_ms) < 0)
-					goto round_over;
-				break;
-			case NEXT_NUMBER:
-				k = e->redial_attempts; /* on to the next number */
-				break;
-			}
+			rc = link_next(g, l, next, &c, &k, &recovered);
+			if (rc != 0)
+				return rc > 0 ? 0 : -1;
 		}
 	}
-entry_done:
-	modem_close(&l->m);
-	free(l);
 	return 0;
-round_over:
-	modem_close(&l->m);
-	free(l);
-	return -1;
 }
 
-/* --- type = command and always ---------------------------------------- */
-
-/* up, then check until it passes, all within up_timeout. */
-static int link_command_up(const struct phonebook_entry *e, struct cause *c)
+/* The device could not be opened: one failed attempt, and for a fault of
+ * the configuration the entry is skipped for the window. */
+static void link_open_failed(struct engine *g, const struct phonebook_entry *e,
+			     const struct cause *c)
 {
-	long long deadline = serial_mono_ms() + e->up_timeout_ms;
+	int config = cause_class(c->id) == CC_CONFIG;
 
-	if (link_run(e->up, -1, e->up_timeout_ms, c) < 0)
-		return -1;
-	if (!e->check[0])
-		return 0;
-	for (;;) {
-		long long left = deadline - serial_mono_ms();
-		if (left <= 0)
-			break;
-		if (link_run(e->check, -1, (int)left, c) == 0)
-			return 0;
-		if (deadline - serial_mono_ms() > LINK_CHECK_EVERY_MS)
-			link_sleep_ms(LINK_CHECK_EVERY_MS);
-		else
-			break;
-	}
-	struct buf words = BUF_INIT;
-	buf_printf(&words, "'%.50s' did not pass within %d ms%s%.60s", e->check, e->up_timeout_ms,
-		   c->words[0] ? ": " : "", c->words);
-	cause_set(c, CAUSE_CHECK_FAILED, buf_cstr(&words));
-	buf_free(&words);
-	return -1;
+	link_failed(g, e, "", 1, 1, c, config ? NEXT_SKIP : NEXT_ENTRY);
+	if (config)
+		link_skipped(g, e, c);
 }
 
-static int link_try_command(struct engine *g, const struct phonebook_entry *e, struct link **out)
+/* One entry: 1 up (*out set), 0 entry done (try the next), -1 round over. */
+static int link_try(struct engine *g, const struct phonebook_entry *e, struct link **out)
 {
+	struct link *l = link_new(e);
 	struct cause c = {0};
+	int rc;
 
-	for (int k = 1; k <= e->redial_attempts; k++) {
-		enum next_step next;
-		if (link_time_left(g, 0) < 0) {
-			g->rep->window_closed = 1;
-			return -1;
-		}
-		link_dialing(g, e, "", k, e->redial_attempts, 0);
-		if (link_command_up(e, &c) == 0 && link_check_path(g, e, &c) == 0) {
-			*out = link_new(e, "");
-			return 1;
-		}
-		if (e->down[0]) {
-			struct cause ignored;
-			link_run(e->down, -1, e->up_timeout_ms, &ignored);
-		}
-		next = link_decide(&c, k, e->redial_attempts, 1, 0);
-		if (next == NEXT_RECOVER)
-			next = k < e->redial_attempts ? NEXT_REDIAL : NEXT_ENTRY;
-		link_failed(g, e, "", k, e->redial_attempts, &c, next);
-		if (next == NEXT_SKIP) {
-			link_skipped(g, e, &c);
-			return 0;
-		}
-		if (next != NEXT_REDIAL)
-			return 0;
-		if (link_pause(g, e->redial_interval_ms) < 0)
-			return -1;
+	if (l->type->call == NULL) { /* up without an attempt */
+		*out = l;
+		return 1;
 	}
-	return 0;
+	if (l->type->open && l->type->open(l, g->o->lock_dir, &c) < 0) {
+		link_open_failed(g, e, &c);
+		link_free(l);
+		return 0;
+	}
+	rc = link_attempts(g, l);
+	if (rc == 1) {
+		/* Event 4102 counts a link's time from the opening of its
+		 * device (dialling included), or without one from now. */
+		if (l->type->open == NULL)
+			l->start_usec = clock_usec();
+		*out = l;
+		return 1;
+	}
+	if (l->type->close)
+		l->type->close(l);
+	link_free(l);
+	return rc;
 }
 
 /* --- the round ---------------------------------------------------------- */
@@ -689,16 +434,7 @@ int link_up(const struct phonebook_entry *const *entries, size_t n, const struct
 	*out = NULL;
 	memset(rep, 0, sizeof(*rep));
 	for (size_t i = 0; i < n; i++) {
-		const struct phonebook_entry *e = entries[i];
-		int rc;
-
-		if (e->type == PB_ALWAYS) {
-			*out = link_new(e, "");
-			rc = 1;
-		} else if (e->type == PB_COMMAND)
-			rc = link_try_command(&g, e, out);
-		else
-			rc = link_try_modem(&g, e, out);
+		int rc = link_try(&g, entries[i], out);
 		if (rc == 1) {
 			link_connected(&g, *out);
 			return 0;
@@ -753,73 +489,22 @@ const char *link_number(const struct link *l)
 
 int link_speed(const struct link *l)
 {
-	return l->m.speed;
+	return l->speed;
 }
 
 const char *link_connect_text(const struct link *l)
 {
-	return l->m.connect;
+	return l->connect;
 }
 
 int link_fd(const struct link *l)
 {
-	return l->have_modem && l->e->data == PB_DATA_DIRECT ? l->m.port.fd : -1;
+	return l->type->fd ? l->type->fd(l) : -1;
 }
 
 int link_alive(struct link *l, struct cause *c)
 {
-	int status;
-
-	if (l->pppd && waitpid(l->pppd, &status, WNOHANG) == l->pppd) {
-		l->pppd = 0;
-		cause_set(
-		    c, WIFEXITED(status) ? cause_from_pppd(WEXITSTATUS(status)) : CAUSE_PPP_SIGNAL,
-		    NULL);
-		c->code = WIFEXITED(status) ? WEXITSTATUS(status) : 5;
-		if (c->id == CAUSE_OK)
-			cause_set(c, CAUSE_CARRIER_LOST, "pppd ended");
-		return -1;
-	}
-	if (l->have_modem && l->e->data == PB_DATA_NONE)
-		return modem_carrier(&l->m, c);
-	if (l->e->type == PB_COMMAND && l->e->check[0])
-		return link_check_poll(l, c) < 0 ? -1 : 0;
-	return 0;
-}
-
-/* The check command of a command link, without blocking the caller's loop:
- * started at most every LINK_ALIVE_CHECK_MS, reaped by later calls. */
-int link_check_poll(struct link *l, struct cause *c)
-{
-	long long now = serial_mono_ms();
-	int status;
-	pid_t r;
-
-	if (l->check_pid == 0) {
-		if (now < l->check_next)
-			return 0;
-		l->check_pid = link_spawn(NULL, l->e->check, -1, -1);
-		l->check_deadline = now + l->e->up_timeout_ms;
-		return l->check_pid > 0 ? 1 : (l->check_pid = 0);
-	}
-	r = waitpid(l->check_pid, &status, WNOHANG);
-	if (r == 0 && now < l->check_deadline)
-		return 1;
-	if (r == 0) { /* on the daemon's loop: no waiting for a polite exit */
-		kill(-l->check_pid, SIGKILL);
-		kill(l->check_pid, SIGKILL);
-		waitpid(l->check_pid, &status, 0);
-		l->check_pid = 0;
-		cause_set(c, CAUSE_CMD_TIMEOUT, NULL);
-		snprintf(c->words, sizeof(c->words), "check '%.60s' ran longer than %d ms",
-			 l->e->check, l->e->up_timeout_ms);
-		return -1;
-	}
-	l->check_pid = 0;
-	l->check_next = now + LINK_ALIVE_CHECK_MS;
-	if (r < 0)
-		return 0; /* reaped elsewhere: no verdict */
-	return link_status_cause(l->e->check, status, "", c);
+	return l->type->alive ? l->type->alive(l, c) : 0;
 }
 
 void link_down(struct link *l, const char *reason)
@@ -830,24 +515,13 @@ void link_down(struct link *l, const char *reason)
 	if (l == NULL)
 		return;
 	kv[1] = l->e->name;
-	if (l->pppd)
-		link_reap(l->pppd);
-	if (l->check_pid)
-		link_reap(l->check_pid);
-	if (l->have_modem)
-		modem_close(&l->m);
-	if (l->e->type == PB_COMMAND && l->e->down[0]) {
-		struct cause c = {0};
-		struct buf words = BUF_INIT;
-		if (link_run(l->e->down, -1, l->e->up_timeout_ms, &c) < 0) {
-			cause_describe(&c, &words);
-			log_warnx("link: %s: down command: %s", l->e->name, buf_cstr(&words));
-		}
-		buf_free(&words);
-	}
+	if (l->type->down)
+		l->type->down(l);
+	if (l->type->close)
+		l->type->close(l);
 	secs = (clock_usec() - l->start_usec) / 1000000;
 	event_logkv(EV_DIALUP_HUNG_UP, kv,
 		    "The dial-up connection '%s' was hung up after %lld s: %s", l->e->name,
 		    (long long)secs, reason ? reason : "session ended");
-	free(l);
+	link_free(l);
 }

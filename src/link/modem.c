@@ -1,15 +1,16 @@
-/* Hayes AT dialog over a serial port. Replies are read as lines (CR or LF
- * ended); echo, blank lines, RING and informational lines are skipped; the
- * first final result code ends a command. Invariant: a command never waits
+/* Hayes AT dialog over a port (port.h: a serial tty, or any other back-end).
+ * Replies are read as lines (CR or LF ended); echo, blank lines, RING and
+ * informational lines are skipped; the first final result code ends a
+ * command. Invariant: a command never waits
  * longer than its timeout, and noise is reported as garbage, not as silence. */
 #include <ctype.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "lib/buf.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "link/modem.h"
 
@@ -85,18 +86,18 @@ static int modem_command(struct modem *m, const char *cmd, int timeout_ms, int d
 	char *out = NULL;
 
 	memset(r, 0, sizeof(*r));
-	serial_flush_input(&m->port);
+	port_drain(&m->port);
 	if (asprintf(&out, "%s\r", cmd) < 0)
 		return -1;
-	if (serial_write(&m->port, out, strlen(out), timeout_ms, c) < 0) {
+	if (port_write(&m->port, out, strlen(out), timeout_ms, c) < 0) {
 		free(out);
 		return -1;
 	}
 	free(out);
-	deadline = serial_mono_ms() + timeout_ms;
-	while (serial_mono_ms() < deadline) {
-		ssize_t n = serial_read(&m->port, data, sizeof(data),
-					(int)(deadline - serial_mono_ms()), c);
+	deadline = clock_mono_ms() + timeout_ms;
+	while (clock_mono_ms() < deadline) {
+		ssize_t n =
+		    port_read(&m->port, data, sizeof(data), (int)(deadline - clock_mono_ms()), c);
 		if (n < 0)
 			return -1;
 		for (ssize_t i = 0; i < n; i++) {
@@ -126,9 +127,11 @@ static int modem_command(struct modem *m, const char *cmd, int timeout_ms, int d
 int modem_open(struct modem *m, const struct phonebook_entry *e, const char *lock_dir,
 	       struct cause *c)
 {
+	struct port_spec spec = {e->device, e->speed, e->hwflow, lock_dir};
+
 	memset(m, 0, sizeof(*m));
 	m->entry = e;
-	return serial_open(&m->port, e->device, e->speed, e->hwflow, lock_dir, c);
+	return port_open(&m->port, &spec, c);
 }
 
 int modem_init(struct modem *m, struct cause *c)
@@ -191,7 +194,7 @@ int modem_dial(struct modem *m, const char *number, struct cause *c)
 	modem_dial_string(m, number, cmd, sizeof(cmd));
 	if (modem_command(m, cmd, m->entry->dial_timeout_ms, 1, CAUSE_DIAL_TIMEOUT, &r, c) < 0) {
 		if (c->id == CAUSE_DIAL_TIMEOUT) /* any character aborts the dial */
-			serial_write(&m->port, "\r", 1, 1000, &(struct cause){0});
+			port_write(&m->port, "\r", 1, 1000, &(struct cause){0});
 		return -1;
 	}
 	return modem_connected(m, cmd, &r, c);
@@ -199,13 +202,13 @@ int modem_dial(struct modem *m, const char *number, struct cause *c)
 
 int modem_wait_ring(struct modem *m, int timeout_ms, struct cause *c)
 {
-	long long deadline = serial_mono_ms() + timeout_ms;
+	long long deadline = clock_mono_ms() + timeout_ms;
 	char ch;
 
 	/* One byte at a time (RINGs are a few bytes every few seconds), so
 	 * nothing after a RING is consumed before the next call. */
-	while (serial_mono_ms() < deadline) {
-		ssize_t n = serial_read(&m->port, &ch, 1, (int)(deadline - serial_mono_ms()), c);
+	while (clock_mono_ms() < deadline) {
+		ssize_t n = port_read(&m->port, &ch, 1, (int)(deadline - clock_mono_ms()), c);
 		if (n < 0)
 			return -1;
 		if (n == 0)
@@ -233,7 +236,7 @@ int modem_answer(struct modem *m, struct cause *c)
 	if (modem_command(m, "ATA", m->entry->answer_timeout_ms, 1, CAUSE_DIAL_TIMEOUT, &r, c) <
 	    0) {
 		if (c->id == CAUSE_DIAL_TIMEOUT) /* any character aborts the answer */
-			serial_write(&m->port, "\r", 1, 1000, &(struct cause){0});
+			port_write(&m->port, "\r", 1, 1000, &(struct cause){0});
 		return -1;
 	}
 	return modem_connected(m, "ATA", &r, c);
@@ -243,7 +246,7 @@ int modem_hangup(struct modem *m, int hold_ms, struct cause *c)
 {
 	m->connect[0] = '\0';
 	m->speed = 0;
-	return serial_hangup(&m->port, hold_ms, c);
+	return port_hangup(&m->port, hold_ms, c);
 }
 
 int modem_recover(struct modem *m, int hold_ms, struct cause *c)
@@ -261,7 +264,6 @@ int modem_recover(struct modem *m, int hold_ms, struct cause *c)
 
 int modem_carrier(struct modem *m, struct cause *c)
 {
-	struct pollfd pfd = {m->port.fd, POLLIN, 0};
 	char data[256];
 	ssize_t n;
 
@@ -269,9 +271,9 @@ int modem_carrier(struct modem *m, struct cause *c)
 		cause_set(c, CAUSE_DEVICE_GONE, "the device is closed");
 		return -1;
 	}
-	if (poll(&pfd, 1, 0) <= 0)
+	n = port_read(&m->port, data, sizeof(data) - 1, 0, c);
+	if (n == 0)
 		return 0;
-	n = serial_read(&m->port, data, sizeof(data) - 1, 0, c);
 	if (n < 0) {
 		if (c->id == CAUSE_DEVICE_GONE)
 			c->id = CAUSE_CARRIER_LOST;
@@ -287,6 +289,6 @@ int modem_carrier(struct modem *m, struct cause *c)
 
 void modem_close(struct modem *m)
 {
-	serial_close(&m->port);
+	port_close(&m->port);
 	m->connect[0] = '\0';
 }

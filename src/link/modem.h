@@ -1,15 +1,17 @@
 /* The Hayes AT dialog of one modem: init strings, dialing with a prefix,
  * result codes read line by line with timeouts and classified into causes.
+ * It talks to its line only through link/port.h, so a modem on a serial
+ * tty and one behind any other port back-end are the same to it.
  * Invariant: every function returns within its timeout and, on failure,
  * leaves exactly one cause in *c. */
 #ifndef LINK_MODEM_H
 #define LINK_MODEM_H
 #include "link/cause.h"
 #include "link/phonebook.h"
-#include "link/serial.h"
+#include "link/port.h"
 
 struct modem {
-	struct serial port;
+	struct port port; /* port.fd: the line, -1 when closed */
 	const struct phonebook_entry *entry;
 	char connect[64]; /* the CONNECT line of the call up, e.g. "CONNECT 33600/ARQ" */
 	int speed;	  /* line speed from CONNECT, 0 if the modem did not say */
@@ -17,7 +19,7 @@ struct modem {
 	size_t rlen;
 };
 
-/* Locks and opens the entry's device. 0, or -1 with c set. */
+/* Locks and opens the entry's device (port_open). 0, or -1 with c set. */
 int modem_open(struct modem *m, const struct phonebook_entry *e, const char *lock_dir,
 	       struct cause *c);
 /* Sends each init string (at_timeout each) and expects OK. An ERROR reply is

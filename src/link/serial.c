@@ -1,10 +1,10 @@
-/* Serial port handling for the modem dialer: UUCP lock files (HDB format,
- * stale-lock removal), raw termios, DTR drop and close/reopen for hang-up,
- * and reads/writes bounded by poll() timeouts. Invariant: no call blocks
- * longer than the timeout it was given (plus the DTR hold time in hang-up). */
+/* The serial back-end of port.h for the modem dialer: UUCP lock files (HDB
+ * format, stale-lock removal), raw termios, DTR drop and close/reopen for
+ * hang-up, and reads/writes bounded by poll() timeouts. Invariant: no call
+ * blocks longer than the timeout it was given (plus the DTR hold time in
+ * hang-up). */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,28 +12,19 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <termios.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "link/serial.h"
 
-long long serial_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void serial_sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
+/* A serial port's state behind struct port (whose fd is the open tty). */
+struct serial {
+	char *lockfile; /* "LOCK_DIR/LCK..ttyS0", NULL when not locked */
+	int speed;	/* bits per second */
+	int hwflow;	/* RTS/CTS */
+};
 
 /* The lock name of /dev/ttyS0 is LCK..ttyS0; of /dev/pts/3, LCK..pts_3 (the
  * part after /dev/ with '/' as '_'); of any other path, its last component. */
@@ -186,14 +177,15 @@ static void serial_errno_cause(struct cause *c, const char *device, const char *
 
 /* Raw 8N1 at the port speed; CLOCAL so that open and the AT dialog do not
  * wait for carrier; HUPCL so that a close drops DTR (hang-up). */
-static int serial_setup(struct serial *s, struct cause *c)
+static int serial_setup(struct port *p, struct cause *c)
 {
+	struct serial *s = p->state;
 	struct termios t;
 	speed_t code;
 
-	if (!isatty(s->fd) || tcgetattr(s->fd, &t) < 0) {
+	if (!isatty(p->fd) || tcgetattr(p->fd, &t) < 0) {
 		cause_set(c, CAUSE_DEVICE_ERROR, NULL);
-		snprintf(c->words, sizeof(c->words), "%s is not a terminal", s->device);
+		snprintf(c->words, sizeof(c->words), "%s is not a terminal", p->device);
 		return -1;
 	}
 	if (serial_speed_code(s->speed, &code) < 0) {
@@ -211,73 +203,73 @@ static int serial_setup(struct serial *s, struct cause *c)
 	t.c_cc[VTIME] = 0;
 	cfsetispeed(&t, code);
 	cfsetospeed(&t, code);
-	if (tcsetattr(s->fd, TCSANOW, &t) < 0) {
-		serial_errno_cause(c, s->device, "cannot set up", errno);
+	if (tcsetattr(p->fd, TCSANOW, &t) < 0) {
+		serial_errno_cause(c, p->device, "cannot set up", errno);
 		return -1;
 	}
 	return 0;
 }
 
-static int serial_open_fd(struct serial *s, struct cause *c)
+static int serial_open_fd(struct port *p, struct cause *c)
 {
-	s->fd = open(s->device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-	if (s->fd < 0) {
-		serial_errno_cause(c, s->device, "cannot open", errno);
+	p->fd = open(p->device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (p->fd < 0) {
+		serial_errno_cause(c, p->device, "cannot open", errno);
 		return -1;
 	}
-	if (serial_setup(s, c) < 0) {
-		close(s->fd);
-		s->fd = -1;
+	if (serial_setup(p, c) < 0) {
+		close(p->fd);
+		p->fd = -1;
 		return -1;
 	}
 	return 0;
 }
 
-int serial_open(struct serial *s, const char *device, int speed, int hwflow, const char *lock_dir,
-		struct cause *c)
+static void serial_close(struct port *p);
+
+static int serial_open(struct port *p, const struct port_spec *spec, struct cause *c)
 {
+	struct serial *s;
 	struct stat st;
 
-	memset(s, 0, sizeof(*s));
-	s->fd = -1;
-	if (stat(device, &st) < 0) {
-		serial_errno_cause(c, device, "cannot open", errno);
+	if (stat(spec->device, &st) < 0) {
+		serial_errno_cause(c, spec->device, "cannot open", errno);
 		return -1;
 	}
-	s->device = xstrdup(device);
-	s->speed = speed;
-	s->hwflow = hwflow;
-	if (lock_dir && serial_lock(lock_dir, device, &s->lockfile, c) < 0)
+	s = p->state = xcalloc(1, sizeof(*s));
+	s->speed = spec->speed;
+	s->hwflow = spec->hwflow;
+	if (spec->lock_dir && serial_lock(spec->lock_dir, spec->device, &s->lockfile, c) < 0)
 		goto fail;
-	if (serial_open_fd(s, c) < 0)
+	if (serial_open_fd(p, c) < 0)
 		goto fail;
 	return 0;
 fail:
-	serial_close(s);
+	serial_close(p);
 	return -1;
 }
 
-static void serial_drop_dtr(struct serial *s, int hold_ms)
+static void serial_drop_dtr(int fd, int hold_ms)
 {
 	int bits = TIOCM_DTR;
 
 	/* A pty refuses modem-control ioctls; the close that follows is then
 	 * the hang-up its master sees. */
-	if (ioctl(s->fd, TIOCMBIC, &bits) == 0 && hold_ms > 0)
-		serial_sleep_ms(hold_ms);
+	if (ioctl(fd, TIOCMBIC, &bits) == 0 && hold_ms > 0)
+		clock_sleep_ms(hold_ms);
 }
 
-int serial_hangup(struct serial *s, int hold_ms, struct cause *c)
+static int serial_hangup(struct port *p, int hold_ms, struct cause *c)
 {
-	if (s->fd >= 0) {
-		serial_drop_dtr(s, hold_ms);
-		tcflush(s->fd, TCIOFLUSH);
-		close(s->fd);
-		s->fd = -1;
+	if (p->fd >= 0) {
+		serial_drop_dtr(p->fd, hold_ms);
+		tcflush(p->fd, TCIOFLUSH);
+		close(p->fd);
+		p->fd = -1;
 	}
 	if (hold_ms > 0)
-		serial_sleep_ms(hold_ms);
-	if (serial_open_fd(s, c) < 0) {
+		clock_sleep_ms(hold_ms);
+	if (serial_open_fd(p, c) < 0) {
 		if (c->id == CAUSE_DEVICE_MISSING || c->id == CAUSE_DEVICE_ERROR)
 			c->id = CAUSE_DEVICE_GONE;
 		return -1;
@@ -285,97 +277,36 @@ int serial_hangup(struct serial *s, int hold_ms, struct cause *c)
 	return 0;
 }
 
-void serial_close(struct serial *s)
+static void serial_close(struct port *p)
 {
-	if (s->fd >= 0) {
-		serial_drop_dtr(s, 0);
-		tcflush(s->fd, TCIOFLUSH);
-		close(s->fd);
+	struct serial *s = p->state;
+
+	if (p->fd >= 0) {
+		serial_drop_dtr(p->fd, 0);
+		tcflush(p->fd, TCIOFLUSH);
+		close(p->fd);
 	}
-	s->fd = -1;
-	serial_unlock(&s->lockfile);
-	free(s->device);
-	s->device = NULL;
-}
-
-static void serial_io_cause(struct serial *s, struct cause *c, int err)
-{
-	cause_set(c, CAUSE_DEVICE_GONE, NULL);
-	snprintf(c->words, sizeof(c->words), "%s: %s", s->device, strerror(err));
-}
-
-int serial_write(struct serial *s, const void *data, size_t len, int timeout_ms, struct cause *c)
-{
-	const char *p = data;
-	long long deadline = serial_mono_ms() + timeout_ms;
-
-	while (len > 0) {
-		struct pollfd pfd = {s->fd, POLLOUT, 0};
-		long long left = deadline - serial_mono_ms();
-		ssize_t n;
-
-		if (left <= 0) {
-			cause_set(c, CAUSE_NO_RESPONSE,
-				  "the modem does not accept data (flow control?)");
-			return -1;
-		}
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
-			serial_io_cause(s, c, errno);
-			return -1;
-		}
-		n = write(s->fd, p, len);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n < 0) {
-			serial_io_cause(s, c, errno);
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
+	p->fd = -1;
+	if (s) {
+		serial_unlock(&s->lockfile);
+		free(s);
 	}
-	return 0;
+	p->state = NULL;
 }
 
-ssize_t serial_read(struct serial *s, void *data, size_t len, int timeout_ms, struct cause *c)
+static void serial_drain(struct port *p)
 {
-	long long deadline = serial_mono_ms() + timeout_ms;
-
-	for (;;) {
-		struct pollfd pfd = {s->fd, POLLIN, 0};
-		long long left = deadline - serial_mono_ms();
-		int rc;
-		ssize_t n;
-
-		if (left < 0)
-			left = 0;
-		rc = poll(&pfd, 1, (int)left);
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc < 0) {
-			serial_io_cause(s, c, errno);
-			return -1;
-		}
-		if (rc == 0)
-			return 0;
-		n = read(s->fd, data, len);
-		if (n > 0)
-			return n;
-		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-			if (left == 0)
-				return 0;
-			continue;
-		}
-		if (n == 0) {
-			cause_set(c, CAUSE_CARRIER_LOST, "end of file on the line");
-			return -1;
-		}
-		serial_io_cause(s, c, errno);
-		return -1;
-	}
+	if (p->fd >= 0)
+		tcflush(p->fd, TCIFLUSH);
 }
 
-void serial_flush_input(struct serial *s)
-{
-	if (s->fd >= 0)
-		tcflush(s->fd, TCIFLUSH);
-}
+const struct port_ops serial_port_ops = {
+    .name = "serial",
+    .prefix = NULL,
+    .open = serial_open,
+    .read = port_fd_read,
+    .write = port_fd_write,
+    .drain = serial_drain,
+    .hangup = serial_hangup,
+    .close = serial_close,
+};
