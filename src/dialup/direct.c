@@ -1,11 +1,12 @@
-/* data = direct: SMTP over the serial line after CONNECT. This file drives
- * the line itself (greeting, EHLO, STARTTLS as atrn_tls says, AUTH, ATRN)
- * and lends it to the SMTP client engine (outbound mail) and then to the
- * daemon's SMTP server (held mail after ATRN) through socketpair relays, so
- * it sees every byte: the engine's QUIT is kept off the line, and the
- * modem's NO CARRIER (watched in the raw bytes, below TLS) ends the job.
- * Invariant: a recipient changes state only on the hub's final reply for
- * it; everything unconfirmed stays queued for the next call. */
+/* data = direct: SMTP over the serial line after CONNECT. This file owns
+ * the line: the retrieval client's ATRN dialogue runs on it (greeting, EHLO,
+ * STARTTLS as atrn_tls says, AUTH, ATRN; retrieve_client.c), and it lends the
+ * line to the SMTP client engine (outbound mail) and then to the daemon's
+ * SMTP server (held mail after ATRN) through socketpair relays, so it sees
+ * every byte: the engine's QUIT is kept off the line, and the modem's NO
+ * CARRIER (watched in the raw bytes, below TLS) ends the job. Invariant: a
+ * recipient changes state only on the hub's final reply for it; everything
+ * unconfirmed stays queued for the next call. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +20,12 @@
 
 #include "link/carrier_watch.h"
 #include "deliver/delivery.h"
+#include "dialup/atrn.h"
 #include "dialup/direct.h"
 #include "mail/event.h"
 #include "deliver/held.h"
 #include "dialup/odmr_client.h"
+#include "dialup/retrieve_client.h"
 #include "deliver/outbound.h"
 #include "mail/routes.h"
 #include "lib/clock.h"
@@ -32,22 +35,15 @@
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_server.h"
 
-#define DIRECT_REPLY_MAX     8192
 #define DIRECT_HANGUP_WAIT_S 10	   /* after the hub's QUIT: wait for its hang-up */
 #define DIRECT_DRAIN_MS	     2000  /* at the end: how long a queued QUIT may take to leave */
 #define DIRECT_LINE_HIGH     16384 /* bytes waiting for the tty: stop reading the engine */
 #define DIRECT_LINE_LOW	     4096  /* ... read it again once the line took it down to this */
 
 enum dstate {
-	DS_GREET,
-	DS_EHLO,
-	DS_STARTTLS,
-	DS_TLS,
-	DS_AUTH,
-	DS_SEND,
-	DS_ATRN,
-	DS_RECV,
-	DS_QUIT,
+	DS_DIALOGUE, /* the retrieval client reads the line */
+	DS_SEND,     /* the engine's turn: outbound mail */
+	DS_RECV,     /* the server's turn: held mail after ATRN */
 	DS_END
 };
 
@@ -56,14 +52,10 @@ struct direct {
 	enum dstate state;
 	struct bufferevent *line; /* the tty, or the TLS filter over it */
 	struct bufferevent *raw;  /* the tty (below TLS): NO CARRIER is watched here */
-	int tls;		  /* STARTTLS done, certificate checked */
-	char *tls_name;		  /* the name the certificate must carry: atrn_host's, or NULL */
 	int timeout_s;
-	struct bufferevent *peer; /* our end of the relay to the engine or the server */
-	const struct auth_cred *cred;
-	struct odmr_client_caps caps;
-	struct buf reply; /* reply lines so far */
-	struct buf lbuf;  /* engine bytes not yet a full line */
+	struct retrieve_client *rc; /* the dialogue on the line */
+	struct bufferevent *peer;   /* our end of the relay to the engine or the server */
+	struct buf lbuf;	    /* engine bytes not yet a full line */
 	struct direct_relay rel;
 	struct held_batch b; /* the outbound mail for the line */
 	struct held_peer peer_info;
@@ -88,6 +80,11 @@ static void direct_step(struct direct *x, const char *what, int code, const char
 	snprintf(c, sizeof(c), "%d", code);
 	event_logkv(EV_RETRIEVE_ATRN, kv, "SMTP over the line of %s: %s%s%s", x->ctx.entry, what,
 		    text ? ": " : "", text ? text : "");
+}
+
+static void direct_step_cb(void *arg, const char *what, int code, const char *text)
+{
+	direct_step(arg, what, code, text);
 }
 
 /* --- the relay's bookkeeping --------------------------------------------------- */
@@ -171,13 +168,12 @@ static void direct_release(struct direct *x)
 		bufferevent_free(x->line); /* the TLS filter frees the tty's too */
 	if (x->peer)
 		bufferevent_free(x->peer);
+	retrieve_client_free(x->rc);
 	if (x->ev_end)
 		event_free(x->ev_end);
 	carrier_watch_free(&x->cw);
 	held_batch_free(&x->b);
-	free(x->tls_name);
 	free(x->label);
-	buf_free(&x->reply);
 	buf_free(&x->lbuf);
 	free(x->end_text);
 	free(x);
@@ -318,62 +314,18 @@ static int direct_scan_one(const char *id, void *arg)
 
 /* --- the line -------------------------------------------------------------------- */
 
-static void direct_send(struct direct *x, enum dstate next, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void direct_send(struct direct *x, enum dstate next, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	odmr_client_vsend(x->line, fmt, ap);
-	va_end(ap);
-	x->state = next;
-}
-
-static void direct_cram(struct direct *x, const char *challenge64)
-{
-	char *enc = odmr_client_cram(x->cred, challenge64);
-
-	direct_send(x, DS_AUTH, "%s", enc ? enc : "*");
-	free(enc);
-}
-
-/* Under TLS PLAIN; else CRAM-MD5 when offered (the password never crosses
- * the line), else PLAIN: the circuit is point to point, but the hub decides
- * whether it allows it. */
-static void direct_auth(struct direct *x)
-{
-	char *enc;
-
-	if (x->caps.cram && !(x->tls && x->caps.plain)) {
-		direct_send(x, DS_AUTH, "AUTH CRAM-MD5");
-		return;
-	}
-	if (!x->caps.plain) {
-		direct_end(x, 0, "the hub offers no AUTH CRAM-MD5 or PLAIN on this port");
-		return;
-	}
-	enc = odmr_client_plain(x->cred);
-	direct_send(x, DS_AUTH, "AUTH PLAIN %s", enc);
-	free(enc);
-}
-
 static int direct_want_atrn(const struct direct *x)
 {
 	return strcasecmp(x->ctx.sc->retrieve, "atrn") == 0 && x->ctx.sc->atrn_domains.n;
 }
 
+/* After the outbound mail: ATRN, or QUIT when the entry retrieves nothing. */
 static void direct_atrn(struct direct *x)
 {
-	char *cmd;
-
-	if (!direct_want_atrn(x)) {
-		direct_send(x, DS_QUIT, "QUIT");
-		return;
-	}
-	cmd = odmr_client_atrn_cmd(&x->ctx.sc->atrn_domains);
-	direct_send(x, DS_ATRN, "%s", cmd);
-	free(cmd);
+	x->state = DS_DIALOGUE;
+	if (direct_want_atrn(x))
+		return atrn_command(x->rc, x->ctx.sc);
+	retrieve_client_quit(x->rc, 1, "%u messages sent; hub answered QUIT", x->msgs_ok);
 }
 
 static void direct_outbound(struct direct *x);
@@ -381,140 +333,58 @@ static void direct_reverse(struct direct *x);
 static void direct_line_read_cb(struct bufferevent *bev, void *arg);
 static void direct_line_event_cb(struct bufferevent *bev, short what, void *arg);
 
-/* atrn_tls = required and no TLS to be had: QUIT, nothing else sent. */
-static void direct_no_tls(struct direct *x, const char *why)
-{
-	direct_send(x, DS_QUIT, "QUIT");
-	direct_end(x, 0, "atrn_tls = required, but %s; nothing sent (no AUTH)", why);
-}
-
-/* EHLO answered: STARTTLS as atrn_tls says, else AUTH (or straight on). */
-static void direct_ehlo(struct direct *x, const char *text)
-{
-	int policy = x->ctx.sc->atrn_tls;
-
-	odmr_client_caps(text, &x->caps);
-	if (!x->tls && policy != ODMR_TLS_NONE && x->caps.starttls)
-		return direct_send(x, DS_STARTTLS, "STARTTLS");
-	if (!x->tls && policy == ODMR_TLS_REQUIRED)
-		return direct_no_tls(x, "the hub does not offer STARTTLS");
-	if (x->cred)
-		return direct_auth(x);
-	direct_outbound(x);
-}
-
 /* 220 to STARTTLS: TLS as a filter over the tty's bufferevent, so the
- * carrier watch still sees the raw bytes; EHLO again once the hub's
- * certificate passed (direct_tls_up). */
-static void direct_starttls(struct direct *x)
+ * carrier watch still sees the raw bytes. */
+static struct bufferevent *direct_tls_wrap(SSL *ssl, void *arg)
 {
+	struct direct *x = arg;
 	struct timeval tv = {x->timeout_s, 0};
-	struct buf why = BUF_INIT;
-	struct bufferevent *tb = NULL;
-	SSL *ssl;
+	struct bufferevent *tb = bufferevent_openssl_filter_new(
+	    x->ctx.base, x->line, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 
-	if (evbuffer_get_length(bufferevent_get_input(x->line)) > 0)
-		return direct_end(x, 0, "data after the hub's STARTTLS reply (injection?)");
-	if ((ssl = odmr_client_tls_ssl(x->ctx.sc, x->tls_name, &why)) != NULL)
-		tb = bufferevent_openssl_filter_new(
-		    x->ctx.base, x->line, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-	if (tb == NULL) {
-		if (ssl) /* libevent freed ssl and the tty's bufferevent */
-			x->line = x->raw = NULL;
-		direct_end(x, 0, "cannot start TLS: %s", why.len ? buf_cstr(&why) : "libevent");
-		buf_free(&why);
-		return;
+	if (tb == NULL) { /* libevent freed ssl and the tty's bufferevent */
+		x->line = x->raw = NULL;
+		return NULL;
 	}
 	x->line = tb;
-	x->tls = 1;
-	x->state = DS_TLS;
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
 	bufferevent_setcb(tb, direct_line_read_cb, direct_line_write_cb, direct_line_event_cb, x);
 	bufferevent_setwatermark(tb, EV_WRITE, DIRECT_LINE_LOW, 0);
 	bufferevent_set_timeouts(tb, &tv, &tv);
-	bufferevent_enable(tb, EV_READ | EV_WRITE);
+	return tb;
 }
 
-/* The handshake is done: check the certificate before anything is sent. */
-static void direct_tls_up(struct direct *x)
+/* The dialogue is at our turn (after AUTH): the outbound mail first. */
+static void direct_ready(struct retrieve_client *c, void *arg)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(x->line);
-	struct buf text = BUF_INIT;
-
-	if (odmr_client_tls_check(x->ctx.sc, ssl, &text) < 0) {
-		direct_end(x, 0, "%s; nothing sent (no AUTH)", buf_cstr(&text));
-	} else {
-		direct_step(x, "TLS started", 0, buf_cstr(&text));
-		direct_send(x, DS_EHLO, "EHLO %s", x->ctx.cfg->hostname);
-	}
-	buf_free(&text);
+	direct_outbound(arg);
 }
 
-static void direct_reply(struct direct *x, int code)
+static void direct_atrn_reply(struct retrieve_client *c, int code, const char *text, void *arg)
 {
-	const char *text = buf_cstr(&x->reply);
+	struct direct *x = arg;
+	int r = atrn_answer(c, code, text);
 
-	switch (x->state) {
-	case DS_GREET:
-		direct_step(x, "greeting", code, text);
-		if (code != 220)
-			return direct_end(x, 0, "hub greeting refused: %d %s", code, text);
-		return direct_send(x, DS_EHLO, "EHLO %s", x->ctx.cfg->hostname);
-	case DS_EHLO:
-		if (code != 250)
-			return direct_end(x, 0, "EHLO refused: %d %s", code, text);
-		return direct_ehlo(x, text);
-	case DS_STARTTLS:
-		if (code == 220)
-			return direct_starttls(x);
-		if (x->ctx.sc->atrn_tls == ODMR_TLS_REQUIRED)
-			return direct_no_tls(x, "the hub refused STARTTLS");
-		return x->cred ? direct_auth(x) : direct_outbound(x);
-	case DS_AUTH:
-		if (code == 334 && x->caps.cram)
-			return direct_cram(x, text);
-		direct_step(x, code == 235 ? "authenticated" : "authentication refused", code,
-			    text);
-		if (code != 235)
-			return direct_end(x, 0, "AUTH as %s refused: %d %s", x->cred->user, code,
-					  text);
-		return direct_outbound(x);
-	case DS_ATRN:
-		direct_step(x, code == 250 ? "ATRN accepted, roles reversed" : "ATRN reply", code,
-			    text);
-		if (code == 250)
-			return direct_reverse(x);
-		direct_send(x, DS_QUIT, "QUIT");
-		if (code == 453)
-			return direct_end(x, 1, "%u messages sent, no mail waiting (%d %s)",
-					  x->msgs_ok, code, text);
-		return direct_end(x, 0, "ATRN refused: %d %s", code, text);
-	case DS_QUIT:
-		return direct_end(x, 1, "%u messages sent; hub answered QUIT", x->msgs_ok);
-	default:
-		return;
-	}
+	if (r > 0)
+		return direct_reverse(x);
+	if (r == 0)
+		return retrieve_client_end(c, 1, "%u messages sent, no mail waiting (%d %s)",
+					   x->msgs_ok, code, text);
+	retrieve_client_end(c, 0, "ATRN refused: %d %s", code, text);
 }
 
-/* Replies the job reads itself (before and after the engine's turn). */
-static void direct_read_replies(struct direct *x, struct evbuffer *in)
+static void direct_client_end(int ok, const char *text, void *arg)
 {
-	size_t n;
-	char *line;
-
-	while (x->state != DS_END && x->state != DS_SEND && x->state != DS_RECV &&
-	       x->state != DS_TLS && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
-		int code = odmr_client_reply_line(&x->reply, DIRECT_REPLY_MAX, line, n);
-
-		free(line);
-		if (code < 0)
-			return direct_end(x, 0, "malformed reply on the line (modem noise?)");
-		if (code == 0)
-			continue;
-		direct_reply(x, code);
-		buf_reset(&x->reply);
-	}
+	direct_end(arg, ok, "%s", text);
 }
+
+static const struct retrieve_client_ops direct_client_ops = {
+    .ready = direct_ready,
+    .reply = direct_atrn_reply,
+    .step = direct_step_cb,
+    .tls_wrap = direct_tls_wrap,
+    .end = direct_client_end,
+};
 
 /* Every byte that comes from the tty passes here first, TLS or not. */
 static void direct_raw_in_cb(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
@@ -573,27 +443,18 @@ static void direct_line_read_cb(struct bufferevent *bev, void *arg)
 		evbuffer_add_buffer(out, in);
 		return;
 	}
-	direct_read_replies(x, in);
+	if (x->state == DS_DIALOGUE)
+		retrieve_client_read(x->rc, in);
 }
 
 static void direct_line_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct direct *x = arg;
-	struct buf why = BUF_INIT;
 
-	if (what & BEV_EVENT_CONNECTED) {
-		if (x->state == DS_TLS)
-			direct_tls_up(x);
-		return;
-	}
+	if (retrieve_client_tls_event(x->rc, bev, what))
+		return; /* the handshake: the dialogue's */
 	if (x->closing)
 		return direct_quiet_cb(-1, 0, x);
-	if (x->state == DS_TLS && !(what & BEV_EVENT_TIMEOUT)) {
-		odmr_client_tls_error(bev, &why);
-		direct_end(x, 0, "%s; nothing sent (no AUTH)", buf_cstr(&why));
-		buf_free(&why);
-		return;
-	}
 	direct_end(x, 0, "the line %s after %u messages out",
 		   what & BEV_EVENT_TIMEOUT ? "timed out" : "closed (carrier lost)", x->msgs_ok);
 }
@@ -713,8 +574,7 @@ static void direct_engine_done(struct smtpc *c, const struct smtpc_session_resul
 	if (x->state == DS_END)
 		return;
 	direct_atrn(x);
-	if (evbuffer_get_length(bufferevent_get_input(x->line)))
-		direct_read_replies(x, bufferevent_get_input(x->line));
+	retrieve_client_read(x->rc, bufferevent_get_input(x->line));
 }
 
 static int direct_pair(struct direct *x, evutil_socket_t *mine)
@@ -778,50 +638,50 @@ static void direct_reverse(struct direct *x)
 	struct bufferevent *bev;
 	char *peer;
 
+	retrieve_client_detach(x->rc);
 	if (direct_pair(x, &fd) < 0)
 		return direct_end(x, 0, "socketpair: %s", strerror(errno));
 	x->state = DS_RECV;
 	bev = bufferevent_socket_new(x->ctx.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	peer = xasprintf("line:%s", x->ctx.entry);
-	x->adopted = smtp_server_adopt(x->ctx.smtp, bev, peer, x->tls, direct_on_close, x);
+	x->adopted = smtp_server_adopt(x->ctx.smtp, bev, peer, retrieve_client_tls(x->rc),
+				       direct_on_close, x);
 	free(peer);
 	if (evbuffer_get_length(bufferevent_get_input(x->line)))
 		direct_line_read_cb(x->line, x);
 }
 
-struct direct *direct_start(const struct direct_ctx *ctx, struct buf *why)
+/* The dialogue's options: the name the hub's certificate must carry is
+ * atrn_host's (the line has no host; without it, the chain only). */
+static void direct_client_opts(const struct direct_ctx *ctx, struct retrieve_client_opts *o,
+			       char **tls_name)
 {
-	struct direct *x = xcalloc(1, sizeof(*x));
-	int fd = -1, t = ctx->sc->retrieve_timeout > 300 ? ctx->sc->retrieve_timeout : 300;
-	struct timeval tv = {t, 0};
+	int port = 0;
 
-	x->ctx = *ctx;
-	x->timeout_s = t;
-	if (ctx->sc->atrn_host) {
-		int port = 0;
-		x->tls_name = odmr_client_host(ctx->sc->atrn_host, &port);
-	}
-	x->label = xasprintf("SMTP over the line of %s", ctx->entry);
-	x->peer_info = (struct held_peer){.key = "entry",
-					  .value = ctx->entry,
-					  .label = x->label,
-					  .remote_mta = ctx->entry,
-					  .tag = "direct",
-					  .log_deferred = 1};
-	if (ctx->sc->atrn_auth)
-		x->cred = routes_auth(ctx->cfg->routes, ctx->sc->atrn_auth);
-	if (direct_want_atrn(x) && (x->cred == NULL || ctx->smtp == NULL)) {
-		buf_puts(why, x->cred == NULL ? "atrn_auth names no credentials of auth_file"
-					      : "no SMTP server to receive the held mail");
-		goto fail;
-	}
-	if (ctx->fd < 0 || (fd = dup(ctx->fd)) < 0) {
+	*tls_name = ctx->sc->atrn_host ? odmr_client_host(ctx->sc->atrn_host, &port) : NULL;
+	*o = (struct retrieve_client_opts){
+	    .mode = RC_LINE,
+	    .cfg = ctx->cfg,
+	    .sc = ctx->sc,
+	    .host = *tls_name,
+	    .cred = ctx->sc->atrn_auth ? routes_auth(ctx->cfg->routes, ctx->sc->atrn_auth) : NULL,
+	    .malformed = "malformed reply on the line (modem noise?)"};
+}
+
+/* The tty, dup'ed: reads and writes with the line's timeouts; the raw bytes
+ * pass direct_raw_in_cb (NO CARRIER). */
+static int direct_line_open(struct direct *x, struct buf *why)
+{
+	struct timeval tv = {x->timeout_s, 0};
+	int fd;
+
+	if (x->ctx.fd < 0 || (fd = dup(x->ctx.fd)) < 0) {
 		buf_printf(why, "no tty for the line: %s", strerror(errno));
-		goto fail;
+		return -1;
 	}
 	evutil_make_socket_closeonexec(fd);
 	evutil_make_socket_nonblocking(fd);
-	x->line = x->raw = bufferevent_socket_new(ctx->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	x->line = x->raw = bufferevent_socket_new(x->ctx.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(x->line, direct_line_read_cb, direct_line_write_cb, direct_line_event_cb,
 			  x);
 	/* the line's pace reaches the engine: see direct_peer_read_cb; under
@@ -829,12 +689,41 @@ struct direct *direct_start(const struct direct_ctx *ctx, struct buf *why)
 	bufferevent_setwatermark(x->raw, EV_WRITE, DIRECT_LINE_LOW, DIRECT_LINE_HIGH);
 	bufferevent_set_timeouts(x->line, &tv, &tv);
 	bufferevent_enable(x->line, EV_READ | EV_WRITE);
-	carrier_watch_init(&x->cw, ctx->base, direct_quiet_cb, x);
+	carrier_watch_init(&x->cw, x->ctx.base, direct_quiet_cb, x);
 	evbuffer_add_cb(bufferevent_get_input(x->raw), direct_raw_in_cb, x);
-	x->state = DS_GREET;
+	return 0;
+}
+
+struct direct *direct_start(const struct direct_ctx *ctx, struct buf *why)
+{
+	struct direct *x = xcalloc(1, sizeof(*x));
+	struct retrieve_client_opts o;
+	char *tls_name;
+
+	x->ctx = *ctx;
+	x->timeout_s = ctx->sc->retrieve_timeout > 300 ? ctx->sc->retrieve_timeout : 300;
+	direct_client_opts(ctx, &o, &tls_name);
+	x->label = xasprintf("SMTP over the line of %s", ctx->entry);
+	x->peer_info = (struct held_peer){.key = "entry",
+					  .value = ctx->entry,
+					  .label = x->label,
+					  .remote_mta = ctx->entry,
+					  .tag = "direct",
+					  .log_deferred = 1};
+	if (direct_want_atrn(x) && (o.cred == NULL || ctx->smtp == NULL)) {
+		buf_puts(why, o.cred == NULL ? "atrn_auth names no credentials of auth_file"
+					     : "no SMTP server to receive the held mail");
+		goto fail;
+	}
+	if (direct_line_open(x, why) < 0)
+		goto fail;
+	x->rc = retrieve_client_attach(ctx->base, x->line, &o, &direct_client_ops, x);
+	free(tls_name);
+	x->state = DS_DIALOGUE;
 	direct_step(x, "waiting for the hub's greeting", 0, NULL);
 	return x;
 fail:
+	free(tls_name);
 	direct_release(x);
 	return NULL;
 }

@@ -1,54 +1,121 @@
 /* Inbound retrieval, the branch side of a dial-up session: after outbound
- * delivery, ask the provider for the mail it holds (ETRN, RFC 1985), or run
- * a command, and say when retrieval is over. Invariant: a job reports done
- * exactly once, or is cancelled and reports nothing; it never outlives its
- * session (the session cancels it when it hangs up). */
+ * delivery, ask the provider for the mail it holds, by the method [session]
+ * names. A method is one struct of functions in a file of its own (etrn.c,
+ * atrn.c, turn.c, command.c); the table in retrieve.c lists them. Invariant:
+ * a job reports done exactly once, or is cancelled and reports nothing; it
+ * never outlives its session (the session cancels it when it hangs up). */
 #ifndef DIALUP_RETRIEVE_H
 #define DIALUP_RETRIEVE_H
+#include <stdint.h>
 #include <stdio.h>
 
 #include <event2/event.h>
 
 #include "mail/config.h"
-#include "dialup/session.h"
+#include "dialup/retrieve_client.h"
+#include "dialup/session_config.h"
 #include "lib/buf.h"
 
-/* The methods: none, etrn, command, atrn (hub/odmr.c), turn (dialup/turn.c). */
-const struct retrieval *retrieve_method(const char *name);
-void retrieve_cancel(struct retrieve_job *job); /* NULL is fine */
+struct smtp_server;
 
-/* The retrieval keys of [session] (etrn_domains, etrn_grace,
- * retrieve_command, retrieve_timeout). line returns 1 for a key that is not
- * one of them, 0 when parsed, -1 with problem filled. */
+/* What a method's job is given. done(ok, text) is called once, when
+ * retrieval is over (after ETRN: the provider's inbound session ended, or
+ * etrn_grace passed without one); retrieve_cancel(job) stops a job before
+ * that, and done is then not called. */
+struct retrieval_ctx {
+	struct event_base *base;
+	const struct config *cfg;
+	const struct session_config *sc;
+	struct smtp_server *smtp; /* its open sessions are the inbound mail */
+	const unsigned *msgs_in;  /* messages received in the session so far */
+	const char *entry;	  /* the phone book entry that is up */
+	const char *host;	  /* smarthost of a route through the link; NULL: none */
+	int port;
+	void (*done)(int ok, const char *text, void *arg);
+	void *arg;
+};
+
+struct retrieve_job;
+
+/* One retrieval method. Every hook but name may be NULL (retrieve = none
+ * has no settings and no job). */
+struct retrieval {
+	const char *name; /* retrieve = NAME */
+	/* The method's [session] keys: 1 for a key that is not one of them, 0
+	 * when parsed, -1 with problem filled. */
+	int (*config_line)(struct session_config *sc, const char *key, const char *value,
+			   struct buf *problem);
+	void (*config_defaults)(struct session_config *sc);
+	/* After the file, when the method is the one chosen: what it lacks
+	 * (static text), or NULL. */
+	const char *(*check)(const struct config *cfg, const struct session_config *sc);
+	void (*show)(const struct session_config *sc, FILE *out); /* "key = value" lines */
+	void (*config_free)(struct session_config *sc);		  /* its fields only */
+	/* Starts a job; NULL when done was already called (from within run:
+	 * the job could not start). */
+	struct retrieve_job *(*run)(const struct retrieval_ctx *ctx);
+	/* Frees what the method keeps in job->state (retrieve_cancel and
+	 * retrieve_finish call it; the job and its client are freed for it). */
+	void (*cancel)(struct retrieve_job *job);
+};
+
+/* The method named name (any case), or NULL. */
+const struct retrieval *retrieve_method(const char *name);
+void retrieve_cancel(struct retrieve_job *job); /* NULL is fine; done is not called */
+
+/* [session]: every method's keys and the shared ones. line returns 1 for a
+ * key no method has, 0 when parsed, -1 with problem filled. check appends
+ * "path:line: [session]: problem" for the chosen method and returns the
+ * number of lines (sc NULL: none). */
 void retrieve_config_defaults(struct session_config *sc);
 int retrieve_config_line(struct session_config *sc, const char *key, const char *value,
 			 struct buf *problem);
-/* After the file: the method has what it needs. Appends "path:line:
- * [session]: problem" lines; returns their number. */
-int retrieve_check(const struct session_config *sc, const char *path, struct buf *err);
+int retrieve_check(const struct config *cfg, const struct session_config *sc, const char *path,
+		   struct buf *err);
 void retrieve_show(const struct session_config *sc, FILE *out);
 void retrieve_config_free(struct session_config *sc); /* the retrieval fields only */
 
-/* The connection of the etrn, atrn and turn clients: host resolved by the
- * daemon's c-ares resolver (dns_servers; an address needs no DNS), its
- * addresses tried in turn, each within timeout_s. cb runs once, from the
- * loop: with the connected bufferevent (the caller's now, no callbacks set,
- * reading off) and why NULL, or with bev NULL and why in words. NULL with
- * why filled (cb not called) if no resolver can be made. */
-struct bufferevent;
-struct retrieve_conn;
-typedef void (*retrieve_conn_cb)(struct bufferevent *bev, const char *why, void *arg);
-struct retrieve_conn *retrieve_connect(struct event_base *base, const struct config *cfg,
-				       const char *host, int port, int timeout_s,
-				       retrieve_conn_cb cb, void *arg, struct buf *why);
-void retrieve_connect_cancel(struct retrieve_conn *c); /* NULL is fine; cb not called */
-/* Takes over the bev cb got: callbacks, timeout_s for reads and writes,
- * reading and writing on. */
-void retrieve_conn_own(struct bufferevent *bev, void (*read_cb)(struct bufferevent *, void *),
-		       void (*event_cb)(struct bufferevent *, short, void *), void *arg,
-		       int timeout_s);
+/* --- for the methods ------------------------------------------------------ */
 
-/* What an ETRN reply code means (RFC 1985 section 5), in words. */
-const char *retrieve_etrn_meaning(int code);
+/* A running job: what every method has, and the method's own state. */
+struct retrieve_job {
+	struct retrieval_ctx ctx; /* entry and host point at the job's copies */
+	const struct retrieval *method;
+	char *entry, *host;
+	struct buf summary;		/* the failures so far, "; " between them */
+	unsigned msgs0;			/* messages received before the retrieval began */
+	struct event *tick;		/* retrieve_tick's timer, or NULL */
+	struct retrieve_client *client; /* the dialogue (etrn, atrn, turn), or NULL */
+	void *state;			/* the method's */
+};
+
+struct retrieve_job *retrieve_job_new(const struct retrieval *m, const struct retrieval_ctx *ctx);
+/* Event 4121 with the cause, which is added to the summary. */
+void retrieve_failed(struct retrieve_job *j, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The end: event 4123, the job freed, then done(ok, text). */
+void retrieve_finish(struct retrieve_job *j, int ok, const char *text);
+/* A job that could not start: 4121 and 4123 with why; returns NULL (for run). */
+struct retrieve_job *retrieve_abort(struct retrieve_job *j, const char *why);
+/* Connects the job's client dialogue (retrieve_client_connect, arg the
+ * job), unless problem says why it cannot. j, or NULL (retrieve_abort). */
+struct retrieve_job *retrieve_connect(struct retrieve_job *j, const char *problem,
+				      const struct retrieve_client_opts *o,
+				      const struct retrieve_client_ops *ops);
+/* The end of a job that is its client dialogue (atrn, turn: ops->end): 4121
+ * when it failed, then retrieve_finish. arg is the job. */
+void retrieve_over(int ok, const char *text, void *arg);
+/* Calls cb(job) every 250 ms until the job ends. */
+void retrieve_tick(struct retrieve_job *j, void (*cb)(evutil_socket_t, short, void *));
+/* Messages received since the job began. */
+unsigned retrieve_received(const struct retrieve_job *j);
+
+/* "30s", "2m", "1h" (a bare number is seconds), min s to 1d: 0, or -1 with
+ * problem filled. */
+int retrieve_duration(const char *v, int *out, int min, struct buf *problem);
+/* The index of key in keys[0..n-1], or -1 if it is none of them; -2 when
+ * it was given before (bit index of *set), with problem filled. */
+int retrieve_key(const char *const *keys, int n, const char *key, unsigned *set,
+		 struct buf *problem);
 
 #endif

@@ -27,7 +27,6 @@
 #include "dialup/retrieve.h"
 #include "mail/routes.h"
 #include "dialup/session.h"
-#include "dialup/turn.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -522,7 +521,7 @@ static void sess_retrieve(struct sessions *m)
 				    .port = r ? r->port : 0,
 				    .done = sess_retrieved,
 				    .arg = m};
-	struct retrieve_job *j = session_retrieval(m->sc->retrieve)->run(&ctx);
+	struct retrieve_job *j = retrieve_method(m->sc->retrieve)->run(&ctx);
 
 	if (m->cur == s && s->phase == PH_RETRIEVE)
 		s->retrieving = j;

@@ -20,30 +20,6 @@ struct phonebook;
 struct queue;
 struct smtp_server;
 
-/* Inbound retrieval after outbound delivery (dialup/retrieve.c). run starts
- * it and returns a job, or NULL when done was already called (from within
- * run); done(ok, text) is called once, when retrieval is over (after ETRN:
- * the provider's inbound session ended, or etrn_grace passed without one).
- * retrieve_cancel(job) stops a job before that; done is then not called. */
-struct retrieval_ctx {
-	struct event_base *base;
-	const struct config *cfg;
-	const struct session_config *sc;
-	struct smtp_server *smtp; /* its open sessions are the inbound mail */
-	const unsigned *msgs_in;  /* messages received in the session so far */
-	const char *entry;	  /* the phone book entry that is up */
-	const char *host;	  /* smarthost of a route through the link; NULL: none */
-	int port;
-	void (*done)(int ok, const char *text, void *arg);
-	void *arg;
-};
-struct retrieve_job;
-struct retrieval {
-	const char *name;
-	struct retrieve_job *(*run)(const struct retrieval_ctx *ctx);
-};
-const struct retrieval *session_retrieval(const char *name); /* NULL if unknown */
-
 /* --- the daemon's session manager ---------------------------------------- */
 
 struct sessions;

@@ -1,6 +1,6 @@
-/* The [session] section: one parser for its keys (the retrieval and ATRN
- * keys are handed to dialup/retrieve.c), the checks after the file, and the
- * show-config block. */
+/* The [session] section: one parser for its keys (the retrieval keys are
+ * handed to dialup/retrieve.c, which asks each method), the checks after the
+ * file, and the show-config block. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +10,6 @@
 #include "dialup/retrieve.h"
 #include "dialup/session.h"
 #include "dialup/session_config.h"
-#include "dialup/turn.h"
 #include "lib/xmalloc.h"
 #include "link/phonebook.h"
 
@@ -65,14 +64,14 @@ static void sess_format_dwq(const struct setting *s, const void *base, struct bu
 
 static int sess_check_retrieve(const char *v, struct buf *problem)
 {
-	if (session_retrieval(v) != NULL)
+	if (retrieve_method(v) != NULL)
 		return 0;
 	buf_printf(problem, "'%s' is not a retrieval method (none, etrn, command, atrn, turn)", v);
 	return -1;
 }
 
-/* The keys of [session] itself, in show-config order; the retrieval and
- * ATRN keys are the retrieval methods' (dialup/retrieve.c). */
+/* The keys of [session] itself, in show-config order; the retrieval keys
+ * are the retrieval methods' (the table in dialup/retrieve.c). */
 static const struct setting sess_settings[SESSION_N_KEYS] = {
     {.name = "schedule",
      .type = T_CUSTOM,
@@ -194,7 +193,7 @@ int session_check(const struct session_config *sc, const struct phonebook *pb, c
 			   path, sc->line);
 		n++;
 	}
-	return n + retrieve_check(sc, path, err);
+	return n;
 }
 
 void session_config_free(struct session_config *sc)
@@ -231,7 +230,7 @@ static int session_cfg_line(struct config *cfg, const char *key, const char *val
 static int session_cfg_finish(struct config *cfg, const char *path, struct buf *err)
 {
 	return session_check(cfg->session, cfg->phonebook, path, err) +
-	       turn_config_check(cfg, path, err);
+	       retrieve_check(cfg, cfg->session, path, err);
 }
 
 static void session_cfg_show(const struct config *cfg, FILE *out)
@@ -256,9 +255,3 @@ const struct config_module session_config_module = {
     .show = session_cfg_show,
     .release = session_cfg_release,
 };
-
-/* The methods live in dialup/retrieve.c. */
-const struct retrieval *session_retrieval(const char *name)
-{
-	return retrieve_method(name);
-}

@@ -29,13 +29,16 @@ struct session_config {
 	int min_dial_interval;		     /* min_dial_interval = 5m */
 	int check_timeout;		     /* check_timeout = 30s */
 	unsigned char given[SESSION_N_KEYS]; /* keys given (duplicate detection) */
-	/* retrieval settings, parsed in dialup/retrieve.c */
+	/* retrieval settings, each parsed by its method (dialup/etrn.c,
+	 * command.c, atrn.c); the shared retrieve_timeout by dialup/retrieve.c */
+	int retrieve_timeout;	     /* retrieve_timeout = 2m */
+	unsigned retrieve_set;	     /* shared retrieval keys given */
 	struct strlist etrn_domains; /* etrn_domains = a.example, b.example */
 	int etrn_grace;		     /* etrn_grace = 60s */
-	char *retrieve_command;	     /* retrieve_command = finger @isp */
-	int retrieve_timeout;	     /* retrieve_timeout = 2m */
-	unsigned retrieve_set;	     /* retrieval keys given */
-	/* retrieve = atrn (RFC 2645), parsed in hub/odmr.c */
+	unsigned etrn_set;
+	char *retrieve_command; /* retrieve_command = finger @isp */
+	unsigned command_set;
+	/* retrieve = atrn (RFC 2645), parsed in dialup/atrn.c */
 	char *atrn_host;	     /* atrn_host = hub:366; NULL: the link route's smarthost */
 	struct strlist atrn_domains; /* atrn_domains = branch.example */
 	char *atrn_auth;	     /* atrn_auth = NAME in auth_file */
@@ -50,8 +53,9 @@ struct session_config {
 int session_section_open(struct session_config **sc, int line, struct buf *problem);
 int session_section_line(struct session_config *sc, const char *key, const char *value,
 			 struct buf *problem);
-/* After the file: entries exist in the phone book, retrieve is known.
- * Appends "path:line: [session]: problem" lines; returns their number. */
+/* After the file: entries exist in the phone book (what the retrieval
+ * method needs: retrieve_check). Appends "path:line: [session]: problem"
+ * lines; returns their number. */
 int session_check(const struct session_config *sc, const struct phonebook *pb, const char *path,
 		  struct buf *err);
 void session_config_free(struct session_config *sc); /* frees sc; NULL is fine */
