@@ -87,7 +87,7 @@ struct config {
 	int dedup_window;	     /* seconds; 0: no duplicate suppression */
 	struct strlist odmr_listen;  /* ODMR port(s) of the hub; see hub/odmr.h */
 	struct strlist odmr_domains; /* "user=domain": what ATRN may claim */
-	int turn_enabled;	     /* retrieve = turn allowed (insecure); dialup/turn.h */
+	int turn_enabled;	     /* retrieve = turn allowed (insecure); dialup/turn.c */
 };
 
 /* A [section] of the file that a higher layer owns ([phonebook NAME],

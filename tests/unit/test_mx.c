@@ -82,7 +82,7 @@ struct owner {
 	char addr[64];
 };
 
-/* What a one-shot user does (retrieve_connect): done with the resolver in
+/* What a one-shot user does (dialup/retrieve_client.c): done with the resolver in
  * the callback, it frees it there. ASan sees any use after that. */
 static void on_addr(const struct mx_result *r, void *arg)
 {
