@@ -1,9 +1,6 @@
-/* retrieve = atrn (RFC 2645), the branch's side of On-Demand Mail Relay:
- * connect to the hub's ODMR port, EHLO, STARTTLS as atrn_tls says, AUTH,
- * ATRN for the site's domains; on 250 the connection becomes an SMTP server
- * session (smtp_server_adopt) that receives the held mail. Invariant: with
- * a TLS check configured, nothing (no AUTH) is sent before the hub's
- * certificate passed it (retrieve_client.c). The hub's side is hub/odmr.c. */
+/* retrieve = atrn (RFC 2645): AUTH and ATRN at the hub's ODMR port, then the
+ * connection is our SMTP server's (the hub's side is hub/odmr.c). Invariant:
+ * the ATRN command and its reply exist once, for TCP and the modem line. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

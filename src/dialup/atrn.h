@@ -1,7 +1,6 @@
-/* ATRN retrieval, the branch's side of On-Demand Mail Relay (RFC 2645):
- * `retrieve = atrn` in [session] (dialup/atrn.c). The ATRN command and its
- * reply are here once, for the job over TCP and for the modem line
- * (dialup/direct.c), both on the one client dialogue (retrieve_client.h). */
+/* The ATRN command and its reply (RFC 2645), once for retrieve = atrn over
+ * TCP (dialup/atrn.c) and for the modem line (dialup/direct.c), both on the
+ * one client dialogue (retrieve_client.h). */
 #ifndef DIALUP_ATRN_H
 #define DIALUP_ATRN_H
 

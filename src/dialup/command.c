@@ -1,7 +1,6 @@
-/* retrieve = command: run retrieve_command (sh -c, in a process group of its
- * own, DIALMAIL_ENTRY and DIALMAIL_SMARTHOST in its environment) and wait
- * for it, at most retrieve_timeout. Invariant: the child never outlives the
- * job: the timeout or a cancel kills its whole group. */
+/* retrieve = command: retrieve_command under sh -c, at most retrieve_timeout.
+ * Invariant: the child never outlives the job (the timeout or a cancel kills
+ * its whole process group). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>

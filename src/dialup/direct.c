@@ -1,12 +1,8 @@
-/* data = direct: SMTP over the serial line after CONNECT. This file owns
- * the line: the retrieval client's ATRN dialogue runs on it (greeting, EHLO,
- * STARTTLS as atrn_tls says, AUTH, ATRN; retrieve_client.c), and it lends the
- * line to the SMTP client engine (outbound mail) and then to the daemon's
- * SMTP server (held mail after ATRN) through socketpair relays, so it sees
- * every byte: the engine's QUIT is kept off the line, and the modem's NO
- * CARRIER (watched in the raw bytes, below TLS) ends the job. Invariant: a
- * recipient changes state only on the hub's final reply for it; everything
- * unconfirmed stays queued for the next call. */
+/* data = direct: SMTP on the serial line after CONNECT. The retrieval client's
+ * ATRN dialogue runs on the line; the SMTP client engine (outbound mail) and
+ * our SMTP server (held mail) borrow it through socketpair relays, which keep
+ * the engine's QUIT off the line. Invariant: a recipient changes state only
+ * on the hub's final reply for it; the rest stays queued for the next call. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,6 @@
-/* retrieve = etrn (RFC 1985): EHLO, one ETRN per etrn_domains, QUIT at the
- * link route's smarthost; then wait while the provider's inbound SMTP
- * session is open, or etrn_grace for it to start. Invariant: every ETRN
- * reply is one event 4120, and the job ends only after that wait. */
+/* retrieve = etrn (RFC 1985): one ETRN per etrn_domains at the smarthost,
+ * then wait for the provider's inbound session (etrn_grace). Invariant: each
+ * ETRN reply is one event 4120, and the job ends only after that wait. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,7 +1,6 @@
-/* The retrieval methods as one family: the table that lists them, the
- * [session] keys they share, and what every job does (events 4121 and 4123,
- * the tick, the end). Invariant: the session and the configuration reach a
- * method only through this table; a new method is a file and a row. */
+/* The retrieval methods as one family: the table, the shared key
+ * retrieve_timeout, and what every job does (events 4121, 4123, the end).
+ * Invariant: nothing outside reaches a method but through this table. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>

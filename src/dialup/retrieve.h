@@ -1,9 +1,6 @@
-/* Inbound retrieval, the branch side of a dial-up session: after outbound
- * delivery, ask the provider for the mail it holds, by the method [session]
- * names. A method is one struct of functions in a file of its own (etrn.c,
- * atrn.c, turn.c, command.c); the table in retrieve.c lists them. Invariant:
- * a job reports done exactly once, or is cancelled and reports nothing; it
- * never outlives its session (the session cancels it when it hangs up). */
+/* Inbound retrieval after outbound delivery: a method is one struct of
+ * functions in a file of its own, listed by the table in retrieve.c.
+ * Invariant: a job reports done once, or is cancelled and reports nothing. */
 #ifndef DIALUP_RETRIEVE_H
 #define DIALUP_RETRIEVE_H
 #include <stdint.h>

@@ -1,8 +1,6 @@
-/* The retrieval client, written once for ETRN, TURN and ATRN (over TCP and
- * on the modem line): connection, greeting, EHLO or HELO, STARTTLS with the
- * atrn_tls checks, AUTH, the method's command, QUIT, the end. Invariant:
- * everything runs on the loop (host names through c-ares); with STARTTLS
- * nothing is sent before the certificate passed; end comes once. */
+/* The retrieval client, written once for ETRN, TURN and ATRN, over TCP and
+ * on the modem line. Invariant: with STARTTLS nothing is sent before the
+ * certificate passed; on its own connection the end comes once, from a timer. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>

@@ -1,10 +1,6 @@
-/* The client side of inbound retrieval, written once: greeting, EHLO (HELO
- * if refused, for ETRN and TURN), STARTTLS as atrn_tls says, AUTH, the
- * method's command and its replies, QUIT. It runs on a connection of its own
- * (the etrn, atrn and turn methods) or on a line the caller owns (the modem
- * line of dialup/direct.c). Invariant: with STARTTLS, nothing (no AUTH) is
- * sent before the hub's certificate passed the atrn_ca and atrn_fingerprint
- * checks; end is called once. */
+/* The client side of inbound retrieval, written once: greeting, EHLO or HELO,
+ * STARTTLS, AUTH, the method's command, QUIT; on its own connection or on the
+ * caller's line. Invariant: nothing (no AUTH) before the certificate passed. */
 #ifndef DIALUP_RETRIEVE_CLIENT_H
 #define DIALUP_RETRIEVE_CLIENT_H
 #include <event2/bufferevent.h>
@@ -47,15 +43,18 @@ struct retrieve_client_opts {
 					 NULL (RC_SMTP only): any line will do */
 };
 
-/* What the method does at each turn; any hook but end may be NULL where the
- * comment says so. */
+/* What ops->refused was refused. */
+enum { RC_REFUSED_GREETING, RC_REFUSED_EHLO, RC_REFUSED_HELO };
+
+/* What the method does at each turn; ready, reply and end are required,
+ * the others may be NULL as their comments say. */
 struct retrieve_client_ops {
 	/* The method's turn (after EHLO or HELO, STARTTLS and AUTH): send the
 	 * command (retrieve_client_command). */
 	void (*ready)(struct retrieve_client *c, void *arg);
 	/* The final reply to the method's command. */
 	void (*reply)(struct retrieve_client *c, int code, const char *text, void *arg);
-	/* The greeting (stage 0), EHLO (1) or HELO (2) refused. NULL: the
+	/* The greeting, EHLO or HELO refused (stage: RC_REFUSED_*). NULL: the
 	 * ATRN dialogue's "hub greeting refused: ..." or "EHLO refused: ...". */
 	void (*refused)(struct retrieve_client *c, int stage, int code, const char *text,
 			void *arg);
@@ -64,7 +63,7 @@ struct retrieve_client_ops {
 	 * failed". */
 	void (*lost)(struct retrieve_client *c, short what, void *arg);
 	/* The SMTP server session it became (retrieve_client_reverse) ended;
-	 * quit: the peer sent QUIT. */
+	 * quit: the peer sent QUIT. Required with retrieve_client_reverse. */
 	void (*closed)(struct retrieve_client *c, int quit, void *arg);
 	/* A step of the ATRN dialogue (event 4124); NULL: none. */
 	void (*step)(void *arg, const char *what, int code, const char *text);
@@ -76,8 +75,6 @@ struct retrieve_client_ops {
 	 * queued QUIT left (at most 2 s). A line: at once; the caller ends. */
 	void (*end)(int ok, const char *text, void *arg);
 };
-
-enum { RC_REFUSED_GREETING, RC_REFUSED_EHLO, RC_REFUSED_HELO };
 
 /* Resolves opts->host (c-ares, dns_servers), connects within
  * retrieve_timeout and reads the greeting. NULL with why filled if it

@@ -1,9 +1,6 @@
-/* retrieve = turn (RFC 821 section 3.8 / 4.1.1): greet, EHLO (HELO if
- * refused), TURN at the link route's smarthost; 250 reverses the roles and
- * smtp_server_adopt serves the provider on the same connection until its
- * QUIT; any other reply ends retrieval. Insecure (the site is not
- * authenticated), so it needs turn_enabled = yes. Invariant: every TURN use
- * and its end is a warning event 4125. */
+/* retrieve = turn (RFC 821 TURN; insecure, so only with turn_enabled): EHLO,
+ * TURN, then our SMTP server serves the provider on the same connection.
+ * Invariant: every TURN use and its end is a warning event 4125. */
 #include <stdarg.h>
 #include <stdlib.h>
 
