@@ -1,6 +1,7 @@
 /* retrieve = atrn (RFC 2645): AUTH and ATRN at the hub's ODMR port, then the
  * connection is our SMTP server's (the hub's side is hub/odmr.c). Invariant:
  * the ATRN command and its reply exist once, for TCP and the modem line. */
+#include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,63 +20,122 @@ extern const struct retrieval atrn_method;
 
 /* --- settings ------------------------------------------------------------ */
 
-enum atrn_key { AK_HOST, AK_DOMAINS, AK_AUTH, AK_TLS, AK_CA, AK_PIN, AK_COUNT };
-static const char *const atrn_keys[AK_COUNT] = {"atrn_host", "atrn_domains", "atrn_auth",
-						"atrn_tls",  "atrn_ca",	     "atrn_fingerprint"};
+#define AOFF(f) offsetof(struct session_config, f)
 
-/* atrn_tls, atrn_ca, atrn_fingerprint: 0, or -1 with problem filled. */
-static int atrn_config_tls(struct session_config *sc, int k, const char *value, struct buf *problem)
+static int atrn_check_host(const char *v, struct buf *problem)
 {
-	FILE *f;
+	if (*v && !strchr(v, ' '))
+		return 0;
+	buf_printf(problem, "'%s' is not host[:port]", v);
+	return -1;
+}
 
-	if (k == AK_TLS) {
-		if ((sc->atrn_tls = odmr_client_tls_policy(value)) >= 0)
-			return 0;
-		buf_printf(problem, "'%s' is not none, opportunistic or required", value);
-		return -1;
-	}
-	if (k == AK_PIN) {
-		if ((sc->atrn_fingerprint = fingerprint_parse(value)) != NULL)
-			return 0;
-		buf_printf(problem, "'%s' is not sha256:HEX (64 hex digits)", value);
-		return -1;
-	}
-	if ((f = fopen(value, "r")) == NULL) { /* a typo is a config error */
-		buf_printf(problem, "%s: cannot open: %s", value, strerror(errno));
+static int atrn_check_domain(const char *item, struct buf *problem)
+{
+	if (policy_domain_ok(item, strlen(item)))
+		return 0;
+	buf_printf(problem, "'%s' is not a domain", item);
+	return -1;
+}
+
+/* atrn_ca must be readable when the configuration is read: a typo is a
+ * configuration error, not a failed call. */
+static int atrn_check_ca(const char *v, struct buf *problem)
+{
+	FILE *f = fopen(v, "r");
+
+	if (f == NULL) {
+		buf_printf(problem, "%s: cannot open: %s", v, strerror(errno));
 		return -1;
 	}
 	fclose(f);
-	sc->atrn_ca = xstrdup(value);
 	return 0;
 }
 
-static int atrn_config_line(struct session_config *sc, const char *key, const char *value,
-			    struct buf *problem)
+static int atrn_parse_tls(const struct setting *s, void *base, const char *v, struct buf *problem)
 {
-	int k = retrieve_key(atrn_keys, AK_COUNT, key, &sc->atrn_set, problem);
+	int policy = odmr_client_tls_policy(v);
 
-	if (k < 0)
-		return k == -1 ? 1 : -1;
-	if (k >= AK_TLS)
-		return atrn_config_tls(sc, k, value, problem);
-	if (k == AK_DOMAINS) {
-		strlist_split(&sc->atrn_domains, value);
-		for (size_t i = 0; i < sc->atrn_domains.n; i++)
-			if (!policy_domain_ok(sc->atrn_domains.v[i],
-					      strlen(sc->atrn_domains.v[i]))) {
-				buf_printf(problem, "'%s' is not a domain", sc->atrn_domains.v[i]);
-				return -1;
-			}
-		return 0;
-	}
-	if (k == AK_HOST && (strchr(value, ' ') || *value == '\0')) {
-		buf_printf(problem, "'%s' is not host[:port]", value);
+	if (policy < 0) {
+		buf_printf(problem, "'%s' is not none, opportunistic or required", v);
 		return -1;
 	}
-	free(k == AK_HOST ? sc->atrn_host : sc->atrn_auth);
-	*(k == AK_HOST ? &sc->atrn_host : &sc->atrn_auth) = xstrdup(value);
+	((struct session_config *)base)->atrn_tls = policy;
 	return 0;
 }
+
+static void atrn_format_tls(const struct setting *s, const void *base, struct buf *out)
+{
+	buf_puts(out, odmr_client_tls_name(((const struct session_config *)base)->atrn_tls));
+}
+
+/* atrn_fingerprint: kept as 64 lower-case hex digits, shown as sha256:HEX. */
+static int atrn_parse_pin(const struct setting *s, void *base, const char *v, struct buf *problem)
+{
+	struct session_config *sc = base;
+	char *pin = fingerprint_parse(v);
+
+	if (pin == NULL) {
+		buf_printf(problem, "'%s' is not sha256:HEX (64 hex digits)", v);
+		return -1;
+	}
+	free(sc->atrn_fingerprint);
+	sc->atrn_fingerprint = pin;
+	return 0;
+}
+
+static void atrn_format_pin(const struct setting *s, const void *base, struct buf *out)
+{
+	const struct session_config *sc = base;
+
+	if (sc->atrn_fingerprint)
+		buf_printf(out, "sha256:%s", sc->atrn_fingerprint);
+}
+
+static void atrn_release_pin(const struct setting *s, void *base)
+{
+	struct session_config *sc = base;
+
+	free(sc->atrn_fingerprint);
+	sc->atrn_fingerprint = NULL;
+}
+
+static const struct setting atrn_settings[] = {
+    {.name = "atrn_host",
+     .type = T_STRING,
+     .off = AOFF(atrn_host),
+     .check = atrn_check_host,
+     .help = "the hub's ODMR port, host[:port] (366); unset: the link route's smarthost"},
+    {.name = "atrn_domains",
+     .type = T_LIST,
+     .def = "",
+     .off = AOFF(atrn_domains),
+     .check = atrn_check_domain,
+     .help = "the domains to claim with one ATRN"},
+    {.name = "atrn_auth",
+     .type = T_STRING,
+     .off = AOFF(atrn_auth),
+     .help = "NAME of the auth_file credentials to authenticate with"},
+    {.name = "atrn_tls",
+     .type = T_CUSTOM,
+     .def = "opportunistic",
+     .parse = atrn_parse_tls,
+     .format = atrn_format_tls,
+     .help = "STARTTLS of the ATRN client and a direct line: opportunistic, required, none"},
+    {.name = "atrn_ca",
+     .type = T_STRING,
+     .off = AOFF(atrn_ca),
+     .check = atrn_check_ca,
+     .help = "PEM file of the CAs that must sign the hub's certificate"},
+    {.name = "atrn_fingerprint",
+     .type = T_CUSTOM,
+     .parse = atrn_parse_pin,
+     .format = atrn_format_pin,
+     .release = atrn_release_pin,
+     .help = "sha256:HEX of the hub's certificate; any other is refused"},
+};
+static const struct settings_table atrn_table = {"[session]", atrn_settings,
+						 sizeof(atrn_settings) / sizeof(atrn_settings[0])};
 
 static const char *atrn_check(const struct config *cfg, const struct session_config *sc)
 {
@@ -85,30 +145,6 @@ static const char *atrn_check(const struct config *cfg, const struct session_con
 		return "retrieve = atrn needs atrn_auth (a NAME of auth_file: RFC 2645 "
 		       "requires AUTH)";
 	return NULL;
-}
-
-static void atrn_show(const struct session_config *sc, FILE *out)
-{
-	fprintf(out, "atrn_host =%s%s\natrn_domains =", sc->atrn_host ? " " : "",
-		sc->atrn_host ? sc->atrn_host : "");
-	for (size_t i = 0; i < sc->atrn_domains.n; i++)
-		fprintf(out, "%s%s", i ? ", " : " ", sc->atrn_domains.v[i]);
-	fprintf(out, "\natrn_auth =%s%s\n", sc->atrn_auth ? " " : "",
-		sc->atrn_auth ? sc->atrn_auth : "");
-	fprintf(out, "atrn_tls = %s\natrn_ca =%s%s\natrn_fingerprint =%s%s\n",
-		odmr_client_tls_name(sc->atrn_tls), sc->atrn_ca ? " " : "",
-		sc->atrn_ca ? sc->atrn_ca : "", sc->atrn_fingerprint ? " sha256:" : "",
-		sc->atrn_fingerprint ? sc->atrn_fingerprint : "");
-}
-
-static void atrn_config_free(struct session_config *sc)
-{
-	free(sc->atrn_host);
-	free(sc->atrn_auth);
-	free(sc->atrn_ca);
-	free(sc->atrn_fingerprint);
-	strlist_free(&sc->atrn_domains);
-	sc->atrn_host = sc->atrn_auth = sc->atrn_ca = sc->atrn_fingerprint = NULL;
 }
 
 /* --- the ATRN command, on TCP and on the line ------------------------------ */
@@ -226,9 +262,7 @@ static struct retrieve_job *atrn_run(const struct retrieval_ctx *ctx)
 
 const struct retrieval atrn_method = {
     .name = "atrn",
-    .config_line = atrn_config_line,
+    .settings = &atrn_table,
     .check = atrn_check,
-    .show = atrn_show,
-    .config_free = atrn_config_free,
     .run = atrn_run,
 };

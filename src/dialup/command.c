@@ -1,6 +1,7 @@
 /* retrieve = command: retrieve_command under sh -c, at most retrieve_timeout.
  * Invariant: the child never outlives the job (the timeout or a cancel kills
  * its whole process group). */
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -19,37 +20,19 @@ extern const struct retrieval command_method;
 
 /* --- settings ------------------------------------------------------------ */
 
-static const char *const command_keys[] = {"retrieve_command"};
-
-static int command_config_line(struct session_config *sc, const char *key, const char *value,
-			       struct buf *problem)
-{
-	int k = retrieve_key(command_keys, 1, key, &sc->command_set, problem);
-
-	if (k < 0)
-		return k == -1 ? 1 : -1;
-	free(sc->retrieve_command);
-	sc->retrieve_command = xstrdup(value);
-	return 0;
-}
+static const struct setting command_settings[] = {
+    {.name = "retrieve_command",
+     .type = T_STRING,
+     .off = offsetof(struct session_config, retrieve_command),
+     .help = "run with sh -c after outbound delivery (retrieve = command)"},
+};
+static const struct settings_table command_table = {"[session]", command_settings, 1};
 
 static const char *command_check(const struct config *cfg, const struct session_config *sc)
 {
 	if (sc->retrieve_command == NULL || sc->retrieve_command[0] == '\0')
 		return "retrieve = command needs retrieve_command";
 	return NULL;
-}
-
-static void command_show(const struct session_config *sc, FILE *out)
-{
-	fprintf(out, "retrieve_command =%s%s\n", sc->retrieve_command ? " " : "",
-		sc->retrieve_command ? sc->retrieve_command : "");
-}
-
-static void command_config_free(struct session_config *sc)
-{
-	free(sc->retrieve_command);
-	sc->retrieve_command = NULL;
 }
 
 /* --- the job --------------------------------------------------------------- */
@@ -194,10 +177,8 @@ static struct retrieve_job *command_run(const struct retrieval_ctx *ctx)
 
 const struct retrieval command_method = {
     .name = "command",
-    .config_line = command_config_line,
+    .settings = &command_table,
     .check = command_check,
-    .show = command_show,
-    .config_free = command_config_free,
     .run = command_run,
     .cancel = command_cancel,
 };

@@ -1,6 +1,7 @@
 /* retrieve = etrn (RFC 1985): one ETRN per etrn_domains at the smarthost,
  * then wait for the provider's inbound session (etrn_grace). Invariant: each
  * ETRN reply is one event 4120, and the job ends only after that wait. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,61 +14,41 @@
 #include "lib/xmalloc.h"
 #include "smtp/smtp_server.h"
 
-#define ETRN_DEFAULT_GRACE 60
-
 extern const struct retrieval etrn_method;
 
 /* --- settings ------------------------------------------------------------ */
 
-enum etrn_key { EK_DOMAINS, EK_GRACE, EK_COUNT };
-static const char *const etrn_keys[EK_COUNT] = {"etrn_domains", "etrn_grace"};
-
-static void etrn_config_defaults(struct session_config *sc)
+static int etrn_check_domain(const char *item, struct buf *problem)
 {
-	sc->etrn_grace = ETRN_DEFAULT_GRACE;
+	if (strspn(item, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.@") ==
+	    strlen(item))
+		return 0;
+	buf_printf(problem, "'%s' is not a domain (or @domain)", item);
+	return -1;
 }
 
-static int etrn_config_line(struct session_config *sc, const char *key, const char *value,
-			    struct buf *problem)
-{
-	int k = retrieve_key(etrn_keys, EK_COUNT, key, &sc->etrn_set, problem);
-
-	if (k == -1)
-		return 1;
-	if (k == EK_GRACE)
-		return retrieve_duration(value, &sc->etrn_grace, 0, problem);
-	if (k < 0)
-		return -1;
-	strlist_split(&sc->etrn_domains, value);
-	for (size_t i = 0; i < sc->etrn_domains.n; i++)
-		if (strspn(sc->etrn_domains.v[i], "abcdefghijklmnopqrstuvwxyz"
-						  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.@") !=
-		    strlen(sc->etrn_domains.v[i])) {
-			buf_printf(problem, "'%s' is not a domain (or @domain)",
-				   sc->etrn_domains.v[i]);
-			return -1;
-		}
-	return 0;
-}
+static const struct setting etrn_settings[] = {
+    {.name = "etrn_domains",
+     .type = T_LIST,
+     .def = "",
+     .off = offsetof(struct session_config, etrn_domains),
+     .check = etrn_check_domain,
+     .help = "the domains (or @domain: with subdomains) to ask for, one ETRN each"},
+    {.name = "etrn_grace",
+     .type = T_DURATION,
+     .def = "60s",
+     .min = 0,
+     .max = 86400,
+     .off = offsetof(struct session_config, etrn_grace),
+     .help = "how long to wait for the provider's inbound session after ETRN"},
+};
+static const struct settings_table etrn_table = {"[session]", etrn_settings, 2};
 
 static const char *etrn_check(const struct config *cfg, const struct session_config *sc)
 {
 	if (sc->etrn_domains.n == 0)
 		return "retrieve = etrn needs etrn_domains (the domains to ask for)";
 	return NULL;
-}
-
-static void etrn_show(const struct session_config *sc, FILE *out)
-{
-	fputs("etrn_domains =", out);
-	for (size_t i = 0; i < sc->etrn_domains.n; i++)
-		fprintf(out, "%s%s", i ? ", " : " ", sc->etrn_domains.v[i]);
-	fprintf(out, "\netrn_grace = %ds\n", sc->etrn_grace);
-}
-
-static void etrn_config_free(struct session_config *sc)
-{
-	strlist_free(&sc->etrn_domains);
 }
 
 /* --- the job --------------------------------------------------------------- */
@@ -236,11 +217,8 @@ static struct retrieve_job *etrn_run(const struct retrieval_ctx *ctx)
 
 const struct retrieval etrn_method = {
     .name = "etrn",
-    .config_line = etrn_config_line,
-    .config_defaults = etrn_config_defaults,
+    .settings = &etrn_table,
     .check = etrn_check,
-    .show = etrn_show,
-    .config_free = etrn_config_free,
     .run = etrn_run,
     .cancel = etrn_cancel,
 };

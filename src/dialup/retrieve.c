@@ -2,6 +2,7 @@
  * retrieve_timeout, and what every job does (events 4121, 4123, the end).
  * Invariant: nothing outside reaches a method but through this table. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +10,10 @@
 
 #include "mail/event.h"
 #include "dialup/retrieve.h"
+#include "lib/log.h"
 #include "lib/xmalloc.h"
 
-#define RJ_TICK_MS     250 /* inbound-session and child checks */
-#define RJ_DEFAULT_TMO 120
+#define RJ_TICK_MS 250 /* inbound-session and child checks */
 
 /* --- the table ------------------------------------------------------------ */
 
@@ -42,69 +43,62 @@ const struct retrieval *retrieve_method(const char *name)
 
 /* --- settings: the shared keys, then each method's -------------------------- */
 
+#define DAY 86400
+
 /* retrieve_timeout: the connection and each reply of etrn, atrn and turn,
  * the command's run time (command), and the line's timeout (data = direct,
  * at least 5 min). */
-enum rj_key { RK_TIMEOUT, RK_COUNT };
-static const char *const rj_keys[RK_COUNT] = {"retrieve_timeout"};
+static const struct setting shared_settings[] = {
+    {.name = "retrieve_timeout",
+     .type = T_DURATION,
+     .def = "2m",
+     .min = 1,
+     .max = DAY,
+     .off = offsetof(struct session_config, retrieve_timeout),
+     .help = "the longest wait for a retrieval's connection and each reply, or its command"},
+};
+static const struct settings_table shared_table = {"[session]", shared_settings, 1};
 
-int retrieve_duration(const char *v, int *out, int min, struct buf *problem)
+/* The tables of retrieval keys in [session] order: the shared one, then
+ * each method's; i-th table or NULL past the end. */
+static const struct settings_table *retrieve_table(size_t i)
 {
-	char *end;
-	long n, mult = 1;
-
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (*end && end[1] == '\0')
-		mult = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : 0;
-	else if (*end)
-		mult = 0;
-	if (v[0] < '0' || v[0] > '9' || errno || mult == 0 || n < min || n > 86400 / mult) {
-		buf_printf(problem, "'%s' is not a duration (%d s to 1d; s, m, h)", v, min);
-		return -1;
-	}
-	*out = (int)(n * mult);
-	return 0;
+	if (i == 0)
+		return &shared_table;
+	for (size_t k = 0; k < N_METHODS; k++)
+		if (retrieve_methods[k]->settings && --i == 0)
+			return retrieve_methods[k]->settings;
+	return NULL;
 }
 
-int retrieve_key(const char *const *keys, int n, const char *key, unsigned *set,
-		 struct buf *problem)
+void retrieve_method_names(struct buf *out)
 {
-	int k;
-
-	for (k = 0; k < n && strcmp(key, keys[k]) != 0; k++)
-		;
-	if (k == n)
-		return -1;
-	if (*set & (1u << k)) {
-		buf_puts(problem, "set twice in [session]");
-		return -2;
-	}
-	*set |= 1u << k;
-	return k;
+	for (size_t i = 0; i < N_METHODS; i++)
+		buf_printf(out, "%s%s", i ? ", " : "", retrieve_methods[i]->name);
 }
 
 void retrieve_config_defaults(struct session_config *sc)
 {
-	sc->retrieve_timeout = RJ_DEFAULT_TMO;
-	for (size_t i = 0; i < N_METHODS; i++)
-		if (retrieve_methods[i]->config_defaults)
-			retrieve_methods[i]->config_defaults(sc);
+	const struct settings_table *t;
+
+	for (size_t i = 0; (t = retrieve_table(i)) != NULL; i++)
+		settings_defaults(t, sc);
 }
 
 int retrieve_config_line(struct session_config *sc, const char *key, const char *value,
 			 struct buf *problem)
 {
-	int k = retrieve_key(rj_keys, RK_COUNT, key, &sc->retrieve_set, problem), rc;
+	const struct settings_table *t;
+	size_t given = 0;
+	int rc;
 
-	if (k == RK_TIMEOUT)
-		return retrieve_duration(value, &sc->retrieve_timeout, 1, problem);
-	if (k == -2)
-		return -1;
-	for (size_t i = 0; i < N_METHODS; i++)
-		if (retrieve_methods[i]->config_line &&
-		    (rc = retrieve_methods[i]->config_line(sc, key, value, problem)) <= 0)
+	for (size_t i = 0; (t = retrieve_table(i)) != NULL; i++, given += t->n) {
+		if (given + t->n > sizeof(sc->retrieve_given))
+			panic("retrieve: more keys than session_config.retrieve_given holds");
+		rc = settings_parse(t, sc, sc->retrieve_given + given, key, value, problem);
+		if (rc <= 0)
 			return rc;
+	}
 	return 1;
 }
 
@@ -122,17 +116,26 @@ int retrieve_check(const struct config *cfg, const struct session_config *sc, co
 
 void retrieve_show(const struct session_config *sc, FILE *out)
 {
-	fprintf(out, "retrieve_timeout = %ds\n", sc->retrieve_timeout);
-	for (size_t i = 0; i < N_METHODS; i++)
-		if (retrieve_methods[i]->show)
-			retrieve_methods[i]->show(sc, out);
+	const struct settings_table *t;
+
+	for (size_t i = 0; (t = retrieve_table(i)) != NULL; i++)
+		settings_show(t, sc, out);
 }
 
 void retrieve_config_free(struct session_config *sc)
 {
-	for (size_t i = 0; i < N_METHODS; i++)
-		if (retrieve_methods[i]->config_free)
-			retrieve_methods[i]->config_free(sc);
+	const struct settings_table *t;
+
+	for (size_t i = 0; (t = retrieve_table(i)) != NULL; i++)
+		settings_release(t, sc);
+}
+
+void retrieve_config_names(struct buf *out)
+{
+	const struct settings_table *t;
+
+	for (size_t i = 0; (t = retrieve_table(i)) != NULL; i++)
+		settings_names(t, out);
 }
 
 /* --- jobs --------------------------------------------------------------------- */

@@ -12,6 +12,7 @@
 #include "dialup/retrieve_client.h"
 #include "dialup/session_config.h"
 #include "lib/buf.h"
+#include "mail/settings.h"
 
 struct smtp_server;
 
@@ -38,16 +39,12 @@ struct retrieve_job;
  * has no settings and no job). */
 struct retrieval {
 	const char *name; /* retrieve = NAME */
-	/* The method's [session] keys: 1 for a key that is not one of them, 0
-	 * when parsed, -1 with problem filled. */
-	int (*config_line)(struct session_config *sc, const char *key, const char *value,
-			   struct buf *problem);
-	void (*config_defaults)(struct session_config *sc);
+	/* The method's [session] keys as rows of the settings table form
+	 * (mail/settings.h) over struct session_config; NULL: none. */
+	const struct settings_table *settings;
 	/* After the file, when the method is the one chosen: what it lacks
 	 * (static text), or NULL. */
 	const char *(*check)(const struct config *cfg, const struct session_config *sc);
-	void (*show)(const struct session_config *sc, FILE *out); /* "key = value" lines */
-	void (*config_free)(struct session_config *sc);		  /* its fields only */
 	/* Starts a job; NULL when done was already called (from within run:
 	 * the job could not start). */
 	struct retrieve_job *(*run)(const struct retrieval_ctx *ctx);
@@ -58,12 +55,15 @@ struct retrieval {
 
 /* The method named name (any case), or NULL. */
 const struct retrieval *retrieve_method(const char *name);
+/* Appends the methods' names ("none, etrn, ..."), ", " between them. */
+void retrieve_method_names(struct buf *out);
 void retrieve_cancel(struct retrieve_job *job); /* NULL is fine; done is not called */
 
 /* [session]: every method's keys and the shared ones. line returns 1 for a
  * key no method has, 0 when parsed, -1 with problem filled. check appends
  * "path:line: [session]: problem" for the chosen method and returns the
- * number of lines (sc NULL: none). */
+ * number of lines (sc NULL: none). names appends every key, ", " before
+ * each (for "unknown [session] setting" messages). */
 void retrieve_config_defaults(struct session_config *sc);
 int retrieve_config_line(struct session_config *sc, const char *key, const char *value,
 			 struct buf *problem);
@@ -71,6 +71,7 @@ int retrieve_check(const struct config *cfg, const struct session_config *sc, co
 		   struct buf *err);
 void retrieve_show(const struct session_config *sc, FILE *out);
 void retrieve_config_free(struct session_config *sc); /* the retrieval fields only */
+void retrieve_config_names(struct buf *out);
 
 /* --- for the methods ------------------------------------------------------ */
 
@@ -106,13 +107,5 @@ void retrieve_over(int ok, const char *text, void *arg);
 void retrieve_tick(struct retrieve_job *j, void (*cb)(evutil_socket_t, short, void *));
 /* Messages received since the job began. */
 unsigned retrieve_received(const struct retrieve_job *j);
-
-/* "30s", "2m", "1h" (a bare number is seconds), min s to 1d: 0, or -1 with
- * problem filled. */
-int retrieve_duration(const char *v, int *out, int min, struct buf *problem);
-/* The index of key in keys[0..n-1], or -1 if it is none of them; -2 when
- * it was given before (bit index of *set), with problem filled. */
-int retrieve_key(const char *const *keys, int n, const char *key, unsigned *set,
-		 struct buf *problem);
 
 #endif

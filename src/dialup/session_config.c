@@ -66,7 +66,9 @@ static int sess_check_retrieve(const char *v, struct buf *problem)
 {
 	if (retrieve_method(v) != NULL)
 		return 0;
-	buf_printf(problem, "'%s' is not a retrieval method (none, etrn, command, atrn, turn)", v);
+	buf_printf(problem, "'%s' is not a retrieval method (", v);
+	retrieve_method_names(problem);
+	buf_puts(problem, ")");
 	return -1;
 }
 
@@ -168,9 +170,8 @@ int session_section_line(struct session_config *sc, const char *key, const char 
 		return rc;
 	buf_puts(problem, "unknown [session] setting (");
 	settings_names(&sess_table, problem);
-	buf_puts(problem,
-		 ", etrn_domains, etrn_grace, retrieve_command, retrieve_timeout, "
-		 "atrn_host, atrn_domains, atrn_auth, atrn_tls, atrn_ca, atrn_fingerprint)");
+	retrieve_config_names(problem);
+	buf_puts(problem, ")");
 	return -1;
 }
 

@@ -29,15 +29,13 @@ struct session_config {
 	int min_dial_interval;		     /* min_dial_interval = 5m */
 	int check_timeout;		     /* check_timeout = 30s */
 	unsigned char given[SESSION_N_KEYS]; /* keys given (duplicate detection) */
-	/* retrieval settings, each parsed by its method (dialup/etrn.c,
-	 * command.c, atrn.c); the shared retrieve_timeout by dialup/retrieve.c */
-	int retrieve_timeout;	     /* retrieve_timeout = 2m */
-	unsigned retrieve_set;	     /* shared retrieval keys given */
-	struct strlist etrn_domains; /* etrn_domains = a.example, b.example */
-	int etrn_grace;		     /* etrn_grace = 60s */
-	unsigned etrn_set;
-	char *retrieve_command; /* retrieve_command = finger @isp */
-	unsigned command_set;
+	/* retrieval settings: rows of each method's table (dialup/etrn.c,
+	 * command.c, atrn.c); the shared retrieve_timeout is dialup/retrieve.c's */
+	int retrieve_timeout;		  /* retrieve_timeout = 2m */
+	unsigned char retrieve_given[32]; /* retrieval keys given, table after table */
+	struct strlist etrn_domains;	  /* etrn_domains = a.example, b.example */
+	int etrn_grace;			  /* etrn_grace = 60s */
+	char *retrieve_command;		  /* retrieve_command = finger @isp */
 	/* retrieve = atrn (RFC 2645), parsed in dialup/atrn.c */
 	char *atrn_host;	     /* atrn_host = hub:366; NULL: the link route's smarthost */
 	struct strlist atrn_domains; /* atrn_domains = branch.example */
@@ -45,7 +43,6 @@ struct session_config {
 	int atrn_tls;		/* atrn_tls = opportunistic (enum odmr_tls, dialup/odmr_client.h) */
 	char *atrn_ca;		/* atrn_ca = FILE: PEM CAs that must sign the hub's certificate */
 	char *atrn_fingerprint; /* atrn_fingerprint = sha256:HEX, kept as 64 lower-case hex */
-	unsigned atrn_set;
 };
 
 /* Config hooks, as phonebook.h: open at "[session]", one call per line;

@@ -374,7 +374,8 @@ void settings_defaults(const struct settings_table *t, void *base)
 	struct buf problem = BUF_INIT;
 
 	for (size_t i = 0; i < t->n; i++)
-		if (types[t->v[i].type].parse(&t->v[i], t->v[i].def, base, &problem) < 0)
+		if (t->v[i].def &&
+		    types[t->v[i].type].parse(&t->v[i], t->v[i].def, base, &problem) < 0)
 			panic("config: default of %s: %s", t->v[i].name, buf_cstr(&problem));
 	buf_free(&problem);
 }

@@ -35,7 +35,8 @@ enum setting_type {
 struct setting {
 	const char *name;
 	enum setting_type type;
-	const char *def;	  /* default, in the syntax of the file */
+	const char *def;	  /* default, in the syntax of the file; NULL: the field
+				     stays zero (a T_STRING NULL means "not set") */
 	long long min, max;	  /* value bounds; for lists, the number of items (max 0: any) */
 	size_t off;		  /* field in the struct the table describes */
 	size_t off_n;		  /* T_CIDRS: the count that goes with the array */

@@ -72,13 +72,31 @@ static void test_keys_reach_their_method(void **state)
 	retrieve_show(&sc, f);
 	fclose(f);
 	assert_non_null(strstr(out, "retrieve_timeout = 30s\n"));
-	assert_non_null(strstr(out, "etrn_domains = a.example, @b.example\netrn_grace = 120s\n"));
+	assert_non_null(strstr(out, "etrn_domains = a.example, @b.example\netrn_grace = 2m\n"));
 	assert_non_null(strstr(out, "retrieve_command = finger @isp\n"));
 	assert_non_null(strstr(out, "atrn_domains = branch.example\n"));
 	assert_non_null(strstr(out, "atrn_tls = required\n"));
 	free(out);
 	retrieve_config_free(&sc);
 	buf_free(&p);
+}
+
+/* The messages that list methods and keys are made from the tables, so a
+ * new method's name and keys appear in them without further edits. */
+static void test_names_come_from_the_tables(void **state)
+{
+	struct buf names = BUF_INIT;
+
+	retrieve_method_names(&names);
+	assert_string_equal(buf_cstr(&names), "none, etrn, command, atrn, turn");
+	buf_reset(&names);
+	buf_puts(&names, "schedule");
+	retrieve_config_names(&names);
+	assert_string_equal(buf_cstr(&names),
+			    "schedule, retrieve_timeout, etrn_domains, etrn_grace, "
+			    "retrieve_command, atrn_host, atrn_domains, atrn_auth, atrn_tls, "
+			    "atrn_ca, atrn_fingerprint");
+	buf_free(&names);
 }
 
 /* The problem line of retrieve_check for method, or "" when there is none. */
@@ -313,6 +331,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_table_finds_every_method),
 	    cmocka_unit_test(test_keys_reach_their_method),
+	    cmocka_unit_test(test_names_come_from_the_tables),
 	    cmocka_unit_test(test_check_names_what_the_method_lacks),
 	    cmocka_unit_test(test_atrn_dialogue_refused_sends_quit),
 	    cmocka_unit_test(test_required_tls_sends_nothing_but_quit),
