@@ -47,10 +47,10 @@ static const struct {
     {"dialup", EVC_DIALUP},	{"dial-up", EVC_DIALUP},      {"security", EVC_SECURITY},
 };
 
-static void events_usage(void)
+static void events_usage(FILE *out)
 {
 	fprintf(
-	    stderr,
+	    out,
 	    "usage: dialmail events [--dir DIR] [--id N[,N...]] "
 	    "[--severity error|warning|information]\n"
 	    "                       [--category NAME] [--since TIME] [--json] [--tail N]\n"
@@ -200,6 +200,8 @@ static int events_parse_args(int argc, char **argv, struct events_filter *f, con
 		case 'd':
 			*dir = optarg;
 			break;
+		case 'h':
+			return -2;
 		case 'i':
 			if (events_parse_ids(optarg, f) < 0)
 				return -1;
@@ -383,9 +385,10 @@ int cmd_events(int argc, char **argv)
 	FILE *in;
 	int rc;
 
-	if (events_parse_args(argc, argv, &f, &dir) < 0) {
-		events_usage();
-		return EX_USAGE;
+	rc = events_parse_args(argc, argv, &f, &dir);
+	if (rc < 0) {
+		events_usage(rc == -2 ? stdout : stderr);
+		return rc == -2 ? 0 : EX_USAGE;
 	}
 	path = xasprintf("%s/log/events.jsonl", config_spool_dir(dir));
 	in = fopen(path, "r");

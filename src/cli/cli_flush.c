@@ -14,6 +14,7 @@ int cmd_flush(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"dir", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *dir = NULL;
@@ -21,10 +22,10 @@ int cmd_flush(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "d:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
 		if (c != 'd') {
-			fprintf(stderr, "usage: dialmail flush [--dir DIR]\n");
-			return 64;
+			fprintf(c == 'h' ? stdout : stderr, "usage: dialmail flush [--dir DIR]\n");
+			return c == 'h' ? 0 : 64;
 		}
 		dir = optarg;
 	}

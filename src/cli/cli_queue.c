@@ -342,10 +342,28 @@ out:
 	return rc;
 }
 
-static void cli_queue_usage(void)
+/* The spool directory must exist (a spool whose daemon never ran has no
+ * queue yet: that is an empty queue, not an error). 0, or -1 said on stderr. */
+static int cli_queue_spool_exists(const char *dir)
 {
-	fprintf(stderr, "usage: dialmail queue [--dir DIR] [--json]\n"
-			"       dialmail queue show ID [--dir DIR] [--json]\n");
+	struct stat sb;
+	const char *why = NULL;
+
+	if (stat(dir, &sb) < 0)
+		why = strerror(errno);
+	else if (!S_ISDIR(sb.st_mode))
+		why = "not a directory";
+	if (why == NULL)
+		return 0;
+	fprintf(stderr, "dialmail queue: %s: %s (the spool directory: --dir or DIALMAIL_DIR)\n",
+		dir, why);
+	return -1;
+}
+
+static void cli_queue_usage(FILE *out)
+{
+	fprintf(out, "usage: dialmail queue [--dir DIR] [--json]\n"
+		     "       dialmail queue show ID [--dir DIR] [--json]\n");
 }
 
 int cmd_queue(int argc, char **argv)
@@ -368,19 +386,22 @@ int cmd_queue(int argc, char **argv)
 			json = 1;
 			break;
 		case 'h':
-			cli_queue_usage();
+			cli_queue_usage(stdout);
 			return 0;
 		default:
-			cli_queue_usage();
+			cli_queue_usage(stderr);
 			return 64;
 		}
 	}
 	argc -= optind;
 	argv += optind;
+	dir = config_spool_dir(dir);
+	if (cli_queue_spool_exists(dir) < 0)
+		return 66; /* EX_NOINPUT */
 	if (argc == 0 || (argc == 1 && strcmp(argv[0], "list") == 0))
-		return cli_queue_list(config_spool_dir(dir), json);
+		return cli_queue_list(dir, json);
 	if (argc == 2 && strcmp(argv[0], "show") == 0)
-		return cli_queue_show(config_spool_dir(dir), argv[1], json);
-	cli_queue_usage();
+		return cli_queue_show(dir, argv[1], json);
+	cli_queue_usage(stderr);
 	return 64;
 }

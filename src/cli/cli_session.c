@@ -20,7 +20,7 @@
 #define EX_UNAVAILABLE 69
 
 /* Parses --dir (and --json where allowed); returns the index of the first
- * operand, or -1 after a usage message. */
+ * operand, -1 after a usage message, -2 after --help (on stdout). */
 static int cli_session_opts(int argc, char **argv, const char **dir, int *json, const char *usage)
 {
 	static const struct option opts[] = {
@@ -39,7 +39,7 @@ static int cli_session_opts(int argc, char **argv, const char **dir, int *json, 
 			*json = 1;
 		else {
 			fprintf(c == 'h' ? stdout : stderr, "usage: %s\n", usage);
-			return -1;
+			return c == 'h' ? -2 : -1;
 		}
 	}
 	*dir = config_spool_dir(*dir);
@@ -80,7 +80,7 @@ int cmd_dial(int argc, char **argv)
 	int rc;
 
 	if (first < 0)
-		return EX_USAGE;
+		return first == -2 ? 0 : EX_USAGE;
 	if (argc - first > 1) {
 		fprintf(stderr, "usage: dialmail dial [ENTRY] [--dir DIR]\n");
 		return EX_USAGE;
@@ -106,17 +106,51 @@ static int cli_status_line(const char *line, void *arg)
 	return 0;
 }
 
+/* --json: each "name: value" line of the daemon becomes a member, the name
+ * with '_' for blanks ("next slot" -> "next_slot"). */
+static int cli_status_member(const char *line, void *arg)
+{
+	const char *colon = strstr(line, ": ");
+	char *name;
+
+	if (colon == NULL)
+		return 0;
+	name = xstrndup(line, (size_t)(colon - line));
+	for (char *c = name; *c; c++)
+		if (*c == ' ')
+			*c = '_';
+	json_object_set_new(arg, name, json_string(colon + 2));
+	free(name);
+	return 0;
+}
+
 int cmd_status(int argc, char **argv)
 {
 	const char *dir = NULL;
+	int json = 0;
+	int first =
+	    cli_session_opts(argc, argv, &dir, &json, "dialmail status [--dir DIR] [--json]");
+	json_t *o = json_object();
+	int rc = 0;
 
-	if (cli_session_opts(argc, argv, &dir, NULL, "dialmail status [--dir DIR]") < 0)
-		return EX_USAGE;
-	if (control_stream(dir, "status", cli_status_line, NULL) < 0) {
-		printf("daemon: not running (no answer on %s/control.sock)\n", dir);
-		return EX_UNAVAILABLE;
+	if (first < 0) {
+		json_decref(o);
+		return first == -2 ? 0 : EX_USAGE;
 	}
-	return 0;
+	if (control_stream(dir, "status", json ? cli_status_member : cli_status_line, o) < 0) {
+		if (!json)
+			printf("daemon: not running (no answer on %s/control.sock)\n", dir);
+		json_object_set_new(o, "daemon", json_string("not running"));
+		rc = EX_UNAVAILABLE;
+	} else
+		json_object_set_new(o, "daemon", json_string("running"));
+	if (json) {
+		char *dump = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("%s\n", dump ? dump : "{}");
+		free(dump);
+	}
+	json_decref(o);
+	return rc;
 }
 
 /* "2026-11-25T12:07:24.123Z" -> "2026-11-25 12:07:24"; "-" for null. */
@@ -175,8 +209,11 @@ int cmd_sessions(int argc, char **argv)
 	struct buf b = BUF_INIT;
 	char *save = NULL;
 
-	if (cli_session_opts(argc, argv, &dir, &json, "dialmail sessions [--dir DIR] [--json]") < 0)
-		return EX_USAGE;
+	int first =
+	    cli_session_opts(argc, argv, &dir, &json, "dialmail sessions [--dir DIR] [--json]");
+
+	if (first < 0)
+		return first == -2 ? 0 : EX_USAGE;
 	path = xasprintf("%s/log/sessions.jsonl", dir);
 	if (fs_read_file(path, &b) < 0) {
 		if (!json)

@@ -48,12 +48,12 @@ struct sendmail_job {
 	struct strlist rcpts; /* recipients as given, before checks */
 };
 
-static void sendmail_usage(void)
+static void sendmail_usage(FILE *out)
 {
-	fprintf(stderr, "usage: sendmail [-t] [-i] [-f sender] [-F fullname] [-v] [-bm|-bp|-q]\n"
-			"                [-oX...] [-C config] [--dir DIR] [--config FILE] [--] "
-			"[recipient ...]\n"
-			"       mailq [--dir DIR]\n");
+	fprintf(out, "usage: sendmail [-t] [-i] [-f sender] [-F fullname] [-v] [-bm|-bp|-q]\n"
+		     "                [-oX...] [-C config] [--dir DIR] [--config FILE] [--] "
+		     "[recipient ...]\n"
+		     "       mailq [--dir DIR]\n");
 }
 
 /* One -o option: only -oi means something here; the rest are accepted and
@@ -81,6 +81,7 @@ static int sendmail_parse(struct sendmail_opts *o, int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"dir", required_argument, NULL, 'D'},
 	    {"config", required_argument, NULL, 'K'},
+	    {"help", no_argument, NULL, 'H'},
 	    {NULL, 0, NULL, 0},
 	};
 	/* "+": stop at the first recipient, as Postfix's sendmail does. */
@@ -128,6 +129,9 @@ static int sendmail_parse(struct sendmail_opts *o, int argc, char **argv)
 		case 'D':
 			o->dir = optarg;
 			break;
+		case 'H':
+			o->mode = 'H';
+			return 0;
 		case 'B':
 		case 'G':
 		case 'h':
@@ -460,8 +464,12 @@ int cmd_sendmail(int argc, char **argv)
 
 	log_init("sendmail", 1, 0);
 	if (sendmail_parse(&o, argc, argv) < 0) {
-		sendmail_usage();
+		sendmail_usage(stderr);
 		return EX_USAGE;
+	}
+	if (o.mode == 'H') {
+		sendmail_usage(stdout);
+		return EX_OK;
 	}
 	if (o.mode == 'p')
 		return mailq_list(config_spool_dir(o.dir));
@@ -551,6 +559,7 @@ int cmd_mailq(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"dir", required_argument, NULL, 'D'},
+	    {"help", no_argument, NULL, 'H'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *dir = NULL;
@@ -561,6 +570,9 @@ int cmd_mailq(int argc, char **argv)
 		case 'D':
 			dir = optarg;
 			break;
+		case 'H':
+			printf("usage: mailq [--dir DIR]\n");
+			return EX_OK;
 		case 'C':
 		case 'v':
 			break;

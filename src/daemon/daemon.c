@@ -164,6 +164,7 @@ int cmd_daemon(int argc, char **argv)
 	    {"dir", required_argument, NULL, 'd'},
 	    {"config", required_argument, NULL, 'c'},
 	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct daemon d;
@@ -171,7 +172,7 @@ int cmd_daemon(int argc, char **argv)
 	int c, rc = 0;
 
 	memset(&d, 0, sizeof(d));
-	while ((c = getopt_long(argc, argv, "d:c:v", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:c:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
 			dir = optarg;
@@ -183,8 +184,9 @@ int cmd_daemon(int argc, char **argv)
 			log_verbose(1);
 			break;
 		default:
-			fprintf(stderr, "usage: dialmail daemon [--dir DIR] [--config FILE]\n");
-			return 64;
+			fprintf(c == 'h' ? stdout : stderr,
+				"usage: dialmail daemon [--dir DIR] [--config FILE] [--verbose]\n");
+			return c == 'h' ? 0 : 64;
 		}
 	}
 	d.dir = config_spool_dir(dir);

@@ -24,6 +24,7 @@ class Spool:
 
     def __init__(self, tmp: Path):
         self.dir = tmp / "spool"
+        self.dir.mkdir()  # an installed spool exists before any mail (see test_cli_manners)
         self.port = free_port()
         self.config = tmp / "dialmail.conf"
         self.config.write_text(
