@@ -27,6 +27,8 @@ static int cli_config_load(struct config *cfg, const char *path)
 	size_t n = 0;
 
 	if (config_load(cfg, path, &err) == 0) {
+		for (const char *w = buf_cstr(&cfg->warnings); *w; w = strchr(w, '\n') + 1)
+			fprintf(stderr, "warning: %.*s\n", (int)strcspn(w, "\n"), w);
 		buf_free(&err);
 		return 0;
 	}

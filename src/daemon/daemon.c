@@ -72,6 +72,9 @@ static int daemon_load_config(struct daemon *d, const char *config_path)
 		buf_free(&err);
 		return -1;
 	}
+	/* allowed with allow_insecure_key_file, but said at every start */
+	for (const char *w = buf_cstr(&d->cfg.warnings); *w; w = strchr(w, '\n') + 1)
+		log_warnx("config: %.*s", (int)strcspn(w, "\n"), w);
 	buf_free(&err);
 	return 0;
 }

@@ -27,5 +27,9 @@ void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(print
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 const char *buf_cstr(struct buf *b); /* never NULL */
 char *buf_steal(struct buf *b);	     /* caller frees; b becomes empty */
+/* Appends s[0..len) with control bytes written as \r, \n, \t or \xHH, so
+ * text a user wrote (a configuration value, a file name) cannot move the
+ * cursor or start an escape sequence when an error message echoes it. */
+void buf_put_escaped(struct buf *b, const char *s, size_t len);
 
 #endif

@@ -136,3 +136,22 @@ int fs_free_bytes(const char *path, unsigned long long *out)
 	*out = (unsigned long long)sv.f_bavail * sv.f_frsize;
 	return 0;
 }
+
+int fs_secret_mode(int fd, struct buf *problem)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		buf_printf(problem, "cannot stat: %s", strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		buf_puts(problem, "not a regular file");
+		return -1;
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) == 0)
+		return 0;
+	buf_printf(problem, "group or others may access it (mode %04o)",
+		   (unsigned)(st.st_mode & 07777));
+	return 1;
+}

@@ -359,6 +359,12 @@ static const struct setting settings[] = {
     DIAG("delivery", EVC_DELIVERY),
     DIAG("dialup", EVC_DIALUP),
     DIAG("security", EVC_SECURITY),
+    {.name = "allow_insecure_key_file",
+     .type = T_BOOL,
+     .def = "no",
+     .off = OFF(allow_insecure_key_file),
+     .help = "accept tls_key_file, auth_file and auth_users_file that group or others may "
+	     "access, with a warning (default: refuse them)"},
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -415,13 +421,16 @@ static void parser_error(struct parser *p, const char *what, const char *fmt, ..
 
 static void parser_error(struct parser *p, const char *what, const char *fmt, ...)
 {
+	struct buf text = BUF_INIT;
 	va_list ap;
 
-	buf_printf(p->err, "%s:%d: %s: ", p->path, p->line, what);
+	buf_printf(&text, "%s:%d: %s: ", p->path, p->line, what);
 	va_start(ap, fmt);
-	buf_vprintf(p->err, fmt, ap);
+	buf_vprintf(&text, fmt, ap);
 	va_end(ap);
+	buf_put_escaped(p->err, text.data, text.len);
 	buf_putc(p->err, '\n');
+	buf_free(&text);
 	p->n_errors++;
 }
 
@@ -653,7 +662,11 @@ done:
 /* [routes] lines are parsed in mail/routes.c. */
 static void routes_section_line(struct parser *p, const char *key, const char *value)
 {
-	p->n_errors += routes_parse_line(p->cfg->routes, p->path, p->line, key, value, p->err);
+	struct buf text = BUF_INIT;
+
+	p->n_errors += routes_parse_line(p->cfg->routes, p->path, p->line, key, value, &text);
+	config_prefix_lines(p->err, "", buf_cstr(&text));
+	buf_free(&text);
 }
 
 /* A registered module's section: open() at the header, then line() per
@@ -837,17 +850,25 @@ int config_load(struct config *cfg, const char *path, struct buf *err)
 	if (path) {
 		cfg->path = xstrdup(path);
 		if ((f = fopen(path, "r")) == NULL) {
-			buf_printf(err, "%s: cannot open: %s\n", path, strerror(errno));
+			buf_put_escaped(err, path, strlen(path));
+			buf_printf(err, ": cannot open: %s\n", strerror(errno));
 			goto fail;
 		}
 		parser_file(&p, f);
 		fclose(f);
 	}
 	free(p.alias_line);
-	p.n_errors += routes_finish(cfg->routes, cfg->auth_file, path, err);
-	for (size_t i = 0; i < n_modules; i++)
+	cfg->set_at = xmalloc(sizeof(p.set_at));
+	memcpy(cfg->set_at, p.set_at, sizeof(p.set_at));
+	p.n_errors += routes_finish(cfg, err);
+	for (size_t i = 0; i < n_modules; i++) {
+		struct buf text = BUF_INIT; /* escaped on the way to err */
+
 		if (modules[i]->finish)
-			p.n_errors += modules[i]->finish(cfg, path, err);
+			p.n_errors += modules[i]->finish(cfg, path, &text);
+		config_prefix_lines(err, "", buf_cstr(&text));
+		buf_free(&text);
+	}
 	if (p.n_errors)
 		goto fail;
 	config_resolve_hostname(cfg);
@@ -873,7 +894,60 @@ void config_free(struct config *cfg)
 		if (modules[i]->release)
 			modules[i]->release(cfg);
 	free(cfg->path);
+	free(cfg->set_at);
+	buf_free(&cfg->warnings);
 	memset(cfg, 0, sizeof(*cfg));
+}
+
+void config_where(const struct config *cfg, const char *setting, struct buf *out)
+{
+	const struct setting *s = setting_find(setting);
+	int line = s && cfg->set_at ? cfg->set_at[s - settings] : 0;
+
+	if (cfg->path == NULL)
+		buf_puts(out, "(config): ");
+	else if (line > 0)
+		buf_printf(out, "%s:%d: ", cfg->path, line);
+	else
+		buf_printf(out, "%s: ", cfg->path);
+}
+
+void config_prefix_lines(struct buf *out, const char *where, const char *text)
+{
+	while (*text) {
+		size_t n = strcspn(text, "\n");
+
+		buf_put_escaped(out, where, strlen(where));
+		buf_put_escaped(out, text, n);
+		buf_putc(out, '\n');
+		text += n + (text[n] == '\n');
+	}
+}
+
+int config_check_secret(const struct config *cfg, const char *setting, const char *file, int fd,
+			const char *holds, struct buf *err, struct buf *warn)
+{
+	struct buf problem = BUF_INIT;
+	int rc = fs_secret_mode(fd, &problem);
+
+	if (rc == 0)
+		goto done;
+	if (rc < 0)
+		buf_printf(err, "%s: %s: %s\n", file, setting, buf_cstr(&problem));
+	else if (!cfg || !cfg->allow_insecure_key_file)
+		buf_printf(err,
+			   "%s: %s: %s; it holds %s: chmod 600 it, owned by the daemon's user, "
+			   "or set allow_insecure_key_file = yes\n",
+			   file, setting, buf_cstr(&problem), holds);
+	else
+		buf_printf(warn,
+			   "%s: %s: %s; it holds %s: allowed by allow_insecure_key_file = yes, but "
+			   "chmod 600 it\n",
+			   file, setting, buf_cstr(&problem), holds);
+	rc = rc < 0 || !cfg || !cfg->allow_insecure_key_file;
+done:
+	buf_free(&problem);
+	return rc;
 }
 
 void config_show(const struct config *cfg, FILE *out, int only_changed)

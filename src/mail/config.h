@@ -88,6 +88,11 @@ struct config {
 	struct strlist odmr_listen;  /* ODMR port(s) of the hub; see hub/odmr.h */
 	struct strlist odmr_domains; /* "user=domain": what ATRN may claim */
 	int turn_enabled;	     /* retrieve = turn allowed (insecure); dialup/turn.c */
+	/* secret files (tls_key_file, auth_file, auth_users_file) group or others
+	 * may access: refused, or with this set only a warning */
+	int allow_insecure_key_file;
+	int *set_at;	     /* line each top-level setting was given on, 0: default */
+	struct buf warnings; /* "file:line: problem" lines the file passed with */
 };
 
 /* A [section] of the file that a higher layer owns ([phonebook NAME],
@@ -123,6 +128,18 @@ void config_register(const struct config_module *m);
  * and puts "file:line: setting: problem" lines in err. */
 int config_load(struct config *cfg, const char *path, struct buf *err);
 void config_free(struct config *cfg);
+/* Where a setting was given, for a message about it: "path:line: ", or
+ * "path: " when it kept its default, or "(config): " without a file. */
+void config_where(const struct config *cfg, const char *setting, struct buf *out);
+/* Appends each line of text to out after where, with control bytes escaped
+ * (buf_put_escaped): the checks after the file report through this. */
+void config_prefix_lines(struct buf *out, const char *where, const char *text);
+/* The check of a file holding a secret, open as fd, named by setting: if
+ * group or others may access it, "file: setting: ..." goes to err (returns
+ * 1), or with allow_insecure_key_file to warn (returns 0); holds says what
+ * the file holds ("passwords", "a private key"). */
+int config_check_secret(const struct config *cfg, const char *setting, const char *file, int fd,
+			const char *holds, struct buf *err, struct buf *warn);
 /* Prints "name = value" for every setting (postconf style); with
  * only_changed, only those that differ from the default (postconf -n). */
 void config_show(const struct config *cfg, FILE *out, int only_changed);

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include "mail/routes.h"
+#include "mail/config.h"
 #include "lib/fingerprint.h"
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
@@ -373,26 +373,10 @@ static int routes_auth_line(struct routes *rt, const char *path, int line, char 
 	return 0;
 }
 
-/* The file must be a regular file that only its owner can access. */
-static int routes_auth_check_mode(FILE *f, const char *path, struct buf *err)
-{
-	struct stat st;
-
-	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
-		buf_printf(err, "%s: auth_file: not a regular file\n", path);
-		return 1;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		buf_printf(err,
-			   "%s: auth_file: group or others may access it (mode %04o); it holds "
-			   "passwords: chmod 600 it, owned by the daemon's user\n",
-			   path, (unsigned)(st.st_mode & 07777));
-		return 1;
-	}
-	return 0;
-}
-
-int routes_auth_load(struct routes *rt, const char *path, struct buf *err)
+/* Reads path; cfg (may be NULL: strict) says whether a file group or
+ * others may access is only a warning, appended to warn. */
+static int routes_auth_read(struct routes *rt, const char *path, const struct config *cfg,
+			    struct buf *err, struct buf *warn)
 {
 	FILE *f = fopen(path, "r");
 	char *line = NULL;
@@ -403,13 +387,26 @@ int routes_auth_load(struct routes *rt, const char *path, struct buf *err)
 		buf_printf(err, "%s: auth_file: cannot open: %s\n", path, strerror(errno));
 		return 1;
 	}
-	if ((errors = routes_auth_check_mode(f, path, err)) > 0)
+	if ((errors = config_check_secret(cfg, "auth_file", path, fileno(f), "passwords", err,
+					  warn)) > 0)
 		goto out;
 	while (getline(&line, &cap, f) >= 0)
 		errors += routes_auth_line(rt, path, ++n, line, err);
 out:
-	free(line);
+	if (line) {
+		explicit_bzero(line, cap);
+		free(line);
+	}
 	fclose(f);
+	return errors;
+}
+
+int routes_auth_load(struct routes *rt, const char *path, struct buf *err)
+{
+	struct buf warn = BUF_INIT;
+	int errors = routes_auth_read(rt, path, NULL, err, &warn);
+
+	buf_free(&warn);
 	return errors;
 }
 
@@ -431,23 +428,35 @@ static char *routes_auth_path(const char *auth_file, const char *cfg_path)
 	return xasprintf("%.*s/%s", (int)(slash - cfg_path), cfg_path, auth_file);
 }
 
-int routes_finish(struct routes *rt, const char *auth_file, const char *cfg_path, struct buf *err)
+int routes_finish(struct config *cfg, struct buf *err)
 {
-	int errors = 0, have_file = auth_file && *auth_file;
-	char *path = have_file ? routes_auth_path(auth_file, cfg_path) : NULL;
+	struct routes *rt = cfg->routes;
+	const char *cfg_path = cfg->path;
+	int errors = 0, have_file = cfg->auth_file && *cfg->auth_file;
+	struct buf where = BUF_INIT, e = BUF_INIT, w = BUF_INIT;
 
-	if (have_file)
-		errors += routes_auth_load(rt, path, err);
+	if (have_file) {
+		char *path = routes_auth_path(cfg->auth_file, cfg_path);
+		errors += routes_auth_read(rt, path, cfg, &e, &w);
+		config_where(cfg, "auth_file", &where);
+		config_prefix_lines(err, buf_cstr(&where), buf_cstr(&e));
+		config_prefix_lines(&cfg->warnings, buf_cstr(&where), buf_cstr(&w));
+		free(path);
+	}
 	for (size_t i = 0; errors == 0 && i < rt->n; i++) {
 		const struct route *r = &rt->v[i];
 		if (r->auth == NULL || routes_auth(rt, r->auth))
 			continue;
-		buf_printf(err, "%s:%d: route %s: auth=%s: %s\n", cfg_path ? cfg_path : "(config)",
+		buf_reset(&e);
+		buf_printf(&e, "%s:%d: route %s: auth=%s: %s\n", cfg_path ? cfg_path : "(config)",
 			   r->line, r->domain, r->auth,
 			   have_file ? "no such name in auth_file" : "needs auth_file");
+		config_prefix_lines(err, "", buf_cstr(&e));
 		errors++;
 	}
-	free(path);
+	buf_free(&where);
+	buf_free(&e);
+	buf_free(&w);
 	return errors;
 }
 

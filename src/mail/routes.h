@@ -56,10 +56,13 @@ struct routes {
  * and returns the number of errors (0 on success). */
 int routes_parse_line(struct routes *rt, const char *path, int line, const char *domain,
 		      const char *value, struct buf *err);
-/* After the whole file: loads auth_file (relative to the directory of
- * cfg_path) if given, refusing one that group or others may access, and
- * checks every auth= name. Returns the number of errors appended to err. */
-int routes_finish(struct routes *rt, const char *auth_file, const char *cfg_path, struct buf *err);
+/* After the whole file: loads cfg's auth_file (relative to the directory of
+ * the configuration file) if given, refusing one that group or others may
+ * access (a warning in cfg->warnings with allow_insecure_key_file), and
+ * checks every auth= name. Its problems are "config:line: auth_file's file:
+ * auth_file: problem" lines (config_where). Returns the number of errors
+ * appended to err. */
+int routes_finish(struct config *cfg, struct buf *err);
 void routes_free(struct routes *rt);
 /* Writes the [routes] block as the configuration file syntax (nothing when
  * the table is empty). Passwords are never written. */
@@ -73,7 +76,7 @@ const struct auth_cred *routes_auth(const struct routes *rt, const char *name);
 
 /* Reads an auth_file: "NAME USER PASSWORD" per line ('#' comments; the
  * password is the rest of the line). Refuses a file group or others may
- * access. Returns the number of errors appended to err. */
+ * access. Returns the number of "path: problem" lines appended to err. */
 int routes_auth_load(struct routes *rt, const char *path, struct buf *err);
 
 const char *routes_type_name(enum route_type t);

@@ -4,11 +4,11 @@
  * nothing here logs a password. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -83,26 +83,10 @@ static int auth_users_line(struct smtp_auth_users *u, const char *path, int line
 	return 0;
 }
 
-/* The file holds passwords: only its owner may access it. */
-static int auth_users_check_mode(FILE *f, const char *path, struct buf *err)
-{
-	struct stat st;
-
-	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
-		buf_printf(err, "%s: auth_users_file: not a regular file\n", path);
-		return 1;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		buf_printf(err,
-			   "%s: auth_users_file: group or others may access it (mode %04o); it "
-			   "holds passwords: chmod 600 it, owned by the daemon's user\n",
-			   path, (unsigned)(st.st_mode & 07777));
-		return 1;
-	}
-	return 0;
-}
-
-int smtp_auth_users_load(struct smtp_auth_users **out, const char *path, struct buf *err)
+/* Reads path; cfg (NULL: strict) says whether a file group or others may
+ * access is only a warning, appended to warn. */
+static int auth_users_read(struct smtp_auth_users **out, const char *path, const struct config *cfg,
+			   struct buf *err, struct buf *warn)
 {
 	struct smtp_auth_users *u = xcalloc(1, sizeof(*u));
 	FILE *f = fopen(path, "r");
@@ -115,7 +99,8 @@ int smtp_auth_users_load(struct smtp_auth_users **out, const char *path, struct 
 		smtp_auth_users_free(u);
 		return 1;
 	}
-	errors = auth_users_check_mode(f, path, err);
+	errors =
+	    config_check_secret(cfg, "auth_users_file", path, fileno(f), "passwords", err, warn);
 	while (errors == 0 && getline(&line, &cap, f) >= 0)
 		errors += auth_users_line(u, path, ++n, line, err);
 	if (line) {
@@ -131,6 +116,15 @@ int smtp_auth_users_load(struct smtp_auth_users **out, const char *path, struct 
 		smtp_auth_users_free(u);
 	else
 		*out = u;
+	return errors;
+}
+
+int smtp_auth_users_load(struct smtp_auth_users **out, const char *path, struct buf *err)
+{
+	struct buf warn = BUF_INIT;
+	int errors = auth_users_read(out, path, NULL, err, &warn);
+
+	buf_free(&warn);
 	return errors;
 }
 
@@ -167,47 +161,88 @@ static void auth_resolve(char **field, const char *cfg_path)
 	*field = p;
 }
 
-static int auth_check_tls(struct config *cfg, const char *where, struct buf *err)
+/* Moves text's lines to out, each after where setting was given. */
+static void auth_report(struct config *cfg, const char *setting, struct buf *text, struct buf *out)
+{
+	struct buf where = BUF_INIT;
+
+	config_where(cfg, setting, &where);
+	config_prefix_lines(out, buf_cstr(&where), buf_cstr(text));
+	buf_free(&where);
+	buf_reset(text);
+}
+
+/* The private key holds a secret: only its owner may read it. */
+static int auth_check_key_mode(struct config *cfg, struct buf *err)
+{
+	struct buf e = BUF_INIT, w = BUF_INIT;
+	int fd = open(cfg->tls_key_file, O_RDONLY | O_CLOEXEC), errors = 0;
+
+	if (fd >= 0) { /* cannot open: tls_server_ctx says so */
+		errors = config_check_secret(cfg, "tls_key_file", cfg->tls_key_file, fd,
+					     "a private key", &e, &w);
+		close(fd);
+	}
+	auth_report(cfg, "tls_key_file", &e, err);
+	auth_report(cfg, "tls_key_file", &w, &cfg->warnings);
+	buf_free(&e);
+	buf_free(&w);
+	return errors;
+}
+
+static int auth_check_tls(struct config *cfg, struct buf *err)
 {
 	int have_cert = cfg->tls_cert_file && *cfg->tls_cert_file;
 	int have_key = cfg->tls_key_file && *cfg->tls_key_file;
+	struct buf ce = BUF_INIT, ke = BUF_INIT;
 	SSL_CTX *ctx;
+	int errors;
 
 	if (!have_cert && !have_key)
 		return 0;
 	if (!have_cert || !have_key) {
-		buf_printf(err, "%s: tls_cert_file and tls_key_file: give both or neither\n",
-			   where);
+		buf_puts(&ce, "tls_cert_file and tls_key_file: give both or neither\n");
+		auth_report(cfg, have_cert ? "tls_cert_file" : "tls_key_file", &ce, err);
+		buf_free(&ce);
 		return 1;
 	}
-	ctx = tls_server_ctx(cfg->tls_cert_file, cfg->tls_key_file, err);
-	if (ctx == NULL)
-		return 1;
+	if ((errors = auth_check_key_mode(cfg, err)) > 0)
+		return errors;
+	ctx = tls_server_ctx_split(cfg->tls_cert_file, cfg->tls_key_file, &ce, &ke);
+	errors = ctx == NULL;
+	auth_report(cfg, "tls_cert_file", &ce, err);
+	auth_report(cfg, "tls_key_file", &ke, err);
 	SSL_CTX_free(ctx);
-	return 0;
+	buf_free(&ce);
+	buf_free(&ke);
+	return errors;
 }
 
 int smtp_auth_config_finish(struct config *cfg, const char *cfg_path, struct buf *err)
 {
-	const char *where = cfg_path ? cfg_path : "(config)";
+	struct buf e = BUF_INIT, w = BUF_INIT;
 	int errors;
 
 	auth_resolve(&cfg->tls_cert_file, cfg_path);
 	auth_resolve(&cfg->tls_key_file, cfg_path);
 	auth_resolve(&cfg->auth_users_file, cfg_path);
-	errors = auth_check_tls(cfg, where, err);
+	errors = auth_check_tls(cfg, err);
 	if (cfg->auth_users_file == NULL || *cfg->auth_users_file == '\0')
 		return errors;
 	/* the ODMR port (hub/odmr.c) and answered calls offer CRAM-MD5 without TLS */
 	if (!(cfg->tls_cert_file && *cfg->tls_cert_file) && !cfg->auth_allow_plaintext &&
 	    cfg->odmr_listen.n == 0 && cfg->answer == NULL) {
-		buf_printf(err,
-			   "%s: auth_users_file: AUTH is offered only over TLS: set tls_cert_file "
-			   "and tls_key_file (or auth_allow_plaintext = yes)\n",
-			   where);
+		buf_puts(&e, "auth_users_file: AUTH is offered only over TLS: set tls_cert_file "
+			     "and tls_key_file (or auth_allow_plaintext = yes)\n");
+		auth_report(cfg, "auth_users_file", &e, err);
 		errors++;
 	}
-	return errors + smtp_auth_users_load(&cfg->auth_users, cfg->auth_users_file, err);
+	errors += auth_users_read(&cfg->auth_users, cfg->auth_users_file, cfg, &e, &w);
+	auth_report(cfg, "auth_users_file", &e, err);
+	auth_report(cfg, "auth_users_file", &w, &cfg->warnings);
+	buf_free(&e);
+	buf_free(&w);
+	return errors;
 }
 
 /* ------------------------------------------------------------- base64 */

@@ -48,11 +48,18 @@ static int tls_readable(const char *path, const char *what, struct buf *err)
 
 SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, struct buf *err)
 {
+	return tls_server_ctx_split(cert_file, key_file, err, err);
+}
+
+SSL_CTX *tls_server_ctx_split(const char *cert_file, const char *key_file, struct buf *cert_err,
+			      struct buf *key_err)
+{
+	struct buf *err = key_err;
 	SSL_CTX *ctx;
 	char msg[256];
 
-	if (tls_readable(cert_file, "tls_cert_file", err) < 0 ||
-	    tls_readable(key_file, "tls_key_file", err) < 0)
+	if (tls_readable(cert_file, "tls_cert_file", cert_err) < 0 ||
+	    tls_readable(key_file, "tls_key_file", key_err) < 0)
 		return NULL;
 	ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL) {
@@ -63,7 +70,7 @@ SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, struct buf 
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-		buf_printf(err, "%s: tls_cert_file: %s\n", cert_file,
+		buf_printf(cert_err, "%s: tls_cert_file: %s\n", cert_file,
 			   tls_error_text(msg, sizeof(msg)));
 		goto fail;
 	}

@@ -12,6 +12,10 @@
 /* A server context from cert_file (PEM chain) and key_file (PEM); NULL
  * with "path: problem" lines appended to err. */
 SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, struct buf *err);
+/* The same, with the problems of the certificate and of the key apart (the
+ * configuration check names the line of each setting). */
+SSL_CTX *tls_server_ctx_split(const char *cert_file, const char *key_file, struct buf *cert_err,
+			      struct buf *key_err);
 /* The text of OpenSSL's most recent error (and clears the error queue). */
 const char *tls_error_text(char *out, size_t len);
 

@@ -1,5 +1,6 @@
 # check-config and show-config, and the daemon refusing a bad file: errors
 # name FILE:LINE and the setting, exit status 78 (EX_CONFIG).
+import os
 import re
 
 import pytest
@@ -160,3 +161,75 @@ def test_version_and_unknown_command(run_cli):
     assert r.returncode == 0 and re.match(r"dialmail \d+\.\d+\.\d+", r.stdout)
     r = run_cli("no-such-command")
     assert r.returncode == 64 and "no-such-command" in r.stderr
+
+
+def tls_conf(tmp_path, pki, mode, *extra):
+    """A file with the pki certificate and key, the key at mode."""
+    os.chmod(pki["key"], mode)
+    return write(tmp_path, "tls_cert_file = %s\ntls_key_file = %s\n%s" % (
+        pki["cert"], pki["key"], "".join(e + "\n" for e in extra)))
+
+
+def test_private_key_readable_by_others_refused(run_cli, tmp_path, pki):
+    p = tls_conf(tmp_path, pki, 0o644)
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 78, output(r)
+    assert ("%s:2: %s: tls_key_file: group or others may access it (mode 0644); it holds a "
+            "private key: chmod 600 it, owned by the daemon's user, or set "
+            "allow_insecure_key_file = yes\n" % (p, pki["key"])) in r.stderr, output(r)
+    p = tls_conf(tmp_path, pki, 0o600)
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 0 and "warning" not in output(r), output(r)
+
+
+def test_allow_insecure_key_file_warns_and_loads(run_cli, tmp_path, pki):
+    p = tls_conf(tmp_path, pki, 0o640, "allow_insecure_key_file = yes")
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 0, output(r)
+    assert r.stdout == "%s: ok\n" % p
+    assert r.stderr == ("warning: %s:2: %s: tls_key_file: group or others may access it "
+                        "(mode 0640); it holds a private key: allowed by "
+                        "allow_insecure_key_file = yes, but chmod 600 it\n" % (p, pki["key"]))
+
+
+@pytest.mark.parametrize("setting,text", [("auth_file", "isp user secret\n"),
+                                          ("auth_users_file", "alice secret\n")])
+def test_password_files_readable_by_others(run_cli, tmp_path, setting, text):
+    secret = tmp_path / "secret"
+    secret.write_text(text)
+    secret.chmod(0o604)
+    conf = "hostname = a.example\nauth_allow_plaintext = yes\n%s = secret\n" % setting
+    p = write(tmp_path, conf)
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 78, output(r)
+    assert r.stderr.startswith("%s:3: %s: %s: group or others may access it (mode 0604)"
+                               % (p, secret, setting)), output(r)
+    assert "allow_insecure_key_file = yes" in r.stderr
+    p = write(tmp_path, conf + "allow_insecure_key_file = yes\n")
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 0, output(r)
+    assert r.stderr.startswith("warning: %s:3: %s: %s: group or others may access it "
+                               "(mode 0604)" % (p, secret, setting)), output(r)
+    secret.chmod(0o600)
+    p = write(tmp_path, conf)
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 0 and r.stderr == "", output(r)
+
+
+def test_referenced_file_error_names_config_line_first(run_cli, tmp_path):
+    p = write(tmp_path, "# credentials\nhostname = a.example\nauth_file = nope\n")
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 78, output(r)
+    first = r.stderr.splitlines()[0]
+    assert first == "%s:3: %s: auth_file: cannot open: No such file or directory" % (
+        p, tmp_path / "nope"), output(r)
+
+
+def test_control_bytes_echoed_escaped(run_cli, tmp_path):
+    p = tmp_path / "esc.conf"
+    p.write_bytes(b"hostname = evil\x1b[2Jhost\nauth_file = a\x1b]0;x\x07\n")
+    r = run_cli("check-config", "--config", str(p))
+    assert r.returncode == 78, output(r)
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr, repr(r.stderr)
+    assert "%s:1: hostname: 'evil\\x1b[2Jhost' is not a valid host name" % p in r.stderr
+    assert "%s:2: %s/a\\x1b]0;x\\x07: auth_file: cannot open" % (p, tmp_path) in r.stderr

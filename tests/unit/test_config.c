@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "cli/cli.h"
 #include "mail/config.h"
+#include "mail/routes.h"
 #include "lib/buf.h"
 #include "test_tmp.h"
 #include "daemon/modules.h"
@@ -72,6 +74,142 @@ static void load_fails(const char *text, int line, const char *what, const char 
 	assert_null(cfg.hostname);
 	assert_null(cfg.listen.v);
 	free(want);
+	free(path);
+	buf_free(&err);
+}
+
+/* A file next to the configuration files, with mode; caller unlinks, frees. */
+static char *write_mode(const char *text, mode_t mode)
+{
+	char *p = write_conf(text);
+
+	assert_int_equal(chmod(p, mode), 0);
+	return p;
+}
+
+/* Secret files (auth_file, auth_users_file, tls_key_file) group or others
+ * may access are refused, naming the configuration file and line, then the
+ * file and its mode; allow_insecure_key_file turns that into a warning. */
+static void test_secret_files_mode(void **state)
+{
+	static const char *const settings[] = {"auth_file", "auth_users_file", "tls_key_file"};
+	char *creds = write_mode("isp user secret\n", 0644);
+	char *users = write_mode("alice secret\n", 0640);
+	char *key = write_mode("not a key\n", 0604);
+	const char *files[] = {creds, users, key};
+	struct config cfg;
+	struct buf err = BUF_INIT;
+	char *text, *path, *want;
+
+	for (size_t i = 0; i < 3; i++) {
+		const char *tls = i == 2 ? "tls_cert_file = /dev/null\n" : "";
+		assert_true(asprintf(&text,
+				     "hostname = a.example\nauth_allow_plaintext = yes\n%s = "
+				     "%s\n%s",
+				     settings[i], files[i], tls) > 0);
+		buf_reset(&err);
+		assert_int_equal(load_text(text, &cfg, &err, &path), -1);
+		assert_true(asprintf(&want,
+				     "%s:3: %s: %s: group or others may access it (mode 0%o); it "
+				     "holds %s: chmod 600 it, owned by the daemon's user, or set "
+				     "allow_insecure_key_file = yes\n",
+				     path, files[i], settings[i],
+				     i == 0   ? 0644
+				     : i == 1 ? 0640
+					      : 0604,
+				     i == 2 ? "a private key" : "passwords") > 0);
+		if (strcmp(buf_cstr(&err), want) != 0)
+			fail_msg("expected '%s', got '%s'", want, buf_cstr(&err));
+		free(want);
+		free(path);
+		free(text);
+	}
+	/* allowed: a warning, and the files are used */
+	assert_true(asprintf(&text,
+			     "auth_allow_plaintext = yes\nauth_file = %s\n"
+			     "auth_users_file = %s\nallow_insecure_key_file = yes\n",
+			     creds, users) > 0);
+	buf_reset(&err);
+	if (load_text(text, &cfg, &err, &path) != 0)
+		fail_msg("refused: %s", buf_cstr(&err));
+	assert_true(
+	    asprintf(&want,
+		     "%s:2: %s: auth_file: group or others may access it (mode 0644); it "
+		     "holds passwords: allowed by allow_insecure_key_file = yes, but chmod "
+		     "600 it\n%s:3: %s: auth_users_file: group or others may access it (mode "
+		     "0640); it holds passwords: allowed by allow_insecure_key_file = yes, but "
+		     "chmod 600 it\n",
+		     path, creds, path, users) > 0);
+	assert_string_equal(buf_cstr(&cfg.warnings), want);
+	assert_non_null(cfg.auth_users);
+	assert_non_null(cfg.routes->auth);
+	config_free(&cfg);
+	free(want);
+	free(path);
+	free(text);
+	/* owner only: accepted without a word */
+	assert_int_equal(chmod(creds, 0600), 0);
+	assert_true(asprintf(&text, "auth_file = %s\n", creds) > 0);
+	load_ok(text, &cfg);
+	assert_int_equal(cfg.warnings.len, 0);
+	config_free(&cfg);
+	free(text);
+	for (size_t i = 0; i < 3; i++) {
+		unlink(files[i]);
+		free((char *)files[i]);
+	}
+	buf_free(&err);
+}
+
+/* Problems found after the file (a file a setting names) name the
+ * configuration file and line first, then the file. */
+static void test_file_errors_name_config_line(void **state)
+{
+	struct config cfg;
+	struct buf err = BUF_INIT;
+	char *path, *want;
+
+	assert_int_equal(load_text("# x\n\nauth_file = /nonexistent/nope\n", &cfg, &err, &path),
+			 -1);
+	assert_true(asprintf(&want, "%s:3: /nonexistent/nope: auth_file: cannot open: ", path) > 0);
+	if (strncmp(buf_cstr(&err), want, strlen(want)) != 0)
+		fail_msg("expected '%s...', got '%s'", want, buf_cstr(&err));
+	free(want);
+	free(path);
+	buf_reset(&err);
+	assert_int_equal(
+	    load_text("tls_key_file = /nonexistent/key\ntls_cert_file = /nonexistent/c\n", &cfg,
+		      &err, &path),
+	    -1);
+	assert_true(asprintf(&want, "%s:2: /nonexistent/c: tls_cert_file: cannot open: ", path) >
+		    0);
+	if (strncmp(buf_cstr(&err), want, strlen(want)) != 0)
+		fail_msg("expected '%s...', got '%s'", want, buf_cstr(&err));
+	free(want);
+	free(path);
+	buf_free(&err);
+}
+
+/* Control bytes of the file echoed in an error come out escaped. */
+static void test_control_bytes_escaped(void **state)
+{
+	struct config cfg;
+	struct buf err = BUF_INIT;
+	char *path;
+
+	load_fails("hostname = a\x1b[2Jb\n", 1, "hostname",
+		   "'a\\x1b[2Jb' is not a valid host name");
+	load_fails("x\ry = 1\n", 1, "x\\ry", "unknown setting");
+	assert_int_equal(load_text("auth_file = /nonexistent/a\x1b]0;b\n[routes]\nb\x07.example = "
+				   "nonsense\n",
+				   &cfg, &err, &path),
+			 -1);
+	for (size_t i = 0; i < err.len; i++)
+		if (err.data[i] != '\n' &&
+		    ((unsigned char)err.data[i] < 0x20 || err.data[i] == 0x7f))
+			fail_msg("raw control byte 0x%02x in '%s'", err.data[i], buf_cstr(&err));
+	assert_non_null(strstr(buf_cstr(&err), "/nonexistent/a\\x1b]0;b: auth_file: cannot open"));
+	assert_non_null(strstr(buf_cstr(&err), "b\\x07.example"));
 	free(path);
 	buf_free(&err);
 }
@@ -613,6 +751,9 @@ int main(void)
 	    cmocka_unit_test(test_cli_show_config),
 	    cmocka_unit_test(test_docs_list_every_setting),
 	    cmocka_unit_test(test_example_file_loads),
+	    cmocka_unit_test(test_secret_files_mode),
+	    cmocka_unit_test(test_file_errors_name_config_line),
+	    cmocka_unit_test(test_control_bytes_escaped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,6 +37,20 @@ static void test_buf_grows_and_terminates(void **state)
 	buf_free(&b);
 }
 
+/* Control bytes come out as \r, \n, \t or \xHH; other bytes as they are. */
+static void test_buf_put_escaped(void **state)
+{
+	struct buf b = BUF_INIT;
+	const char in[] = "a\x1b[31m\r\n\t\x7f\x01z\\ \xc3\xa9";
+
+	buf_put_escaped(&b, in, sizeof(in) - 1);
+	assert_string_equal(buf_cstr(&b), "a\\x1b[31m\\r\\n\\t\\x7f\\x01z\\ \xc3\xa9");
+	buf_reset(&b);
+	buf_put_escaped(&b, "x\0y", 3);
+	assert_string_equal(buf_cstr(&b), "x\\x00y");
+	buf_free(&b);
+}
+
 static void test_strlist_split(void **state)
 {
 	struct strlist l = {0};
@@ -163,6 +177,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_buf_grows_and_terminates),
+	    cmocka_unit_test(test_buf_put_escaped),
 	    cmocka_unit_test(test_strlist_split),
 	    cmocka_unit_test(test_cidr),
 	    cmocka_unit_test(test_fs_write_atomic),
