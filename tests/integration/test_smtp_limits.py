@@ -9,6 +9,7 @@
 import socket
 import time
 
+from odmr import hub as odmr_hub
 from smtpraw import SmtpRaw, message
 from wait import wait_until
 
@@ -193,3 +194,23 @@ def test_mynetworks_exemption_can_be_turned_off(daemon):
     finally:
         for c in held:
             c.close()
+
+
+def test_odmr_port_is_exempt_from_max_session_time(daemon, tmp_path):
+    d = odmr_hub(daemon, tmp_path, "smtp_timeout = 60s", "smtp_max_session_time = 2s")
+    with SmtpRaw(d.odmr_port) as branch, SmtpRaw(d.port) as lan:
+        t0 = time.monotonic()
+        assert branch.cmd("EHLO branch.example").code == 250
+        assert lan.cmd("EHLO lan.example").code == 250
+        cut = None
+        for _ in range(16):  # 4 s of NOOPs on both
+            time.sleep(0.25)
+            assert branch.cmd("NOOP").code == 250  # the ODMR port: a branch on a modem line
+            if cut is None:
+                r = lan.cmd("NOOP", timeout=5)
+                if r.code != 250:
+                    assert r.code == 421 and r.lines[0].startswith("4.4.2"), r
+                    cut = time.monotonic() - t0
+        assert cut is not None and 1.5 <= cut <= 3.5, cut
+        assert time.monotonic() - t0 >= 4
+        assert branch.cmd("NOOP").code == 250
