@@ -35,11 +35,17 @@ struct config {
 	uint64_t max_message_size; /* bytes */
 	int max_recipients;
 	int max_connections;
-	int smtp_timeout;	 /* seconds, per command */
-	int smtp_data_timeout;	 /* seconds, per DATA block */
-	uint64_t min_free_space; /* bytes; below: 452 4.3.1 + event 3018 */
-	int queue_run_interval;	 /* seconds */
-	char *postmaster;	 /* address that gets double bounces */
+	int smtp_timeout;		    /* seconds, per command */
+	int smtp_data_timeout;		    /* seconds, per DATA block */
+	int smtp_min_data_rate;		    /* bytes/s over SMTP_RATE_WINDOW in DATA/BDAT; 0: off */
+	int smtp_max_session_time;	    /* seconds; 0: no limit */
+	int max_connections_per_client;	    /* concurrent, per client address; 0: no limit */
+	int max_connection_rate_per_client; /* per minute; 0: no limit */
+	int max_messages_per_client;	    /* MAIL commands per minute; 0: no limit */
+	int client_limits_exempt_mynetworks; /* the three above skip mynetworks */
+	uint64_t min_free_space;	     /* bytes; below: 452 4.3.1 + event 3018 */
+	int queue_run_interval;		     /* seconds */
+	char *postmaster;		     /* address that gets double bounces */
 	int use_syslog;
 	int diag[EVC_COUNT]; /* diagnostics level per event category */
 	struct alias *aliases;

@@ -57,6 +57,8 @@ enum ev_level { EVL_NONE = 0, EVL_MIN = 1, EVL_MEDIUM = 3, EVL_MAX = 5 };
 	  "message-refused-bad-data", "A message was refused: malformed data")                     \
 	X(2015, SUBMITTED_LOCAL, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "submitted-local",             \
 	  "A message was submitted through the sendmail interface")                                \
+	X(2016, CLIENT_LIMIT, EV_WARNING, EVC_SMTP, EVL_MIN, "client-limit",                       \
+	  "A client was refused: over a per-client connection or message limit")                   \
 	X(2020, LOCAL_DELIVERED, EV_INFO, EVC_DELIVERY, EVL_MEDIUM, "local-delivered",             \
 	  "A message was delivered to a local Maildir")                                            \
 	X(2021, LOCAL_DELIVERY_FAILED, EV_ERROR, EVC_DELIVERY, EVL_MIN, "local-delivery-failed",   \

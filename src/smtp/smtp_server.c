@@ -35,6 +35,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "smtp/anvil.h"
 #include "smtp/dsn.h"
 #include "mail/message.h"
 #include "mail/smtp_addr.h"
@@ -42,12 +43,13 @@
 #include "smtp/smtp_server.h"
 #include "smtp/tls.h"
 
-#define SMTP_LINE_MAX  512	     /* command line, CRLF included (RFC 5321 4.5.3.1.4) */
-#define SMTP_TEXT_MAX  1000	     /* text line, CRLF included (RFC 5321 4.5.3.1.6) */
-#define SMTP_ERROR_MAX 10	     /* protocol errors before the session is closed */
-#define SMTP_OUT_HIGH  (256 * 1024)  /* stop reading while this much output waits */
-#define SMTP_KEEP_BUF  (1024 * 1024) /* larger DATA buffers are freed, not kept */
-#define SMTP_AUTH_MAX  3	     /* failed AUTH attempts before the session is closed */
+#define SMTP_LINE_MAX	 512	       /* command line, CRLF included (RFC 5321 4.5.3.1.4) */
+#define SMTP_TEXT_MAX	 1000	       /* text line, CRLF included (RFC 5321 4.5.3.1.6) */
+#define SMTP_ERROR_MAX	 10	       /* protocol errors before the session is closed */
+#define SMTP_OUT_HIGH	 (256 * 1024)  /* stop reading while this much output waits */
+#define SMTP_KEEP_BUF	 (1024 * 1024) /* larger DATA buffers are freed, not kept */
+#define SMTP_AUTH_MAX	 3	       /* failed AUTH attempts before the session is closed */
+#define SMTP_RATE_WINDOW 10	       /* seconds over which smtp_min_data_rate is averaged */
 
 /* Session states, as bits so a command can list where it is allowed.
  * ST_BDAT: BDAT chunks (RFC 3030) received, LAST not yet. */
@@ -115,6 +117,17 @@ struct smtp_session {
 	int quit_seen;			 /* the client sent QUIT */
 	void (*on_close)(int quit, void *arg); /* adopted sessions: told when over */
 	void *close_arg;
+	/* Deadlines, not idle timers: a command must be complete within
+	 * smtp_timeout of its first byte (ev_deadline); in DATA/BDAT the same
+	 * timer checks smtp_min_data_rate every SMTP_RATE_WINDOW seconds. */
+	struct event *ev_deadline;
+	struct event *ev_lifetime;   /* smtp_max_session_time */
+	int cmd_partial;	     /* part of a command line is in (or being discarded) */
+	int lines_done;		     /* command lines taken since the deadline was armed */
+	uint64_t rate_bytes;	     /* DATA/BDAT octets in this rate window */
+	int adopted;		     /* smtp_server_adopt: the far end of a dial-up line */
+	int slow_link;		     /* adopted or the ODMR port: no rate or session limit */
+	struct anvil_client *client; /* per-client counters, or NULL (exempt) */
 	struct q_env env;
 	struct data_rx data;
 	struct bdat_rx bdat;
@@ -150,7 +163,8 @@ struct smtp_server {
 	void (*etrn)(const char *client, const char *user, const char *param, struct buf *reply,
 		     void *arg); /* ETRN (hub role); NULL: not offered */
 	void *etrn_arg;
-	int odmr; /* the ODMR port (RFC 2645): AUTH required, no MAIL, ATRN */
+	int odmr;	     /* the ODMR port (RFC 2645): AUTH required, no MAIL, ATRN */
+	struct anvil *anvil; /* per-client limits */
 	int (*atrn)(const char *client, const char *user, const char *param, struct buf *reply,
 		    void *arg);
 	void (*take)(struct bufferevent *bev, const char *client, const char *user,
@@ -205,11 +219,53 @@ static void smtp_sess_error(struct smtp_session *s, const char *fmt, ...)
 
 /* ------------------------------------------------------- session lifetime */
 
-static void smtp_sess_set_timeout(struct smtp_session *s, int secs)
+static void smtp_sess_arm(struct event *ev, int secs)
 {
 	struct timeval tv = {secs, 0};
 
+	evtimer_add(ev, &tv);
+}
+
+/* Waiting for commands: the deadline timer, not the bufferevent's read
+ * timeout (which every byte would restart), bounds each command; writes
+ * still time out after smtp_timeout. */
+static void smtp_sess_command_phase(struct smtp_session *s)
+{
+	struct timeval tv = {s->srv->cfg->smtp_timeout, 0};
+
+	bufferevent_set_timeouts(s->bev, NULL, &tv);
+	s->cmd_partial = 0;
+	s->lines_done = 0;
+	smtp_sess_arm(s->ev_deadline, s->srv->cfg->smtp_timeout);
+}
+
+/* Reading message data: smtp_data_timeout per block of input (the
+ * bufferevent's idle timeout), and the data-rate check unless exempt. */
+static void smtp_sess_data_phase(struct smtp_session *s)
+{
+	const struct config *cfg = s->srv->cfg;
+	struct timeval tv = {cfg->smtp_data_timeout, 0};
+
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	s->rate_bytes = 0;
+	if (cfg->smtp_min_data_rate > 0 && !s->slow_link)
+		smtp_sess_arm(s->ev_deadline, SMTP_RATE_WINDOW);
+	else
+		evtimer_del(s->ev_deadline);
+}
+
+/* After a batch of command input: a complete line restarts the deadline,
+ * and so does the first byte of the next command; further bytes of that
+ * command do not (a client trickling a line is cut smtp_timeout after it
+ * began). */
+static void smtp_sess_command_deadline(struct smtp_session *s, struct evbuffer *in)
+{
+	int partial = evbuffer_get_length(in) > 0 || s->discarding;
+
+	if (s->lines_done || partial != s->cmd_partial)
+		smtp_sess_arm(s->ev_deadline, s->srv->cfg->smtp_timeout);
+	s->cmd_partial = partial;
+	s->lines_done = 0;
 }
 
 static void smtp_sess_data_free(struct data_rx *d)
@@ -240,6 +296,10 @@ static void smtp_sess_free(struct smtp_session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	if (s->client)
+		anvil_disconnect(s->client, clock_now());
+	event_free(s->ev_deadline);
+	event_free(s->ev_lifetime);
 	if (s->on_close)
 		s->on_close(s->quit_seen, s->close_arg);
 	if (s->bev)
@@ -284,6 +344,75 @@ static void smtp_sess_event_parked(struct smtp_session *s, short what)
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 }
 
+/* A deadline passed (reason: the event's "reason" field): 421 4.4.2 and
+ * close. The text after "%s" (the client) says which. */
+static void smtp_sess_timeout(struct smtp_session *s, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void smtp_sess_timeout(struct smtp_session *s, const char *reason, const char *fmt, ...)
+{
+	const char *kv[] = {"client", s->addr, "reason", reason, NULL};
+	char text[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	event_logkv(EV_SESSION_TIMEOUT, kv, "%s", text);
+	smtp_sess_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->cfg->hostname);
+	s->closing = 1;
+	smtp_sess_flush(s);
+}
+
+/* ev_deadline: a command not complete in time, or data too slow. A parked
+ * session (its message at the committer) is looked at again later. */
+static void smtp_sess_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	const struct config *cfg = s->srv->cfg;
+
+	if (s->closing || s->reversed)
+		return;
+	if (s->parked) {
+		smtp_sess_arm(s->ev_deadline, cfg->smtp_timeout);
+		return;
+	}
+	if (s->state != ST_DATA && !s->bdat.reading) {
+		smtp_sess_timeout(s, "command",
+				  "SMTP session with %s timed out: command not complete within %d "
+				  "seconds",
+				  s->addr, cfg->smtp_timeout);
+		return;
+	}
+	if (s->rate_bytes < (uint64_t)cfg->smtp_min_data_rate * SMTP_RATE_WINDOW) {
+		smtp_sess_timeout(
+		    s, "data-rate",
+		    "SMTP session with %s cut in DATA: %llu octets in %d seconds, below "
+		    "smtp_min_data_rate %d",
+		    s->addr, (unsigned long long)s->rate_bytes, SMTP_RATE_WINDOW,
+		    cfg->smtp_min_data_rate);
+		return;
+	}
+	s->rate_bytes = 0;
+	smtp_sess_arm(s->ev_deadline, SMTP_RATE_WINDOW);
+}
+
+/* ev_lifetime: smtp_max_session_time is over (a parked session first gets
+ * its commit answered). */
+static void smtp_sess_lifetime_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->closing || s->reversed)
+		return;
+	if (s->parked) {
+		smtp_sess_arm(s->ev_lifetime, 1);
+		return;
+	}
+	smtp_sess_timeout(s, "session-time",
+			  "SMTP session with %s cut after smtp_max_session_time %d seconds",
+			  s->addr, s->srv->cfg->smtp_max_session_time);
+}
+
 static void smtp_sess_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
@@ -297,16 +426,9 @@ static void smtp_sess_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !s->closing) {
-		const char *kv[] = {"client", s->addr, NULL};
-		int in_data = s->state == ST_DATA || s->bdat.reading;
-		int secs = in_data ? s->srv->cfg->smtp_data_timeout : s->srv->cfg->smtp_timeout;
-
-		event_logkv(EV_SESSION_TIMEOUT, kv,
-			    "SMTP session with %s timed out after %d seconds%s", s->addr, secs,
-			    in_data ? " in DATA" : "");
-		smtp_sess_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->cfg->hostname);
-		s->closing = 1;
-		smtp_sess_flush(s);
+		smtp_sess_timeout(s, "data",
+				  "SMTP session with %s timed out after %d seconds in DATA",
+				  s->addr, s->srv->cfg->smtp_data_timeout);
 		return;
 	}
 	if (s->state == ST_DATA || s->state == ST_BDAT || s->bdat.reading)
@@ -350,6 +472,81 @@ static void smtp_sess_flush(struct smtp_session *s)
 		bufferevent_setcb(s->bev, smtp_sess_read_cb, smtp_sess_output_drained,
 				  smtp_sess_event_cb, s);
 	}
+}
+
+/* ---------------------------------------------------- per-client limits */
+
+/* Counts a MAIL or connection of s: a client outside the exemptions gets no
+ * entry (and no limit). */
+static int srv_client_limited(const struct smtp_server *srv, const struct smtp_session *s)
+{
+	const struct config *cfg = srv->cfg;
+
+	if (s->in_mynetworks && cfg->client_limits_exempt_mynetworks)
+		return 0;
+	return cfg->max_connections_per_client > 0 || cfg->max_connection_rate_per_client > 0 ||
+	       cfg->max_messages_per_client > 0;
+}
+
+/* Event 2016 for c, at most once a minute per client. */
+static void srv_client_event(struct anvil_client *c, const char *addr, const char *limit,
+			     const char *what)
+{
+	const char *kv[] = {"client", addr, "limit", limit, NULL};
+	int suppressed;
+
+	if (anvil_warn(c, clock_now(), &suppressed))
+		event_logkv(EV_CLIENT_LIMIT, kv,
+			    "Client %s refused: %s (%d more refusals not logged)", addr, what,
+			    suppressed);
+}
+
+/* 1 if the new connection of s went over a per-client limit (421 sent, fd
+ * closed); else 0, with s->client counting it until the session ends. */
+static int srv_client_over(struct smtp_server *srv, struct smtp_session *s, evutil_socket_t fd)
+{
+	const struct config *cfg = srv->cfg;
+	char msg[160];
+	const char *limit = NULL, *what = NULL;
+	int conns, rate;
+
+	if (!srv_client_limited(srv, s))
+		return 0;
+	s->client = anvil_connect(srv->anvil, s->addr, clock_now(), &conns, &rate);
+	if (cfg->max_connections_per_client > 0 && conns > cfg->max_connections_per_client) {
+		limit = "connections";
+		what = "too many connections";
+	} else if (cfg->max_connection_rate_per_client > 0 &&
+		   rate > cfg->max_connection_rate_per_client) {
+		limit = "connection-rate";
+		what = "too many connections per minute";
+	}
+	if (limit == NULL)
+		return 0;
+	snprintf(msg, sizeof(msg), "421 4.7.0 %s Error: %s from %s, try again later\r\n",
+		 cfg->hostname, what, s->addr);
+	if (send(fd, msg, strlen(msg), MSG_NOSIGNAL) < 0)
+		log_debug("smtp: %s: refusal not sent: %s", s->addr, strerror(errno));
+	evutil_closesocket(fd);
+	srv_client_event(s->client, s->addr, limit, what);
+	anvil_disconnect(s->client, clock_now());
+	s->client = NULL;
+	return 1;
+}
+
+/* MAIL from s: 1 (421 queued, closing) if that is over
+ * max_messages_per_client. */
+static int smtp_sess_messages_over(struct smtp_session *s)
+{
+	int max = s->srv->cfg->max_messages_per_client;
+
+	if (s->client == NULL || max <= 0 || anvil_message(s->client, clock_now()) <= max)
+		return 0;
+	srv_client_event(s->client, s->addr, "messages", "too many messages per minute");
+	smtp_sess_reply(s, "421 4.7.0 %s Error: too many messages from %s, try again later",
+			s->srv->cfg->hostname, s->addr);
+	s->closing = 1;
+	return 1;
 }
 
 /* ------------------------------------------------------------ disk space */
@@ -656,6 +853,8 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
 		    s, "502 5.5.1 MAIL not accepted on the ODMR port before AUTH; use ATRN");
 		return;
 	}
+	if (smtp_sess_messages_over(s))
+		return;
 	if (!arg_prefix(&arg, "FROM:")) {
 		smtp_sess_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
@@ -1135,7 +1334,7 @@ static void smtp_sess_data_too_big(struct smtp_session *s)
 
 static void smtp_sess_data_end(struct smtp_session *s)
 {
-	smtp_sess_set_timeout(s, s->srv->cfg->smtp_timeout);
+	smtp_sess_command_phase(s);
 	if (s->data.bad != DB_NONE)
 		smtp_sess_data_refuse(s);
 	else if (s->data.size > s->data.max)
@@ -1154,8 +1353,12 @@ static void smtp_sess_data_input(struct smtp_session *s, struct evbuffer *in)
 	struct evbuffer_iovec v;
 	int done = 0;
 
-	while (!done && evbuffer_peek(in, -1, NULL, &v, 1) > 0 && v.iov_len > 0)
-		evbuffer_drain(in, data_scan(&s->data, v.iov_base, v.iov_len, &done));
+	while (!done && evbuffer_peek(in, -1, NULL, &v, 1) > 0 && v.iov_len > 0) {
+		size_t n = data_scan(&s->data, v.iov_base, v.iov_len, &done);
+
+		s->rate_bytes += n;
+		evbuffer_drain(in, n);
+	}
 	if (done)
 		smtp_sess_data_end(s);
 }
@@ -1175,7 +1378,7 @@ static void cmd_data(struct smtp_session *s, const char *arg)
 	d->max = s->srv->cfg->max_message_size;
 	buf_reset(&d->content);
 	s->state = ST_DATA;
-	smtp_sess_set_timeout(s, s->srv->cfg->smtp_data_timeout);
+	smtp_sess_data_phase(s);
 	smtp_sess_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -1271,7 +1474,7 @@ static void smtp_sess_bdat_chunk_end(struct smtp_session *s)
 	struct bdat_rx *b = &s->bdat;
 
 	b->reading = 0;
-	smtp_sess_set_timeout(s, s->srv->cfg->smtp_timeout);
+	smtp_sess_command_phase(s);
 	if (b->refuse == BR_SEQUENCE)
 		smtp_sess_error(s, "%s", b->why);
 	else if (b->refuse == BR_TOO_BIG) {
@@ -1294,6 +1497,7 @@ static void smtp_sess_bdat_input(struct smtp_session *s, struct evbuffer *in)
 		if (b->refuse == BR_NONE)
 			bdat_scan(&s->data, v.iov_base, n);
 		evbuffer_drain(in, n);
+		s->rate_bytes += n;
 		b->left -= n;
 	}
 	if (b->left == 0)
@@ -1323,7 +1527,7 @@ static void cmd_bdat(struct smtp_session *s, const char *arg)
 			d->size += b->size;
 		}
 	}
-	smtp_sess_set_timeout(s, s->srv->cfg->smtp_data_timeout);
+	smtp_sess_data_phase(s);
 	if (b->left == 0)
 		smtp_sess_bdat_chunk_end(s);
 }
@@ -1404,7 +1608,7 @@ static void smtp_sess_tls_switch(struct smtp_session *s)
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
 	smtp_sess_tls_reset(s);
 	bufferevent_setcb(tb, smtp_sess_read_cb, NULL, smtp_sess_event_cb, s);
-	smtp_sess_set_timeout(s, s->srv->cfg->smtp_timeout);
+	smtp_sess_command_phase(s);
 	bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
 
@@ -1720,6 +1924,7 @@ static void smtp_sess_cmd_discard(struct smtp_session *s, struct evbuffer *in, c
 	}
 	evbuffer_drain(in, (size_t)(lf - p) + 1);
 	s->discarding = 0;
+	s->lines_done++;
 	if (s->sasl) /* an AUTH answer too long for us ends the exchange */
 		auth_end(s);
 	smtp_sess_error(s, "500 5.5.2 Error: line too long");
@@ -1759,12 +1964,14 @@ static int smtp_sess_cmd_input(struct smtp_session *s, struct evbuffer *in)
 	}
 	if (!cmd_line_clean(p, len)) {
 		evbuffer_drain(in, len);
+		s->lines_done++;
 		smtp_sess_error(s, "500 5.5.2 Syntax error: bare CR or LF or NUL in command");
 		return 1;
 	}
 	memcpy(line, p, len - 2);
 	line[len - 2] = '\0';
 	evbuffer_drain(in, len);
+	s->lines_done++;
 	if (s->sasl)
 		auth_feed(s, line);
 	else
@@ -1788,6 +1995,8 @@ static void smtp_sess_read_cb(struct bufferevent *bev, void *arg)
 		else if (!smtp_sess_cmd_input(s, in))
 			break;
 	}
+	if (!s->closing && !s->parked && !s->reversed && !s->bdat.reading && s->state != ST_DATA)
+		smtp_sess_command_deadline(s, in);
 	if (s->reversed) {
 		smtp_sess_hand_over(s);
 		return;
@@ -1828,8 +2037,13 @@ static void smtp_sess_start(struct smtp_server *srv, struct smtp_session *s,
 	s->srv = srv;
 	s->state = ST_CONNECT;
 	s->bev = bev;
+	s->slow_link = s->adopted || srv->odmr;
+	s->ev_deadline = evtimer_new(srv->base, smtp_sess_deadline_cb, s);
+	s->ev_lifetime = evtimer_new(srv->base, smtp_sess_lifetime_cb, s);
 	bufferevent_setcb(s->bev, smtp_sess_read_cb, NULL, smtp_sess_event_cb, s);
-	smtp_sess_set_timeout(s, cfg->smtp_timeout);
+	smtp_sess_command_phase(s);
+	if (cfg->smtp_max_session_time > 0 && !s->slow_link)
+		smtp_sess_arm(s->ev_lifetime, cfg->smtp_max_session_time);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	s->next = srv->sessions;
 	if (srv->sessions)
@@ -1851,6 +2065,10 @@ static void smtp_sess_new(struct smtp_server *srv, evutil_socket_t fd, struct so
 	s->inbound = cfg->n_provider_networks
 			 ? cidr_match_any(cfg->provider_networks, cfg->n_provider_networks, sa)
 			 : !s->in_mynetworks;
+	if (srv_client_over(srv, s, fd)) {
+		free(s);
+		return;
+	}
 	smtp_sess_start(srv, s, bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE));
 }
 
@@ -1863,6 +2081,7 @@ struct smtp_adopted *smtp_server_adopt(struct smtp_server *srv, struct buffereve
 	snprintf(s->addr, sizeof(s->addr), "%s", peer);
 	s->on_close = on_close;
 	s->close_arg = arg;
+	s->adopted = 1;
 	s->inbound = 1; /* the far end of ATRN or TURN: the provider */
 	smtp_sess_start(srv, s, bev);
 	s->tls = tls;
@@ -2084,6 +2303,7 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct config
 	srv->base = base;
 	srv->cfg = cfg;
 	srv->q = q;
+	srv->anvil = anvil_new((size_t)cfg->max_connections + 512);
 	srv->on_commit = on_commit;
 	srv->arg = arg;
 	for (int i = 0; i < 2; i++)
@@ -2150,5 +2370,6 @@ void smtp_server_free(struct smtp_server *srv)
 	if (srv->ev_commit)
 		event_free(srv->ev_commit);
 	SSL_CTX_free(srv->tls_ctx);
+	anvil_free(srv->anvil);
 	free(srv);
 }

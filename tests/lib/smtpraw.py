@@ -26,8 +26,11 @@ class Reply:
 class SmtpRaw:
     """A raw-socket SMTP client: sends exact bytes, parses replies."""
 
-    def __init__(self, port, timeout=10.0, banner=True):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=10.0, banner=True, source=None):
+        """source: the local address to connect from (127.0.0.2 is another
+        client than 127.0.0.1 to the server)."""
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.timeout = timeout
         self.sock.settimeout(timeout)
         self.buf = b""

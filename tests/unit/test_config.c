@@ -280,6 +280,12 @@ static void test_defaults_without_file(void **state)
 	assert_int_equal(cfg.max_connections, 100);
 	assert_int_equal(cfg.smtp_timeout, 300);
 	assert_int_equal(cfg.smtp_data_timeout, 600);
+	assert_int_equal(cfg.smtp_min_data_rate, 0);
+	assert_int_equal(cfg.smtp_max_session_time, 0);
+	assert_int_equal(cfg.max_connections_per_client, 10);
+	assert_int_equal(cfg.max_connection_rate_per_client, 0);
+	assert_int_equal(cfg.max_messages_per_client, 0);
+	assert_int_equal(cfg.client_limits_exempt_mynetworks, 1);
 	assert_int_equal(cfg.min_free_space, 10 * 1024 * 1024);
 	assert_int_equal(cfg.queue_run_interval, 60);
 	assert_string_equal(cfg.postmaster, "postmaster");
@@ -308,6 +314,12 @@ static void test_every_type_parses(void **state)
 		"\tmax_connections=9\n"
 		"smtp_timeout = 90\n"
 		"smtp_data_timeout = 2h\n"
+		"smtp_min_data_rate = 250\n"
+		"smtp_max_session_time = 1h\n"
+		"max_connections_per_client = 3\n"
+		"max_connection_rate_per_client = 30\n"
+		"max_messages_per_client = 60\n"
+		"client_limits_exempt_mynetworks = no\n"
 		"min_free_space = 0\n"
 		"queue_run_interval = 1d\n"
 		"postmaster = Admin@Example.org\n"
@@ -329,6 +341,12 @@ static void test_every_type_parses(void **state)
 	assert_int_equal(cfg.max_connections, 9);
 	assert_int_equal(cfg.smtp_timeout, 90);
 	assert_int_equal(cfg.smtp_data_timeout, 7200);
+	assert_int_equal(cfg.smtp_min_data_rate, 250);
+	assert_int_equal(cfg.smtp_max_session_time, 3600);
+	assert_int_equal(cfg.max_connections_per_client, 3);
+	assert_int_equal(cfg.max_connection_rate_per_client, 30);
+	assert_int_equal(cfg.max_messages_per_client, 60);
+	assert_int_equal(cfg.client_limits_exempt_mynetworks, 0);
 	assert_int_equal(cfg.min_free_space, 0);
 	assert_int_equal(cfg.queue_run_interval, 86400);
 	assert_string_equal(cfg.postmaster, "Admin@Example.org");
