@@ -19,7 +19,7 @@ UNITSRC  = $(sort $(wildcard tests/unit/test_*.c))
 UNITBIN  = $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit unit-asan integration integration-asan clean format bench \
-        check-layers check-format
+        check-layers check-format fuzz fuzz-build fuzz-regress
 TOOLS    = $(BUILD)/modemsim $(BUILD)/smtpc $(BUILD)/dialtest
 all: $(BUILD)/dialmail $(TOOLS)
 
@@ -80,6 +80,7 @@ test: deps
 	$(MAKE) check-format
 	$(MAKE) unit
 	$(MAKE) unit-asan
+	$(MAKE) fuzz-regress
 	$(MAKE) -j2 --output-sync=target integration integration-asan
 
 run: deps all
@@ -103,7 +104,7 @@ check-layers: all
 	@tail -1 $(BUILD)/depgraph.out
 
 FORMATTED = $(SRC) $(wildcard src/*/*.h) $(UNITSRC) $(wildcard tests/unit/*.h) \
-            $(wildcard tools/*/*.c tools/*/*.h)
+            $(wildcard tools/*/*.c tools/*/*.h) $(wildcard tests/fuzz/*.c tests/fuzz/*.h)
 format:
 	clang-format -i $(FORMATTED)
 
@@ -113,7 +114,7 @@ check-format:
 	@echo "check-format: $(words $(FORMATTED)) files match .clang-format"
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -134,3 +135,45 @@ MODEMSIM_OBJ = $(MODEMSIM_SRC:%.c=$(BUILD)/%.o) \
                $(addprefix $(BUILD)/src/lib/,buf.o clock.o log.o xmalloc.o)
 $(BUILD)/modemsim: $(MODEMSIM_OBJ)
 	$(CC) $(DMFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lutil
+
+# --- fuzzing (tests/fuzz/README.md): one libFuzzer harness per target, built
+# with clang in a tree of its own against the library compiled with the
+# fuzzer's coverage hooks, ASan and UBSan. fuzz-regress runs each harness
+# over its committed corpus only (seconds; part of make test); fuzz runs
+# each for FUZZ_SECONDS on a copy of its corpus, crashes kept in
+# build-fuzz/artifacts/TARGET/.
+FUZZ_BUILD   = build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_BINS    = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/%)
+FUZZCFLAGS   = -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+               -fno-sanitize-recover=all
+FUZZLDFLAGS  = -fsanitize=fuzzer,address,undefined
+
+fuzz-build:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang CFLAGS="$(FUZZCFLAGS)" LDFLAGS="$(FUZZLDFLAGS)" \
+		$(FUZZ_BINS)
+
+$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c tests/fuzz/common.c tests/fuzz/common.h $(BUILD)/libdialmail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(DMFLAGS) $(CFLAGS) $(LDFLAGS) -Itests/fuzz -o $@ $(filter %.c %.a,$^) $(LDLIBS)
+
+fuzz-regress: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		log=$(FUZZ_BUILD)/regress-$$t.log; \
+		if ! $(FUZZ_BUILD)/fuzz/$$t -runs=0 -timeout=30 tests/fuzz/corpus/$$t >$$log 2>&1; then \
+			tail -40 $$log; echo "fuzz-regress: $$t FAILED (log: $$log)"; exit 1; fi; \
+		echo "fuzz-regress: $$t: $$(ls tests/fuzz/corpus/$$t | wc -l) inputs, \
+		$$(grep -o 'cov: [0-9]* ft: [0-9]*' $$log | tail -1)"; \
+	done
+
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		c=$(FUZZ_BUILD)/corpus/$$t; a=$(FUZZ_BUILD)/artifacts/$$t; \
+		rm -rf $$c; mkdir -p $$c $$a; cp tests/fuzz/corpus/$$t/* $$c/; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS)s (log: $(FUZZ_BUILD)/fuzz-$$t.log)"; \
+		if ! $(FUZZ_BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=30 \
+			-artifact_prefix=$$a/ -print_final_stats=1 $$c >$(FUZZ_BUILD)/fuzz-$$t.log 2>&1; then \
+			tail -60 $(FUZZ_BUILD)/fuzz-$$t.log; echo "fuzz: $$t crashed: see $$a/"; exit 1; fi; \
+		grep -E '^#[0-9]+.*(DONE|pulse)' $(FUZZ_BUILD)/fuzz-$$t.log | tail -1; \
+	done

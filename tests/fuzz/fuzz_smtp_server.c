@@ -1,0 +1,107 @@
+/* Fuzzes the SMTP server as a client would: the input is the client's side
+ * of one session, bytes as on the wire (commands, DATA, BDAT chunks, AUTH
+ * answers), fed to a real server session over a bufferevent pair and ended
+ * by EOF. Covers the command reader and dispatcher, the path and parameter
+ * checks, the DATA end-of-data scanner, BDAT chunking, AUTH, ETRN and the
+ * group commit into a real queue (in a temp directory; messages removed as
+ * soon as they are queued). No production hook: smtp_server_adopt is the
+ * public way to run a session on a connected bufferevent. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "common.h"
+#include "daemon/modules.h"
+#include "lib/buf.h"
+#include "mail/config.h"
+#include "queue/queue.h"
+#include "smtp/smtp_server.h"
+
+static struct event_base *base;
+static struct config cfg;
+static struct queue *q;
+static struct smtp_server *srv;
+
+static void on_commit(const char *qid, int inbound, void *arg)
+{
+	queue_remove(q, qid); /* keep the temp directory small */
+}
+
+static void on_close(int quit, void *arg)
+{
+	*(int *)arg = 1;
+}
+
+static void etrn(const char *client, const char *user, const char *param, struct buf *reply,
+		 void *arg)
+{
+	buf_printf(reply, "250 2.0.0 Queuing for %s started", param);
+}
+
+/* The client end only reads what the server says, and drops it. */
+static void client_read(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	struct buf err = BUF_INIT;
+	char conf[1024];
+	const char *users;
+
+	fuzz_quiet();
+	modules_register();
+	users = fuzz_write_file("users", "alice secret\n", 13);
+	snprintf(conf, sizeof(conf),
+		 "hostname = mx.example.org\n"
+		 "local_domains = example.org\n"
+		 "local_recipients = alice, bob\n"
+		 "mynetworks = 127.0.0.0/8\n"
+		 "max_message_size = 4096\n"
+		 "max_recipients = 5\n"
+		 "smtp_timeout = 5s\n"
+		 "smtp_data_timeout = 5s\n"
+		 "auth_users_file = %s\n"
+		 "auth_allow_plaintext = yes\n"
+		 "hold_domains = held.example\n"
+		 "[aliases]\n"
+		 "sales = alice, bob\n",
+		 users);
+	if (config_load(&cfg, fuzz_write_file("dialmail.conf", conf, strlen(conf)), &err) < 0) {
+		fprintf(stderr, "fuzz: config: %s\n", buf_cstr(&err));
+		abort();
+	}
+	buf_free(&err);
+	base = event_base_new();
+	q = queue_open(fuzz_tmpdir());
+	if (base == NULL || q == NULL)
+		abort();
+	srv = smtp_server_new(base, &cfg, q, on_commit, NULL);
+	smtp_server_set_etrn(srv, etrn, NULL);
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct bufferevent *pair[2];
+	int done = 0;
+
+	if (bufferevent_pair_new(base, 0, pair) < 0)
+		abort();
+	bufferevent_setcb(pair[0], client_read, NULL, NULL, NULL);
+	bufferevent_enable(pair[0], EV_READ | EV_WRITE);
+	smtp_server_adopt(srv, pair[1], "192.0.2.1", 0, on_close, &done);
+	bufferevent_write(pair[0], data, size);
+	bufferevent_flush(pair[0], EV_WRITE, BEV_FINISHED); /* EOF: the session ends */
+	while (!done)
+		event_base_loop(base, EVLOOP_ONCE);
+	bufferevent_free(pair[0]);
+	return 0;
+}
