@@ -4,7 +4,8 @@
  * ATD, waiting for RING, ATA and the carrier check. Covers the line reader
  * (CR/LF, echo, RING, noise), the classification of result lines
  * (cause_modem_result, numeric ATV0 codes, CONNECT speeds) and the causes
- * built from the modem's words. */
+ * built from the modem's words. Checks that a call that came up has its
+ * result line and a speed that is not negative (0: unknown). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,13 +63,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	fuzz_quiet();
 	entry.name = "isp";
 	entry.device = "fuzz:modem";
-	strlist_split(&entry.init, "ATZ|AT&F E0 V1");
+	strlist_add(&entry.init, "ATZ");
+	strlist_add(&entry.init, "AT&F E0 V1");
 	entry.dial_prefix = "ATDT";
 	entry.dial_timeout_ms = 60000;
 	entry.at_timeout_ms = 3000;
 	entry.answer_timeout_ms = 60000;
 	entry.rings = 1;
 	return 0;
+}
+
+/* A call that came up: its result line is kept, and the speed is what
+ * CONNECT said, or 0 (unknown); never negative. */
+static void check_connected(const struct modem *m)
+{
+	if (m->speed < 0 || m->connect[0] == '\0')
+		abort();
 }
 
 /* One line classified on its own, as the engine's callers see it. */
@@ -107,10 +117,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m.port.fd = 0; /* never used by fz_ops; not -1: the port is open */
 	in = data + 1;
 	in_len = size - 1;
-	if (modem_init(&m, &c) == 0 && modem_dial(&m, "0 555 1234", &c) == 0)
+	if (modem_init(&m, &c) == 0 && modem_dial(&m, "0 555 1234", &c) == 0) {
+		check_connected(&m);
 		modem_carrier(&m, &c);
-	if (modem_wait_ring(&m, 60000, &c) == 1 && modem_answer(&m, &c) == 0)
+	}
+	if (modem_wait_ring(&m, 60000, &c) == 1 && modem_answer(&m, &c) == 0) {
+		check_connected(&m);
 		modem_carrier(&m, &c);
+	}
 	modem_recover(&m, 0, &c);
 	return 0;
 }

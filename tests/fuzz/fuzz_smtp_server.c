@@ -4,8 +4,10 @@
  * by EOF. Covers the command reader and dispatcher, the path and parameter
  * checks, the DATA end-of-data scanner, BDAT chunking, AUTH, ETRN and the
  * group commit into a real queue (in a temp directory; messages removed as
- * soon as they are queued). No production hook: smtp_server_adopt is the
- * public way to run a session on a connected bufferevent. */
+ * soon as they are queued). Checks the replies' form, and that what was
+ * queued reads back with CRLF lines only, no NUL, none over 1000 octets.
+ * No production hook: smtp_server_adopt is the public way to run a session
+ * on a connected bufferevent. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +28,35 @@ static struct config cfg;
 static struct queue *q;
 static struct smtp_server *srv;
 
+/* What the server promises of queued content, DATA or BDAT alike: CRLF line
+ * ends only, no NUL, no line over 1000 octets with its CRLF (the next hop
+ * may send it with DATA). */
+static void check_content(const struct buf *c)
+{
+	size_t line = 0;
+
+	for (size_t i = 0; i < c->len; i++) {
+		char ch = c->data[i];
+
+		if (ch == '\0' || (ch == '\r' && (i + 1 == c->len || c->data[i + 1] != '\n')) ||
+		    (ch == '\n' && (i == 0 || c->data[i - 1] != '\r')))
+			abort();
+		line = ch == '\n' ? 0 : line + 1;
+		if (line > 999)
+			abort();
+	}
+}
+
 static void on_commit(const char *qid, int inbound, void *arg)
 {
+	struct q_env env;
+	struct buf content = BUF_INIT;
+
+	if (queue_load(q, qid, &env, &content) != Q_OK)
+		abort(); /* "250 queued" for a message the queue cannot read */
+	check_content(&content);
+	q_env_free(&env);
+	buf_free(&content);
 	queue_remove(q, qid); /* keep the temp directory small */
 }
 
@@ -42,12 +71,23 @@ static void etrn(const char *client, const char *user, const char *param, struct
 	buf_printf(reply, "250 2.0.0 Queuing for %s started", param);
 }
 
-/* The client end only reads what the server says, and drops it. */
+/* Every reply line the client reads is "DDD text" or "DDD-text" with a
+ * code from 200 to 599, ends in CRLF and fits 512 octets (RFC 5321
+ * 4.5.3.1.5); complete lines are checked and dropped as they come. */
 static void client_read(struct bufferevent *bev, void *arg)
 {
 	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len;
+	char *line;
 
-	evbuffer_drain(in, evbuffer_get_length(in));
+	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF)) != NULL) {
+		if (len < 4 || len > 511 || line[len - 1] != '\r' || line[0] < '2' ||
+		    line[0] > '5' || line[1] < '0' || line[1] > '9' || line[2] < '0' ||
+		    line[2] > '9' || (line[3] != ' ' && line[3] != '-') ||
+		    memchr(line, '\r', len - 1) != NULL || memchr(line, '\0', len) != NULL)
+			abort();
+		free(line);
+	}
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -102,6 +142,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bufferevent_flush(pair[0], EV_WRITE, BEV_FINISHED); /* EOF: the session ends */
 	while (!done)
 		event_base_loop(base, EVLOOP_ONCE);
+	if (evbuffer_get_length(bufferevent_get_input(pair[0])) != 0)
+		abort(); /* a reply without its line end */
 	bufferevent_free(pair[0]);
 	return 0;
 }
