@@ -4,6 +4,8 @@
  * command. Invariant: a command never waits
  * longer than its timeout, and noise is reported as garbage, not as silence. */
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +167,20 @@ static void modem_dial_string(const struct modem *m, const char *number, char *o
 	out[used < len ? used : len - 1] = '\0';
 }
 
+/* The line speed a CONNECT line gives ("33600/ARQ"): 0 (unknown) when it
+ * gives none, or a number beyond an int that the line's noise made. */
+static int modem_speed(const char *s)
+{
+	char *end;
+	long v;
+
+	if (!isdigit((unsigned char)*s))
+		return 0;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	return errno == ERANGE || v > INT_MAX ? 0 : (int)v;
+}
+
 /* A final result r for cmd that should be CONNECT: 0 with m->connect and
  * m->speed set, else -1 with the modem's words in c. */
 static int modem_connected(struct modem *m, const char *cmd, const struct reply *r, struct cause *c)
@@ -179,8 +195,8 @@ static int modem_connected(struct modem *m, const char *cmd, const struct reply 
 	}
 	snprintf(m->connect, sizeof(m->connect), "%.63s", r->line);
 	sp = strchr(r->line, ' ');
-	if (sp && isdigit((unsigned char)sp[1]))
-		m->speed = atoi(sp + 1);
+	if (sp)
+		m->speed = modem_speed(sp + 1);
 	return 0;
 }
 

@@ -1,7 +1,8 @@
 /* The port family (link/port.h) through its TCP back-end against a local
  * listener: bytes both ways, drain, hang-up as close-and-reconnect, end of
  * file as a lost carrier, refused and malformed devices, the serial row for
- * paths, and the AT dialogue of modem.c running unchanged over TCP. */
+ * paths, and the AT dialogue of modem.c running unchanged over TCP (with
+ * the speed a CONNECT line gives). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -193,6 +194,58 @@ static void test_modem_dialogue_over_tcp(void **state)
 	close(lfd);
 }
 
+/* A terminal that answers every command line with reply (arg: lfd, reply). */
+struct scripted {
+	int lfd;
+	const char *reply;
+};
+
+static void *scripted_terminal(void *arg)
+{
+	struct scripted *sc = arg;
+	int peer = accept(sc->lfd, NULL, NULL);
+	char ch;
+
+	while (peer >= 0 && read(peer, &ch, 1) == 1)
+		if (ch == '\r' && write(peer, sc->reply, strlen(sc->reply)) < 0)
+			break;
+	if (peer >= 0)
+		close(peer);
+	return NULL;
+}
+
+/* The speed of a call is what CONNECT says, or 0 (unknown): a number beyond
+ * an int (line noise; found by tests/fuzz/fuzz_modem.c) was once taken by
+ * atoi and became a negative speed in the link-up event. */
+static void dial_speed(const char *reply, const char *connect, int speed)
+{
+	char device[64];
+	struct scripted sc = {listener(device, sizeof(device)), reply};
+	struct phonebook_entry e = {.name = "isp", .device = device, .dial_prefix = "ATDT"};
+	struct modem m;
+	struct cause c = {0};
+	pthread_t t;
+
+	e.dial_timeout_ms = 2000;
+	assert_int_equal(pthread_create(&t, NULL, scripted_terminal, &sc), 0);
+	assert_int_equal(modem_open(&m, &e, NULL, &c), 0);
+	assert_int_equal(modem_dial(&m, "5551234", &c), 0);
+	assert_string_equal(m.connect, connect);
+	assert_int_equal(m.speed, speed);
+	modem_close(&m);
+	pthread_join(t, NULL);
+	close(sc.lfd);
+}
+
+static void test_modem_connect_speed(void **state)
+{
+	dial_speed("\r\nCONNECT 33600/ARQ\r\n", "CONNECT 33600/ARQ", 33600);
+	dial_speed("\r\nCONNECT 3000000000\r\n", "CONNECT 3000000000", 0);
+	dial_speed("\r\nCONNECT 128800000000000000000000\r\n", "CONNECT 128800000000000000000000",
+		   0);
+	dial_speed("\r\nCONNECT\r\n", "CONNECT", 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -202,6 +255,7 @@ int main(void)
 	    cmocka_unit_test(test_eof_is_carrier_lost),
 	    cmocka_unit_test(test_refused_malformed_and_paths),
 	    cmocka_unit_test(test_modem_dialogue_over_tcp),
+	    cmocka_unit_test(test_modem_connect_speed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
