@@ -45,6 +45,7 @@
 
 #define SMTP_LINE_MAX	 512	       /* command line, CRLF included (RFC 5321 4.5.3.1.4) */
 #define SMTP_TEXT_MAX	 1000	       /* text line, CRLF included (RFC 5321 4.5.3.1.6) */
+#define SMTP_REPLY_MAX	 512	       /* reply line, CRLF included (RFC 5321 4.5.3.1.5) */
 #define SMTP_ERROR_MAX	 10	       /* protocol errors before the session is closed */
 #define SMTP_OUT_HIGH	 (256 * 1024)  /* stop reading while this much output waits */
 #define SMTP_KEEP_BUF	 (1024 * 1024) /* larger DATA buffers are freed, not kept */
@@ -180,13 +181,20 @@ static void smtp_sess_tls_error(struct smtp_session *s);
 
 /* ---------------------------------------------------------------- replies */
 
+/* One reply line, cut to SMTP_REPLY_MAX: the ETRN and ATRN replies come
+ * from a higher layer and may quote the client's argument in full. */
 static void smtp_sess_vreply(struct smtp_session *s, const char *fmt, va_list ap)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char line[SMTP_REPLY_MAX - 1]; /* the text and its NUL; CRLF added below */
+	int n;
 
 	if (s->gone) /* the connection failed: nobody to tell */
 		return;
-	evbuffer_add_vprintf(out, fmt, ap);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	if (n < 0)
+		n = 0;
+	evbuffer_add(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 	evbuffer_add(out, "\r\n", 2);
 }
 

@@ -84,8 +84,11 @@ static void client_read(struct bufferevent *bev, void *arg)
 		if (len < 4 || len > 511 || line[len - 1] != '\r' || line[0] < '2' ||
 		    line[0] > '5' || line[1] < '0' || line[1] > '9' || line[2] < '0' ||
 		    line[2] > '9' || (line[3] != ' ' && line[3] != '-') ||
-		    memchr(line, '\r', len - 1) != NULL || memchr(line, '\0', len) != NULL)
+		    memchr(line, '\r', len - 1) != NULL || memchr(line, '\0', len) != NULL) {
+			fprintf(stderr, "fuzz: bad reply line (%zu octets): %.*s\n", len, (int)len,
+				line);
 			abort();
+		}
 		free(line);
 	}
 }

@@ -2,7 +2,8 @@
  * connections, connections and messages per minute, warns at most once a
  * minute per client and stays bounded (fake clock); an adopted session (the
  * far end of a dial-up line) is not cut by smtp_min_data_rate or
- * smtp_max_session_time (real event loop over a socket pair, about 11 s). */
+ * smtp_max_session_time (real event loop over a socket pair, about 11 s);
+ * no reply line is longer than RFC 5321 allows, whatever a hook returns. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,8 +18,10 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "daemon/modules.h"
 #include "lib/buf.h"
 #include "lib/clock.h"
+#include "lib/log.h"
 #include "mail/config.h"
 #include "mail/event.h"
 #include "queue/queue.h"
@@ -166,12 +169,112 @@ static void test_adopted_session_not_cut_by_rate_or_lifetime(void **state)
 	test_tmp_rm(dir);
 }
 
+struct fixture {
+	char dir[TEST_TMP_MAX];
+	struct event_base *base;
+	struct config cfg;
+	struct queue *q;
+	struct smtp_server *srv;
+};
+
+static int reply_setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct buf err = BUF_INIT;
+	int diag[EVC_COUNT] = {0};
+
+	log_init("test_smtp_server", 0, 0);
+	modules_register();
+	assert_non_null(test_tmp_dir(f->dir, sizeof(f->dir), "test_smtp_server"));
+	assert_int_equal(event_open(f->dir, diag, 0), 0);
+	assert_int_equal(config_load(&f->cfg, NULL, &err), 0);
+	f->base = event_base_new();
+	f->q = queue_open(f->dir);
+	assert_non_null(f->q);
+	f->srv = smtp_server_new(f->base, &f->cfg, f->q, NULL, NULL);
+	buf_free(&err);
+	*state = f;
+	return 0;
+}
+
+static int reply_teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	smtp_server_free(f->srv);
+	queue_close(f->q);
+	event_base_free(f->base);
+	config_free(&f->cfg);
+	event_close();
+	test_tmp_rm(f->dir);
+	free(f);
+	return 0;
+}
+
+static void reply_closed(int quit, void *arg)
+{
+	*(int *)arg = 1;
+}
+
+/* Runs one session with input; its replies, as the client got them, in out. */
+static void reply_session(struct fixture *f, const char *input, struct buf *out)
+{
+	struct bufferevent *pair[2];
+	struct evbuffer *in;
+	int done = 0;
+
+	assert_int_equal(bufferevent_pair_new(f->base, 0, pair), 0);
+	bufferevent_enable(pair[0], EV_READ | EV_WRITE);
+	smtp_server_adopt(f->srv, pair[1], "192.0.2.1", 0, reply_closed, &done);
+	bufferevent_write(pair[0], input, strlen(input));
+	bufferevent_flush(pair[0], EV_WRITE, BEV_FINISHED);
+	while (!done)
+		event_base_loop(f->base, EVLOOP_ONCE);
+	in = bufferevent_get_input(pair[0]);
+	buf_append(out, (const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in));
+	bufferevent_free(pair[0]);
+}
+
+/* An ETRN handler that quotes the argument in full, as hub_etrn does for
+ * a "#queue" name or an argument that is no domain. */
+static void etrn_quoting(const char *client, const char *user, const char *param, struct buf *reply,
+			 void *arg)
+{
+	buf_printf(reply, "501 Syntax Error in Parameters: '%s' is not a domain", param);
+}
+
+/* Found by tests/fuzz/fuzz_smtp_server.c: a 500-octet ETRN argument came
+ * back in a 555-octet reply line; a reply line is at most 512 with CRLF. */
+static void test_reply_lines_fit_512(void **state)
+{
+	struct fixture *f = *state;
+	struct buf in = BUF_INIT, out = BUF_INIT;
+	const char *p, *crlf;
+	size_t lines = 0;
+
+	smtp_server_set_etrn(f->srv, etrn_quoting, NULL);
+	buf_puts(&in, "EHLO client.example\r\nETRN ");
+	for (int i = 0; i < 500; i++)
+		buf_putc(&in, 'x');
+	buf_puts(&in, "\r\nQUIT\r\n");
+	reply_session(f, buf_cstr(&in), &out);
+	assert_non_null(strstr(buf_cstr(&out), "\r\n501 Syntax Error in Parameters: 'xxx"));
+	for (p = buf_cstr(&out); (crlf = strstr(p, "\r\n")) != NULL; p = crlf + 2, lines++)
+		assert_true(crlf + 2 - p <= 512);
+	assert_string_equal(p, ""); /* every reply ended in CRLF */
+	assert_true(lines >= 4);    /* greeting, EHLO lines, ETRN, QUIT */
+	assert_non_null(strstr(buf_cstr(&out), "\r\n221 "));
+	buf_free(&in);
+	buf_free(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_anvil_counts),
 	    cmocka_unit_test(test_anvil_bounded),
 	    cmocka_unit_test(test_adopted_session_not_cut_by_rate_or_lifetime),
+	    cmocka_unit_test_setup_teardown(test_reply_lines_fit_512, reply_setup, reply_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
