@@ -163,8 +163,8 @@ fuzz-regress: fuzz-build
 		log=$(FUZZ_BUILD)/regress-$$t.log; \
 		if ! $(FUZZ_BUILD)/fuzz/$$t -runs=0 -timeout=30 tests/fuzz/corpus/$$t >$$log 2>&1; then \
 			tail -40 $$log; echo "fuzz-regress: $$t FAILED (log: $$log)"; exit 1; fi; \
-		echo "fuzz-regress: $$t: $$(ls tests/fuzz/corpus/$$t | wc -l) inputs, \
-		$$(grep -o 'cov: [0-9]* ft: [0-9]*' $$log | tail -1)"; \
+		n=$$(ls tests/fuzz/corpus/$$t | wc -l); \
+		echo "fuzz-regress: $$t: $$n inputs, $$(grep -o 'cov: [0-9]* ft: [0-9]*' $$log | tail -1)"; \
 	done
 
 fuzz: fuzz-build
