@@ -2,10 +2,12 @@
  * and runs the event loop until SIGTERM/SIGINT. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
@@ -79,6 +81,66 @@ static int daemon_load_config(struct daemon *d, const char *config_path)
 	return 0;
 }
 
+/* Descriptors the daemon holds besides its SMTP sessions and outbound
+ * connections: standard streams, the event loop and its signal pipe, the
+ * listeners and the control socket, the queue directories, the event and
+ * tracking logs, syslog, DNS sockets, a modem and its lock, the committer's
+ * pipe and each SMTP server's spare descriptor (smtp_server.c). */
+#define FD_RESERVE 32
+
+/* The SMTP sessions lim descriptors carry (docs/configuration.md): each
+ * outbound connection takes a socket and a file, each SMTP session a socket
+ * and its staged queue file, for each SMTP server (the ODMR port is one). */
+static int daemon_fd_sessions(long lim, const struct config *cfg)
+{
+	int servers = cfg->odmr_listen.n > 0 ? 2 : 1;
+	long n = (lim - FD_RESERVE - 2L * cfg->max_outbound_connections) / (2L * servers);
+
+	return n < 1 ? 1 : n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/* Raises RLIMIT_NOFILE's soft limit to the hard one, logs the figure, and
+ * lowers max_connections to what the descriptors carry. */
+static void daemon_fd_limit(struct daemon *d)
+{
+	struct rlimit rl;
+	rlim_t was;
+	long lim;
+	int usable;
+	char limtxt[24], usetxt[24], maxtxt[24];
+	const char *kv[] = {"limit", limtxt, "usable", usetxt, "max_connections", maxtxt, NULL};
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_warn("daemon: getrlimit(RLIMIT_NOFILE)");
+		return;
+	}
+	was = rl.rlim_cur;
+	if (rl.rlim_cur != rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			log_warn("daemon: cannot raise the descriptor limit to %llu",
+				 (unsigned long long)rl.rlim_max);
+			rl.rlim_cur = was;
+		}
+	}
+	lim = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > LONG_MAX ? LONG_MAX : (long)rl.rlim_cur;
+	usable = daemon_fd_sessions(lim, &d->cfg);
+	snprintf(limtxt, sizeof(limtxt), "%ld", lim);
+	snprintf(usetxt, sizeof(usetxt), "%d", usable);
+	snprintf(maxtxt, sizeof(maxtxt), "%d", d->cfg.max_connections);
+	if (d->cfg.max_connections > usable) {
+		event_logkv(EV_CONNECTIONS_LOWERED, kv,
+			    "max_connections %d is more than %ld descriptors carry; using %d",
+			    d->cfg.max_connections, lim, usable);
+		d->cfg.max_connections = usable;
+		snprintf(maxtxt, sizeof(maxtxt), "%d", usable);
+	}
+	event_logkv(EV_DESCRIPTOR_LIMIT, kv,
+		    "Descriptor limit %ld (soft limit was %llu): up to %d SMTP connections "
+		    "(max_connections %d)",
+		    lim, (unsigned long long)was, usable, d->cfg.max_connections);
+}
+
 static int daemon_start(struct daemon *d)
 {
 	int n_ok = 0, n_corrupt = 0, listening = 0;
@@ -92,6 +154,7 @@ static int daemon_start(struct daemon *d)
 		log_warn("cannot open the event log under %s", d->dir);
 		return -1;
 	}
+	daemon_fd_limit(d);
 	if (config_record_path(d->dir, d->cfg.path) < 0)
 		log_warn("cannot record the configuration path in %s", d->dir);
 	d->queue = queue_open(d->dir);

@@ -39,6 +39,10 @@ enum ev_level { EVL_NONE = 0, EVL_MIN = 1, EVL_MEDIUM = 3, EVL_MAX = 5 };
 	  "The SMTP server listens on an address")                                                 \
 	X(1005, QUEUE_RECOVERED, EV_INFO, EVC_INIT, EVL_MEDIUM, "queue-recovered",                 \
 	  "Start-up recovery of the queue finished")                                               \
+	X(1006, DESCRIPTOR_LIMIT, EV_INFO, EVC_INIT, EVL_MIN, "descriptor-limit",                  \
+	  "The descriptor limit and the SMTP connections it carries, at start")                    \
+	X(1007, CONNECTIONS_LOWERED, EV_WARNING, EVC_INIT, EVL_MIN, "max-connections-lowered",     \
+	  "max_connections is above what the descriptor limit carries; the lower figure is used")  \
 	X(2001, DELIVERY_ATTEMPTED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "delivery-attempted",       \
 	  "A queue run tried to deliver messages")                                                 \
 	X(2002, MESSAGE_RECEIVED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "message-received",           \
@@ -59,6 +63,8 @@ enum ev_level { EVL_NONE = 0, EVL_MIN = 1, EVL_MEDIUM = 3, EVL_MAX = 5 };
 	  "A message was submitted through the sendmail interface")                                \
 	X(2016, CLIENT_LIMIT, EV_WARNING, EVC_SMTP, EVL_MIN, "client-limit",                       \
 	  "A client was refused: over a per-client connection or message limit")                   \
+	X(2019, ACCEPT_PAUSED, EV_WARNING, EVC_SMTP, EVL_MIN, "accept-paused",                     \
+	  "Out of descriptors: the SMTP listeners stop accepting for a short back-off")            \
 	X(2020, LOCAL_DELIVERED, EV_INFO, EVC_DELIVERY, EVL_MEDIUM, "local-delivered",             \
 	  "A message was delivered to a local Maildir")                                            \
 	X(2021, LOCAL_DELIVERY_FAILED, EV_ERROR, EVC_DELIVERY, EVL_MIN, "local-delivery-failed",   \

@@ -8,6 +8,7 @@
  * reported Q_OK for the message; replies and events stay on this thread. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -151,6 +152,12 @@ struct smtp_server {
 	void *arg;
 	struct evconnlistener **lev;
 	size_t nlev;
+	/* Out of descriptors: the listeners pause (paused) for backoff_ms, 0
+	 * when accepting normally; ev_resume ends the pause, then a calm
+	 * back-off ends the episode. spare_fd (/dev/null) is given up to tell
+	 * one waiting client 421 per back-off; -1 while it could not be had. */
+	struct event *ev_resume;
+	int spare_fd, paused, backoff_ms, spare_refused;
 	struct smtp_session *sessions;
 	int nsessions;
 	int disk_low; /* EV_DISK_LOW logged, EV_DISK_OK not yet */
@@ -2119,9 +2126,95 @@ static void srv_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct s
 	smtp_sess_new(srv, fd, sa);
 }
 
+/* Out of descriptors, waiting clients would hear nothing: the spare
+ * descriptor is given up for a moment to accept one. If the spare can be
+ * had again, descriptors are free and the client is served as any other;
+ * else it is told 421 and closed, and the spare is back. */
+static void srv_accept_spare(struct smtp_server *srv)
+{
+	static const char msg[] = "421 4.3.2 Too many connections, try again later\r\n";
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd = -1;
+
+	if (srv->spare_fd >= 0) {
+		close(srv->spare_fd);
+		for (size_t i = 0; i < srv->nlev && fd < 0; i++)
+			fd = accept4(evconnlistener_get_fd(srv->lev[i]), (struct sockaddr *)&ss,
+				     &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	}
+	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (srv->spare_fd >= 0) {
+		srv_accept_cb(NULL, fd, (struct sockaddr *)&ss, (int)len, srv);
+		return;
+	}
+	if (send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL) > 0)
+		srv->spare_refused++;
+	close(fd);
+	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void srv_listeners_enable(struct smtp_server *srv, int on)
+{
+	for (size_t i = 0; i < srv->nlev; i++)
+		if (on)
+			evconnlistener_enable(srv->lev[i]);
+		else
+			evconnlistener_disable(srv->lev[i]);
+}
+
+static void srv_backoff_arm(struct smtp_server *srv)
+{
+	struct timeval tv = {srv->backoff_ms / 1000, (srv->backoff_ms % 1000) * 1000};
+
+	evtimer_add(srv->ev_resume, &tv);
+}
+
+/* End of a pause: one waiting client hears 421 and the listeners accept
+ * again, for a back-off; a back-off without failure ends the episode. */
+static void srv_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+
+	if (!srv->paused) {
+		log_info("smtp: accepting again; %d waiting clients were told 421 meanwhile",
+			 srv->spare_refused);
+		srv->backoff_ms = 0;
+		srv->spare_refused = 0;
+		return;
+	}
+	srv_accept_spare(srv);
+	srv->paused = 0;
+	srv_listeners_enable(srv, 1);
+	srv_backoff_arm(srv);
+}
+
+/* accept failed (EMFILE, ENFILE, ENOBUFS...): libevent would call again at
+ * once while clients wait, so the listeners pause for a back-off that
+ * doubles from 100 ms to 1 s while accept keeps failing; one event for the
+ * whole episode. */
 static void srv_accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	log_warn("smtp: accept");
+	struct smtp_server *srv = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	const char *kv[] = {"error", strerror(err), NULL};
+
+	if (srv->paused)
+		return;
+	if (srv->backoff_ms == 0) {
+		srv->backoff_ms = 100;
+		event_logkv(EV_ACCEPT_PAUSED, kv,
+			    "SMTP accept failed (%s) with %d sessions open; accepting paused, "
+			    "retried after 100 ms to 1 s",
+			    kv[1], srv->nsessions);
+	} else if (srv->backoff_ms < 1000) {
+		srv->backoff_ms = srv->backoff_ms * 2 > 1000 ? 1000 : srv->backoff_ms * 2;
+	}
+	srv->paused = 1;
+	srv_listeners_enable(srv, 0);
+	srv_backoff_arm(srv);
 }
 
 /* Splits "host:port" or "[v6]:port" into host text and port number. */
@@ -2229,6 +2322,10 @@ int smtp_server_listen(struct smtp_server *srv, const char *addr)
 		return -1;
 	}
 	evconnlistener_set_error_cb(l, srv_accept_error_cb);
+	if (srv->ev_resume == NULL) {
+		srv->ev_resume = evtimer_new(srv->base, srv_accept_resume_cb, srv);
+		srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
 	srv->lev = xrealloc(srv->lev, (srv->nlev + 1) * sizeof(*srv->lev));
 	srv->lev[srv->nlev++] = l;
 	kv[2] = NULL;
@@ -2366,6 +2463,11 @@ void smtp_server_free(struct smtp_server *srv)
 	for (size_t i = 0; i < srv->nlev; i++)
 		evconnlistener_free(srv->lev[i]);
 	free(srv->lev);
+	if (srv->ev_resume) {
+		event_free(srv->ev_resume);
+		if (srv->spare_fd >= 0)
+			close(srv->spare_fd);
+	}
 	srv_committer_stop(srv);
 	/* Staged messages were never acknowledged: they are dropped from tmp/. */
 	for (int i = 0; i < 2; i++) {
