@@ -2295,31 +2295,34 @@ fail:
 	return -1;
 }
 
+/* A listen address that cannot be opened: event 1003, and a line on
+ * standard error (the administrator starting the daemon, or the journal,
+ * sees "address already in use" at once). Returns -1. */
+static int srv_listen_failed(const char *addr, const char *why)
+{
+	const char *kv[] = {"address", addr, "error", why, NULL};
+
+	event_logkv(EV_LISTEN_FAILED, kv, "Cannot listen on %s: %s", addr, why);
+	log_warnx("smtp: cannot listen on %s: %s", addr, why);
+	return -1;
+}
+
 int smtp_server_listen(struct smtp_server *srv, const char *addr)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	struct evconnlistener *l;
-	const char *kv[] = {"address", addr, "error", NULL, NULL};
 	int fd;
 
-	if (srv_parse_addr(addr, &ss, &len) < 0) {
-		kv[3] = "not a numeric host:port or [v6]:port";
-		event_logkv(EV_LISTEN_FAILED, kv, "Cannot listen on %s: %s", addr, kv[3]);
-		return -1;
-	}
+	if (srv_parse_addr(addr, &ss, &len) < 0)
+		return srv_listen_failed(addr, "not a numeric host:port or [v6]:port");
 	fd = srv_socket((struct sockaddr *)&ss, len);
-	if (fd < 0) {
-		kv[3] = strerror(errno);
-		event_logkv(EV_LISTEN_FAILED, kv, "Cannot listen on %s: %s", addr, kv[3]);
-		return -1;
-	}
+	if (fd < 0)
+		return srv_listen_failed(addr, strerror(errno));
 	l = evconnlistener_new(srv->base, srv_accept_cb, srv, LEV_OPT_CLOSE_ON_FREE, 0, fd);
 	if (l == NULL) {
-		kv[3] = "libevent listener setup failed";
 		close(fd);
-		event_logkv(EV_LISTEN_FAILED, kv, "Cannot listen on %s: %s", addr, kv[3]);
-		return -1;
+		return srv_listen_failed(addr, "libevent listener setup failed");
 	}
 	evconnlistener_set_error_cb(l, srv_accept_error_cb);
 	if (srv->ev_resume == NULL) {
@@ -2328,8 +2331,8 @@ int smtp_server_listen(struct smtp_server *srv, const char *addr)
 	}
 	srv->lev = xrealloc(srv->lev, (srv->nlev + 1) * sizeof(*srv->lev));
 	srv->lev[srv->nlev++] = l;
-	kv[2] = NULL;
-	event_logkv(EV_LISTENING, kv, "SMTP server listening on %s", addr);
+	event_logkv(EV_LISTENING, (const char *[]){"address", addr, NULL},
+		    "SMTP server listening on %s", addr);
 	return 0;
 }
 

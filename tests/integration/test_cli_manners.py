@@ -52,3 +52,23 @@ def test_status_json(daemon, run_cli, tmp_path):
     r = run_cli("status", "--dir", str(tmp_path / "nowhere"), "--json")
     assert r.returncode == 69
     assert json.loads(r.stdout) == {"daemon": "not running"}
+
+
+def test_port_in_use_is_said_on_stderr(daemon, dialmail_bin, tmp_path):
+    import socket
+    import subprocess
+    from ports import free_port
+    port = free_port()
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", port))
+    holder.listen(1)
+    try:
+        cfg = tmp_path / "busy.conf"
+        cfg.write_text("listen = 127.0.0.1:%d\nsyslog = no\n" % port)
+        r = subprocess.run([str(dialmail_bin), "daemon", "--dir", str(tmp_path / "spool"),
+                            "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+    finally:
+        holder.close()
+    assert r.returncode == 71, r.stderr
+    assert "cannot listen on 127.0.0.1:%d: Address already in use" % port in r.stderr
