@@ -19,7 +19,7 @@ UNITSRC  = $(sort $(wildcard tests/unit/test_*.c))
 UNITBIN  = $(UNITSRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit unit-asan integration integration-asan clean format bench \
-        check-layers check-format fuzz fuzz-build fuzz-regress
+        check-layers check-format fuzz fuzz-build fuzz-regress install uninstall
 TOOLS    = $(BUILD)/modemsim $(BUILD)/smtpc $(BUILD)/dialtest
 all: $(BUILD)/dialmail $(TOOLS)
 
@@ -82,6 +82,57 @@ test: deps
 	$(MAKE) unit-asan
 	$(MAKE) fuzz-regress
 	$(MAKE) -j2 --output-sync=target integration integration-asan
+
+# --- make install / make uninstall (README.md, "Installing"). Copies what
+# `make` built in $(BUILD) (it does not build: run make first, so that
+# `sudo make install` compiles nothing as root) below $(DESTDIR)$(PREFIX):
+# the binary and its sendmail/mailq names in sbin, modemsim in bin, man pages,
+# docs and example configurations under share (never /etc), and the systemd
+# unit with ExecStart naming the installed binary. uninstall removes exactly
+# those files, then the two doc directories of dialmail's own if empty.
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+SBINDIR      = $(PREFIX)/sbin
+BINDIR       = $(PREFIX)/bin
+MANDIR       = $(PREFIX)/share/man
+DOCDIR       = $(PREFIX)/share/doc/dialmail
+EXAMPLEDIR   = $(DOCDIR)/examples
+UNITDIR      = $(PREFIX)/lib/systemd/system
+MANPAGES     = $(sort $(wildcard man/*.[158]))
+DOCS         = README.md $(sort $(wildcard docs/*.md))
+EXAMPLES     = etc/dialmail.conf etc/demo.conf etc/demo-hub.conf
+D            = $(DESTDIR)
+
+install:
+	@for f in $(BUILD)/dialmail $(BUILD)/modemsim; do \
+		test -x $$f || { echo "install: $$f is not built (run make first)"; exit 1; }; done
+	install -D -m 0755 $(BUILD)/dialmail $(D)$(SBINDIR)/dialmail
+	ln -sfn dialmail $(D)$(SBINDIR)/sendmail
+	ln -sfn dialmail $(D)$(SBINDIR)/mailq
+	install -D -m 0755 $(BUILD)/modemsim $(D)$(BINDIR)/modemsim
+	@set -e; for f in $(MANPAGES); do \
+		s=$${f##*.}; echo "install -D -m 0644 $$f $(D)$(MANDIR)/man$$s/$${f##*/}"; \
+		install -D -m 0644 $$f $(D)$(MANDIR)/man$$s/$${f##*/}; done
+	@set -e; for f in $(DOCS); do \
+		echo "install -D -m 0644 $$f $(D)$(DOCDIR)/$${f##*/}"; \
+		install -D -m 0644 $$f $(D)$(DOCDIR)/$${f##*/}; done
+	@set -e; for f in $(EXAMPLES); do \
+		echo "install -D -m 0644 $$f $(D)$(EXAMPLEDIR)/$${f##*/}"; \
+		install -D -m 0644 $$f $(D)$(EXAMPLEDIR)/$${f##*/}; done
+	install -D -m 0644 etc/dialmail.service $(D)$(UNITDIR)/dialmail.service
+	sed -i 's|^ExecStart=[^ ]*/dialmail |ExecStart=$(SBINDIR)/dialmail |' \
+		$(D)$(UNITDIR)/dialmail.service
+	@grep -q '^ExecStart=$(SBINDIR)/dialmail ' $(D)$(UNITDIR)/dialmail.service || \
+		{ echo "install: ExecStart of dialmail.service was not rewritten"; exit 1; }
+
+uninstall:
+	rm -f $(D)$(SBINDIR)/dialmail $(D)$(SBINDIR)/sendmail $(D)$(SBINDIR)/mailq
+	rm -f $(D)$(BINDIR)/modemsim
+	rm -f $(foreach f,$(MANPAGES),$(D)$(MANDIR)/man$(subst .,,$(suffix $(f)))/$(notdir $(f)))
+	rm -f $(addprefix $(D)$(DOCDIR)/,$(notdir $(DOCS)))
+	rm -f $(addprefix $(D)$(EXAMPLEDIR)/,$(notdir $(EXAMPLES)))
+	rm -f $(D)$(UNITDIR)/dialmail.service
+	rmdir $(D)$(EXAMPLEDIR) $(D)$(DOCDIR) 2>/dev/null || true
 
 run: deps all
 	BUILD=$(abspath $(BUILD)) ./scripts/demo
