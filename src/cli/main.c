@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_flush.h"
+#include "cli/cli_reload.h"
 #include "daemon/daemon.h"
 #include "daemon/modules.h"
 #include "mail/config.h"
@@ -35,6 +36,8 @@ static const struct command {
     {"status", cmd_status, "link state, next scheduled session, queue counts (--dir)"},
     {"sessions", cmd_sessions, "the session ledger (--dir, --json)"},
     {"flush", cmd_flush, "retry every queued message now (--dir DIR)"},
+    {"reload", cmd_reload, "as SIGHUP: reopen the logs, reload the TLS certificate (--dir)"},
+    {"reopen-logs", cmd_reopen_logs, "as SIGHUP, after logrotate (--dir DIR)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "this list"},
 };

@@ -38,6 +38,8 @@ struct control {
 	struct sessions *sessions;
 	struct control_client *clients;
 	char *path;
+	int (*reload)(void *arg, struct buf *out);
+	void *reload_arg;
 };
 
 struct control_client {
@@ -134,6 +136,24 @@ static void control_status(struct control_client *cl)
 	buf_free(&out);
 }
 
+/* "reload" and "reopen-logs", what SIGHUP does: "ok WHAT WAS DONE" or
+ * "error WHAT FAILED". */
+static void control_reload(struct control_client *cl)
+{
+	struct control *c = cl->c;
+	struct buf out = BUF_INIT, line = BUF_INIT;
+	int rc = -1;
+
+	if (c->reload)
+		rc = c->reload(c->reload_arg, &out);
+	else
+		buf_puts(&out, "reload is not available");
+	buf_printf(&line, "%s %s\n", rc < 0 ? "error" : "ok", buf_cstr(&out));
+	bufferevent_write(cl->bev, line.data, line.len);
+	buf_free(&out);
+	buf_free(&line);
+}
+
 static void control_command(struct control_client *cl, const char *line)
 {
 	const char *answer = "error unknown command\n";
@@ -144,6 +164,10 @@ static void control_command(struct control_client *cl, const char *line)
 	}
 	if (strcmp(line, "status") == 0) {
 		control_status(cl);
+		return;
+	}
+	if (strcmp(line, "reload") == 0 || strcmp(line, "reopen-logs") == 0) {
+		control_reload(cl);
 		return;
 	}
 	if (strcmp(line, "kick") == 0) {
@@ -274,6 +298,14 @@ void control_set_sessions(struct control *c, struct sessions *s)
 {
 	if (c)
 		c->sessions = s;
+}
+
+void control_set_reload(struct control *c, int (*fn)(void *arg, struct buf *out), void *arg)
+{
+	if (c) {
+		c->reload = fn;
+		c->reload_arg = arg;
+	}
 }
 
 void control_free(struct control *c)

@@ -1,5 +1,6 @@
 /* The daemon: loads the configuration, recovers the queue, opens listeners
- * and runs the event loop until SIGTERM/SIGINT. */
+ * and runs the event loop until SIGTERM/SIGINT; SIGHUP reopens the logs and
+ * reloads the TLS certificates. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -37,7 +38,7 @@ struct daemon {
 	struct odmr_hub *odmr;	   /* odmr_listen: ATRN (RFC 2645); NULL: off */
 	struct answer *answer;	   /* [answer NAME] modems taking calls; NULL: none */
 	struct sessions *sessions; /* dial-up sessions and their scheduler */
-	struct event *sig_term, *sig_int, *scan_timer;
+	struct event *sig_term, *sig_int, *sig_hup, *scan_timer;
 	const char *dir;
 };
 
@@ -47,6 +48,64 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 	log_info("signal %d: stopping", (int)sig);
 	event_base_loopbreak(d->base);
+}
+
+/* The certificates of the SMTP and ODMR servers: 1 reloaded, 0 none
+ * configured, -1 one refused (why in why; it keeps its old one). */
+static int daemon_reload_tls(struct daemon *d, struct buf *why)
+{
+	int smtp = smtp_server_reload_tls(d->smtp, why);
+	int odmr = odmr_hub_reload_tls(d->odmr, why);
+
+	if (smtp < 0 || odmr < 0)
+		return -1;
+	return smtp > 0 || odmr > 0;
+}
+
+/* "path: problem\n" lines as one clause: "path: problem; path: problem". */
+static void daemon_one_line(struct buf *b)
+{
+	while (b->len > 0 && b->data[b->len - 1] == '\n')
+		b->data[--b->len] = '\0';
+	for (size_t i = 0; i < b->len; i++)
+		if (b->data[i] == '\n')
+			b->data[i] = ';';
+}
+
+/* SIGHUP, `dialmail reload` and `dialmail reopen-logs`: reopens the event
+ * and tracking logs (logrotate renamed them) and reloads the TLS
+ * certificates; says what was done in out and as event 1008, or 1009 with
+ * why. -1 when something failed. */
+static int daemon_reload(void *arg, struct buf *out)
+{
+	struct daemon *d = arg;
+	struct buf why = BUF_INIT;
+	int rc = 0, tls;
+
+	if (event_reopen(d->dir) < 0) {
+		buf_printf(out, "cannot reopen the logs under %s/log, the old files stay", d->dir);
+		rc = -1;
+	} else
+		buf_puts(out, "logs reopened");
+	tls = daemon_reload_tls(d, &why);
+	daemon_one_line(&why);
+	if (tls > 0)
+		buf_puts(out, "; TLS certificate reloaded");
+	else if (tls < 0)
+		buf_printf(out, "; TLS reload failed: %s, the old one stays", buf_cstr(&why));
+	rc = tls < 0 ? -1 : rc;
+	event_log(rc < 0 ? EV_RELOAD_FAILED : EV_RELOADED, "%s", buf_cstr(out));
+	buf_free(&why);
+	return rc;
+}
+
+static void on_hangup(evutil_socket_t sig, short what, void *arg)
+{
+	struct buf out = BUF_INIT;
+
+	log_info("signal %d: reloading", (int)sig);
+	daemon_reload(arg, &out);
+	buf_free(&out);
 }
 
 static void on_scan_timer(evutil_socket_t fd, short what, void *arg)
@@ -184,11 +243,14 @@ static int daemon_start(struct daemon *d)
 	d->control = control_listen(d->base, d->dir, d->delivery);
 	d->sessions = sessions_new(d->base, &d->cfg, d->dir, d->delivery, d->queue, d->smtp);
 	control_set_sessions(d->control, d->sessions);
+	control_set_reload(d->control, daemon_reload, d);
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+	d->sig_hup = evsignal_new(d->base, SIGHUP, on_hangup, d);
 	d->scan_timer = event_new(d->base, -1, EV_PERSIST, on_scan_timer, d);
 	event_add(d->sig_term, NULL);
 	event_add(d->sig_int, NULL);
+	event_add(d->sig_hup, NULL);
 	event_add(d->scan_timer, &tv);
 	signal(SIGPIPE, SIG_IGN);
 	delivery_scan(d->delivery);
@@ -203,6 +265,8 @@ static void daemon_stop(struct daemon *d)
 		event_free(d->sig_term);
 	if (d->sig_int)
 		event_free(d->sig_int);
+	if (d->sig_hup)
+		event_free(d->sig_hup);
 	if (d->scan_timer)
 		event_free(d->scan_timer);
 	if (d->control)

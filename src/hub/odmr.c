@@ -294,6 +294,11 @@ struct odmr_hub *odmr_hub_new(struct event_base *base, const struct config *cfg,
 	return h;
 }
 
+int odmr_hub_reload_tls(struct odmr_hub *h, struct buf *err)
+{
+	return h ? smtp_server_reload_tls(h->srv, err) : 0;
+}
+
 void odmr_hub_adopt(struct odmr_hub *h, struct bufferevent *bev, const char *peer)
 {
 	smtp_server_adopt(h->srv, bev, peer, 0, NULL, NULL);

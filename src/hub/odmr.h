@@ -28,5 +28,7 @@ struct odmr_hub *odmr_hub_new(struct event_base *base, const struct config *cfg,
 struct bufferevent;
 void odmr_hub_adopt(struct odmr_hub *h, struct bufferevent *bev, const char *peer);
 void odmr_hub_free(struct odmr_hub *h); /* NULL is fine */
+/* smtp_server_reload_tls for the ODMR port; 0 when h is NULL. */
+int odmr_hub_reload_tls(struct odmr_hub *h, struct buf *err);
 
 #endif

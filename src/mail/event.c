@@ -160,6 +160,41 @@ int event_open(const char *dir, const int *diag, int use_syslog)
 	return 0;
 }
 
+/* Points fd at a freshly opened DIR/log/name (after a logrotate rename).
+ * dup2 keeps the number, so a writer on another thread never holds a
+ * closed descriptor; on failure fd stays on the old file. */
+static int event_reopen_file(int fd, const char *dir, const char *name)
+{
+	int nfd;
+
+	if (fd < 0)
+		return 0;
+	nfd = event_open_file(dir, name);
+	if (nfd < 0)
+		return -1;
+	if (dup2(nfd, fd) < 0) {
+		log_warn("event: reopen %s", name);
+		close(nfd);
+		return -1;
+	}
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	close(nfd);
+	return 0;
+}
+
+int event_reopen(const char *dir)
+{
+	char *logdir = xasprintf("%s/log", dir);
+	int rc = fs_mkdirs(logdir, 0755);
+
+	free(logdir);
+	if (event_reopen_file(event_fd, dir, "events.jsonl") < 0)
+		rc = -1;
+	if (event_reopen_file(event_track_fd, dir, "tracking.log") < 0)
+		rc = -1;
+	return rc;
+}
+
 void event_close(void)
 {
 	if (event_fd >= 0)

@@ -43,6 +43,10 @@ enum ev_level { EVL_NONE = 0, EVL_MIN = 1, EVL_MEDIUM = 3, EVL_MAX = 5 };
 	  "The descriptor limit and the SMTP connections it carries, at start")                    \
 	X(1007, CONNECTIONS_LOWERED, EV_WARNING, EVC_INIT, EVL_MIN, "max-connections-lowered",     \
 	  "max_connections is above what the descriptor limit carries; the lower figure is used")  \
+	X(1008, RELOADED, EV_INFO, EVC_INIT, EVL_MIN, "reloaded",                                  \
+	  "SIGHUP or dialmail reload: logs reopened, TLS certificate reloaded")                    \
+	X(1009, RELOAD_FAILED, EV_WARNING, EVC_INIT, EVL_MIN, "reload-failed",                     \
+	  "A reload could not reopen a log or load the new TLS certificate; the old stays")        \
 	X(2001, DELIVERY_ATTEMPTED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "delivery-attempted",       \
 	  "A queue run tried to deliver messages")                                                 \
 	X(2002, MESSAGE_RECEIVED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "message-received",           \
@@ -190,6 +194,9 @@ struct ev_def {
 /* Opens DIR/log/events.jsonl for appending; diag may be NULL (all medium). */
 int event_open(const char *dir, const int *diag, int use_syslog);
 void event_close(void);
+/* Opens events.jsonl and tracking.log again under DIR/log (logrotate moved
+ * them away); -1 if one could not be, which then stays on its old file. */
+int event_reopen(const char *dir);
 void event_set_levels(const int *diag);
 /* Writes event id with printf-style text. Extra structured fields may be
  * given as NULL-terminated key/value pairs through event_logkv. */

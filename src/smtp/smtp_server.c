@@ -2401,6 +2401,23 @@ static void srv_tls_start(struct smtp_server *srv)
 	buf_free(&err);
 }
 
+/* SSL_new took a reference on the old context, so freeing ours here
+ * leaves the sessions in progress their own. */
+int smtp_server_reload_tls(struct smtp_server *srv, struct buf *err)
+{
+	const struct config *cfg = srv->cfg;
+	SSL_CTX *ctx;
+
+	if (cfg->tls_cert_file == NULL || *cfg->tls_cert_file == '\0')
+		return 0;
+	ctx = tls_server_ctx(cfg->tls_cert_file, cfg->tls_key_file, err);
+	if (ctx == NULL)
+		return -1;
+	SSL_CTX_free(srv->tls_ctx);
+	srv->tls_ctx = ctx;
+	return 1;
+}
+
 struct smtp_server *smtp_server_new(struct event_base *base, const struct config *cfg,
 				    struct queue *q,
 				    void (*on_commit)(const char *qid, int inbound, void *arg),

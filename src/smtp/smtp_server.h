@@ -20,6 +20,10 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct config
 /* Listens on "host:port" or "[v6]:port". -1 (event 1003 logged) on failure. */
 int smtp_server_listen(struct smtp_server *srv, const char *addr);
 void smtp_server_free(struct smtp_server *srv);
+/* Loads tls_cert_file and tls_key_file again into a new context for new
+ * sessions; sessions in progress keep theirs. 1 reloaded, 0 no TLS
+ * configured, -1 refused (why in err) and the old context stays. */
+int smtp_server_reload_tls(struct smtp_server *srv, struct buf *err);
 /* SMTP sessions open now. */
 int smtp_server_sessions(const struct smtp_server *srv);
 /* ... of them, the provider's side (see on_commit): a dial-up session stays
