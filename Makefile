@@ -119,6 +119,7 @@ install:
 	@set -e; for f in $(EXAMPLES); do \
 		echo "install -D -m 0644 $$f $(D)$(EXAMPLEDIR)/$${f##*/}"; \
 		install -D -m 0644 $$f $(D)$(EXAMPLEDIR)/$${f##*/}; done
+	install -D -m 0644 etc/logrotate.d/dialmail $(D)$(EXAMPLEDIR)/logrotate.d/dialmail
 	install -D -m 0644 etc/dialmail.service $(D)$(UNITDIR)/dialmail.service
 	sed -i 's|^ExecStart=[^ ]*/dialmail |ExecStart=$(SBINDIR)/dialmail |' \
 		$(D)$(UNITDIR)/dialmail.service
@@ -131,8 +132,9 @@ uninstall:
 	rm -f $(foreach f,$(MANPAGES),$(D)$(MANDIR)/man$(subst .,,$(suffix $(f)))/$(notdir $(f)))
 	rm -f $(addprefix $(D)$(DOCDIR)/,$(notdir $(DOCS)))
 	rm -f $(addprefix $(D)$(EXAMPLEDIR)/,$(notdir $(EXAMPLES)))
+	rm -f $(D)$(EXAMPLEDIR)/logrotate.d/dialmail
 	rm -f $(D)$(UNITDIR)/dialmail.service
-	rmdir $(D)$(EXAMPLEDIR) $(D)$(DOCDIR) 2>/dev/null || true
+	rmdir $(D)$(EXAMPLEDIR)/logrotate.d $(D)$(EXAMPLEDIR) $(D)$(DOCDIR) 2>/dev/null || true
 
 run: deps all
 	BUILD=$(abspath $(BUILD)) ./scripts/demo

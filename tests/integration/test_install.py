@@ -40,7 +40,7 @@ def expected_files():
             files["share/man/man%s/%s" % (section, m.name)] = 0o644
     for d in sorted((REPO / "docs").glob("*.md")):
         files["share/doc/dialmail/" + d.name] = 0o644
-    for c in ("dialmail.conf", "demo.conf", "demo-hub.conf"):
+    for c in ("dialmail.conf", "demo.conf", "demo-hub.conf", "logrotate.d/dialmail"):
         files["share/doc/dialmail/examples/" + c] = 0o644
     return files
 
