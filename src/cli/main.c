@@ -5,8 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/cli_flush.h"
-#include "cli/cli_reload.h"
+#include "cli/cli_control.h"
 #include "daemon/daemon.h"
 #include "daemon/modules.h"
 #include "mail/config.h"

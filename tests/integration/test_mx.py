@@ -22,19 +22,6 @@ class HostRecorder(Recorder):
         super().__init__(**kw)
         self.host = host
 
-    def start(self, port=0):
-        import threading
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((self.host, port))
-        self.lsock.listen(16)
-        self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        t = threading.Thread(target=self.accept_loop, daemon=True)
-        t.start()
-        self.threads.append(t)
-        return self.port
-
 
 def free_port_on(hosts):
     """A port free on every host of hosts."""

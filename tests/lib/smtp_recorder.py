@@ -400,6 +400,8 @@ class Conn:
 
 
 class Recorder:
+    host = "127.0.0.1"  # the address start() binds
+
     def __init__(self, extensions=("PIPELINING", "CHUNKING", "8BITMIME"), hostname="rec.test",
                  banner=None, banner_delay=None, delay=0.0, rcpt_replies=None, mail_replies=None,
                  data_replies=None, shutdown_on=None, drop_after_data=None, silent_after_data=None,
@@ -454,7 +456,7 @@ class Recorder:
     def start(self, port=0):
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", port))
+        self.lsock.bind((self.host, port))
         self.lsock.listen(16)
         self.lsock.settimeout(0.2)
         self.port = self.lsock.getsockname()[1]
