@@ -28,9 +28,10 @@ enum { QD_QUEUE, QD_TMP, QD_STATE, QD_CORRUPT, QD_COUNT };
 static const char *const queue_subdir[QD_COUNT] = {"queue", "tmp", "state", "corrupt"};
 
 #define QUEUE_ID_LEN	 22
-#define QUEUE_COMMIT_TRY 16	    /* fresh ids drawn on EEXIST before giving up */
-#define QUEUE_WBUF_KEEP	 (4u << 20) /* keep the write buffer if no larger */
-#define QUEUE_HEAD_READ	 4096	    /* first read of an envelope-only load */
+#define QUEUE_COMMIT_TRY 16	     /* fresh ids drawn on EEXIST before giving up */
+#define QUEUE_WBUF_KEEP	 (4u << 20)  /* keep the write buffer if no larger */
+#define QUEUE_HEAD_READ	 4096	     /* first read of an envelope-only load */
+#define QUEUE_STREAM_BUF (16u << 10) /* content buffered by a stream before a write */
 
 struct queue {
 	char *dir;
@@ -268,6 +269,18 @@ static int queue_stage(struct queue *q, struct q_env *env, const struct iovec *i
 	return fd;
 }
 
+/* Appends a staged file (its tmp name and open fd) to the batch. */
+static void queue_batch_push(struct q_batch *b, const char *id, int fd)
+{
+	if (b->n == b->cap) {
+		b->cap = b->cap ? 2 * b->cap : 16;
+		b->v = xrealloc(b->v, b->cap * sizeof(*b->v));
+	}
+	memset(&b->v[b->n], 0, sizeof(b->v[b->n]));
+	memcpy(b->v[b->n].id, id, QUEUE_ID_MAX);
+	b->v[b->n++].fd = fd;
+}
+
 int queue_batch_add(struct q_batch *b, struct q_env *env, const struct iovec *iov, int iovcnt)
 {
 	int rc = queue_prepare(env, iov, iovcnt), fd, saved;
@@ -281,13 +294,167 @@ int queue_batch_add(struct q_batch *b, struct q_env *env, const struct iovec *io
 		errno = saved;
 		return Q_TEMPFAIL;
 	}
-	if (b->n == b->cap) {
-		b->cap = b->cap ? 2 * b->cap : 16;
-		b->v = xrealloc(b->v, b->cap * sizeof(*b->v));
+	queue_batch_push(b, env->id, fd);
+	return Q_OK;
+}
+
+/* ------------------------------------------------------ streamed messages */
+
+/* A message written to tmp/<id> as its content arrives: the envelope first,
+ * its size record zero-padded and filled in at the end (pwrite), then the
+ * content through a small buffer. The checksum covers the envelope, which
+ * is final only at the end: the content's CRC is kept apart and combined
+ * with the envelope's then, so no byte is read back. */
+struct q_stream {
+	struct queue *q;
+	char id[QUEUE_ID_MAX];
+	int fd;
+	int err;	     /* errno of the first failed write, 0 while all is well */
+	struct buf envelope; /* the envelope records as written (size not yet) */
+	struct buf wbuf;     /* content not yet written */
+	uint64_t size;	     /* content octets taken */
+	uint32_t crc;	     /* CRC-32 of the content */
+};
+
+/* Creates tmp/<id> exclusively, drawing fresh ids while the name is taken. */
+static int queue_stream_create(struct queue *q, struct q_env *env)
+{
+	for (int tries = 0; tries < QUEUE_COMMIT_TRY; tries++) {
+		int fd;
+
+		if (tries > 0)
+			queue_new_id(env->id);
+		fd = openat(q->fd[QD_TMP], env->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			return fd;
 	}
-	memset(&b->v[b->n], 0, sizeof(b->v[b->n]));
-	memcpy(b->v[b->n].id, env->id, QUEUE_ID_MAX);
-	b->v[b->n++].fd = fd;
+	return -1;
+}
+
+struct q_stream *queue_stream_open(struct queue *q, struct q_env *env)
+{
+	struct q_stream *st;
+	int fd;
+
+	if (queue_prepare(env, NULL, 0) != Q_OK)
+		return NULL;
+	fd = queue_stream_create(q, env);
+	if (fd < 0)
+		return NULL;
+	st = xcalloc(1, sizeof(*st));
+	st->q = q;
+	st->fd = fd;
+	memcpy(st->id, env->id, QUEUE_ID_MAX);
+	queue_file_format_envelope(&st->envelope, env, QF_SIZE_WIDTH);
+	if (fs_write_all(fd, st->envelope.data, st->envelope.len) < 0) {
+		int saved = errno;
+		queue_stream_abort(st);
+		errno = saved;
+		return NULL;
+	}
+	return st;
+}
+
+static int queue_stream_flush(struct q_stream *st)
+{
+	if (st->err == 0 && st->wbuf.len > 0 &&
+	    fs_write_all(st->fd, st->wbuf.data, st->wbuf.len) < 0)
+		st->err = errno;
+	buf_reset(&st->wbuf);
+	return st->err ? -1 : 0;
+}
+
+int queue_stream_write(struct q_stream *st, const void *data, size_t len)
+{
+	if (st->err) {
+		errno = st->err;
+		return -1;
+	}
+	st->crc = queue_file_crc32(st->crc, data, len);
+	st->size += len;
+	if (st->wbuf.len + len <= QUEUE_STREAM_BUF) {
+		buf_append(&st->wbuf, data, len);
+		return 0;
+	}
+	if (queue_stream_flush(st) < 0)
+		return -1;
+	if (len >= QUEUE_STREAM_BUF) {
+		if (fs_write_all(st->fd, data, len) < 0)
+			st->err = errno;
+	} else
+		buf_append(&st->wbuf, data, len);
+	errno = st->err;
+	return st->err ? -1 : 0;
+}
+
+uint64_t queue_stream_size(const struct q_stream *st)
+{
+	return st->size;
+}
+
+const char *queue_stream_id(const struct q_stream *st)
+{
+	return st->id;
+}
+
+void queue_stream_abort(struct q_stream *st)
+{
+	if (st == NULL)
+		return;
+	if (st->fd >= 0) {
+		close(st->fd);
+		unlinkat(st->q->fd[QD_TMP], st->id, 0);
+	}
+	buf_free(&st->envelope);
+	buf_free(&st->wbuf);
+	free(st);
+}
+
+/* The rest of the content, the size record (in place), the end record. */
+static int queue_stream_finish(struct q_stream *st, struct q_env *env)
+{
+	struct buf end = BUF_INIT;
+	size_t digits = st->envelope.len - 1 - QF_SIZE_WIDTH; /* "size 000...\n" */
+	uint32_t crc;
+	int rc = 0;
+
+	if (queue_stream_flush(st) < 0)
+		return -1;
+	env->size = st->size;
+	snprintf(st->envelope.data + digits, QF_SIZE_WIDTH + 1, "%0*" PRIu64, QF_SIZE_WIDTH,
+		 st->size);
+	st->envelope.data[st->envelope.len - 1] = '\n';
+	crc = queue_file_crc32(0, st->envelope.data, st->envelope.len);
+	crc = queue_file_crc32_combine(crc, st->crc, st->size);
+	queue_file_format_end(&end, st->size, crc);
+	if (pwrite(st->fd, st->envelope.data + digits, QF_SIZE_WIDTH, (off_t)digits) !=
+		QF_SIZE_WIDTH ||
+	    fs_write_all(st->fd, end.data, end.len) < 0)
+		rc = -1;
+	buf_free(&end);
+	return rc;
+}
+
+int queue_batch_add_stream(struct q_batch *b, struct q_stream *st, struct q_env *env)
+{
+	int saved;
+
+	if (st->q != b->q) {
+		queue_stream_abort(st);
+		errno = EINVAL;
+		return Q_PERMFAIL;
+	}
+	if (queue_stream_finish(st, env) < 0) {
+		saved = errno;
+		log_warn("queue: stage %s", st->id);
+		queue_stream_abort(st);
+		errno = saved;
+		return Q_TEMPFAIL;
+	}
+	memcpy(env->id, st->id, QUEUE_ID_MAX);
+	queue_batch_push(b, st->id, st->fd);
+	st->fd = -1; /* the batch owns it now */
+	queue_stream_abort(st);
 	return Q_OK;
 }
 

@@ -95,6 +95,30 @@ size_t queue_batch_count(const struct q_batch *b);
  * number of Q_OK; the batch is then empty and can be reused. */
 int queue_batch_commit(struct q_batch *b, struct q_result *res);
 
+/* A message whose content arrives piece by piece (SMTP DATA and BDAT of
+ * any size, in constant memory): queue_stream_open writes the envelope to
+ * tmp/ (checked and given an id, as by queue_batch_add; env->size is filled
+ * in at the end), queue_stream_write appends content (buffered), and
+ * queue_batch_add_stream completes the file and stages it in a batch, to be
+ * made durable and acknowledged like any other. Until then nothing in
+ * queue/ changes; a stream given up, or left by a crash, is a tmp/ file
+ * that queue_stream_abort or start-up recovery removes. */
+struct q_stream;
+
+/* NULL with errno: EINVAL (the envelope is refused, as Q_PERMFAIL) or a
+ * file system error (as Q_TEMPFAIL). */
+struct q_stream *queue_stream_open(struct queue *q, struct q_env *env);
+/* 0, or -1 with errno; after a failure every write fails the same way
+ * and queue_batch_add_stream reports Q_TEMPFAIL with that errno. */
+int queue_stream_write(struct q_stream *st, const void *data, size_t len);
+uint64_t queue_stream_size(const struct q_stream *st);
+const char *queue_stream_id(const struct q_stream *st);
+/* Stages the finished message (sets env->id, env->size) like
+ * queue_batch_add. st is freed whatever the outcome. */
+int queue_batch_add_stream(struct q_batch *b, struct q_stream *st, struct q_env *env);
+/* Gives a stream up: its tmp/ file is removed, st freed. NULL is fine. */
+void queue_stream_abort(struct q_stream *st);
+
 /* Group commit on a worker thread: queue_committer_start hands a staged
  * batch to one thread that does queue_batch_commit's syscalls (and nothing
  * else: no log, no events), while the caller goes on staging the next batch

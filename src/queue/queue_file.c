@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "lib/xmalloc.h"
 #include "queue/queue_file.h"
 
@@ -31,50 +33,17 @@ enum {
 static const char *const qf_notify_words[] = {"SUCCESS", "FAILURE", "DELAY", "NEVER"};
 static const char *const qf_ret_words[] = {"", "FULL", "HDRS"};
 
-/* CRC-32 by tables, eight bytes a step ("slicing-by-8": about five times
- * the speed of one table lookup per byte; every message is summed when it is
- * written and when it is read). Not zlib's crc32(): the Makefile links no
- * -lz; the values are identical to zlib's. */
-static uint32_t qf_crc_table[8][256];
-
-static void qf_crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-		qf_crc_table[0][i] = c;
-	}
-	for (int t = 1; t < 8; t++)
-		for (int i = 0; i < 256; i++) {
-			uint32_t c = qf_crc_table[t - 1][i];
-			qf_crc_table[t][i] = (c >> 8) ^ qf_crc_table[0][c & 0xff];
-		}
-}
-
-/* Four bytes as a little-endian number, whatever the host's byte order. */
-static inline uint32_t qf_le32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
+/* CRC-32 is zlib's: the same values as gzip, fast, and crc32_combine lets a
+ * message whose envelope is finished after its content (queue_stream_*)
+ * be summed without reading its content twice. */
 uint32_t queue_file_crc32(uint32_t crc, const void *data, size_t len)
 {
-	const unsigned char *p = data;
-	const uint32_t(*t)[256] = qf_crc_table;
+	return (uint32_t)crc32_z(crc, data, len);
+}
 
-	if (qf_crc_table[0][1] == 0)
-		qf_crc_init();
-	crc = ~crc;
-	for (; len >= 8; len -= 8, p += 8) {
-		uint32_t a = crc ^ qf_le32(p), b = qf_le32(p + 4);
-		crc = t[7][a & 0xff] ^ t[6][(a >> 8) & 0xff] ^ t[5][(a >> 16) & 0xff] ^
-		      t[4][a >> 24] ^ t[3][b & 0xff] ^ t[2][(b >> 8) & 0xff] ^
-		      t[1][(b >> 16) & 0xff] ^ t[0][b >> 24];
-	}
-	while (len--)
-		crc = t[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
+uint32_t queue_file_crc32_combine(uint32_t crc1, uint32_t crc2, uint64_t len2)
+{
+	return (uint32_t)crc32_combine64(crc1, crc2, (z_off64_t)len2);
 }
 
 int queue_file_value_ok(const char *s)
@@ -116,13 +85,8 @@ static void qf_put_rcpt(struct buf *out, const struct q_rcpt *r)
 		qf_put(out, "orcpt", r->orcpt);
 }
 
-void queue_file_format(struct buf *out, const struct q_env *env, const struct iovec *iov,
-		       int iovcnt)
+void queue_file_format_envelope(struct buf *out, const struct q_env *env, int size_width)
 {
-	size_t start = out->len;
-	uint32_t crc;
-
-	buf_reserve(out, 512 + env->size + env->nrcpt * 64);
 	buf_printf(out, "%s %d\nid %s\ncreated %lld\n", QF_MAGIC, QF_VERSION, env->id,
 		   (long long)env->created);
 	qf_put(out, "sender", env->sender ? env->sender : "");
@@ -137,11 +101,25 @@ void queue_file_format(struct buf *out, const struct q_env *env, const struct io
 		qf_put(out, "ret", qf_ret_words[env->ret]);
 	for (size_t i = 0; i < env->nrcpt; i++)
 		qf_put_rcpt(out, &env->rcpt[i]);
-	buf_printf(out, "size %" PRIu64 "\n", env->size);
+	buf_printf(out, "size %0*" PRIu64 "\n", size_width, env->size);
+}
+
+void queue_file_format_end(struct buf *out, uint64_t size, uint32_t crc)
+{
+	buf_printf(out, "\nEND %" PRIu64 " %08" PRIx32 "\n", size, crc);
+}
+
+void queue_file_format(struct buf *out, const struct q_env *env, const struct iovec *iov,
+		       int iovcnt)
+{
+	size_t start = out->len;
+
+	buf_reserve(out, 512 + env->size + env->nrcpt * 64);
+	queue_file_format_envelope(out, env, 0);
 	for (int i = 0; i < iovcnt; i++)
 		buf_append(out, iov[i].iov_base, iov[i].iov_len);
-	crc = queue_file_crc32(0, out->data + start, out->len - start);
-	buf_printf(out, "\nEND %" PRIu64 " %08" PRIx32 "\n", env->size, crc);
+	queue_file_format_end(out, env->size,
+			      queue_file_crc32(0, out->data + start, out->len - start));
 }
 
 /* Next complete line (without its LF); 0 when none is left. */

@@ -18,9 +18,22 @@
 
 /* CRC-32 (IEEE 802.3, the one zlib and gzip use); start with crc 0. */
 uint32_t queue_file_crc32(uint32_t crc, const void *data, size_t len);
+/* The CRC-32 of A then B from crc(A), crc(B) and B's length. */
+uint32_t queue_file_crc32_combine(uint32_t crc1, uint32_t crc2, uint64_t len2);
 
 /* 1 if s can be stored as a one-line record value (no CR, LF). */
 int queue_file_value_ok(const char *s);
+
+/* The size record's value is zero-padded to this many digits by a writer
+ * that fills it in after the content (readers accept leading zeros). */
+#define QF_SIZE_WIDTH 20
+
+/* Appends the envelope records, "size" last, its value zero-padded to
+ * size_width digits (0: as short as possible). */
+void queue_file_format_envelope(struct buf *out, const struct q_env *env, int size_width);
+/* Appends the end record that follows size bytes of content; crc covers
+ * the file from its first byte through the content. */
+void queue_file_format_end(struct buf *out, uint64_t size, uint32_t crc);
 
 /* Appends the whole queue file for env (id, created, size already set) and
  * the content iov to out. */

@@ -41,17 +41,16 @@
 #include "mail/message.h"
 #include "mail/smtp_addr.h"
 #include "smtp/smtp_auth.h"
+#include "smtp/smtp_data.h"
 #include "smtp/smtp_server.h"
 #include "smtp/tls.h"
 
-#define SMTP_LINE_MAX	 512	       /* command line, CRLF included (RFC 5321 4.5.3.1.4) */
-#define SMTP_TEXT_MAX	 1000	       /* text line, CRLF included (RFC 5321 4.5.3.1.6) */
-#define SMTP_REPLY_MAX	 512	       /* reply line, CRLF included (RFC 5321 4.5.3.1.5) */
-#define SMTP_ERROR_MAX	 10	       /* protocol errors before the session is closed */
-#define SMTP_OUT_HIGH	 (256 * 1024)  /* stop reading while this much output waits */
-#define SMTP_KEEP_BUF	 (1024 * 1024) /* larger DATA buffers are freed, not kept */
-#define SMTP_AUTH_MAX	 3	       /* failed AUTH attempts before the session is closed */
-#define SMTP_RATE_WINDOW 10	       /* seconds over which smtp_min_data_rate is averaged */
+#define SMTP_LINE_MAX	 512	      /* command line, CRLF included (RFC 5321 4.5.3.1.4) */
+#define SMTP_REPLY_MAX	 512	      /* reply line, CRLF included (RFC 5321 4.5.3.1.5) */
+#define SMTP_ERROR_MAX	 10	      /* protocol errors before the session is closed */
+#define SMTP_OUT_HIGH	 (256 * 1024) /* stop reading while this much output waits */
+#define SMTP_AUTH_MAX	 3	      /* failed AUTH attempts before the session is closed */
+#define SMTP_RATE_WINDOW 10	      /* seconds over which smtp_min_data_rate is averaged */
 
 /* Session states, as bits so a command can list where it is allowed.
  * ST_BDAT: BDAT chunks (RFC 3030) received, LAST not yet. */
@@ -64,22 +63,6 @@ enum smtp_sess_state {
 	ST_BDAT = 32
 };
 #define ST_ANY (ST_CONNECT | ST_HELO | ST_MAIL | ST_RCPT | ST_BDAT)
-
-/* Why a DATA block is refused; the first problem seen wins. */
-enum data_bad { DB_NONE, DB_BARE_CRLF, DB_NUL, DB_LONG_LINE };
-
-/* Where the DATA scanner is: beginning of line, "." at BOL, ".\r" at BOL,
- * inside a line, "\r" inside a line. Only CRLF leads back to DS_BOL. */
-enum data_scan { DS_BOL, DS_DOT, DS_DOT_CR, DS_MID, DS_CR };
-
-struct data_rx {
-	enum data_scan scan;
-	enum data_bad bad;
-	size_t line_len; /* wire octets of the current line so far */
-	uint64_t size;	 /* content octets after dot-unstuffing */
-	uint64_t max;	 /* max_message_size */
-	struct buf content;
-};
 
 /* The BDAT chunk being read. Its octets are always consumed, even when the
  * command is refused (503, 552): the refusal is the reply at its end. */
@@ -283,19 +266,11 @@ static void smtp_sess_command_deadline(struct smtp_session *s, struct evbuffer *
 	s->lines_done = 0;
 }
 
-static void smtp_sess_data_free(struct data_rx *d)
-{
-	if (d->content.cap > SMTP_KEEP_BUF)
-		buf_free(&d->content);
-	else
-		buf_reset(&d->content);
-}
-
 /* Forgets the mail transaction (RSET, HELO, end of DATA). */
 static void smtp_sess_txn_reset(struct smtp_session *s)
 {
 	q_env_free(&s->env);
-	smtp_sess_data_free(&s->data);
+	data_rx_reset(&s->data);
 	if (s->state != ST_CONNECT)
 		s->state = ST_HELO;
 }
@@ -321,7 +296,7 @@ static void smtp_sess_free(struct smtp_session *s)
 		bufferevent_free(s->bev);
 	free(s->atrn_param);
 	q_env_free(&s->env);
-	buf_free(&s->data.content);
+	data_rx_free(&s->data);
 	free(s->helo);
 	free(s->auth_user);
 	smtp_auth_free(s->sasl);
@@ -1052,89 +1027,6 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
 
 /* ------------------------------------------------------------------ DATA */
 
-static void data_bad(struct data_rx *d, enum data_bad why)
-{
-	if (d->bad == DB_NONE)
-		d->bad = why;
-}
-
-/* Keeps one content octet unless the message is already refused. The
- * caller reserved room for it. */
-static inline void data_put(struct data_rx *d, char c)
-{
-	if (++d->size <= d->max && d->bad == DB_NONE) {
-		d->content.data[d->content.len++] = c;
-	}
-}
-
-/* Feeds one wire octet to the scanner; 1 when it completed CRLF "." CRLF. */
-static inline int data_byte(struct data_rx *d, unsigned char c)
-{
-	if (++d->line_len > SMTP_TEXT_MAX)
-		data_bad(d, DB_LONG_LINE);
-	if (c == '\0')
-		data_bad(d, DB_NUL);
-	switch (d->scan) {
-	case DS_BOL:
-		if (c == '.') {
-			d->scan = DS_DOT; /* the stuffed dot is dropped */
-			return 0;
-		}
-		break;
-	case DS_DOT:
-		if (c == '\r') {
-			d->scan = DS_DOT_CR;
-			return 0;
-		}
-		break;
-	case DS_DOT_CR:
-		if (c == '\n')
-			return 1;
-		data_bad(d, DB_BARE_CRLF);
-		data_put(d, '\r');
-		break;
-	case DS_CR:
-		if (c == '\n') {
-			data_put(d, '\r');
-			data_put(d, '\n');
-			d->scan = DS_BOL;
-			d->line_len = 0;
-			return 0;
-		}
-		data_bad(d, DB_BARE_CRLF);
-		data_put(d, '\r');
-		break;
-	case DS_MID:
-		break;
-	}
-	if (c == '\r') {
-		d->scan = DS_CR;
-		return 0;
-	}
-	if (c == '\n')
-		data_bad(d, DB_BARE_CRLF);
-	data_put(d, (char)c);
-	d->scan = DS_MID;
-	return 0;
-}
-
-/* Scans a chunk; returns the octets consumed (all, or through the end mark). */
-static size_t data_scan(struct data_rx *d, const unsigned char *p, size_t n, int *done)
-{
-	size_t i;
-
-	buf_reserve(&d->content, n + 2);
-	for (i = 0; i < n; i++) {
-		if (data_byte(d, p[i])) {
-			*done = 1;
-			i++;
-			break;
-		}
-	}
-	d->content.data[d->content.len] = '\0';
-	return i;
-}
-
 static void smtp_sess_queued(struct smtp_session *s, const char *msgid)
 {
 	const struct q_env *e = &s->env;
@@ -1178,7 +1070,11 @@ static char *smtp_sess_build_head(struct smtp_session *s, struct buf *head)
 {
 	const struct config *cfg = s->srv->cfg;
 	struct buf *c = &s->data.content;
-	char *msgid = msg_header_value(c->data ? c->data : "", c->len, "Message-ID");
+	/* Complete lines only: when the content spills to a file, what is
+	 * in memory may end inside a header field. */
+	const char *nl = c->len ? memrchr(c->data, '\n', c->len) : NULL;
+	char *msgid =
+	    nl ? msg_header_value(c->data, (size_t)(nl + 1 - c->data), "Message-ID") : NULL;
 	char proto[16]; /* RFC 3848: ESMTPS with TLS, ESMTPA authenticated */
 
 	snprintf(proto, sizeof(proto), "%s%s%s", s->esmtp ? "ESMTP" : "SMTP",
@@ -1283,13 +1179,11 @@ static void srv_batch_push(struct srv_batch *sb, struct smtp_session *s)
  * A 0-second timer hands the batch over: timers run after this loop pass's
  * read callbacks and the next poll, so sessions finishing together share
  * the syncs; while a batch is in flight, the next one fills meanwhile. */
-static void smtp_sess_park(struct smtp_session *s, const struct iovec *iov, int iovcnt)
+static void smtp_sess_park(struct smtp_session *s, int rc)
 {
 	struct smtp_server *srv = s->srv;
 	struct timeval now = {0, 0};
-	int rc;
 
-	rc = queue_batch_add(srv->staging->b, &s->env, iov, iovcnt);
 	if (rc != Q_OK) {
 		struct q_result res = {rc, errno};
 		smtp_sess_commit_done(s, &res);
@@ -1301,22 +1195,56 @@ static void smtp_sess_park(struct smtp_session *s, const struct iovec *iov, int 
 		evtimer_add(srv->ev_commit, &now);
 }
 
-static void smtp_sess_commit(struct smtp_session *s)
+/* The envelope's own fields, the queue id and the trace header (which
+ * names the id) into head; the content has to be as long as the header
+ * section for the Message-ID to be found. */
+static void smtp_sess_envelope(struct smtp_session *s, struct buf *head)
 {
-	struct buf head = BUF_INIT;
-	struct iovec iov[2];
-
 	queue_new_id(s->env.id);
-	s->env.message_id = smtp_sess_build_head(s, &head);
+	s->env.message_id = smtp_sess_build_head(s, head);
 	s->env.client = xstrdup(s->addr);
 	s->env.helo = xstrdup(s->helo);
-	iov[0].iov_base = head.data;
-	iov[0].iov_len = head.len;
-	iov[1].iov_base = s->data.content.data;
-	iov[1].iov_len = s->data.content.len;
-	smtp_sess_park(s, iov, 2);
+}
+
+/* The content outgrew memory (smtp_data.h): the message goes on in the
+ * queue's temp file, trace header first. */
+static int smtp_sess_spill(struct data_rx *d, void *arg)
+{
+	struct smtp_session *s = arg;
+	struct buf head = BUF_INIT;
+	int rc = 0;
+
+	smtp_sess_envelope(s, &head);
+	d->stream = queue_stream_open(s->srv->q, &s->env);
+	if (d->stream == NULL || queue_stream_write(d->stream, head.data, head.len) < 0)
+		rc = -1;
 	buf_free(&head);
-	smtp_sess_data_free(&s->data);
+	return rc;
+}
+
+/* Stages the message in the group commit: a streamed one is finished in
+ * its temp file, a short one written in one go. */
+static void smtp_sess_commit(struct smtp_session *s)
+{
+	struct data_rx *d = &s->data;
+	struct buf head = BUF_INIT;
+	struct iovec iov[2];
+	int rc;
+
+	if (d->stream != NULL) {
+		rc = queue_batch_add_stream(s->srv->staging->b, d->stream, &s->env);
+		d->stream = NULL;
+	} else {
+		smtp_sess_envelope(s, &head);
+		iov[0].iov_base = head.data;
+		iov[0].iov_len = head.len;
+		iov[1].iov_base = d->content.data;
+		iov[1].iov_len = d->content.len;
+		rc = queue_batch_add(s->srv->staging->b, &s->env, iov, 2);
+		buf_free(&head);
+	}
+	smtp_sess_park(s, rc);
+	data_rx_reset(d);
 }
 
 static void smtp_sess_data_refuse(struct smtp_session *s)
@@ -1354,6 +1282,8 @@ static void smtp_sess_data_end(struct smtp_session *s)
 		smtp_sess_data_refuse(s);
 	else if (s->data.size > s->data.max)
 		smtp_sess_data_too_big(s);
+	else if (s->data.err != 0)
+		smtp_sess_commit_failed(s, Q_TEMPFAIL, s->data.err);
 	else if (!srv_disk_ok(s->srv))
 		smtp_sess_reply(s, "452 4.3.1 Insufficient system storage");
 	else
@@ -1369,7 +1299,7 @@ static void smtp_sess_data_input(struct smtp_session *s, struct evbuffer *in)
 	int done = 0;
 
 	while (!done && evbuffer_peek(in, -1, NULL, &v, 1) > 0 && v.iov_len > 0) {
-		size_t n = data_scan(&s->data, v.iov_base, v.iov_len, &done);
+		size_t n = data_rx_scan(&s->data, v.iov_base, v.iov_len, &done);
 
 		s->rate_bytes += n;
 		evbuffer_drain(in, n);
@@ -1386,44 +1316,13 @@ static void cmd_data(struct smtp_session *s, const char *arg)
 		smtp_sess_error(s, "501 5.5.4 Syntax: DATA");
 		return;
 	}
-	d->scan = DS_BOL;
-	d->bad = DB_NONE;
-	d->line_len = 0;
-	d->size = 0;
-	d->max = s->srv->cfg->max_message_size;
-	buf_reset(&d->content);
+	data_rx_begin(d, s->srv->cfg->max_message_size, 0);
 	s->state = ST_DATA;
 	smtp_sess_data_phase(s);
 	smtp_sess_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
 /* ------------------------------------------------------------------ BDAT */
-
-/* BDAT content (RFC 3030) has no end mark to smuggle, but it goes into the
- * same queue as DATA content and may leave by DATA: the same rules hold
- * (CRLF only, no NUL, lines up to 1000 octets), so the queue never holds
- * a bare CR or LF that a next hop could take as the end of data. */
-static inline void bdat_byte(struct data_rx *d, unsigned char c)
-{
-	if (++d->line_len > SMTP_TEXT_MAX)
-		data_bad(d, DB_LONG_LINE);
-	if (c == '\0')
-		data_bad(d, DB_NUL);
-	if ((d->scan == DS_CR) != (c == '\n'))
-		data_bad(d, DB_BARE_CRLF);
-	if (c == '\n')
-		d->line_len = 0;
-	d->scan = c == '\r' ? DS_CR : DS_MID;
-	data_put(d, (char)c);
-}
-
-static void bdat_scan(struct data_rx *d, const unsigned char *p, size_t n)
-{
-	buf_reserve(&d->content, n + 3);
-	for (size_t i = 0; i < n; i++)
-		bdat_byte(d, p[i]);
-	d->content.data[d->content.len] = '\0';
-}
 
 /* "size [LAST]"; -1 on a syntax error. */
 static int bdat_parse(const char *arg, uint64_t *size, int *last)
@@ -1444,17 +1343,13 @@ static int bdat_parse(const char *arg, uint64_t *size, int *last)
 	return *rest == '\0' || *last ? 0 : -1;
 }
 
-/* The first chunk of a transaction: the DATA receiver's state, empty. */
+/* The first chunk of a transaction. BDAT content (RFC 3030) has no end
+ * mark to smuggle, but it goes into the same queue as DATA content and may
+ * leave by DATA: the same rules hold (smtp_data.h), so the queue never holds
+ * a bare CR or LF that a next hop could take as the end of data. */
 static void bdat_begin(struct smtp_session *s)
 {
-	struct data_rx *d = &s->data;
-
-	d->scan = DS_MID;
-	d->bad = DB_NONE;
-	d->line_len = 0;
-	d->size = 0;
-	d->max = s->srv->cfg->max_message_size;
-	buf_reset(&d->content);
+	data_rx_begin(&s->data, s->srv->cfg->max_message_size, 1);
 	s->state = ST_BDAT;
 }
 
@@ -1471,15 +1366,7 @@ static const char *bdat_sequence_error(const struct smtp_session *s)
  * durable). Content that does not end in CRLF gets one. */
 static void bdat_last(struct smtp_session *s)
 {
-	struct data_rx *d = &s->data;
-	struct buf *c = &d->content;
-
-	if (d->scan == DS_CR)
-		data_bad(d, DB_BARE_CRLF);
-	if (d->bad == DB_NONE && c->len > 0 && c->data[c->len - 1] != '\n') {
-		buf_append(c, "\r\n", 2);
-		d->size += 2;
-	}
+	data_rx_last(&s->data);
 	smtp_sess_data_end(s);
 }
 
@@ -1510,7 +1397,7 @@ static void smtp_sess_bdat_input(struct smtp_session *s, struct evbuffer *in)
 		size_t n = v.iov_len < b->left ? v.iov_len : (size_t)b->left;
 
 		if (b->refuse == BR_NONE)
-			bdat_scan(&s->data, v.iov_base, n);
+			data_rx_chunk(&s->data, v.iov_base, n);
 		evbuffer_drain(in, n);
 		s->rate_bytes += n;
 		b->left -= n;
@@ -1595,7 +1482,7 @@ static void smtp_sess_tls_reset(struct smtp_session *s)
 	free(s->auth_user);
 	s->auth_user = NULL;
 	q_env_free(&s->env);
-	smtp_sess_data_free(&s->data);
+	data_rx_reset(&s->data);
 	s->state = ST_CONNECT;
 }
 
@@ -2053,6 +1940,8 @@ static void smtp_sess_start(struct smtp_server *srv, struct smtp_session *s,
 	s->state = ST_CONNECT;
 	s->bev = bev;
 	s->slow_link = s->adopted || srv->odmr;
+	s->data.spill = smtp_sess_spill;
+	s->data.spill_arg = s;
 	s->ev_deadline = evtimer_new(srv->base, smtp_sess_deadline_cb, s);
 	s->ev_lifetime = evtimer_new(srv->base, smtp_sess_lifetime_cb, s);
 	bufferevent_setcb(s->bev, smtp_sess_read_cb, NULL, smtp_sess_event_cb, s);
