@@ -361,6 +361,7 @@ static int queue_stream_flush(struct q_stream *st)
 	    fs_write_all(st->fd, st->wbuf.data, st->wbuf.len) < 0)
 		st->err = errno;
 	buf_reset(&st->wbuf);
+	errno = st->err;
 	return st->err ? -1 : 0;
 }
 

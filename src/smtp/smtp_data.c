@@ -53,7 +53,7 @@ static void data_emit(struct data_rx *d, const char *p, size_t n)
 		return;
 	}
 	buf_append(&d->content, p, n);
-	if (d->content.len >= DATA_RX_SPILL && d->spill != NULL)
+	if (d->content.len >= (d->spill_at ? d->spill_at : DATA_RX_SPILL) && d->spill != NULL)
 		data_spill(d);
 }
 

@@ -34,6 +34,7 @@ struct data_rx {
 	struct q_stream *stream; /* past DATA_RX_SPILL: the rest goes here */
 	int err;		 /* errno of a failed spill or write, or 0 */
 	char last;		 /* last content octet, '\0' before the first */
+	size_t spill_at;	 /* content kept in memory; 0: DATA_RX_SPILL */
 	/* Called once content reaches DATA_RX_SPILL (not for a message
 	 * already refused): opens stream and writes content to it; -1 with
 	 * errno if it could not. */

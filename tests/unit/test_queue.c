@@ -1007,6 +1007,129 @@ static void test_batch_commit_many(void **state)
 	assert_int_equal(count_dir(f, "queue"), 6);
 }
 
+/* ------------------------------------------------------ streamed messages */
+
+/* A message written in pieces (one of them larger than the stream's
+ * buffer) reads back byte for byte, with the same file a one-piece commit
+ * writes except for the zero-padded size; nothing is in queue/ before the
+ * commit. */
+static void test_stream_pieces_read_back(void **state)
+{
+	struct fixture *f = *state;
+	struct q_batch *b = queue_batch_new(f->q);
+	struct q_env env;
+	struct q_result res;
+	struct q_stream *st;
+	struct buf expect = BUF_INIT, file = BUF_INIT;
+	char size_rec[64];
+
+	env_basic(&env, "stream@example.net");
+	st = queue_stream_open(f->q, &env);
+	assert_non_null(st);
+	assert_true(queue_id_valid(env.id));
+	assert_string_equal(queue_stream_id(st), env.id);
+	buf_puts(&expect, "Subject: streamed\r\n\r\n");
+	assert_int_equal(queue_stream_write(st, expect.data, expect.len), 0);
+	for (int i = 0; i < 3000; i++) {
+		char line[64];
+		int n = snprintf(line, sizeof(line), "line %04d of the streamed body\r\n", i);
+		buf_append(&expect, line, (size_t)n);
+		assert_int_equal(queue_stream_write(st, line, (size_t)n), 0);
+	}
+	{ /* one write larger than the buffer goes straight to the file */
+		size_t big = 100 * 1024, at = expect.len;
+		buf_reserve(&expect, big);
+		memset(expect.data + at, 'z', big);
+		expect.len += big;
+		expect.data[expect.len] = '\0';
+		assert_int_equal(queue_stream_write(st, expect.data + at, big), 0);
+	}
+	assert_int_equal(queue_stream_size(st), expect.len);
+	assert_int_equal(count_dir(f, "tmp"), 1);
+	assert_int_equal(queue_batch_add_stream(b, st, &env), Q_OK);
+	assert_int_equal(env.size, expect.len);
+	assert_int_equal(count_dir(f, "queue"), 0);
+	assert_int_equal(queue_batch_commit(b, &res), 1);
+	assert_int_equal(count_dir(f, "tmp"), 0);
+	assert_queued(f, env.id, "stream@example.net", buf_cstr(&expect));
+	read_file(path_of(f, "queue", env.id), &file);
+	snprintf(size_rec, sizeof(size_rec), "\nsize %020zu\n", expect.len);
+	assert_non_null(strstr(file.data, size_rec));
+	q_env_free(&env);
+	queue_batch_free(b);
+	buf_free(&expect);
+	buf_free(&file);
+}
+
+/* Given up (a client gone, a refused message): the temp file goes, and an
+ * envelope the queue would refuse never gets one. */
+static void test_stream_abort_and_refused_envelope(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env env;
+	struct q_stream *st;
+
+	env_basic(&env, "a@b");
+	st = queue_stream_open(f->q, &env);
+	assert_non_null(st);
+	assert_int_equal(queue_stream_write(st, "half a message", 14), 0);
+	assert_int_equal(count_dir(f, "tmp"), 1);
+	queue_stream_abort(st);
+	queue_stream_abort(NULL);
+	assert_int_equal(count_dir(f, "tmp"), 0);
+	assert_int_equal(count_dir(f, "queue"), 0);
+	q_env_free(&env);
+
+	env_basic(&env, "bad\r\nrcpt x@y");
+	errno = 0;
+	assert_null(queue_stream_open(f->q, &env));
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(count_dir(f, "tmp"), 0);
+	q_env_free(&env);
+}
+
+/* The disk fills in the middle of a stream: every later write fails with
+ * ENOSPC, the commit reports it, and nothing is left in tmp/ or queue/. */
+static void test_stream_enospc(void **state)
+{
+	char dir[TEST_TMP_MAX];
+	struct fixture f2;
+	struct q_batch *b;
+	struct q_env env;
+	struct q_stream *st;
+	char chunk[4096];
+	int failed = 0;
+
+	assert_non_null(test_tmp_dir(dir, sizeof(dir), "test_queue_stream_full"));
+	if (mount("tmpfs", dir, "tmpfs", 0, "size=64k") < 0) {
+		rmdir(dir);
+		skip();
+	}
+	snprintf(f2.dir, sizeof(f2.dir), "%s", dir);
+	f2.q = queue_open(dir);
+	assert_non_null(f2.q);
+	b = queue_batch_new(f2.q);
+	env_basic(&env, "a@b");
+	st = queue_stream_open(f2.q, &env);
+	assert_non_null(st);
+	memset(chunk, 'x', sizeof(chunk));
+	for (int i = 0; i < 64 && !failed; i++)
+		failed = queue_stream_write(st, chunk, sizeof(chunk)) < 0;
+	assert_true(failed);
+	assert_int_equal(errno, ENOSPC);
+	assert_int_equal(queue_stream_write(st, "x", 1), -1);
+	errno = 0;
+	assert_int_equal(queue_batch_add_stream(b, st, &env), Q_TEMPFAIL);
+	assert_int_equal(errno, ENOSPC);
+	assert_int_equal(count_dir(&f2, "tmp"), 0);
+	assert_int_equal(count_dir(&f2, "queue"), 0);
+	q_env_free(&env);
+	queue_batch_free(b);
+	queue_close(f2.q);
+	assert_int_equal(umount2(dir, MNT_DETACH), 0);
+	rmdir(dir);
+}
+
 /* A name taken in queue/ between staging and commit: that message alone
  * fails, the other file there is untouched, nothing is left in tmp/. */
 static void test_batch_link_failure_reported(void **state)
@@ -1246,6 +1369,10 @@ int main(void)
 	    cmocka_unit_test(test_crc32_known_value),
 	    cmocka_unit_test(test_crc32_matches_bitwise),
 	    cmocka_unit_test(test_ids_unique_sorted_shape),
+	    cmocka_unit_test_setup_teardown(test_stream_pieces_read_back, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stream_abort_and_refused_envelope, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_stream_enospc, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_binary_no_final_crlf, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_content_and_helo, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dsn_fields_roundtrip, setup, teardown),
