@@ -24,6 +24,7 @@
 #include "dialup/session.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "queue/qindex.h"
 #include "queue/queue.h"
 #include "smtp/smtp_server.h"
 
@@ -222,6 +223,7 @@ static int daemon_start(struct daemon *d)
 			  strerror(errno));
 		return -1;
 	}
+	qindex_set_config(queue_index(d->queue), &d->cfg);
 	queue_recover(d->queue, &n_ok, &n_corrupt);
 	event_log(EV_QUEUE_RECOVERED, "Queue opened: %d messages queued, %d damaged moved aside",
 		  n_ok, n_corrupt);

@@ -21,8 +21,10 @@
 #include "lib/log.h"
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
+#include "queue/qindex.h"
 #include "queue/queue.h"
 #include "queue/queue_file.h"
+#include "queue/retry.h"
 
 enum { QD_QUEUE, QD_TMP, QD_STATE, QD_CORRUPT, QD_COUNT };
 static const char *const queue_subdir[QD_COUNT] = {"queue", "tmp", "state", "corrupt"};
@@ -34,8 +36,9 @@ static const char *const queue_subdir[QD_COUNT] = {"queue", "tmp", "state", "cor
 
 struct queue {
 	char *dir;
-	int fd[QD_COUNT]; /* open directories: *at() calls avoid path walks */
-	struct buf wbuf;  /* file image, reused between commits */
+	int fd[QD_COUNT];  /* open directories: *at() calls avoid path walks */
+	struct buf wbuf;   /* file image, reused between commits */
+	struct qindex *ix; /* the queue in memory, kept by commit, update, remove */
 };
 
 const char *queue_dir(const struct queue *q)
@@ -49,6 +52,7 @@ struct queue *queue_open(const char *dir)
 	int saved;
 
 	q->dir = xstrdup(dir);
+	q->ix = qindex_new();
 	for (int i = 0; i < QD_COUNT; i++)
 		q->fd[i] = -1;
 	if (fs_mkdirs(dir, 0700) < 0)
@@ -78,8 +82,28 @@ void queue_close(struct queue *q)
 		if (q->fd[i] >= 0)
 			close(q->fd[i]);
 	buf_free(&q->wbuf);
+	qindex_free(q->ix);
 	free(q->dir);
 	free(q);
+}
+
+struct qindex *queue_index(struct queue *q)
+{
+	return q->ix;
+}
+
+/* The few envelope fields the index keeps, copied at staging time so the
+ * index learns of the message when (and only if) its commit succeeds. */
+static struct q_env *queue_env_brief(const struct q_env *env)
+{
+	struct q_env *b = xcalloc(1, sizeof(*b));
+
+	memcpy(b->id, env->id, QUEUE_ID_MAX);
+	b->created = env->created;
+	b->size = env->size;
+	for (size_t i = 0; i < env->nrcpt; i++)
+		q_env_add_rcpt(b, env->rcpt[i].addr);
+	return b;
 }
 
 void q_env_add_rcpt(struct q_env *env, const char *addr)
@@ -162,8 +186,10 @@ static int queue_env_check(const struct q_env *env)
 struct q_staged {
 	char id[QUEUE_ID_MAX];
 	int fd;
-	const char *failed; /* commit step that failed, for the log; or NULL */
-	int tmp_left;	    /* linked, but the tmp/ name could not be removed */
+	const char *failed;  /* commit step that failed, for the log; or NULL */
+	int tmp_left;	     /* linked, but the tmp/ name could not be removed */
+	struct q_env *brief; /* for the index (queue_env_brief) */
+	int prio;
 };
 
 /* Written by queue_batch_add and queue_batch_report on the owner's thread;
@@ -200,12 +226,26 @@ static void queue_staged_drop(struct q_batch *b, struct q_staged *st)
 	errno = saved;
 }
 
+/* The index learns of a committed message; the staged copy goes. */
+static void queue_staged_indexed(struct q_batch *b, struct q_staged *st, int committed)
+{
+	if (st->brief == NULL)
+		return;
+	if (committed)
+		qindex_put(b->q->ix, st->brief, st->prio);
+	q_env_free(st->brief);
+	free(st->brief);
+	st->brief = NULL;
+}
+
 void queue_batch_free(struct q_batch *b)
 {
 	if (b == NULL)
 		return;
-	for (size_t i = 0; i < b->n; i++)
+	for (size_t i = 0; i < b->n; i++) {
 		queue_staged_drop(b, &b->v[i]);
+		queue_staged_indexed(b, &b->v[i], 0);
+	}
 	free(b->v);
 	free(b);
 }
@@ -287,6 +327,8 @@ int queue_batch_add(struct q_batch *b, struct q_env *env, const struct iovec *io
 	}
 	memset(&b->v[b->n], 0, sizeof(b->v[b->n]));
 	memcpy(b->v[b->n].id, env->id, QUEUE_ID_MAX);
+	b->v[b->n].brief = queue_env_brief(env);
+	b->v[b->n].prio = qindex_priority_iov(iov, iovcnt);
 	b->v[b->n++].fd = fd;
 	return Q_OK;
 }
@@ -398,6 +440,7 @@ static int queue_batch_report(struct q_batch *b, const struct q_result *res)
 			log_warn("queue: unlink tmp/%s (recovery will remove it)", st->id);
 		}
 		n_ok += res[i].status == Q_OK;
+		queue_staged_indexed(b, &b->v[i], res[i].status == Q_OK);
 	}
 	if (b->dir_failed) {
 		errno = b->dir_failed;
@@ -688,6 +731,7 @@ static void queue_damaged(struct queue *q, const char *name, const char *why)
 	char dest[NAME_MAX + 1];
 	const char *kv[] = {"queue_id", name, "reason", why, NULL};
 
+	qindex_remove(q->ix, name);
 	if (queue_quarantine(q, QD_QUEUE, name, "", dest, sizeof(dest)) < 0) {
 		event_logkv(EV_QUEUE_CORRUPT, kv,
 			    "Queue file %s is damaged (%s) and could not be moved to corrupt/: %s",
@@ -773,6 +817,8 @@ int queue_load(struct queue *q, const char *id, struct q_env *env, struct buf *c
 	}
 	prc = queue_file_parse(file.data, file.len, env, &off, why);
 	rc = queue_load_finish(q, id, env, prc, why);
+	if (rc == Q_OK && !qindex_has(q->ix, id)) /* committed by another process */
+		qindex_put(q->ix, env, retry_priority_of(file.data + off, (size_t)env->size));
 	if (rc == Q_OK && content)
 		buf_append(content, file.data + off, (size_t)env->size);
 	buf_free(&file);
@@ -781,7 +827,8 @@ int queue_load(struct queue *q, const char *id, struct q_env *env, struct buf *c
 
 /* Reads the start of fd (file_len bytes long) until the envelope parses:
  * QUEUE_HEAD_READ bytes first, twice as many each time it needs more. */
-static int queue_read_envelope(int fd, uint64_t file_len, struct q_env *env, char why[QF_WHY_MAX])
+static int queue_read_envelope(int fd, uint64_t file_len, struct q_env *env, char why[QF_WHY_MAX],
+			       int *prio)
 {
 	struct buf head = BUF_INIT;
 	size_t want = QUEUE_HEAD_READ, off;
@@ -803,6 +850,9 @@ static int queue_read_envelope(int fd, uint64_t file_len, struct q_env *env, cha
 		}
 		want *= 2;
 	}
+	/* The headers read with the envelope give the priority (for the index). */
+	if (prc == 0)
+		*prio = retry_priority_of(head.data + off, head.len - off);
 	buf_free(&head);
 	return prc;
 }
@@ -811,7 +861,7 @@ int queue_load_envelope(struct queue *q, const char *id, struct q_env *env)
 {
 	char why[QF_WHY_MAX];
 	struct stat st;
-	int fd, prc, saved;
+	int fd, prc, saved, prio = PRIORITY_NORMAL, rc;
 
 	memset(env, 0, sizeof(*env));
 	if (!queue_id_valid(id)) {
@@ -821,14 +871,18 @@ int queue_load_envelope(struct queue *q, const char *id, struct q_env *env)
 	fd = openat(q->fd[QD_QUEUE], id, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? Q_PERMFAIL : Q_TEMPFAIL;
-	prc = fstat(fd, &st) < 0 ? -2 : queue_read_envelope(fd, (uint64_t)st.st_size, env, why);
+	prc = fstat(fd, &st) < 0 ? -2
+				 : queue_read_envelope(fd, (uint64_t)st.st_size, env, why, &prio);
 	saved = errno;
 	close(fd);
 	if (prc == -2) {
 		errno = saved;
 		return Q_TEMPFAIL;
 	}
-	return queue_load_finish(q, id, env, prc, why);
+	rc = queue_load_finish(q, id, env, prc, why);
+	if (rc == Q_OK && !qindex_has(q->ix, id)) /* committed by another process */
+		qindex_put(q->ix, env, prio);
+	return rc;
 }
 
 int queue_update(struct queue *q, const struct q_env *env)
@@ -852,6 +906,8 @@ int queue_update(struct queue *q, const struct q_env *env)
 	buf_free(&sb);
 	if (rc != Q_OK)
 		errno = saved;
+	else
+		qindex_update(q->ix, env);
 	return rc;
 }
 
@@ -869,6 +925,7 @@ int queue_remove(struct queue *q, const char *id)
 		goto fail;
 	if (unlinkat(q->fd[QD_QUEUE], id, 0) < 0)
 		return errno == ENOENT ? Q_PERMFAIL : Q_TEMPFAIL;
+	qindex_remove(q->ix, id);
 	if (fsync(q->fd[QD_QUEUE]) < 0)
 		goto fail;
 	return Q_OK;

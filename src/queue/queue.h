@@ -59,6 +59,10 @@ struct queue;
 struct queue *queue_open(const char *dir);
 void queue_close(struct queue *q);
 const char *queue_dir(const struct queue *q);
+/* The queue's index in memory (queue/qindex.h): it learns of messages as
+ * they are committed, loaded (recovery) or updated, and forgets removed
+ * and damaged ones. Answers questions about the queue without disk I/O. */
+struct qindex *queue_index(struct queue *q);
 
 /* Adds a recipient (state pending) to an envelope being built. */
 void q_env_add_rcpt(struct q_env *env, const char *addr);
