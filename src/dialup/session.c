@@ -1150,6 +1150,20 @@ static const char *sess_state_name(const struct dial_session *s)
 	return "unknown";
 }
 
+/* "recovering: 42000 of 100000" while the start-up recovery reads the
+ * queue into the index (the counts above are still growing). */
+static void sess_recovering(struct sessions *m, struct buf *out)
+{
+	struct q_recover_progress p;
+
+	if (m->queue == NULL || !queue_recover_progress(m->queue, &p))
+		return;
+	if (p.listing)
+		buf_printf(out, "recovering: listing the queue, %zu files so far\n", p.total);
+	else
+		buf_printf(out, "recovering: %zu of %zu\n", p.done, p.total);
+}
+
 void sessions_status(struct sessions *m, struct buf *out)
 {
 	struct dial_session *s = m->cur;
@@ -1180,6 +1194,7 @@ void sessions_status(struct sessions *m, struct buf *out)
 	sess_names(m, &names);
 	sess_count(m, &names, &c);
 	buf_printf(out, "\nqueue: %u messages, %u for the link\n", c.total, c.n);
+	sess_recovering(m, out);
 	strlist_free(&names);
 }
 

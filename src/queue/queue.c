@@ -36,10 +36,13 @@ static const char *const queue_subdir[QD_COUNT] = {"queue", "tmp", "state", "cor
 
 struct queue {
 	char *dir;
-	int fd[QD_COUNT];  /* open directories: *at() calls avoid path walks */
-	struct buf wbuf;   /* file image, reused between commits */
-	struct qindex *ix; /* the queue in memory, kept by commit, update, remove */
+	int fd[QD_COUNT];	/* open directories: *at() calls avoid path walks */
+	struct buf wbuf;	/* file image, reused between commits */
+	struct qindex *ix;	/* the queue in memory, kept by commit, update, remove */
+	struct q_recovery *rec; /* start-up recovery in slices, or NULL */
 };
+
+static void queue_recover_free(struct queue *q);
 
 const char *queue_dir(const struct queue *q)
 {
@@ -82,6 +85,7 @@ void queue_close(struct queue *q)
 		if (q->fd[i] >= 0)
 			close(q->fd[i]);
 	buf_free(&q->wbuf);
+	queue_recover_free(q);
 	qindex_free(q->ix);
 	free(q->dir);
 	free(q);
@@ -1070,4 +1074,139 @@ int queue_recover(struct queue *q, int *n_ok, int *n_corrupt)
 	if (n_corrupt)
 		*n_corrupt = bad;
 	return rc;
+}
+
+/* ------------------------------------------- recovery in slices (daemon) */
+
+/* Listing queue/ (names read in slices from an open directory stream),
+ * then reading each envelope into the index, then the end. */
+enum q_rec_phase { QR_LIST, QR_LOAD, QR_DONE };
+
+struct q_recovery {
+	enum q_rec_phase phase;
+	DIR *dir;
+	struct strlist names;
+	size_t pos;
+	int ok, corrupt, failed;
+};
+
+static void queue_recover_free(struct queue *q)
+{
+	if (q->rec == NULL)
+		return;
+	if (q->rec->dir)
+		closedir(q->rec->dir);
+	strlist_free(&q->rec->names);
+	free(q->rec);
+	q->rec = NULL;
+}
+
+int queue_recover_begin(struct queue *q)
+{
+	int fd;
+
+	queue_recover_free(q);
+	q->rec = xcalloc(1, sizeof(*q->rec));
+	if (queue_recover_tmp(q) < 0)
+		q->rec->failed = 1;
+	fd = dup(q->fd[QD_QUEUE]);
+	if (fd < 0 || (q->rec->dir = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		queue_recover_free(q);
+		return Q_TEMPFAIL;
+	}
+	rewinddir(q->rec->dir);
+	return Q_OK;
+}
+
+/* Reads directory entries until the deadline; 1 when the listing is over. */
+static int queue_recover_list(struct q_recovery *r, long long deadline)
+{
+	struct dirent *de;
+	unsigned n = 0;
+
+	while ((de = readdir(r->dir)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			strlist_add(&r->names, de->d_name);
+		if (++n % 256 == 0 && clock_mono_ms() >= deadline)
+			return 0;
+	}
+	closedir(r->dir);
+	r->dir = NULL;
+	return 1;
+}
+
+/* One name of the listing: the envelope into the index (the content's
+ * checksum is checked when the message is loaded for delivery). */
+static void queue_recover_one(struct queue *q, const char *name)
+{
+	struct q_recovery *r = q->rec;
+	struct q_env env;
+
+	if (!queue_id_valid(name)) {
+		queue_damaged(q, name, "not a queue id");
+		r->corrupt++;
+		return;
+	}
+	if (qindex_has(q->ix, name)) { /* loaded for delivery already */
+		r->ok++;
+		return;
+	}
+	int st = queue_load_envelope(q, name, &env);
+	q_env_free(&env);
+	if (st == Q_OK)
+		r->ok++;
+	else if (errno == EBADMSG)
+		r->corrupt++;
+	else if (errno != ENOENT) /* ENOENT: delivered and removed meanwhile */
+		r->failed = 1;
+}
+
+/* The end: orphan state files go, tmp/ and state/ are made durable. */
+static void queue_recover_finish(struct queue *q)
+{
+	if (queue_recover_state(q) < 0)
+		q->rec->failed = 1;
+	if (fsync(q->fd[QD_TMP]) < 0 || fsync(q->fd[QD_STATE]) < 0)
+		q->rec->failed = 1;
+	strlist_free(&q->rec->names);
+	q->rec->phase = QR_DONE;
+}
+
+int queue_recover_step(struct queue *q, int budget_ms)
+{
+	struct q_recovery *r = q->rec;
+	long long deadline = clock_mono_ms() + budget_ms;
+
+	if (r == NULL || r->phase == QR_DONE)
+		return 0;
+	if (r->phase == QR_LIST) {
+		if (!queue_recover_list(r, deadline))
+			return 1;
+		r->phase = QR_LOAD;
+	}
+	while (r->pos < r->names.n) {
+		queue_recover_one(q, r->names.v[r->pos++]);
+		if (r->pos % 16 == 0 && clock_mono_ms() >= deadline)
+			return 1;
+	}
+	queue_recover_finish(q);
+	return 0;
+}
+
+int queue_recover_progress(const struct queue *q, struct q_recover_progress *p)
+{
+	const struct q_recovery *r = q->rec;
+
+	memset(p, 0, sizeof(*p));
+	if (r == NULL)
+		return 0;
+	p->listing = r->phase == QR_LIST;
+	p->done = r->pos;
+	p->total = r->phase == QR_DONE ? (size_t)(r->ok + r->corrupt) : r->names.n;
+	p->ok = r->ok;
+	p->corrupt = r->corrupt;
+	p->failed = r->failed;
+	return r->phase != QR_DONE;
 }
