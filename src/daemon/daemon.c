@@ -24,8 +24,11 @@
 #include "dialup/session.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "queue/qindex.h"
 #include "queue/queue.h"
 #include "smtp/smtp_server.h"
+
+#define DAEMON_RECOVER_SLICE_MS 5 /* recovery work between two looks at the loop */
 
 struct daemon {
 	struct event_base *base;
@@ -39,6 +42,7 @@ struct daemon {
 	struct answer *answer;	   /* [answer NAME] modems taking calls; NULL: none */
 	struct sessions *sessions; /* dial-up sessions and their scheduler */
 	struct event *sig_term, *sig_int, *sig_hup, *scan_timer;
+	struct event *recover; /* start-up recovery in slices; NULL when done */
 	const char *dir;
 };
 
@@ -112,6 +116,28 @@ static void on_scan_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 
+	if (d->recover == NULL) /* the pass at the end of recovery comes first */
+		delivery_scan(d->delivery);
+}
+
+/* One slice of start-up recovery, then back to the loop (SMTP is served
+ * meanwhile); at the end the counts are logged and the first queue run
+ * starts. */
+static void on_recover(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct q_recover_progress p;
+	struct timeval now = {0, 0};
+
+	if (queue_recover_step(d->queue, DAEMON_RECOVER_SLICE_MS)) {
+		evtimer_add(d->recover, &now);
+		return;
+	}
+	event_free(d->recover);
+	d->recover = NULL;
+	queue_recover_progress(d->queue, &p);
+	event_log(EV_QUEUE_RECOVERED, "Queue opened: %d messages queued, %d damaged moved aside",
+		  p.ok, p.corrupt);
 	delivery_scan(d->delivery);
 }
 
@@ -202,8 +228,8 @@ static void daemon_fd_limit(struct daemon *d)
 
 static int daemon_start(struct daemon *d)
 {
-	int n_ok = 0, n_corrupt = 0, listening = 0;
-	struct timeval tv = {d->cfg.queue_run_interval, 0};
+	int listening = 0;
+	struct timeval tv = {d->cfg.queue_run_interval, 0}, now = {0, 0};
 
 	if (fs_mkdirs(d->dir, 0755) < 0) {
 		log_warn("cannot create %s", d->dir);
@@ -222,9 +248,14 @@ static int daemon_start(struct daemon *d)
 			  strerror(errno));
 		return -1;
 	}
-	queue_recover(d->queue, &n_ok, &n_corrupt);
-	event_log(EV_QUEUE_RECOVERED, "Queue opened: %d messages queued, %d damaged moved aside",
-		  n_ok, n_corrupt);
+	qindex_set_config(queue_index(d->queue), &d->cfg);
+	/* Listen first: the queue's envelopes are read into the index in
+	 * slices on the loop (on_recover); only tmp/ is cleaned up now. */
+	if (queue_recover_begin(d->queue) != Q_OK) {
+		event_log(EV_QUEUE_WRITE_FAILED, "Cannot read the queue under %s: %s", d->dir,
+			  strerror(errno));
+		return -1;
+	}
 	d->base = event_base_new();
 	d->delivery = delivery_new(d->base, &d->cfg, d->queue, d->dir);
 	d->smtp = smtp_server_new(d->base, &d->cfg, d->queue, on_commit, d);
@@ -252,8 +283,9 @@ static int daemon_start(struct daemon *d)
 	event_add(d->sig_int, NULL);
 	event_add(d->sig_hup, NULL);
 	event_add(d->scan_timer, &tv);
+	d->recover = evtimer_new(d->base, on_recover, d);
+	evtimer_add(d->recover, &now);
 	signal(SIGPIPE, SIG_IGN);
-	delivery_scan(d->delivery);
 	event_log(EV_SERVICE_STARTED, "dialmail %s started (state in %s, configuration %s)",
 		  DIALMAIL_VERSION, d->dir, d->cfg.path ? d->cfg.path : "embedded defaults");
 	return 0;
@@ -269,6 +301,8 @@ static void daemon_stop(struct daemon *d)
 		event_free(d->sig_hup);
 	if (d->scan_timer)
 		event_free(d->scan_timer);
+	if (d->recover)
+		event_free(d->recover);
 	if (d->control)
 		control_free(d->control);
 	/* The server first: stopping it finishes the commit in flight, whose

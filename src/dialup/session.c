@@ -32,6 +32,7 @@
 #include "lib/xmalloc.h"
 #include "link/link.h"
 #include "link/phonebook.h"
+#include "queue/qindex.h"
 #include "queue/queue.h"
 #include "queue/retry.h"
 #include "smtp/smtp_server.h"
@@ -345,58 +346,21 @@ static void sess_ledger(struct sessions *m, const struct dial_session *s, unsign
 /* --- queue looks (dial_when_queued, "delivered 3/12") ------------------------------ */
 
 struct sess_count {
-	struct sessions *m;
-	const struct strlist *names;
-	int want_urgent;
 	unsigned n, urgent, total;
 };
 
-/* 1 if the message has a pending recipient whose route goes via names. */
-static int sess_for_link(const struct sessions *m, const struct q_env *env,
-			 const struct strlist *names)
+/* Messages queued, and those with a pending recipient whose route goes via
+ * one of names (urgent ones among them): from the queue's index, no disk. */
+static void sess_count(struct sessions *m, const struct strlist *names, struct sess_count *c)
 {
-	for (size_t i = 0; i < env->nrcpt; i++) {
-		const char *at = strrchr(env->rcpt[i].addr, '@');
-		const struct route *r;
-		if (env->rcpt[i].state != RCPT_PENDING || at == NULL ||
-		    config_is_local_domain(m->cfg, at + 1))
-			continue;
-		r = routes_lookup(m->cfg->routes, at + 1);
-		if (r && r->via && strlist_has(names, r->via))
-			return 1;
-	}
-	return 0;
-}
+	struct qindex_totals t;
 
-static int sess_count_one(const char *id, void *arg)
-{
-	struct sess_count *c = arg;
-	struct q_env env;
-	struct buf content = BUF_INIT;
-
-	c->total++;
-	memset(&env, 0, sizeof(env));
-	if (queue_load(c->m->queue, id, &env, c->want_urgent ? &content : NULL) == Q_OK &&
-	    sess_for_link(c->m, &env, c->names)) {
-		c->n++;
-		if (c->want_urgent && retry_priority_of(content.data ? content.data : "",
-							content.len) == PRIORITY_URGENT)
-			c->urgent++;
-	}
-	q_env_free(&env);
-	buf_free(&content);
-	return 0;
-}
-
-static void sess_count(struct sessions *m, const struct strlist *names, int want_urgent,
-		       struct sess_count *c)
-{
 	memset(c, 0, sizeof(*c));
-	c->m = m;
-	c->names = names;
-	c->want_urgent = want_urgent;
-	if (m->queue)
-		queue_scan(m->queue, sess_count_one, c);
+	if (m->queue == NULL)
+		return;
+	qindex_totals(queue_index(m->queue), &t);
+	c->total = t.messages;
+	qindex_links_count(queue_index(m->queue), names, &c->n, &c->urgent);
 }
 
 /* The link names of a session: the entries it may bring up. */
@@ -678,7 +642,7 @@ static void sess_connected(struct sessions *m)
 	    link_speed(s->link));
 	json_object_set_new(o, "time", ledger_json_time(clock_now()));
 	json_array_append_new(s->attempts, o);
-	sess_count(m, &s->names, 0, &c);
+	sess_count(m, &s->names, &c);
 	s->to_deliver = c.n;
 	sess_say(m, "connected: %s%s%s; %u messages queued for the link", link_entry(s->link)->name,
 		 link_connect_text(s->link)[0] ? " " : "", link_connect_text(s->link), c.n);
@@ -1006,7 +970,7 @@ static void sess_on_queued(evutil_socket_t fd, short what, void *arg)
 	if (m->cur || (m->last_end && clock_now() - m->last_end < m->sc->min_dial_interval))
 		return;
 	sess_names(m, &names);
-	sess_count(m, &names, m->sc->dwq == DWQ_URGENT, &c);
+	sess_count(m, &names, &c);
 	strlist_free(&names);
 	due = m->sc->dwq == DWQ_URGENT ? c.urgent > 0 : c.n >= (unsigned)m->sc->dwq_count;
 	if (due)
@@ -1186,6 +1150,20 @@ static const char *sess_state_name(const struct dial_session *s)
 	return "unknown";
 }
 
+/* "recovering: 42000 of 100000" while the start-up recovery reads the
+ * queue into the index (the counts above are still growing). */
+static void sess_recovering(struct sessions *m, struct buf *out)
+{
+	struct q_recover_progress p;
+
+	if (m->queue == NULL || !queue_recover_progress(m->queue, &p))
+		return;
+	if (p.listing)
+		buf_printf(out, "recovering: listing the queue, %zu files so far\n", p.total);
+	else
+		buf_printf(out, "recovering: %zu of %zu\n", p.done, p.total);
+}
+
 void sessions_status(struct sessions *m, struct buf *out)
 {
 	struct dial_session *s = m->cur;
@@ -1214,8 +1192,9 @@ void sessions_status(struct sessions *m, struct buf *out)
 	buf_printf(out, "\nlast session: %s%s",
 		   m->last_end ? (m->last_ok ? "ok, ended " : "missed, ended ") : "", t1);
 	sess_names(m, &names);
-	sess_count(m, &names, 0, &c);
+	sess_count(m, &names, &c);
 	buf_printf(out, "\nqueue: %u messages, %u for the link\n", c.total, c.n);
+	sess_recovering(m, out);
 	strlist_free(&names);
 }
 

@@ -19,6 +19,7 @@
 #include "lib/cidr.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "queue/qindex.h"
 
 struct hub {
 	const struct config *cfg;
@@ -60,17 +61,6 @@ static int hub_allowed(const struct hub *h, const char *client, const char *user
 	return cidr_match_any(h->cfg->etrn_clients, h->cfg->n_etrn_clients, (struct sockaddr *)&ss);
 }
 
-/* 1 if domain is node, or (sub) one of its subdomains. */
-static int hub_under(const char *domain, const char *node, int sub)
-{
-	size_t n = strlen(domain), k = strlen(node);
-
-	if (strcasecmp(domain, node) == 0)
-		return 1;
-	return sub && n > k + 1 && domain[n - k - 1] == '.' &&
-	       strcasecmp(domain + n - k, node) == 0;
-}
-
 /* 1 if the node names held mail: the domain itself, or for "@node" any
  * held domain below it. */
 static int hub_node_held(const struct config *cfg, const char *node, int sub)
@@ -78,36 +68,8 @@ static int hub_node_held(const struct config *cfg, const char *node, int sub)
 	if (policy_held(cfg, node))
 		return 1;
 	for (size_t i = 0; sub && i < cfg->hold_domains.n; i++)
-		if (hub_under(cfg->hold_domains.v[i], node, 1))
+		if (policy_domain_under(cfg->hold_domains.v[i], node, 1))
 			return 1;
-	return 0;
-}
-
-struct hub_count {
-	const struct hub *h;
-	const char *node;
-	int sub;
-	unsigned n;
-};
-
-/* Counts messages with a pending, held recipient under the node. */
-static int hub_count_one(const char *id, void *arg)
-{
-	struct hub_count *c = arg;
-	struct q_env env;
-
-	memset(&env, 0, sizeof(env));
-	if (queue_load_envelope(c->h->q, id, &env) == Q_OK) {
-		for (size_t i = 0; i < env.nrcpt; i++) {
-			const char *at = strrchr(env.rcpt[i].addr, '@');
-			if (env.rcpt[i].state == RCPT_PENDING && at &&
-			    hub_under(at + 1, c->node, c->sub) && policy_held(c->h->cfg, at + 1)) {
-				c->n++;
-				break;
-			}
-		}
-	}
-	q_env_free(&env);
 	return 0;
 }
 
@@ -152,12 +114,11 @@ static void hub_refuse(const char *client, const char *arg, struct buf *reply, c
 static void hub_release(struct hub *h, const char *client, const char *node, int sub,
 			struct buf *reply)
 {
-	struct hub_count c = {h, node, sub, 0};
+	unsigned n = qindex_held_for(queue_index(h->q), node, sub, NULL, NULL);
 	char *host = NULL, *dest;
 	int port;
 
-	queue_scan(h->q, hub_count_one, &c);
-	if (c.n == 0) {
+	if (n == 0) {
 		buf_printf(reply, "251 OK, no messages waiting for node %s", node);
 		return;
 	}
@@ -169,9 +130,9 @@ static void hub_release(struct hub *h, const char *client, const char *node, int
 		const char *kv[] = {"client", client, "domain", node, "destination", dest, NULL};
 		event_logkv(EV_ETRN_RELEASED, kv,
 			    "ETRN from client %s: %u held messages for %s%s are being sent to %s",
-			    client, c.n, sub ? "@" : "", node, dest);
+			    client, n, sub ? "@" : "", node, dest);
 		buf_printf(reply, "250 OK, queuing for node %s started (%u messages, to %s)", node,
-			   c.n, dest);
+			   n, dest);
 	}
 	free(dest);
 	free(host);

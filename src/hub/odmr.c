@@ -27,6 +27,7 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "queue/qindex.h"
 #include "smtp/dsn.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_server.h"
@@ -106,6 +107,34 @@ static int odmr_scan_one(const char *id, void *arg)
 	return 0;
 }
 
+static int odmr_collect(const char *id, void *arg)
+{
+	strlist_add(arg, id);
+	return 0;
+}
+
+static int odmr_id_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Runs odmr_scan_one over the messages the index holds for sc's domains,
+ * each once and oldest first, without looking at any other message. */
+static void odmr_scan(struct odmr_scan *sc)
+{
+	struct qindex *ix = queue_index(sc->h->q);
+	struct strlist ids = {0};
+
+	for (size_t i = 0; i < sc->domains->n; i++)
+		qindex_held_for(ix, sc->domains->v[i], 0, odmr_collect, &ids);
+	if (ids.n > 1)
+		qsort(ids.v, ids.n, sizeof(*ids.v), odmr_id_cmp);
+	for (size_t i = 0; i < ids.n; i++)
+		if (i == 0 || strcmp(ids.v[i], ids.v[i - 1]) != 0)
+			odmr_scan_one(ids.v[i], sc);
+	strlist_free(&ids);
+}
+
 static int odmr_busy(const struct odmr_hub *h, const struct strlist *domains)
 {
 	for (const struct odmr_conn *cn = h->conns; cn; cn = cn->next)
@@ -151,7 +180,7 @@ static int odmr_atrn(const char *client, const char *user, const char *param, st
 				"these domains is in progress");
 		goto out;
 	}
-	queue_scan(h->q, odmr_scan_one, &sc);
+	odmr_scan(&sc);
 	if (sc.n == 0) {
 		buf_puts(reply, "453 4.2.0 You have no mail");
 		goto out;
@@ -246,7 +275,7 @@ static void odmr_take(struct bufferevent *bev, const char *client, const char *u
 	odmr_parse_domains(h->cfg, user, param, &cn->domains);
 	cn->next = h->conns;
 	h->conns = cn;
-	queue_scan(h->q, odmr_scan_one, &sc);
+	odmr_scan(&sc);
 	held_batch_jobs(&cn->b);
 	memset(&opt, 0, sizeof(opt));
 	opt.helo_name = h->cfg->hostname;

@@ -38,6 +38,16 @@ int policy_held(const struct config *cfg, const char *domain)
 	return r != NULL && r->type == ROUTE_HOLD;
 }
 
+int policy_domain_under(const char *domain, const char *node, int sub)
+{
+	size_t n = strlen(domain), k = strlen(node);
+
+	if (strcasecmp(domain, node) == 0)
+		return 1;
+	return sub && n > k + 1 && domain[n - k - 1] == '.' &&
+	       strcasecmp(domain + n - k, node) == 0;
+}
+
 int policy_hub_enabled(const struct config *cfg)
 {
 	for (size_t i = 0; cfg->routes && i < cfg->routes->n; i++)

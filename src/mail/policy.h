@@ -18,6 +18,9 @@ int policy_hold_domain(const struct config *cfg, const char *domain);
 /* 1 if mail for domain stays queued until an ETRN: hold_domains or a
  * `hold` route. */
 int policy_held(const struct config *cfg, const char *domain);
+/* 1 if domain is node, or (sub) one of its subdomains; ASCII case
+ * ignored (ETRN "@node"). */
+int policy_domain_under(const char *domain, const char *node, int sub);
 /* 1 if anything is held here (hold_domains, a hold route): ETRN offered. */
 int policy_hub_enabled(const struct config *cfg);
 /* "domain=host[:port]" into its parts (host and domain malloc'd). */

@@ -21,23 +21,30 @@
 #include "lib/log.h"
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
+#include "queue/qindex.h"
 #include "queue/queue.h"
 #include "queue/queue_file.h"
+#include "queue/retry.h"
 
 enum { QD_QUEUE, QD_TMP, QD_STATE, QD_CORRUPT, QD_COUNT };
 static const char *const queue_subdir[QD_COUNT] = {"queue", "tmp", "state", "corrupt"};
 
-#define QUEUE_ID_LEN	 22
-#define QUEUE_COMMIT_TRY 16	     /* fresh ids drawn on EEXIST before giving up */
-#define QUEUE_WBUF_KEEP	 (4u << 20)  /* keep the write buffer if no larger */
-#define QUEUE_HEAD_READ	 4096	     /* first read of an envelope-only load */
-#define QUEUE_STREAM_BUF (16u << 10) /* content buffered by a stream before a write */
+#define QUEUE_ID_LEN	  22
+#define QUEUE_COMMIT_TRY  16	      /* fresh ids drawn on EEXIST before giving up */
+#define QUEUE_WBUF_KEEP	  (4u << 20)  /* keep the write buffer if no larger */
+#define QUEUE_HEAD_READ	  4096	      /* first read of an envelope-only load */
+#define QUEUE_STREAM_BUF  (16u << 10) /* content buffered by a stream before a write */
+#define QUEUE_STREAM_HEAD (16u << 10) /* start of a stream's content kept for its priority */
 
 struct queue {
 	char *dir;
-	int fd[QD_COUNT]; /* open directories: *at() calls avoid path walks */
-	struct buf wbuf;  /* file image, reused between commits */
+	int fd[QD_COUNT];	/* open directories: *at() calls avoid path walks */
+	struct buf wbuf;	/* file image, reused between commits */
+	struct qindex *ix;	/* the queue in memory, kept by commit, update, remove */
+	struct q_recovery *rec; /* start-up recovery in slices, or NULL */
 };
+
+static void queue_recover_free(struct queue *q);
 
 const char *queue_dir(const struct queue *q)
 {
@@ -50,6 +57,7 @@ struct queue *queue_open(const char *dir)
 	int saved;
 
 	q->dir = xstrdup(dir);
+	q->ix = qindex_new();
 	for (int i = 0; i < QD_COUNT; i++)
 		q->fd[i] = -1;
 	if (fs_mkdirs(dir, 0700) < 0)
@@ -79,8 +87,29 @@ void queue_close(struct queue *q)
 		if (q->fd[i] >= 0)
 			close(q->fd[i]);
 	buf_free(&q->wbuf);
+	queue_recover_free(q);
+	qindex_free(q->ix);
 	free(q->dir);
 	free(q);
+}
+
+struct qindex *queue_index(struct queue *q)
+{
+	return q->ix;
+}
+
+/* The few envelope fields the index keeps, copied at staging time so the
+ * index learns of the message when (and only if) its commit succeeds. */
+static struct q_env *queue_env_brief(const struct q_env *env)
+{
+	struct q_env *b = xcalloc(1, sizeof(*b));
+
+	memcpy(b->id, env->id, QUEUE_ID_MAX);
+	b->created = env->created;
+	b->size = env->size;
+	for (size_t i = 0; i < env->nrcpt; i++)
+		q_env_add_rcpt(b, env->rcpt[i].addr);
+	return b;
 }
 
 void q_env_add_rcpt(struct q_env *env, const char *addr)
@@ -163,8 +192,10 @@ static int queue_env_check(const struct q_env *env)
 struct q_staged {
 	char id[QUEUE_ID_MAX];
 	int fd;
-	const char *failed; /* commit step that failed, for the log; or NULL */
-	int tmp_left;	    /* linked, but the tmp/ name could not be removed */
+	const char *failed;  /* commit step that failed, for the log; or NULL */
+	int tmp_left;	     /* linked, but the tmp/ name could not be removed */
+	struct q_env *brief; /* for the index (queue_env_brief) */
+	int prio;
 };
 
 /* Written by queue_batch_add and queue_batch_report on the owner's thread;
@@ -201,12 +232,26 @@ static void queue_staged_drop(struct q_batch *b, struct q_staged *st)
 	errno = saved;
 }
 
+/* The index learns of a committed message; the staged copy goes. */
+static void queue_staged_indexed(struct q_batch *b, struct q_staged *st, int committed)
+{
+	if (st->brief == NULL)
+		return;
+	if (committed)
+		qindex_put(b->q->ix, st->brief, st->prio);
+	q_env_free(st->brief);
+	free(st->brief);
+	st->brief = NULL;
+}
+
 void queue_batch_free(struct q_batch *b)
 {
 	if (b == NULL)
 		return;
-	for (size_t i = 0; i < b->n; i++)
+	for (size_t i = 0; i < b->n; i++) {
 		queue_staged_drop(b, &b->v[i]);
+		queue_staged_indexed(b, &b->v[i], 0);
+	}
 	free(b->v);
 	free(b);
 }
@@ -270,14 +315,16 @@ static int queue_stage(struct queue *q, struct q_env *env, const struct iovec *i
 }
 
 /* Appends a staged file (its tmp name and open fd) to the batch. */
-static void queue_batch_push(struct q_batch *b, const char *id, int fd)
+static void queue_batch_push(struct q_batch *b, const struct q_env *env, int fd, int prio)
 {
 	if (b->n == b->cap) {
 		b->cap = b->cap ? 2 * b->cap : 16;
 		b->v = xrealloc(b->v, b->cap * sizeof(*b->v));
 	}
 	memset(&b->v[b->n], 0, sizeof(b->v[b->n]));
-	memcpy(b->v[b->n].id, id, QUEUE_ID_MAX);
+	memcpy(b->v[b->n].id, env->id, QUEUE_ID_MAX);
+	b->v[b->n].brief = queue_env_brief(env);
+	b->v[b->n].prio = prio;
 	b->v[b->n++].fd = fd;
 }
 
@@ -294,7 +341,7 @@ int queue_batch_add(struct q_batch *b, struct q_env *env, const struct iovec *io
 		errno = saved;
 		return Q_TEMPFAIL;
 	}
-	queue_batch_push(b, env->id, fd);
+	queue_batch_push(b, env, fd, qindex_priority_iov(iov, iovcnt));
 	return Q_OK;
 }
 
@@ -314,7 +361,32 @@ struct q_stream {
 	struct buf wbuf;     /* content not yet written */
 	uint64_t size;	     /* content octets taken */
 	uint32_t crc;	     /* CRC-32 of the content */
+	struct buf head;     /* the first QUEUE_STREAM_HEAD octets, for the priority */
+	int prio;	     /* from head, once it is full; -1 before */
 };
+
+/* The index's priority of the message, from the start of its content
+ * (qindex_priority_iov looks at no more than that); head is then freed. */
+static int queue_stream_priority(struct q_stream *st)
+{
+	if (st->prio < 0) {
+		struct iovec iov = {st->head.data, st->head.len};
+		st->prio = qindex_priority_iov(&iov, 1);
+		buf_free(&st->head);
+	}
+	return st->prio;
+}
+
+static void queue_stream_keep_head(struct q_stream *st, const void *data, size_t len)
+{
+	if (st->prio >= 0)
+		return;
+	if (len > QUEUE_STREAM_HEAD - st->head.len)
+		len = QUEUE_STREAM_HEAD - st->head.len;
+	buf_append(&st->head, data, len);
+	if (st->head.len == QUEUE_STREAM_HEAD)
+		queue_stream_priority(st);
+}
 
 /* Creates tmp/<id> exclusively, drawing fresh ids while the name is taken. */
 static int queue_stream_create(struct queue *q, struct q_env *env)
@@ -344,6 +416,7 @@ struct q_stream *queue_stream_open(struct queue *q, struct q_env *env)
 	st = xcalloc(1, sizeof(*st));
 	st->q = q;
 	st->fd = fd;
+	st->prio = -1;
 	memcpy(st->id, env->id, QUEUE_ID_MAX);
 	queue_file_format_envelope(&st->envelope, env, QF_SIZE_WIDTH);
 	if (fs_write_all(fd, st->envelope.data, st->envelope.len) < 0) {
@@ -373,6 +446,7 @@ int queue_stream_write(struct q_stream *st, const void *data, size_t len)
 	}
 	st->crc = queue_file_crc32(st->crc, data, len);
 	st->size += len;
+	queue_stream_keep_head(st, data, len);
 	if (st->wbuf.len + len <= QUEUE_STREAM_BUF) {
 		buf_append(&st->wbuf, data, len);
 		return 0;
@@ -408,6 +482,7 @@ void queue_stream_abort(struct q_stream *st)
 	}
 	buf_free(&st->envelope);
 	buf_free(&st->wbuf);
+	buf_free(&st->head);
 	free(st);
 }
 
@@ -453,7 +528,7 @@ int queue_batch_add_stream(struct q_batch *b, struct q_stream *st, struct q_env 
 		return Q_TEMPFAIL;
 	}
 	memcpy(env->id, st->id, QUEUE_ID_MAX);
-	queue_batch_push(b, st->id, st->fd);
+	queue_batch_push(b, env, st->fd, queue_stream_priority(st));
 	st->fd = -1; /* the batch owns it now */
 	queue_stream_abort(st);
 	return Q_OK;
@@ -566,6 +641,7 @@ static int queue_batch_report(struct q_batch *b, const struct q_result *res)
 			log_warn("queue: unlink tmp/%s (recovery will remove it)", st->id);
 		}
 		n_ok += res[i].status == Q_OK;
+		queue_staged_indexed(b, &b->v[i], res[i].status == Q_OK);
 	}
 	if (b->dir_failed) {
 		errno = b->dir_failed;
@@ -856,6 +932,7 @@ static void queue_damaged(struct queue *q, const char *name, const char *why)
 	char dest[NAME_MAX + 1];
 	const char *kv[] = {"queue_id", name, "reason", why, NULL};
 
+	qindex_remove(q->ix, name);
 	if (queue_quarantine(q, QD_QUEUE, name, "", dest, sizeof(dest)) < 0) {
 		event_logkv(EV_QUEUE_CORRUPT, kv,
 			    "Queue file %s is damaged (%s) and could not be moved to corrupt/: %s",
@@ -941,6 +1018,8 @@ int queue_load(struct queue *q, const char *id, struct q_env *env, struct buf *c
 	}
 	prc = queue_file_parse(file.data, file.len, env, &off, why);
 	rc = queue_load_finish(q, id, env, prc, why);
+	if (rc == Q_OK && !qindex_has(q->ix, id)) /* committed by another process */
+		qindex_put(q->ix, env, retry_priority_of(file.data + off, (size_t)env->size));
 	if (rc == Q_OK && content)
 		buf_append(content, file.data + off, (size_t)env->size);
 	buf_free(&file);
@@ -949,7 +1028,8 @@ int queue_load(struct queue *q, const char *id, struct q_env *env, struct buf *c
 
 /* Reads the start of fd (file_len bytes long) until the envelope parses:
  * QUEUE_HEAD_READ bytes first, twice as many each time it needs more. */
-static int queue_read_envelope(int fd, uint64_t file_len, struct q_env *env, char why[QF_WHY_MAX])
+static int queue_read_envelope(int fd, uint64_t file_len, struct q_env *env, char why[QF_WHY_MAX],
+			       int *prio)
 {
 	struct buf head = BUF_INIT;
 	size_t want = QUEUE_HEAD_READ, off;
@@ -971,6 +1051,9 @@ static int queue_read_envelope(int fd, uint64_t file_len, struct q_env *env, cha
 		}
 		want *= 2;
 	}
+	/* The headers read with the envelope give the priority (for the index). */
+	if (prc == 0)
+		*prio = retry_priority_of(head.data + off, head.len - off);
 	buf_free(&head);
 	return prc;
 }
@@ -979,7 +1062,7 @@ int queue_load_envelope(struct queue *q, const char *id, struct q_env *env)
 {
 	char why[QF_WHY_MAX];
 	struct stat st;
-	int fd, prc, saved;
+	int fd, prc, saved, prio = PRIORITY_NORMAL, rc;
 
 	memset(env, 0, sizeof(*env));
 	if (!queue_id_valid(id)) {
@@ -989,14 +1072,18 @@ int queue_load_envelope(struct queue *q, const char *id, struct q_env *env)
 	fd = openat(q->fd[QD_QUEUE], id, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? Q_PERMFAIL : Q_TEMPFAIL;
-	prc = fstat(fd, &st) < 0 ? -2 : queue_read_envelope(fd, (uint64_t)st.st_size, env, why);
+	prc = fstat(fd, &st) < 0 ? -2
+				 : queue_read_envelope(fd, (uint64_t)st.st_size, env, why, &prio);
 	saved = errno;
 	close(fd);
 	if (prc == -2) {
 		errno = saved;
 		return Q_TEMPFAIL;
 	}
-	return queue_load_finish(q, id, env, prc, why);
+	rc = queue_load_finish(q, id, env, prc, why);
+	if (rc == Q_OK && !qindex_has(q->ix, id)) /* committed by another process */
+		qindex_put(q->ix, env, prio);
+	return rc;
 }
 
 int queue_update(struct queue *q, const struct q_env *env)
@@ -1020,6 +1107,8 @@ int queue_update(struct queue *q, const struct q_env *env)
 	buf_free(&sb);
 	if (rc != Q_OK)
 		errno = saved;
+	else
+		qindex_update(q->ix, env);
 	return rc;
 }
 
@@ -1037,6 +1126,7 @@ int queue_remove(struct queue *q, const char *id)
 		goto fail;
 	if (unlinkat(q->fd[QD_QUEUE], id, 0) < 0)
 		return errno == ENOENT ? Q_PERMFAIL : Q_TEMPFAIL;
+	qindex_remove(q->ix, id);
 	if (fsync(q->fd[QD_QUEUE]) < 0)
 		goto fail;
 	return Q_OK;
@@ -1181,4 +1271,139 @@ int queue_recover(struct queue *q, int *n_ok, int *n_corrupt)
 	if (n_corrupt)
 		*n_corrupt = bad;
 	return rc;
+}
+
+/* ------------------------------------------- recovery in slices (daemon) */
+
+/* Listing queue/ (names read in slices from an open directory stream),
+ * then reading each envelope into the index, then the end. */
+enum q_rec_phase { QR_LIST, QR_LOAD, QR_DONE };
+
+struct q_recovery {
+	enum q_rec_phase phase;
+	DIR *dir;
+	struct strlist names;
+	size_t pos;
+	int ok, corrupt, failed;
+};
+
+static void queue_recover_free(struct queue *q)
+{
+	if (q->rec == NULL)
+		return;
+	if (q->rec->dir)
+		closedir(q->rec->dir);
+	strlist_free(&q->rec->names);
+	free(q->rec);
+	q->rec = NULL;
+}
+
+int queue_recover_begin(struct queue *q)
+{
+	int fd;
+
+	queue_recover_free(q);
+	q->rec = xcalloc(1, sizeof(*q->rec));
+	if (queue_recover_tmp(q) < 0)
+		q->rec->failed = 1;
+	fd = dup(q->fd[QD_QUEUE]);
+	if (fd < 0 || (q->rec->dir = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		queue_recover_free(q);
+		return Q_TEMPFAIL;
+	}
+	rewinddir(q->rec->dir);
+	return Q_OK;
+}
+
+/* Reads directory entries until the deadline; 1 when the listing is over. */
+static int queue_recover_list(struct q_recovery *r, long long deadline)
+{
+	struct dirent *de;
+	unsigned n = 0;
+
+	while ((de = readdir(r->dir)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			strlist_add(&r->names, de->d_name);
+		if (++n % 256 == 0 && clock_mono_ms() >= deadline)
+			return 0;
+	}
+	closedir(r->dir);
+	r->dir = NULL;
+	return 1;
+}
+
+/* One name of the listing: the envelope into the index (the content's
+ * checksum is checked when the message is loaded for delivery). */
+static void queue_recover_one(struct queue *q, const char *name)
+{
+	struct q_recovery *r = q->rec;
+	struct q_env env;
+
+	if (!queue_id_valid(name)) {
+		queue_damaged(q, name, "not a queue id");
+		r->corrupt++;
+		return;
+	}
+	if (qindex_has(q->ix, name)) { /* loaded for delivery already */
+		r->ok++;
+		return;
+	}
+	int st = queue_load_envelope(q, name, &env);
+	q_env_free(&env);
+	if (st == Q_OK)
+		r->ok++;
+	else if (errno == EBADMSG)
+		r->corrupt++;
+	else if (errno != ENOENT) /* ENOENT: delivered and removed meanwhile */
+		r->failed = 1;
+}
+
+/* The end: orphan state files go, tmp/ and state/ are made durable. */
+static void queue_recover_finish(struct queue *q)
+{
+	if (queue_recover_state(q) < 0)
+		q->rec->failed = 1;
+	if (fsync(q->fd[QD_TMP]) < 0 || fsync(q->fd[QD_STATE]) < 0)
+		q->rec->failed = 1;
+	strlist_free(&q->rec->names);
+	q->rec->phase = QR_DONE;
+}
+
+int queue_recover_step(struct queue *q, int budget_ms)
+{
+	struct q_recovery *r = q->rec;
+	long long deadline = clock_mono_ms() + budget_ms;
+
+	if (r == NULL || r->phase == QR_DONE)
+		return 0;
+	if (r->phase == QR_LIST) {
+		if (!queue_recover_list(r, deadline))
+			return 1;
+		r->phase = QR_LOAD;
+	}
+	while (r->pos < r->names.n) {
+		queue_recover_one(q, r->names.v[r->pos++]);
+		if (r->pos % 16 == 0 && clock_mono_ms() >= deadline)
+			return 1;
+	}
+	queue_recover_finish(q);
+	return 0;
+}
+
+int queue_recover_progress(const struct queue *q, struct q_recover_progress *p)
+{
+	const struct q_recovery *r = q->rec;
+
+	memset(p, 0, sizeof(*p));
+	if (r == NULL)
+		return 0;
+	p->listing = r->phase == QR_LIST;
+	p->done = r->pos;
+	p->total = r->phase == QR_DONE ? (size_t)(r->ok + r->corrupt) : r->names.n;
+	p->ok = r->ok;
+	p->corrupt = r->corrupt;
+	p->failed = r->failed;
+	return r->phase != QR_DONE;
 }

@@ -59,6 +59,10 @@ struct queue;
 struct queue *queue_open(const char *dir);
 void queue_close(struct queue *q);
 const char *queue_dir(const struct queue *q);
+/* The queue's index in memory (queue/qindex.h): it learns of messages as
+ * they are committed, loaded (recovery) or updated, and forgets removed
+ * and damaged ones. Answers questions about the queue without disk I/O. */
+struct qindex *queue_index(struct queue *q);
 
 /* Adds a recipient (state pending) to an envelope being built. */
 void q_env_add_rcpt(struct q_env *env, const char *addr);
@@ -169,6 +173,27 @@ int queue_scan(struct queue *q, int (*cb)(const char *id, void *arg), void *arg)
 /* Start-up recovery: removes uncommitted temp files, checks every queue
  * file, moves damaged ones to corrupt/ (event 3013). Counts are optional. */
 int queue_recover(struct queue *q, int *n_ok, int *n_corrupt);
+
+/* Start-up recovery in slices, for a daemon that listens first (the
+ * commit path does not need it): queue_recover_begin removes tmp/ (as
+ * queue_recover does) and opens queue/; each queue_recover_step works for
+ * about budget_ms (listing queue/, then reading each message's envelope
+ * and state into the index: queue_load_envelope, so damaged envelopes go
+ * to corrupt/, while content checksums are checked when a message is
+ * loaded for delivery) and returns 1 while work remains, 0 once orphan
+ * state files are removed and tmp/ and state/ synced. Other queue
+ * functions may be called between steps. */
+int queue_recover_begin(struct queue *q);
+int queue_recover_step(struct queue *q, int budget_ms);
+
+struct q_recover_progress {
+	int listing;	    /* still reading the names in queue/ */
+	size_t done, total; /* messages looked at, of total (names so far while listing) */
+	int ok, corrupt;    /* found whole, moved to corrupt/ */
+	int failed;	    /* a read or removal failed (logged) */
+};
+/* 1 while a recovery begun is not finished; p filled in either way. */
+int queue_recover_progress(const struct queue *q, struct q_recover_progress *p);
 
 /* A new unique id, sortable by time: 14 hex digits of microseconds, then
  * 4 of process id and 4 of sequence. */

@@ -1,0 +1,498 @@
+/* The queue in memory (see qindex.h). Messages live in a slot array found
+ * through an open-addressing hash on the id; each (message, pending
+ * domain) pair is a node on that domain's doubly linked list and on the
+ * message's own chain, so a domain's messages are found without looking
+ * at any other. Domains and links are interned and never removed (a
+ * hub's few thousand domains). Invariant: the counters of a domain and of
+ * a link are changed only by qindex_link_msg and qindex_unlink_msg. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/xmalloc.h"
+#include "mail/config.h"
+#include "mail/policy.h"
+#include "mail/routes.h"
+#include "queue/qindex.h"
+#include "queue/retry.h"
+
+#define QIX_NONE     UINT32_MAX
+#define QIX_ID_LEN   22
+#define QIX_HEAD_MAX 16384 /* header bytes looked at for the priority */
+
+struct qix_msg {
+	char id[QIX_ID_LEN + 1]; /* "" = free slot */
+	uint8_t prio;
+	uint8_t held; /* has a pending recipient in a held domain */
+	uint32_t size;
+	uint32_t pending; /* pending recipients */
+	uint32_t nodes;	  /* first node of its chain, or the next free slot */
+	int64_t created;
+};
+
+struct qix_node {
+	uint32_t msg, dom;
+	uint32_t prev, next; /* on the domain's list */
+	uint32_t mnext;	     /* on the message's chain, or the next free node */
+};
+
+struct qix_dom {
+	char *name; /* lower case */
+	uint32_t head;
+	uint32_t msgs;
+	int32_t link; /* index into links, or -1 */
+	uint8_t held;
+};
+
+struct qindex {
+	const struct config *cfg;
+	struct qix_msg *msg;
+	uint32_t nmsg, capmsg, freemsg;
+	uint32_t *byid; /* hash: slot + 1, 0 = empty */
+	uint32_t capid, used;
+	struct qix_node *node;
+	uint32_t nnode, capnode, freenode;
+	struct qix_dom *dom;
+	uint32_t ndom, capdom;
+	uint32_t *byname; /* hash of domains: index + 1 */
+	uint32_t capname;
+	struct strlist links;
+	unsigned *link_msgs, *link_urgent;
+	struct qindex_totals tot;
+};
+
+static uint32_t qix_hash(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+struct qindex *qindex_new(void)
+{
+	struct qindex *ix = xcalloc(1, sizeof(*ix));
+
+	ix->freemsg = QIX_NONE;
+	ix->freenode = QIX_NONE;
+	return ix;
+}
+
+void qindex_free(struct qindex *ix)
+{
+	if (ix == NULL)
+		return;
+	for (uint32_t i = 0; i < ix->ndom; i++)
+		free(ix->dom[i].name);
+	free(ix->dom);
+	free(ix->byname);
+	free(ix->msg);
+	free(ix->byid);
+	free(ix->node);
+	strlist_free(&ix->links);
+	free(ix->link_msgs);
+	free(ix->link_urgent);
+	free(ix);
+}
+
+void qindex_set_config(struct qindex *ix, const struct config *cfg)
+{
+	ix->cfg = cfg;
+}
+
+/* ------------------------------------------------------------ id hash */
+
+/* The bucket of id: where it is, or the empty one where it would go. */
+static uint32_t qix_id_bucket(const struct qindex *ix, const char *id)
+{
+	uint32_t mask = ix->capid - 1, b = qix_hash(id) & mask;
+
+	while (ix->byid[b] != 0 && strcmp(ix->msg[ix->byid[b] - 1].id, id) != 0)
+		b = (b + 1) & mask;
+	return b;
+}
+
+static void qix_id_grow(struct qindex *ix)
+{
+	uint32_t old = ix->capid, *v = ix->byid;
+
+	ix->capid = old ? 2 * old : 1024;
+	ix->byid = xcalloc(ix->capid, sizeof(*ix->byid));
+	for (uint32_t i = 0; i < old; i++)
+		if (v[i] != 0)
+			ix->byid[qix_id_bucket(ix, ix->msg[v[i] - 1].id)] = v[i];
+	free(v);
+}
+
+/* The slot of id, or QIX_NONE. */
+static uint32_t qix_find(const struct qindex *ix, const char *id)
+{
+	if (ix->capid == 0)
+		return QIX_NONE;
+	uint32_t b = qix_id_bucket(ix, id);
+	return ix->byid[b] ? ix->byid[b] - 1 : QIX_NONE;
+}
+
+/* Linear probing: deleting moves later entries of the run back. */
+static void qix_id_delete(struct qindex *ix, uint32_t b)
+{
+	uint32_t mask = ix->capid - 1, j = b;
+
+	ix->byid[b] = 0;
+	for (;;) {
+		j = (j + 1) & mask;
+		if (ix->byid[j] == 0)
+			break;
+		uint32_t home = qix_hash(ix->msg[ix->byid[j] - 1].id) & mask;
+		/* Move j to b unless its home lies cyclically in (b, j]. */
+		if ((b < j && (home <= b || home > j)) || (b > j && home <= b && home > j)) {
+			ix->byid[b] = ix->byid[j];
+			ix->byid[j] = 0;
+			b = j;
+		}
+	}
+	ix->used--;
+}
+
+/* -------------------------------------------------------------- domains */
+
+static uint32_t qix_name_bucket(const struct qindex *ix, const char *name)
+{
+	uint32_t mask = ix->capname - 1, b = qix_hash(name) & mask;
+
+	while (ix->byname[b] != 0 && strcmp(ix->dom[ix->byname[b] - 1].name, name) != 0)
+		b = (b + 1) & mask;
+	return b;
+}
+
+static void qix_name_grow(struct qindex *ix)
+{
+	ix->capname = ix->capname ? 2 * ix->capname : 256;
+	free(ix->byname);
+	ix->byname = xcalloc(ix->capname, sizeof(*ix->byname));
+	for (uint32_t i = 0; i < ix->ndom; i++)
+		ix->byname[qix_name_bucket(ix, ix->dom[i].name)] = i + 1;
+}
+
+static int32_t qix_link_id(struct qindex *ix, const char *name)
+{
+	for (size_t i = 0; i < ix->links.n; i++)
+		if (strcmp(ix->links.v[i], name) == 0)
+			return (int32_t)i;
+	strlist_add(&ix->links, name);
+	ix->link_msgs = xrealloc(ix->link_msgs, ix->links.n * sizeof(unsigned));
+	ix->link_urgent = xrealloc(ix->link_urgent, ix->links.n * sizeof(unsigned));
+	ix->link_msgs[ix->links.n - 1] = 0;
+	ix->link_urgent[ix->links.n - 1] = 0;
+	return (int32_t)(ix->links.n - 1);
+}
+
+/* What the configuration says about a new domain: held, and its link. */
+static void qix_dom_classify(struct qindex *ix, struct qix_dom *d)
+{
+	const struct route *r;
+
+	d->link = -1;
+	d->held = 0;
+	if (ix->cfg == NULL || config_is_local_domain(ix->cfg, d->name))
+		return;
+	d->held = (uint8_t)(policy_held(ix->cfg, d->name) != 0);
+	r = ix->cfg->routes ? routes_lookup(ix->cfg->routes, d->name) : NULL;
+	if (r && r->via)
+		d->link = qix_link_id(ix, r->via);
+}
+
+/* The domain of an address, interned (lower case). */
+static uint32_t qix_dom_of(struct qindex *ix, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	char *name = xstrdup(at ? at + 1 : "");
+	uint32_t b;
+
+	for (char *c = name; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	if (2 * (ix->ndom + 1) > ix->capname)
+		qix_name_grow(ix);
+	b = qix_name_bucket(ix, name);
+	if (ix->byname[b] != 0) {
+		free(name);
+		return ix->byname[b] - 1;
+	}
+	if (ix->ndom == ix->capdom) {
+		ix->capdom = ix->capdom ? 2 * ix->capdom : 64;
+		ix->dom = xrealloc(ix->dom, ix->capdom * sizeof(*ix->dom));
+	}
+	struct qix_dom *d = &ix->dom[ix->ndom];
+	memset(d, 0, sizeof(*d));
+	d->name = name;
+	d->head = QIX_NONE;
+	qix_dom_classify(ix, d);
+	ix->byname[b] = ++ix->ndom;
+	return ix->ndom - 1;
+}
+
+/* ---------------------------------------------------------------- nodes */
+
+static uint32_t qix_node_new(struct qindex *ix)
+{
+	uint32_t n = ix->freenode;
+
+	if (n != QIX_NONE) {
+		ix->freenode = ix->node[n].mnext;
+		return n;
+	}
+	if (ix->nnode == ix->capnode) {
+		ix->capnode = ix->capnode ? 2 * ix->capnode : 1024;
+		ix->node = xrealloc(ix->node, ix->capnode * sizeof(*ix->node));
+	}
+	return ix->nnode++;
+}
+
+/* 1 if message m has a node for domain dom already. */
+static int qix_msg_has_dom(const struct qindex *ix, const struct qix_msg *m, uint32_t dom)
+{
+	for (uint32_t n = m->nodes; n != QIX_NONE; n = ix->node[n].mnext)
+		if (ix->node[n].dom == dom)
+			return 1;
+	return 0;
+}
+
+/* 1 if some domain of m before node stop goes via link. */
+static int qix_link_seen(const struct qindex *ix, const struct qix_msg *m, uint32_t stop,
+			 int32_t link)
+{
+	for (uint32_t n = m->nodes; n != stop; n = ix->node[n].mnext)
+		if (ix->dom[ix->node[n].dom].link == link)
+			return 1;
+	return 0;
+}
+
+/* Adds slot s's counts to its domains and links (once per link). */
+static void qix_count(struct qindex *ix, uint32_t s, int sign)
+{
+	struct qix_msg *m = &ix->msg[s];
+
+	for (uint32_t n = m->nodes; n != QIX_NONE; n = ix->node[n].mnext) {
+		struct qix_dom *d = &ix->dom[ix->node[n].dom];
+		d->msgs += (uint32_t)sign;
+		if (d->link >= 0 && !qix_link_seen(ix, m, n, d->link)) {
+			ix->link_msgs[d->link] += (unsigned)sign;
+			if (m->prio == PRIORITY_URGENT)
+				ix->link_urgent[d->link] += (unsigned)sign;
+		}
+	}
+	ix->tot.messages += (unsigned)sign;
+	ix->tot.urgent += m->prio == PRIORITY_URGENT ? (unsigned)sign : 0;
+	ix->tot.held += m->held ? (unsigned)sign : 0;
+	ix->tot.pending += m->pending * (unsigned)sign;
+	ix->tot.bytes += sign > 0 ? m->size : -(uint64_t)m->size;
+}
+
+/* Puts slot s on the lists of its pending recipients' domains. */
+static void qix_link_msg(struct qindex *ix, uint32_t s, const struct q_env *env)
+{
+	ix->msg[s].nodes = QIX_NONE;
+	ix->msg[s].pending = 0;
+	ix->msg[s].held = 0;
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		uint32_t dom, n;
+		if (env->rcpt[i].state != RCPT_PENDING)
+			continue;
+		ix->msg[s].pending++;
+		dom = qix_dom_of(ix, env->rcpt[i].addr);
+		if (qix_msg_has_dom(ix, &ix->msg[s], dom))
+			continue;
+		n = qix_node_new(ix);
+		ix->node[n] =
+		    (struct qix_node){s, dom, QIX_NONE, ix->dom[dom].head, ix->msg[s].nodes};
+		if (ix->dom[dom].head != QIX_NONE)
+			ix->node[ix->dom[dom].head].prev = n;
+		ix->dom[dom].head = n;
+		ix->msg[s].nodes = n;
+		ix->msg[s].held |= ix->dom[dom].held;
+	}
+	qix_count(ix, s, 1);
+}
+
+/* Takes slot s off its domains' lists and its counts off the counters. */
+static void qix_unlink_msg(struct qindex *ix, uint32_t s)
+{
+	uint32_t n, next;
+
+	qix_count(ix, s, -1);
+	for (n = ix->msg[s].nodes; n != QIX_NONE; n = next) {
+		struct qix_node *x = &ix->node[n];
+		next = x->mnext;
+		if (x->prev != QIX_NONE)
+			ix->node[x->prev].next = x->next;
+		else
+			ix->dom[x->dom].head = x->next;
+		if (x->next != QIX_NONE)
+			ix->node[x->next].prev = x->prev;
+		x->mnext = ix->freenode;
+		ix->freenode = n;
+	}
+	ix->msg[s].nodes = QIX_NONE;
+}
+
+/* ------------------------------------------------------------- messages */
+
+static uint32_t qix_slot_new(struct qindex *ix)
+{
+	uint32_t s = ix->freemsg;
+
+	if (s != QIX_NONE) {
+		ix->freemsg = ix->msg[s].nodes;
+		return s;
+	}
+	if (ix->nmsg == ix->capmsg) {
+		ix->capmsg = ix->capmsg ? 2 * ix->capmsg : 1024;
+		ix->msg = xrealloc(ix->msg, ix->capmsg * sizeof(*ix->msg));
+	}
+	return ix->nmsg++;
+}
+
+void qindex_put(struct qindex *ix, const struct q_env *env, int prio)
+{
+	uint32_t s, b;
+
+	if (!queue_id_valid(env->id))
+		return;
+	if ((s = qix_find(ix, env->id)) != QIX_NONE) {
+		qix_unlink_msg(ix, s);
+	} else {
+		if (2 * (ix->used + 1) > ix->capid)
+			qix_id_grow(ix);
+		s = qix_slot_new(ix);
+		memcpy(ix->msg[s].id, env->id, QIX_ID_LEN + 1);
+		b = qix_id_bucket(ix, env->id);
+		ix->byid[b] = s + 1;
+		ix->used++;
+	}
+	ix->msg[s].prio = (uint8_t)prio;
+	ix->msg[s].size = env->size > UINT32_MAX ? UINT32_MAX : (uint32_t)env->size;
+	ix->msg[s].created = env->created;
+	qix_link_msg(ix, s, env);
+}
+
+void qindex_update(struct qindex *ix, const struct q_env *env)
+{
+	uint32_t s = queue_id_valid(env->id) ? qix_find(ix, env->id) : QIX_NONE;
+
+	if (s == QIX_NONE)
+		return;
+	qix_unlink_msg(ix, s);
+	qix_link_msg(ix, s, env);
+}
+
+void qindex_remove(struct qindex *ix, const char *id)
+{
+	uint32_t s, b;
+
+	if (ix->capid == 0 || !queue_id_valid(id))
+		return;
+	b = qix_id_bucket(ix, id);
+	if (ix->byid[b] == 0)
+		return;
+	s = ix->byid[b] - 1;
+	qix_unlink_msg(ix, s);
+	qix_id_delete(ix, b);
+	ix->msg[s].id[0] = '\0';
+	ix->msg[s].nodes = ix->freemsg;
+	ix->freemsg = s;
+}
+
+int qindex_has(const struct qindex *ix, const char *id)
+{
+	return queue_id_valid(id) && qix_find(ix, id) != QIX_NONE;
+}
+
+void qindex_totals(const struct qindex *ix, struct qindex_totals *t)
+{
+	*t = ix->tot;
+}
+
+void qindex_links_count(const struct qindex *ix, const struct strlist *names, unsigned *msgs,
+			unsigned *urgent)
+{
+	*msgs = 0;
+	*urgent = 0;
+	for (size_t i = 0; i < ix->links.n; i++)
+		if (strlist_has(names, ix->links.v[i])) {
+			*msgs += ix->link_msgs[i];
+			*urgent += ix->link_urgent[i];
+		}
+}
+
+/* Calls cb for the messages of held domain d not yet reported (a message
+ * with two matching domains is reported at the first). */
+static int qix_held_dom(const struct qindex *ix, uint32_t d, const char *node, int sub,
+			int (*cb)(const char *, void *), void *arg, unsigned *calls)
+{
+	for (uint32_t n = ix->dom[d].head; n != QIX_NONE; n = ix->node[n].next) {
+		const struct qix_msg *m = &ix->msg[ix->node[n].msg];
+		int dup = 0;
+		for (uint32_t o = m->nodes; o != n && !dup; o = ix->node[o].mnext) {
+			const struct qix_dom *od = &ix->dom[ix->node[o].dom];
+			dup = od->held && policy_domain_under(od->name, node, sub);
+		}
+		if (dup)
+			continue;
+		(*calls)++;
+		if (cb && cb(m->id, arg) != 0)
+			return 1;
+	}
+	return 0;
+}
+
+unsigned qindex_held_for(const struct qindex *ix, const char *node, int sub,
+			 int (*cb)(const char *id, void *arg), void *arg)
+{
+	unsigned calls = 0;
+
+	if (!sub) {
+		char *lower = xstrdup(node);
+		for (char *c = lower; *c; c++)
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
+		uint32_t b = ix->capname ? qix_name_bucket(ix, lower) : 0;
+		free(lower);
+		if (ix->capname && ix->byname[b] && ix->dom[ix->byname[b] - 1].held)
+			qix_held_dom(ix, ix->byname[b] - 1, node, 0, cb, arg, &calls);
+		return calls;
+	}
+	for (uint32_t d = 0; d < ix->ndom; d++)
+		if (ix->dom[d].held && ix->dom[d].head != QIX_NONE &&
+		    policy_domain_under(ix->dom[d].name, node, 1) &&
+		    qix_held_dom(ix, d, node, 1, cb, arg, &calls))
+			break;
+	return calls;
+}
+
+size_t qindex_memory(const struct qindex *ix)
+{
+	size_t n = sizeof(*ix) + (size_t)ix->capmsg * sizeof(*ix->msg) +
+		   (size_t)ix->capid * sizeof(*ix->byid) + (size_t)ix->capnode * sizeof(*ix->node) +
+		   (size_t)ix->capdom * sizeof(*ix->dom) +
+		   (size_t)ix->capname * sizeof(*ix->byname);
+
+	for (uint32_t i = 0; i < ix->ndom; i++)
+		n += strlen(ix->dom[i].name) + 1;
+	return n + ix->links.n * 2 * sizeof(unsigned);
+}
+
+int qindex_priority_iov(const struct iovec *iov, int iovcnt)
+{
+	char head[QIX_HEAD_MAX];
+	size_t len = 0;
+
+	for (int i = 0; i < iovcnt && len < sizeof(head); i++) {
+		size_t k =
+		    iov[i].iov_len < sizeof(head) - len ? iov[i].iov_len : sizeof(head) - len;
+		memcpy(head + len, iov[i].iov_base, k);
+		len += k;
+	}
+	return (int)retry_priority_of(head, len);
+}

@@ -1,0 +1,60 @@
+/* The queue in memory: for each queued message the few fields that the
+ * scheduler, the session and the hub ask about (id, arrival, size,
+ * priority, the domains of its pending recipients), with counters per
+ * domain and per link kept up to date as messages are committed, updated
+ * and removed. Invariant: every counter equals what a scan of the entries
+ * would count. Questions about the queue are answered here, not from disk.
+ * Owned by struct queue (queue_index), used on one thread. */
+#ifndef QUEUE_QINDEX_H
+#define QUEUE_QINDEX_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "lib/strlist.h"
+#include "queue/queue.h"
+
+struct config;
+struct qindex;
+
+struct qindex_totals {
+	unsigned messages; /* indexed messages */
+	unsigned urgent;   /* of those, priority urgent */
+	unsigned held;	   /* with a pending recipient in a held domain (hub) */
+	unsigned pending;  /* pending recipients */
+	uint64_t bytes;	   /* content bytes */
+};
+
+struct qindex *qindex_new(void);
+void qindex_free(struct qindex *ix);
+/* What a recipient domain means: its route's via= link, held or not, local
+ * or not. Looked up once per domain, so set it before adding entries. */
+void qindex_set_config(struct qindex *ix, const struct config *cfg);
+
+/* Adds (or replaces) the entry for env: its pending recipients count;
+ * prio is an enum retry_priority. */
+void qindex_put(struct qindex *ix, const struct q_env *env, int prio);
+/* New recipient state of an indexed message (nothing if it is unknown). */
+void qindex_update(struct qindex *ix, const struct q_env *env);
+void qindex_remove(struct qindex *ix, const char *id);
+int qindex_has(const struct qindex *ix, const char *id);
+
+void qindex_totals(const struct qindex *ix, struct qindex_totals *t);
+/* Messages with a pending, non-local recipient whose route goes via one of
+ * names (a message for two of the names counts twice), and how many of
+ * them are urgent. */
+void qindex_links_count(const struct qindex *ix, const struct strlist *names, unsigned *msgs,
+			unsigned *urgent);
+/* Calls cb(id) once for each message with a pending recipient in a held
+ * domain that is node or (sub) under node; cb returns non-zero to stop.
+ * Touches only the matching domains' messages. Returns the number of calls. */
+unsigned qindex_held_for(const struct qindex *ix, const char *node, int sub,
+			 int (*cb)(const char *id, void *arg), void *arg);
+/* Bytes of memory the index holds (tables included). */
+size_t qindex_memory(const struct qindex *ix);
+
+/* The priority of content given as iov, from its header section (as
+ * retry_priority_of, over at most the first 16 KB). */
+int qindex_priority_iov(const struct iovec *iov, int iovcnt);
+
+#endif

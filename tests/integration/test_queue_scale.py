@@ -1,0 +1,75 @@
+"""The queue at scale (issue 12): the daemon listens before it has read its
+queue, reads it in slices while serving SMTP, says so in `status`, survives
+kill -9 in the middle, and checks a message's checksum when it opens it for
+delivery rather than at start-up."""
+import datetime
+import time
+
+from daemon import files_under
+from queuefile import queue_id, write_queue
+from smtpraw import message
+from wait import wait_until
+
+N = 4000
+BIG = 20000  # enough that reading it takes longer than the banner wait
+# Mail waits for a link whose `up` fails: everything stays queued.
+VIA_LINK = ("local_domains = localhost",
+            "[routes]", "* = smarthost 127.0.0.1:9 via=wan tls=none",
+            "[phonebook wan]", "type = command", "up = false",
+            "[session]", "entries = wan")
+
+
+def event_time(ev):
+    return datetime.datetime.strptime(ev["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def status(d):
+    return d.cli("status", "--dir", str(d.dir)).stdout
+
+
+def test_listens_first_then_recovers_in_the_background(daemon):
+    d = daemon(*VIA_LINK, start=False)
+    write_queue(str(d.dir), BIG, lambda i: "u%d@d%d.example" % (i, i % 50), size=300)
+    d.start()
+    banner = time.time()
+    seen = status(d)  # usually still recovering; both answers are right
+    assert "recovering: " in seen or "queue: %d messages" % BIG in seen, seen
+    ev = d.wait_event(1005, 60)
+    assert "%d messages queued, 0 damaged" % BIG in ev[0]["text"], ev
+    # The banner came before recovery was over.
+    assert banner < event_time(ev[0]) + 0.001, (banner, ev[0]["time"])
+    s = status(d)
+    assert "queue: %d messages, %d for the link" % (BIG, BIG) in s and "recovering" not in s, s
+    # Mail is accepted and counted as before.
+    assert d.send("a@client.test", ["z@far.example"], message("new")).code == 250
+    assert "queue: %d messages, %d for the link" % (BIG + 1, BIG + 1) in status(d)
+
+
+def test_kill9_during_recovery_loses_nothing(daemon):
+    d = daemon(*VIA_LINK, start=False)
+    ids = write_queue(str(d.dir), N, lambda i: "u%d@d%d.example" % (i, i % 50))
+    for _ in range(3):
+        d.start()
+        d.kill9()  # at once: recovery has hardly begun
+    assert sorted(f.name for f in files_under(d.dir / "queue")) == sorted(ids)
+    assert files_under(d.dir / "corrupt") == []
+    d.start()
+    ev = d.wait_event(1005, 30)
+    assert "%d messages queued, 0 damaged" % N in ev[-1]["text"], ev
+
+
+def test_checksum_is_checked_when_the_message_is_delivered(daemon):
+    d = daemon("local_domains = localhost", "local_recipients = alice", start=False)
+    write_queue(str(d.dir), 3, lambda i: "alice@localhost", size=600)
+    bad = d.dir / "queue" / queue_id(1)
+    data = bytearray(bad.read_bytes())
+    data[data.index(b"xxxx")] = ord("y")  # same length: only the CRC sees it
+    bad.write_bytes(bytes(data))
+    d.start()
+    assert wait_until(lambda: len(d.maildir_files("alice")) == 2, 15)
+    ev = d.wait_event(3013, 10)
+    assert queue_id(1) in ev[0]["text"] and "checksum mismatch" in ev[0]["text"], ev
+    assert [f.name for f in files_under(d.dir / "corrupt")] == [queue_id(1)]
+    # Recovery read only the envelopes: it found all three whole.
+    assert "3 messages queued, 0 damaged" in d.wait_event(1005)[0]["text"]

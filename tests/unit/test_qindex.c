@@ -1,0 +1,218 @@
+/* Unit tests of the queue index (src/queue/qindex.c): counters by link and
+ * held domain follow commits, updates and removals exactly as a scan would
+ * count them; the index learns of a commit only when it succeeds; memory
+ * per message stays within the documented bound. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lib/buf.h"
+#include "lib/xmalloc.h"
+#include "mail/config.h"
+#include "queue/qindex.h"
+#include "queue/queue.h"
+#include "queue/retry.h"
+#include "test_tmp.h"
+
+static const char conf_text[] = "local_domains = localhost\n"
+				"hold_domains = site.example\n"
+				"[routes]\n"
+				"far.example = smarthost 127.0.0.1:9 via=wan\n"
+				".sub.example = hold\n"
+				"* = smarthost 127.0.0.1:9\n";
+
+static void load_conf(struct config *cfg, char *dir)
+{
+	char path[TEST_TMP_MAX + 16];
+	struct buf err = BUF_INIT;
+	FILE *f;
+
+	assert_non_null(test_tmp_dir(dir, TEST_TMP_MAX, "qindex"));
+	snprintf(path, sizeof(path), "%s/c.conf", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(conf_text, f);
+	fclose(f);
+	if (config_load(cfg, path, &err) != 0)
+		fail_msg("config refused: %s", buf_cstr(&err));
+	buf_free(&err);
+}
+
+static void env_make(struct q_env *env, const char *id, const char *const *rcpts)
+{
+	memset(env, 0, sizeof(*env));
+	snprintf(env->id, sizeof(env->id), "%s", id);
+	env->created = 1700000000;
+	env->size = 1000;
+	for (; *rcpts; rcpts++)
+		q_env_add_rcpt(env, *rcpts);
+}
+
+static int collect(const char *id, void *arg)
+{
+	strlist_add(arg, id);
+	return 0;
+}
+
+static void test_counts_follow_changes(void **state)
+{
+	char dir[TEST_TMP_MAX];
+	struct config cfg;
+	struct qindex *ix = qindex_new();
+	struct qindex_totals t;
+	struct strlist wan = {0}, ids = {0};
+	struct q_env a, b, c;
+	unsigned n, urgent;
+	const char *ra[] = {"x@far.example", "y@FAR.example", "z@other.example", NULL};
+	const char *rb[] = {"p@site.example", "q@a.sub.example", NULL};
+	const char *rc[] = {"u@far.example", "v@site.example", NULL};
+
+	load_conf(&cfg, dir);
+	qindex_set_config(ix, &cfg);
+	strlist_add(&wan, "wan");
+	env_make(&a, "000000000000010000000A", ra);
+	env_make(&b, "000000000000020000000B", rb);
+	env_make(&c, "000000000000030000000C", rc);
+	qindex_put(ix, &a, PRIORITY_NORMAL);
+	qindex_put(ix, &b, PRIORITY_NORMAL);
+	qindex_put(ix, &c, PRIORITY_URGENT);
+	qindex_totals(ix, &t);
+	assert_int_equal(t.messages, 3);
+	assert_int_equal(t.urgent, 1);
+	assert_int_equal(t.held, 2);
+	assert_int_equal(t.pending, 7);
+	assert_int_equal(t.bytes, 3000);
+	qindex_links_count(ix, &wan, &n, &urgent);
+	assert_int_equal(n, 2); /* a counts once for its two far.example rcpts */
+	assert_int_equal(urgent, 1);
+
+	/* Held for site.example: b and c, oldest first, nothing else. */
+	assert_int_equal(qindex_held_for(ix, "Site.Example", 0, collect, &ids), 2);
+	assert_int_equal(ids.n, 2);
+	assert_true(strlist_has(&ids, b.id) && strlist_has(&ids, c.id));
+	/* "@sub.example": a.sub.example is held under it; b once. */
+	assert_int_equal(qindex_held_for(ix, "sub.example", 1, NULL, NULL), 1);
+	assert_int_equal(qindex_held_for(ix, "sub.example", 0, NULL, NULL), 0);
+	assert_int_equal(qindex_held_for(ix, "other.example", 0, NULL, NULL), 0);
+
+	/* c's far.example recipient is delivered: c no longer counts for wan. */
+	c.rcpt[0].state = RCPT_DELIVERED;
+	qindex_update(ix, &c);
+	qindex_links_count(ix, &wan, &n, &urgent);
+	assert_int_equal(n, 1);
+	assert_int_equal(urgent, 0);
+	qindex_remove(ix, b.id);
+	qindex_remove(ix, b.id); /* twice is harmless */
+	assert_int_equal(qindex_held_for(ix, "site.example", 0, NULL, NULL), 1);
+	assert_false(qindex_has(ix, b.id));
+	assert_true(qindex_has(ix, a.id));
+	qindex_remove(ix, a.id);
+	qindex_remove(ix, c.id);
+	qindex_totals(ix, &t);
+	assert_int_equal(t.messages + t.urgent + t.held + t.pending + t.bytes, 0);
+	qindex_links_count(ix, &wan, &n, &urgent);
+	assert_int_equal(n + urgent, 0);
+
+	q_env_free(&a);
+	q_env_free(&b);
+	q_env_free(&c);
+	strlist_free(&wan);
+	strlist_free(&ids);
+	qindex_free(ix);
+	config_free(&cfg);
+	test_tmp_rm(dir);
+}
+
+/* Many messages in and out again: the hash keeps finding every id (the
+ * deletion path moves entries), and the memory bound of the docs holds. */
+static void test_many_and_memory(void **state)
+{
+	enum { N = 100000 };
+	struct qindex *ix = qindex_new();
+	struct qindex_totals t;
+	const char *r[] = {"a@b.example", NULL};
+	struct q_env e;
+	size_t per;
+
+	for (unsigned i = 0; i < N; i++) {
+		char id[QUEUE_ID_MAX];
+		snprintf(id, sizeof(id), "%014X0000%04X", i * 7919u, i & 0xFFFF);
+		env_make(&e, id, r);
+		qindex_put(ix, &e, PRIORITY_NORMAL);
+		q_env_free(&e);
+	}
+	per = qindex_memory(ix) / N;
+	print_message("qindex: %zu bytes per message at %d messages\n", per, N);
+	assert_true(per <= 300);
+	for (unsigned i = 0; i < N; i += 2) {
+		char id[QUEUE_ID_MAX];
+		snprintf(id, sizeof(id), "%014X0000%04X", i * 7919u, i & 0xFFFF);
+		qindex_remove(ix, id);
+	}
+	for (unsigned i = 0; i < N; i++) {
+		char id[QUEUE_ID_MAX];
+		snprintf(id, sizeof(id), "%014X0000%04X", i * 7919u, i & 0xFFFF);
+		assert_int_equal(qindex_has(ix, id), i % 2);
+	}
+	qindex_totals(ix, &t);
+	assert_int_equal(t.messages, N / 2);
+	qindex_free(ix);
+}
+
+/* Through the queue: a committed message is indexed with its priority, a
+ * removed one goes, a batch dropped before its commit never shows. */
+static void test_queue_keeps_index(void **state)
+{
+	char dir[TEST_TMP_MAX];
+	struct queue *q;
+	struct q_env e;
+	struct qindex_totals t;
+	struct q_batch *b;
+	const char *r[] = {"a@b.example", NULL};
+	char msg[] = "Priority: urgent\r\nSubject: x\r\n\r\nbody\r\n";
+	struct iovec iov = {msg, sizeof(msg) - 1};
+	char id[QUEUE_ID_MAX];
+
+	assert_non_null(test_tmp_dir(dir, sizeof(dir), "qindexq"));
+	q = queue_open(dir);
+	assert_non_null(q);
+	env_make(&e, "", r);
+	assert_int_equal(queue_commit(q, &e, &iov, 1), Q_OK);
+	memcpy(id, e.id, sizeof(id));
+	q_env_free(&e);
+	qindex_totals(queue_index(q), &t);
+	assert_int_equal(t.messages, 1);
+	assert_int_equal(t.urgent, 1);
+	assert_int_equal(t.bytes, sizeof(msg) - 1);
+
+	b = queue_batch_new(q);
+	env_make(&e, "", r);
+	assert_int_equal(queue_batch_add(b, &e, &iov, 1), Q_OK);
+	q_env_free(&e);
+	queue_batch_free(b); /* never committed */
+	qindex_totals(queue_index(q), &t);
+	assert_int_equal(t.messages, 1);
+
+	assert_int_equal(queue_remove(q, id), Q_OK);
+	qindex_totals(queue_index(q), &t);
+	assert_int_equal(t.messages, 0);
+	queue_close(q);
+	test_tmp_rm(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_counts_follow_changes),
+	    cmocka_unit_test(test_many_and_memory),
+	    cmocka_unit_test(test_queue_keeps_index),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
