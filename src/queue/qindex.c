@@ -491,6 +491,8 @@ int qindex_priority_iov(const struct iovec *iov, int iovcnt)
 	for (int i = 0; i < iovcnt && len < sizeof(head); i++) {
 		size_t k =
 		    iov[i].iov_len < sizeof(head) - len ? iov[i].iov_len : sizeof(head) - len;
+		if (k == 0)
+			continue; /* an empty piece may have no buffer at all */
 		memcpy(head + len, iov[i].iov_base, k);
 		len += k;
 	}

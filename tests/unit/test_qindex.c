@@ -207,12 +207,36 @@ static void test_queue_keeps_index(void **state)
 	test_tmp_rm(dir);
 }
 
+/* Found by fuzz_smtp_data: an empty message's content is an iov with no
+ * buffer (NULL, 0); its priority is the default, and nothing is read. The
+ * header is found across pieces, and only in the first 16 KB. */
+static void test_priority_of_pieces(void **state)
+{
+	struct iovec empty = {NULL, 0};
+	struct iovec split[3] = {
+	    {"Subj", 4}, {NULL, 0}, {"ect: x\r\nPriority: urgent\r\n\r\nb", 31}};
+	struct buf far = BUF_INIT;
+	struct iovec late;
+
+	assert_int_equal(qindex_priority_iov(&empty, 1), PRIORITY_NORMAL);
+	assert_int_equal(qindex_priority_iov(split, 3), PRIORITY_URGENT);
+	for (int i = 0; i < 400; i++)
+		buf_printf(&far, "X-Filler-%03d: %s\r\n", i, "some header text to fill the head");
+	buf_puts(&far, "Priority: urgent\r\n\r\nbody\r\n");
+	late.iov_base = far.data;
+	late.iov_len = far.len;
+	assert_true(far.len > 16384);
+	assert_int_equal(qindex_priority_iov(&late, 1), PRIORITY_NORMAL);
+	buf_free(&far);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_counts_follow_changes),
 	    cmocka_unit_test(test_many_and_memory),
 	    cmocka_unit_test(test_queue_keeps_index),
+	    cmocka_unit_test(test_priority_of_pieces),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
