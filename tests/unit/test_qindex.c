@@ -213,8 +213,8 @@ static void test_queue_keeps_index(void **state)
 static void test_priority_of_pieces(void **state)
 {
 	struct iovec empty = {NULL, 0};
-	struct iovec split[3] = {
-	    {"Subj", 4}, {NULL, 0}, {"ect: x\r\nPriority: urgent\r\n\r\nb", 31}};
+	static char rest[] = "ect: x\r\nPriority: urgent\r\n\r\nb";
+	struct iovec split[3] = {{"Subj", 4}, {NULL, 0}, {rest, sizeof(rest) - 1}};
 	struct buf far = BUF_INIT;
 	struct iovec late;
 
