@@ -38,7 +38,7 @@ struct control {
 	struct sessions *sessions;
 	struct control_client *clients;
 	char *path;
-	int (*reload)(void *arg, struct buf *out);
+	int (*reload)(void *arg, int logs_only, struct buf *out);
 	void *reload_arg;
 };
 
@@ -136,16 +136,16 @@ static void control_status(struct control_client *cl)
 	buf_free(&out);
 }
 
-/* "reload" and "reopen-logs", what SIGHUP does: "ok WHAT WAS DONE" or
- * "error WHAT FAILED". */
-static void control_reload(struct control_client *cl)
+/* "reload" (what SIGHUP does) and "reopen-logs" (the logs only): "ok
+ * WHAT WAS DONE" or "error WHAT FAILED". */
+static void control_reload(struct control_client *cl, int logs_only)
 {
 	struct control *c = cl->c;
 	struct buf out = BUF_INIT, line = BUF_INIT;
 	int rc = -1;
 
 	if (c->reload)
-		rc = c->reload(c->reload_arg, &out);
+		rc = c->reload(c->reload_arg, logs_only, &out);
 	else
 		buf_puts(&out, "reload is not available");
 	buf_printf(&line, "%s %s\n", rc < 0 ? "error" : "ok", buf_cstr(&out));
@@ -167,7 +167,7 @@ static void control_command(struct control_client *cl, const char *line)
 		return;
 	}
 	if (strcmp(line, "reload") == 0 || strcmp(line, "reopen-logs") == 0) {
-		control_reload(cl);
+		control_reload(cl, strcmp(line, "reopen-logs") == 0);
 		return;
 	}
 	if (strcmp(line, "kick") == 0) {
@@ -300,7 +300,8 @@ void control_set_sessions(struct control *c, struct sessions *s)
 		c->sessions = s;
 }
 
-void control_set_reload(struct control *c, int (*fn)(void *arg, struct buf *out), void *arg)
+void control_set_reload(struct control *c, int (*fn)(void *arg, int logs_only, struct buf *out),
+			void *arg)
 {
 	if (c) {
 		c->reload = fn;

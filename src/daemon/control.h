@@ -11,10 +11,12 @@ struct control;
 struct control *control_listen(struct event_base *base, const char *dir, struct delivery *d);
 /* Enables "dial [ENTRY]" (streams the session's progress) and "status". */
 void control_set_sessions(struct control *c, struct sessions *s);
-/* Enables "reload" and "reopen-logs": fn does what SIGHUP does, says what
- * in out, and returns -1 when something failed. */
+/* Enables "reload" (fn does what SIGHUP does) and "reopen-logs" (fn with
+ * logs_only: the logs and nothing else); fn says what in out, and returns
+ * -1 when something failed. */
 struct buf;
-void control_set_reload(struct control *c, int (*fn)(void *arg, struct buf *out), void *arg);
+void control_set_reload(struct control *c, int (*fn)(void *arg, int logs_only, struct buf *out),
+			void *arg);
 void control_free(struct control *c);
 /* Client side: sends one command line, reads one reply line into reply.
  * -1 if no daemon listens. */

@@ -27,6 +27,7 @@
 #include "queue/qindex.h"
 #include "queue/queue.h"
 #include "smtp/smtp_server.h"
+#include "daemon/reconfig.h"
 
 #define DAEMON_RECOVER_SLICE_MS 5 /* recovery work between two looks at the loop */
 
@@ -41,6 +42,7 @@ struct daemon {
 	struct odmr_hub *odmr;	   /* odmr_listen: ATRN (RFC 2645); NULL: off */
 	struct answer *answer;	   /* [answer NAME] modems taking calls; NULL: none */
 	struct sessions *sessions; /* dial-up sessions and their scheduler */
+	struct reconfig *reconfig; /* reading the configuration again */
 	struct event *sig_term, *sig_int, *sig_hup, *scan_timer;
 	struct event *recover; /* start-up recovery in slices; NULL when done */
 	const char *dir;
@@ -76,22 +78,28 @@ static void daemon_one_line(struct buf *b)
 			b->data[i] = ';';
 }
 
-/* SIGHUP, `dialmail reload` and `dialmail reopen-logs`: reopens the event
- * and tracking logs (logrotate renamed them) and reloads the TLS
- * certificates; says what was done in out and as event 1008, or 1009 with
- * why. -1 when something failed. */
-static int daemon_reload(void *arg, struct buf *out)
+/* SIGHUP and `dialmail reload`: the configuration file is read again
+ * (reconfig.h), the event and tracking logs reopened (logrotate renamed
+ * them) and the TLS certificates reloaded; `dialmail reopen-logs` only
+ * reopens the logs. Says what was done in out and as event 1008, or 1009
+ * with why. -1 when something failed. */
+static int daemon_reload(void *arg, int logs_only, struct buf *out)
 {
 	struct daemon *d = arg;
 	struct buf why = BUF_INIT;
-	int rc = 0, tls;
+	int rc = 0, tls = 0;
 
 	if (event_reopen(d->dir) < 0) {
 		buf_printf(out, "cannot reopen the logs under %s/log, the old files stay", d->dir);
 		rc = -1;
 	} else
 		buf_puts(out, "logs reopened");
-	tls = daemon_reload_tls(d, &why);
+	if (!logs_only) {
+		buf_puts(out, "; ");
+		if (reconfig_reload(d->reconfig, out) < 0)
+			rc = -1;
+		tls = daemon_reload_tls(d, &why);
+	}
 	daemon_one_line(&why);
 	if (tls > 0)
 		buf_puts(out, "; TLS certificate reloaded");
@@ -103,12 +111,30 @@ static int daemon_reload(void *arg, struct buf *out)
 	return rc;
 }
 
+/* reconfig's hooks: wait while a session is in progress; then the modules
+ * that derived state from the configuration derive it again. */
+static int daemon_busy(void *arg)
+{
+	struct daemon *d = arg;
+
+	return d->sessions && sessions_busy(d->sessions);
+}
+
+static void daemon_reconfigured(void *arg)
+{
+	struct daemon *d = arg;
+
+	event_set_levels(d->cfg.diag);
+	delivery_reconfigure(d->delivery);
+	sessions_reconfigure(d->sessions);
+}
+
 static void on_hangup(evutil_socket_t sig, short what, void *arg)
 {
 	struct buf out = BUF_INIT;
 
 	log_info("signal %d: reloading", (int)sig);
-	daemon_reload(arg, &out);
+	daemon_reload(arg, 0, &out);
 	buf_free(&out);
 }
 
@@ -274,6 +300,8 @@ static int daemon_start(struct daemon *d)
 	d->control = control_listen(d->base, d->dir, d->delivery);
 	d->sessions = sessions_new(d->base, &d->cfg, d->dir, d->delivery, d->queue, d->smtp);
 	control_set_sessions(d->control, d->sessions);
+	d->reconfig = reconfig_new(d->base, &d->cfg,
+				   &(struct reconfig_hooks){daemon_busy, daemon_reconfigured, d});
 	control_set_reload(d->control, daemon_reload, d);
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
@@ -315,6 +343,8 @@ static void daemon_stop(struct daemon *d)
 	hub_free(d->hub);
 	if (d->delivery)
 		delivery_free(d->delivery);
+	reconfig_free(
+	    d->reconfig); /* the old configurations after the modules pointing into them */
 	if (d->base)
 		event_base_free(d->base);
 	if (d->queue)

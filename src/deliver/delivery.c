@@ -582,6 +582,12 @@ struct delivery *delivery_new(struct event_base *base, const struct config *cfg,
 	return d;
 }
 
+void delivery_reconfigure(struct delivery *d)
+{
+	if (d->out)
+		outbound_reconfigure(d->out);
+}
+
 void delivery_free(struct delivery *d)
 {
 	if (d == NULL)

@@ -23,6 +23,8 @@ struct outbound;
 struct delivery *delivery_new(struct event_base *base, const struct config *cfg, struct queue *q,
 			      const char *dir);
 void delivery_free(struct delivery *d);
+/* The configuration changed (a reload): see outbound_reconfigure. */
+void delivery_reconfigure(struct delivery *d);
 /* Schedules one message for delivery soon (after the current callback). */
 void delivery_kick(struct delivery *d, const char *qid);
 /* Schedules a full pass over the queue. */

@@ -1272,6 +1272,20 @@ void outbound_set_dedup(struct outbound *o, struct dedup *dd)
 	o->dedup = dd;
 }
 
+void outbound_reconfigure(struct outbound *o)
+{
+	const struct config *cfg = o->cfg;
+
+	o->mode = routes_transfer_mode(cfg->transfer_mode ? cfg->transfer_mode : "both");
+	retry_policy_from_config(&o->policy, cfg);
+	free(o->postmaster);
+	o->postmaster =
+	    strchr(cfg->postmaster, '@')
+		? xstrdup(cfg->postmaster)
+		: xasprintf("%s@%s", cfg->postmaster,
+			    cfg->local_domains.n ? cfg->local_domains.v[0] : "localhost");
+}
+
 struct outbound *outbound_new(struct event_base *base, const struct config *cfg, struct queue *q,
 			      void (*kick)(const char *qid, void *arg), void *arg)
 {
@@ -1283,13 +1297,7 @@ struct outbound *outbound_new(struct event_base *base, const struct config *cfg,
 	o->q = q;
 	o->kick = kick;
 	o->kick_arg = arg;
-	o->mode = routes_transfer_mode(cfg->transfer_mode ? cfg->transfer_mode : "both");
-	retry_policy_from_config(&o->policy, cfg);
-	o->postmaster =
-	    strchr(cfg->postmaster, '@')
-		? xstrdup(cfg->postmaster)
-		: xasprintf("%s@%s", cfg->postmaster,
-			    cfg->local_domains.n ? cfg->local_domains.v[0] : "localhost");
+	outbound_reconfigure(o);
 	o->mx = mx_new(base, &cfg->dns_servers, &err);
 	if (o->mx == NULL)
 		fatalx("outbound: cannot set up DNS: %s", buf_cstr(&err));

@@ -23,6 +23,10 @@ struct dedup;
 void outbound_set_dedup(struct outbound *o, struct dedup *dd);
 /* Closes every connection (final results are stored; the rest stays queued). */
 void outbound_free(struct outbound *o);
+/* The configuration changed (a reload): what was derived from it at
+ * start (transfer mode, retry policy, postmaster) is derived again;
+ * connections in progress go on as they are. */
+void outbound_reconfigure(struct outbound *o);
 
 /* 1 if the route for remote address addr is "local" (Maildir delivery). */
 int outbound_local_route(struct outbound *o, const char *addr);

@@ -1034,6 +1034,24 @@ struct sessions *sessions_new(struct event_base *base, const struct config *cfg,
 	return m;
 }
 
+int sessions_busy(const struct sessions *m)
+{
+	return m->worker_running || m->cur != NULL;
+}
+
+void sessions_reconfigure(struct sessions *m)
+{
+	m->sc = m->cfg->session ? m->cfg->session : &m->defaults;
+	if (m->sc->dwq == DWQ_OFF)
+		event_del(m->ev_queued);
+	else if (!event_pending(m->ev_queued, EV_TIMEOUT, NULL)) {
+		struct timeval tv = {SESS_QUEUED_EVERY_S, 0};
+		event_add(m->ev_queued, &tv);
+	}
+	if (!sessions_busy(m))
+		sess_arm_slot(m);
+}
+
 /* Shutdown with a session in progress: stop the worker, hang up. */
 static int sess_stop_worker(struct sessions *m)
 {

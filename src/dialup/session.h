@@ -35,6 +35,12 @@ struct sessions *sessions_new(struct event_base *base, const struct config *cfg,
 			      struct delivery *d, struct queue *q, struct smtp_server *smtp);
 /* Hangs up a session in progress and stops the worker. NULL is fine. */
 void sessions_free(struct sessions *m);
+/* 1 while a session is in progress (its worker thread reads the
+ * configuration: a reload waits for the end). */
+int sessions_busy(const struct sessions *m);
+/* The configuration changed (a reload, never while busy): [session] is
+ * read again and the next slot armed by the new schedule. */
+void sessions_reconfigure(struct sessions *m);
 /* Runs a session now (entry: only that phone book entry; NULL: the
  * configured entries), or joins the one in progress. Returns a watch id
  * (> 0), or -1 with why filled (no such entry, no phone book). */

@@ -57,6 +57,7 @@ struct answer_line {
 struct answer {
 	struct event_base *base;
 	const struct config *cfg;
+	char *lock_dir; /* a copy: the threads must not read cfg, which a reload replaces */
 	struct odmr_hub *hub;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -117,7 +118,7 @@ static int answer_ready(struct answer_line *L)
 	struct cause c = {0};
 	const char *kv[] = {"line", L->e->name, NULL};
 
-	if (L->m.port.fd < 0 && modem_open(&L->m, L->e, L->a->cfg->lock_dir, &c) < 0) {
+	if (L->m.port.fd < 0 && modem_open(&L->m, L->e, L->a->lock_dir, &c) < 0) {
 		answer_trouble(L, "cannot open the modem", &c);
 		return -1;
 	}
@@ -414,6 +415,7 @@ struct answer *answer_new(struct event_base *base, const struct config *cfg, str
 	a = xcalloc(1, sizeof(*a));
 	a->base = base;
 	a->cfg = cfg;
+	a->lock_dir = xstrdup(cfg->lock_dir);
 	a->hub = hub;
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
@@ -455,5 +457,6 @@ void answer_free(struct answer *a)
 	pthread_cond_destroy(&a->cv);
 	pthread_mutex_destroy(&a->mu);
 	free(a->lines);
+	free(a->lock_dir);
 	free(a);
 }

@@ -995,6 +995,8 @@ done:
 	return rc;
 }
 
+static void config_show_aliases(const struct config *cfg, FILE *out);
+
 void config_show(const struct config *cfg, FILE *out, int only_changed)
 {
 	struct config def;
@@ -1016,13 +1018,7 @@ void config_show(const struct config *cfg, FILE *out, int only_changed)
 	}
 	if (cfg->n_aliases)
 		fprintf(out, "\n[aliases]\n");
-	for (size_t i = 0; i < cfg->n_aliases; i++) {
-		const struct strlist *t = &cfg->aliases[i].targets;
-		fprintf(out, "%s =", cfg->aliases[i].name);
-		for (size_t j = 0; j < t->n; j++)
-			fprintf(out, "%s%s", j ? ", " : " ", t->v[j]);
-		fputc('\n', out);
-	}
+	config_show_aliases(cfg, out);
 	routes_show(cfg->routes, out);
 	for (size_t i = 0; i < n_modules; i++)
 		if (modules[i]->show)
@@ -1032,6 +1028,78 @@ void config_show(const struct config *cfg, FILE *out, int only_changed)
 	buf_free(&v);
 	buf_free(&d);
 	buf_free(&err);
+}
+
+/* What a show hook writes for cfg, as a string (to compare). */
+static char *config_block_text(const struct config *cfg,
+			       void (*show)(const struct config *, FILE *))
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (f == NULL)
+		return xstrdup("");
+	show(cfg, f);
+	fclose(f);
+	return text;
+}
+
+static void config_show_aliases(const struct config *cfg, FILE *out)
+{
+	for (size_t i = 0; i < cfg->n_aliases; i++) {
+		const struct strlist *t = &cfg->aliases[i].targets;
+		fprintf(out, "%s =", cfg->aliases[i].name);
+		for (size_t j = 0; j < t->n; j++)
+			fprintf(out, "%s%s", j ? ", " : " ", t->v[j]);
+		fputc('\n', out);
+	}
+}
+
+static void config_show_routes(const struct config *cfg, FILE *out)
+{
+	routes_show(cfg->routes, out);
+}
+
+static void config_block_differs(const struct config *a, const struct config *b,
+				 void (*show)(const struct config *, FILE *), const char *name,
+				 struct strlist *out)
+{
+	char *ta = config_block_text(a, show), *tb = config_block_text(b, show);
+
+	if (strcmp(ta, tb) != 0)
+		strlist_add(out, name);
+	free(ta);
+	free(tb);
+}
+
+void config_changes(const struct config *a, const struct config *b, struct strlist *out)
+{
+	struct buf va = BUF_INIT, vb = BUF_INIT;
+
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		buf_reset(&va);
+		buf_reset(&vb);
+		settings_format(&settings[i], a, &va);
+		settings_format(&settings[i], b, &vb);
+		if (strcmp(buf_cstr(&va), buf_cstr(&vb)) != 0)
+			strlist_add(out, settings[i].name);
+	}
+	config_block_differs(a, b, config_show_aliases, "[aliases]", out);
+	config_block_differs(a, b, config_show_routes, "[routes]", out);
+	for (size_t i = 0; i < n_modules; i++)
+		if (modules[i]->show)
+			config_block_differs(a, b, modules[i]->show, modules[i]->name, out);
+	buf_free(&va);
+	buf_free(&vb);
+}
+
+int config_keep(struct config *dst, struct config *src, const char *name)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (strcmp(settings[i].name, name) == 0)
+			return settings_swap(&settings[i], dst, src);
+	return -1;
 }
 
 const struct alias *config_alias(const struct config *cfg, const char *localpart)

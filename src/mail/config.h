@@ -149,6 +149,14 @@ int config_check_secret(const struct config *cfg, const char *setting, const cha
 /* Prints "name = value" for every setting (postconf style); with
  * only_changed, only those that differ from the default (postconf -n). */
 void config_show(const struct config *cfg, FILE *out, int only_changed);
+/* Appends to out what differs between a and b: the names of top-level
+ * settings, "[aliases]", "[routes]", and the name of each module whose
+ * sections differ (as config_show would write them). */
+void config_changes(const struct config *a, const struct config *b, struct strlist *out);
+/* Exchanges the value of top-level setting name between dst and src (a
+ * reload keeps what only a restart can change); -1 if there is no such
+ * setting or it cannot be exchanged. */
+int config_keep(struct config *dst, struct config *src, const char *name);
 /* Alias targets for a local part, or NULL. */
 const struct alias *config_alias(const struct config *cfg, const char *localpart);
 int config_is_local_domain(const struct config *cfg, const char *domain);

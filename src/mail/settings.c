@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,6 +426,54 @@ void settings_show(const struct settings_table *t, const void *base, FILE *out)
 		fprintf(out, "%s =%s%s\n", t->v[i].name, v.len ? " " : "", buf_cstr(&v));
 	}
 	buf_free(&v);
+}
+
+/* Bytes of row s's field (T_CUSTOM: unknown, 0). */
+static size_t settings_field_size(const struct setting *s)
+{
+	switch (s->type) {
+	case T_STRING:
+		return sizeof(char *);
+	case T_SIZE:
+		return sizeof(uint64_t);
+	case T_LIST:
+		return sizeof(struct strlist);
+	case T_CIDRS:
+		return sizeof(struct cidr *);
+	case T_INT:
+	case T_DURATION:
+	case T_BOOL:
+	case T_LEVEL:
+	case T_MS:
+	case T_ENUM:
+		return sizeof(int);
+	case T_CUSTOM:
+		break;
+	}
+	return 0;
+}
+
+static void settings_swap_bytes(void *a, void *b, size_t n)
+{
+	unsigned char *x = a, *y = b, t;
+
+	for (size_t i = 0; i < n; i++) {
+		t = x[i];
+		x[i] = y[i];
+		y[i] = t;
+	}
+}
+
+int settings_swap(const struct setting *s, void *a, void *b)
+{
+	size_t n = settings_field_size(s);
+
+	if (n == 0)
+		return -1;
+	settings_swap_bytes((char *)a + s->off, (char *)b + s->off, n);
+	if (s->type == T_CIDRS)
+		settings_swap_bytes((char *)a + s->off_n, (char *)b + s->off_n, sizeof(size_t));
+	return 0;
 }
 
 void settings_release(const struct settings_table *t, void *base)

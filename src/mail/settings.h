@@ -79,6 +79,9 @@ void settings_format(const struct setting *s, const void *base, struct buf *out)
 void settings_show(const struct settings_table *t, const void *base, FILE *out);
 /* Frees what the rows own in base. */
 void settings_release(const struct settings_table *t, void *base);
+/* Exchanges row s's value (and what it owns) between two structs of the
+ * table's type; -1 for a T_CUSTOM row (its size is its own). */
+int settings_swap(const struct setting *s, void *a, void *b);
 /* Appends the row names, ", " between them (and before them if out is not
  * empty): for "unknown setting (a, b, c)" messages. */
 void settings_names(const struct settings_table *t, struct buf *out);

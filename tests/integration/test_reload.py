@@ -1,8 +1,11 @@
 # SIGHUP, `dialmail reload` and `dialmail reopen-logs`: the daemon keeps
 # running, opens its event and tracking logs again (so logrotate's rename
-# then HUP moves writing to new files) and loads its TLS certificate again
-# for new STARTTLS sessions; a broken new key is refused and the old
-# certificate stays, with the reason in the event log.
+# then HUP moves writing to new files), reads its configuration file again
+# (a bad one is refused with file:line and the running one stays; what only
+# a restart can change is named; a dial-up call in progress finishes first)
+# and loads its TLS certificate again for new STARTTLS sessions; a broken
+# new key is refused and the old certificate stays, with the reason in the
+# event log.
 import os
 import shutil
 import signal
@@ -13,11 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from smtpraw import message
+from daemon import write_config
+from dialup import MODEMSIM, Rig, dial, ledger
+from smtpraw import SmtpRaw, message
 from wait import wait_until
 
 CONF = ("mynetworks = 192.0.2.0/24", "local_domains = example.org",
         "local_recipients = alice")
+SAME = "configuration reloaded, no setting changed"
 
 
 def make_cert(dir, cn):
@@ -78,7 +84,7 @@ def test_sighup_keeps_the_daemon_serving(daemon):
     d = daemon(*CONF)
     hup(d)
     ev = reloads(d, 1008, 1)
-    assert ev[-1]["text"] == "logs reopened", ev
+    assert ev[-1]["text"] == "logs reopened; " + SAME, ev
     assert d.alive()
     r = d.send("s@client.test", ["alice@example.org"], message("after-hup"))
     assert r.code == 250, r
@@ -139,7 +145,7 @@ def test_sighup_reloads_the_certificate(daemon, certs):
     assert served_cert(d.port) == der(certs["a"]["cert"])  # not before the HUP
     hup(d)
     ev = reloads(d, 1008, 1)
-    assert ev[-1]["text"] == "logs reopened; TLS certificate reloaded", ev
+    assert ev[-1]["text"] == "logs reopened; %s; TLS certificate reloaded" % SAME, ev
     assert served_cert(d.port) == der(certs["b"]["cert"])
 
 
@@ -147,7 +153,7 @@ def test_reload_command_reloads_the_certificate(daemon, certs):
     d = daemon(*tls_conf(certs["live"]))
     install(certs["b"], certs["live"])
     r = d.cli("reload", "--dir", str(d.dir))
-    assert r.stdout == "reload: logs reopened; TLS certificate reloaded\n", r.stdout
+    assert r.stdout == "reload: logs reopened; %s; TLS certificate reloaded\n" % SAME, r.stdout
     assert served_cert(d.port) == der(certs["b"]["cert"])
 
 
@@ -158,8 +164,10 @@ def test_broken_new_key_keeps_the_old_certificate(daemon, certs):
                                     "-----END PRIVATE KEY-----\n")
     hup(d)
     ev = reloads(d, 1009, 1)[-1]
-    assert ev["text"].startswith("logs reopened; TLS reload failed: %s: tls_key_file: "
-                                 % certs["live"]["key"]), ev
+    # The configuration names the key too: the file is refused as a whole.
+    assert ev["text"].startswith("logs reopened; configuration refused, the running one "
+                                 "stays: "), ev
+    assert "; TLS reload failed: %s: tls_key_file: " % certs["live"]["key"] in ev["text"], ev
     assert ev["text"].endswith(", the old one stays"), ev
     assert ev["severity"] == "warning", ev
     assert d.alive()
@@ -178,3 +186,104 @@ def test_broken_new_key_keeps_the_old_certificate(daemon, certs):
 def test_help_is_usage_on_stdout(run_cli, cmd):
     r = run_cli(cmd, "--help")
     assert r.returncode == 0 and r.stdout == "usage: dialmail %s [--dir DIR]\n" % cmd, r
+
+
+# --- the configuration file read again ------------------------------------
+
+def rcpt_code(port, rcpt):
+    with SmtpRaw(port) as c:
+        assert c.cmd("EHLO client.test").code == 250
+        assert c.cmd("MAIL FROM:<s@client.test>").code == 250
+        return c.cmd("RCPT TO:<%s>" % rcpt).code
+
+
+def rewrite(d, *lines):
+    write_config(d.config, d.port, lines)
+
+
+def test_reload_applies_a_changed_setting(daemon):
+    d = daemon(*CONF)
+    assert rcpt_code(d.port, "bob@example.org") == 550
+    rewrite(d, *CONF[:2], "local_recipients = alice, bob")
+    r = d.cli("reload", "--dir", str(d.dir))
+    assert r.stdout == ("reload: logs reopened; configuration reloaded, changed: "
+                        "local_recipients\n"), r.stdout
+    assert rcpt_code(d.port, "bob@example.org") == 250
+    assert rcpt_code(d.port, "alice@example.org") == 250
+
+
+def test_reload_refuses_a_bad_file_and_keeps_the_running_one(daemon):
+    d = daemon(*CONF)
+    rewrite(d, *CONF[:2], "local_recipients = alice, bob", "max_message_size = lots")
+    bad_line = d.config.read_text().splitlines().index("max_message_size = lots") + 1
+    r = d.cli("reload", "--dir", str(d.dir), check=False)
+    assert r.returncode == 70, r
+    assert "configuration refused, the running one stays: %s:%d: max_message_size" \
+        % (d.config, bad_line) in r.stderr, r.stderr
+    ev = reloads(d, 1009, 1)[-1]
+    assert "%s:%d:" % (d.config, bad_line) in ev["text"], ev
+    assert d.alive()
+    assert rcpt_code(d.port, "bob@example.org") == 550  # the old recipients still
+    assert rcpt_code(d.port, "alice@example.org") == 250
+
+
+def test_reload_names_what_needs_a_restart(daemon):
+    d = daemon(*CONF)
+    other = d.port + 1 if d.port < 65535 else d.port - 1
+    rewrite(d, "listen = 127.0.0.1:%d" % other, *CONF[:2], "local_recipients = alice, bob")
+    r = d.cli("reload", "--dir", str(d.dir))
+    assert r.stdout == ("reload: logs reopened; configuration reloaded, changed: "
+                        "local_recipients; needs a restart to change: listen\n"), r.stdout
+    assert rcpt_code(d.port, "bob@example.org") == 250  # the old port, the new list
+    r = d.cli("reload", "--dir", str(d.dir))
+    assert "needs a restart to change: listen" in r.stdout, r.stdout
+
+
+@pytest.fixture
+def rig(tmp_path):
+    r = Rig(tmp_path)
+    yield r
+    r.stop()
+
+
+@pytest.mark.skipif(not MODEMSIM.exists(), reason="make build/modemsim first")
+def test_reload_and_log_rotation_during_a_live_call(daemon, rig):
+    """A call is on the line (modemsim answers after 3 s); the logs are
+    rotated and the configuration reloaded meanwhile: the call completes
+    and delivers, the new configuration is in force once it has ended and
+    not before, and the records go to the new log files."""
+    link, gw = rig.modem("modem0", "--connect-delay", "3")
+    lines = rig.config(rig.entry("isp", link, dial_timeout="20s"),
+                       routes=["example.net = smarthost 127.0.0.1:%d via=isp tls=none" % gw],
+                       main=("mynetworks = 127.0.0.0/8",) + CONF[1:])
+    d = daemon(*lines)
+    r = d.send("s@client.test", ["far@example.net"], message("during the call"))
+    assert r.code == 250, r
+    call = subprocess.Popen([d.bin, "dial", "--dir", str(d.dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        # dialing: the 3 s before CONNECT are the window
+        assert wait_until(lambda: d.events_with(4100), 10), d.events()
+        log = d.dir / "log"
+        os.rename(log / "events.jsonl", log / "events.jsonl.1")
+        os.rename(log / "tracking.log", log / "tracking.log.1")
+        rewrite(d, *[ln if ln != "local_recipients = alice" else "local_recipients = alice, bob"
+                     for ln in lines])
+        r = d.cli("reload", "--dir", str(d.dir))
+        assert r.stdout == ("reload: logs reopened; configuration reloaded, changed: "
+                            "local_recipients; in force when the session in progress ends\n"), \
+            r.stdout
+        assert rcpt_code(d.port, "bob@example.org") == 550  # not while the call is up
+        out, _ = call.communicate(timeout=60)
+    finally:
+        if call.poll() is None:
+            call.kill()
+            call.wait(10)
+    assert call.returncode == 0, out
+    assert "delivered 1/1" in out, out
+    assert ledger(d)[-1]["result"] == "ok", ledger(d)
+    msgs = [m for s in rig.rec.sessions for m in s.messages]
+    assert len(msgs) == 1 and b"Subject: during the call" in msgs[0].data
+    assert wait_until(lambda: rcpt_code(d.port, "bob@example.org") == 250, 5)
+    assert (d.dir / "log" / "events.jsonl").exists()
+    assert any(e["id"] == 1008 for e in d.events())  # in the new file
