@@ -16,6 +16,8 @@
 #include "mail/config.h"
 #include "daemon/control.h"
 #include "daemon/daemon.h"
+#include "daemon/http.h"
+#include "daemon/metrics.h"
 #include "deliver/delivery.h"
 #include "mail/event.h"
 #include "hub/hub.h"
@@ -38,6 +40,8 @@ struct daemon {
 	struct odmr_hub *odmr;	   /* odmr_listen: ATRN (RFC 2645); NULL: off */
 	struct answer *answer;	   /* [answer NAME] modems taking calls; NULL: none */
 	struct sessions *sessions; /* dial-up sessions and their scheduler */
+	struct metrics *metrics;   /* counters for /metrics */
+	struct http *http;	   /* http_listen: status page and /metrics; NULL: off */
 	struct event *sig_term, *sig_int, *sig_hup, *scan_timer;
 	const char *dir;
 };
@@ -200,6 +204,27 @@ static void daemon_fd_limit(struct daemon *d)
 		    lim, (unsigned long long)was, usable, d->cfg.max_connections);
 }
 
+/* http_listen: the status page and /metrics. A port that cannot be opened
+ * is said (event 1003 and standard error) but does not stop the mail. */
+static void daemon_http(struct daemon *d)
+{
+	struct http_ctx ctx = {d->base, &d->cfg, d->dir, d->queue, d->sessions, d->metrics};
+	struct buf why = BUF_INIT;
+	const char *kv[] = {"address", d->cfg.http_listen, NULL};
+
+	if (d->cfg.http_listen[0] == '\0')
+		return;
+	d->http = http_start(&ctx, &why);
+	if (d->http) {
+		event_logkv(EV_LISTENING, kv, "HTTP (status page, /metrics) listening on %s",
+			    d->cfg.http_listen);
+	} else {
+		event_logkv(EV_LISTEN_FAILED, kv, "HTTP: %s", buf_cstr(&why));
+		log_warnx("http: %s", buf_cstr(&why));
+	}
+	buf_free(&why);
+}
+
 static int daemon_start(struct daemon *d)
 {
 	int n_ok = 0, n_corrupt = 0, listening = 0;
@@ -226,6 +251,8 @@ static int daemon_start(struct daemon *d)
 	event_log(EV_QUEUE_RECOVERED, "Queue opened: %d messages queued, %d damaged moved aside",
 		  n_ok, n_corrupt);
 	d->base = event_base_new();
+	d->metrics = metrics_new(d->dir);
+	track_set_observer(metrics_on_track, d->metrics);
 	d->delivery = delivery_new(d->base, &d->cfg, d->queue, d->dir);
 	d->smtp = smtp_server_new(d->base, &d->cfg, d->queue, on_commit, d);
 	d->hub = hub_new(&d->cfg, d->queue, d->delivery);
@@ -244,6 +271,7 @@ static int daemon_start(struct daemon *d)
 	d->sessions = sessions_new(d->base, &d->cfg, d->dir, d->delivery, d->queue, d->smtp);
 	control_set_sessions(d->control, d->sessions);
 	control_set_reload(d->control, daemon_reload, d);
+	daemon_http(d);
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
 	d->sig_hup = evsignal_new(d->base, SIGHUP, on_hangup, d);
@@ -269,6 +297,7 @@ static void daemon_stop(struct daemon *d)
 		event_free(d->sig_hup);
 	if (d->scan_timer)
 		event_free(d->scan_timer);
+	http_free(d->http);
 	if (d->control)
 		control_free(d->control);
 	/* The server first: stopping it finishes the commit in flight, whose
@@ -281,6 +310,8 @@ static void daemon_stop(struct daemon *d)
 	hub_free(d->hub);
 	if (d->delivery)
 		delivery_free(d->delivery);
+	track_set_observer(NULL, NULL);
+	metrics_free(d->metrics);
 	if (d->base)
 		event_base_free(d->base);
 	if (d->queue)

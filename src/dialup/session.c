@@ -1219,6 +1219,51 @@ void sessions_status(struct sessions *m, struct buf *out)
 	strlist_free(&names);
 }
 
+static const char *sess_phase_name(const struct dial_session *s)
+{
+	if (s == NULL || s->state != SS_UP)
+		return NULL;
+	return s->phase == PH_OUTBOUND	 ? "outbound"
+	       : s->phase == PH_RETRIEVE ? "retrieve"
+					 : "linger";
+}
+
+void sessions_snapshot(struct sessions *m, struct session_snapshot *o)
+{
+	const struct dial_session *s = m->cur;
+	struct strlist names = {0};
+	struct sess_count c;
+
+	memset(o, 0, sizeof(*o));
+	o->link = sess_state_name(s);
+	o->phase = sess_phase_name(s);
+	o->schedule = m->sc->schedule.n ? m->sc->schedule.text : "off";
+	if (s) {
+		o->reason = s->reason;
+		o->rounds = s->rounds;
+		o->failed_attempts = s->n_failed;
+		o->start_usec = s->start_usec;
+		o->connect_usec = s->state == SS_UP ? s->connect_usec : 0;
+		o->msgs_in = s->msgs_in;
+		o->bytes_in = s->bytes_in;
+		sess_stats(m, &o->msgs_out, &o->bytes_out);
+	}
+	if (s && s->state == SS_UP) {
+		o->entry = link_entry(s->link)->name;
+		o->connect = link_connect_text(s->link);
+	}
+	o->next_slot = m->next_slot;
+	o->owed = m->owed;
+	o->last_end = m->last_end;
+	o->last_ok = m->last_ok;
+	o->missed_in_a_row = m->catchup_k;
+	sess_names(m, &names);
+	sess_count(m, &names, 0, &c);
+	o->queued = c.total;
+	o->for_link = c.n;
+	strlist_free(&names);
+}
+
 void sessions_note_message(struct sessions *m, const char *qid)
 {
 	struct q_env env;

@@ -21,6 +21,7 @@ if str(LIB) not in sys.path:
 pytest.register_assert_rewrite(*sorted(p.stem for p in LIB.glob("*.py")))
 
 from daemon import Daemon, write_config  # noqa: E402
+from dialup import Rig  # noqa: E402
 from dnsmasq import Dnsmasq  # noqa: E402
 from pki import make_ca, make_server_cert  # noqa: E402
 from ports import free_port  # noqa: E402
@@ -62,6 +63,14 @@ def daemon(dialmail_bin, tmp_path):
             errors.append(str(e))
     if errors:
         pytest.fail("\n".join(errors))
+
+
+@pytest.fixture
+def rig(tmp_path):
+    """Modems, a smarthost recorder, and config lines for them (dialup.Rig)."""
+    r = Rig(tmp_path)
+    yield r
+    r.stop()
 
 
 @pytest.fixture

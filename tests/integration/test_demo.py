@@ -63,13 +63,14 @@ class Demo:
         self.dir = tmp / "run"
         self.smtp = free_port()
         self.hub = free_port()
+        self.http = free_port()
         self.out = open(tmp / "demo.out", "w+")
         env = dict(os.environ, BUILD=str(Path(os.environ.get(
             "DIALMAIL_BIN", REPO / "build" / "dialmail")).parent))
         self.proc = subprocess.Popen(
             [str(DEMO), "--dir", str(self.dir), "--smtp-port", str(self.smtp),
              "--hub-port", str(self.hub), "--odmr-port", str(free_port()),
-             "--line-port", str(free_port()), *args],
+             "--line-port", str(free_port()), "--http-port", str(self.http), *args],
             stdin=subprocess.DEVNULL, stdout=self.out, stderr=subprocess.STDOUT, cwd=str(tmp),
             env=env, start_new_session=True)
 
@@ -135,6 +136,7 @@ def test_demo_call_carries_mail_both_ways_and_stops_cleanly(demo):
     assert set(pids) == {"hub-modem", "hub", "modemsim", "dialmail"}
     assert wait_until(lambda: "swaks --server 127.0.0.1:%d" % d.smtp in d.output(), 10), \
         d.output()
+    assert "status  http://127.0.0.1:%d/" % d.http in d.output()
     # The credentials the script wrote are for their owner only.
     for f in (hub / "users", d.dir / "demo" / "auth"):
         assert f.stat().st_mode & 0o077 == 0, f
