@@ -18,12 +18,15 @@
 #include "daemon/daemon.h"
 #include "daemon/http.h"
 #include "daemon/metrics.h"
+#include "daemon/queue_summary.h"
+#include "daemon/samples.h"
 #include "deliver/delivery.h"
 #include "mail/event.h"
 #include "hub/hub.h"
 #include "hub/answer.h"
 #include "hub/odmr.h"
 #include "dialup/session.h"
+#include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "queue/queue.h"
@@ -42,7 +45,7 @@ struct daemon {
 	struct sessions *sessions; /* dial-up sessions and their scheduler */
 	struct metrics *metrics;   /* counters for /metrics */
 	struct http *http;	   /* http_listen: status page and /metrics; NULL: off */
-	struct event *sig_term, *sig_int, *sig_hup, *scan_timer;
+	struct event *sig_term, *sig_int, *sig_hup, *scan_timer, *sample_timer;
 	const char *dir;
 };
 
@@ -126,6 +129,22 @@ static void on_commit(const char *qid, int inbound, void *arg)
 	delivery_kick(d->delivery, qid);
 	if (inbound) /* LAN submissions are not the session's inbound mail */
 		sessions_note_message(d->sessions, qid);
+}
+
+/* Every queue_sample_interval: the queue's size into the ring file the
+ * status page draws "queue over time" from. */
+static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct queue_summary qs;
+	struct sample s;
+
+	queue_summary_take(d->queue, &d->cfg, &qs);
+	s.at = clock_now();
+	s.messages = qs.messages;
+	s.for_link = qs.by_state[QS_LINK];
+	if (samples_append(d->dir, &s) < 0)
+		log_warn("daemon: cannot write %s/queue.samples", d->dir);
 }
 
 static int daemon_load_config(struct daemon *d, const char *config_path)
@@ -229,6 +248,7 @@ static int daemon_start(struct daemon *d)
 {
 	int n_ok = 0, n_corrupt = 0, listening = 0;
 	struct timeval tv = {d->cfg.queue_run_interval, 0};
+	struct timeval sample_tv = {d->cfg.queue_sample_interval, 0};
 
 	if (fs_mkdirs(d->dir, 0755) < 0) {
 		log_warn("cannot create %s", d->dir);
@@ -276,10 +296,13 @@ static int daemon_start(struct daemon *d)
 	d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
 	d->sig_hup = evsignal_new(d->base, SIGHUP, on_hangup, d);
 	d->scan_timer = event_new(d->base, -1, EV_PERSIST, on_scan_timer, d);
+	d->sample_timer = event_new(d->base, -1, EV_PERSIST, on_sample_timer, d);
 	event_add(d->sig_term, NULL);
 	event_add(d->sig_int, NULL);
 	event_add(d->sig_hup, NULL);
 	event_add(d->scan_timer, &tv);
+	event_add(d->sample_timer, &sample_tv);
+	on_sample_timer(-1, 0, d);
 	signal(SIGPIPE, SIG_IGN);
 	delivery_scan(d->delivery);
 	event_log(EV_SERVICE_STARTED, "dialmail %s started (state in %s, configuration %s)",
@@ -297,6 +320,8 @@ static void daemon_stop(struct daemon *d)
 		event_free(d->sig_hup);
 	if (d->scan_timer)
 		event_free(d->scan_timer);
+	if (d->sample_timer)
+		event_free(d->sample_timer);
 	http_free(d->http);
 	if (d->control)
 		control_free(d->control);

@@ -4,14 +4,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "daemon/history.h"
 #include "daemon/http.h"
 #include "daemon/metrics.h"
 #include "daemon/queue_summary.h"
+#include "daemon/statuspage.h"
 #include "dialup/session.h"
 #include "lib/clock.h"
 #include "lib/fsutil.h"
@@ -43,11 +46,55 @@ static void http_metrics_page(struct http *h, struct evhttp_request *req, struct
 			  "text/plain; version=0.0.4; charset=utf-8");
 }
 
+/* The value of ?range= ("24h" when absent); NULL if it is not one of ours. */
+static const char *http_range(struct evhttp_request *req, char *out, size_t len)
+{
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct evkeyvalq q;
+	const char *v;
+
+	snprintf(out, len, "24h");
+	if (query == NULL || evhttp_parse_query_str(query, &q) < 0)
+		return out;
+	v = evhttp_find_header(&q, "range");
+	if (v)
+		snprintf(out, len, "%s", v);
+	evhttp_clear_headers(&q);
+	return statuspage_range(out) ? out : NULL;
+}
+
+/* GET /: the live state, then the period's pictures. */
+static void http_status_page(struct http *h, struct evhttp_request *req, struct buf *out)
+{
+	struct session_snapshot snap;
+	struct queue_summary qs;
+	struct history hist;
+	char range[16], host[256] = "";
+	struct status_view v = {.title = "status", .queue = &qs, .hist = &hist, .now = clock_now()};
+
+	v.range = http_range(req, range, sizeof(range));
+	v.range = v.range ? v.range : "24h";
+	if (h->ctx.sessions) {
+		sessions_snapshot(h->ctx.sessions, &snap);
+		v.sess = &snap;
+	}
+	if (h->ctx.cfg->hostname[0] == '\0' && gethostname(host, sizeof(host) - 1) < 0)
+		snprintf(host, sizeof(host), "?");
+	v.host = h->ctx.cfg->hostname[0] ? h->ctx.cfg->hostname : host;
+	queue_summary_take(h->ctx.queue, h->ctx.cfg, &qs);
+	history_load(&hist, h->ctx.dir, v.now - statuspage_range(v.range), v.now);
+	statuspage_render(out, &v);
+	history_free(&hist);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "text/html; charset=utf-8");
+}
+
 static const struct {
 	const char *path;
 	void (*page)(struct http *h, struct evhttp_request *req, struct buf *out);
 } http_pages[] = {
     {"/metrics", http_metrics_page},
+    {"/", http_status_page},
 };
 
 static void http_send(struct evhttp_request *req, int code, const char *reason,

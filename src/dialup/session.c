@@ -118,18 +118,6 @@ static void sess_start(struct sessions *m, const char *reason, time_t slot, cons
 static void sess_finish(struct sessions *m);
 static void sess_arm_slot(struct sessions *m);
 
-static void sess_fmt_time(time_t t, char *out, size_t len)
-{
-	struct tm tm;
-
-	if (t == 0) {
-		snprintf(out, len, "none");
-		return;
-	}
-	localtime_r(&t, &tm);
-	strftime(out, len, "%Y-%m-%d %H:%M:%S %Z", &tm);
-}
-
 static void sess_timer(struct event *ev, double secs)
 {
 	struct timeval tv;
@@ -791,8 +779,8 @@ static void sess_catch_up_later(struct sessions *m, const struct dial_session *s
 	if (wait > window && window > 0)
 		wait = window;
 	at = clock_now() + wait;
-	sess_fmt_time(m->owed, slot, sizeof(slot));
-	sess_fmt_time(at, when, sizeof(when));
+	clock_local(m->owed, slot, sizeof(slot));
+	clock_local(at, when, sizeof(when));
 	{
 		char iso[64];
 		const char *kv[] = {"slot", iso, NULL};
@@ -817,7 +805,7 @@ static void sess_finish(struct sessions *m)
 
 	if (s->slot)
 		clock_iso8601((int64_t)s->slot * 1000000, iso, sizeof(iso));
-	sess_fmt_time(s->slot, slot, sizeof(slot));
+	clock_local(s->slot, slot, sizeof(slot));
 	sess_stats(m, &msgs, &bytes);
 	if (s->ok) {
 		m->covered = now;
@@ -943,8 +931,8 @@ static void sess_start(struct sessions *m, const char *reason, time_t slot, cons
 		buf_printf(&list, "%s%s", i ? ", " : "", s->entries[i]->name);
 	if (slot)
 		clock_iso8601((int64_t)slot * 1000000, iso, sizeof(iso));
-	sess_fmt_time(slot, slotstr, sizeof(slotstr));
-	sess_fmt_time((time_t)(s->window_end_usec / 1000000), until, sizeof(until));
+	clock_local(slot, slotstr, sizeof(slotstr));
+	clock_local((time_t)(s->window_end_usec / 1000000), until, sizeof(until));
 	event_logkv(EV_SESSION_STARTED, kv,
 		    "Session started (%s, slot %s): entries %s; window until %s", reason, slotstr,
 		    buf_cstr(&list), until);
@@ -1028,7 +1016,7 @@ static void sess_startup_catch_up(struct sessions *m)
 	m->owed = schedule_owed(&m->sc->schedule, m->covered, now);
 	if (m->owed == 0)
 		return;
-	sess_fmt_time(m->owed, slot, sizeof(slot));
+	clock_local(m->owed, slot, sizeof(slot));
 	clock_iso8601((int64_t)m->owed * 1000000, iso, sizeof(iso));
 	event_logkv(EV_SESSION_CATCH_UP, kv,
 		    "Catch-up session for the slot of %s, missed while the daemon was down: "
@@ -1205,12 +1193,12 @@ void sessions_status(struct sessions *m, struct buf *out)
 		    out, "\nactivity: outbound %s, %d inbound SMTP sessions open, idle for %lld s",
 		    sess_busy(m) ? "busy" : "idle", smtp_server_inbound_sessions(m->smtp),
 		    (long long)((clock_usec() - s->last_activity_usec) / 1000000));
-	sess_fmt_time(m->next_slot, t1, sizeof(t1));
+	clock_local(m->next_slot, t1, sizeof(t1));
 	buf_printf(out, "\nschedule: %s\nnext slot: %s",
 		   m->sc->schedule.n ? m->sc->schedule.text : "off", t1);
-	sess_fmt_time(m->owed, t2, sizeof(t2));
+	clock_local(m->owed, t2, sizeof(t2));
 	buf_printf(out, "\nowed slot: %s", t2);
-	sess_fmt_time(m->last_end, t1, sizeof(t1));
+	clock_local(m->last_end, t1, sizeof(t1));
 	buf_printf(out, "\nlast session: %s%s",
 		   m->last_end ? (m->last_ok ? "ok, ended " : "missed, ended ") : "", t1);
 	sess_names(m, &names);
@@ -1231,8 +1219,6 @@ static const char *sess_phase_name(const struct dial_session *s)
 void sessions_snapshot(struct sessions *m, struct session_snapshot *o)
 {
 	const struct dial_session *s = m->cur;
-	struct strlist names = {0};
-	struct sess_count c;
 
 	memset(o, 0, sizeof(*o));
 	o->link = sess_state_name(s);
@@ -1257,11 +1243,6 @@ void sessions_snapshot(struct sessions *m, struct session_snapshot *o)
 	o->last_end = m->last_end;
 	o->last_ok = m->last_ok;
 	o->missed_in_a_row = m->catchup_k;
-	sess_names(m, &names);
-	sess_count(m, &names, 0, &c);
-	o->queued = c.total;
-	o->for_link = c.n;
-	strlist_free(&names);
 }
 
 void sessions_note_message(struct sessions *m, const char *qid)

@@ -410,7 +410,7 @@ static const struct setting settings[] = {
      .min = 1,
      .max = 3600,
      .off = OFF(queue_sample_interval),
-     .help = "how often the queue size is written to DIR/state/queue.samples (the status page's "
+     .help = "how often the queue size is written to DIR/queue.samples (the status page's "
 	     "history)"},
     DIAG("initialization", EVC_INIT),
     DIAG("smtp", EVC_SMTP),
