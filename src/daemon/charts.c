@@ -115,13 +115,17 @@ void chart_timeline(struct buf *out, const struct history *h)
 		if (h->ses[i].up)
 			chart_up_bar(out, h, &h->ses[i]);
 	buf_puts(out, "</g><g class=\"marks\" transform=\"translate(0 8)\">");
-	for (size_t i = 0; i < h->n_att; i++) {
-		buf_printf(out, "<rect class=\"k%d\" data-cause=\"",
-			   history_colour(h, h->att[i].cause));
-		chart_escape(out, h->att[i].cause);
-		buf_printf(out, "\" x=\"%.0f\" width=\"2\" height=\"16\"/>",
-			   chart_x(h, h->att[i].at) - 1);
-	}
+	/* the calls that connected first: a failure drawn over them stays seen */
+	for (int failed = 0; failed < 2; failed++)
+		for (size_t i = 0; i < h->n_att; i++) {
+			int k = history_colour(h, h->att[i].cause);
+			if ((k != 0) != failed)
+				continue;
+			buf_printf(out, "<rect class=\"k%d\" data-cause=\"", k);
+			chart_escape(out, h->att[i].cause);
+			buf_printf(out, "\" x=\"%.0f\" width=\"2\" height=\"16\"/>",
+				   chart_x(h, h->att[i].at) - 1);
+		}
 	buf_puts(out, "</g>");
 	chart_axis(out, h, 46);
 	buf_puts(out, "</svg>\n");

@@ -140,3 +140,27 @@ def test_a_week_stays_under_50_kb(daemon, tmp_path):
     assert "168 sessions ok, 0 missed; 336 dial attempts" in html
     assert len(html.encode()) <= 50 * 1024, len(html.encode())
     print("status page, 7 days, 168 sessions, 10080 samples: %d bytes" % len(html.encode()))
+
+
+def test_report_is_one_self_contained_file_for_the_period(run_cli, tmp_path):
+    """dialmail report from the state directory alone (no daemon): the
+    month holds the week, --since 2d only its last two days."""
+    spool = tmp_path / "week"
+    now = int(time.time())
+    fake_week(spool, now)
+    out = tmp_path / "report.html"
+    r = run_cli("report", "--dir", str(spool), "--since", "30d", "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    self_contained(html)
+    assert "<title>dialmail report: " in html and "http-equiv" not in html
+    assert len(marks(html)) == 2 * 168 and bars(html) == {"busy": 168}
+    assert "168 sessions ok, 0 missed" in html and "%d bytes out" % (168 * 123456) in html
+    assert polyline_points(html) > 400 and last_point(html) == 0
+    r = run_cli("report", "--dir", str(spool), "--since", "2d")
+    assert r.returncode == 0, r.stderr
+    recent = r.stdout
+    n = len(re.findall(r'<g class="up"[^>]*>(.*?)</g>', recent)[0].split("<rect ")) - 1
+    assert 47 <= n <= 49 and len(marks(recent)) == 2 * n
+    r = run_cli("report", "--dir", str(spool), "--since", "yesterday")
+    assert r.returncode == 64 and "--since yesterday" in r.stderr
