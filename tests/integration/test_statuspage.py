@@ -132,7 +132,7 @@ def test_a_week_stays_under_50_kb(daemon, tmp_path):
     hport = free_port()
     spool = tmp_path / "week"
     fake_week(spool, int(time.time()))
-    d = daemon("http_listen = 127.0.0.1:%d" % hport, "queue_sample_interval = 1h", dir=spool)
+    daemon("http_listen = 127.0.0.1:%d" % hport, "queue_sample_interval = 1h", dir=spool)
     html = page(hport, "?range=7d")
     self_contained(html)
     assert len(marks(html)) == 2 * 168

@@ -1,11 +1,12 @@
 """The daemon's HTTP listener as a user sees it: GET a page with urllib,
 parse the Prometheus text format, check it with promtool (Debian's
-prometheus package)."""
+prometheus package), load a page in headless Chromium and read its DOM."""
 import re
 import shutil
 import subprocess
 import urllib.error
 import urllib.request
+from html.parser import HTMLParser
 
 PROMTOOL = shutil.which("promtool")
 
@@ -43,3 +44,47 @@ def promtool(*args, input=None):
     assert PROMTOOL, "promtool is not installed (scripts/install-deps: prometheus)"
     return subprocess.run([PROMTOOL, *args], input=input, capture_output=True, text=True,
                           timeout=60)
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+def chromium(tmp, *args, timeout=90):
+    """Headless Chromium (Debian's chromium package) with a profile of its
+    own under tmp: CompletedProcess (text)."""
+    assert CHROMIUM, "chromium is not installed (scripts/install-deps: chromium)"
+    argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            "--no-first-run", "--user-data-dir=%s" % (tmp / "chromium-profile"), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+class Dom(HTMLParser):
+    """The rendered DOM as Chromium dumps it: every element's tag and
+    attributes, with the ids and classes of its ancestors."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.elements = []
+        self.stack = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        a["_tag"] = tag
+        a["_in"] = [(p.get("id"), p.get("class")) for p in self.stack]
+        self.elements.append(a)
+        if tag not in ("meta", "br", "circle", "path", "polyline", "rect", "use"):
+            self.stack.append(a)
+
+    def handle_endtag(self, tag):
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i]["_tag"] == tag:
+                del self.stack[i:]
+                break
+
+    def find(self, tag, inside=None, **attrs):
+        """Elements of tag with the given attributes, below an element
+        whose id or class is inside."""
+        return [e for e in self.elements if e["_tag"] == tag
+                and all(e.get(k.replace("_", "-")) == v for k, v in attrs.items())
+                and (inside is None or any(inside in (i, c) for i, c in e["_in"]))]
