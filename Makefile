@@ -61,14 +61,15 @@ integration: $(BUILD)/dialmail $(TOOLS)
 
 # The integration tests again, against a daemon built with ASan and UBSan;
 # the fixtures fail a test whose daemon log holds a sanitizer report.
-# The long dial-up soak, the demo, the emulator's own tests and the 30-second
-# line-speed test exercise no daemon path the rest does not; they stay out of
-# the slower ASan run.
+# The long dial-up soak, the demo (and the browser test, which runs it), the
+# emulator's own tests and the 30-second line-speed test exercise no daemon
+# path the rest does not; they stay out of the slower ASan run.
 integration-asan:
 	$(MAKE) BUILD=build-asan CFLAGS="$(ASANFLAGS)" LDFLAGS="-fsanitize=address,undefined" \
 		TEST_PORTS=26000-31999 \
 		ITESTS="tests/integration --ignore=tests/integration/test_soak.py \
-		--ignore=tests/integration/test_demo.py --ignore=tests/integration/test_modemsim.py \
+		--ignore=tests/integration/test_demo.py --ignore=tests/integration/test_browser.py \
+		--ignore=tests/integration/test_modemsim.py \
 		--deselect tests/integration/test_answer.py::test_large_messages_both_ways_at_line_speed" \
 		integration
 

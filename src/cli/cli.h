@@ -13,5 +13,15 @@ int cmd_mailq(int argc, char **argv);
 int cmd_dial(int argc, char **argv); /* cli_session.c */
 int cmd_status(int argc, char **argv);
 int cmd_sessions(int argc, char **argv);
+int cmd_report(int argc, char **argv); /* cli_report.c */
+
+#include <stdint.h>
+struct queue;
+/* --since: an ISO time ("2026-11-25T12:00:00Z", "2026-11-25 12:00", UTC) or
+ * a duration before now (30s, 10m, 2h, 1d, 1w), in microseconds. */
+int cli_parse_since(const char *s, int64_t *usec);
+/* Opens the queue for reading. A state directory without a queue is an
+ * empty queue: *q is NULL and nothing is created. -1 after a message. */
+int cli_queue_open(const char *dir, struct queue **q);
 
 #endif

@@ -140,8 +140,7 @@ static int events_parse_time(const char *s, int64_t *usec)
 	return 0;
 }
 
-/* --since: an ISO time, or a duration (10m, 2h, 1d, 30s, 1w) before now. */
-static int events_parse_since(const char *s, int64_t *usec)
+int cli_parse_since(const char *s, int64_t *usec)
 {
 	char *end;
 	long long v;
@@ -215,7 +214,7 @@ static int events_parse_args(int argc, char **argv, struct events_filter *f, con
 				return -1;
 			break;
 		case 'S':
-			if (events_parse_since(optarg, &f->since) < 0)
+			if (cli_parse_since(optarg, &f->since) < 0)
 				return -1;
 			break;
 		case 'j':

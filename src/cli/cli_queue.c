@@ -97,9 +97,7 @@ static int cli_queue_collect(const char *id, void *arg)
 	return 0;
 }
 
-/* Opens the queue for reading. A state directory without a queue is an
- * empty queue: *q is NULL and nothing is created. -1 after a message. */
-static int cli_queue_open(const char *dir, struct queue **q)
+int cli_queue_open(const char *dir, struct queue **q)
 {
 	char *qdir = xasprintf("%s/queue", dir);
 	struct stat sb;

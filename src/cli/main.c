@@ -34,6 +34,7 @@ static const struct command {
     {"dial", cmd_dial, "run a dial-up session now and show its progress ([ENTRY], --dir)"},
     {"status", cmd_status, "link state, next scheduled session, queue counts (--dir)"},
     {"sessions", cmd_sessions, "the session ledger (--dir, --json)"},
+    {"report", cmd_report, "the status pictures of a period as one HTML file (--since 30d, -o)"},
     {"flush", cmd_flush, "retry every queued message now (--dir DIR)"},
     {"reload", cmd_reload, "as SIGHUP: reopen the logs, reload the TLS certificate (--dir)"},
     {"reopen-logs", cmd_reopen_logs, "as SIGHUP, after logrotate (--dir DIR)"},

@@ -16,12 +16,17 @@
 #include "mail/config.h"
 #include "daemon/control.h"
 #include "daemon/daemon.h"
+#include "daemon/http.h"
+#include "daemon/metrics.h"
+#include "daemon/queue_summary.h"
+#include "daemon/samples.h"
 #include "deliver/delivery.h"
 #include "mail/event.h"
 #include "hub/hub.h"
 #include "hub/answer.h"
 #include "hub/odmr.h"
 #include "dialup/session.h"
+#include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "queue/qindex.h"
@@ -43,7 +48,9 @@ struct daemon {
 	struct answer *answer;	   /* [answer NAME] modems taking calls; NULL: none */
 	struct sessions *sessions; /* dial-up sessions and their scheduler */
 	struct reconfig *reconfig; /* reading the configuration again */
-	struct event *sig_term, *sig_int, *sig_hup, *scan_timer;
+	struct metrics *metrics;   /* counters for /metrics */
+	struct http *http;	   /* http_listen: status page and /metrics; NULL: off */
+	struct event *sig_term, *sig_int, *sig_hup, *scan_timer, *sample_timer;
 	struct event *recover; /* start-up recovery in slices; NULL when done */
 	const char *dir;
 };
@@ -176,6 +183,22 @@ static void on_commit(const char *qid, int inbound, void *arg)
 		sessions_note_message(d->sessions, qid);
 }
 
+/* Every queue_sample_interval: the queue's size into the ring file the
+ * status page draws "queue over time" from. */
+static void on_sample_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct queue_summary qs;
+	struct sample s;
+
+	queue_summary_take(d->queue, &d->cfg, &qs);
+	s.at = clock_now();
+	s.messages = qs.messages;
+	s.for_link = qs.by_state[QS_LINK];
+	if (samples_append(d->dir, &s) < 0)
+		log_warn("daemon: cannot write %s/queue.samples", d->dir);
+}
+
 static int daemon_load_config(struct daemon *d, const char *config_path)
 {
 	struct buf err = BUF_INIT;
@@ -252,10 +275,32 @@ static void daemon_fd_limit(struct daemon *d)
 		    lim, (unsigned long long)was, usable, d->cfg.max_connections);
 }
 
+/* http_listen: the status page and /metrics. A port that cannot be opened
+ * is said (event 1003 and standard error) but does not stop the mail. */
+static void daemon_http(struct daemon *d)
+{
+	struct http_ctx ctx = {d->base, &d->cfg, d->dir, d->queue, d->sessions, d->metrics};
+	struct buf why = BUF_INIT;
+	const char *kv[] = {"address", d->cfg.http_listen, NULL};
+
+	if (d->cfg.http_listen[0] == '\0')
+		return;
+	d->http = http_start(&ctx, &why);
+	if (d->http) {
+		event_logkv(EV_LISTENING, kv, "HTTP (status page, /metrics) listening on %s",
+			    d->cfg.http_listen);
+	} else {
+		event_logkv(EV_LISTEN_FAILED, kv, "HTTP: %s", buf_cstr(&why));
+		log_warnx("http: %s", buf_cstr(&why));
+	}
+	buf_free(&why);
+}
+
 static int daemon_start(struct daemon *d)
 {
 	int listening = 0;
 	struct timeval tv = {d->cfg.queue_run_interval, 0}, now = {0, 0};
+	struct timeval sample_tv = {d->cfg.queue_sample_interval, 0};
 
 	if (fs_mkdirs(d->dir, 0755) < 0) {
 		log_warn("cannot create %s", d->dir);
@@ -283,6 +328,8 @@ static int daemon_start(struct daemon *d)
 		return -1;
 	}
 	d->base = event_base_new();
+	d->metrics = metrics_new(d->dir);
+	track_set_observer(metrics_on_track, d->metrics);
 	d->delivery = delivery_new(d->base, &d->cfg, d->queue, d->dir);
 	d->smtp = smtp_server_new(d->base, &d->cfg, d->queue, on_commit, d);
 	d->hub = hub_new(&d->cfg, d->queue, d->delivery);
@@ -303,16 +350,20 @@ static int daemon_start(struct daemon *d)
 	d->reconfig = reconfig_new(d->base, &d->cfg,
 				   &(struct reconfig_hooks){daemon_busy, daemon_reconfigured, d});
 	control_set_reload(d->control, daemon_reload, d);
+	daemon_http(d);
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
 	d->sig_hup = evsignal_new(d->base, SIGHUP, on_hangup, d);
 	d->scan_timer = event_new(d->base, -1, EV_PERSIST, on_scan_timer, d);
+	d->sample_timer = event_new(d->base, -1, EV_PERSIST, on_sample_timer, d);
 	event_add(d->sig_term, NULL);
 	event_add(d->sig_int, NULL);
 	event_add(d->sig_hup, NULL);
 	event_add(d->scan_timer, &tv);
 	d->recover = evtimer_new(d->base, on_recover, d);
 	evtimer_add(d->recover, &now);
+	event_add(d->sample_timer, &sample_tv);
+	on_sample_timer(-1, 0, d);
 	signal(SIGPIPE, SIG_IGN);
 	event_log(EV_SERVICE_STARTED, "dialmail %s started (state in %s, configuration %s)",
 		  DIALMAIL_VERSION, d->dir, d->cfg.path ? d->cfg.path : "embedded defaults");
@@ -331,6 +382,9 @@ static void daemon_stop(struct daemon *d)
 		event_free(d->scan_timer);
 	if (d->recover)
 		event_free(d->recover);
+	if (d->sample_timer)
+		event_free(d->sample_timer);
+	http_free(d->http);
 	if (d->control)
 		control_free(d->control);
 	/* The server first: stopping it finishes the commit in flight, whose
@@ -343,6 +397,8 @@ static void daemon_stop(struct daemon *d)
 	hub_free(d->hub);
 	if (d->delivery)
 		delivery_free(d->delivery);
+	track_set_observer(NULL, NULL);
+	metrics_free(d->metrics);
 	reconfig_free(
 	    d->reconfig); /* the old configurations after the modules pointing into them */
 	if (d->base)

@@ -1,6 +1,9 @@
 /* The session ledger (see ledger.h): the record of every dial-up session,
  * missed ones included, as one JSON line each. */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -67,4 +70,44 @@ void ledger_append(const char *dir, const struct ledger_record *r)
 	free(dump);
 	free(line);
 	free(path);
+}
+
+time_t ledger_time(const json_t *v)
+{
+	struct tm tm;
+	const char *s = json_string_value(v);
+
+	memset(&tm, 0, sizeof(tm));
+	if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+				&tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return timegm(&tm);
+}
+
+int ledger_read(const char *dir, long long *offset, void (*cb)(json_t *rec, void *arg), void *arg)
+{
+	char *path = xasprintf("%s/log/sessions.jsonl", dir);
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	free(path);
+	if (f == NULL)
+		return errno == ENOENT ? 0 : -1;
+	if (fseeko(f, 0, SEEK_END) == 0 && ftello(f) < *offset)
+		*offset = 0;
+	fseeko(f, *offset, SEEK_SET);
+	while ((n = getline(&line, &cap, f)) > 0 && line[n - 1] == '\n') {
+		json_t *rec = json_loadb(line, (size_t)n, 0, NULL);
+		*offset += n;
+		if (json_is_object(rec))
+			cb(rec, arg);
+		json_decref(rec);
+	}
+	free(line);
+	fclose(f);
+	return 0;
 }

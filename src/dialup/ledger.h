@@ -29,4 +29,13 @@ void ledger_append(const char *dir, const struct ledger_record *r);
 /* t as an ISO 8601 string, or JSON null for 0. */
 json_t *ledger_json_time(time_t t);
 
+/* Reads DIR/log/sessions.jsonl from *offset on and calls cb with each
+ * complete record (borrowed); *offset moves past the lines read, so a
+ * caller can follow the ledger. A ledger shorter than *offset (rotated)
+ * is read from its start. -1 if it cannot be read (none yet: 0). */
+int ledger_read(const char *dir, long long *offset, void (*cb)(json_t *rec, void *arg), void *arg);
+/* A ledger time ("2026-12-06T15:32:49.123Z") in seconds; 0 for null or
+ * anything else. */
+time_t ledger_time(const json_t *v);
+
 #endif

@@ -119,18 +119,6 @@ static void sess_start(struct sessions *m, const char *reason, time_t slot, cons
 static void sess_finish(struct sessions *m);
 static void sess_arm_slot(struct sessions *m);
 
-static void sess_fmt_time(time_t t, char *out, size_t len)
-{
-	struct tm tm;
-
-	if (t == 0) {
-		snprintf(out, len, "none");
-		return;
-	}
-	localtime_r(&t, &tm);
-	strftime(out, len, "%Y-%m-%d %H:%M:%S %Z", &tm);
-}
-
 static void sess_timer(struct event *ev, double secs)
 {
 	struct timeval tv;
@@ -755,8 +743,8 @@ static void sess_catch_up_later(struct sessions *m, const struct dial_session *s
 	if (wait > window && window > 0)
 		wait = window;
 	at = clock_now() + wait;
-	sess_fmt_time(m->owed, slot, sizeof(slot));
-	sess_fmt_time(at, when, sizeof(when));
+	clock_local(m->owed, slot, sizeof(slot));
+	clock_local(at, when, sizeof(when));
 	{
 		char iso[64];
 		const char *kv[] = {"slot", iso, NULL};
@@ -781,7 +769,7 @@ static void sess_finish(struct sessions *m)
 
 	if (s->slot)
 		clock_iso8601((int64_t)s->slot * 1000000, iso, sizeof(iso));
-	sess_fmt_time(s->slot, slot, sizeof(slot));
+	clock_local(s->slot, slot, sizeof(slot));
 	sess_stats(m, &msgs, &bytes);
 	if (s->ok) {
 		m->covered = now;
@@ -907,8 +895,8 @@ static void sess_start(struct sessions *m, const char *reason, time_t slot, cons
 		buf_printf(&list, "%s%s", i ? ", " : "", s->entries[i]->name);
 	if (slot)
 		clock_iso8601((int64_t)slot * 1000000, iso, sizeof(iso));
-	sess_fmt_time(slot, slotstr, sizeof(slotstr));
-	sess_fmt_time((time_t)(s->window_end_usec / 1000000), until, sizeof(until));
+	clock_local(slot, slotstr, sizeof(slotstr));
+	clock_local((time_t)(s->window_end_usec / 1000000), until, sizeof(until));
 	event_logkv(EV_SESSION_STARTED, kv,
 		    "Session started (%s, slot %s): entries %s; window until %s", reason, slotstr,
 		    buf_cstr(&list), until);
@@ -992,7 +980,7 @@ static void sess_startup_catch_up(struct sessions *m)
 	m->owed = schedule_owed(&m->sc->schedule, m->covered, now);
 	if (m->owed == 0)
 		return;
-	sess_fmt_time(m->owed, slot, sizeof(slot));
+	clock_local(m->owed, slot, sizeof(slot));
 	clock_iso8601((int64_t)m->owed * 1000000, iso, sizeof(iso));
 	event_logkv(EV_SESSION_CATCH_UP, kv,
 		    "Catch-up session for the slot of %s, missed while the daemon was down: "
@@ -1201,12 +1189,12 @@ void sessions_status(struct sessions *m, struct buf *out)
 		    out, "\nactivity: outbound %s, %d inbound SMTP sessions open, idle for %lld s",
 		    sess_busy(m) ? "busy" : "idle", smtp_server_inbound_sessions(m->smtp),
 		    (long long)((clock_usec() - s->last_activity_usec) / 1000000));
-	sess_fmt_time(m->next_slot, t1, sizeof(t1));
+	clock_local(m->next_slot, t1, sizeof(t1));
 	buf_printf(out, "\nschedule: %s\nnext slot: %s",
 		   m->sc->schedule.n ? m->sc->schedule.text : "off", t1);
-	sess_fmt_time(m->owed, t2, sizeof(t2));
+	clock_local(m->owed, t2, sizeof(t2));
 	buf_printf(out, "\nowed slot: %s", t2);
-	sess_fmt_time(m->last_end, t1, sizeof(t1));
+	clock_local(m->last_end, t1, sizeof(t1));
 	buf_printf(out, "\nlast session: %s%s",
 		   m->last_end ? (m->last_ok ? "ok, ended " : "missed, ended ") : "", t1);
 	sess_names(m, &names);
@@ -1214,6 +1202,44 @@ void sessions_status(struct sessions *m, struct buf *out)
 	buf_printf(out, "\nqueue: %u messages, %u for the link\n", c.total, c.n);
 	sess_recovering(m, out);
 	strlist_free(&names);
+}
+
+static const char *sess_phase_name(const struct dial_session *s)
+{
+	if (s == NULL || s->state != SS_UP)
+		return NULL;
+	return s->phase == PH_OUTBOUND	 ? "outbound"
+	       : s->phase == PH_RETRIEVE ? "retrieve"
+					 : "linger";
+}
+
+void sessions_snapshot(struct sessions *m, struct session_snapshot *o)
+{
+	const struct dial_session *s = m->cur;
+
+	memset(o, 0, sizeof(*o));
+	o->link = sess_state_name(s);
+	o->phase = sess_phase_name(s);
+	o->schedule = m->sc->schedule.n ? m->sc->schedule.text : "off";
+	if (s) {
+		o->reason = s->reason;
+		o->rounds = s->rounds;
+		o->failed_attempts = s->n_failed;
+		o->start_usec = s->start_usec;
+		o->connect_usec = s->state == SS_UP ? s->connect_usec : 0;
+		o->msgs_in = s->msgs_in;
+		o->bytes_in = s->bytes_in;
+		sess_stats(m, &o->msgs_out, &o->bytes_out);
+	}
+	if (s && s->state == SS_UP) {
+		o->entry = link_entry(s->link)->name;
+		o->connect = link_connect_text(s->link);
+	}
+	o->next_slot = m->next_slot;
+	o->owed = m->owed;
+	o->last_end = m->last_end;
+	o->last_ok = m->last_ok;
+	o->missed_in_a_row = m->catchup_k;
 }
 
 void sessions_note_message(struct sessions *m, const char *qid)

@@ -49,6 +49,26 @@ int sessions_dial(struct sessions *m, const char *entry, const struct session_wa
 void sessions_unwatch(struct sessions *m, int id);
 /* "name: value" lines for dialmail status. */
 void sessions_status(struct sessions *m, struct buf *out);
+/* The session manager at a glance, for the status page and metrics. The
+ * strings point into m and last until the next call into it. */
+struct session_snapshot {
+	const char *link;     /* "down", "dialing", "waiting to redial", "up", "hanging up" */
+	const char *entry;    /* the entry that is up, or NULL */
+	const char *connect;  /* its CONNECT text ("CONNECT 33600"), or NULL */
+	const char *phase;    /* "outbound", "retrieve", "linger"; NULL: no link up */
+	const char *reason;   /* why the session runs; NULL: no session */
+	const char *schedule; /* the schedule as written, or "off" */
+	int rounds;
+	size_t failed_attempts;
+	int64_t start_usec, connect_usec; /* 0: none */
+	unsigned msgs_out, msgs_in;
+	unsigned long long bytes_out, bytes_in;
+	time_t next_slot, owed, last_end; /* 0: none */
+	int last_ok;
+	int missed_in_a_row;	   /* sessions missed since the last successful one */
+	unsigned queued, for_link; /* messages in the queue, those waiting for the link */
+};
+void sessions_snapshot(struct sessions *m, struct session_snapshot *out);
 /* A message from the provider's side was queued (counts as inbound while
  * a session is up; LAN submissions are not passed here). */
 void sessions_note_message(struct sessions *m, const char *qid);

@@ -51,6 +51,18 @@ void clock_iso8601(int64_t usec, char *out, size_t outlen)
 	snprintf(out, outlen, "%s.%03dZ", base, (int)((usec / 1000) % 1000));
 }
 
+void clock_local(time_t t, char *out, size_t outlen)
+{
+	struct tm tm;
+
+	if (t == 0) {
+		snprintf(out, outlen, "none");
+		return;
+	}
+	localtime_r(&t, &tm);
+	strftime(out, outlen, "%Y-%m-%d %H:%M:%S %Z", &tm);
+}
+
 long long clock_mono_ms(void)
 {
 	struct timespec ts;

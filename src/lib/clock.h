@@ -13,6 +13,8 @@ void clock_advance(int64_t usec);  /* tests: move the frozen clock */
 void clock_rfc5322(time_t t, char *out, size_t outlen);
 /* ISO 8601 UTC with milliseconds, e.g. "2026-11-25T12:07:24.123Z". */
 void clock_iso8601(int64_t usec, char *out, size_t outlen);
+/* Local time for people, "2026-11-25 13:07:24 CET"; "none" for 0. */
+void clock_local(time_t t, char *out, size_t outlen);
 
 /* Monotonic milliseconds and a real sleep, for I/O deadlines only: a real
  * device or child process needs real time even when a test freezes the

@@ -29,6 +29,7 @@ static int check_hostname(const char *item, struct buf *problem);
 static int check_domain(const char *item, struct buf *problem);
 static int check_localpart(const char *item, struct buf *problem);
 static int check_address(const char *item, struct buf *problem);
+static int check_http_listen(const char *item, struct buf *problem);
 
 #define KB	   1024LL
 #define MB	   (1024LL * KB)
@@ -397,6 +398,20 @@ static const struct setting settings[] = {
      .off = OFF(dedup_window),
      .help =
 	 "a Message-ID delivered locally to a recipient is not delivered again within it; 0: off"},
+    {.name = "http_listen",
+     .type = T_STRING,
+     .def = "",
+     .off = OFF(http_listen),
+     .check = check_http_listen,
+     .help = "loopback host:port of the status page and /metrics (Prometheus); empty: off"},
+    {.name = "queue_sample_interval",
+     .type = T_DURATION,
+     .def = "1m",
+     .min = 1,
+     .max = 3600,
+     .off = OFF(queue_sample_interval),
+     .help = "how often the queue size is written to DIR/queue.samples (the status page's "
+	     "history)"},
     DIAG("initialization", EVC_INIT),
     DIAG("smtp", EVC_SMTP),
     DIAG("transfer", EVC_TRANSFER),
@@ -503,6 +518,24 @@ static int check_listen(const char *item, struct buf *problem)
 		return -1;
 	}
 	return 0;
+}
+
+/* Empty, or host:port on a loopback address: the status page has no
+ * authentication, so it is not offered to the network. */
+static int check_http_listen(const char *item, struct buf *problem)
+{
+	if (*item == '\0')
+		return 0;
+	if (check_listen(item, problem) < 0)
+		return -1;
+	if (strncmp(item, "127.", 4) == 0 || strncmp(item, "[::1]:", 6) == 0 ||
+	    strncmp(item, "localhost:", 10) == 0)
+		return 0;
+	buf_printf(problem,
+		   "'%s': the status page has no authentication; use a loopback "
+		   "address (127.0.0.1:9465, [::1]:9465)",
+		   item);
+	return -1;
 }
 
 /* Letters, digits, '-' and '.', with no empty label. */

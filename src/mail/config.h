@@ -97,8 +97,11 @@ struct config {
 	/* secret files (tls_key_file, auth_file, auth_users_file) group or others
 	 * may access: refused, or with this set only a warning */
 	int allow_insecure_key_file;
-	int *set_at;	     /* line each top-level setting was given on, 0: default */
-	struct buf warnings; /* "file:line: problem" lines the file passed with */
+	/* the status page and /metrics (daemon/http.h) */
+	char *http_listen;	   /* loopback host:port, or "" (off) */
+	int queue_sample_interval; /* seconds between queue samples */
+	int *set_at;		   /* line each top-level setting was given on, 0: default */
+	struct buf warnings;	   /* "file:line: problem" lines the file passed with */
 };
 
 /* A [section] of the file that a higher layer owns ([phonebook NAME],

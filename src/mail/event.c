@@ -391,12 +391,23 @@ static void event_track_field(struct buf *b, const char *s)
 		buf_putc(b, (unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s);
 }
 
+static void (*track_observer)(enum track_code code, void *arg);
+static void *track_observer_arg;
+
+void track_set_observer(void (*fn)(enum track_code code, void *arg), void *arg)
+{
+	track_observer = fn;
+	track_observer_arg = arg;
+}
+
 void track(enum track_code code, const char *qid, const char *msgid, const char *sender,
 	   const char *rcpt, const char *detail)
 {
 	struct buf line = BUF_INIT;
 	char when[64];
 
+	if (track_observer)
+		track_observer(code, track_observer_arg);
 	if (event_track_fd < 0)
 		return;
 	clock_iso8601(clock_usec(), when, sizeof(when));

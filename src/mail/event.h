@@ -221,6 +221,9 @@ enum track_code {
 	TRK_DEFERRED = 1020,
 	TRK_BOUNCED = 1021,
 };
+/* Called after every tracking line (the daemon's metrics count them);
+ * NULL: nobody. */
+void track_set_observer(void (*fn)(enum track_code code, void *arg), void *arg);
 void track(enum track_code code, const char *qid, const char *msgid, const char *sender,
 	   const char *rcpt, const char *detail);
 

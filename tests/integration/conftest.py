@@ -7,6 +7,7 @@
 # file puts that directory on sys.path once, before pytest imports any test
 # module, and holds only fixtures.
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ if str(LIB) not in sys.path:
 pytest.register_assert_rewrite(*sorted(p.stem for p in LIB.glob("*.py")))
 
 from daemon import Daemon, write_config  # noqa: E402
+from demo import Demo, alive  # noqa: E402
+from dialup import Rig  # noqa: E402
 from dnsmasq import Dnsmasq  # noqa: E402
 from pki import make_ca, make_server_cert  # noqa: E402
 from ports import free_port  # noqa: E402
@@ -62,6 +65,38 @@ def daemon(dialmail_bin, tmp_path):
             errors.append(str(e))
     if errors:
         pytest.fail("\n".join(errors))
+
+
+@pytest.fixture
+def rig(tmp_path):
+    """Modems, a smarthost recorder, and config lines for them (dialup.Rig)."""
+    r = Rig(tmp_path)
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def demo(tmp_path):
+    """Factory: demo(*scripts/demo args) -> a started demo.Demo; each is
+    stopped at the end, and any process it left is killed by its PID."""
+    started = []
+
+    def make(*args):
+        d = Demo(tmp_path, *args)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        pids = d.pids()
+        if d.proc.poll() is None:
+            try:
+                d.stop()
+            except AssertionError:
+                pass
+        for pid in pids.values():  # never leave one behind, even on failure
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from ports import free_port
+from demo import alive
 from smtpraw import message, send_message
 from wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "scripts" / "demo"
 
 
 pytestmark = pytest.mark.skipif(not (REPO / "build" / "modemsim").exists(),
@@ -36,15 +35,6 @@ def ledger(dir):
     return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
 
 
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path("/proc/%d/stat" % pid)
-    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def processes_using(dir):
     """PIDs whose command line mentions dir (to check nothing is left)."""
     out = []
@@ -56,64 +46,6 @@ def processes_using(dir):
             except OSError:
                 pass
     return [p for p in out if alive(p)]
-
-
-class Demo:
-    def __init__(self, tmp, *args):
-        self.dir = tmp / "run"
-        self.smtp = free_port()
-        self.hub = free_port()
-        self.out = open(tmp / "demo.out", "w+")
-        env = dict(os.environ, BUILD=str(Path(os.environ.get(
-            "DIALMAIL_BIN", REPO / "build" / "dialmail")).parent))
-        self.proc = subprocess.Popen(
-            [str(DEMO), "--dir", str(self.dir), "--smtp-port", str(self.smtp),
-             "--hub-port", str(self.hub), "--odmr-port", str(free_port()),
-             "--line-port", str(free_port()), *args],
-            stdin=subprocess.DEVNULL, stdout=self.out, stderr=subprocess.STDOUT, cwd=str(tmp),
-            env=env, start_new_session=True)
-
-    def output(self):
-        self.out.seek(0)
-        return self.out.read()
-
-    def pids(self):
-        f = self.dir / "demo" / "pids"
-        return {l.split()[0]: int(l.split()[1]) for l in f.read_text().splitlines()} \
-            if f.exists() else {}
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-                raise AssertionError("the demo did not stop on %s" % sig)
-        return self.proc.returncode
-
-
-@pytest.fixture
-def demo(tmp_path):
-    started = []
-
-    def make(*args):
-        d = Demo(tmp_path, *args)
-        started.append(d)
-        return d
-
-    yield make
-    for d in started:
-        pids = d.pids()
-        if d.proc.poll() is None:
-            try:
-                d.stop()
-            except AssertionError:
-                pass
-        for pid in pids.values():  # never leave one behind, even on failure
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
 
 
 def maildir(path):
@@ -135,6 +67,7 @@ def test_demo_call_carries_mail_both_ways_and_stops_cleanly(demo):
     assert set(pids) == {"hub-modem", "hub", "modemsim", "dialmail"}
     assert wait_until(lambda: "swaks --server 127.0.0.1:%d" % d.smtp in d.output(), 10), \
         d.output()
+    assert "status  http://127.0.0.1:%d/" % d.http in d.output()
     # The credentials the script wrote are for their owner only.
     for f in (hub / "users", d.dir / "demo" / "auth"):
         assert f.stat().st_mode & 0o077 == 0, f

@@ -11,21 +11,13 @@ import time
 
 import pytest
 
-from dialup import MODEMSIM, Rig, dial, ledger
+from dialup import MODEMSIM, dial, ledger
 from modem import ModemSim
 from ports import free_port
 from smtpraw import message
 from wait import wait_until
 
 pytestmark = pytest.mark.skipif(not MODEMSIM.exists(), reason="make build/modemsim first")
-
-
-@pytest.fixture
-def rig(tmp_path):
-    """Modems, a smarthost recorder, and config lines for them."""
-    r = Rig(tmp_path)
-    yield r
-    r.stop()
 
 
 def check_4106(events):

@@ -1,0 +1,105 @@
+/* The queue sample ring (daemon/samples.c) and the Prometheus text of
+ * daemon/metrics.c: the ring keeps the newest SAMPLES_MAX samples in time
+ * order across the wrap, a foreign file is started afresh, and label
+ * values are escaped as the text format requires. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "daemon/metrics.h"
+#include "daemon/queue_summary.h"
+#include "daemon/samples.h"
+#include "lib/fsutil.h"
+#include "test_tmp.h"
+
+static void test_ring_wraps_and_keeps_the_newest(void **state)
+{
+	char dir[TEST_TMP_MAX];
+	struct sample *v;
+	size_t n;
+
+	assert_non_null(test_tmp_dir(dir, sizeof(dir), "dialmail-samples"));
+	assert_int_equal(samples_read(dir, 0, 1L << 40, &v), 0);
+	free(v);
+	for (unsigned i = 1; i <= SAMPLES_MAX + 5; i++) {
+		struct sample s = {(time_t)(1000 + i), i, i / 2};
+		assert_int_equal(samples_append(dir, &s), 0);
+	}
+	n = samples_read(dir, 0, 1L << 40, &v);
+	assert_int_equal(n, SAMPLES_MAX);
+	assert_int_equal(v[0].messages, 6); /* 1..5 overwritten */
+	assert_int_equal(v[n - 1].messages, SAMPLES_MAX + 5);
+	for (size_t i = 1; i < n; i++)
+		assert_true(v[i].at > v[i - 1].at);
+	free(v);
+	n = samples_read(dir, 1000 + 100, 1000 + 109, &v); /* a window */
+	assert_int_equal(n, 10);
+	assert_int_equal(v[0].for_link, 50);
+	free(v);
+	test_tmp_rm(dir);
+}
+
+static void test_foreign_file_is_started_afresh(void **state)
+{
+	char dir[TEST_TMP_MAX], path[TEST_TMP_MAX + 32];
+	struct sample s = {5000, 7, 1}, *v;
+
+	assert_non_null(test_tmp_dir(dir, sizeof(dir), "dialmail-samples"));
+	snprintf(path, sizeof(path), "%s/queue.samples", dir);
+	assert_int_equal(fs_write_atomic(path, "not a ring at all, no", 21, 0644), 0);
+	assert_int_equal(samples_read(dir, 0, 1L << 40, &v), 0);
+	free(v);
+	assert_int_equal(samples_append(dir, &s), 0);
+	assert_int_equal(samples_read(dir, 0, 1L << 40, &v), 1);
+	assert_int_equal(v[0].messages, 7);
+	free(v);
+	test_tmp_rm(dir);
+}
+
+static void test_metrics_text_escapes_labels(void **state)
+{
+	char dir[TEST_TMP_MAX];
+	struct queue_summary q;
+	struct metrics_view mv = {.queue = &q, .now = 100};
+	struct buf out = BUF_INIT;
+	struct metrics *mx;
+
+	assert_non_null(test_tmp_dir(dir, sizeof(dir), "dialmail-metrics"));
+	memset(&q, 0, sizeof(q));
+	q.messages = q.by_state[QS_LINK] = 3;
+	q.n_routes = 1;
+	q.route[0].messages = 3;
+	snprintf(q.route[0].name, sizeof(q.route[0].name), "we\"ird\\link");
+	q.oldest = 40;
+	mx = metrics_new(dir);
+	metrics_on_track(TRK_RECEIVED, mx);
+	metrics_on_track(TRK_DELIVERED_LOCAL, mx);
+	metrics_render(mx, &mv, &out);
+	assert_non_null(strstr(buf_cstr(&out),
+			       "dialmail_queue_route_messages{route=\"we\\\"ird\\\\link\"} 3\n"));
+	assert_non_null(strstr(buf_cstr(&out), "dialmail_queue_messages{state=\"link\"} 3\n"));
+	assert_non_null(strstr(buf_cstr(&out), "dialmail_queue_oldest_message_age_seconds 60\n"));
+	assert_non_null(strstr(buf_cstr(&out), "dialmail_received_recipients_total 1\n"));
+	assert_non_null(
+	    strstr(buf_cstr(&out), "dialmail_delivered_recipients_total{where=\"local\"} 1\n"));
+	assert_non_null(strstr(buf_cstr(&out), "# TYPE dialmail_sessions_total counter\n"));
+	metrics_free(mx);
+	buf_free(&out);
+	test_tmp_rm(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_ring_wraps_and_keeps_the_newest),
+	    cmocka_unit_test(test_foreign_file_is_started_afresh),
+	    cmocka_unit_test(test_metrics_text_escapes_labels),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
