@@ -1,5 +1,5 @@
-/* The queue counted by state and route (queue_summary.h). Today a scan of
- * every envelope, as `dialmail status` does; reads only, never writes. */
+/* The queue counted by state and route (queue_summary.h), from the queue's
+ * index in memory: no file is read, whatever the queue's size. */
 #include <stdio.h>
 #include <string.h>
 
@@ -7,6 +7,7 @@
 #include "mail/config.h"
 #include "mail/policy.h"
 #include "mail/routes.h"
+#include "queue/qindex.h"
 #include "queue/queue.h"
 
 struct qs_scan {
@@ -79,43 +80,24 @@ static void qs_add_route(struct queue_summary *o, const char *name)
 	o->route[i].messages++;
 }
 
-/* One message: its state is the strongest of its pending recipients', its
- * route that of the first pending recipient. */
-static void qs_count(struct queue_summary *o, const struct config *cfg, const struct q_env *env)
-{
-	enum qs_state st = QS_NEW;
-	const char *route = NULL;
-
-	for (size_t i = 0; i < env->nrcpt; i++) {
-		const struct q_rcpt *r = &env->rcpt[i];
-		const char *at = strrchr(r->addr, '@');
-		enum qs_state rs = r->attempts > 0 ? QS_DEFERRED : QS_NEW;
-		const char *name;
-
-		if (r->state != RCPT_PENDING)
-			continue;
-		name = qs_route(cfg, at ? at + 1 : "", &rs);
-		route = route ? route : name;
-		st = rs > st ? rs : st;
-	}
-	o->by_state[st]++;
-	qs_add_route(o, route ? route : "none");
-	if (o->oldest == 0 || env->created < o->oldest)
-		o->oldest = env->created;
-}
-
-static int qs_one(const char *id, void *arg)
+/* One message of the index: held, waiting for a link, deferred or new,
+ * its route that of one of its pending recipients' domains. */
+static void qs_one(const struct qindex_entry *e, void *arg)
 {
 	struct qs_scan *s = arg;
-	struct q_env env;
+	struct queue_summary *o = s->out;
+	enum qs_state st = e->tried ? QS_DEFERRED : QS_NEW;
+	const char *route = e->domain ? qs_route(s->cfg, e->domain, &st) : "none";
 
-	memset(&env, 0, sizeof(env));
-	if (queue_load_envelope(s->q, id, &env) == Q_OK) {
-		s->out->messages++;
-		qs_count(s->out, s->cfg, &env);
+	if (e->held) {
+		st = QS_HELD;
+		route = "hold";
 	}
-	q_env_free(&env);
-	return 0;
+	o->messages++;
+	o->by_state[st]++;
+	qs_add_route(o, route);
+	if (o->oldest == 0 || e->created < o->oldest)
+		o->oldest = e->created;
 }
 
 void queue_summary_take(struct queue *q, const struct config *cfg, struct queue_summary *out)
@@ -124,5 +106,5 @@ void queue_summary_take(struct queue *q, const struct config *cfg, struct queue_
 
 	memset(out, 0, sizeof(*out));
 	if (q)
-		queue_scan(q, qs_one, &s);
+		qindex_each(queue_index(q), qs_one, &s);
 }

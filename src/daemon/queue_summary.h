@@ -1,7 +1,7 @@
 /* What is queued, counted for the status page and /metrics: messages by
  * state and by route, and the oldest. The one place the daemon's views look
- * at the queue, so that an in-memory index can later answer instead of a
- * scan of the envelopes. */
+ * at the queue; it reads the queue's index in memory (queue/qindex.h), so a
+ * scrape or a sample costs no disk work whatever the queue's size. */
 #ifndef DAEMON_QUEUE_SUMMARY_H
 #define DAEMON_QUEUE_SUMMARY_H
 #include <time.h>

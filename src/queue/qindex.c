@@ -23,7 +23,8 @@
 struct qix_msg {
 	char id[QIX_ID_LEN + 1]; /* "" = free slot */
 	uint8_t prio;
-	uint8_t held; /* has a pending recipient in a held domain */
+	uint8_t held;  /* has a pending recipient in a held domain */
+	uint8_t tried; /* a pending recipient has been tried (attempts > 0) */
 	uint32_t size;
 	uint32_t pending; /* pending recipients */
 	uint32_t nodes;	  /* first node of its chain, or the next free slot */
@@ -296,11 +297,13 @@ static void qix_link_msg(struct qindex *ix, uint32_t s, const struct q_env *env)
 	ix->msg[s].nodes = QIX_NONE;
 	ix->msg[s].pending = 0;
 	ix->msg[s].held = 0;
+	ix->msg[s].tried = 0;
 	for (size_t i = 0; i < env->nrcpt; i++) {
 		uint32_t dom, n;
 		if (env->rcpt[i].state != RCPT_PENDING)
 			continue;
 		ix->msg[s].pending++;
+		ix->msg[s].tried |= env->rcpt[i].attempts > 0;
 		dom = qix_dom_of(ix, env->rcpt[i].addr);
 		if (qix_msg_has_dom(ix, &ix->msg[s], dom))
 			continue;
@@ -385,6 +388,24 @@ void qindex_update(struct qindex *ix, const struct q_env *env)
 		return;
 	qix_unlink_msg(ix, s);
 	qix_link_msg(ix, s, env);
+}
+
+void qindex_each(const struct qindex *ix, void (*fn)(const struct qindex_entry *e, void *arg),
+		 void *arg)
+{
+	for (uint32_t s = 0; s < ix->nmsg; s++) {
+		const struct qix_msg *m = &ix->msg[s];
+		struct qindex_entry e;
+
+		if (m->id[0] == '\0')
+			continue; /* a free slot */
+		e.id = m->id;
+		e.created = (time_t)m->created;
+		e.held = m->held;
+		e.tried = m->tried;
+		e.domain = m->nodes != QIX_NONE ? ix->dom[ix->node[m->nodes].dom].name : NULL;
+		fn(&e, arg);
+	}
 }
 
 void qindex_remove(struct qindex *ix, const char *id)

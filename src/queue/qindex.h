@@ -40,6 +40,19 @@ void qindex_remove(struct qindex *ix, const char *id);
 int qindex_has(const struct qindex *ix, const char *id);
 
 void qindex_totals(const struct qindex *ix, struct qindex_totals *t);
+
+/* One indexed message as qindex_each shows it. */
+struct qindex_entry {
+	const char *id;
+	time_t created;
+	int held;	    /* a pending recipient in a held domain */
+	int tried;	    /* a pending recipient has been tried */
+	const char *domain; /* a pending recipient's domain, or NULL */
+};
+/* Calls fn for every indexed message, in no particular order: memory only,
+ * no file is read (the status page and /metrics count the queue so). */
+void qindex_each(const struct qindex *ix, void (*fn)(const struct qindex_entry *e, void *arg),
+		 void *arg);
 /* Messages with a pending, non-local recipient whose route goes via one of
  * names (a message for two of the names counts twice), and how many of
  * them are urgent. */
