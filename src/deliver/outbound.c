@@ -1084,6 +1084,12 @@ void outbound_pass_begin(struct outbound *o, int full)
 		l->waiting = 0;
 }
 
+void outbound_pass_slice(struct outbound *o)
+{
+	o->pass_scheduled = 1; /* the rest of the pass is to come */
+	ob_start_all(o);
+}
+
 void outbound_pass_end(struct outbound *o)
 {
 	for (struct ob_release *rel = o->releases; o->pass_full && rel; rel = rel->next)

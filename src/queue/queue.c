@@ -1076,6 +1076,61 @@ int queue_recover(struct queue *q, int *n_ok, int *n_corrupt)
 	return rc;
 }
 
+/* ------------------------------------------------- listing in slices */
+
+struct q_lister {
+	DIR *dir;
+};
+
+struct q_lister *queue_lister_new(struct queue *q)
+{
+	struct q_lister *l;
+	int fd = dup(q->fd[QD_QUEUE]), saved;
+	DIR *d;
+
+	if (fd < 0)
+		return NULL;
+	if ((d = fdopendir(fd)) == NULL) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return NULL;
+	}
+	rewinddir(d);
+	l = xcalloc(1, sizeof(*l));
+	l->dir = d;
+	return l;
+}
+
+int queue_lister_next(struct q_lister *l, struct strlist *out, int budget_ms, int all)
+{
+	long long deadline = clock_mono_ms() + budget_ms;
+	struct dirent *de;
+	unsigned n = 0;
+
+	if (l->dir == NULL)
+		return 0;
+	while ((de = readdir(l->dir)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+		    (all || queue_id_valid(de->d_name)))
+			strlist_add(out, de->d_name);
+		if (++n % 256 == 0 && clock_mono_ms() >= deadline)
+			return 1;
+	}
+	closedir(l->dir);
+	l->dir = NULL;
+	return 0;
+}
+
+void queue_lister_free(struct q_lister *l)
+{
+	if (l == NULL)
+		return;
+	if (l->dir)
+		closedir(l->dir);
+	free(l);
+}
+
 /* ------------------------------------------- recovery in slices (daemon) */
 
 /* Listing queue/ (names read in slices from an open directory stream),
@@ -1084,7 +1139,7 @@ enum q_rec_phase { QR_LIST, QR_LOAD, QR_DONE };
 
 struct q_recovery {
 	enum q_rec_phase phase;
-	DIR *dir;
+	struct q_lister *ls;
 	struct strlist names;
 	size_t pos;
 	int ok, corrupt, failed;
@@ -1094,8 +1149,7 @@ static void queue_recover_free(struct queue *q)
 {
 	if (q->rec == NULL)
 		return;
-	if (q->rec->dir)
-		closedir(q->rec->dir);
+	queue_lister_free(q->rec->ls);
 	strlist_free(&q->rec->names);
 	free(q->rec);
 	q->rec = NULL;
@@ -1103,38 +1157,15 @@ static void queue_recover_free(struct queue *q)
 
 int queue_recover_begin(struct queue *q)
 {
-	int fd;
-
 	queue_recover_free(q);
 	q->rec = xcalloc(1, sizeof(*q->rec));
 	if (queue_recover_tmp(q) < 0)
 		q->rec->failed = 1;
-	fd = dup(q->fd[QD_QUEUE]);
-	if (fd < 0 || (q->rec->dir = fdopendir(fd)) == NULL) {
-		if (fd >= 0)
-			close(fd);
+	if ((q->rec->ls = queue_lister_new(q)) == NULL) {
 		queue_recover_free(q);
 		return Q_TEMPFAIL;
 	}
-	rewinddir(q->rec->dir);
 	return Q_OK;
-}
-
-/* Reads directory entries until the deadline; 1 when the listing is over. */
-static int queue_recover_list(struct q_recovery *r, long long deadline)
-{
-	struct dirent *de;
-	unsigned n = 0;
-
-	while ((de = readdir(r->dir)) != NULL) {
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			strlist_add(&r->names, de->d_name);
-		if (++n % 256 == 0 && clock_mono_ms() >= deadline)
-			return 0;
-	}
-	closedir(r->dir);
-	r->dir = NULL;
-	return 1;
 }
 
 /* One name of the listing: the envelope into the index (the content's
@@ -1182,7 +1213,7 @@ int queue_recover_step(struct queue *q, int budget_ms)
 	if (r == NULL || r->phase == QR_DONE)
 		return 0;
 	if (r->phase == QR_LIST) {
-		if (!queue_recover_list(r, deadline))
+		if (queue_lister_next(r->ls, &r->names, budget_ms, 1))
 			return 1;
 		r->phase = QR_LOAD;
 	}
