@@ -274,6 +274,7 @@ static int daemon_start(struct daemon *d)
 	d->control = control_listen(d->base, d->dir, d->delivery);
 	d->sessions = sessions_new(d->base, &d->cfg, d->dir, d->delivery, d->queue, d->smtp);
 	control_set_sessions(d->control, d->sessions);
+	control_set_queue(d->control, d->queue);
 	control_set_reload(d->control, daemon_reload, d);
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
