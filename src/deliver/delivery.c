@@ -472,7 +472,7 @@ static int delivery_run(struct delivery *d, const char *qid, int fresh)
 		changed |= delivery_rcpt(d, &env, &content, i, now, fresh);
 	/* The deliveries above are durable before this update: a crash here
 	 * repeats them at the next run (a duplicate), it cannot lose them. */
-	if (changed && queue_update(d->q, &env) != 0) {
+	if (changed && queue_update_later(d->q, &env) != 0) {
 		event_log(EV_QUEUE_WRITE_FAILED,
 			  "Cannot store the delivery state of message %s; it will be retried", qid);
 		rc = Q_TEMPFAIL;

@@ -141,6 +141,17 @@ int queue_load_envelope(struct queue *q, const char *id, struct q_env *env);
 /* Persists the per-recipient state of env (atomically). */
 int queue_update(struct queue *q, const struct q_env *env);
 
+/* Persists the per-recipient state of env without waiting for the disk:
+ * the new state is what queue_load* read from now on, and a writer thread
+ * (started at the first call) writes it as state/<id> (temp, fdatasync,
+ * rename) with the other updates made meanwhile, then fsyncs state/ once
+ * for all of them. A crash before that loses the update: the recipients
+ * are tried again (a duplicate at worst, never a loss). Once the writer
+ * runs, queue_update goes this way too (so no older image can overwrite a
+ * newer one); queue_close waits for what is pending. See
+ * docs/queue-format.md. */
+int queue_update_later(struct queue *q, const struct q_env *env);
+
 /* Removes a message whose recipients are all done. */
 int queue_remove(struct queue *q, const char *id);
 
