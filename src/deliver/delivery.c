@@ -18,6 +18,7 @@
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
 #include "smtp/dsn.h"
+#include "queue/qindex.h"
 
 #define DELIVERY_BACKOFF_MIN 300  /* first retry after 5 minutes... */
 #define DELIVERY_BACKOFF_MAX 3600 /* ...doubling up to one hour */
@@ -618,6 +619,12 @@ void delivery_kick(struct delivery *d, const char *qid)
 	delivery_schedule(d);
 }
 
+static int delivery_kick_id(const char *qid, void *arg)
+{
+	delivery_kick(arg, qid);
+	return 0;
+}
+
 void delivery_scan(struct delivery *d)
 {
 	d->scan_wanted = 1;
@@ -707,6 +714,9 @@ int delivery_release(struct delivery *d, const char *domain, int sub, const char
 	if (d->out == NULL)
 		return -1;
 	outbound_release(d->out, domain, sub, host, port);
+	/* The domain's messages go first, found in the index; the full pass
+	 * that follows (it ends the release) does not run them again. */
+	qindex_held_for(queue_index(d->q), domain, sub, delivery_kick_id, d);
 	delivery_scan(d);
 	return 0;
 }
