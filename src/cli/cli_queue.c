@@ -15,13 +15,23 @@
 #include "lib/buf.h"
 #include "lib/clock.h"
 #include "lib/xmalloc.h"
+#include "daemon/control.h"
+#include "lib/duration.h"
+#include "queue/qindex.h"
 #include "queue/queue.h"
 
-/* Every message's envelope, oldest first. */
+/* Every message's envelope that passes the filter, oldest first. */
 struct cli_queue_list {
 	struct queue *q;
 	struct q_env *env;
 	size_t n;
+	const struct qindex_filter *f;
+};
+
+/* What `dialmail queue` was asked. */
+struct cli_queue_opts {
+	int json, count;
+	struct qindex_filter f;
 };
 
 static const char *cli_queue_rcpt_state(enum rcpt_state s)
@@ -92,6 +102,11 @@ static int cli_queue_collect(const char *id, void *arg)
 
 	if (queue_load_envelope(l->q, id, &env) != Q_OK)
 		return 0; /* removed meanwhile, or damaged (moved aside) */
+	/* The load put it in the queue's index, whose filter we use. */
+	if (!qindex_matches(queue_index(l->q), id, l->f)) {
+		q_env_free(&env);
+		return 0;
+	}
 	l->env = xrealloc(l->env, (l->n + 1) * sizeof(*l->env));
 	l->env[l->n++] = env;
 	return 0;
@@ -234,20 +249,41 @@ static void cli_queue_table(const struct cli_queue_list *l, time_t now)
 	printf("%zu message%s\n", l->n, l->n == 1 ? "" : "s");
 }
 
-static int cli_queue_list(const char *dir, int json)
+/* The daemon's configuration (as it recorded it), for what a filter on
+ * routes and held domains needs; embedded defaults if none is recorded. */
+static void cli_queue_config(const char *dir, struct config *cfg, struct queue *q)
 {
-	struct cli_queue_list l = {NULL, NULL, 0};
-	time_t now = clock_now();
-	int rc = 0;
+	char *path = config_recorded_path(dir);
+	struct buf err = BUF_INIT;
 
+	if (config_load(cfg, path, &err) == 0)
+		qindex_set_config(queue_index(q), cfg);
+	else
+		fprintf(stderr, "dialmail: %s", buf_cstr(&err));
+	buf_free(&err);
+	free(path);
+}
+
+static int cli_queue_list(const char *dir, const struct cli_queue_opts *o)
+{
+	struct cli_queue_list l = {NULL, NULL, 0, &o->f};
+	struct config cfg;
+	time_t now = clock_now();
+	int rc = 0, json = o->json;
+
+	memset(&cfg, 0, sizeof(cfg));
 	if (cli_queue_open(dir, &l.q) < 0)
 		return 1;
+	if (l.q)
+		cli_queue_config(dir, &cfg, l.q);
 	if (l.q && queue_scan(l.q, cli_queue_collect, &l) < 0) {
 		fprintf(stderr, "dialmail: cannot read the queue in %s: %s\n", dir,
 			strerror(errno));
 		rc = 1;
 	}
-	if (rc == 0 && json) {
+	if (rc == 0 && o->count) {
+		printf("%zu\n", l.n);
+	} else if (rc == 0 && json) {
 		json_t *arr = json_array();
 
 		for (size_t i = 0; i < l.n; i++)
@@ -257,6 +293,36 @@ static int cli_queue_list(const char *dir, int json)
 		cli_queue_table(&l, now);
 	}
 	cli_queue_list_free(&l);
+	config_free(&cfg);
+	return rc;
+}
+
+/* --count with a daemon running: its index answers. 0 printed, 1 no
+ * daemon (or one that cannot answer: count from disk instead). */
+static int cli_queue_count_daemon(const char *dir, const struct qindex_filter *f)
+{
+	static const char *const states[] = {"any", "held", "deferred", "new"};
+	struct buf cmd = BUF_INIT;
+	char reply[128];
+	int rc = 1;
+
+	buf_printf(&cmd, "queue-count state=%s", states[f->state]);
+	if (f->domain)
+		buf_printf(&cmd, " domain=%s", f->domain);
+	if (f->link)
+		buf_printf(&cmd, " link=%s", f->link);
+	if (f->older_than)
+		buf_printf(&cmd, " older=%lld", (long long)f->older_than);
+	if (control_send(dir, buf_cstr(&cmd), reply, sizeof(reply)) == 0 &&
+	    strncmp(reply, "ok ", 3) == 0) {
+		printf("%u\n", (unsigned)strtoul(reply + 3, NULL, 10));
+		if (strstr(reply, "recovering"))
+			fprintf(stderr,
+				"dialmail: the daemon is still reading its queue; the count "
+				"will grow\n");
+		rc = 0;
+	}
+	buf_free(&cmd);
 	return rc;
 }
 
@@ -360,8 +426,10 @@ static int cli_queue_spool_exists(const char *dir)
 
 static void cli_queue_usage(FILE *out)
 {
-	fprintf(out, "usage: dialmail queue [--dir DIR] [--json]\n"
-		     "       dialmail queue show ID [--dir DIR] [--json]\n");
+	fprintf(out,
+		"usage: dialmail queue [--dir DIR] [--json] [--count] [--domain D] [--route LINK]\n"
+		"                      [--state held|deferred|new] [--older-than DURATION]\n"
+		"       dialmail queue show ID [--dir DIR] [--json]\n");
 }
 
 int cmd_queue(int argc, char **argv)
@@ -369,19 +437,50 @@ int cmd_queue(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"dir", required_argument, NULL, 'd'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"count", no_argument, NULL, 'n'},
+	    {"domain", required_argument, NULL, 'D'},
+	    {"route", required_argument, NULL, 'r'},
+	    {"state", required_argument, NULL, 's'},
+	    {"older-than", required_argument, NULL, 'o'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *dir = NULL;
-	int c, json = 0;
+	struct cli_queue_opts o;
+	long long age;
+	int c;
 
+	memset(&o, 0, sizeof(o));
 	while ((c = getopt_long(argc, argv, "d:jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
 			dir = optarg;
 			break;
 		case 'j':
-			json = 1;
+			o.json = 1;
+			break;
+		case 'n':
+			o.count = 1;
+			break;
+		case 'D':
+			o.f.domain = optarg;
+			break;
+		case 'r':
+			o.f.link = optarg;
+			break;
+		case 's':
+			if ((o.f.state = qindex_state_parse(optarg)) < 0) {
+				fprintf(stderr, "dialmail: --state: held, deferred, new or any\n");
+				return 64;
+			}
+			break;
+		case 'o':
+			if ((age = duration_parse(optarg, 100LL * 365 * 86400)) < 0) {
+				fprintf(stderr,
+					"dialmail: --older-than: a duration (30m, 2h, 3d)\n");
+				return 64;
+			}
+			o.f.older_than = clock_now() - (time_t)age;
 			break;
 		case 'h':
 			cli_queue_usage(stdout);
@@ -396,10 +495,12 @@ int cmd_queue(int argc, char **argv)
 	dir = config_spool_dir(dir);
 	if (cli_queue_spool_exists(dir) < 0)
 		return 66; /* EX_NOINPUT */
+	if (o.count && argc == 0 && cli_queue_count_daemon(dir, &o.f) == 0)
+		return 0;
 	if (argc == 0 || (argc == 1 && strcmp(argv[0], "list") == 0))
-		return cli_queue_list(dir, json);
+		return cli_queue_list(dir, &o);
 	if (argc == 2 && strcmp(argv[0], "show") == 0)
-		return cli_queue_show(dir, argv[1], json);
+		return cli_queue_show(dir, argv[1], o.json);
 	cli_queue_usage(stderr);
 	return 64;
 }

@@ -25,6 +25,8 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "queue/qindex.h"
+#include "queue/queue.h"
 
 #define CONTROL_LINE_MAX   512
 #define CONTROL_IDLE_SEC   30 /* a silent client is dropped after this */
@@ -36,6 +38,7 @@ struct control {
 	struct evconnlistener *listener;
 	struct delivery *delivery;
 	struct sessions *sessions;
+	struct queue *queue; /* "queue-count" from its index; NULL: off */
 	struct control_client *clients;
 	char *path;
 	int (*reload)(void *arg, int logs_only, struct buf *out);
@@ -154,12 +157,63 @@ static void control_reload(struct control_client *cl, int logs_only)
 	buf_free(&line);
 }
 
+/* One "key=value" word of queue-count into f; -1 if it is not one. */
+static int control_filter_word(char *w, struct qindex_filter *f)
+{
+	char *eq = strchr(w, '='), *end;
+	long long t;
+
+	if (eq == NULL)
+		return -1;
+	*eq++ = '\0';
+	if (strcmp(w, "domain") == 0)
+		f->domain = eq;
+	else if (strcmp(w, "link") == 0)
+		f->link = eq;
+	else if (strcmp(w, "state") == 0)
+		return (f->state = qindex_state_parse(eq)) < 0 ? -1 : 0;
+	else if (strcmp(w, "older") == 0) {
+		t = strtoll(eq, &end, 10);
+		if (*eq == '\0' || *end || t < 0)
+			return -1;
+		f->older_than = (time_t)t;
+	} else
+		return -1;
+	return 0;
+}
+
+/* "queue-count [domain=D] [link=L] [state=S] [older=T]": "ok N" from the
+ * queue's index, with " recovering" while start-up recovery goes on. */
+static void control_queue_count(struct control_client *cl, const char *args)
+{
+	struct qindex_filter f = {0};
+	struct q_recover_progress p;
+	char *copy = xstrdup(args), *save = NULL, *w, line[96];
+	int bad = 0;
+
+	for (w = strtok_r(copy, " ", &save); w && !bad; w = strtok_r(NULL, " ", &save))
+		bad = control_filter_word(w, &f) < 0;
+	if (cl->c->queue == NULL || bad)
+		snprintf(line, sizeof(line), "error %s\n",
+			 bad ? "bad filter" : "queue-count is not available");
+	else
+		snprintf(line, sizeof(line), "ok %u%s\n",
+			 qindex_count(queue_index(cl->c->queue), &f),
+			 queue_recover_progress(cl->c->queue, &p) ? " recovering" : "");
+	free(copy);
+	bufferevent_write(cl->bev, line, strlen(line));
+}
+
 static void control_command(struct control_client *cl, const char *line)
 {
 	const char *answer = "error unknown command\n";
 
 	if (strcmp(line, "dial") == 0 || strncmp(line, "dial ", 5) == 0) {
 		control_dial(cl, line[4] ? line + 5 : "");
+		return;
+	}
+	if (strcmp(line, "queue-count") == 0 || strncmp(line, "queue-count ", 12) == 0) {
+		control_queue_count(cl, line + 11);
 		return;
 	}
 	if (strcmp(line, "status") == 0) {
@@ -292,6 +346,12 @@ struct control *control_listen(struct event_base *base, const char *dir, struct 
 		return NULL;
 	}
 	return c;
+}
+
+void control_set_queue(struct control *c, struct queue *q)
+{
+	if (c)
+		c->queue = q;
 }
 
 void control_set_sessions(struct control *c, struct sessions *s)

@@ -9,6 +9,10 @@ struct delivery;
 struct sessions;
 struct control;
 struct control *control_listen(struct event_base *base, const char *dir, struct delivery *d);
+/* Enables "queue-count [domain=D] [link=L] [state=S] [older=UNIXTIME]":
+ * "ok N" (" recovering" after it while start-up recovery is not over). */
+struct queue;
+void control_set_queue(struct control *c, struct queue *q);
 /* Enables "dial [ENTRY]" (streams the session's progress) and "status". */
 void control_set_sessions(struct control *c, struct sessions *s);
 /* Enables "reload" (fn does what SIGHUP does) and "reopen-logs" (fn with

@@ -347,6 +347,7 @@ static int daemon_start(struct daemon *d)
 	d->control = control_listen(d->base, d->dir, d->delivery);
 	d->sessions = sessions_new(d->base, &d->cfg, d->dir, d->delivery, d->queue, d->smtp);
 	control_set_sessions(d->control, d->sessions);
+	control_set_queue(d->control, d->queue);
 	d->reconfig = reconfig_new(d->base, &d->cfg,
 				   &(struct reconfig_hooks){daemon_busy, daemon_reconfigured, d});
 	control_set_reload(d->control, daemon_reload, d);

@@ -18,10 +18,12 @@
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
 #include "smtp/dsn.h"
+#include "queue/qindex.h"
 
 #define DELIVERY_BACKOFF_MIN 300  /* first retry after 5 minutes... */
 #define DELIVERY_BACKOFF_MAX 3600 /* ...doubling up to one hour */
 #define DELIVERY_ALIAS_DEPTH 10	  /* deeper alias chains are loops */
+#define DELIVERY_SLICE_MS    5	  /* work of a pass between looks at the loop */
 
 struct delivery {
 	struct event_base *base;
@@ -38,6 +40,13 @@ struct delivery {
 	struct strlist flushing_links; /* this pass does, whatever its retry times */
 	struct outbound *out;	       /* SMTP delivery; NULL without an event loop */
 	struct dedup *dedup;	       /* inbound duplicate suppression; NULL: off */
+	/* A full pass runs in slices of DELIVERY_SLICE_MS, back to the event
+	 * loop in between, so a large queue does not stall SMTP. */
+	int in_pass;
+	struct q_lister *lister;  /* listing the queue for the pass, or NULL */
+	struct strlist pass_ids;  /* the queue when the pass began */
+	size_t pass_pos;	  /* next of pass_ids to run */
+	struct strlist pass_done; /* kicked ids already run in this pass */
 };
 
 /* Where an alias (or a plain local recipient) leads. */
@@ -464,7 +473,7 @@ static int delivery_run(struct delivery *d, const char *qid, int fresh)
 		changed |= delivery_rcpt(d, &env, &content, i, now, fresh);
 	/* The deliveries above are durable before this update: a crash here
 	 * repeats them at the next run (a duplicate), it cannot lose them. */
-	if (changed && queue_update(d->q, &env) != 0) {
+	if (changed && queue_update_later(d->q, &env) != 0) {
 		event_log(EV_QUEUE_WRITE_FAILED,
 			  "Cannot store the delivery state of message %s; it will be retried", qid);
 		rc = Q_TEMPFAIL;
@@ -483,44 +492,108 @@ int delivery_run_one(struct delivery *d, const char *qid)
 	return delivery_run(d, qid, 0);
 }
 
-static int delivery_collect(const char *id, void *arg)
+static void delivery_schedule(struct delivery *d);
+
+static int delivery_id_cmp(const void *a, const void *b)
 {
-	strlist_add(arg, id);
-	return 0;
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Runs whatever was asked for since the last run: a full scan covers every
- * kicked message too. Ids are collected first so the queue is not changed
- * while it is being listed. */
-static void delivery_on_run(evutil_socket_t fd, short what, void *arg)
+/* Begins a pass: full ones list the queue (ids first, so it is not
+ * changed while it is listed) and take the links to flush. */
+static void delivery_pass_begin(struct delivery *d)
 {
-	struct delivery *d = arg;
-	struct strlist fresh = d->kicked, ids = {0};
-
 	int full = d->scan_wanted;
 
-	memset(&d->kicked, 0, sizeof(d->kicked));
 	d->flushing = full && d->flush_wanted;
 	if (full) {
 		d->scan_wanted = 0;
 		d->flush_wanted = 0;
 		d->flushing_links = d->flush_links;
 		memset(&d->flush_links, 0, sizeof(d->flush_links));
-		queue_scan(d->q, delivery_collect, &ids);
+		d->lister = queue_lister_new(d->q);
+		if (d->lister == NULL)
+			log_warn("delivery: cannot list the queue");
+		d->pass_pos = 0;
+		d->in_pass = 1;
 	}
 	if (d->out)
 		outbound_pass_begin(d->out, full);
-	for (size_t i = 0; i < fresh.n; i++)
-		delivery_run(d, fresh.v[i], 1);
-	for (size_t i = 0; i < ids.n; i++)
-		if (!strlist_has(&fresh, ids.v[i]))
-			delivery_run(d, ids.v[i], 0);
+}
+
+/* Runs the pass's next messages until the slice's time is spent (all of
+ * them without an event loop). 1 if some are left. */
+static int delivery_pass_slice(struct delivery *d, const struct strlist *fresh)
+{
+	long long deadline = clock_mono_ms() + DELIVERY_SLICE_MS;
+
+	if (d->lister) {
+		if (queue_lister_next(d->lister, &d->pass_ids,
+				      d->ev_run ? DELIVERY_SLICE_MS : 1 << 30, 0))
+			return 1;
+		queue_lister_free(d->lister);
+		d->lister = NULL;
+		/* Oldest first: ids sort by arrival time. */
+		if (d->pass_ids.n > 1)
+			qsort(d->pass_ids.v, d->pass_ids.n, sizeof(*d->pass_ids.v),
+			      delivery_id_cmp);
+	}
+
+	while (d->pass_pos < d->pass_ids.n) {
+		const char *id = d->pass_ids.v[d->pass_pos++];
+		if (!strlist_has(fresh, id) && !strlist_has(&d->pass_done, id))
+			delivery_run(d, id, 0);
+		if (d->ev_run && d->pass_pos < d->pass_ids.n && clock_mono_ms() >= deadline)
+			return 1;
+	}
+	return 0;
+}
+
+static void delivery_pass_end(struct delivery *d)
+{
+	d->in_pass = 0;
+	strlist_free(&d->pass_ids);
+	strlist_free(&d->pass_done);
+	d->pass_pos = 0;
 	d->flushing = 0;
 	strlist_free(&d->flushing_links);
 	if (d->out)
 		outbound_pass_end(d->out);
+}
+
+/* Runs whatever was asked for since the last run: messages just kicked
+ * first, then a slice of the full pass under way (a full pass covers every
+ * kicked message too). */
+static void delivery_on_run(evutil_socket_t fd, short what, void *arg)
+{
+	struct delivery *d = arg;
+	struct strlist fresh = d->kicked;
+	int more;
+
+	memset(&d->kicked, 0, sizeof(d->kicked));
+	if (!d->in_pass)
+		delivery_pass_begin(d);
+	for (size_t i = 0; i < fresh.n; i++) {
+		delivery_run(d, fresh.v[i], 1);
+		/* Mail committed after the listing sorts after it: only older
+		 * kicked ids can come up again in this pass. */
+		if (d->in_pass &&
+		    (d->lister ||
+		     (d->pass_ids.n && strcmp(fresh.v[i], d->pass_ids.v[d->pass_ids.n - 1]) <= 0)))
+			strlist_add(&d->pass_done, fresh.v[i]);
+	}
+	more = d->in_pass && delivery_pass_slice(d, &fresh);
 	strlist_free(&fresh);
-	strlist_free(&ids);
+	if (more) {
+		struct timeval now = {0, 0};
+		if (d->out)
+			outbound_pass_slice(d->out);
+		evtimer_add(d->ev_run, &now);
+		return;
+	}
+	delivery_pass_end(d);
+	if (d->scan_wanted) /* asked for during the pass: another one */
+		delivery_schedule(d);
 }
 
 /* A 0-second timer rather than event_active: timers run after the I/O
@@ -544,6 +617,12 @@ void delivery_kick(struct delivery *d, const char *qid)
 	if (!strlist_has(&d->kicked, qid))
 		strlist_add(&d->kicked, qid);
 	delivery_schedule(d);
+}
+
+static int delivery_kick_id(const char *qid, void *arg)
+{
+	delivery_kick(arg, qid);
+	return 0;
 }
 
 void delivery_scan(struct delivery *d)
@@ -598,6 +677,10 @@ void delivery_free(struct delivery *d)
 		event_free(d->ev_run);
 	strlist_free(&d->kicked);
 	strlist_free(&d->flush_links);
+	strlist_free(&d->flushing_links);
+	strlist_free(&d->pass_ids);
+	strlist_free(&d->pass_done);
+	queue_lister_free(d->lister);
 	free(d->dir);
 	free(d);
 }
@@ -637,6 +720,9 @@ int delivery_release(struct delivery *d, const char *domain, int sub, const char
 	if (d->out == NULL)
 		return -1;
 	outbound_release(d->out, domain, sub, host, port);
+	/* The domain's messages go first, found in the index; the full pass
+	 * that follows (it ends the release) does not run them again. */
+	qindex_held_for(queue_index(d->q), domain, sub, delivery_kick_id, d);
 	delivery_scan(d);
 	return 0;
 }

@@ -114,7 +114,7 @@ static void held_save(const struct held_peer *p, struct queue *q, const struct q
 
 	for (size_t i = 0; i < env->nrcpt; i++)
 		done &= env->rcpt[i].state != RCPT_PENDING;
-	if (queue_update(q, env) != 0)
+	if (queue_update_later(q, env) != 0)
 		event_log(EV_QUEUE_WRITE_FAILED,
 			  "Cannot store the delivery state of message %s; it will be retried",
 			  env->id);

@@ -850,7 +850,7 @@ static int ob_store(struct outbound *o, struct ob_msg *m, int aborted, int *n_de
 		outbound_dsn(o, &env, &m->content, rep.delayed, rep.ndelayed);
 	if (rep.nsuccess)
 		outbound_dsn(o, &env, &m->content, rep.success, rep.nsuccess);
-	if (changed && queue_update(o->q, &env) != 0)
+	if (changed && queue_update_later(o->q, &env) != 0)
 		event_log(EV_QUEUE_WRITE_FAILED,
 			  "Cannot store the delivery state of message %s; it will be retried",
 			  env.id);
@@ -1082,6 +1082,12 @@ void outbound_pass_begin(struct outbound *o, int full)
 	o->pass_full = full;
 	for (struct ob_link *l = o->links; full && l; l = l->next)
 		l->waiting = 0;
+}
+
+void outbound_pass_slice(struct outbound *o)
+{
+	o->pass_scheduled = 1; /* the rest of the pass is to come */
+	ob_start_all(o);
 }
 
 void outbound_pass_end(struct outbound *o)

@@ -50,6 +50,10 @@ int outbound_offer(struct outbound *o, const struct q_env *env, size_t i, int fo
  * lifetime is over (state in env only; the caller stores it). 1 if changed. */
 int outbound_expire_waiting(struct outbound *o, struct q_env *env, size_t i);
 void outbound_pass_end(struct outbound *o);
+/* Between two slices of a long pass (the pass stays open, so idle and
+ * release checks wait for its end): starts connections for what was
+ * offered so far. */
+void outbound_pass_slice(struct outbound *o);
 
 /* Queues an RFC 3464 report about n recipients of env (all with the same
  * action) to the sender, or the postmaster for a null sender; nothing when

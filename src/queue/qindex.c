@@ -23,8 +23,8 @@
 struct qix_msg {
 	char id[QIX_ID_LEN + 1]; /* "" = free slot */
 	uint8_t prio;
-	uint8_t held;  /* has a pending recipient in a held domain */
-	uint8_t tried; /* a pending recipient has been tried (attempts > 0) */
+	uint8_t held;	  /* has a pending recipient in a held domain */
+	uint8_t deferred; /* has a pending recipient tried before */
 	uint32_t size;
 	uint32_t pending; /* pending recipients */
 	uint32_t nodes;	  /* first node of its chain, or the next free slot */
@@ -61,6 +61,8 @@ struct qindex {
 	unsigned *link_msgs, *link_urgent;
 	struct qindex_totals tot;
 };
+
+static uint32_t qix_dom_find(const struct qindex *ix, const char *name);
 
 static uint32_t qix_hash(const char *s)
 {
@@ -297,13 +299,13 @@ static void qix_link_msg(struct qindex *ix, uint32_t s, const struct q_env *env)
 	ix->msg[s].nodes = QIX_NONE;
 	ix->msg[s].pending = 0;
 	ix->msg[s].held = 0;
-	ix->msg[s].tried = 0;
+	ix->msg[s].deferred = 0;
 	for (size_t i = 0; i < env->nrcpt; i++) {
 		uint32_t dom, n;
 		if (env->rcpt[i].state != RCPT_PENDING)
 			continue;
 		ix->msg[s].pending++;
-		ix->msg[s].tried |= env->rcpt[i].attempts > 0;
+		ix->msg[s].deferred |= env->rcpt[i].attempts > 0;
 		dom = qix_dom_of(ix, env->rcpt[i].addr);
 		if (qix_msg_has_dom(ix, &ix->msg[s], dom))
 			continue;
@@ -402,7 +404,7 @@ void qindex_each(const struct qindex *ix, void (*fn)(const struct qindex_entry *
 		e.id = m->id;
 		e.created = (time_t)m->created;
 		e.held = m->held;
-		e.tried = m->tried;
+		e.tried = m->deferred;
 		e.domain = m->nodes != QIX_NONE ? ix->dom[ix->node[m->nodes].dom].name : NULL;
 		fn(&e, arg);
 	}
@@ -474,14 +476,9 @@ unsigned qindex_held_for(const struct qindex *ix, const char *node, int sub,
 	unsigned calls = 0;
 
 	if (!sub) {
-		char *lower = xstrdup(node);
-		for (char *c = lower; *c; c++)
-			if (*c >= 'A' && *c <= 'Z')
-				*c = (char)(*c - 'A' + 'a');
-		uint32_t b = ix->capname ? qix_name_bucket(ix, lower) : 0;
-		free(lower);
-		if (ix->capname && ix->byname[b] && ix->dom[ix->byname[b] - 1].held)
-			qix_held_dom(ix, ix->byname[b] - 1, node, 0, cb, arg, &calls);
+		uint32_t d = qix_dom_find(ix, node);
+		if (d != QIX_NONE && ix->dom[d].held)
+			qix_held_dom(ix, d, node, 0, cb, arg, &calls);
 		return calls;
 	}
 	for (uint32_t d = 0; d < ix->ndom; d++)
@@ -490,6 +487,88 @@ unsigned qindex_held_for(const struct qindex *ix, const char *node, int sub,
 		    qix_held_dom(ix, d, node, 1, cb, arg, &calls))
 			break;
 	return calls;
+}
+
+/* The interned domain of name (any case), or QIX_NONE if never seen. */
+static uint32_t qix_dom_find(const struct qindex *ix, const char *name)
+{
+	char *lower = xstrdup(name);
+	uint32_t b, d = QIX_NONE;
+
+	for (char *c = lower; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	if (ix->capname) {
+		b = qix_name_bucket(ix, lower);
+		if (ix->byname[b])
+			d = ix->byname[b] - 1;
+	}
+	free(lower);
+	return d;
+}
+
+int qindex_state_parse(const char *s)
+{
+	static const char *const names[] = {"any", "held", "deferred", "new"};
+
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* 1 if slot s (in use) matches f; dom and link are f's, interned. */
+static int qix_match(const struct qindex *ix, uint32_t s, const struct qindex_filter *f,
+		     uint32_t dom, int32_t link)
+{
+	const struct qix_msg *m = &ix->msg[s];
+	int found = f->domain == NULL && f->link == NULL;
+
+	if ((f->state == QINDEX_HELD && !m->held) ||
+	    (f->state == QINDEX_DEFERRED && !m->deferred) ||
+	    (f->state == QINDEX_NEW && m->deferred) ||
+	    (f->older_than && m->created >= (int64_t)f->older_than))
+		return 0;
+	for (uint32_t n = m->nodes; n != QIX_NONE && !found; n = ix->node[n].mnext)
+		found = (f->domain == NULL || ix->node[n].dom == dom) &&
+			(f->link == NULL || ix->dom[ix->node[n].dom].link == link);
+	return found;
+}
+
+/* f's domain and link, interned; 0 if f can match nothing. */
+static int qix_filter_prepare(const struct qindex *ix, const struct qindex_filter *f, uint32_t *dom,
+			      int32_t *link)
+{
+	*dom = f->domain ? qix_dom_find(ix, f->domain) : QIX_NONE;
+	*link = -1;
+	for (size_t i = 0; f->link && i < ix->links.n; i++)
+		if (strcmp(ix->links.v[i], f->link) == 0)
+			*link = (int32_t)i;
+	return !(f->link && *link < 0) && !(f->domain && *dom == QIX_NONE);
+}
+
+int qindex_matches(const struct qindex *ix, const char *id, const struct qindex_filter *f)
+{
+	uint32_t s = queue_id_valid(id) ? qix_find(ix, id) : QIX_NONE, dom;
+	int32_t link;
+
+	return s != QIX_NONE && qix_filter_prepare(ix, f, &dom, &link) &&
+	       qix_match(ix, s, f, dom, link);
+}
+
+unsigned qindex_count(const struct qindex *ix, const struct qindex_filter *f)
+{
+	uint32_t dom;
+	int32_t link;
+	unsigned n = 0;
+
+	if (!qix_filter_prepare(ix, f, &dom, &link))
+		return 0;
+	if (f->domain && !f->link && !f->state && !f->older_than)
+		return ix->dom[dom].msgs;
+	for (uint32_t s = 0; s < ix->nmsg; s++)
+		n += ix->msg[s].id[0] && qix_match(ix, s, f, dom, link);
+	return n;
 }
 
 size_t qindex_memory(const struct qindex *ix)

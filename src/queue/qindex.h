@@ -63,6 +63,24 @@ void qindex_links_count(const struct qindex *ix, const struct strlist *names, un
  * Touches only the matching domains' messages. Returns the number of calls. */
 unsigned qindex_held_for(const struct qindex *ix, const char *node, int sub,
 			 int (*cb)(const char *id, void *arg), void *arg);
+/* What qindex_count selects; zero fields select everything. */
+enum qindex_state { QINDEX_ANY, QINDEX_HELD, QINDEX_DEFERRED, QINDEX_NEW };
+struct qindex_filter {
+	const char *domain; /* a pending recipient in this domain */
+	const char *link;   /* a pending recipient routed via= this link */
+	int state;	    /* QINDEX_HELD: a pending recipient in a held domain;
+			       QINDEX_DEFERRED: one tried and deferred;
+			       QINDEX_NEW: not tried yet; QINDEX_ANY */
+	time_t older_than;  /* arrived before this time; 0: any */
+};
+/* The number of messages matching f. A domain alone is one counter; other
+ * filters look at every entry in memory (no disk). */
+unsigned qindex_count(const struct qindex *ix, const struct qindex_filter *f);
+/* 1 if the indexed message id matches f. */
+int qindex_matches(const struct qindex *ix, const char *id, const struct qindex_filter *f);
+/* Parses a state name ("held", "deferred", "new", "any"); -1 if unknown. */
+int qindex_state_parse(const char *s);
+
 /* Bytes of memory the index holds (tables included). */
 size_t qindex_memory(const struct qindex *ix);
 

@@ -38,13 +38,17 @@ static const char *const queue_subdir[QD_COUNT] = {"queue", "tmp", "state", "cor
 
 struct queue {
 	char *dir;
-	int fd[QD_COUNT];	/* open directories: *at() calls avoid path walks */
-	struct buf wbuf;	/* file image, reused between commits */
-	struct qindex *ix;	/* the queue in memory, kept by commit, update, remove */
-	struct q_recovery *rec; /* start-up recovery in slices, or NULL */
+	int fd[QD_COUNT];	 /* open directories: *at() calls avoid path walks */
+	struct buf wbuf;	 /* file image, reused between commits */
+	struct qindex *ix;	 /* the queue in memory, kept by commit, update, remove */
+	struct q_recovery *rec;	 /* start-up recovery in slices, or NULL */
+	struct q_states *states; /* queue_update_later's writer, or NULL */
 };
 
 static void queue_recover_free(struct queue *q);
+static void queue_states_stop(struct queue *q);
+static int queue_states_get(struct queue *q, const char *id, struct buf *out);
+static void queue_states_forget(struct queue *q, const char *id);
 
 const char *queue_dir(const struct queue *q)
 {
@@ -83,6 +87,7 @@ void queue_close(struct queue *q)
 {
 	if (q == NULL)
 		return;
+	queue_states_stop(q); /* what is pending is written first */
 	for (int i = 0; i < QD_COUNT; i++)
 		if (q->fd[i] >= 0)
 			close(q->fd[i]);
@@ -951,7 +956,8 @@ static int queue_load_state(struct queue *q, struct q_env *env)
 	char why[QF_WHY_MAX], dest[NAME_MAX + 1];
 	int rc = Q_OK;
 
-	if (queue_read_at(q->fd[QD_STATE], env->id, &sb) < 0) {
+	if (!queue_states_get(q, env->id, &sb) &&
+	    queue_read_at(q->fd[QD_STATE], env->id, &sb) < 0) {
 		if (errno != ENOENT) {
 			int saved = errno;
 			log_warn("queue: read state/%s", env->id);
@@ -1096,6 +1102,8 @@ int queue_update(struct queue *q, const struct q_env *env)
 		errno = EINVAL;
 		return Q_PERMFAIL;
 	}
+	if (q->states) /* an older image on its way must not overwrite this one */
+		return queue_update_later(q, env);
 	queue_file_state_format(&sb, env);
 	path = xasprintf("%s/state/%s", q->dir, env->id);
 	if (fs_write_atomic(path, sb.data, sb.len, 0600) < 0) {
@@ -1120,6 +1128,7 @@ int queue_remove(struct queue *q, const char *id)
 		errno = EINVAL;
 		return Q_PERMFAIL;
 	}
+	queue_states_forget(q, id);
 	/* State first: a crash in between leaves the message with all
 	 * recipients pending (a duplicate), never a state without its file. */
 	if (unlinkat(q->fd[QD_STATE], id, 0) < 0 && errno != ENOENT)
@@ -1273,6 +1282,61 @@ int queue_recover(struct queue *q, int *n_ok, int *n_corrupt)
 	return rc;
 }
 
+/* ------------------------------------------------- listing in slices */
+
+struct q_lister {
+	DIR *dir;
+};
+
+struct q_lister *queue_lister_new(struct queue *q)
+{
+	struct q_lister *l;
+	int fd = dup(q->fd[QD_QUEUE]), saved;
+	DIR *d;
+
+	if (fd < 0)
+		return NULL;
+	if ((d = fdopendir(fd)) == NULL) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return NULL;
+	}
+	rewinddir(d);
+	l = xcalloc(1, sizeof(*l));
+	l->dir = d;
+	return l;
+}
+
+int queue_lister_next(struct q_lister *l, struct strlist *out, int budget_ms, int all)
+{
+	long long deadline = clock_mono_ms() + budget_ms;
+	struct dirent *de;
+	unsigned n = 0;
+
+	if (l->dir == NULL)
+		return 0;
+	while ((de = readdir(l->dir)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+		    (all || queue_id_valid(de->d_name)))
+			strlist_add(out, de->d_name);
+		if (++n % 256 == 0 && clock_mono_ms() >= deadline)
+			return 1;
+	}
+	closedir(l->dir);
+	l->dir = NULL;
+	return 0;
+}
+
+void queue_lister_free(struct q_lister *l)
+{
+	if (l == NULL)
+		return;
+	if (l->dir)
+		closedir(l->dir);
+	free(l);
+}
+
 /* ------------------------------------------- recovery in slices (daemon) */
 
 /* Listing queue/ (names read in slices from an open directory stream),
@@ -1281,7 +1345,7 @@ enum q_rec_phase { QR_LIST, QR_LOAD, QR_DONE };
 
 struct q_recovery {
 	enum q_rec_phase phase;
-	DIR *dir;
+	struct q_lister *ls;
 	struct strlist names;
 	size_t pos;
 	int ok, corrupt, failed;
@@ -1291,8 +1355,7 @@ static void queue_recover_free(struct queue *q)
 {
 	if (q->rec == NULL)
 		return;
-	if (q->rec->dir)
-		closedir(q->rec->dir);
+	queue_lister_free(q->rec->ls);
 	strlist_free(&q->rec->names);
 	free(q->rec);
 	q->rec = NULL;
@@ -1300,38 +1363,15 @@ static void queue_recover_free(struct queue *q)
 
 int queue_recover_begin(struct queue *q)
 {
-	int fd;
-
 	queue_recover_free(q);
 	q->rec = xcalloc(1, sizeof(*q->rec));
 	if (queue_recover_tmp(q) < 0)
 		q->rec->failed = 1;
-	fd = dup(q->fd[QD_QUEUE]);
-	if (fd < 0 || (q->rec->dir = fdopendir(fd)) == NULL) {
-		if (fd >= 0)
-			close(fd);
+	if ((q->rec->ls = queue_lister_new(q)) == NULL) {
 		queue_recover_free(q);
 		return Q_TEMPFAIL;
 	}
-	rewinddir(q->rec->dir);
 	return Q_OK;
-}
-
-/* Reads directory entries until the deadline; 1 when the listing is over. */
-static int queue_recover_list(struct q_recovery *r, long long deadline)
-{
-	struct dirent *de;
-	unsigned n = 0;
-
-	while ((de = readdir(r->dir)) != NULL) {
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			strlist_add(&r->names, de->d_name);
-		if (++n % 256 == 0 && clock_mono_ms() >= deadline)
-			return 0;
-	}
-	closedir(r->dir);
-	r->dir = NULL;
-	return 1;
 }
 
 /* One name of the listing: the envelope into the index (the content's
@@ -1379,7 +1419,7 @@ int queue_recover_step(struct queue *q, int budget_ms)
 	if (r == NULL || r->phase == QR_DONE)
 		return 0;
 	if (r->phase == QR_LIST) {
-		if (!queue_recover_list(r, deadline))
+		if (queue_lister_next(r->ls, &r->names, budget_ms, 1))
 			return 1;
 		r->phase = QR_LOAD;
 	}
@@ -1406,4 +1446,249 @@ int queue_recover_progress(const struct queue *q, struct q_recover_progress *p)
 	p->corrupt = r->corrupt;
 	p->failed = r->failed;
 	return r->phase != QR_DONE;
+}
+
+/* ------------------------------------ state updates off the owner's thread */
+
+/* One message's newest state image, not yet durable. gen counts changes,
+ * so the writer knows whether what it wrote is still the newest. */
+struct q_state_entry {
+	char id[QUEUE_ID_MAX];
+	struct buf image;
+	unsigned gen, written; /* written: the gen on disk (0: none yet) */
+	int removed;	       /* queue_remove came while it was being written */
+};
+
+/* The writer thread and its table; mu guards everything but the thread. */
+struct q_states {
+	struct queue *q;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct q_state_entry **v;
+	size_t n, cap;
+	int dirty, busy, stop;
+	unsigned long flushes, failures;
+};
+
+/* The entry of id (mu held), or NULL. */
+static struct q_state_entry *queue_states_find(struct q_states *st, const char *id)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (strcmp(st->v[i]->id, id) == 0)
+			return st->v[i];
+	return NULL;
+}
+
+static void queue_states_drop(struct q_states *st, size_t i)
+{
+	buf_free(&st->v[i]->image);
+	free(st->v[i]);
+	st->v[i] = st->v[--st->n];
+}
+
+/* Writes one image as state/<id> (temp, fdatasync, rename). No log, no
+ * allocation: it runs on the writer thread. */
+static int queue_states_write(struct queue *q, const char *id, const struct buf *image)
+{
+	char tmp[QUEUE_ID_MAX + 16];
+	int fd, rc = -1;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp.w", id);
+	fd = openat(q->fd[QD_STATE], tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	if (fs_write_all(fd, image->data, image->len) == 0 && fdatasync(fd) == 0)
+		rc = 0;
+	if (close(fd) < 0)
+		rc = -1;
+	if (rc == 0 && renameat(q->fd[QD_STATE], tmp, q->fd[QD_STATE], id) == 0)
+		return 0;
+	unlinkat(q->fd[QD_STATE], tmp, 0);
+	return -1;
+}
+
+/* One round (mu held on entry and exit): copies of the dirty images are
+ * written without the lock, state/ synced once, then entries that are
+ * durable and unchanged leave the table. */
+static void queue_states_round(struct q_states *st)
+{
+	size_t n = st->n, failed = 0;
+	struct q_state_entry *copy = xcalloc(n ? n : 1, sizeof(*copy));
+
+	for (size_t i = 0; i < n; i++) {
+		memcpy(copy[i].id, st->v[i]->id, QUEUE_ID_MAX);
+		copy[i].gen = st->v[i]->gen;
+		if (st->v[i]->written != st->v[i]->gen && !st->v[i]->removed)
+			buf_append(&copy[i].image, st->v[i]->image.data, st->v[i]->image.len);
+	}
+	st->dirty = 0;
+	st->busy = 1;
+	pthread_mutex_unlock(&st->mu);
+	for (size_t i = 0; i < n; i++)
+		if (copy[i].image.len &&
+		    queue_states_write(st->q, copy[i].id, &copy[i].image) < 0) {
+			copy[i].gen = 0;
+			failed++;
+		}
+	if (fsync(st->q->fd[QD_STATE]) < 0)
+		failed = n + 1; /* nothing of this round counts as durable */
+	pthread_mutex_lock(&st->mu);
+	st->busy = 0;
+	st->flushes++;
+	for (size_t i = 0; i < n; i++) {
+		struct q_state_entry *e = queue_states_find(st, copy[i].id);
+		if (e && failed <= n && copy[i].gen)
+			e->written = copy[i].gen > e->written ? copy[i].gen : e->written;
+		buf_free(&copy[i].image);
+	}
+	free(copy);
+	for (size_t i = 0; i < st->n;) {
+		struct q_state_entry *e = st->v[i];
+		if (e->removed)
+			unlinkat(st->q->fd[QD_STATE], e->id, 0); /* written after the removal */
+		if (e->removed || e->written == e->gen)
+			queue_states_drop(st, i);
+		else
+			i++;
+	}
+	if (failed) {
+		st->failures++;
+		st->dirty = 1; /* again, after a pause (a full disk does not spin) */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+	}
+	pthread_cond_broadcast(&st->cv);
+}
+
+static void *queue_states_main(void *arg)
+{
+	struct q_states *st = arg;
+
+	pthread_mutex_lock(&st->mu);
+	for (;;) {
+		while (!st->dirty && !st->stop)
+			pthread_cond_wait(&st->cv, &st->mu);
+		if (!st->dirty)
+			break;
+		queue_states_round(st);
+		if (st->stop && st->failures > 8)
+			break; /* stopping, and the disk keeps failing: give up */
+	}
+	pthread_mutex_unlock(&st->mu);
+	return NULL;
+}
+
+static struct q_states *queue_states_start(struct queue *q)
+{
+	struct q_states *st = xcalloc(1, sizeof(*st));
+
+	st->q = q;
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_cond_init(&st->cv, NULL);
+	if (pthread_create(&st->thread, NULL, queue_states_main, st) != 0) {
+		pthread_cond_destroy(&st->cv);
+		pthread_mutex_destroy(&st->mu);
+		free(st);
+		return NULL;
+	}
+	return st;
+}
+
+static void queue_states_stop(struct queue *q)
+{
+	struct q_states *st = q->states;
+
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&st->mu);
+	st->stop = 1;
+	pthread_cond_broadcast(&st->cv);
+	pthread_mutex_unlock(&st->mu);
+	pthread_join(st->thread, NULL);
+	if (st->n)
+		log_warnx("queue: %zu state update(s) could not be written; those recipients "
+			  "will be tried again",
+			  st->n);
+	while (st->n)
+		queue_states_drop(st, 0);
+	free(st->v);
+	pthread_cond_destroy(&st->cv);
+	pthread_mutex_destroy(&st->mu);
+	free(st);
+	q->states = NULL;
+}
+
+/* The newest image of id not yet durable, appended to out: 1, or 0. */
+static int queue_states_get(struct queue *q, const char *id, struct buf *out)
+{
+	struct q_state_entry *e;
+	int found = 0;
+
+	if (q->states == NULL)
+		return 0;
+	pthread_mutex_lock(&q->states->mu);
+	e = queue_states_find(q->states, id);
+	if (e && !e->removed) {
+		buf_append(out, e->image.data, e->image.len);
+		found = 1;
+	}
+	pthread_mutex_unlock(&q->states->mu);
+	return found;
+}
+
+/* queue_remove: a pending image must not come back as an orphan. */
+static void queue_states_forget(struct queue *q, const char *id)
+{
+	struct q_states *st = q->states;
+	struct q_state_entry *e;
+
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&st->mu);
+	for (size_t i = 0; i < st->n; i++) {
+		e = st->v[i];
+		if (strcmp(e->id, id) != 0)
+			continue;
+		if (st->busy) /* may be on its way to disk: the round removes it */
+			e->removed = 1;
+		else
+			queue_states_drop(st, i);
+		break;
+	}
+	pthread_mutex_unlock(&st->mu);
+}
+
+int queue_update_later(struct queue *q, const struct q_env *env)
+{
+	struct q_state_entry *e;
+
+	if (!queue_id_valid(env->id) || queue_env_check(env) < 0) {
+		errno = EINVAL;
+		return Q_PERMFAIL;
+	}
+	if (q->states == NULL && (q->states = queue_states_start(q)) == NULL)
+		return queue_update(q, env); /* no thread: the slow way */
+	pthread_mutex_lock(&q->states->mu);
+	e = queue_states_find(q->states, env->id);
+	if (e == NULL) {
+		struct q_states *st = q->states;
+		if (st->n == st->cap) {
+			st->cap = st->cap ? 2 * st->cap : 64;
+			st->v = xrealloc(st->v, st->cap * sizeof(*st->v));
+		}
+		e = st->v[st->n++] = xcalloc(1, sizeof(*e));
+		memcpy(e->id, env->id, QUEUE_ID_MAX);
+	}
+	buf_reset(&e->image);
+	queue_file_state_format(&e->image, env);
+	e->gen++;
+	e->removed = 0;
+	q->states->dirty = 1;
+	pthread_cond_broadcast(&q->states->cv);
+	pthread_mutex_unlock(&q->states->mu);
+	qindex_update(q->ix, env);
+	return Q_OK;
 }

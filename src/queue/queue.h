@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "lib/buf.h"
+#include "lib/strlist.h"
 
 /* Outcomes, mapped to 2xx / 4xx / 5xx by callers. */
 enum q_status { Q_OK = 0, Q_TEMPFAIL = -1, Q_PERMFAIL = -2 };
@@ -164,11 +165,32 @@ int queue_load_envelope(struct queue *q, const char *id, struct q_env *env);
 /* Persists the per-recipient state of env (atomically). */
 int queue_update(struct queue *q, const struct q_env *env);
 
+/* Persists the per-recipient state of env without waiting for the disk:
+ * the new state is what queue_load* read from now on, and a writer thread
+ * (started at the first call) writes it as state/<id> (temp, fdatasync,
+ * rename) with the other updates made meanwhile, then fsyncs state/ once
+ * for all of them. A crash before that loses the update: the recipients
+ * are tried again (a duplicate at worst, never a loss). Once the writer
+ * runs, queue_update goes this way too (so no older image can overwrite a
+ * newer one); queue_close waits for what is pending. See
+ * docs/queue-format.md. */
+int queue_update_later(struct queue *q, const struct q_env *env);
+
 /* Removes a message whose recipients are all done. */
 int queue_remove(struct queue *q, const char *id);
 
 /* Calls cb for each queued message id, oldest first; stops if cb returns non-zero. */
 int queue_scan(struct queue *q, int (*cb)(const char *id, void *arg), void *arg);
+
+/* Lists the names in queue/ a slice at a time, in directory order (not
+ * sorted), so a caller on an event loop can list a large queue without
+ * stalling it: each queue_lister_next appends what it reads within about
+ * budget_ms to out (ids only, unless all) and returns 1 while there is
+ * more. Names added or removed meanwhile may or may not be seen. */
+struct q_lister;
+struct q_lister *queue_lister_new(struct queue *q); /* NULL with errno */
+int queue_lister_next(struct q_lister *l, struct strlist *out, int budget_ms, int all);
+void queue_lister_free(struct q_lister *l);
 
 /* Start-up recovery: removes uncommitted temp files, checks every queue
  * file, moves damaged ones to corrupt/ (event 3013). Counts are optional. */

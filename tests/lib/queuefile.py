@@ -20,6 +20,7 @@ def queue_id(n, pid=0x4242):
 
 def content(i, size, rcpt):
     """A wire-form message of about size bytes (CRLF line ends)."""
+    rcpt = rcpt if isinstance(rcpt, str) else ", ".join(rcpt)
     head = ("From: %s\r\nTo: %s\r\nSubject: queued %d\r\nMessage-Id: <%d@queue.test>\r\n\r\n"
             % (SENDER, rcpt, i, i))
     line = "x" * 78 + "\r\n"
@@ -27,16 +28,20 @@ def content(i, size, rcpt):
 
 
 def queue_file(qid, rcpt, body, created, sender=SENDER):
-    """One queue file image: envelope, content, end record with CRC-32."""
+    """One queue file image: envelope, content, end record with CRC-32.
+    rcpt: one address or a list of them."""
+    rcpts = [rcpt] if isinstance(rcpt, str) else list(rcpt)
     env = ("DIALMAIL-QUEUE 1\nid %s\ncreated %d\nsender %s\nclient 127.0.0.1\n"
-           "helo client.test\nrcpt %s\nsize %d\n" % (qid, created, sender, rcpt, len(body)))
+           "helo client.test\n%ssize %d\n" % (qid, created, sender,
+                                               "".join("rcpt %s\n" % r for r in rcpts),
+                                               len(body)))
     data = env.encode() + body
     return data + b"\nEND %d %08x\n" % (len(body), zlib.crc32(data) & 0xFFFFFFFF)
 
 
 def write_queue(state_dir, n, rcpt, size=2048, first=0):
     """Writes n queue files (ids first..first+n-1) under state_dir/queue;
-    rcpt(i) gives each one's recipient. Returns the ids."""
+    rcpt(i) gives each one's recipient (or a list of them). Returns the ids."""
     qdir = os.path.join(state_dir, "queue")
     for sub in ("queue", "tmp", "state", "corrupt"):
         os.makedirs(os.path.join(state_dir, sub), mode=0o700, exist_ok=True)

@@ -102,9 +102,31 @@ static void test_counts_follow_changes(void **state)
 	assert_int_equal(qindex_held_for(ix, "sub.example", 0, NULL, NULL), 0);
 	assert_int_equal(qindex_held_for(ix, "other.example", 0, NULL, NULL), 0);
 
+	/* Filters: one domain is a counter, the others look at each entry. */
+	{
+		struct qindex_filter f = {.domain = "far.example"};
+		assert_int_equal(qindex_count(ix, &f), 2);
+		f.state = QINDEX_HELD; /* c: far.example and a held site.example */
+		assert_int_equal(qindex_count(ix, &f), 1);
+		assert_true(qindex_matches(ix, c.id, &f) && !qindex_matches(ix, a.id, &f));
+		f = (struct qindex_filter){.link = "wan", .older_than = 1700000001};
+		assert_int_equal(qindex_count(ix, &f), 2);
+		f.older_than = 1700000000;
+		assert_int_equal(qindex_count(ix, &f), 0);
+		f = (struct qindex_filter){.state = QINDEX_DEFERRED};
+		assert_int_equal(qindex_count(ix, &f), 0);
+		f = (struct qindex_filter){.domain = "nowhere.example"};
+		assert_int_equal(qindex_count(ix, &f), 0);
+	}
+
 	/* c's far.example recipient is delivered: c no longer counts for wan. */
 	c.rcpt[0].state = RCPT_DELIVERED;
+	c.rcpt[1].attempts = 1; /* site.example deferred once */
 	qindex_update(ix, &c);
+	{
+		struct qindex_filter f = {.state = QINDEX_DEFERRED};
+		assert_int_equal(qindex_count(ix, &f), 1);
+	}
 	qindex_links_count(ix, &wan, &n, &urgent);
 	assert_int_equal(n, 1);
 	assert_int_equal(urgent, 0);

@@ -529,6 +529,45 @@ static void test_remove(void **state)
 	assert_int_equal(count_dir(f, "corrupt"), 0); /* missing is not damaged */
 }
 
+/* queue_update_later: the new state is read back at once, is on disk after
+ * queue_close (which waits for the writer), and a removal while it is
+ * pending leaves no state file behind. */
+static void test_update_later(void **state)
+{
+	struct fixture *f = *state;
+	struct q_env env, got;
+	char id[QUEUE_ID_MAX], gone[QUEUE_ID_MAX];
+	struct buf b = BUF_INIT;
+
+	commit_text(f, "one\r\n", id);
+	commit_text(f, "two\r\n", gone);
+	assert_int_equal(queue_load(f->q, id, &env, NULL), Q_OK);
+	env.rcpt[0].attempts = 4;
+	env.rcpt[0].next_attempt = 1900000000;
+	assert_int_equal(queue_update_later(f->q, &env), Q_OK);
+	assert_int_equal(queue_load_envelope(f->q, id, &got), Q_OK);
+	assert_int_equal(got.rcpt[0].attempts, 4);
+	q_env_free(&got);
+	/* Later updates win over earlier ones, also through queue_update. */
+	env.rcpt[0].attempts = 5;
+	assert_int_equal(queue_update(f->q, &env), Q_OK);
+	q_env_free(&env);
+	assert_int_equal(queue_load(f->q, gone, &env, NULL), Q_OK);
+	env.rcpt[0].state = RCPT_DELIVERED;
+	assert_int_equal(queue_update_later(f->q, &env), Q_OK);
+	assert_int_equal(queue_remove(f->q, gone), Q_OK);
+	q_env_free(&env);
+
+	queue_close(f->q);
+	f->q = queue_open(f->dir);
+	assert_non_null(f->q);
+	assert_false(exists(path_of(f, "state", gone)));
+	read_file(path_of(f, "state", id), &b);
+	assert_non_null(strstr(buf_cstr(&b), "rcpt 0 pending 5 1900000000 "));
+	assert_int_equal(count_dir(f, "state"), 1); /* no temp file left */
+	buf_free(&b);
+}
+
 struct scan_acc {
 	char ids[64][QUEUE_ID_MAX];
 	int n, stop_at;
@@ -1382,6 +1421,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_message_id_newline_sanitised, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_state_update_reload, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_update_later, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_scan_order_and_stop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_caller_id_and_collision, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncated_files_moved_to_corrupt, setup, teardown),
