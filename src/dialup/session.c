@@ -1219,6 +1219,20 @@ void sessions_status(struct sessions *m, struct buf *out)
 	strlist_free(&names);
 }
 
+void sessions_summary(struct sessions *m, struct buf *out)
+{
+	struct strlist names = {0};
+	struct sess_count c;
+	char next[64];
+
+	sess_names(m, &names);
+	sess_count(m, &names, 0, &c);
+	sess_fmt_time(m->next_slot, next, sizeof(next));
+	buf_printf(out, "link %s; queue %u message%s, %u for the link; next slot %s",
+		   sess_state_name(m->cur), c.total, c.total == 1 ? "" : "s", c.n, next);
+	strlist_free(&names);
+}
+
 void sessions_note_message(struct sessions *m, const char *qid)
 {
 	struct q_env env;

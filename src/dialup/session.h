@@ -43,6 +43,9 @@ int sessions_dial(struct sessions *m, const char *entry, const struct session_wa
 void sessions_unwatch(struct sessions *m, int id);
 /* "name: value" lines for dialmail status. */
 void sessions_status(struct sessions *m, struct buf *out);
+/* One line for systemd's status: "link down; queue 3 messages, 2 for the
+ * link; next slot 2026-12-06 12:00:00". */
+void sessions_summary(struct sessions *m, struct buf *out);
 /* A message from the provider's side was queued (counts as inbound while
  * a session is up; LAN submissions are not passed here). */
 void sessions_note_message(struct sessions *m, const char *qid);

@@ -97,6 +97,12 @@ struct config {
 	/* secret files (tls_key_file, auth_file, auth_users_file) group or others
 	 * may access: refused, or with this set only a warning */
 	int allow_insecure_key_file;
+	/* privileges (lib/priv.h): who the daemon becomes when started as root */
+	char *user;
+	char *group;			     /* "": the user's login group */
+	struct strlist supplementary_groups; /* dialout for the modems */
+	char *admin_group;		     /* control socket group; "": group */
+	int run_as_root;		     /* stay root (tests, demos) */
 	int *set_at;	     /* line each top-level setting was given on, 0: default */
 	struct buf warnings; /* "file:line: problem" lines the file passed with */
 };
