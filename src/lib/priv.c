@@ -1,8 +1,9 @@
 /* Privileges: look up the daemon's user and groups, hand it the state
  * directory, become it. Invariant: priv_drop either leaves the process
  * unable to regain root or fails; there is no half-dropped success. */
+#include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -87,23 +88,53 @@ int priv_drop(const struct priv *p)
 	return 0;
 }
 
-static uid_t chown_uid;
-static gid_t chown_gid;
-
-static int priv_chown_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+/* Gives the entries of the open directory dfd (and below) to uid:gid.
+ * Everything is relative to a descriptor and nothing follows a symlink, so
+ * a user who owns the tree cannot redirect the walk (a directory swapped
+ * for a link to /etc between two steps). A regular file with several links
+ * that is not ours is left alone: it may be a link to someone else's file. */
+static int priv_chown_dir(int dfd, uid_t uid, gid_t gid, int depth)
 {
-	if (st->st_uid == chown_uid && st->st_gid == chown_gid)
-		return 0;
-	if (type == FTW_NS || type == FTW_DNR)
+	DIR *d = fdopendir(dfd);
+	struct dirent *e;
+	int rc = 0;
+
+	if (d == NULL) {
+		close(dfd);
 		return -1;
-	return lchown(path, chown_uid, chown_gid) < 0 ? -1 : 0;
+	}
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue; /* gone meanwhile */
+		if ((st.st_uid != uid || st.st_gid != gid) &&
+		    !(S_ISREG(st.st_mode) && st.st_nlink > 1) &&
+		    fchownat(dirfd(d), e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+			rc = -1;
+		if (rc == 0 && S_ISDIR(st.st_mode) && depth < 32) {
+			int sub = openat(dirfd(d), e->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub >= 0)
+				rc = priv_chown_dir(sub, uid, gid, depth + 1);
+		}
+	}
+	closedir(d);
+	return rc;
 }
 
 int priv_chown_tree(const char *dir, uid_t uid, gid_t gid)
 {
-	chown_uid = uid;
-	chown_gid = gid;
-	return nftw(dir, priv_chown_one, 32, FTW_PHYS | FTW_MOUNT);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0 || fchown(fd, uid, gid) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return priv_chown_dir(fd, uid, gid, 0);
 }
 
 int priv_uid_allowed(uid_t uid, gid_t peer_gid, uid_t self, gid_t gid)

@@ -28,8 +28,10 @@ int priv_resolve(const char *user, const char *group, const struct strlist *supp
 /* setgroups, setresgid, setresuid to p; -1 with errno if any step failed
  * or if root can still be had back afterwards. */
 int priv_drop(const struct priv *p);
-/* Gives dir and everything below it (not following symlinks) to uid:gid
- * where it belongs to someone else; -1 with errno at the first failure. */
+/* Gives dir and everything below it to uid:gid where it belongs to someone
+ * else, through directory descriptors and never following a symlink (the
+ * tree belongs to the user it is given to); -1 with errno at the first
+ * failure. */
 int priv_chown_tree(const char *dir, uid_t uid, gid_t gid);
 /* The gid of a group name; -1 if there is none. */
 int priv_group_id(const char *name, gid_t *gid);

@@ -165,3 +165,24 @@ def test_a_missing_supplementary_group_is_skipped(daemon, base):
     _, _, groups = ids(d.pid)
     assert grp.getgrnam("dialout").gr_gid in groups
     assert "supplementary group no-such-group-xyz does not exist" in d.log_text()
+
+
+def test_the_spool_handover_follows_no_link(daemon, base):
+    """What an earlier root run left becomes the user's; a link the user
+    could have planted (to a directory or a file of root's) is not followed
+    and its target stays root's."""
+    spool = base / "spool"
+    (spool / "log").mkdir(parents=True)
+    old = spool / "log" / "events.jsonl"
+    old.write_text("")  # root's, from a run before the drop
+    outside = base / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("root's\n")
+    (spool / "to-dir").symlink_to(outside)
+    (spool / "to-file").symlink_to(outside / "secret")
+    d = daemon("user = nobody", dir=spool)
+    assert os.stat(old).st_uid == NOBODY.pw_uid
+    for p in (outside, outside / "secret"):
+        assert os.stat(p).st_uid == 0, p
+    assert os.lstat(spool / "to-dir").st_uid == NOBODY.pw_uid  # the link itself
+    assert d.alive()
