@@ -98,9 +98,11 @@ wait $pid || echo "rc=$?" >>$T/daemon.log
 chroot $R getent passwd dialmail >$T/passwd.log || true
 chroot $R getent group dialmail >$T/group.log || true
 chroot $R readlink -f /usr/sbin/sendmail /usr/bin/mailq /usr/lib/sendmail >$T/links.log
-chroot $R dpkg -r dialmail >$T/dpkg-remove.log 2>&1
+# Packages of this machine that need an MTA (bsd-mailx) would keep it
+# installed: their dependency is not what is tested here.
+chroot $R dpkg -r --force-depends dialmail >$T/dpkg-remove.log 2>&1
 ls -d $R/var/spool/dialmail >$T/after-remove.log 2>&1 || true
-chroot $R dpkg --purge dialmail >$T/dpkg-purge.log 2>&1
+chroot $R dpkg --purge --force-depends dialmail >$T/dpkg-purge.log 2>&1
 ls -d $R/var/spool/dialmail $R/etc/dialmail >$T/after-purge.log 2>&1 || true
 chroot $R getent passwd dialmail >>$T/after-purge.log || true
 '''
