@@ -2,6 +2,7 @@
  * sessions. dial and status ask the running daemon over the control socket;
  * sessions reads the ledger DIR/log/sessions.jsonl. Invariant: dial exits 0
  * only when the daemon reported the session as successful. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "cli/cli_control.h"
 #include "mail/config.h"
 #include "daemon/control.h"
 #include "lib/buf.h"
@@ -88,10 +90,8 @@ int cmd_dial(int argc, char **argv)
 	cmd = first < argc ? xasprintf("dial %s", argv[first]) : xstrdup("dial");
 	rc = control_stream(dir, cmd, cli_dial_line, &d);
 	free(cmd);
-	if (rc < 0 && d.result < 0) {
-		fprintf(stderr, "dialmail dial: no daemon answers on %s/control.sock\n", dir);
-		return EX_UNAVAILABLE;
-	}
+	if (rc < 0 && d.result < 0)
+		return cli_control_failed("dialmail dial", dir);
 	if (d.result < 0) {
 		fprintf(stderr, "dialmail dial: the daemon closed the connection before the "
 				"session ended\n");
@@ -138,10 +138,15 @@ int cmd_status(int argc, char **argv)
 		return first == -2 ? 0 : EX_USAGE;
 	}
 	if (control_stream(dir, "status", json ? cli_status_member : cli_status_line, o) < 0) {
-		if (!json)
+		int denied = errno == EACCES || errno == EPERM;
+
+		if (denied)
+			rc = cli_control_failed("dialmail status", dir);
+		else if (!json)
 			printf("daemon: not running (no answer on %s/control.sock)\n", dir);
-		json_object_set_new(o, "daemon", json_string("not running"));
-		rc = EX_UNAVAILABLE;
+		json_object_set_new(o, "daemon",
+				    json_string(denied ? "permission denied" : "not running"));
+		rc = denied ? rc : EX_UNAVAILABLE;
 	} else
 		json_object_set_new(o, "daemon", json_string("running"));
 	if (json) {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_control.h"
 #include "cli/mailmsg.h"
 #include "mail/config.h"
 #include "daemon/control.h"
@@ -23,6 +24,7 @@
 #include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "lib/priv.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
 #include "mail/message.h"
@@ -321,10 +323,18 @@ static void sendmail_build_head(struct sendmail_job *j, const char *hdr, size_t 
 static int sendmail_commit(struct sendmail_job *j, const char *body, size_t blen)
 {
 	struct iovec iov[2] = {{j->head.data, j->head.len}, {(void *)body, blen}};
-	struct queue *q = queue_open(j->dir);
+	struct queue *q = NULL;
 	unsigned long long avail;
 	int rc;
 
+	/* root writing into the daemon's spool writes as its owner, as
+	 * Postfix's postdrop does: a root-owned file would be unreadable. */
+	if (priv_become_owner_of(j->dir) < 0) {
+		fprintf(stderr, "sendmail: cannot become the owner of %s: %s\n", j->dir,
+			strerror(errno));
+		return EX_TEMPFAIL;
+	}
+	q = queue_open(j->dir);
 	if (q == NULL) {
 		fprintf(stderr, "sendmail: cannot open the queue in %s: %s\n", j->dir,
 			strerror(errno));
@@ -447,10 +457,8 @@ static int sendmail_runq(const char *dir)
 {
 	char reply[64];
 
-	if (control_send(dir, "kick", reply, sizeof(reply)) < 0) {
-		fprintf(stderr, "sendmail: no dialmail daemon answers on %s/control.sock\n", dir);
-		return EX_UNAVAILABLE;
-	}
+	if (control_send(dir, "kick", reply, sizeof(reply)) < 0)
+		return cli_control_failed("sendmail", dir);
 	return EX_OK;
 }
 

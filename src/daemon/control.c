@@ -1,9 +1,11 @@
-/* Control socket DIR/control.sock (mode 0600): a line protocol for local
- * programs ("kick" -> "ok", "ping" -> "pong", "status" -> lines then close,
- * "dial [ENTRY]" -> "progress: ..." lines, then "result: ok|failed ..." and
- * close). Invariant: only the daemon's own user can connect, a bad command
- * gets an error line, never a silent close, and a client that goes away
- * stops watching its session (the session itself goes on). */
+/* Control socket DIR/control.sock (mode 0660, the admin group): a line
+ * protocol for local programs ("kick" -> "ok", "ping" -> "pong", "status" ->
+ * lines then close, "dial [ENTRY]" -> "progress: ..." lines, then "result:
+ * ok|failed ..." and close). Invariant: only root, the daemon's own user and
+ * members of the admin group get an answer (the socket's mode, and the
+ * peer's credentials checked with SO_PEERCRED); a bad command gets an error
+ * line, never a silent close, and a client that goes away stops watching
+ * its session (the session itself goes on). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -24,13 +26,16 @@
 #include "lib/buf.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/priv.h"
+#include "mail/event.h"
 #include "lib/xmalloc.h"
 #include "queue/qindex.h"
 #include "queue/queue.h"
 
 #define CONTROL_LINE_MAX   512
-#define CONTROL_IDLE_SEC   30 /* a silent client is dropped after this */
-#define CONTROL_CLIENT_SEC 2  /* control_send gives up after this */
+#define CONTROL_IDLE_SEC   30			     /* a silent client is dropped after this */
+#define CONTROL_CLIENT_SEC 2			     /* control_send gives up after this */
+#define CONTROL_DENIED	   "error permission denied" /* to a peer not allowed */
 
 struct control_client;
 
@@ -41,6 +46,7 @@ struct control {
 	struct queue *queue; /* "queue-count" from its index; NULL: off */
 	struct control_client *clients;
 	char *path;
+	gid_t admin_gid; /* may connect besides root and the daemon's user */
 	int (*reload)(void *arg, int logs_only, struct buf *out);
 	void *reload_arg;
 };
@@ -270,15 +276,46 @@ static void control_on_event(struct bufferevent *bev, short what, void *arg)
 		control_client_free(arg);
 }
 
+/* The peer's credentials (SO_PEERCRED): 1 if it may talk to us; else it
+ * is told so, and the refusal is logged (event 4190). */
+static int control_peer_allowed(struct control *c, int fd)
+{
+	static const char denied[] = CONTROL_DENIED "\n";
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	char uid[16], pid[16];
+	const char *kv[] = {"uid", uid, "pid", pid, NULL};
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warn("control: SO_PEERCRED");
+		return 0;
+	}
+	if (priv_uid_allowed(cred.uid, cred.gid, geteuid(), c->admin_gid))
+		return 1;
+	snprintf(uid, sizeof(uid), "%u", (unsigned)cred.uid);
+	snprintf(pid, sizeof(pid), "%d", (int)cred.pid);
+	event_logkv(EV_CONTROL_DENIED, kv,
+		    "Control socket: uid %s (pid %s) is not allowed (not root, not the daemon's "
+		    "user, not in the admin group); turned away",
+		    uid, pid);
+	(void)send(fd, denied, sizeof(denied) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	return 0;
+}
+
 static void control_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 			      int salen, void *arg)
 {
 	struct event_base *base = evconnlistener_get_base(l);
-	struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev;
 	struct timeval idle = {CONTROL_IDLE_SEC, 0};
 	struct control *c = arg;
 	struct control_client *cl;
 
+	if (!control_peer_allowed(c, fd)) {
+		close(fd);
+		return;
+	}
+	bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		close(fd);
 		return;
@@ -294,8 +331,9 @@ static void control_on_accept(struct evconnlistener *l, evutil_socket_t fd, stru
 }
 
 /* Binds a listening socket at sa, replacing a stale one but never the
- * socket of a daemon that still answers. */
-static int control_bind(const struct sockaddr_un *sa)
+ * socket of a daemon that still answers; the socket file is 0660, owner
+ * and admin_gid. */
+static int control_bind(const struct sockaddr_un *sa, uid_t owner, gid_t admin_gid)
 {
 	char reply[16];
 	const char *dir_end = strrchr(sa->sun_path, '/');
@@ -321,22 +359,26 @@ static int control_bind(const struct sockaddr_un *sa)
 		return -1;
 	}
 	umask(old);
-	chmod(sa->sun_path, 0600);
+	if (chown(sa->sun_path, owner, admin_gid) < 0 || chmod(sa->sun_path, 0660) < 0)
+		log_warn("control: cannot give %s to uid %u gid %u", sa->sun_path, (unsigned)owner,
+			 (unsigned)admin_gid);
 	return fd;
 }
 
-struct control *control_listen(struct event_base *base, const char *dir, struct delivery *d)
+struct control *control_listen(struct event_base *base, const char *dir, struct delivery *d,
+			       uid_t owner, gid_t admin_gid)
 {
 	struct sockaddr_un sa;
 	struct control *c;
 	int fd;
 
-	if (control_addr(dir, &sa) < 0 || (fd = control_bind(&sa)) < 0) {
+	if (control_addr(dir, &sa) < 0 || (fd = control_bind(&sa, owner, admin_gid)) < 0) {
 		log_warn("control: cannot listen on %s/control.sock", dir);
 		return NULL;
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->delivery = d;
+	c->admin_gid = admin_gid;
 	c->path = xstrdup(sa.sun_path);
 	c->listener = evconnlistener_new(base, control_on_accept, c, LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (c->listener == NULL) {
@@ -424,12 +466,23 @@ static int control_read_line(int fd, char *reply, size_t replylen, int64_t deadl
 	return 0;
 }
 
+/* Closes the client's socket keeping errno (the caller tells EACCES from
+ * ECONNREFUSED). */
+static void control_close(int fd, char *line)
+{
+	int saved = errno;
+
+	free(line);
+	close(fd);
+	errno = saved;
+}
+
 int control_send(const char *dir, const char *cmd, char *reply, size_t replylen)
 {
 	int64_t deadline = clock_usec() + (int64_t)CONTROL_CLIENT_SEC * 1000000;
 	struct sockaddr_un sa;
 	char *line = NULL;
-	int fd = -1, rc = -1;
+	int fd = -1, rc = -1, sent;
 
 	if (control_addr(dir, &sa) < 0)
 		return -1;
@@ -440,13 +493,19 @@ int control_send(const char *dir, const char *cmd, char *reply, size_t replylen)
 	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0)
 		goto out;
 	line = xasprintf("%s\n", cmd);
-	if (control_wait(fd, POLLOUT, deadline) < 0 ||
-	    send(fd, line, strlen(line), MSG_NOSIGNAL) != (ssize_t)strlen(line))
+	if (control_wait(fd, POLLOUT, deadline) < 0)
 		goto out;
+	/* A daemon that turns us away may have closed before we sent: its
+	 * answer is still there to read. */
+	sent = send(fd, line, strlen(line), MSG_NOSIGNAL) == (ssize_t)strlen(line);
 	rc = control_read_line(fd, reply, replylen, deadline);
+	if (rc == 0 && replylen > 0 && strcmp(reply, CONTROL_DENIED) == 0) {
+		errno = EACCES;
+		rc = -1;
+	} else if (!sent)
+		rc = -1;
 out:
-	free(line);
-	close(fd);
+	control_close(fd, line);
 	return rc;
 }
 
@@ -456,7 +515,7 @@ static int control_stream_lines(int fd, int (*on_line)(const char *line, void *a
 {
 	struct buf line = BUF_INIT;
 	char chunk[512];
-	int rc = 0;
+	int rc = 0, first = 1;
 
 	for (;;) {
 		ssize_t n = read(fd, chunk, sizeof(chunk));
@@ -471,6 +530,12 @@ static int control_stream_lines(int fd, int (*on_line)(const char *line, void *a
 				buf_putc(&line, chunk[i]);
 				continue;
 			}
+			if (first && strcmp(buf_cstr(&line), CONTROL_DENIED) == 0) {
+				errno = EACCES;
+				rc = -1;
+				goto out;
+			}
+			first = 0;
 			rc = on_line(buf_cstr(&line), arg);
 			buf_reset(&line);
 			if (rc != 0)
@@ -489,7 +554,7 @@ int control_stream(const char *dir, const char *cmd, int (*on_line)(const char *
 {
 	struct sockaddr_un sa;
 	char *line = NULL;
-	int fd, rc = -1;
+	int fd, rc = -1, sent;
 
 	if (control_addr(dir, &sa) < 0)
 		return -1;
@@ -499,11 +564,11 @@ int control_stream(const char *dir, const char *cmd, int (*on_line)(const char *
 	if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0)
 		goto out;
 	line = xasprintf("%s\n", cmd);
-	if (send(fd, line, strlen(line), MSG_NOSIGNAL) != (ssize_t)strlen(line))
-		goto out;
+	sent = send(fd, line, strlen(line), MSG_NOSIGNAL) == (ssize_t)strlen(line);
 	rc = control_stream_lines(fd, on_line, arg);
+	if (!sent && !(rc < 0 && errno == EACCES))
+		rc = -1;
 out:
-	free(line);
-	close(fd);
+	control_close(fd, line);
 	return rc;
 }

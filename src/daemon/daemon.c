@@ -1,6 +1,8 @@
 /* The daemon: loads the configuration, recovers the queue, opens listeners
  * and runs the event loop until SIGTERM/SIGINT; SIGHUP reopens the logs and
- * reloads the TLS certificates. */
+ * reloads the TLS certificates. Started as root, it becomes `user` once its
+ * ports and control socket are open, before any modem is opened or any
+ * mail is read from the network: it never keeps root unless run_as_root. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -9,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -30,6 +34,8 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "queue/qindex.h"
+#include "lib/notify.h"
+#include "lib/priv.h"
 #include "queue/queue.h"
 #include "smtp/smtp_server.h"
 #include "daemon/reconfig.h"
@@ -51,16 +57,50 @@ struct daemon {
 	struct metrics *metrics;   /* counters for /metrics */
 	struct http *http;	   /* http_listen: status page and /metrics; NULL: off */
 	struct event *sig_term, *sig_int, *sig_hup, *scan_timer, *sample_timer;
-	struct event *recover; /* start-up recovery in slices; NULL when done */
+	struct event *recover;	    /* start-up recovery in slices; NULL when done */
+	struct event *status_timer; /* STATUS= to systemd; NULL: no NOTIFY_SOCKET */
 	const char *dir;
+	int drop; /* started as root: become priv.user after the ports */
+	struct priv priv;
+	gid_t admin_gid; /* group of the control socket */
 };
+
+#define STATUS_EVERY_SEC 30 /* systemd's status line is refreshed this often */
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
 
 	log_info("signal %d: stopping", (int)sig);
+	notify_stopping();
 	event_base_loopbreak(d->base);
+}
+
+/* The line `systemctl status` shows: link state and queue size. */
+static void daemon_status_line(struct daemon *d, struct buf *out)
+{
+	sessions_summary(d->sessions, out);
+}
+
+static void on_status_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct buf line = BUF_INIT;
+
+	daemon_status_line(arg, &line);
+	notify_status(buf_cstr(&line));
+	buf_free(&line);
+}
+
+/* READY=1 with the status line (at start, and when a reload is done). */
+static void daemon_notify_ready(struct daemon *d)
+{
+	struct buf line = BUF_INIT;
+
+	if (!notify_enabled())
+		return;
+	daemon_status_line(d, &line);
+	notify_ready(buf_cstr(&line));
+	buf_free(&line);
 }
 
 /* The certificates of the SMTP and ODMR servers: 1 reloaded, 0 none
@@ -96,6 +136,7 @@ static int daemon_reload(void *arg, int logs_only, struct buf *out)
 	struct buf why = BUF_INIT;
 	int rc = 0, tls = 0;
 
+	notify_reloading();
 	if (event_reopen(d->dir) < 0) {
 		buf_printf(out, "cannot reopen the logs under %s/log, the old files stay", d->dir);
 		rc = -1;
@@ -115,6 +156,7 @@ static int daemon_reload(void *arg, int logs_only, struct buf *out)
 	rc = tls < 0 ? -1 : rc;
 	event_log(rc < 0 ? EV_RELOAD_FAILED : EV_RELOADED, "%s", buf_cstr(out));
 	buf_free(&why);
+	daemon_notify_ready(d);
 	return rc;
 }
 
@@ -131,9 +173,15 @@ static void daemon_reconfigured(void *arg)
 {
 	struct daemon *d = arg;
 
+	struct timeval run = {d->cfg.queue_run_interval, 0};
+	struct timeval sample = {d->cfg.queue_sample_interval, 0};
+
 	event_set_levels(d->cfg.diag);
 	delivery_reconfigure(d->delivery);
 	sessions_reconfigure(d->sessions);
+	event_add(d->scan_timer, &run); /* the intervals as they are now */
+	if (d->sample_timer)
+		event_add(d->sample_timer, &sample);
 }
 
 static void on_hangup(evutil_socket_t sig, short what, void *arg)
@@ -296,13 +344,77 @@ static void daemon_http(struct daemon *d)
 	buf_free(&why);
 }
 
+/* Before anything is opened. Started as root, the daemon will become
+ * `user` unless run_as_root; a user or group that does not exist, or a user
+ * that is root, stops it here (-1, said on stderr). */
+static int daemon_plan_privileges(struct daemon *d)
+{
+	const struct config *cfg = &d->cfg;
+	struct buf why = BUF_INIT, warn = BUF_INIT;
+	int rc = 0;
+
+	d->admin_gid = getegid();
+	if (geteuid() == 0 && !cfg->run_as_root) {
+		if (priv_resolve(cfg->user, cfg->group, &cfg->supplementary_groups, &d->priv, &why,
+				 &warn) == 0 &&
+		    d->priv.uid == 0)
+			buf_printf(&why, "user %s is root", cfg->user);
+		d->drop = why.len == 0;
+		d->admin_gid = d->priv.gid;
+	}
+	if (why.len == 0 && *cfg->admin_group && priv_group_id(cfg->admin_group, &d->admin_gid) < 0)
+		buf_printf(&why, "admin_group %s does not exist", cfg->admin_group);
+	if (why.len) {
+		fprintf(stderr,
+			"dialmail: %s; started as root, the daemon runs as an unprivileged user "
+			"(create it, set user = and group =, or run_as_root = yes)\n",
+			buf_cstr(&why));
+		rc = -1;
+	}
+	for (const char *w = buf_cstr(&warn); *w; w = strchr(w, '\n') + 1)
+		log_warnx("privileges: %.*s", (int)strcspn(w, "\n"), w);
+	buf_free(&why);
+	buf_free(&warn);
+	return rc;
+}
+
+/* The state directory goes to the user (mode 0750), before the control
+ * socket is made (which belongs to the admin group). */
+static int daemon_give_spool(struct daemon *d)
+{
+	if (priv_chown_tree(d->dir, d->priv.uid, d->priv.gid) < 0 || chmod(d->dir, 0750) < 0) {
+		event_log(EV_QUEUE_WRITE_FAILED, "Cannot give %s to user %s: %s", d->dir,
+			  d->priv.user, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Becomes the unprivileged user for good (event 1030). */
+static int daemon_drop_privileges(struct daemon *d)
+{
+	char uid[16], gid[16];
+	const char *kv[] = {"user",   d->priv.user,	   "uid", uid, "gid", gid,
+			    "groups", d->priv.group_names, NULL};
+
+	if (priv_drop(&d->priv) < 0) {
+		log_warn("daemon: cannot become user %s", d->priv.user);
+		return -1;
+	}
+	snprintf(uid, sizeof(uid), "%u", (unsigned)d->priv.uid);
+	snprintf(gid, sizeof(gid), "%u", (unsigned)d->priv.gid);
+	event_logkv(EV_PRIVILEGES_DROPPED, kv, "Running as user %s (uid %s, gid %s, groups %s)",
+		    d->priv.user, uid, gid, d->priv.group_names);
+	return 0;
+}
+
 static int daemon_start(struct daemon *d)
 {
 	int listening = 0;
 	struct timeval tv = {d->cfg.queue_run_interval, 0}, now = {0, 0};
 	struct timeval sample_tv = {d->cfg.queue_sample_interval, 0};
 
-	if (fs_mkdirs(d->dir, 0755) < 0) {
+	if (fs_mkdirs(d->dir, 0750) < 0) {
 		log_warn("cannot create %s", d->dir);
 		return -1;
 	}
@@ -310,6 +422,9 @@ static int daemon_start(struct daemon *d)
 		log_warn("cannot open the event log under %s", d->dir);
 		return -1;
 	}
+	if (geteuid() == 0 && d->cfg.run_as_root)
+		event_log(EV_RUNNING_AS_ROOT,
+			  "Started as root with run_as_root = yes: running as root");
 	daemon_fd_limit(d);
 	if (config_record_path(d->dir, d->cfg.path) < 0)
 		log_warn("cannot record the configuration path in %s", d->dir);
@@ -336,7 +451,6 @@ static int daemon_start(struct daemon *d)
 	if (policy_hub_enabled(&d->cfg))
 		smtp_server_set_etrn(d->smtp, hub_etrn, d->hub);
 	d->odmr = odmr_hub_new(d->base, &d->cfg, d->queue, d->delivery);
-	d->answer = answer_new(d->base, &d->cfg, d->odmr);
 	for (size_t i = 0; i < d->cfg.listen.n; i++)
 		if (smtp_server_listen(d->smtp, d->cfg.listen.v[i]) == 0)
 			listening++;
@@ -344,7 +458,13 @@ static int daemon_start(struct daemon *d)
 		event_log(EV_LISTEN_FAILED, "No SMTP listener could be opened; stopping");
 		return -1;
 	}
-	d->control = control_listen(d->base, d->dir, d->delivery);
+	if (d->drop && daemon_give_spool(d) < 0)
+		return -1;
+	d->control = control_listen(d->base, d->dir, d->delivery, d->drop ? d->priv.uid : geteuid(),
+				    d->admin_gid);
+	if (d->drop && daemon_drop_privileges(d) < 0)
+		return -1;
+	d->answer = answer_new(d->base, &d->cfg, d->odmr); /* opens modems: as the user */
 	d->sessions = sessions_new(d->base, &d->cfg, d->dir, d->delivery, d->queue, d->smtp);
 	control_set_sessions(d->control, d->sessions);
 	control_set_queue(d->control, d->queue);
@@ -365,9 +485,16 @@ static int daemon_start(struct daemon *d)
 	evtimer_add(d->recover, &now);
 	event_add(d->sample_timer, &sample_tv);
 	on_sample_timer(-1, 0, d);
+	if (notify_enabled()) {
+		struct timeval every = {STATUS_EVERY_SEC, 0};
+
+		d->status_timer = event_new(d->base, -1, EV_PERSIST, on_status_timer, d);
+		event_add(d->status_timer, &every);
+	}
 	signal(SIGPIPE, SIG_IGN);
 	event_log(EV_SERVICE_STARTED, "dialmail %s started (state in %s, configuration %s)",
 		  DIALMAIL_VERSION, d->dir, d->cfg.path ? d->cfg.path : "embedded defaults");
+	daemon_notify_ready(d);
 	return 0;
 }
 
@@ -386,6 +513,8 @@ static void daemon_stop(struct daemon *d)
 	if (d->sample_timer)
 		event_free(d->sample_timer);
 	http_free(d->http);
+	if (d->status_timer)
+		event_free(d->status_timer);
 	if (d->control)
 		control_free(d->control);
 	/* The server first: stopping it finishes the commit in flight, whose
@@ -441,8 +570,10 @@ int cmd_daemon(int argc, char **argv)
 		}
 	}
 	d.dir = config_spool_dir(dir);
-	if (daemon_load_config(&d, config_path) < 0)
+	if (daemon_load_config(&d, config_path) < 0 || daemon_plan_privileges(&d) < 0) {
+		config_free(&d.cfg);
 		return 78; /* EX_CONFIG */
+	}
 	if (daemon_start(&d) < 0) {
 		daemon_stop(&d);
 		return 71;

@@ -14,9 +14,20 @@
  * restart is needed. Names that are not settings of this build never
  * match. */
 static const char *const restart_only[] = {
-    "listen",	   "odmr_listen", "http_listen",   "max_connections", "max_outbound_connections",
-    "dns_servers", "lock_dir",	  "dedup_window",  "syslog",	      "user",
-    "group",	   "run_as_root", "control_group",
+    "listen",
+    "odmr_listen",
+    "http_listen",
+    "max_connections",
+    "max_outbound_connections",
+    "dns_servers",
+    "lock_dir",
+    "dedup_window",
+    "syslog",
+    "user",
+    "group",
+    "run_as_root",
+    "supplementary_groups",
+    "admin_group",
 };
 
 struct reconfig {

@@ -27,7 +27,7 @@ struct samples_rec {
 static int samples_open(const char *dir, int flags)
 {
 	char *path = xasprintf("%s/queue.samples", dir);
-	int fd = open(path, flags | O_CLOEXEC, 0644);
+	int fd = open(path, flags | O_CLOEXEC, 0640);
 
 	free(path);
 	return fd;

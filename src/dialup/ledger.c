@@ -60,7 +60,7 @@ void ledger_append(const char *dir, const struct ledger_record *r)
 	json_t *o = ledger_json(r, clock_usec());
 	char *dump = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	char *line = xasprintf("%s\n", dump ? dump : "{}");
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 
 	if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line))
 		log_warn("session: cannot write %s", path);

@@ -1242,6 +1242,20 @@ void sessions_snapshot(struct sessions *m, struct session_snapshot *o)
 	o->missed_in_a_row = m->catchup_k;
 }
 
+void sessions_summary(struct sessions *m, struct buf *out)
+{
+	struct strlist names = {0};
+	struct sess_count c;
+	char next[64];
+
+	sess_names(m, &names);
+	sess_count(m, &names, &c);
+	clock_local(m->next_slot, next, sizeof(next));
+	buf_printf(out, "link %s; queue %u message%s, %u for the link; next slot %s",
+		   sess_state_name(m->cur), c.total, c.total == 1 ? "" : "s", c.n, next);
+	strlist_free(&names);
+}
+
 void sessions_note_message(struct sessions *m, const char *qid)
 {
 	struct q_env env;

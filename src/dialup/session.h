@@ -69,6 +69,9 @@ struct session_snapshot {
 	unsigned queued, for_link; /* messages in the queue, those waiting for the link */
 };
 void sessions_snapshot(struct sessions *m, struct session_snapshot *out);
+/* One line for systemd's status: "link down; queue 3 messages, 2 for the
+ * link; next slot 2026-12-06 12:00:00". */
+void sessions_summary(struct sessions *m, struct buf *out);
 /* A message from the provider's side was queued (counts as inbound while
  * a session is up; LAN submissions are not passed here). */
 void sessions_note_message(struct sessions *m, const char *qid);

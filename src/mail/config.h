@@ -100,8 +100,14 @@ struct config {
 	/* the status page and /metrics (daemon/http.h) */
 	char *http_listen;	   /* loopback host:port, or "" (off) */
 	int queue_sample_interval; /* seconds between queue samples */
-	int *set_at;		   /* line each top-level setting was given on, 0: default */
-	struct buf warnings;	   /* "file:line: problem" lines the file passed with */
+	/* privileges (lib/priv.h): who the daemon becomes when started as root */
+	char *user;
+	char *group;			     /* "": the user's login group */
+	struct strlist supplementary_groups; /* dialout for the modems */
+	char *admin_group;		     /* control socket group; "": group */
+	int run_as_root;		     /* stay root (tests, demos) */
+	int *set_at;	     /* line each top-level setting was given on, 0: default */
+	struct buf warnings; /* "file:line: problem" lines the file passed with */
 };
 
 /* A [section] of the file that a higher layer owns ([phonebook NAME],

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -128,10 +129,12 @@ void event_set_levels(const int *diag)
 static int event_open_file(const char *dir, const char *name)
 {
 	char *path = xasprintf("%s/log/%s", dir, name);
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 
 	if (fd < 0)
 		log_warn("event: open %s", path);
+	else
+		(void)fchmod(fd, 0640); /* addresses: not for others (older files were 0644) */
 	free(path);
 	return fd;
 }
@@ -139,10 +142,12 @@ static int event_open_file(const char *dir, const char *name)
 int event_open(const char *dir, const int *diag, int use_syslog)
 {
 	char *logdir = xasprintf("%s/log", dir);
-	int rc = fs_mkdirs(logdir, 0755);
+	int rc = fs_mkdirs(logdir, 0750);
 
 	if (rc < 0)
 		log_warn("event: mkdir %s", logdir);
+	else
+		(void)chmod(logdir, 0750);
 	free(logdir);
 	if (rc < 0)
 		return -1;
@@ -185,7 +190,7 @@ static int event_reopen_file(int fd, const char *dir, const char *name)
 int event_reopen(const char *dir)
 {
 	char *logdir = xasprintf("%s/log", dir);
-	int rc = fs_mkdirs(logdir, 0755);
+	int rc = fs_mkdirs(logdir, 0750);
 
 	free(logdir);
 	if (event_reopen_file(event_fd, dir, "events.jsonl") < 0)

@@ -47,6 +47,10 @@ enum ev_level { EVL_NONE = 0, EVL_MIN = 1, EVL_MEDIUM = 3, EVL_MAX = 5 };
 	  "SIGHUP or dialmail reload: logs reopened, TLS certificate reloaded")                    \
 	X(1009, RELOAD_FAILED, EV_WARNING, EVC_INIT, EVL_MIN, "reload-failed",                     \
 	  "A reload could not reopen a log or load the new TLS certificate; the old stays")        \
+	X(1030, PRIVILEGES_DROPPED, EV_INFO, EVC_INIT, EVL_MIN, "privileges-dropped",              \
+	  "Started as root, the daemon opened its ports and became its unprivileged user")         \
+	X(1031, RUNNING_AS_ROOT, EV_WARNING, EVC_INIT, EVL_MIN, "running-as-root",                 \
+	  "Started as root with run_as_root = yes: the daemon keeps running as root")              \
 	X(2001, DELIVERY_ATTEMPTED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "delivery-attempted",       \
 	  "A queue run tried to deliver messages")                                                 \
 	X(2002, MESSAGE_RECEIVED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "message-received",           \
@@ -159,6 +163,8 @@ enum ev_level { EVL_NONE = 0, EVL_MIN = 1, EVL_MEDIUM = 3, EVL_MAX = 5 };
 	  "A call on an answer line ended: why, how long, bytes each way")                         \
 	X(4133, ANSWER_FAILED, EV_WARNING, EVC_DIALUP, EVL_MIN, "answer-failed",                   \
 	  "An answer line's modem could not be opened, initialised or answer a call")              \
+	X(4190, CONTROL_DENIED, EV_WARNING, EVC_SECURITY, EVL_MIN, "control-denied",               \
+	  "A local program not allowed to use the control socket was turned away")                 \
 	X(4192, RELAY_DENIED, EV_WARNING, EVC_SECURITY, EVL_MEDIUM, "relay-denied",                \
 	  "A recipient was refused: relay access denied")                                          \
 	X(4193, BARE_LINEFEED, EV_WARNING, EVC_SECURITY, EVL_MEDIUM, "bare-linefeed",              \

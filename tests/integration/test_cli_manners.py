@@ -65,7 +65,7 @@ def test_port_in_use_is_said_on_stderr(daemon, dialmail_bin, tmp_path):
     holder.listen(1)
     try:
         cfg = tmp_path / "busy.conf"
-        cfg.write_text("listen = 127.0.0.1:%d\nsyslog = no\n" % port)
+        cfg.write_text("listen = 127.0.0.1:%d\nsyslog = no\nrun_as_root = yes\n" % port)
         r = subprocess.run([str(dialmail_bin), "daemon", "--dir", str(tmp_path / "spool"),
                             "--config", str(cfg)], capture_output=True, text=True, timeout=30)
     finally:

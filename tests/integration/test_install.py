@@ -106,6 +106,24 @@ def test_unit_execstart_names_the_installed_binary(installed):
         [line for line in src if not line.startswith("ExecStart=")]
 
 
+def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
+    """The installed unit as systemd reads it: no warning at all, with
+    ExecStart pointing at the staged binary and man pages (Documentation=)
+    found under the staged prefix."""
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("no systemd-analyze")
+    _, root = installed
+    unit = (root / "lib/systemd/system/dialmail.service").read_text()
+    assert "\nType=notify\n" in unit and "\nExecReload=" in unit
+    staged = tmp_path / "dialmail.service"
+    staged.write_text(unit.replace("ExecStart=%s/sbin/dialmail " % PREFIX,
+                                   "ExecStart=%s/sbin/dialmail " % root))
+    r = subprocess.run(["systemd-analyze", "verify", str(staged)], capture_output=True,
+                       text=True, timeout=60,
+                       env=dict(os.environ, MANPATH=str(root / "share/man")))
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+
+
 def test_man_pages_render(installed):
     _, root = installed
     pages = sorted((root / "share/man").glob("man*/*"))

@@ -313,7 +313,8 @@ class NetnsRig:
     def config(self, port, check=None, extra=(), idle="1s"):
         check = check or ("ping -c 1 -W 1 192.0.2.2" if shutil.which("ping")
                           else "timeout 2 bash -c 'exec 3<>/dev/tcp/192.0.2.2/25'")
-        return ["listen = 127.0.0.1:%d" % port, "syslog = no", "queue_run_interval = 1s",
+        return ["listen = 127.0.0.1:%d" % port, "syslog = no", "run_as_root = yes",
+                "queue_run_interval = 1s",
                 "[routes]", "example.org = smarthost 192.0.2.2:25 via=vpn tls=none",
                 "[phonebook vpn]", "type = command",
                 "up = ip link set %s up" % self.vsite,

@@ -34,6 +34,7 @@ class Spool:
             f"listen = 127.0.0.1:{self.port}\n"
             "queue_run_interval = 1h\n"
             "syslog = no\n"
+            "run_as_root = yes\n"
         )
         bindir = tmp / "bin"
         bindir.mkdir()

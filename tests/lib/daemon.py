@@ -62,9 +62,10 @@ def entry_id(entry):
 class Daemon:
     """One dialmail daemon process started by a test or a benchmark.
     wrap: a function that returns the daemon's argv wrapped in another
-    command that execs it in place (the benchmarks' private resolver)."""
+    command that execs it in place (the benchmarks' private resolver);
+    env: the daemon's environment (default: ours)."""
 
-    def __init__(self, binary, dir, config_path, port, logdir, wrap=None):
+    def __init__(self, binary, dir, config_path, port, logdir, wrap=None, env=None):
         self.bin = str(binary)
         self.dir = Path(dir)
         self.config = Path(config_path)
@@ -75,6 +76,7 @@ class Daemon:
         self.starts = 0
         self.log = None
         self.wrap = wrap
+        self.env = env
 
     @property
     def pid(self):
@@ -88,7 +90,7 @@ class Daemon:
             self.proc = subprocess.Popen(
                 self.wrap(argv) if self.wrap else argv,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, env=self.env)
         self.expect_running = True
         self.wait_banner(timeout)
         return self
@@ -222,8 +224,10 @@ class Daemon:
 
 
 def write_config(path, port, lines):
-    """Config file: our listen/syslog lines unless the test sets them,
-    then the test's own lines (which may open [sections])."""
+    """Config file: our listen/syslog/run_as_root lines unless the test sets
+    them, then the test's own lines (which may open [sections]). The tests
+    run as root on a machine without a dialmail user: run_as_root = yes
+    keeps the daemon as it is (test_privileges.py tests the drop)."""
     lines = [ln for ln in ("\n".join(lines)).splitlines()]
     given = set()
     for ln in lines:
@@ -237,4 +241,6 @@ def write_config(path, port, lines):
         base.append("listen = 127.0.0.1:%d" % port)
     if "syslog" not in given:
         base.append("syslog = no")
+    if "run_as_root" not in given and "user" not in given:
+        base.append("run_as_root = yes")
     Path(path).write_text("\n".join(base + lines) + "\n")

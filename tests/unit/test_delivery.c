@@ -461,11 +461,12 @@ static void test_control_socket(void **state)
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	close(fd);
-	ctl = control_listen(f->base, f->dir, f->d);
+	ctl = control_listen(f->base, f->dir, f->d, geteuid(), getegid());
 	assert_non_null(ctl);
 	assert_int_equal(stat(sock, &st), 0);
 	assert_true(S_ISSOCK(st.st_mode));
-	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(st.st_mode & 0777, 0660); /* the admin group may */
+	assert_int_equal(st.st_gid, getegid());
 
 	reply = control_roundtrip(f, "ping");
 	assert_string_equal(reply, "0 pong");

@@ -111,11 +111,17 @@ static void test_event_written_with_fields(void **state)
 
 	assert_int_equal(event_open(tmpdir, NULL, 0), 0);
 	assert_int_equal(stat(logdir, &st), 0);
-	assert_int_equal(st.st_mode & 0777, 0755);
+	assert_int_equal(st.st_mode & 0777, 0750); /* addresses: not for others */
 	event_log(EV_MESSAGE_RECEIVED, "Message %s received from <%s>", "Q1", "a@example.org");
 	event_log(EV_DISK_LOW, "Free space %d bytes", 42);
 	text = read_log("events.jsonl");
 	assert_int_equal(count_lines(text), 2);
+	{
+		char *path = xasprintf("%s/events.jsonl", logdir);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0640);
+		free(path);
+	}
 	assert_string_equal(text + strlen(text) - 1, "\n");
 
 	ev = event_line(0);
