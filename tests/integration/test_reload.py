@@ -247,15 +247,16 @@ def rig(tmp_path):
 
 
 @pytest.mark.skipif(not MODEMSIM.exists(), reason="make build/modemsim first")
-def test_reload_and_log_rotation_during_a_live_call(daemon, rig):
+def test_reload_and_log_rotation_during_a_live_call(daemon, rig, certs):
     """A call is on the line (modemsim answers after 3 s); the logs are
-    rotated and the configuration reloaded meanwhile: the call completes
-    and delivers, the new configuration is in force once it has ended and
-    not before, and the records go to the new log files."""
+    rotated, a renewed certificate installed and the configuration reloaded
+    meanwhile: the call completes and delivers, the new certificate is
+    served at once, the new configuration is in force once the call has
+    ended and not before, and the records go to the new log files."""
     link, gw = rig.modem("modem0", "--connect-delay", "3")
     lines = rig.config(rig.entry("isp", link, dial_timeout="20s"),
                        routes=["example.net = smarthost 127.0.0.1:%d via=isp tls=none" % gw],
-                       main=("mynetworks = 127.0.0.0/8",) + CONF[1:])
+                       main=("mynetworks = 127.0.0.0/8",) + tls_conf(certs["live"])[1:])
     d = daemon(*lines)
     r = d.send("s@client.test", ["far@example.net"], message("during the call"))
     assert r.code == 250, r
@@ -269,10 +270,12 @@ def test_reload_and_log_rotation_during_a_live_call(daemon, rig):
         os.rename(log / "tracking.log", log / "tracking.log.1")
         rewrite(d, *[ln if ln != "local_recipients = alice" else "local_recipients = alice, bob"
                      for ln in lines])
+        install(certs["b"], certs["live"])
         r = d.cli("reload", "--dir", str(d.dir))
         assert r.stdout == ("reload: logs reopened; configuration reloaded, changed: "
-                            "local_recipients; in force when the session in progress ends\n"), \
-            r.stdout
+                            "local_recipients; in force when the session in progress ends; "
+                            "TLS certificate reloaded\n"), r.stdout
+        assert served_cert(d.port) == der(certs["b"]["cert"])
         assert rcpt_code(d.port, "bob@example.org") == 550  # not while the call is up
         out, _ = call.communicate(timeout=60)
     finally:
