@@ -100,11 +100,12 @@ def branch(daemon, tmp_path, hub_target, *session, password=PASSWORD, domains="b
 
 class CutProxy:
     """TCP proxy to target that cuts both sides once `limit` octets went
-    from the hub to the branch (the first connection only; None: never).
-    up and down keep every octet each way."""
+    from the hub to the branch (the first connection only, or every one with
+    every=True: set .limit before each; None: never). up and down keep every
+    octet each way."""
 
-    def __init__(self, target, limit):
-        self.target, self.limit = target, limit
+    def __init__(self, target, limit, every=False):
+        self.target, self.limit, self.every = target, limit, every
         self.up, self.down = bytearray(), bytearray()
         self.ls = socket.socket()
         self.ls.bind(("127.0.0.1", 0))
@@ -126,7 +127,7 @@ class CutProxy:
                 return
             self.conns += 1
             b = socket.create_connection(self.target)
-            limit = self.limit if self.conns == 1 else None
+            limit = self.limit if self.conns == 1 or self.every else None
             threading.Thread(target=self.pipe, args=(a, b, None, self.up), daemon=True).start()
             threading.Thread(target=self.pipe, args=(b, a, limit, self.down),
                              daemon=True).start()
