@@ -639,8 +639,14 @@ static void bs_event_cb(struct bufferevent *bev, short what, void *arg)
 	void (*done)(short, void *) = b->p.done;
 	void *darg = b->p.done_arg;
 
-	log_info("batch: %s: connection ended in XDMBATCH; unacknowledged messages are not queued",
-		 b->addr);
+	const char *why = what & BEV_EVENT_TIMEOUT ? "timeout" : "connection lost";
+	const char *kv[] = {"client", b->addr, "peer", b->peer, "reason", why, NULL};
+
+	bs_commit(b);
+	event_logkv(EV_BATCH_ABORTED, kv,
+		    "XDMBATCH from %s (%s) aborted: %s; %zu message(s) queued before, the rest "
+		    "is not (partial data keeps its last checkpoint)",
+		    b->addr, b->peer, why, b->n_ok);
 	bs_free(b);
 	done(what, darg);
 }
