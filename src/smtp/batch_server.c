@@ -50,10 +50,11 @@ struct bs_staged {
 	struct q_env env;
 };
 
-struct bsrv {
+struct batch_server {
 	struct batch_server_peer p;
 	char *addr, *helo, *auth_user, *proto, *peer, *dir;
 	struct bufferevent *bev;
+	struct event *ev_input; /* reads the input that waited at the start */
 	struct bframe_dec *dec;
 	struct bs_msg m;
 	struct q_batch *qb;
@@ -68,8 +69,9 @@ void batch_server_ehlo_params(struct buf *out)
 	buf_printf(out, " %d DICT=%d", BF_VERSION, BF_DICT_VERSION);
 }
 
-static void bs_line(struct bsrv *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bs_line(struct bsrv *b, const char *fmt, ...)
+static void bs_line(struct batch_server *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void bs_line(struct batch_server *b, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(b->bev);
 	va_list ap;
@@ -82,12 +84,12 @@ static void bs_line(struct bsrv *b, const char *fmt, ...)
 
 /* ---------------------------------------------------------- partials */
 
-static char *bs_partial_path(const struct bsrv *b, const char *id)
+static char *bs_partial_path(const struct batch_server *b, const char *id)
 {
 	return xasprintf("%s/%s", b->dir, id);
 }
 
-static void bs_partial_drop(struct bsrv *b, const char *id)
+static void bs_partial_drop(struct batch_server *b, const char *id)
 {
 	char *path = bs_partial_path(b, id);
 
@@ -112,7 +114,7 @@ static char *bs_peer_key(const char *name)
 
 /* Deletes partial files older than batch_partial_expire in dir; lists the
  * others into reply as checkpoints when list is set. */
-static void bs_scan_dir(struct bsrv *b, const char *dir, int list, struct buf *reply)
+static void bs_scan_dir(struct batch_server *b, const char *dir, int list, struct buf *reply)
 {
 	time_t too_old = clock_now() - b->p.cfg->batch_partial_expire;
 	size_t listed = 0;
@@ -145,7 +147,7 @@ static void bs_scan_dir(struct bsrv *b, const char *dir, int list, struct buf *r
 }
 
 /* Expires every peer's partials; lists this peer's. */
-static int bs_checkpoints(struct bsrv *b, struct buf *reply)
+static int bs_checkpoints(struct batch_server *b, struct buf *reply)
 {
 	char *top = xasprintf("%s/batch", queue_dir(b->p.q));
 	struct dirent *de;
@@ -173,7 +175,7 @@ static int bs_checkpoints(struct bsrv *b, struct buf *reply)
 }
 
 /* Appends a data record to the partial file and syncs it: a checkpoint. */
-static int bs_partial_write(struct bsrv *b, const char *p, size_t n)
+static int bs_partial_write(struct batch_server *b, const char *p, size_t n)
 {
 	struct bs_msg *m = &b->m;
 
@@ -191,7 +193,7 @@ static int bs_partial_write(struct bsrv *b, const char *p, size_t n)
 }
 
 /* Reads the partial of m->id: it must hold exactly offset bytes. */
-static int bs_partial_load(struct bsrv *b, uint64_t offset)
+static int bs_partial_load(struct batch_server *b, uint64_t offset)
 {
 	char *path = bs_partial_path(b, b->m.id);
 	int rc = fs_read_file(path, &b->m.content);
@@ -217,7 +219,7 @@ static void bs_msg_reset(struct bs_msg *m)
 }
 
 /* Refuses the whole message: an N line, its D and E skipped. */
-static void bs_refuse(struct bsrv *b, const char *reply)
+static void bs_refuse(struct batch_server *b, const char *reply)
 {
 	bs_line(b, "N %s * %s", b->m.id, reply);
 	b->n_refused++;
@@ -244,7 +246,7 @@ static int bs_mail_params(struct q_env *env, const char *s)
 }
 
 /* "F <path> [params]" */
-static int bs_sender(struct bsrv *b, const char *line)
+static int bs_sender(struct batch_server *b, const char *line)
 {
 	struct smtp_path path;
 	const char *end, *why;
@@ -276,7 +278,7 @@ static void bs_rcpt_params(struct q_rcpt *r, const char *s)
 }
 
 /* "R <path> [params]", number i: accepted into the envelope or an N line. */
-static int bs_rcpt(struct bsrv *b, const char *line, size_t i)
+static int bs_rcpt(struct batch_server *b, const char *line, size_t i)
 {
 	static const char *const refusal[] = {
 	    [POLICY_RCPT_RELAY_DENIED] = "550 5.7.1 Relay access denied",
@@ -319,7 +321,7 @@ static char *bs_next_line(char **s)
 }
 
 /* Where the message starts: 0, or the checkpoint the partial file holds. */
-static void bs_msg_offset(struct bsrv *b, uint64_t offset)
+static void bs_msg_offset(struct batch_server *b, uint64_t offset)
 {
 	if (offset == 0) {
 		bs_partial_drop(b, b->m.id);
@@ -333,7 +335,7 @@ static void bs_msg_offset(struct bsrv *b, uint64_t offset)
 }
 
 /* The envelope lines of an M record. -1: malformed (a framing error). */
-static int bs_envelope(struct bsrv *b, char *rest)
+static int bs_envelope(struct batch_server *b, char *rest)
 {
 	char *line;
 	size_t i = 0;
@@ -346,7 +348,7 @@ static int bs_envelope(struct bsrv *b, char *rest)
 	return i > 0 ? 0 : -1;
 }
 
-static void bs_rec_msg(struct bsrv *b, const struct bframe_rec *r)
+static void bs_rec_msg(struct batch_server *b, const struct bframe_rec *r)
 {
 	char *payload = xstrndup(r->data, r->len), *rest = payload, *head;
 	unsigned long long size, offset;
@@ -381,7 +383,7 @@ out:
 	free(payload);
 }
 
-static void bs_rec_data(struct bsrv *b, const struct bframe_rec *r)
+static void bs_rec_data(struct batch_server *b, const struct bframe_rec *r)
 {
 	struct bs_msg *m = &b->m;
 
@@ -416,7 +418,7 @@ static void bs_sha256_hex(const struct buf *c, char out[33])
 }
 
 /* Stages the complete message into the group commit. */
-static void bs_stage(struct bsrv *b)
+static void bs_stage(struct batch_server *b)
 {
 	struct bs_msg *m = &b->m;
 	struct buf head = BUF_INIT;
@@ -448,7 +450,7 @@ static void bs_stage(struct bsrv *b)
 	bs_msg_reset(m);
 }
 
-static void bs_rec_end(struct bsrv *b, const struct bframe_rec *r)
+static void bs_rec_end(struct batch_server *b, const struct bframe_rec *r)
 {
 	struct bs_msg *m = &b->m;
 	char want[33] = "", *payload = xstrndup(r->data, r->len), *sp = strchr(payload, ' ');
@@ -474,7 +476,7 @@ out:
 	free(payload);
 }
 
-static void bs_rec_drop(struct bsrv *b, const struct bframe_rec *r)
+static void bs_rec_drop(struct batch_server *b, const struct bframe_rec *r)
 {
 	char *id = xstrndup(r->data, r->len);
 
@@ -483,7 +485,7 @@ static void bs_rec_drop(struct bsrv *b, const struct bframe_rec *r)
 	free(id);
 }
 
-static void bs_record(struct bsrv *b, const struct bframe_rec *r)
+static void bs_record(struct batch_server *b, const struct bframe_rec *r)
 {
 	switch (r->type) {
 	case BF_MSG:
@@ -509,7 +511,7 @@ static void bs_record(struct bsrv *b, const struct bframe_rec *r)
 
 /* ---------------------------------------------------------- committing */
 
-static void bs_queued(struct bsrv *b, struct bs_staged *s)
+static void bs_queued(struct batch_server *b, struct bs_staged *s)
 {
 	const struct q_env *e = &s->env;
 	const char *kv[] = {"qid",    e->id,   "from",	     e->sender,
@@ -531,7 +533,7 @@ static void bs_queued(struct bsrv *b, struct bs_staged *s)
 
 /* One group commit for the messages finished in this read; then their A
  * (or N) lines. */
-static void bs_commit(struct bsrv *b)
+static void bs_commit(struct batch_server *b)
 {
 	struct q_result *res;
 
@@ -556,10 +558,11 @@ static void bs_commit(struct bsrv *b)
 
 /* ------------------------------------------------------------- the loop */
 
-static void bs_free(struct bsrv *b)
+static void bs_free(struct batch_server *b)
 {
 	bs_commit(b);
 	bs_msg_reset(&b->m);
+	event_free(b->ev_input);
 	bframe_dec_free(b->dec);
 	queue_batch_free(b->qb);
 	free(b->st);
@@ -573,7 +576,7 @@ static void bs_free(struct bsrv *b)
 }
 
 /* The end segment was read: the final line, and the session is back. */
-static void bs_finish(struct bsrv *b)
+static void bs_finish(struct batch_server *b)
 {
 	void (*done)(short, void *) = b->p.done;
 	void *arg = b->p.done_arg;
@@ -607,7 +610,7 @@ static void bs_finish(struct bsrv *b)
 /* Decodes what arrived, record by record. */
 static void bs_read_cb(struct bufferevent *bev, void *arg)
 {
-	struct bsrv *b = arg;
+	struct batch_server *b = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct bframe_rec r;
 
@@ -635,7 +638,7 @@ static void bs_read_cb(struct bufferevent *bev, void *arg)
 
 static void bs_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	struct bsrv *b = arg;
+	struct batch_server *b = arg;
 	void (*done)(short, void *) = b->p.done;
 	void *darg = b->p.done_arg;
 
@@ -666,9 +669,18 @@ static int bs_parse_arg(const char *arg, int *dict)
 	return 0;
 }
 
-static struct bsrv *bs_new(const struct batch_server_peer *p, struct bufferevent *bev)
+/* Input that came with the XDMBATCH command: read from the loop, so that
+ * the session knows the batch before it can end. */
+static void bs_input_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct bsrv *b = xcalloc(1, sizeof(*b));
+	struct batch_server *b = arg;
+
+	bs_read_cb(b->bev, b);
+}
+
+static struct batch_server *bs_new(const struct batch_server_peer *p, struct bufferevent *bev)
+{
+	struct batch_server *b = xcalloc(1, sizeof(*b));
 
 	b->p = *p;
 	b->addr = xstrdup(p->addr);
@@ -679,29 +691,30 @@ static struct bsrv *bs_new(const struct batch_server_peer *p, struct bufferevent
 	b->dir = xasprintf("%s/batch/%s", queue_dir(p->q), b->peer);
 	b->bev = bev;
 	b->m.fd = -1;
+	b->ev_input = event_new(bufferevent_get_base(bev), -1, 0, bs_input_cb, b);
 	return b;
 }
 
-int batch_server_start(const struct batch_server_peer *p, struct bufferevent *bev, const char *arg,
-		       struct buf *reply)
+struct batch_server *batch_server_start(const struct batch_server_peer *p, struct bufferevent *bev,
+					const char *arg, struct buf *reply)
 {
-	struct bsrv *b;
+	struct batch_server *b;
 	int dict;
 
 	if (bs_parse_arg(arg, &dict) < 0) {
 		buf_puts(reply, "501 5.5.4 Syntax: XDMBATCH DICT=n");
-		return -1;
+		return NULL;
 	}
 	if (dict != 0 && bframe_dict(dict, &(size_t){0}) == NULL) {
 		buf_printf(reply, "504 5.5.4 XDMBATCH dictionary %d not known", dict);
-		return -1;
+		return NULL;
 	}
 	b = bs_new(p, bev);
 	if (bs_checkpoints(b, reply) < 0) {
 		buf_reset(reply);
 		buf_puts(reply, "451 4.3.0 XDMBATCH not possible now: partial data not readable");
 		bs_free(b);
-		return -1;
+		return NULL;
 	}
 	b->dec = bframe_dec_new(dict);
 	b->qb = queue_batch_new(p->q);
@@ -711,6 +724,14 @@ int batch_server_start(const struct batch_server_peer *p, struct bufferevent *be
 	bufferevent_setcb(bev, bs_read_cb, NULL, bs_event_cb, b);
 	bufferevent_enable(bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-		bs_read_cb(bev, b);
-	return 0;
+		event_active(b->ev_input, EV_TIMEOUT, 0);
+	return b;
+}
+
+void batch_server_abandon(struct batch_server *b)
+{
+	if (b == NULL)
+		return;
+	bufferevent_setcb(b->bev, NULL, NULL, NULL, NULL);
+	bs_free(b);
 }

@@ -32,10 +32,15 @@ struct batch_server_peer {
 
 /* The EHLO keyword's parameters (" 1 DICT=1"), appended to out. */
 void batch_server_ehlo_params(struct buf *out);
-/* Answers "XDMBATCH <arg>". 0: the go-ahead is written and the batch runs
- * on bev (its callbacks replaced) until p->done is called. -1: reply has
+struct batch_server;
+/* Answers "XDMBATCH <arg>". Non-NULL: the go-ahead is written and the batch
+ * runs on bev (its callbacks replaced) until p->done is called (which may
+ * happen before this returns; the handle is then gone). NULL: reply has
  * the refusal for the session to send; nothing changed. */
-int batch_server_start(const struct batch_server_peer *p, struct bufferevent *bev, const char *arg,
-		       struct buf *reply);
+struct batch_server *batch_server_start(const struct batch_server_peer *p, struct bufferevent *bev,
+					const char *arg, struct buf *reply);
+/* The session ends while the batch runs (server shutdown): frees the batch
+ * (committing what is staged) without calling done. */
+void batch_server_abandon(struct batch_server *b);
 
 #endif

@@ -120,6 +120,7 @@ struct smtp_session {
 	int quit_seen;			 /* the client sent QUIT */
 	int batch_peer;			 /* from batch_networks: XDMBATCH offered */
 	int batch;			 /* XDMBATCH accepted: batch_server.c has the bev */
+	struct batch_server *batch_run;	 /* ... running (NULL before and after) */
 	char *batch_arg;		 /* its argument */
 	void (*on_close)(int quit, void *arg); /* adopted sessions: told when over */
 	void *close_arg;
@@ -321,6 +322,7 @@ static void smtp_sess_free(struct smtp_session *s)
 	event_free(s->ev_lifetime);
 	if (s->on_close)
 		s->on_close(s->quit_seen, s->close_arg);
+	batch_server_abandon(s->batch_run);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	free(s->atrn_param);
@@ -2023,6 +2025,7 @@ static void smtp_sess_batch_done(short what, void *arg)
 	struct smtp_session *s = arg;
 
 	s->batch = 0;
+	s->batch_run = NULL;
 	bufferevent_setcb(s->bev, smtp_sess_read_cb, NULL, smtp_sess_event_cb, s);
 	if (what) {
 		smtp_sess_event_cb(s->bev, what, s);
@@ -2056,7 +2059,8 @@ static void smtp_sess_batch_begin(struct smtp_session *s)
 	snprintf(proto, sizeof(proto), "ESMTP%s%s", s->tls ? "S" : "", s->auth_user ? "A" : "");
 	evtimer_del(s->ev_deadline);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	if (batch_server_start(&p, s->bev, s->batch_arg, &reply) < 0) {
+	s->batch_run = batch_server_start(&p, s->bev, s->batch_arg, &reply);
+	if (s->batch_run == NULL) {
 		s->batch = 0;
 		smtp_sess_reply(s, "%s", buf_cstr(&reply));
 		smtp_sess_command_phase(s);
