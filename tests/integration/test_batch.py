@@ -158,9 +158,9 @@ def test_random_drops_deliver_everything_exactly_once(daemon, tmp_path):
         proxy.stop()
 
 
-def batch_daemon(daemon, *extra):
+def batch_daemon(daemon, *extra, start=True):
     return daemon("hostname = hub.example", "local_domains = hub.example",
-                  "local_recipients = bob", "batch_networks = 127.0.0.0/8", *extra)
+                  "local_recipients = bob", "batch_networks = 127.0.0.0/8", *extra, start=start)
 
 
 def batch_end(c):
@@ -282,3 +282,32 @@ def test_stale_and_unknown_checkpoints_are_dropped(daemon, tmp_path):
         assert list(part.iterdir()) == []
     finally:
         proxy.stop()
+
+
+def test_branch_outbound_over_ip_urgent_and_small_first(daemon, tmp_path, rec):
+    """A branch's outbound mail to a hub that lists it in batch_networks:
+    one batch, in the order urgent, then normal by size, then non-urgent."""
+    # the hub is down while the mail is queued: the flush then sends it all in one batch
+    h = batch_daemon(daemon, "[routes]", "* = smarthost 127.0.0.1:%d" % rec.port, start=False)
+    br = daemon("hostname = gw.branch.example", "queue_run_interval = 1h",
+                "[routes]", "* = smarthost 127.0.0.1:%d" % h.port, start=False)
+    bodies = {"big": 20000, "small": 1000, "urgent-big": 30000, "low": 500, "mid": 5000}
+    msgs = {}
+    for name, size in bodies.items():
+        prio = {"urgent-big": ["Priority: urgent"], "low": ["Priority: non-urgent"]}.get(name, [])
+        msgs[name] = ("Subject: %s\r\nMessage-ID: <%s@branch.example>\r\n%s\r\n%s\r\n" % (
+            name, name, "".join(p + "\r\n" for p in prio), ("z" * 70 + "\r\n") * (size // 72))).encode()
+    br.start()
+    for name in ("big", "small", "urgent-big", "low", "mid"):
+        assert send_message(br.port, "a@branch.example", ["x@remote.example"],
+                            msgs[name]).code == 250
+    assert wait_until(lambda: len(br.events_with(3002)) == 5, 10), br.events()
+    h.start()
+    br.cli("flush", "--dir", str(br.dir))
+    ev = h.wait_event(2040, 10)
+    assert ev and ev[0]["messages"] == "5", h.events()
+    order = [e["message-id"] for e in h.events_with(2002)]
+    assert order == ["<urgent-big@branch.example>", "<small@branch.example>",
+                     "<mid@branch.example>", "<big@branch.example>",
+                     "<low@branch.example>"], order
+    assert wait_until(lambda: br.queue_ids() == [], 10), br.events()
