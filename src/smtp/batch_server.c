@@ -366,7 +366,7 @@ static void bs_rec_msg(struct batch_server *b, const struct bframe_rec *r)
 		bframe_dec_fail(b->dec, "malformed message start record");
 		goto out;
 	}
-	snprintf(b->m.id, sizeof(b->m.id), "%s", id);
+	memcpy(b->m.id, id, strlen(id) + 1); /* valid: at most BF_ID_MAX */
 	b->m.size = size;
 	if (bs_envelope(b, rest) < 0) {
 		bframe_dec_fail(b->dec, "malformed envelope in a message start record");
