@@ -848,8 +848,10 @@ static int smtpc_batch_begin(struct smtpc *c)
 	if (!c->opt.batch || c->batch_off || c->caps.xdmbatch != 1 || c->opt.lmtp)
 		return 0;
 	skip = xcalloc(c->nmsgs ? c->nmsgs : 1, sizeof(*skip));
-	for (size_t i = 0; i < c->nmsgs; i++)
-		skip[i] = !smtpc_plan_admit(c, &c->caps, i, planned++);
+	for (size_t i = 0; i < c->nmsgs; i++) {
+		skip[i] = !smtpc_plan_admit(c, &c->caps, i, planned);
+		planned += !skip[i];
+	}
 	c->phase = PH_TXN;
 	event_del(c->ev_timer);
 	c->batch = batch_client_start(c->bev, c->msgs, c->nmsgs, skip, &o, &ops, c);
