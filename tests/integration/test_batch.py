@@ -8,6 +8,7 @@
 import random
 import re
 import struct
+import subprocess
 
 import batchwire
 import mailcorpus
@@ -242,20 +243,27 @@ def test_corrupt_truncated_and_unknown_dictionary(daemon):
 
 
 def test_hub_falls_back_to_plain_smtp(daemon, tmp_path):
+    """A peer without the keyword gets plain SMTP; one offering another
+    dictionary version gets a batch without dictionary; a batch the peer
+    aborts is followed by plain SMTP in the same session, nothing lost."""
     msgs = mailcorpus.messages(3, 3000)
-    for offer in (False, True):
+    for offer, want in ((None, None), (1, "XDMBATCH DICT=1"), (2, "XDMBATCH DICT=0")):
         (tmp_path / str(offer)).mkdir()
         h = hub(daemon, tmp_path / str(offer))
         held(h, msgs)
+        cmds, batches = [], []
         with SmtpRaw(h.odmr_port) as c:
             c.cmd("EHLO branch.example")
             assert cram(c, USER, PASSWORD).code == 235
             assert c.cmd("ATRN branch.example").code == 250
-            cmds = []
-            got = serve_reversed(c, batch_abort=offer, commands=cmds)
-        # offered: tried once, aborted by the peer, then plain SMTP in the same session
-        assert cmds.count("XDMBATCH") == (1 if offer else 0), cmds
-        assert cmds.count("DATA") == 3 and got[-1] == "QUIT", cmds
+            got = serve_reversed(c, batch_abort=offer, commands=cmds, batches=batches)
+        assert [x for x in cmds if x.startswith("XDMBATCH")] == ([want] if want else []), cmds
+        if offer == 2:  # made without a dictionary: zstd reads it without one
+            raw = subprocess.run(["zstd", "-d", "-c"], input=batches[0], check=True,
+                                 stdout=subprocess.PIPE).stdout
+            assert raw.startswith(b"M") and raw.endswith(batchwire.record("Z", b""))
+        # then plain SMTP in the same session
+        assert [x[:4] for x in cmds].count("DATA") == 3 and got[-1] == "QUIT", cmds
         for m in msgs:
             assert sum(g[1].endswith(m) for g in got[:-1]) == 1
         assert wait_until(lambda: h.queue_ids() == [], 5), h.queue_ids()

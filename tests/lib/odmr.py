@@ -49,12 +49,13 @@ def recv_exact(c, n):
     return out
 
 
-def serve_reversed(c, hold_after=None, batch_abort=False, commands=None):
+def serve_reversed(c, hold_after=None, batch_abort=None, commands=None, batches=None):
     """After 250 to ATRN: play the SMTP server on c until QUIT (or EOF);
     returns the messages received as (rcpts, data). hold_after: drop the
     connection instead of answering the end of that message's data.
-    batch_abort: offer XDMBATCH, read the batch, answer that it was
-    aborted. commands: a list that gets each command's verb."""
+    batch_abort: a dictionary version: offer XDMBATCH with it, read the
+    batch (its compressed bytes go to the list batches), answer that it was
+    aborted. commands: a list that gets each command line."""
     c.send(b"220 branch.example ESMTP test\r\n")
     got, rcpts, data = [], [], None
     while True:
@@ -64,13 +65,16 @@ def serve_reversed(c, hold_after=None, batch_abort=False, commands=None):
             return got
         verb = line[:4].upper()
         if commands is not None:
-            commands.append(line.split(" ")[0].strip().upper())
+            commands.append(line.strip())
         if verb in ("EHLO", "HELO"):
-            c.send(b"250-branch.example\r\n" + (b"250-PIPELINING\r\n250 XDMBATCH 1 DICT=1\r\n"
-                                                 if batch_abort else b"250 PIPELINING\r\n"))
-        elif line.upper().startswith("XDMBATCH ") and batch_abort:
-            c.send(b"250 2.0.0 XDMBATCH go ahead, dictionary 1\r\n")
-            batchwire.read_segments(lambda n: recv_exact(c, n))
+            c.send(b"250-branch.example\r\n" + (
+                b"250-PIPELINING\r\n250 XDMBATCH 1 DICT=%d\r\n" % batch_abort
+                if batch_abort is not None else b"250 PIPELINING\r\n"))
+        elif line.upper().startswith("XDMBATCH ") and batch_abort is not None:
+            c.send(b"250 2.0.0 XDMBATCH go ahead\r\n")
+            data = batchwire.read_segments(lambda n: recv_exact(c, n))
+            if batches is not None:
+                batches.append(data)
             c.send(b"451 4.6.0 XDMBATCH aborted: test\r\n")
         elif verb == "MAIL":
             rcpts = []
