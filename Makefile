@@ -1,7 +1,7 @@
 # dialmail: GNU make build. One binary (dialmail), unit tests (cmocka),
 # integration tests (pytest), and an ASan/UBSan build of the unit tests.
 CC      ?= cc
-PKGS     = libevent libssl libcrypto libcares jansson zlib libsystemd
+PKGS     = libevent libssl libcrypto libcares jansson zlib libsystemd libzstd
 CFLAGS  ?= -O2 -g
 DMFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter -D_GNU_SOURCE -Isrc \

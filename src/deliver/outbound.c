@@ -635,6 +635,8 @@ static void ob_smtpc_options(struct ob_conn *cn, struct smtpc_options *opt)
 	opt->max_messages = (size_t)cn->o->cfg->max_messages_per_connection;
 	opt->lmtp = r->type == ROUTE_LMTP;
 	outbound_timeouts(cfg, &opt->t);
+	opt->batch = cfg->batch_transfer;
+	opt->batch_chunk = (size_t)cfg->batch_checkpoint_size;
 	if (r->path) { /* a local socket: no TLS, no name to check */
 		opt->tls = SMTPC_TLS_NONE;
 		opt->server_name = NULL;

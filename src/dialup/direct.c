@@ -87,13 +87,45 @@ static void direct_step_cb(void *arg, const char *what, int code, const char *te
 
 void direct_relay_reply(struct direct_relay *r, const char *line, size_t n)
 {
+	if (r->batch >= 2) { /* A/N/C lines; the final reply ends the batch */
+		if (r->batch == 3 && n >= 4 && line[3] == ' ' && line[0] >= '2' && line[0] <= '5')
+			r->batch = 0;
+		return;
+	}
 	if (n >= 4 && line[3] == '-')
 		return;
+	if (r->batch == 1 && r->answered + 1 == r->batch_cmd)
+		r->batch = n >= 3 && strncmp(line, "250", 3) == 0 ? 2 : 0;
 	r->answered++;
 	if (r->data_cmd && r->answered == r->data_cmd) {
 		r->data = n >= 3 && strncmp(line, "354", 3) == 0;
 		r->data_cmd = 0;
 	}
+}
+
+/* XDMBATCH segments pass as they are, up to and with the end segment
+ * (length 0); returns the bytes taken. */
+static size_t direct_relay_segments(struct direct_relay *r, const char *s, size_t n,
+				    struct buf *line_out)
+{
+	size_t take;
+
+	if (r->seg_left == 0) {
+		r->seg_hdr[r->seg_hdr_n++] = (unsigned char)s[0];
+		buf_append(line_out, s, 1);
+		if (r->seg_hdr_n < 4)
+			return 1;
+		r->seg_hdr_n = 0;
+		r->seg_left = (uint64_t)r->seg_hdr[0] << 24 | (uint64_t)r->seg_hdr[1] << 16 |
+			      (uint64_t)r->seg_hdr[2] << 8 | r->seg_hdr[3];
+		if (r->seg_left == 0)
+			r->batch = 3;
+		return 1;
+	}
+	take = n < r->seg_left ? n : (size_t)r->seg_left;
+	buf_append(line_out, s, take);
+	r->seg_left -= take;
+	return take;
 }
 
 int direct_relay_client(struct direct_relay *r, struct buf *pending, const char *p, size_t n,
@@ -106,6 +138,10 @@ int direct_relay_client(struct direct_relay *r, struct buf *pending, const char 
 	while (off < pending->len) {
 		const char *s = pending->data + off, *nl;
 		size_t len;
+		if (r->batch == 2) {
+			off += direct_relay_segments(r, s, pending->len - off, line_out);
+			continue;
+		}
 		if (r->bdat_left) {
 			len = pending->len - off < r->bdat_left ? pending->len - off
 								: (size_t)r->bdat_left;
@@ -135,6 +171,10 @@ int direct_relay_client(struct direct_relay *r, struct buf *pending, const char 
 			r->data_cmd = r->sent;
 		else if (len > 5 && strncasecmp(s, "BDAT ", 5) == 0)
 			r->bdat_left = strtoull(s + 5, NULL, 10);
+		else if (len > 9 && strncasecmp(s, "XDMBATCH ", 9) == 0) {
+			r->batch = 1;
+			r->batch_cmd = r->sent;
+		}
 		buf_append(line_out, s, len);
 	}
 	if (off) {
@@ -607,6 +647,8 @@ static void direct_outbound(struct direct *x)
 	opt.helo_name = x->ctx.cfg->hostname;
 	opt.tls = SMTPC_TLS_NONE; /* the relay reads the dialogue; AUTH was done above */
 	outbound_timeouts(x->ctx.cfg, &opt.t);
+	opt.batch = x->ctx.cfg->batch_transfer;
+	opt.batch_chunk = (size_t)x->ctx.cfg->batch_checkpoint_size;
 	x->c = smtpc_new(x->ctx.base, &opt, x->b.jobs, x->b.nm, direct_engine_done, x);
 	smtpc_set_msg_cb(x->c, direct_on_msg);
 	x->state = DS_SEND;

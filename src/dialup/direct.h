@@ -50,6 +50,14 @@ struct direct_relay {
 	int data;		 /* in message data (after 354) until "." */
 	uint64_t bdat_left;	 /* BDAT octets still to pass */
 	int quit;		 /* the engine sent QUIT: answer it when replies are in */
+	/* XDMBATCH (docs/batch-protocol.md): 1 its go-ahead awaited, 2 the
+	 * stream's segments pass untouched, 3 acknowledgement lines until the
+	 * final reply (which answers no command of the count) */
+	int batch;
+	unsigned batch_cmd;	  /* number of the XDMBATCH command */
+	unsigned char seg_hdr[4]; /* segment header being read */
+	size_t seg_hdr_n;
+	uint64_t seg_left; /* segment payload still to pass */
 };
 /* Feeds the engine's bytes; appends what goes on the line to line_out.
  * Returns 1 when the engine's QUIT was taken off (answer it once

@@ -282,6 +282,8 @@ static void odmr_take(struct bufferevent *bev, const char *client, const char *u
 	opt.tls = SMTPC_TLS_NONE; /* the connection is what it is (TLS or not) */
 	opt.max_messages = 0;
 	outbound_timeouts(h->cfg, &opt.t);
+	opt.batch = h->cfg->batch_transfer;
+	opt.batch_chunk = (size_t)h->cfg->batch_checkpoint_size;
 	cn->c = smtpc_new(h->base, &opt, cn->b.jobs, cn->b.nm, odmr_on_done, cn);
 	smtpc_set_msg_cb(cn->c, odmr_on_msg);
 	if (smtpc_start_bev(cn->c, bev) < 0) {

@@ -91,9 +91,14 @@ struct config {
 	struct strlist etrn_hosts;   /* "domain=host[:port]": where ETRN sends a domain */
 	int etrn_default_port;	     /* port of the ETRN client's address otherwise */
 	int dedup_window;	     /* seconds; 0: no duplicate suppression */
-	struct strlist odmr_listen;  /* ODMR port(s) of the hub; see hub/odmr.h */
-	struct strlist odmr_domains; /* "user=domain": what ATRN may claim */
-	int turn_enabled;	     /* retrieve = turn allowed (insecure); dialup/turn.c */
+	int batch_transfer;	     /* XDMBATCH between dialmail peers (docs/batch-protocol.md) */
+	struct cidr *batch_networks; /* clients offered XDMBATCH besides adopted sessions */
+	size_t n_batch_networks;
+	uint64_t batch_checkpoint_size; /* bytes per XDMBATCH data record (a resume point) */
+	int batch_partial_expire;	/* seconds an unfinished XDMBATCH message is kept */
+	struct strlist odmr_listen;	/* ODMR port(s) of the hub; see hub/odmr.h */
+	struct strlist odmr_domains;	/* "user=domain": what ATRN may claim */
+	int turn_enabled;		/* retrieve = turn allowed (insecure); dialup/turn.c */
 	/* secret files (tls_key_file, auth_file, auth_users_file) group or others
 	 * may access: refused, or with this set only a warning */
 	int allow_insecure_key_file;

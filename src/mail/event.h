@@ -86,6 +86,10 @@ enum ev_level { EVL_NONE = 0, EVL_MIN = 1, EVL_MEDIUM = 3, EVL_MAX = 5 };
 	  "A client's ETRN released the held mail of a domain")                                    \
 	X(2031, ODMR_ATRN_ACCEPTED, EV_INFO, EVC_SMTP, EVL_MIN, "odmr-atrn-accepted",              \
 	  "An authenticated ODMR client's ATRN was accepted; the connection is reversed")          \
+	X(2040, BATCH_RECEIVED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "batch-received",               \
+	  "An XDMBATCH transfer from a dialmail peer ended; its messages are queued")              \
+	X(2041, BATCH_ABORTED, EV_WARNING, EVC_TRANSFER, EVL_MIN, "batch-aborted",                 \
+	  "An XDMBATCH transfer was broken off (bad frame, wrong dictionary); plain SMTP goes on") \
 	X(3001, OUTBOUND_DELIVERED, EV_INFO, EVC_TRANSFER, EVL_MEDIUM, "outbound-delivered",       \
 	  "A message was delivered to a remote MTA (smarthost or MX)")                             \
 	X(3002, OUTBOUND_DEFERRED, EV_WARNING, EVC_TRANSFER, EVL_MIN, "outbound-deferred",         \

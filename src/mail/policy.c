@@ -11,6 +11,8 @@
 
 #include "lib/xmalloc.h"
 #include "mail/policy.h"
+#include "mail/recipient.h"
+#include "mail/smtp_addr.h"
 #include "mail/routes.h"
 
 int policy_domain_ok(const char *s, size_t n)
@@ -160,4 +162,26 @@ int policy_check_dns_server(const char *item, struct buf *problem)
 bad:
 	buf_printf(problem, "'%s' is not ip[:port] ([ipv6]:port for IPv6 with a port)", item);
 	return -1;
+}
+
+enum policy_rcpt policy_rcpt(const struct config *cfg, int may_relay, const struct smtp_path *p)
+{
+	int tricky = p->has_route || strpbrk(p->local, "%!@") != NULL;
+
+	if (!may_relay && tricky)
+		return POLICY_RCPT_RELAY_DENIED;
+	if (!p->literal && config_is_local_domain(cfg, p->domain)) {
+		switch (recipient_classify(cfg, p->mailbox)) {
+		case RCLASS_LOCAL:
+			return POLICY_RCPT_OK;
+		case RCLASS_REMOTE:
+			break;
+		default:
+			return POLICY_RCPT_UNKNOWN;
+		}
+	}
+	/* hold_domains: accepted from anyone, as a backup MX would */
+	if (may_relay || (!p->literal && policy_hold_domain(cfg, p->domain)))
+		return POLICY_RCPT_OK;
+	return POLICY_RCPT_RELAY_DENIED;
 }

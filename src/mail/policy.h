@@ -15,6 +15,13 @@ int policy_domain_ok(const char *s, size_t n);
 /* 1 if domain (lower case) is listed in hold_domains: the SMTP server
  * accepts it from anyone, as a backup MX would. */
 int policy_hold_domain(const struct config *cfg, const char *domain);
+struct smtp_path;
+enum policy_rcpt { POLICY_RCPT_OK, POLICY_RCPT_RELAY_DENIED, POLICY_RCPT_UNKNOWN };
+/* Relay control for one recipient, as RCPT and XDMBATCH apply it: a local
+ * user, a held domain, or anything for a client that may relay. A local
+ * part with % ! @ or a source route is never taken as local from a client
+ * that may not relay: those are the classic relay tricks. */
+enum policy_rcpt policy_rcpt(const struct config *cfg, int may_relay, const struct smtp_path *p);
 /* 1 if mail for domain stays queued until an ETRN: hold_domains or a
  * `hold` route. */
 int policy_held(const struct config *cfg, const char *domain);

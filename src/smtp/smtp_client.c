@@ -30,6 +30,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "smtp/batch_client.h"
 #include "smtp/dsn.h"
 #include "smtp/smtp_client.h"
 #include "smtp/tls.h"
@@ -80,6 +81,8 @@ struct smtpc {
 	int wrote; /* output added during the current read callback */
 	struct smtpc_session_result res;
 	char *text, *remote_mta, *tls_info;
+	struct batch_client *batch; /* XDMBATCH running on bev */
+	int batch_off;		    /* tried in this session: plain SMTP now */
 };
 
 static void smtpc_read_cb(struct bufferevent *bev, void *arg);
@@ -181,7 +184,12 @@ static void smtpc_caps_line(struct smtpc_caps *caps, const char *s, size_t len)
 		caps->eightbitmime = 1;
 	else if (smtpc_keyword(s, kw, "DSN"))
 		caps->dsn = 1;
-	else if (smtpc_keyword(s, kw, "SIZE")) {
+	else if (smtpc_keyword(s, kw, "XDMBATCH") && kw < len) {
+		const char *d = strstr(s + kw, "DICT=");
+
+		caps->xdmbatch = atoi(s + kw + 1);
+		caps->xdmbatch_dict = d && d < s + len ? atoi(d + 5) : 0;
+	} else if (smtpc_keyword(s, kw, "SIZE")) {
 		caps->has_size = 1;
 		caps->size = kw < len ? strtoull(s + kw + 1, NULL, 10) : 0;
 	} else if (smtpc_keyword(s, kw, "AUTH")) {
@@ -603,7 +611,7 @@ static int smtpc_plan_admit(struct smtpc *c, const struct smtpc_caps *caps, size
 	struct smtpc_msg *m = &c->msgs[i];
 	char *why;
 
-	if (m->nres == 0)
+	if (m->nres == 0 || c->rt[i].final)
 		return 0;
 	if (caps->has_size && caps->size > 0 && m->content->len > caps->size) {
 		why = xasprintf("message size %zu exceeds the server's SIZE limit of %llu: "
@@ -787,8 +795,75 @@ static void smtpc_pump(struct smtpc *c)
 		smtpc_emit(c, &c->steps[c->step++]);
 }
 
+static void smtpc_batch_rcpt(void *arg, size_t i, size_t r, int status, const char *reply)
+{
+	smtpc_rcpt_set(arg, i, r, status, reply);
+}
+
+static void smtpc_batch_msg(void *arg, size_t i, int status, const char *reply)
+{
+	smtpc_msg_settle(arg, i, status, reply);
+}
+
+static void smtpc_start_txn(struct smtpc *c);
+
+/* The batch is over: plain SMTP for what is left (then QUIT), or the
+ * connection is gone. */
+static void smtpc_batch_end(void *arg, enum batch_client_end how, const char *text)
+{
+	struct smtpc *c = arg;
+	uint64_t wire, raw;
+
+	batch_client_bytes(c->batch, &wire, &raw);
+	log_info("smtpc: XDMBATCH %s: %llu bytes sent for %llu: %s",
+		 how == BC_DONE	      ? "done"
+		 : how == BC_FALLBACK ? "refused or aborted"
+				      : "cut",
+		 (unsigned long long)wire, (unsigned long long)raw, text);
+	c->batch_off = 1;
+	c->res.waits += 2;
+	if (how == BC_LOST) {
+		smtpc_abort(c, SMTPC_CONNECTION_LOST, "%s", text);
+		batch_client_free(c->batch);
+		c->batch = NULL;
+		return;
+	}
+	batch_client_free(c->batch);
+	c->batch = NULL;
+	bufferevent_setcb(c->bev, smtpc_read_cb, smtpc_write_cb, smtpc_event_cb, c);
+	smtpc_start_txn(c);
+	smtpc_timer_arm(c);
+}
+
+/* XDMBATCH instead of MAIL/RCPT/DATA: offered, wanted, not tried yet. */
+static int smtpc_batch_begin(struct smtpc *c)
+{
+	static const struct batch_client_ops ops = {smtpc_batch_rcpt, smtpc_batch_msg,
+						    smtpc_batch_end};
+	struct batch_client_options o = {c->caps.xdmbatch, c->caps.xdmbatch_dict,
+					 c->opt.batch_chunk, smtpc_ms(c->opt.t.data_end, 600000)};
+	int *skip;
+	size_t planned = 0;
+
+	if (!c->opt.batch || c->batch_off || c->caps.xdmbatch != 1 || c->opt.lmtp)
+		return 0;
+	skip = xcalloc(c->nmsgs ? c->nmsgs : 1, sizeof(*skip));
+	for (size_t i = 0; i < c->nmsgs; i++) {
+		skip[i] = !smtpc_plan_admit(c, &c->caps, i, planned);
+		planned += !skip[i];
+	}
+	c->phase = PH_TXN;
+	event_del(c->ev_timer);
+	c->batch = batch_client_start(c->bev, c->msgs, c->nmsgs, skip, &o, &ops, c);
+	free(skip);
+	return 1;
+}
+
 static void smtpc_start_txn(struct smtpc *c)
 {
+	if (smtpc_batch_begin(c))
+		return;
+	free(c->steps);
 	c->phase = PH_TXN;
 	c->nsteps = smtpc_plan(c, &c->caps, &c->steps);
 	c->step = 0;
@@ -1342,6 +1417,7 @@ void smtpc_free(struct smtpc *c)
 		m->reply = NULL;
 		free(c->rt[i].rs);
 	}
+	batch_client_free(c->batch);
 	free(c->rt);
 	free(c->pend);
 	free(c->steps);

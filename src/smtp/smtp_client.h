@@ -48,6 +48,8 @@ struct smtpc_options {
 	int no_pipelining;     /* ignore PIPELINING even when offered */
 	int no_chunking;       /* ignore CHUNKING even when offered */
 	size_t max_messages;   /* per connection; 0 = no limit */
+	int batch;	       /* use XDMBATCH when offered (docs/batch-protocol.md) */
+	size_t batch_chunk;    /* its checkpoint size; 0: 16 KiB */
 	int lmtp;	       /* speak LMTP (RFC 2033): LHLO, no HELO fallback,
 				  PIPELINING implied, one final reply per
 				  accepted recipient after the data */
@@ -153,7 +155,8 @@ int smtpc_reply_line(struct smtpc_reply *r, const char *line, size_t len);
 struct smtpc_caps {
 	int pipelining, chunking, starttls, eightbitmime, auth_plain, auth_login, dsn;
 	int has_size;
-	uint64_t size; /* SIZE limit; 0 with has_size = no fixed limit */
+	uint64_t size;		     /* SIZE limit; 0 with has_size = no fixed limit */
+	int xdmbatch, xdmbatch_dict; /* XDMBATCH version and dictionary, 0: not offered */
 };
 /* Parses the EHLO reply text (as in struct smtpc_reply). */
 void smtpc_caps_parse(struct smtpc_caps *caps, const char *text);

@@ -37,6 +37,7 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "smtp/anvil.h"
+#include "smtp/batch_server.h"
 #include "smtp/dsn.h"
 #include "mail/message.h"
 #include "mail/smtp_addr.h"
@@ -100,6 +101,10 @@ struct smtp_session {
 	int reversed;			 /* ODMR: "250" to ATRN queued; hand the connection over */
 	char *atrn_param;		 /* the ATRN argument accepted */
 	int quit_seen;			 /* the client sent QUIT */
+	int batch_peer;			 /* from batch_networks: XDMBATCH offered */
+	int batch;			 /* XDMBATCH accepted: batch_server.c has the bev */
+	struct batch_server *batch_run;	 /* ... running (NULL before and after) */
+	char *batch_arg;		 /* its argument */
 	void (*on_close)(int quit, void *arg); /* adopted sessions: told when over */
 	void *close_arg;
 	/* Deadlines, not idle timers: a command must be complete within
@@ -292,9 +297,11 @@ static void smtp_sess_free(struct smtp_session *s)
 	event_free(s->ev_lifetime);
 	if (s->on_close)
 		s->on_close(s->quit_seen, s->close_arg);
+	batch_server_abandon(s->batch_run);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	free(s->atrn_param);
+	free(s->batch_arg);
 	q_env_free(&s->env);
 	data_rx_free(&s->data);
 	free(s->helo);
@@ -633,6 +640,19 @@ static int ext_dsn_offered(const struct smtp_session *s)
 	return !s->srv->odmr;
 }
 
+/* XDMBATCH (docs/batch-protocol.md): only to dialmail peers, i.e. adopted
+ * dial-up and ATRN sessions and clients in batch_networks (on the ODMR port
+ * after AUTH, as MAIL). */
+static int ext_xdmbatch_offered(const struct smtp_session *s)
+{
+	return s->srv->cfg->batch_transfer && (s->adopted || s->batch_peer);
+}
+
+static void ext_xdmbatch(const struct smtp_session *s, struct buf *out)
+{
+	batch_server_ehlo_params(out);
+}
+
 static const struct smtp_ext smtp_exts[] = {
     {"PIPELINING", NULL, NULL},
     {"SIZE", ext_size, NULL},
@@ -644,6 +664,7 @@ static const struct smtp_ext smtp_exts[] = {
     {"ETRN", NULL, ext_etrn_offered},
     {"ATRN", NULL, ext_atrn_offered},
     {"DSN", NULL, ext_dsn_offered},
+    {"XDMBATCH", ext_xdmbatch, ext_xdmbatch_offered},
 };
 
 #define N_EXTS (sizeof(smtp_exts) / sizeof(smtp_exts[0]))
@@ -912,34 +933,19 @@ static int smtp_sess_may_relay(const struct smtp_session *s)
 	return s->in_mynetworks || s->auth_user != NULL;
 }
 
-/* Relay control. A local part with % ! @ or a source route is never taken
- * as local from outside mynetworks: those are the classic relay tricks. */
+/* Relay control (policy_rcpt). */
 static void rcpt_policy(struct smtp_session *s, const struct smtp_path *p)
 {
-	const struct config *cfg = s->srv->cfg;
-	int tricky = p->has_route || strpbrk(p->local, "%!@") != NULL;
-
-	if (!smtp_sess_may_relay(s) && tricky) {
-		rcpt_relay_denied(s, p->mailbox);
-		return;
-	}
-	if (!p->literal && config_is_local_domain(cfg, p->domain)) {
-		switch (recipient_classify(cfg, p->mailbox)) {
-		case RCLASS_LOCAL:
-			rcpt_accept(s, p->mailbox);
-			return;
-		case RCLASS_REMOTE:
-			break;
-		default:
-			rcpt_unknown(s, p->mailbox);
-			return;
-		}
-	}
-	/* hold_domains: accepted from anyone, as a backup MX would */
-	if (smtp_sess_may_relay(s) || (!p->literal && policy_hold_domain(cfg, p->domain)))
+	switch (policy_rcpt(s->srv->cfg, smtp_sess_may_relay(s), p)) {
+	case POLICY_RCPT_OK:
 		rcpt_accept(s, p->mailbox);
-	else
+		break;
+	case POLICY_RCPT_UNKNOWN:
+		rcpt_unknown(s, p->mailbox);
+		break;
+	default:
 		rcpt_relay_denied(s, p->mailbox);
+	}
 }
 
 /* RFC 5321 4.1.1.3: "<Postmaster>" without a domain must be accepted. */
@@ -1714,6 +1720,23 @@ static void cmd_atrn(struct smtp_session *s, const char *arg)
 	buf_free(&reply);
 }
 
+/* XDMBATCH: taken over by batch_server.c once this read's commands are
+ * done (smtp_sess_batch_begin), so no batch byte is read as a command. */
+static void cmd_xdmbatch(struct smtp_session *s, const char *arg)
+{
+	if (!ext_xdmbatch_offered(s)) {
+		smtp_sess_error(s, "502 5.5.1 XDMBATCH is not offered here");
+		return;
+	}
+	if (s->srv->odmr && s->auth_user == NULL) {
+		smtp_sess_reply(s, "530 5.7.0 Authentication required");
+		return;
+	}
+	free(s->batch_arg);
+	s->batch_arg = xstrdup(arg);
+	s->batch = 1;
+}
+
 /* The "250" to ATRN is queued: the bufferevent (and what the client sent
  * after ATRN) goes to take; the session is over. */
 static void smtp_sess_hand_over(struct smtp_session *s)
@@ -1756,6 +1779,7 @@ static const struct smtp_cmd smtp_cmds[] = {
     {"BDAT", cmd_bdat, ST_ANY}, /* checks the state itself: the chunk is read anyway */
     {"ETRN", cmd_etrn, ST_HELO},
     {"ATRN", cmd_atrn, ST_HELO},
+    {"XDMBATCH", cmd_xdmbatch, ST_HELO},
 };
 
 #define N_CMDS (sizeof(smtp_cmds) / sizeof(smtp_cmds[0]))
@@ -1882,12 +1906,62 @@ static int smtp_sess_cmd_input(struct smtp_session *s, struct evbuffer *in)
 	return 1;
 }
 
+/* The batch is over: commands again, or the event that ended it. */
+static void smtp_sess_batch_done(short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->batch = 0;
+	s->batch_run = NULL;
+	bufferevent_setcb(s->bev, smtp_sess_read_cb, NULL, smtp_sess_event_cb, s);
+	if (what) {
+		smtp_sess_event_cb(s->bev, what, s);
+		return;
+	}
+	smtp_sess_command_phase(s);
+	smtp_sess_read_cb(s->bev, s);
+}
+
+/* Hands the bufferevent to batch_server.c, with what it must know. */
+static void smtp_sess_batch_begin(struct smtp_session *s)
+{
+	struct timeval tv = {s->srv->cfg->smtp_data_timeout, 0};
+	char proto[16];
+	struct buf reply = BUF_INIT;
+	struct batch_server_peer p = {
+	    .cfg = s->srv->cfg,
+	    .q = s->srv->q,
+	    .addr = s->addr,
+	    .helo = s->helo,
+	    .auth_user = s->auth_user,
+	    .proto = proto,
+	    .may_relay = smtp_sess_may_relay(s),
+	    .inbound = s->inbound,
+	    .on_commit = s->srv->on_commit,
+	    .on_commit_arg = s->srv->arg,
+	    .done = smtp_sess_batch_done,
+	    .done_arg = s,
+	};
+
+	snprintf(proto, sizeof(proto), "ESMTP%s%s", s->tls ? "S" : "", s->auth_user ? "A" : "");
+	evtimer_del(s->ev_deadline);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	s->batch_run = batch_server_start(&p, s->bev, s->batch_arg, &reply);
+	if (s->batch_run == NULL) {
+		s->batch = 0;
+		smtp_sess_reply(s, "%s", buf_cstr(&reply));
+		smtp_sess_command_phase(s);
+		smtp_sess_read_cb(s->bev, s);
+	}
+	buf_free(&reply);
+}
+
 static void smtp_sess_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (!s->closing && !s->parked && !s->starttls && !s->reversed &&
+	while (!s->closing && !s->parked && !s->starttls && !s->reversed && !s->batch &&
 	       evbuffer_get_length(in) > 0 &&
 	       evbuffer_get_length(bufferevent_get_output(bev)) <= SMTP_OUT_HIGH) {
 		if (s->bdat.reading)
@@ -1897,8 +1971,13 @@ static void smtp_sess_read_cb(struct bufferevent *bev, void *arg)
 		else if (!smtp_sess_cmd_input(s, in))
 			break;
 	}
-	if (!s->closing && !s->parked && !s->reversed && !s->bdat.reading && s->state != ST_DATA)
+	if (!s->closing && !s->parked && !s->reversed && !s->batch && !s->bdat.reading &&
+	    s->state != ST_DATA)
 		smtp_sess_command_deadline(s, in);
+	if (s->batch && !s->closing) {
+		smtp_sess_batch_begin(s);
+		return;
+	}
 	if (s->reversed) {
 		smtp_sess_hand_over(s);
 		return;
@@ -1969,6 +2048,7 @@ static void smtp_sess_new(struct smtp_server *srv, evutil_socket_t fd, struct so
 	s->inbound = cfg->n_provider_networks
 			 ? cidr_match_any(cfg->provider_networks, cfg->n_provider_networks, sa)
 			 : !s->in_mynetworks;
+	s->batch_peer = cidr_match_any(cfg->batch_networks, cfg->n_batch_networks, sa);
 	if (srv_client_over(srv, s, fd)) {
 		free(s);
 		return;

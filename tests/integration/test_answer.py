@@ -60,6 +60,9 @@ def test_hub_answers_the_call_and_exchanges_mail_both_ways(daemon, tmp_path, lin
     br, r, _ = exchange(daemon, tmp_path, h, site_modem.link)
     led = ledger(br)[-1]
     assert led["result"] == "ok" and led["messages_out"] == 1 and led["messages_in"] == 2, led
+    # both ways as XDMBATCH (docs/batch-protocol.md): outbound to the hub, held mail back
+    assert [e["messages"] for e in h.events_with(2040)] == ["1"], h.events_with(2040)
+    assert [e["messages"] for e in br.events_with(2040)] == ["2"], br.events_with(2040)
     # the hub's story: answered after two RINGs, the dialogue ended, hung up
     call = h.wait_event(4131, 5)
     assert call and "after 2 RINGs" in call[0]["text"] and "CONNECT 115200" in call[0]["text"]
@@ -145,7 +148,9 @@ def test_large_messages_both_ways_at_line_speed(daemon, tmp_path, line):
     site_modem, hub_modem = line()
     # ~160 KB take 14 s at 115200 bps; what the relays, the pty and the
     # modem hold at the end crosses in about 4 s
-    h = answering_hub(daemon, tmp_path, hub_modem.link, "smtp_data_done_timeout = 7s")
+    # plain SMTP both ways: XDMBATCH would compress the repeated lines away
+    h = answering_hub(daemon, tmp_path, hub_modem.link, "smtp_data_done_timeout = 7s",
+                      "batch_transfer = no")
     big_in = message("big held", body=("held " + "y" * 93 + "\r\n") * 1600)
     big_out = message("big out", body=("sent " + "z" * 93 + "\r\n") * 1600)
     assert send_message(h.port, "s@sender.example", ["bob@branch.example"], big_in).code == 250
@@ -154,7 +159,7 @@ def test_large_messages_both_ways_at_line_speed(daemon, tmp_path, line):
     br.stop()
     br.config.write_text(br.config.read_text().replace(
         "hostname = gw.branch.example", "hostname = gw.branch.example\n"
-        "smtp_data_done_timeout = 7s"))
+        "smtp_data_done_timeout = 7s\nbatch_transfer = no"))
     br.start()
     assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
                         big_out).code == 250

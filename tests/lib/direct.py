@@ -7,8 +7,9 @@ from smtpraw import message, send_message
 from wait import wait_until
 
 
-def branch(daemon, tmp_path, link, *session):
-    """A branch whose entry hubline is data = direct; session: more [session] lines."""
+def branch(daemon, tmp_path, link, *session, top=()):
+    """A branch whose entry hubline is data = direct; session: more [session]
+    lines, top: more global ones."""
     lock = tmp_path / "lock"
     lock.mkdir(exist_ok=True)
     auth = tmp_path / "branch-auth"
@@ -16,7 +17,7 @@ def branch(daemon, tmp_path, link, *session):
     auth.chmod(0o600)
     return daemon("hostname = gw.branch.example", "local_domains = branch.example",
                   "local_recipients = bob", "queue_run_interval = 1s",
-                  "auth_file = %s" % auth, "lock_dir = %s" % lock,
+                  "auth_file = %s" % auth, "lock_dir = %s" % lock, *top,
                   "[routes]", "* = smarthost 127.0.0.1:25 via=hubline",
                   "[phonebook hubline]", "type = modem", "device = %s" % link,
                   "numbers = 5551234", "data = direct", "redial_interval = 200ms",

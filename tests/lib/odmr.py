@@ -8,6 +8,8 @@ import hmac
 import socket
 import threading
 
+import batchwire
+
 from ports import free_port
 
 USER, PASSWORD = "alice", "s3cret-Pw"
@@ -39,10 +41,21 @@ def cram(c, user, password):
     return c.cmd(base64.b64encode(("%s %s" % (user, mac)).encode()).decode())
 
 
-def serve_reversed(c, hold_after=None):
+def recv_exact(c, n):
+    """n octets from the SmtpRaw connection c."""
+    while len(c.buf) < n:
+        c._fill(10)
+    out, c.buf = c.buf[:n], c.buf[n:]
+    return out
+
+
+def serve_reversed(c, hold_after=None, batch_abort=None, commands=None, batches=None):
     """After 250 to ATRN: play the SMTP server on c until QUIT (or EOF);
     returns the messages received as (rcpts, data). hold_after: drop the
-    connection instead of answering the end of that message's data."""
+    connection instead of answering the end of that message's data.
+    batch_abort: a dictionary version: offer XDMBATCH with it, read the
+    batch (its compressed bytes go to the list batches), answer that it was
+    aborted. commands: a list that gets each command line."""
     c.send(b"220 branch.example ESMTP test\r\n")
     got, rcpts, data = [], [], None
     while True:
@@ -51,8 +64,18 @@ def serve_reversed(c, hold_after=None):
         except EOFError:
             return got
         verb = line[:4].upper()
+        if commands is not None:
+            commands.append(line.strip())
         if verb in ("EHLO", "HELO"):
-            c.send(b"250-branch.example\r\n250 PIPELINING\r\n")
+            c.send(b"250-branch.example\r\n" + (
+                b"250-PIPELINING\r\n250 XDMBATCH 1 DICT=%d\r\n" % batch_abort
+                if batch_abort is not None else b"250 PIPELINING\r\n"))
+        elif line.upper().startswith("XDMBATCH ") and batch_abort is not None:
+            c.send(b"250 2.0.0 XDMBATCH go ahead\r\n")
+            data = batchwire.read_segments(lambda n: recv_exact(c, n))
+            if batches is not None:
+                batches.append(data)
+            c.send(b"451 4.6.0 XDMBATCH aborted: test\r\n")
         elif verb == "MAIL":
             rcpts = []
             c.send(b"250 ok\r\n")
@@ -100,11 +123,16 @@ def branch(daemon, tmp_path, hub_target, *session, password=PASSWORD, domains="b
 
 class CutProxy:
     """TCP proxy to target that cuts both sides once `limit` octets went
-    from the hub to the branch (the first connection only; None: never).
-    up and down keep every octet each way."""
+    from the hub to the branch (the first connection only, or every one with
+    every=True: set .limit before each; None: never). up and down keep every
+    octet each way."""
 
-    def __init__(self, target, limit):
-        self.target, self.limit = target, limit
+    def __init__(self, target, limit, every=False, graceful=False):
+        """graceful: at the cut the branch still gets every octet before it
+        (then EOF), as from a modem whose carrier drops after the data it
+        took: the hub's side is closed, the branch's only after its EOF."""
+        self.target, self.limit, self.every = target, limit, every
+        self.graceful = graceful
         self.up, self.down = bytearray(), bytearray()
         self.ls = socket.socket()
         self.ls.bind(("127.0.0.1", 0))
@@ -126,7 +154,7 @@ class CutProxy:
                 return
             self.conns += 1
             b = socket.create_connection(self.target)
-            limit = self.limit if self.conns == 1 else None
+            limit = self.limit if self.conns == 1 or self.every else None
             threading.Thread(target=self.pipe, args=(a, b, None, self.up), daemon=True).start()
             threading.Thread(target=self.pipe, args=(b, a, limit, self.down),
                              daemon=True).start()
@@ -141,18 +169,38 @@ class CutProxy:
                 if limit is not None and sent + len(data) >= limit:
                     keep += data[: limit - sent]
                     dst.sendall(data[: limit - sent])
+                    if self.graceful:
+                        return self.cut_gracefully(src, dst)
                     break
                 keep += data
                 dst.sendall(data)
                 sent += len(data)
         except OSError:
-            pass
+            if self.graceful and limit is None:
+                return self.drain(src)
         for s in (src, dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             s.close()
+
+    def cut_gracefully(self, hub_side, branch_side):
+        hub_side.close()
+        try:
+            branch_side.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def drain(self, s):
+        """The hub's side is gone: read the branch's side to its EOF, then close."""
+        s.settimeout(10)
+        try:
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+        s.close()
 
     def stop(self):
         self.stop_flag = True

@@ -70,6 +70,15 @@ static void test_caps_parser(void **state)
 	smtpc_caps_parse(&c, "250-x\n250-AUTH=LOGIN\n250 PIPELININGX");
 	assert_true(c.auth_login);
 	assert_false(c.pipelining);
+	/* XDMBATCH: version and dictionary; without parameters it is not usable */
+	smtpc_caps_parse(&c, "250-x\n250-XDMBATCH 1 DICT=1\n250 DSN");
+	assert_int_equal(c.xdmbatch, 1);
+	assert_int_equal(c.xdmbatch_dict, 1);
+	smtpc_caps_parse(&c, "250-x\n250-XDMBATCH 2\n250 DSN");
+	assert_int_equal(c.xdmbatch, 2);
+	assert_int_equal(c.xdmbatch_dict, 0);
+	smtpc_caps_parse(&c, "250-x\n250 XDMBATCH");
+	assert_int_equal(c.xdmbatch, 0);
 }
 
 static void test_dot_stuff(void **state)
