@@ -97,11 +97,13 @@ static int hist_by_count(const void *a, const void *b)
 
 void history_load(struct history *h, const char *dir, time_t from, time_t to)
 {
-	long long off = 0;
+	long long off;
 
 	memset(h, 0, sizeof(*h));
 	h->from = from;
 	h->to = to;
+	/* a session that ends in the period may have started a day before it */
+	off = ledger_offset_before(dir, from - 86400);
 	ledger_read(dir, &off, hist_on_record, h);
 	qsort(h->cause, h->n_causes, sizeof(h->cause[0]), hist_by_count);
 	h->n_samples = samples_read(dir, from, to, &h->samples);

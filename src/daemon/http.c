@@ -4,11 +4,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "daemon/history.h"
 #include "daemon/http.h"
@@ -25,6 +29,7 @@
 struct http {
 	struct http_ctx ctx;
 	struct evhttp *http;
+	char *unix_path; /* unix:PATH listening socket, removed at the end */
 };
 
 /* Fills what only the daemon knows, read now. */
@@ -151,11 +156,47 @@ static char *http_split(const char *addr, int *port)
 	return host;
 }
 
+/* unix:PATH, mode 0660: its owner and group only (a reverse proxy that
+ * adds TLS and authentication joins the group). */
+static int http_bind_unix(struct http *h, const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct evconnlistener *l;
+	mode_t old;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	unlink(path);
+	old = umask(0117);
+	l = evconnlistener_new_bind(h->ctx.base, NULL, NULL,
+				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
+				    (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (l == NULL || evhttp_bind_listener(h->http, l) == NULL) {
+		if (l)
+			evconnlistener_free(l);
+		return -1;
+	}
+	h->unix_path = xstrdup(path);
+	return 0;
+}
+
+/* host:port ([v6]:port) or unix:PATH. */
+static int http_bind(struct http *h, const char *addr)
+{
+	int port, rc;
+	char *host;
+
+	if (strncmp(addr, "unix:", 5) == 0)
+		return http_bind_unix(h, addr + 5);
+	host = http_split(addr, &port);
+	rc = evhttp_bind_socket(h->http, host, (ev_uint16_t)port);
+	free(host);
+	return rc;
+}
+
 struct http *http_start(const struct http_ctx *ctx, struct buf *why)
 {
 	struct http *h = xcalloc(1, sizeof(*h));
-	int port;
-	char *host = http_split(ctx->cfg->http_listen, &port);
 
 	h->ctx = *ctx;
 	h->http = evhttp_new(ctx->base);
@@ -165,13 +206,11 @@ struct http *http_start(const struct http_ctx *ctx, struct buf *why)
 	evhttp_set_max_headers_size(h->http, 8192);
 	evhttp_set_max_body_size(h->http, 0);
 	evhttp_set_gencb(h->http, http_on_request, h);
-	if (evhttp_bind_socket(h->http, host, (ev_uint16_t)port) < 0) {
+	if (http_bind(h, ctx->cfg->http_listen) < 0) {
 		buf_printf(why, "cannot listen on %s: %m", ctx->cfg->http_listen);
-		free(host);
 		http_free(h);
 		return NULL;
 	}
-	free(host);
 	return h;
 }
 
@@ -181,5 +220,8 @@ void http_free(struct http *h)
 		return;
 	if (h->http)
 		evhttp_free(h->http);
+	if (h->unix_path)
+		unlink(h->unix_path);
+	free(h->unix_path);
 	free(h);
 }

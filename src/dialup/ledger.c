@@ -111,3 +111,51 @@ int ledger_read(const char *dir, long long *offset, void (*cb)(json_t *rec, void
 	fclose(f);
 	return 0;
 }
+
+/* The start time of the first whole line after offset off (0 at the end
+ * or on a line that does not parse); *line gets that line's offset. */
+static time_t ledger_start_after(FILE *f, long long off, long long *line)
+{
+	char buf[512];
+	time_t t = 0;
+	int c = '\n';
+
+	if (fseeko(f, off, SEEK_SET) < 0)
+		return 0;
+	if (off > 0) /* skip the rest of the line we landed in */
+		while ((c = getc(f)) != EOF && c != '\n')
+			;
+	*line = ftello(f);
+	if (c != EOF && fgets(buf, sizeof(buf), f) != NULL) {
+		const char *p = strstr(buf, "\"start\":\"");
+		json_t *v = p ? json_stringn(p + 9, 24) : NULL;
+		t = ledger_time(v);
+		json_decref(v);
+	}
+	return t;
+}
+
+long long ledger_offset_before(const char *dir, time_t t)
+{
+	char *path = xasprintf("%s/log/sessions.jsonl", dir);
+	FILE *f = fopen(path, "re");
+	long long lo = 0, hi, line;
+
+	free(path);
+	if (f == NULL || fseeko(f, 0, SEEK_END) < 0) {
+		if (f)
+			fclose(f);
+		return 0;
+	}
+	hi = ftello(f);
+	while (hi - lo > 65536) {
+		long long mid = lo + (hi - lo) / 2;
+		time_t start = ledger_start_after(f, mid, &line);
+		if (start != 0 && start < t)
+			lo = line;
+		else
+			hi = mid;
+	}
+	fclose(f);
+	return lo;
+}

@@ -34,6 +34,11 @@ json_t *ledger_json_time(time_t t);
  * caller can follow the ledger. A ledger shorter than *offset (rotated)
  * is read from its start. -1 if it cannot be read (none yet: 0). */
 int ledger_read(const char *dir, long long *offset, void (*cb)(json_t *rec, void *arg), void *arg);
+/* An offset at the start of a line of the ledger such that every record
+ * before it started before t (records are in the order of their start:
+ * one session at a time). For reading a period of a long ledger without
+ * parsing its years before; 0 when in doubt. */
+long long ledger_offset_before(const char *dir, time_t t);
 /* A ledger time ("2026-12-06T15:32:49.123Z") in seconds; 0 for null or
  * anything else. */
 time_t ledger_time(const json_t *v);

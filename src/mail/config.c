@@ -429,7 +429,8 @@ static const struct setting settings[] = {
      .def = "",
      .off = OFF(http_listen),
      .check = check_http_listen,
-     .help = "loopback host:port of the status page and /metrics (Prometheus); empty: off"},
+     .help = "loopback host:port or unix:/path of the status page and /metrics (Prometheus); "
+	     "empty: off"},
     {.name = "queue_sample_interval",
      .type = T_DURATION,
      .def = "1m",
@@ -573,12 +574,20 @@ static int check_listen(const char *item, struct buf *problem)
 	return 0;
 }
 
-/* Empty, or host:port on a loopback address: the status page has no
- * authentication, so it is not offered to the network. */
+/* Empty, host:port on a loopback address, or unix:/path (a socket only its
+ * owner and group may use, for a reverse proxy): the status page has no
+ * authentication of its own, so it is not offered to the network. */
 static int check_http_listen(const char *item, struct buf *problem)
 {
 	if (*item == '\0')
 		return 0;
+	if (strncmp(item, "unix:", 5) == 0) {
+		if (item[5] == '/' && strlen(item + 5) <= ROUTE_UNIX_MAX)
+			return 0;
+		buf_printf(problem, "'%s': expected unix:/absolute/path (at most %d characters)",
+			   item, ROUTE_UNIX_MAX);
+		return -1;
+	}
 	if (check_listen(item, problem) < 0)
 		return -1;
 	if (strncmp(item, "127.", 4) == 0 || strncmp(item, "[::1]:", 6) == 0 ||

@@ -12,7 +12,7 @@ import pytest
 from dialup import MODEMSIM, dial, ledger
 from ports import free_port
 from smtpraw import message, send_message
-from web import http_get, promtool, samples, value
+from web import http_get, promtool, samples, unix_get, value
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "etc" / "prometheus" / "dialmail-rules.yml"
@@ -84,6 +84,27 @@ def test_listener_is_read_only_and_loopback_only(daemon, run_cli, tmp_path):
     cfg.write_text("http_listen = 0.0.0.0:9465\n")
     r = run_cli("check-config", "--config", str(cfg))
     assert r.returncode != 0 and "loopback" in r.stdout + r.stderr, r
+
+
+def test_unix_socket_for_a_reverse_proxy(daemon, run_cli, tmp_path):
+    """http_listen = unix:PATH: owner and group only, like the control
+    socket; gone when the daemon stops."""
+    sock = tmp_path / "http.sock"
+    d = daemon("http_listen = unix:%s" % sock)
+    assert d.wait_event(1004, pred=lambda e: e.get("address") == "unix:%s" % sock)
+    assert sock.is_socket() and sock.stat().st_mode & 0o777 == 0o660
+    status, body = unix_get(sock, "/metrics")
+    assert status == 200
+    r = promtool("check", "metrics", input=body.decode())
+    assert r.returncode == 0, r.stdout + r.stderr
+    status, body = unix_get(sock, "/")
+    assert status == 200 and b"<title>dialmail status: " in body
+    d.stop()
+    assert not sock.exists()
+    cfg = tmp_path / "rel.conf"
+    cfg.write_text("http_listen = unix:http.sock\n")
+    r = run_cli("check-config", "--config", str(cfg))
+    assert r.returncode != 0 and "unix:/absolute/path" in r.stdout + r.stderr, r
 
 
 def test_http_port_taken_is_said_and_mail_goes_on(daemon):

@@ -1,8 +1,10 @@
 """The daemon's HTTP listener as a user sees it: GET a page with urllib,
 parse the Prometheus text format, check it with promtool (Debian's
 prometheus package), load a page in headless Chromium and read its DOM."""
+import http.client
 import re
 import shutil
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -19,6 +21,19 @@ def http_get(port, path, method="GET", timeout=10):
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
+
+
+def unix_get(path, url):
+    """(status, body bytes) of GET url over the unix socket at path."""
+    conn = http.client.HTTPConnection("localhost", timeout=10)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.settimeout(10)
+    conn.sock.connect(str(path))
+    conn.request("GET", url)
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, body
 
 
 def samples(text):

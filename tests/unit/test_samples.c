@@ -1,7 +1,8 @@
-/* The queue sample ring (daemon/samples.c) and the Prometheus text of
- * daemon/metrics.c: the ring keeps the newest SAMPLES_MAX samples in time
- * order across the wrap, a foreign file is started afresh, and label
- * values are escaped as the text format requires. */
+/* What the status page reads and writes: the queue sample ring
+ * (daemon/samples.c) keeps the newest SAMPLES_MAX samples in time order
+ * across the wrap and starts a foreign file afresh; the Prometheus text of
+ * daemon/metrics.c escapes label values; a period of a long ledger is
+ * found without reading it all (dialup/ledger.c) and drawn the same. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,9 +12,13 @@
 
 #include <cmocka.h>
 
+#include "daemon/history.h"
 #include "daemon/metrics.h"
 #include "daemon/queue_summary.h"
 #include "daemon/samples.h"
+#include "dialup/ledger.h"
+#include "lib/buf.h"
+#include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "test_tmp.h"
 
@@ -93,12 +98,56 @@ static void test_metrics_text_escapes_labels(void **state)
 	test_tmp_rm(dir);
 }
 
+/* 20000 hourly sessions, one BUSY then connected each. */
+static void write_ledger(const char *dir, time_t t0)
+{
+	char path[TEST_TMP_MAX + 32], a[64], b[64];
+	struct buf text = BUF_INIT;
+
+	for (int i = 0; i < 20000; i++) {
+		clock_iso8601((int64_t)(t0 + 3600 * i) * 1000000, a, sizeof(a));
+		clock_iso8601((int64_t)(t0 + 3600 * i + 5) * 1000000, b, sizeof(b));
+		buf_printf(&text,
+			   "{\"start\":\"%s\",\"result\":\"ok\",\"attempts\":[{\"cause\":\"busy\","
+			   "\"time\":\"%s\"},{\"cause\":\"connected\",\"time\":\"%s\"}],"
+			   "\"entry\":\"isp\",\"dial_seconds\":6.0,\"connect_seconds\":60.0}\n",
+			   a, a, b);
+	}
+	snprintf(path, sizeof(path), "%s/log", dir);
+	assert_int_equal(fs_mkdirs(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/log/sessions.jsonl", dir);
+	assert_int_equal(fs_write_atomic(path, text.data, text.len, 0644), 0);
+	buf_free(&text);
+}
+
+static void test_period_of_a_long_ledger(void **state)
+{
+	char dir[TEST_TMP_MAX];
+	time_t t0 = 1700000000, from = t0 + 3600 * 19000 + 1800;
+	struct history h;
+	long long off;
+
+	assert_non_null(test_tmp_dir(dir, sizeof(dir), "dialmail-ledger"));
+	write_ledger(dir, t0);
+	off = ledger_offset_before(dir, from - 86400);
+	assert_true(off > 4000000); /* most of the 4.7 MB is skipped */
+	history_load(&h, dir, from, t0 + 3600 * 20000);
+	assert_int_equal(h.n_ses, 1000 - 1); /* sessions 19001..19999 */
+	assert_int_equal(h.n_att, 2 * (1000 - 1));
+	assert_int_equal(h.ok, 999);
+	assert_string_equal(h.cause[0].name, "busy");
+	history_free(&h);
+	assert_int_equal(ledger_offset_before(dir, t0), 0);
+	test_tmp_rm(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ring_wraps_and_keeps_the_newest),
 	    cmocka_unit_test(test_foreign_file_is_started_afresh),
 	    cmocka_unit_test(test_metrics_text_escapes_labels),
+	    cmocka_unit_test(test_period_of_a_long_ledger),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
