@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "daemon/history.h"
-#include "daemon/queue_summary.h"
-#include "daemon/statuspage.h"
+#include "status/history.h"
+#include "status/queue_summary.h"
+#include "status/statuspage.h"
 #include "lib/buf.h"
 #include "lib/clock.h"
 #include "mail/config.h"

@@ -12,10 +12,10 @@
 
 #include <cmocka.h>
 
-#include "daemon/history.h"
-#include "daemon/metrics.h"
-#include "daemon/queue_summary.h"
-#include "daemon/samples.h"
+#include "status/history.h"
+#include "status/metrics.h"
+#include "status/queue_summary.h"
+#include "status/samples.h"
 #include "dialup/ledger.h"
 #include "lib/buf.h"
 #include "lib/clock.h"

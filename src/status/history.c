@@ -6,7 +6,7 @@
 
 #include <jansson.h>
 
-#include "daemon/history.h"
+#include "status/history.h"
 #include "dialup/ledger.h"
 #include "lib/xmalloc.h"
 

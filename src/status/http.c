@@ -14,11 +14,11 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
-#include "daemon/history.h"
-#include "daemon/http.h"
-#include "daemon/metrics.h"
-#include "daemon/queue_summary.h"
-#include "daemon/statuspage.h"
+#include "status/history.h"
+#include "status/http.h"
+#include "status/metrics.h"
+#include "status/queue_summary.h"
+#include "status/statuspage.h"
 #include "dialup/session.h"
 #include "lib/clock.h"
 #include "lib/fsutil.h"

@@ -7,8 +7,8 @@
 
 #include <jansson.h>
 
-#include "daemon/metrics.h"
-#include "daemon/queue_summary.h"
+#include "status/metrics.h"
+#include "status/queue_summary.h"
 #include "dialup/ledger.h"
 #include "dialup/session.h"
 #include "lib/xmalloc.h"

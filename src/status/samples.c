@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/samples.h"
+#include "status/samples.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 

@@ -1,8 +1,8 @@
 /* The pictures of the status page and the report, as inline SVG drawn on
  * the server: no script, no font or file from elsewhere. Marks carry
  * data-* attributes naming what they show (a test reads them). */
-#ifndef DAEMON_CHARTS_H
-#define DAEMON_CHARTS_H
+#ifndef STATUS_CHARTS_H
+#define STATUS_CHARTS_H
 #include <time.h>
 
 #include "lib/buf.h"

@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/charts.h"
-#include "daemon/history.h"
+#include "status/charts.h"
+#include "status/history.h"
 
 #define CHART_W	     900
 #define CHART_L	     44 /* left margin: the queue's scale */

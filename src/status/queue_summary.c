@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/queue_summary.h"
+#include "status/queue_summary.h"
 #include "mail/config.h"
 #include "mail/policy.h"
 #include "mail/routes.h"

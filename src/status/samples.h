@@ -2,8 +2,8 @@
  * the daemon appends to every queue_sample_interval, so the status page's
  * history survives restarts. Invariant: the file never grows beyond its
  * header and SAMPLES_MAX records; the oldest sample is overwritten. */
-#ifndef DAEMON_SAMPLES_H
-#define DAEMON_SAMPLES_H
+#ifndef STATUS_SAMPLES_H
+#define STATUS_SAMPLES_H
 #include <stddef.h>
 #include <time.h>
 

@@ -2,8 +2,8 @@
  * things happen (tracking lines, session ledger records since the start),
  * gauges read when scraped (queue, link, disk). Invariant: the output is
  * the Prometheus text format, every family with HELP and TYPE once. */
-#ifndef DAEMON_METRICS_H
-#define DAEMON_METRICS_H
+#ifndef STATUS_METRICS_H
+#define STATUS_METRICS_H
 #include <time.h>
 
 #include "lib/buf.h"

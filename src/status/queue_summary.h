@@ -2,8 +2,8 @@
  * state and by route, and the oldest. The one place the daemon's views look
  * at the queue; it reads the queue's index in memory (queue/qindex.h), so a
  * scrape or a sample costs no disk work whatever the queue's size. */
-#ifndef DAEMON_QUEUE_SUMMARY_H
-#define DAEMON_QUEUE_SUMMARY_H
+#ifndef STATUS_QUEUE_SUMMARY_H
+#define STATUS_QUEUE_SUMMARY_H
 #include <time.h>
 
 struct config;

@@ -2,8 +2,8 @@
  * daemon/metrics.h) and GET / (the status page). libevent's evhttp on the
  * daemon's loop. Invariant: it never changes anything; every other method
  * gets 405 and every other path 404. */
-#ifndef DAEMON_HTTP_H
-#define DAEMON_HTTP_H
+#ifndef STATUS_HTTP_H
+#define STATUS_HTTP_H
 #include <event2/event.h>
 
 #include "lib/buf.h"

@@ -3,10 +3,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/charts.h"
-#include "daemon/history.h"
-#include "daemon/queue_summary.h"
-#include "daemon/statuspage.h"
+#include "status/charts.h"
+#include "status/history.h"
+#include "status/queue_summary.h"
+#include "status/statuspage.h"
 #include "dialup/session.h"
 #include "lib/clock.h"
 

@@ -2,8 +2,8 @@
  * one HTML document with inline CSS and SVG, nothing fetched from
  * elsewhere. Invariant: every text from the configuration, the ledger or
  * the queue is HTML-escaped. */
-#ifndef DAEMON_STATUSPAGE_H
-#define DAEMON_STATUSPAGE_H
+#ifndef STATUS_STATUSPAGE_H
+#define STATUS_STATUSPAGE_H
 #include <time.h>
 
 #include "lib/buf.h"

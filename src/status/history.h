@@ -2,12 +2,12 @@
  * dial attempt and connected period from the session ledger, failures
  * counted by cause, and the queue samples. Read from the files alone, so
  * the report works without a running daemon. */
-#ifndef DAEMON_HISTORY_H
-#define DAEMON_HISTORY_H
+#ifndef STATUS_HISTORY_H
+#define STATUS_HISTORY_H
 #include <stddef.h>
 #include <time.h>
 
-#include "daemon/samples.h"
+#include "status/samples.h"
 
 #define HIST_NAME_MAX 40
 #define HIST_CAUSES   12 /* more causes are counted as "other" */
