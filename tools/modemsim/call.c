@@ -56,6 +56,24 @@ static size_t call_piece(long speed)
 	return (size_t)(n < 16 ? 16 : n > 4096 ? 4096 : n);
 }
 
+/* When a chunk can start on the wire: after the direction's previous one,
+ * and on a half-duplex line after the other direction's plus the turnaround. */
+static int64_t call_start(struct modem *m, struct ms_pipe *p, int64_t now)
+{
+	struct ms_call *c = &m->call;
+	int64_t start = p->wire_free > now ? p->wire_free : now;
+	int dir = p == &c->up ? 1 : 2;
+
+	if (m->o.turnaround_ms <= 0)
+		return start;
+	if (c->line_free > start)
+		start = c->line_free;
+	if (c->line_dir && c->line_dir != dir)
+		start += (int64_t)m->o.turnaround_ms * 1000;
+	c->line_dir = dir;
+	return start;
+}
+
 static void call_push(struct modem *m, struct ms_pipe *p, const char *data, size_t len, int relay)
 {
 	struct ms_call *c = &m->call;
@@ -64,7 +82,7 @@ static void call_push(struct modem *m, struct ms_pipe *p, const char *data, size
 	for (size_t off = 0; off < len || (len == 0 && off == 0);) {
 		size_t k = len - off < call_piece(c->speed) ? len - off : call_piece(c->speed);
 		struct ms_chunk *ch = xmalloc(sizeof(*ch) + k);
-		int64_t start = p->wire_free > now ? p->wire_free : now;
+		int64_t start = call_start(m, p, now);
 
 		ch->next = NULL;
 		ch->relay = relay;
@@ -74,6 +92,7 @@ static void call_push(struct modem *m, struct ms_pipe *p, const char *data, size
 		if (k)
 			memcpy(ch->data, data + off, k);
 		p->wire_free = start + (int64_t)k * 10 * 1000000 / c->speed;
+		c->line_free = p->wire_free;
 		ch->due = p->wire_free + (int64_t)m->o.latency_ms * 1000;
 		if (p->tail)
 			p->tail->next = ch;
@@ -119,7 +138,7 @@ void call_dial(struct modem *m, const char *number)
 	snprintf(c->number, sizeof(c->number), "%s", number);
 	c->oc = call_choose(m);
 	c->speed = c->oc.speed ? c->oc.speed : m->o.bps;
-	c->drop = c->oc.drop >= 0 ? c->oc.drop : m->o.drop_after;
+	c->drop = profile_drop(m, c->oc.drop);
 	c->tx = c->rx = 0;
 	c->plus = 0;
 	c->connecting = false;
@@ -205,6 +224,8 @@ static void call_connected(struct modem *m)
 	if (m->o.gateway_port)
 		ms_log(m, "call %ld gateway 127.0.0.1:%d open", c->no, m->o.gateway_port);
 	c->up.wire_free = c->down.wire_free = 0;
+	c->line_free = 0;
+	c->line_dir = 0;
 	call_online(m);
 }
 
