@@ -528,6 +528,50 @@ def test_gateway_port_only_during_a_call(sim, server):
     assert s.wait_transcript(r"call 1 hangup reason=dtr")
 
 
+def recv_exactly(c, n):
+    got = b""
+    while len(got) < n:
+        chunk = c.recv(65536)
+        assert chunk
+        got += chunk
+    return got
+
+
+def test_reverse_gateway_carries_the_far_sides_connections_on_the_same_line(sim, server):
+    """--reverse-gateway: while a call is up the far side (a provider
+    delivering to the site after ETRN) connects to its port and reaches a
+    server on the dialer's side; both directions share the line's speed,
+    and its bytes count in the call's totals."""
+    far = server(greeting=b"220 smarthost\r\n")
+    site = server(greeting=b"220 site\r\n")
+    gw, rgw = free_port(), free_port()
+    s = sim("--connect", "127.0.0.1:%d" % far.port, "--gateway-port", str(gw),
+            "--reverse-gateway", "%d:127.0.0.1:%d" % (rgw, site.port),
+            "--bps", "33600", "--latency", "100")
+    assert refused(rgw)
+    with s.open() as m:
+        assert m.command("ATD1") == "CONNECT 33600"
+        with socket.create_connection(("127.0.0.1", gw), timeout=5) as c, \
+                socket.create_connection(("127.0.0.1", rgw), timeout=5) as r:
+            c.settimeout(5)
+            r.settimeout(5)
+            assert recv_exactly(r, 10) == b"220 site\r\n"
+            assert recv_exactly(c, 15) == b"220 smarthost\r\n"
+            t0 = time.monotonic()
+            c.sendall(b"u" * 1680)                        # up, 0.5 s
+            r.sendall(b"d" * 1680)                        # down, 0.5 s
+            assert recv_exactly(c, 1680) == b"u" * 1680   # far echoes: down again
+            assert recv_exactly(r, 1680) == b"d" * 1680   # site echoes: up again
+            assert time.monotonic() - t0 >= 0.9           # each direction carried 1 s
+            assert site.received == b"d" * 1680
+        m.hangup()
+    assert wait_for(lambda: refused(rgw), 3)
+    assert s.wait_transcript(r"call 1 reverse gateway connection \d accepted")
+    hang = s.wait_transcript(r"call 1 hangup reason=dtr")[0]
+    tx, rx = map(int, re.search(r"bytes_tx=(\d+) bytes_rx=(\d+)", hang).groups())
+    assert tx == 10 + 1680 + 1680 and rx == 15 + 1680 + 1680, hang
+
+
 def test_link_replaces_stale_symlink_refuses_file_and_sigterm_cleans_up(
         modemsim_bin, tmp_path):
     link = tmp_path / "ttyMODEM"
@@ -566,7 +610,8 @@ def test_transcript_to_stdout_and_bad_options(modemsim_bin, tmp_path):
                 ["--seed", "x1"], ["--latency", "-5"], ["--script", "DROP:x"],
                 ["--gateway-port", "2525"], ["--connect", "nocolon"],
                 ["--profile", "gprs"], ["--drop-random", "500:100"],
-                ["--drop-random", "100"], ["--drop-chance", "1.5"], ["--turnaround", "-1"]):
+                ["--drop-random", "100"], ["--drop-chance", "1.5"], ["--turnaround", "-1"],
+                ["--reverse-gateway", "2600:127.0.0.1:25"]):
         r = subprocess.run([str(modemsim_bin), *bad], capture_output=True, timeout=5,
                            stdin=subprocess.DEVNULL)
         assert r.returncode == 2, (bad, r)

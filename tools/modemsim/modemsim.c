@@ -34,6 +34,7 @@ static const char ms_usage[] =
     "                [--answer-port PORT [--ring-interval MS] [--max-rings N]]\n"
     "                [--profile iridium|bgan|hf|v34] [--turnaround MS]\n"
     "                [--drop-random LO:HI [--drop-chance P]] [--transcript FILE]\n"
+    "                [--reverse-gateway PORT:HOST:PORT]\n"
     "Prints the slave pty path on stdout, then emulates a Hayes modem on it.\n"
     "See modemsim(1).\n";
 
@@ -374,8 +375,33 @@ static int opt_list(const char *s, struct ms_outcome *list, int *n)
 	return rc;
 }
 
+static int opt_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len, char *name,
+		    size_t namelen);
+
 /* HOST:PORT or [V6]:PORT, resolved once at start so calls never wait on DNS. */
 static int opt_target(const char *s, struct ms_opts *o)
+{
+	if (opt_addr(s, &o->target, &o->target_len, o->target_name, sizeof(o->target_name)) < 0)
+		return -1;
+	o->have_target = true;
+	return 0;
+}
+
+/* PORT:HOST:PORT: the far-side port, then where its connections go. */
+static int opt_reverse(const char *s, struct ms_opts *o)
+{
+	char *end;
+	long port = strtol(s, &end, 10);
+
+	if (end == s || *end != ':' || port < 1 || port > 65535)
+		return -1;
+	o->reverse_port = (int)port;
+	return opt_addr(end + 1, &o->rtarget, &o->rtarget_len, o->rtarget_name,
+			sizeof(o->rtarget_name));
+}
+
+static int opt_addr(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, char *name,
+		    size_t namelen)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
@@ -407,10 +433,9 @@ static int opt_target(const char *s, struct ms_opts *o)
 		log_warnx("--connect %s: %s", s, gai_strerror(rc));
 		return -1;
 	}
-	memcpy(&o->target, res->ai_addr, res->ai_addrlen);
-	o->target_len = res->ai_addrlen;
-	o->have_target = true;
-	snprintf(o->target_name, sizeof(o->target_name), "%s", s);
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*sslen = res->ai_addrlen;
+	snprintf(name, namelen, "%s", s);
 	freeaddrinfo(res);
 	return 0;
 }
@@ -439,6 +464,7 @@ enum {
 	OPT_TURNAROUND,
 	OPT_DROP_RANDOM,
 	OPT_DROP_CHANCE,
+	OPT_REVERSE,
 };
 
 static const struct option ms_options[] = {
@@ -465,6 +491,7 @@ static const struct option ms_options[] = {
     {"turnaround", required_argument, NULL, OPT_TURNAROUND},
     {"drop-random", required_argument, NULL, OPT_DROP_RANDOM},
     {"drop-chance", required_argument, NULL, OPT_DROP_CHANCE},
+    {"reverse-gateway", required_argument, NULL, OPT_REVERSE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -497,6 +524,8 @@ static int opt_link(struct ms_opts *o, int c, const char *arg)
 		return opt_range(arg, &o->drop_lo, &o->drop_hi);
 	case OPT_DROP_CHANCE:
 		return opt_double(arg, 0.0, 1.0, &o->drop_chance);
+	case OPT_REVERSE:
+		return opt_reverse(arg, o);
 	}
 	return -1;
 }
@@ -618,6 +647,10 @@ static int opts_parse(struct ms_opts *o, int argc, char **argv)
 		log_warnx("--gateway-port and --answer-port do not go together");
 		return -1;
 	}
+	if (o->reverse_port && !o->gateway_port) {
+		log_warnx("--reverse-gateway goes with --gateway-port (IP over the call)");
+		return -1;
+	}
 	if (o->gateway_port && !o->have_target) {
 		log_warnx(
 		    "--gateway-port needs --connect HOST:PORT (where relayed connections go)");
@@ -718,6 +751,7 @@ int main(int argc, char **argv)
 	m->noise_rng = m->o.seed ^ 0x5deece66dULL;
 	m->drop_rng = m->o.seed ^ 0x2545f4914f6cdd1dULL;
 	m->call.listen_fd = -1;
+	m->call.rlisten_fd = -1;
 	m->call.remote.fd = -1;
 	at_reset(m);
 	if (ms_signals(&waitmask) < 0 || pty_setup(m) < 0)

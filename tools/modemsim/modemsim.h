@@ -80,7 +80,11 @@ struct ms_opts {
 	socklen_t target_len;
 	char target_name[300];
 	int gateway_port; /* 0 = serial data path */
-	int answer_port;  /* --answer-port: incoming calls; 0 = none */
+	int reverse_port; /* --reverse-gateway PORT:HOST:PORT: far-side listener, 0 = none */
+	struct sockaddr_storage rtarget; /* ... where its connections go (the dialer's side) */
+	socklen_t rtarget_len;
+	char rtarget_name[300];
+	int answer_port; /* --answer-port: incoming calls; 0 = none */
 	long ring_interval_ms;
 	long max_rings;
 };
@@ -121,6 +125,7 @@ struct ms_end {
 
 struct ms_relay {
 	bool used;
+	bool reverse;	 /* accepted on the reverse gateway: the client is the far end */
 	bool connecting; /* remote connect() in progress */
 	struct ms_end client, remote;
 };
@@ -141,7 +146,8 @@ struct ms_call {
 	int line_dir;		   /* half duplex: 1 up, 2 down, 0 not used yet */
 	int plus;		   /* escape characters seen (0..3) */
 	int64_t plus_time, last_data;
-	int listen_fd; /* --gateway-port listener while the call is up */
+	int listen_fd;	/* --gateway-port listener while the call is up */
+	int rlisten_fd; /* --reverse-gateway listener while the call is up */
 	struct ms_relay relays[MS_MAXRELAY];
 };
 
