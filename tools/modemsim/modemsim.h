@@ -13,7 +13,7 @@
 
 #define MS_NREG	    100 /* S-registers S0..S99 */
 #define MS_MAXLINE  255 /* command line length, as on most Hayes modems */
-#define MS_MAXRELAY 16	/* gateway connections at once */
+#define MS_MAXRELAY 64	/* gateway connections at once (Postfix opens 20 a destination) */
 #define MS_MAXLIST  256 /* entries in --script / --fail-results */
 #define MS_MAXPOLL  (8 + 2 * MS_MAXRELAY)
 
