@@ -16,11 +16,13 @@
 #include "deliver/outbound.h"
 #include "mail/routes.h"
 #include "lib/clock.h"
+#include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
 #include "queue/retry.h"
 #include "smtp/smtp_client.h"
+#include "smtp/tls.h"
 
 enum ob_kind { OB_SEND, OB_LOCAL, OB_HOLD, OB_WAIT, OB_NO_ROUTE };
 
@@ -643,14 +645,34 @@ static void ob_smtpc_options(struct ob_conn *cn, struct smtpc_options *opt)
 
 static void ob_finish(struct ob_conn *cn, int aborted);
 
+/* The file of the TLS session kept for the address being tried, under
+ * DIR/tls (mode 0700: the files hold session secrets); NULL if the folder
+ * cannot be made (no resumption then). */
+static char *ob_tls_session(struct ob_conn *cn)
+{
+	char *dir = xasprintf("%s/tls", queue_dir(cn->o->q)), *path = NULL;
+
+	if (fs_mkdirs(dir, 0700) == 0)
+		path = tls_resume_path(dir, cn->addr.v[cn->cur]);
+	else
+		log_warn("outbound: %s", dir);
+	free(dir);
+	return path;
+}
+
 /* Connects to the next target for the recipients still open, or finishes. */
 static void ob_try(struct ob_conn *cn)
 {
 	struct smtpc_options opt;
 
 	while (cn->cur < cn->addr.n && ob_jobs_build(cn) > 0) {
+		char *sess = NULL;
+
 		ob_smtpc_options(cn, &opt);
+		if (opt.tls != SMTPC_TLS_NONE)
+			opt.tls_session = sess = ob_tls_session(cn);
 		cn->c = smtpc_new(cn->o->base, &opt, cn->jobs, cn->njobs, ob_on_done, cn);
+		free(sess);
 		smtpc_set_msg_cb(cn->c, ob_on_msg);
 		if (smtpc_connect(cn->c, cn->addr.v[cn->cur]) == 0)
 			return;

@@ -1139,7 +1139,9 @@ static void smtpc_tls_up(struct smtpc *c)
 		return;
 	c->res.tls = 1;
 	free(c->tls_info);
-	c->tls_info = xasprintf("%s %s", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
+	c->res.tls_resumed = SSL_session_reused(c->ssl);
+	c->tls_info = xasprintf("%s %s%s", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
+				c->res.tls_resumed ? " (resumed)" : "");
 	memset(&c->caps, 0, sizeof(c->caps));
 	c->wrote = 0;
 	smtpc_send_ehlo(c);
@@ -1151,8 +1153,10 @@ static SSL *smtpc_ssl_new(struct smtpc *c)
 {
 	SSL *ssl = SSL_new(c->ssl_ctx);
 
-	if (ssl)
+	if (ssl) {
 		tls_client_name(ssl, c->opt.server_name, c->opt.tls_verify);
+		tls_resume_ssl(ssl, c->opt.tls_session);
+	}
 	return ssl;
 }
 
@@ -1202,6 +1206,8 @@ static int smtpc_ssl_ctx(struct smtpc *c)
 		return -1;
 	SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_NONE, NULL); /* judged after the handshake */
+	if (c->opt.tls_session)
+		tls_resume_ctx(c->ssl_ctx);
 	if (c->opt.ca_file)
 		return SSL_CTX_load_verify_locations(c->ssl_ctx, c->opt.ca_file, NULL) == 1 ? 0
 											    : -1;
@@ -1267,6 +1273,7 @@ static void smtpc_opt_copy(struct smtpc_options *dst, const struct smtpc_options
 	dst->server_name = smtpc_dup(src->server_name);
 	dst->ca_file = smtpc_dup(src->ca_file);
 	dst->fingerprint = smtpc_dup(src->fingerprint);
+	dst->tls_session = smtpc_dup(src->tls_session);
 	dst->auth_user = smtpc_dup(src->auth_user);
 	dst->auth_pass = smtpc_dup(src->auth_pass);
 }
@@ -1277,6 +1284,7 @@ static void smtpc_opt_free(struct smtpc_options *o)
 	free((char *)o->server_name);
 	free((char *)o->ca_file);
 	free((char *)o->fingerprint);
+	free((char *)o->tls_session);
 	free((char *)o->auth_user);
 	free((char *)o->auth_pass);
 }

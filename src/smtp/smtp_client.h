@@ -42,6 +42,8 @@ struct smtpc_options {
 	const char *ca_file;	 /* PEM CA bundle, or NULL */
 	const char *fingerprint; /* SHA-256 of the server certificate (DER),
 				    hex, ':' optional; NULL: no pin */
+	const char *tls_session; /* file of the TLS session kept for this peer
+				    (tls_resume_ssl); NULL: no resumption */
 	const char *auth_user;	 /* NULL: no AUTH */
 	const char *auth_pass;
 	int auth_plaintext_ok; /* allow AUTH without TLS */
@@ -107,6 +109,7 @@ struct smtpc_session_result {
 	const char *remote_mta; /* first word of the greeting, or "" */
 	int tls;		/* the session ran under TLS */
 	const char *tls_info;	/* e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" */
+	int tls_resumed;	/* the handshake resumed a kept session */
 	int authenticated;
 	size_t waits;	    /* times the client had to wait for a reply before it could
 			       send more (the banner counts): the round trips spent */

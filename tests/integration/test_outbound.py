@@ -14,6 +14,7 @@ import time
 import pytest
 
 from dovecot import Dovecot
+from pki import make_ca, make_server_cert
 from smtpraw import send_message
 from wait import wait_until
 
@@ -214,6 +215,29 @@ def test_tls_required_but_not_offered_defers_and_sends_nothing_in_clear(daemon, 
     assert st["far@remote.example"]["state"] == "pending"
     ev = dm.events_with(3010)
     assert ev and ev[-1]["cause"] == "tls-not-offered"
+
+
+def test_tls_session_resumed_on_the_next_connection(daemon, recorders, tmp_path):
+    """Each connection to a TLS smarthost keeps the session the server gave
+    in DIR/tls (0700; the file 0600, named after the address): the next
+    connection resumes it instead of a full handshake (a certificate chain
+    less on the line)."""
+    ca = make_ca(tmp_path, "ca")
+    srv = make_server_cert(ca)
+    rec = recorders(extensions=["PIPELINING", "STARTTLS"], certfile=str(srv["cert"]),
+                    keyfile=str(srv["key"]))
+    dm = smarthost_daemon(daemon, rec.port, route_opts="tls=required ca=%s" % ca["cert"])
+    for i in range(2):
+        r = send_message(dm.port, "alice@localhost", ["far%d@remote.example" % i],
+                         b"Subject: %d\r\n\r\nbody\r\n" % i)
+        assert r.code == 250
+        assert rec.wait_closed(i + 1, timeout=10)
+        assert wait_until(lambda: len(dm.events_with(3001)) == i + 1, 5), dm.events()
+    assert [s.tls for s in rec.sessions] == [True, True]
+    assert [s.tls_resumed for s in rec.sessions] == [False, True]
+    kept = dm.dir / "tls" / ("127.0.0.1_%d" % rec.port)
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert (dm.dir / "tls").stat().st_mode & 0o777 == 0o700
 
 
 def test_expired_message_bounces_to_local_sender(daemon, recorders):
