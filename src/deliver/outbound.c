@@ -5,9 +5,11 @@
  * is reloaded and written when that connection is over: what the server did
  * not confirm stays pending (duplicates are possible, loss never). */
 #include <ctype.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "deliver/dedup.h"
 #include "mail/policy.h"
@@ -586,6 +588,45 @@ static void ob_conn_event(struct ob_conn *cn, const struct smtpc_session_result 
 			    host, addr, smtpc_cause_name(r->cause), r->text);
 }
 
+/* DIR/peers/ADDR_PORT exists while the server there is known to be a
+ * dialmail (its last greeting said so): EHLO then goes without waiting for
+ * the greeting. mkdir: 1 to make the folder. */
+static char *ob_peer_mark(struct ob_conn *cn, int mkdir)
+{
+	char *dir = xasprintf("%s/peers", queue_dir(cn->o->q)), *path = NULL;
+
+	if (!mkdir || fs_mkdirs(dir, 0700) == 0)
+		path = tls_resume_path(dir, cn->addr.v[cn->cur]);
+	free(dir);
+	return path;
+}
+
+/* What the greeting said about the peer, for the next connection. */
+static void ob_peer_learn(struct ob_conn *cn, const struct smtpc_session_result *r)
+{
+	char *path;
+	int fd;
+
+	if (r->remote_mta == NULL || r->remote_mta[0] == '\0')
+		return; /* no greeting: nothing learnt */
+	if ((path = ob_peer_mark(cn, r->peer_dialmail)) == NULL)
+		return;
+	if (!r->peer_dialmail)
+		unlink(path);
+	else if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+		close(fd);
+	free(path);
+}
+
+static int ob_peer_is_dialmail(struct ob_conn *cn)
+{
+	char *path = ob_peer_mark(cn, 0);
+	int yes = path && access(path, F_OK) == 0;
+
+	free(path);
+	return yes;
+}
+
 static void ob_on_done(struct smtpc *c, const struct smtpc_session_result *r, void *arg)
 {
 	struct ob_conn *cn = arg;
@@ -595,6 +636,7 @@ static void ob_on_done(struct smtpc *c, const struct smtpc_session_result *r, vo
 		ob_take_temp(cn, &cn->jobs[i], r->cause);
 	}
 	ob_conn_event(cn, r);
+	ob_peer_learn(cn, r);
 	log_debug("outbound: %s via %s: %s, %zu waits, %zu messages ok", cn->dest->name,
 		  cn->addr.v[cn->cur], smtpc_cause_name(r->cause), r->waits, r->messages_ok);
 	smtpc_free(c);
@@ -671,6 +713,7 @@ static void ob_try(struct ob_conn *cn)
 		ob_smtpc_options(cn, &opt);
 		if (opt.tls != SMTPC_TLS_NONE)
 			opt.tls_session = sess = ob_tls_session(cn);
+		opt.early_ehlo = !opt.lmtp && ob_peer_is_dialmail(cn);
 		cn->c = smtpc_new(cn->o->base, &opt, cn->jobs, cn->njobs, ob_on_done, cn);
 		free(sess);
 		smtpc_set_msg_cb(cn->c, ob_on_msg);

@@ -875,17 +875,24 @@ static void smtpc_on_txn(struct smtpc *c, const struct smtpc_step *s, const char
 
 static void smtpc_on_banner(struct smtpc *c, const char *text)
 {
-	size_t n;
+	size_t n, len = strlen(text);
 
+	if (smtpc_class(c->reply.code) != Q_OK && c->opt.early_ehlo) {
+		/* the EHLO sent early must not be answered into a mail transaction */
+		smtpc_abort(c, SMTPC_GREETING_REFUSED, "greeting refused: %s", text);
+		return;
+	}
 	if (smtpc_class(c->reply.code) != Q_OK) {
 		smtpc_quit_fail(c, SMTPC_GREETING_REFUSED, "greeting refused: %s", text);
 		return;
 	}
+	c->res.peer_dialmail = len >= 15 && strcmp(text + len - 15, " ESMTP dialmail") == 0;
 	text += 4 < strlen(text) ? 4 : strlen(text);
 	n = strcspn(text, " \n");
 	free(c->remote_mta);
 	c->remote_mta = xstrndup(text, n);
-	smtpc_send_ehlo(c);
+	if (!c->opt.early_ehlo)
+		smtpc_send_ehlo(c);
 }
 
 static void smtpc_start_auth(struct smtpc *c);
@@ -1144,6 +1151,7 @@ static void smtpc_tls_up(struct smtpc *c)
 				c->res.tls_resumed ? " (resumed)" : "");
 	memset(&c->caps, 0, sizeof(c->caps));
 	c->wrote = 0;
+	c->opt.early_ehlo = 0;
 	smtpc_send_ehlo(c);
 	c->res.waits++;
 	smtpc_timer_arm(c);
@@ -1225,6 +1233,8 @@ static void smtpc_on_connected(struct smtpc *c)
 	}
 	c->phase = PH_BANNER;
 	smtpc_push(c, SC_BANNER, -1, -1);
+	if (c->opt.early_ehlo)
+		smtpc_send_ehlo(c); /* its reply follows the greeting's */
 	smtpc_timer_arm(c);
 }
 

@@ -38,7 +38,8 @@ __attribute__((noreturn)) static void smtpc_usage(void)
 			"             [--servername NAME] [--no-verify] [--fingerprint SHA256]\n"
 			"             [--auth user:pass] [--auth-plaintext] [--no-chunking]\n"
 			"             [--no-pipelining] [--max-messages N] [--helo NAME]\n"
-			"             [--lmtp] [--tls-session FILE] [--timeout PHASE=MS]...\n"
+			"             [--lmtp] [--tls-session FILE] [--early-ehlo]\n"
+			"             [--timeout PHASE=MS]...\n"
 			"             HOST:PORT|unix:PATH\n");
 	exit(2);
 }
@@ -121,6 +122,7 @@ static void smtpc_done(struct smtpc *c, const struct smtpc_session_result *r, vo
 	json_object_set_new(o, "tls", json_boolean(r->tls));
 	json_object_set_new(o, "tls_info", smtpc_jstr(r->tls_info));
 	json_object_set_new(o, "tls_resumed", json_boolean(r->tls_resumed));
+	json_object_set_new(o, "peer_dialmail", json_boolean(r->peer_dialmail));
 	json_object_set_new(o, "authenticated", json_boolean(r->authenticated));
 	json_object_set_new(o, "waits", json_integer((json_int_t)r->waits));
 	json_object_set_new(o, "messages_ok", json_integer((json_int_t)r->messages_ok));
@@ -163,15 +165,23 @@ static enum smtpc_tls_policy smtpc_tls_opt(const char *s)
 static void smtpc_parse_args(int argc, char **argv, struct smtpc_options *o, const char **dir,
 			     int *no_verify)
 {
-	static const struct option lo[] = {
-	    {"dir", 1, 0, 'd'},		 {"tls", 1, 0, 't'},
-	    {"ca", 1, 0, 'c'},		 {"servername", 1, 0, 's'},
-	    {"no-verify", 0, 0, 'V'},	 {"fingerprint", 1, 0, 'f'},
-	    {"auth", 1, 0, 'a'},	 {"auth-plaintext", 0, 0, 'P'},
-	    {"no-chunking", 0, 0, 'C'},	 {"no-pipelining", 0, 0, 'N'},
-	    {"max-messages", 1, 0, 'm'}, {"helo", 1, 0, 'h'},
-	    {"timeout", 1, 0, 'T'},	 {"lmtp", 0, 0, 'L'},
-	    {"tls-session", 1, 0, 'S'},	 {0, 0, 0, 0}};
+	static const struct option lo[] = {{"dir", 1, 0, 'd'},
+					   {"tls", 1, 0, 't'},
+					   {"ca", 1, 0, 'c'},
+					   {"servername", 1, 0, 's'},
+					   {"no-verify", 0, 0, 'V'},
+					   {"fingerprint", 1, 0, 'f'},
+					   {"auth", 1, 0, 'a'},
+					   {"auth-plaintext", 0, 0, 'P'},
+					   {"no-chunking", 0, 0, 'C'},
+					   {"no-pipelining", 0, 0, 'N'},
+					   {"max-messages", 1, 0, 'm'},
+					   {"helo", 1, 0, 'h'},
+					   {"timeout", 1, 0, 'T'},
+					   {"lmtp", 0, 0, 'L'},
+					   {"tls-session", 1, 0, 'S'},
+					   {"early-ehlo", 0, 0, 'E'},
+					   {0, 0, 0, 0}};
 	int ch;
 	char *colon;
 
@@ -222,6 +232,9 @@ static void smtpc_parse_args(int argc, char **argv, struct smtpc_options *o, con
 			break;
 		case 'S':
 			o->tls_session = optarg;
+			break;
+		case 'E':
+			o->early_ehlo = 1;
 			break;
 		case 'T':
 			if (smtpc_timeout_opt(&o->t, optarg) < 0)
