@@ -929,6 +929,8 @@ static void smtpc_on_ehlo(struct smtpc *c, const struct smtpc_step *s, const cha
 			memset(&c->caps, 0, sizeof(c->caps));
 		if (c->opt.lmtp)
 			c->caps.pipelining = 1; /* RFC 2033 4.2: LMTP implies it */
+		c->res.hello_done = 1;
+		c->res.chunking = c->caps.chunking;
 		smtpc_after_hello(c);
 	} else if (s->cmd == SC_EHLO && st == Q_PERMFAIL && !c->helo_tried && !c->opt.lmtp) {
 		c->helo_tried = 1;

@@ -267,6 +267,37 @@ def test_early_ehlo_once_the_peer_is_known_to_be_dialmail(daemon, recorders):
     assert wait_until(lambda: not mark.exists(), 5)
 
 
+def test_parallel_connections_towards_a_server_without_chunking(daemon, recorders):
+    """Without CHUNKING each message waits a round trip for its 354: once a
+    destination is known not to offer it, its waiting messages are shared
+    among max_connections_without_chunking connections (3 here) instead of
+    going one after the other on one; with CHUNKING one connection carries
+    them all. What the server offers is remembered across a restart."""
+    for chunking, want in ((False, [3, 3, 2]), (True, [8])):
+        ext = ["PIPELINING"] + (["CHUNKING"] if chunking else [])
+        rec = recorders(extensions=ext, delay=0.05)
+        dm = smarthost_daemon(daemon, rec.port, "max_connections_without_chunking = 3",
+                              "retry_intervals = 1h")
+        send_one_and_wait(dm, rec, 0)                 # learns what the server offers
+        port = rec.port
+        mark = dm.dir / "peers" / ("127.0.0.1_%d.nochunking" % port)
+        assert mark.exists() != chunking              # kept across restarts
+        dm.stop()
+        dm.start()
+        rec.stop()
+        for i in range(1, 9):                         # refused: they wait
+            r = send_message(dm.port, "alice@localhost", ["far%d@remote.example" % i],
+                             b"Subject: %d\r\n\r\nbody\r\n" % i)
+            assert r.code == 250
+        assert wait_until(lambda: len(dm.events_with(3002)) >= 8, 10), dm.events()
+        again = recorders(port=port, extensions=ext, delay=0.05)
+        assert dm.cli("flush", "--dir", str(dm.dir)).returncode == 0
+        assert wait_until(lambda: sum(len(x.messages) for x in again.sessions) == 8, 15)
+        assert again.wait_closed(len(again.sessions))
+        assert sorted((len(x.messages) for x in again.sessions), reverse=True) == want
+        dm.stop()
+
+
 def test_expired_message_bounces_to_local_sender(daemon, recorders):
     rec = recorders(rcpt_replies={"slow@remote.example": "452 4.2.2 mailbox full"})
     dm = smarthost_daemon(daemon, rec.port, "lifetime_normal = 2s", "retry_intervals = 1h")
