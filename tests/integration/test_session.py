@@ -310,6 +310,22 @@ def test_hangs_up_when_the_work_is_done(daemon, rig, when_done):
     assert ended and ended[-1]["reason"] == s["hangup_reason"], ended
 
 
+def test_done_grace_after_a_retrieval_whose_end_cannot_be_known(daemon, rig):
+    """After retrieve = command the provider may still call back: the work
+    counts as done only after done_grace without activity, then the line
+    drops at once (idle_timeout, 2m here, is only the safety net)."""
+    link, gw = rig.modem("modem0")
+    d = daemon(*rig.config(rig.entry("isp", link),
+                           session=["idle_timeout = 2m", "done_grace = 2s", "retrieve = command",
+                                    "retrieve_command = true"],
+                           routes=["example.org = smarthost 127.0.0.1:%d via=isp" % gw]))
+    r = dial(d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = ledger(d)[-1]
+    assert "hung up: done" in r.stdout and s["hangup_reason"] == "done", (r.stdout, s)
+    assert 2 <= s["connect_seconds"] < 10, s
+
+
 def test_open_inbound_smtp_keeps_the_line_up(daemon, rig):
     link, _ = rig.modem("modem0", gateway=False)
     # the far side comes over loopback here: provider_networks names it
