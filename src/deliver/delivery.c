@@ -712,6 +712,11 @@ void delivery_link_down(struct delivery *d, const char *name)
 
 int delivery_link_busy(struct delivery *d, const char *name)
 {
+	/* A link just up is busy until the pass that sends its mail is over
+	 * (passes run in slices): its mail may not have reached outbound yet. */
+	if (strlist_has(&d->flush_links, name) ||
+	    (d->in_pass && strlist_has(&d->flushing_links, name)))
+		return 1;
 	return d->out ? outbound_link_busy(d->out, name) : 0;
 }
 

@@ -5,9 +5,11 @@
  * is reloaded and written when that connection is over: what the server did
  * not confirm stays pending (duplicates are possible, loss never). */
 #include <ctype.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "deliver/dedup.h"
 #include "mail/policy.h"
@@ -16,11 +18,13 @@
 #include "deliver/outbound.h"
 #include "mail/routes.h"
 #include "lib/clock.h"
+#include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
 #include "queue/retry.h"
 #include "smtp/smtp_client.h"
+#include "smtp/tls.h"
 
 enum ob_kind { OB_SEND, OB_LOCAL, OB_HOLD, OB_WAIT, OB_NO_ROUTE };
 
@@ -37,6 +41,7 @@ struct ob_dest {
 	struct ob_wait *wait;
 	size_t nwait;
 	int nconns;
+	int no_chunking; /* its server did not offer CHUNKING last time */
 	struct ob_dest *next;
 };
 
@@ -228,6 +233,17 @@ int outbound_local_route(struct outbound *o, const char *addr)
 	return ob_classify(o, addr, &r, NULL) == OB_LOCAL;
 }
 
+static int ob_peer_has(const struct outbound *o, const char *name);
+
+static int ob_dest_no_chunking(const struct outbound *o, const char *name)
+{
+	char *f = xasprintf("%s.nochunking", name);
+	int yes = ob_peer_has(o, f);
+
+	free(f);
+	return yes;
+}
+
 static struct ob_dest *ob_dest_get(struct outbound *o, const struct route *r, const char *domain)
 {
 	struct ob_dest *d;
@@ -246,6 +262,7 @@ static struct ob_dest *ob_dest_get(struct outbound *o, const struct route *r, co
 		d->name = xasprintf("unix:%s", r->path);
 	else
 		d->name = xasprintf(strchr(r->host, ':') ? "[%s]:%d" : "%s:%d", r->host, r->port);
+	d->no_chunking = ob_dest_no_chunking(o, d->name);
 	d->next = o->dests;
 	o->dests = d;
 	return d;
@@ -584,6 +601,57 @@ static void ob_conn_event(struct ob_conn *cn, const struct smtpc_session_result 
 			    host, addr, smtpc_cause_name(r->cause), r->text);
 }
 
+/* What is known of a peer, as empty files under DIR/peers (kept across
+ * restarts): ADDR_PORT while the server there greets as a dialmail (EHLO
+ * then goes without waiting for the greeting), DEST.nochunking while a
+ * destination's server offers no CHUNKING (its mail is then shared among
+ * parallel connections). */
+static char *ob_peer_file(const struct outbound *o, const char *name, int mkdir)
+{
+	char *dir = xasprintf("%s/peers", queue_dir(o->q)), *path = NULL;
+
+	if (!mkdir || fs_mkdirs(dir, 0700) == 0)
+		path = tls_resume_path(dir, name);
+	free(dir);
+	return path;
+}
+
+static void ob_peer_set(const struct outbound *o, const char *name, int yes)
+{
+	char *path = ob_peer_file(o, name, yes);
+	int fd;
+
+	if (path && !yes)
+		unlink(path);
+	else if (path && (fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+		close(fd);
+	free(path);
+}
+
+static int ob_peer_has(const struct outbound *o, const char *name)
+{
+	char *path = ob_peer_file(o, name, 0);
+	int yes = path && access(path, F_OK) == 0;
+
+	free(path);
+	return yes;
+}
+
+/* What the session said about the peer, for the next connections. */
+static void ob_peer_learn(struct ob_conn *cn, const struct smtpc_session_result *r)
+{
+	char *nochunking;
+
+	if (r->remote_mta && r->remote_mta[0]) /* a greeting came */
+		ob_peer_set(cn->o, cn->addr.v[cn->cur], r->peer_dialmail);
+	if (!r->hello_done || cn->dest->no_chunking == !r->chunking)
+		return;
+	cn->dest->no_chunking = !r->chunking;
+	nochunking = xasprintf("%s.nochunking", cn->dest->name);
+	ob_peer_set(cn->o, nochunking, cn->dest->no_chunking);
+	free(nochunking);
+}
+
 static void ob_on_done(struct smtpc *c, const struct smtpc_session_result *r, void *arg)
 {
 	struct ob_conn *cn = arg;
@@ -593,6 +661,7 @@ static void ob_on_done(struct smtpc *c, const struct smtpc_session_result *r, vo
 		ob_take_temp(cn, &cn->jobs[i], r->cause);
 	}
 	ob_conn_event(cn, r);
+	ob_peer_learn(cn, r);
 	log_debug("outbound: %s via %s: %s, %zu waits, %zu messages ok", cn->dest->name,
 		  cn->addr.v[cn->cur], smtpc_cause_name(r->cause), r->waits, r->messages_ok);
 	smtpc_free(c);
@@ -645,14 +714,35 @@ static void ob_smtpc_options(struct ob_conn *cn, struct smtpc_options *opt)
 
 static void ob_finish(struct ob_conn *cn, int aborted);
 
+/* The file of the TLS session kept for the address being tried, under
+ * DIR/tls (mode 0700: the files hold session secrets); NULL if the folder
+ * cannot be made (no resumption then). */
+static char *ob_tls_session(struct ob_conn *cn)
+{
+	char *dir = xasprintf("%s/tls", queue_dir(cn->o->q)), *path = NULL;
+
+	if (fs_mkdirs(dir, 0700) == 0)
+		path = tls_resume_path(dir, cn->addr.v[cn->cur]);
+	else
+		log_warn("outbound: %s", dir);
+	free(dir);
+	return path;
+}
+
 /* Connects to the next target for the recipients still open, or finishes. */
 static void ob_try(struct ob_conn *cn)
 {
 	struct smtpc_options opt;
 
 	while (cn->cur < cn->addr.n && ob_jobs_build(cn) > 0) {
+		char *sess = NULL;
+
 		ob_smtpc_options(cn, &opt);
+		if (opt.tls != SMTPC_TLS_NONE)
+			opt.tls_session = sess = ob_tls_session(cn);
+		opt.early_ehlo = !opt.lmtp && ob_peer_has(cn->o, cn->addr.v[cn->cur]);
 		cn->c = smtpc_new(cn->o->base, &opt, cn->jobs, cn->njobs, ob_on_done, cn);
+		free(sess);
 		smtpc_set_msg_cb(cn->c, ob_on_msg);
 		if (smtpc_connect(cn->c, cn->addr.v[cn->cur]) == 0)
 			return;
@@ -1022,12 +1112,40 @@ none:
 	return -1;
 }
 
-/* Opens one connection to d with up to max_messages_per_connection of its
- * waiting messages that are not on another connection. */
+/* Connections at once to d. Without CHUNKING each message waits a round
+ * trip for its 354: towards such a server the messages are shared among
+ * up to max_connections_without_chunking connections, whose waits overlap
+ * (a link with bandwidth to spare carries them side by side). */
+static int ob_dest_limit(const struct outbound *o, const struct ob_dest *d)
+{
+	int n = o->cfg->max_connections_per_destination;
+
+	if (d->no_chunking && o->cfg->max_connections_without_chunking > n)
+		n = o->cfg->max_connections_without_chunking;
+	return n;
+}
+
+/* Messages for the next connection to d: up to max_messages_per_connection,
+ * and towards a server without CHUNKING an even share of what waits. */
+static size_t ob_conn_share(const struct outbound *o, const struct ob_dest *d)
+{
+	size_t max = (size_t)o->cfg->max_messages_per_connection;
+	int free_slots = ob_dest_limit(o, d) - d->nconns;
+
+	if (d->no_chunking && free_slots > 1) {
+		size_t share = (d->nwait + (size_t)free_slots - 1) / (size_t)free_slots;
+		if (share < max)
+			max = share ? share : 1;
+	}
+	return max;
+}
+
+/* Opens one connection to d with its share (ob_conn_share) of the waiting
+ * messages that are not on another connection. */
 static int ob_conn_start(struct outbound *o, struct ob_dest *d)
 {
 	struct ob_conn *cn = xcalloc(1, sizeof(*cn));
-	size_t max = (size_t)o->cfg->max_messages_per_connection;
+	size_t max = ob_conn_share(o, d);
 	const struct route *r = d->route;
 
 	cn->o = o;
@@ -1065,7 +1183,7 @@ static int ob_conn_start(struct outbound *o, struct ob_dest *d)
 static void ob_start_all(struct outbound *o)
 {
 	for (struct ob_dest *d = o->dests; d; d = d->next)
-		while (d->nwait > 0 && d->nconns < o->cfg->max_connections_per_destination &&
+		while (d->nwait > 0 && d->nconns < ob_dest_limit(o, d) &&
 		       o->nconns < o->cfg->max_outbound_connections)
 			if (ob_conn_start(o, d) < 0)
 				break;

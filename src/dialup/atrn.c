@@ -261,6 +261,7 @@ static struct retrieve_job *atrn_run(const struct retrieval_ctx *ctx)
 }
 
 const struct retrieval atrn_method = {
+    .end_known = 1,
     .name = "atrn",
     .settings = &atrn_table,
     .check = atrn_check,

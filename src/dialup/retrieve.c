@@ -23,7 +23,8 @@ static struct retrieve_job *retrieve_none_run(const struct retrieval_ctx *ctx)
 	return NULL;
 }
 
-static const struct retrieval none_method = {.name = "none", .run = retrieve_none_run};
+static const struct retrieval none_method = {
+    .name = "none", .end_known = 1, .run = retrieve_none_run};
 
 /* Each defined in the file of its name. */
 extern const struct retrieval etrn_method, command_method, atrn_method, turn_method;

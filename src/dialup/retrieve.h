@@ -39,6 +39,10 @@ struct retrieve_job;
  * has no settings and no job). */
 struct retrieval {
 	const char *name; /* retrieve = NAME */
+	/* 1: when the job is done, no more inbound mail can come in this
+	 * session (the mail came on the job's own connection: atrn, turn, or
+	 * there is none); 0: the provider may still connect (etrn, command). */
+	int end_known;
 	/* The method's [session] keys as rows of the settings table form
 	 * (mail/settings.h) over struct session_config; NULL: none. */
 	const struct settings_table *settings;

@@ -37,10 +37,11 @@
 #include "queue/retry.h"
 #include "smtp/smtp_server.h"
 
-#define SESS_TICK_MS	       250 /* checks of a session that is up */
-#define SESS_QUEUED_EVERY_S    2   /* dial_when_queued: queue looks */
-#define SESS_DEFAULT_WINDOW    900 /* unscheduled session window, seconds */
-#define SESS_ROUND_BACKOFF_S   5   /* pause after a failed round, doubling */
+#define SESS_TICK_MS	       250    /* checks of a session that is up */
+#define SESS_DONE_SETTLE_US    500000 /* the work done: wait this long for a NO CARRIER */
+#define SESS_QUEUED_EVERY_S    2      /* dial_when_queued: queue looks */
+#define SESS_DEFAULT_WINDOW    900    /* unscheduled session window, seconds */
+#define SESS_ROUND_BACKOFF_S   5      /* pause after a failed round, doubling */
 #define SESS_ROUND_BACKOFF_MAX 300
 #define SESS_STOP_WAIT_S       5 /* shutdown: wait this long for the worker */
 
@@ -456,6 +457,7 @@ static void sess_retrieved(int ok, const char *text, void *arg)
 	m->cur->last_activity_usec = clock_usec();
 	m->cur->msgs_out_linger = m->cur->msgs_out_seen;
 	m->cur->msgs_in_linger = m->cur->msgs_in;
+	event_active(m->ev_tick, EV_TIMEOUT, 0); /* done now? */
 }
 
 /* Starts the retrieval step, towards the smarthost the link check used. */
@@ -500,6 +502,26 @@ static void sess_outbound_check(struct sessions *m)
 	sess_retrieve(m);
 }
 
+/* The mail state says the work is done: outbound idle for the link,
+ * retrieval over (the caller is lingering), no provider session open, and
+ * for methods after which the provider may still call (etrn, command)
+ * done_grace of quiet. */
+static int sess_done(struct sessions *m, int64_t now)
+{
+	const struct retrieval *r = retrieve_method(m->sc->retrieve);
+	int64_t grace = r && r->end_known ? 0 : (int64_t)m->sc->done_grace * 1000000;
+
+	/* A line that drops takes the connection through it down an instant
+	 * before the modem says NO CARRIER: the work looks done then, but the
+	 * real cause of the end is the carrier. Half a second decides it. */
+	if (grace < SESS_DONE_SETTLE_US)
+		grace = SESS_DONE_SETTLE_US;
+
+	if (!m->sc->hangup_when_done || sess_busy(m) || smtp_server_inbound_sessions(m->smtp) > 0)
+		return 0;
+	return now - m->cur->last_activity_usec >= grace;
+}
+
 static void sess_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct sessions *m = arg;
@@ -542,9 +564,13 @@ static void sess_on_tick(evutil_socket_t fd, short what, void *arg)
 		s->msgs_out_linger = s->msgs_out_seen;
 		s->msgs_in_linger = s->msgs_in;
 	}
-	/* Never in the middle of a delivery through the link (mail a LAN client
-	 * just submitted): a hang-up there cuts a transaction whose 250 may be
-	 * on its way, and the resend is a duplicate. */
+	if (sess_done(m, now)) {
+		sess_hangup(m, "done");
+		return;
+	}
+	/* The safety net where the state cannot be known. Never in the middle of a delivery through
+	 * the link (mail a LAN client just submitted): a hang-up there cuts a transaction whose 250
+	 * may be on its way, and the resend is a duplicate. */
 	if (now - s->last_activity_usec >= (int64_t)m->sc->idle_timeout * 1000000 && !sess_busy(m))
 		sess_hangup(m, "idle");
 }

@@ -134,6 +134,18 @@ static const struct setting sess_settings[SESSION_N_KEYS] = {
      .max = WEEK,
      .off = SOFF(check_timeout),
      .help = "time the link check (DNS and connect to the smarthost) may take"},
+    {.name = "hangup_when_done",
+     .type = T_BOOL,
+     .def = "yes",
+     .off = SOFF(hangup_when_done),
+     .help = "hang up as soon as the mail state says the work is done, not after idle_timeout"},
+    {.name = "done_grace",
+     .type = T_DURATION,
+     .def = "5s",
+     .min = 0,
+     .max = WEEK,
+     .off = SOFF(done_grace),
+     .help = "after etrn or command retrieval, quiet time before the work counts as done"},
 };
 
 static const struct settings_table sess_table = {"[session]", sess_settings, SESSION_N_KEYS};

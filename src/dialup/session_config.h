@@ -13,7 +13,7 @@
 
 struct phonebook;
 
-#define SESSION_N_KEYS 9 /* rows of the [session] table (session_config.c) */
+#define SESSION_N_KEYS 11 /* rows of the [session] table (session_config.c) */
 
 /* [session] settings; every duration in seconds. */
 struct session_config {
@@ -28,6 +28,8 @@ struct session_config {
 	int dwq_count;
 	int min_dial_interval;		     /* min_dial_interval = 5m */
 	int check_timeout;		     /* check_timeout = 30s */
+	int hangup_when_done;		     /* hangup_when_done = yes */
+	int done_grace;			     /* done_grace = 5s (etrn, command) */
 	unsigned char given[SESSION_N_KEYS]; /* keys given (duplicate detection) */
 	/* retrieval settings: rows of each method's table (dialup/etrn.c,
 	 * command.c, atrn.c); the shared retrieve_timeout is dialup/retrieve.c's */

@@ -119,6 +119,7 @@ static struct retrieve_job *turn_run(const struct retrieval_ctx *ctx)
 }
 
 const struct retrieval turn_method = {
+    .end_known = 1,
     .name = "turn",
     .check = turn_check,
     .run = turn_run,

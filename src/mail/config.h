@@ -61,6 +61,7 @@ struct config {
 	int max_messages_per_connection;
 	int max_outbound_connections;
 	int max_connections_per_destination;
+	int max_connections_without_chunking;
 	int smtp_connect_timeout; /* client timeouts, seconds (RFC 5321 4.5.3.2) */
 	int smtp_banner_timeout;
 	int smtp_helo_timeout;

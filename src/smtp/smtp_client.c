@@ -950,17 +950,24 @@ static void smtpc_on_txn(struct smtpc *c, const struct smtpc_step *s, const char
 
 static void smtpc_on_banner(struct smtpc *c, const char *text)
 {
-	size_t n;
+	size_t n, len = strlen(text);
 
+	if (smtpc_class(c->reply.code) != Q_OK && c->opt.early_ehlo) {
+		/* the EHLO sent early must not be answered into a mail transaction */
+		smtpc_abort(c, SMTPC_GREETING_REFUSED, "greeting refused: %s", text);
+		return;
+	}
 	if (smtpc_class(c->reply.code) != Q_OK) {
 		smtpc_quit_fail(c, SMTPC_GREETING_REFUSED, "greeting refused: %s", text);
 		return;
 	}
+	c->res.peer_dialmail = len >= 15 && strcmp(text + len - 15, " ESMTP dialmail") == 0;
 	text += 4 < strlen(text) ? 4 : strlen(text);
 	n = strcspn(text, " \n");
 	free(c->remote_mta);
 	c->remote_mta = xstrndup(text, n);
-	smtpc_send_ehlo(c);
+	if (!c->opt.early_ehlo)
+		smtpc_send_ehlo(c);
 }
 
 static void smtpc_start_auth(struct smtpc *c);
@@ -997,6 +1004,8 @@ static void smtpc_on_ehlo(struct smtpc *c, const struct smtpc_step *s, const cha
 			memset(&c->caps, 0, sizeof(c->caps));
 		if (c->opt.lmtp)
 			c->caps.pipelining = 1; /* RFC 2033 4.2: LMTP implies it */
+		c->res.hello_done = 1;
+		c->res.chunking = c->caps.chunking;
 		smtpc_after_hello(c);
 	} else if (s->cmd == SC_EHLO && st == Q_PERMFAIL && !c->helo_tried && !c->opt.lmtp) {
 		c->helo_tried = 1;
@@ -1214,9 +1223,12 @@ static void smtpc_tls_up(struct smtpc *c)
 		return;
 	c->res.tls = 1;
 	free(c->tls_info);
-	c->tls_info = xasprintf("%s %s", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
+	c->res.tls_resumed = SSL_session_reused(c->ssl);
+	c->tls_info = xasprintf("%s %s%s", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
+				c->res.tls_resumed ? " (resumed)" : "");
 	memset(&c->caps, 0, sizeof(c->caps));
 	c->wrote = 0;
+	c->opt.early_ehlo = 0;
 	smtpc_send_ehlo(c);
 	c->res.waits++;
 	smtpc_timer_arm(c);
@@ -1226,8 +1238,10 @@ static SSL *smtpc_ssl_new(struct smtpc *c)
 {
 	SSL *ssl = SSL_new(c->ssl_ctx);
 
-	if (ssl)
+	if (ssl) {
 		tls_client_name(ssl, c->opt.server_name, c->opt.tls_verify);
+		tls_resume_ssl(ssl, c->opt.tls_session);
+	}
 	return ssl;
 }
 
@@ -1277,6 +1291,8 @@ static int smtpc_ssl_ctx(struct smtpc *c)
 		return -1;
 	SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_NONE, NULL); /* judged after the handshake */
+	if (c->opt.tls_session)
+		tls_resume_ctx(c->ssl_ctx);
 	if (c->opt.ca_file)
 		return SSL_CTX_load_verify_locations(c->ssl_ctx, c->opt.ca_file, NULL) == 1 ? 0
 											    : -1;
@@ -1294,6 +1310,8 @@ static void smtpc_on_connected(struct smtpc *c)
 	}
 	c->phase = PH_BANNER;
 	smtpc_push(c, SC_BANNER, -1, -1);
+	if (c->opt.early_ehlo)
+		smtpc_send_ehlo(c); /* its reply follows the greeting's */
 	smtpc_timer_arm(c);
 }
 
@@ -1342,6 +1360,7 @@ static void smtpc_opt_copy(struct smtpc_options *dst, const struct smtpc_options
 	dst->server_name = smtpc_dup(src->server_name);
 	dst->ca_file = smtpc_dup(src->ca_file);
 	dst->fingerprint = smtpc_dup(src->fingerprint);
+	dst->tls_session = smtpc_dup(src->tls_session);
 	dst->auth_user = smtpc_dup(src->auth_user);
 	dst->auth_pass = smtpc_dup(src->auth_pass);
 }
@@ -1352,6 +1371,7 @@ static void smtpc_opt_free(struct smtpc_options *o)
 	free((char *)o->server_name);
 	free((char *)o->ca_file);
 	free((char *)o->fingerprint);
+	free((char *)o->tls_session);
 	free((char *)o->auth_user);
 	free((char *)o->auth_pass);
 }

@@ -42,11 +42,16 @@ struct smtpc_options {
 	const char *ca_file;	 /* PEM CA bundle, or NULL */
 	const char *fingerprint; /* SHA-256 of the server certificate (DER),
 				    hex, ':' optional; NULL: no pin */
+	const char *tls_session; /* file of the TLS session kept for this peer
+				    (tls_resume_ssl); NULL: no resumption */
 	const char *auth_user;	 /* NULL: no AUTH */
 	const char *auth_pass;
 	int auth_plaintext_ok; /* allow AUTH without TLS */
 	int no_pipelining;     /* ignore PIPELINING even when offered */
 	int no_chunking;       /* ignore CHUNKING even when offered */
+	int early_ehlo;	       /* EHLO at once, not after the greeting (RFC 5321 3.1
+				  says wait): only towards a peer known to take it,
+				  a dialmail server; saves a one-way delay */
 	size_t max_messages;   /* per connection; 0 = no limit */
 	int batch;	       /* use XDMBATCH when offered (docs/batch-protocol.md) */
 	size_t batch_chunk;    /* its checkpoint size; 0: 16 KiB */
@@ -109,7 +114,11 @@ struct smtpc_session_result {
 	const char *remote_mta; /* first word of the greeting, or "" */
 	int tls;		/* the session ran under TLS */
 	const char *tls_info;	/* e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" */
+	int tls_resumed;	/* the handshake resumed a kept session */
 	int authenticated;
+	int peer_dialmail;  /* the greeting was dialmail's ("220 NAME ESMTP dialmail") */
+	int hello_done;	    /* EHLO or HELO was answered: chunking below is known */
+	int chunking;	    /* ... and the server offers CHUNKING */
 	size_t waits;	    /* times the client had to wait for a reply before it could
 			       send more (the banner counts): the round trips spent */
 	size_t messages_ok; /* messages with every recipient Q_OK */

@@ -15,6 +15,8 @@
 #include <openssl/x509v3.h>
 
 #include "lib/fingerprint.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
 #include "lib/xmalloc.h"
 
 #include "smtp/tls.h"
@@ -127,4 +129,64 @@ void tls_client_name(SSL *ssl, const char *name, int verify)
 		else
 			X509_VERIFY_PARAM_set1_host(vp, name, 0);
 	}
+}
+
+/* --- client session resumption ------------------------------------------- */
+
+static int tls_resume_index = -1; /* SSL ex_data slot: the session file */
+
+/* A server sent a session (TLS 1.3: after the handshake, with the next
+ * data): keep it in the SSL's file. Returns 0: OpenSSL keeps no reference. */
+static int tls_resume_new(SSL *ssl, SSL_SESSION *sess)
+{
+	const char *path = SSL_get_ex_data(ssl, tls_resume_index);
+	int len = i2d_SSL_SESSION(sess, NULL);
+	unsigned char *der, *p;
+
+	if (path == NULL || len <= 0 || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	der = p = xmalloc((size_t)len);
+	if (i2d_SSL_SESSION(sess, &p) == len && fs_write_atomic(path, der, (size_t)len, 0600) < 0)
+		log_warn("tls: cannot keep the session in %s", path);
+	free(der);
+	return 0;
+}
+
+void tls_resume_ctx(SSL_CTX *ctx)
+{
+	if (tls_resume_index < 0)
+		tls_resume_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	SSL_CTX_set_session_cache_mode(ctx,
+				       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, tls_resume_new);
+}
+
+void tls_resume_ssl(SSL *ssl, const char *path)
+{
+	struct buf der = BUF_INIT;
+	const unsigned char *p;
+	SSL_SESSION *sess;
+
+	if (tls_resume_index < 0 || path == NULL)
+		return;
+	SSL_set_ex_data(ssl, tls_resume_index, (void *)path);
+	if (fs_read_file(path, &der) == 0 && der.len > 0 && der.len < 65536) {
+		p = (const unsigned char *)der.data;
+		sess = d2i_SSL_SESSION(NULL, &p, (long)der.len);
+		if (sess && SSL_SESSION_is_resumable(sess))
+			SSL_set_session(ssl, sess); /* takes its own reference */
+		SSL_SESSION_free(sess);
+		ERR_clear_error(); /* a stale or damaged file is only a full handshake */
+	}
+	buf_free(&der);
+}
+
+char *tls_resume_path(const char *dir, const char *peer)
+{
+	char *path = xasprintf("%s/%s", dir, peer);
+
+	for (char *q = path + strlen(dir) + 1; *q; q++)
+		if (!isalnum((unsigned char)*q) && *q != '.' && *q != '-')
+			*q = '_';
+	return path;
 }

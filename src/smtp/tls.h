@@ -27,4 +27,18 @@ int tls_pin_matches(X509 *cert, const char *pin);
  * or address the peer's certificate must carry. name NULL: nothing. */
 void tls_client_name(SSL *ssl, const char *name, int verify);
 
+/* Session resumption (RFC 8446 2.2, RFC 5077): on a metered link a resumed
+ * handshake saves the certificate chain, kilobytes each call. A client
+ * context set up with tls_resume_ctx keeps each session a server gives in
+ * the file its SSL names (tls_resume_ssl: mode 0600, replaced atomically),
+ * and the next handshake with that file offers it. The file holds a secret
+ * of the session: its directory should be private. */
+void tls_resume_ctx(SSL_CTX *ctx);
+/* Offers the session kept in path, if any, and keeps new ones there. path
+ * must outlive ssl. */
+void tls_resume_ssl(SSL *ssl, const char *path);
+/* The file name for a peer under dir: "dir/" + peer with characters other
+ * than letters, digits, '.', '-' made '_'. Caller frees. */
+char *tls_resume_path(const char *dir, const char *peer);
+
 #endif

@@ -528,6 +528,50 @@ def test_gateway_port_only_during_a_call(sim, server):
     assert s.wait_transcript(r"call 1 hangup reason=dtr")
 
 
+def recv_exactly(c, n):
+    got = b""
+    while len(got) < n:
+        chunk = c.recv(65536)
+        assert chunk
+        got += chunk
+    return got
+
+
+def test_reverse_gateway_carries_the_far_sides_connections_on_the_same_line(sim, server):
+    """--reverse-gateway: while a call is up the far side (a provider
+    delivering to the site after ETRN) connects to its port and reaches a
+    server on the dialer's side; both directions share the line's speed,
+    and its bytes count in the call's totals."""
+    far = server(greeting=b"220 smarthost\r\n")
+    site = server(greeting=b"220 site\r\n")
+    gw, rgw = free_port(), free_port()
+    s = sim("--connect", "127.0.0.1:%d" % far.port, "--gateway-port", str(gw),
+            "--reverse-gateway", "%d:127.0.0.1:%d" % (rgw, site.port),
+            "--bps", "33600", "--latency", "100")
+    assert refused(rgw)
+    with s.open() as m:
+        assert m.command("ATD1") == "CONNECT 33600"
+        with socket.create_connection(("127.0.0.1", gw), timeout=5) as c, \
+                socket.create_connection(("127.0.0.1", rgw), timeout=5) as r:
+            c.settimeout(5)
+            r.settimeout(5)
+            assert recv_exactly(r, 10) == b"220 site\r\n"
+            assert recv_exactly(c, 15) == b"220 smarthost\r\n"
+            t0 = time.monotonic()
+            c.sendall(b"u" * 1680)                        # up, 0.5 s
+            r.sendall(b"d" * 1680)                        # down, 0.5 s
+            assert recv_exactly(c, 1680) == b"u" * 1680   # far echoes: down again
+            assert recv_exactly(r, 1680) == b"d" * 1680   # site echoes: up again
+            assert time.monotonic() - t0 >= 0.9           # each direction carried 1 s
+            assert site.received == b"d" * 1680
+        m.hangup()
+    assert wait_for(lambda: refused(rgw), 3)
+    assert s.wait_transcript(r"call 1 reverse gateway connection \d accepted")
+    hang = s.wait_transcript(r"call 1 hangup reason=dtr")[0]
+    tx, rx = map(int, re.search(r"bytes_tx=(\d+) bytes_rx=(\d+)", hang).groups())
+    assert tx == 10 + 1680 + 1680 and rx == 15 + 1680 + 1680, hang
+
+
 def test_link_replaces_stale_symlink_refuses_file_and_sigterm_cleans_up(
         modemsim_bin, tmp_path):
     link = tmp_path / "ttyMODEM"
@@ -564,7 +608,10 @@ def test_transcript_to_stdout_and_bad_options(modemsim_bin, tmp_path):
     assert p.returncode == 0
     for bad in (["--script", "BUSY,MAYBE"], ["--fail-rate", "2"], ["--bps", "x"],
                 ["--seed", "x1"], ["--latency", "-5"], ["--script", "DROP:x"],
-                ["--gateway-port", "2525"], ["--connect", "nocolon"]):
+                ["--gateway-port", "2525"], ["--connect", "nocolon"],
+                ["--profile", "gprs"], ["--drop-random", "500:100"],
+                ["--drop-random", "100"], ["--drop-chance", "1.5"], ["--turnaround", "-1"],
+                ["--reverse-gateway", "2600:127.0.0.1:25"]):
         r = subprocess.run([str(modemsim_bin), *bad], capture_output=True, timeout=5,
                            stdin=subprocess.DEVNULL)
         assert r.returncode == 2, (bad, r)
@@ -626,3 +673,121 @@ def test_incoming_call_auto_answer_no_answer_and_caller_hangup(sim):
         assert hub.read_exactly(4, timeout=3) == b"ping"
     assert b.wait_transcript(r"incoming call not answered \(no answer\) after 3 rings")
     assert b.wait_transcript(r"answered after 2 rings")
+
+
+# --- link profiles and random carrier drops ---------------------------------
+
+def start_line(s):
+    return next(l for l in s.transcript_lines() if " start pty=" in l)
+
+
+def echo_timing(m, payload, timeout=15):
+    """Sends payload to an echo server; returns (first byte back, all back) in s."""
+    t0 = time.monotonic()
+    m.send(payload)
+    first = m.read_exactly(1, timeout=timeout)
+    t_first = time.monotonic() - t0
+    rest = m.read_exactly(len(payload) - 1, timeout=timeout)
+    assert first + rest == payload
+    return t_first, time.monotonic() - t0
+
+
+def profile_echo(sim, srv, connect, payload, *args, timeout=5):
+    """Starts modemsim with args, dials (CONNECT must say `connect`), echoes
+    payload; returns (start line, setup time, first byte back, all back)."""
+    s = sim("--connect", "127.0.0.1:%d" % srv.port, *args)
+    with s.open() as m:
+        t0 = time.monotonic()
+        assert m.command("ATD1", timeout=timeout) == connect
+        setup = time.monotonic() - t0
+        first, full = echo_timing(m, payload)
+    assert s.wait_transcript(r"call 1 hangup reason=dtr bytes_tx=%d bytes_rx=%d"
+                             % (len(payload), len(payload)))
+    line = start_line(s)
+    s.stop()
+    return line, setup, first, full
+
+
+def test_iridium_profile_paces_at_2400_with_a_three_second_round_trip(sim, server):
+    """--profile iridium: 240 bytes/s and 1.5 s each way; an explicit option
+    (the call setup here, to keep the test short) overrides the profile."""
+    line, _, first, full = profile_echo(sim, server(), "CONNECT 2400", b"i" * 240,
+                                        "--profile", "iridium", "--connect-delay", "0.2")
+    assert "profile=iridium bps=2400 latency=1500 turnaround=0 connect_delay=0.2 " in line
+    assert 3.0 <= first < 4.5, first                      # two one-way delays
+    assert 4.0 <= full < 6.0, full                        # + 1 s of data, pipelined
+
+
+def test_bgan_profile_call_setup_and_speed(sim, server):
+    line, setup, first, full = profile_echo(sim, server(), "CONNECT 256000", b"b" * 25600,
+                                            "--profile", "bgan", timeout=10)
+    assert "bps=256000 latency=500 turnaround=0 connect_delay=5 " in line
+    assert 4.9 <= setup < 7.0, setup                      # the call setup
+    assert 1.0 <= first < 2.0, first                      # 25600 bytes: 1 s of line time
+    assert 2.0 <= full < 3.5, full
+
+
+def test_hf_profile_is_half_duplex_with_turnarounds(sim, server):
+    """300 bytes/s, and the line carries one direction at a time: the echo
+    waits for the upload to end plus the 1.2 s turnaround. The control with
+    --turnaround 0 is full duplex."""
+    srv = server()
+    hf = ("--profile", "hf", "--connect-delay", "0")
+    line, _, first, full = profile_echo(sim, srv, "CONNECT 3000", b"h" * 300, *hf)
+    assert "bps=3000 latency=100 turnaround=1200 " in line
+    assert 2.25 <= first < 3.5, first                     # upload + turnaround + delay
+    assert 3.2 <= full < 5.0, full
+    _, _, first, full = profile_echo(sim, srv, "CONNECT 3000", b"h" * 300, *hf,
+                                     "--turnaround", "0")
+    assert first < 0.6, first
+    assert 1.0 <= full < 2.0, full
+
+
+def test_v34_profile(sim, server):
+    line, _, first, full = profile_echo(sim, server(), "CONNECT 33600", b"v" * 3360,
+                                        "--profile", "v34", "--connect-delay", "0.1")
+    assert "bps=33600 latency=300 turnaround=0 connect_delay=0.1 " in line
+    assert 0.6 <= first < 1.2, first
+    assert 1.6 <= full < 3.0, full
+
+
+def random_drops(sim, srv, seed, calls, *extra):
+    """Dials `calls` calls sending data until NO CARRIER (or 3000 bytes);
+    returns the drop offset of each call (None: no drop) from the transcript,
+    after checking that the bytes that crossed are exactly that offset."""
+    s = sim("--connect", "127.0.0.1:%d" % srv.port, "--bps", "1000000",
+            "--seed", str(seed), *extra)
+    with s.open() as m:
+        for _ in range(calls):
+            assert m.command("ATD1") == "CONNECT 1000000"
+            m.send(b"d" * 3000)
+            try:
+                m.read_until(rb"\r\nNO CARRIER\r\n", timeout=2)
+            except AssertionError:
+                m.hangup()
+            assert m.command("AT") == "OK"
+    offsets = []
+    for n in range(1, calls + 1):
+        hang = s.wait_transcript(r"call %d hangup reason=" % n)[0]
+        tx, rx = map(int, re.search(r"bytes_tx=(\d+) bytes_rx=(\d+)", hang).groups())
+        will = [l for l in s.transcript_lines() if "call %d carrier will drop after" % n in l]
+        if not will:
+            assert "reason=dtr" in hang
+            offsets.append(None)
+            continue
+        b = int(re.search(r"after (\d+) bytes", will[0]).group(1))
+        assert "reason=carrier" in hang and tx + rx == b, (hang, b)
+        offsets.append(b)
+    s.stop()
+    return offsets
+
+
+def test_carrier_drops_at_random_offsets_reproducible_by_seed(sim, server):
+    srv = server()
+    a = random_drops(sim, srv, 7, 6, "--drop-random", "100:4000")
+    assert all(o is not None and 100 <= o <= 4000 for o in a), a
+    assert len(set(a)) >= 5, a                             # offsets differ call to call
+    assert random_drops(sim, srv, 7, 6, "--drop-random", "100:4000") == a
+    assert random_drops(sim, srv, 8, 6, "--drop-random", "100:4000") != a
+    half = random_drops(sim, srv, 9, 8, "--drop-random", "100:4000", "--drop-chance", "0.5")
+    assert None in half and any(o is not None for o in half), half

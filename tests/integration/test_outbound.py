@@ -14,6 +14,7 @@ import time
 import pytest
 
 from dovecot import Dovecot
+from pki import make_ca, make_server_cert
 from smtpraw import send_message
 from wait import wait_until
 
@@ -214,6 +215,87 @@ def test_tls_required_but_not_offered_defers_and_sends_nothing_in_clear(daemon, 
     assert st["far@remote.example"]["state"] == "pending"
     ev = dm.events_with(3010)
     assert ev and ev[-1]["cause"] == "tls-not-offered"
+
+
+def send_one_and_wait(dm, rec, i):
+    """Message i to the smarthost rec, on a connection of its own."""
+    r = send_message(dm.port, "alice@localhost", ["far%d@remote.example" % i],
+                     b"Subject: %d\r\n\r\nbody\r\n" % i)
+    assert r.code == 250
+    assert rec.wait_closed(i + 1, timeout=10)
+    assert wait_until(lambda: len(dm.events_with(3001)) == i + 1, 5), dm.events()
+
+
+def test_tls_session_resumed_on_the_next_connection(daemon, recorders, tmp_path):
+    """Each connection to a TLS smarthost keeps the session the server gave
+    in DIR/tls (0700; the file 0600, named after the address): the next
+    connection resumes it instead of a full handshake (a certificate chain
+    less on the line)."""
+    ca = make_ca(tmp_path, "ca")
+    srv = make_server_cert(ca)
+    rec = recorders(extensions=["PIPELINING", "STARTTLS"], certfile=str(srv["cert"]),
+                    keyfile=str(srv["key"]))
+    dm = smarthost_daemon(daemon, rec.port, route_opts="tls=required ca=%s" % ca["cert"])
+    for i in range(2):
+        send_one_and_wait(dm, rec, i)
+    assert [s.tls for s in rec.sessions] == [True, True]
+    assert [s.tls_resumed for s in rec.sessions] == [False, True]
+    kept = dm.dir / "tls" / ("127.0.0.1_%d" % rec.port)
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert (dm.dir / "tls").stat().st_mode & 0o777 == 0o700
+
+
+def test_early_ehlo_once_the_peer_is_known_to_be_dialmail(daemon, recorders):
+    """The first connection waits for the greeting; it says "ESMTP dialmail",
+    which is remembered (DIR/peers/ADDR_PORT), and the next connection sends
+    EHLO at once, a one-way delay earlier. A peer whose greeting is anyone
+    else's is forgotten again."""
+    rec = recorders(extensions=["PIPELINING", "CHUNKING"], banner_delay=0.4,
+                    banner="220 hub.test ESMTP dialmail")
+    dm = smarthost_daemon(daemon, rec.port)
+    mark = dm.dir / "peers" / ("127.0.0.1_%d" % rec.port)
+    orders = []
+    for i in range(2):
+        send_one_and_wait(dm, rec, i)
+        orders.append([d for _, d, data in rec.sessions[i].log if d in "CS" and data][0])
+    assert orders == ["S", "C"], orders
+    assert mark.exists()
+    rec.banner = "220 other.test ESMTP Postfix"
+    r = send_message(dm.port, "alice@localhost", ["far2@remote.example"], b"Subject: 2\r\n\r\nb\r\n")
+    assert r.code == 250
+    assert wait_until(lambda: len(dm.events_with(3001)) == 3, 10), dm.events()
+    assert wait_until(lambda: not mark.exists(), 5)
+
+
+def test_parallel_connections_towards_a_server_without_chunking(daemon, recorders):
+    """Without CHUNKING each message waits a round trip for its 354: once a
+    destination is known not to offer it, its waiting messages are shared
+    among max_connections_without_chunking connections (3 here) instead of
+    going one after the other on one; with CHUNKING one connection carries
+    them all. What the server offers is remembered across a restart."""
+    for chunking, want in ((False, [3, 3, 2]), (True, [8])):
+        ext = ["PIPELINING"] + (["CHUNKING"] if chunking else [])
+        rec = recorders(extensions=ext, delay=0.05)
+        dm = smarthost_daemon(daemon, rec.port, "max_connections_without_chunking = 3",
+                              "retry_intervals = 1h")
+        send_one_and_wait(dm, rec, 0)                 # learns what the server offers
+        port = rec.port
+        mark = dm.dir / "peers" / ("127.0.0.1_%d.nochunking" % port)
+        assert mark.exists() != chunking              # kept across restarts
+        dm.stop()
+        dm.start()
+        rec.stop()
+        for i in range(1, 9):                         # refused: they wait
+            r = send_message(dm.port, "alice@localhost", ["far%d@remote.example" % i],
+                             b"Subject: %d\r\n\r\nbody\r\n" % i)
+            assert r.code == 250
+        assert wait_until(lambda: len(dm.events_with(3002)) >= 8, 10), dm.events()
+        again = recorders(port=port, extensions=ext, delay=0.05)
+        assert dm.cli("flush", "--dir", str(dm.dir)).returncode == 0
+        assert wait_until(lambda: sum(len(x.messages) for x in again.sessions) == 8, 15)
+        assert again.wait_closed(len(again.sessions))
+        assert sorted((len(x.messages) for x in again.sessions), reverse=True) == want
+        dm.stop()
 
 
 def test_expired_message_bounces_to_local_sender(daemon, recorders):

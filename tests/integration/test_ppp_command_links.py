@@ -134,7 +134,7 @@ def test_ppp_session_delivers_and_stops_pppd_at_hangup(daemon, ppp):
     assert d.send("a@client.test", ["x@example.org"], message("over ppp")).code == 250
     r = dial(d)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "delivered 1/1" in r.stdout and "hung up: idle" in r.stdout, r.stdout
+    assert "delivered 1/1" in r.stdout and "hung up: done" in r.stdout, r.stdout
     # pppd got the line and the entry's options, signalled up, and was
     # stopped at hang-up.
     runs = ppp.runs()
@@ -204,7 +204,7 @@ def test_ppp_modem_hangup_redials_and_connects(daemon, ppp):
 def test_pppd_dying_mid_session_is_link_lost(daemon, ppp):
     ppp.modem()
     ppp.codes("up")
-    d = daemon(*ppp.config(idle="30s"))
+    d = daemon(*ppp.config(idle="30s", session=["hangup_when_done = no"]))
     p = subprocess.Popen([d.bin, "dial", "--dir", str(d.dir)], stdout=subprocess.PIPE, text=True)
     try:
         assert d.wait_event(4113, 15), d.log_text()
@@ -310,7 +310,7 @@ class NetnsRig:
     def isp_side(self, state):
         run("ip", "-n", self.isp, "link", "set", self.visp, state)
 
-    def config(self, port, check=None, extra=(), idle="1s"):
+    def config(self, port, check=None, extra=(), idle="1s", session=()):
         check = check or ("ping -c 1 -W 1 192.0.2.2" if shutil.which("ping")
                           else "timeout 2 bash -c 'exec 3<>/dev/tcp/192.0.2.2/25'")
         return ["listen = 127.0.0.1:%d" % port, "syslog = no", "run_as_root = yes",
@@ -322,7 +322,7 @@ class NetnsRig:
                 "check = %s" % check, "up_timeout = 4s",
                 "redial_attempts = 2", "redial_interval = 200ms", *extra,
                 "[session]", "idle_timeout = %s" % idle, "check_timeout = 3s",
-                "session_window = 8s"]
+                "session_window = 8s", *session]
 
     def start_daemon(self, dir, lines):
         """The daemon inside the site namespace (stopped by its PID)."""
@@ -390,7 +390,7 @@ def test_command_link_veth_between_namespaces(dialmail_bin, netns, tmp_path):
     assert "command link" in up["text"], up
     s = ledger(dir)[0]
     assert s["result"] == "ok" and s["entry"] == "vpn" and s["messages_out"] == 3
-    assert s["hangup_reason"] == "idle"
+    assert s["hangup_reason"] == "done"
 
 
 def test_command_link_check_failing_is_a_cause_and_down_runs(dialmail_bin, netns, tmp_path):
@@ -425,7 +425,7 @@ def test_command_link_check_failing_mid_session_ends_it(dialmail_bin, netns, tmp
     4117 and its cause, instead of idling on a dead link."""
     dir = tmp_path / "spool"
     port = free_port()
-    netns.start_daemon(dir, netns.config(port, idle="2m"))
+    netns.start_daemon(dir, netns.config(port, idle="2m", session=["hangup_when_done = no"]))
     dial = subprocess.Popen([str(dialmail_bin), "dial", "--dir", str(dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

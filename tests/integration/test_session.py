@@ -5,6 +5,7 @@
 # events tell the story. Invariant: every process a test starts is stopped by
 # its PID, and every wait is bounded.
 import json
+import os
 import re
 import subprocess
 import time
@@ -39,7 +40,7 @@ def test_busy_busy_connect_redials_and_hangs_up(daemon, rig):
     out = r.stdout
     # Live progress: each step in order.
     steps = ["session started", "Dialing", "BUSY", "redialling in 0.2s", "BUSY",
-             "CONNECT 33600", "link check ok", "outbound done", "hung up: idle",
+             "CONNECT 33600", "link check ok", "outbound done", "hung up: done",
              "session ok"]
     pos = 0
     for s in steps:
@@ -53,7 +54,7 @@ def test_busy_busy_connect_redials_and_hangs_up(daemon, rig):
     assert [(a["cause"], a["attempt"]) for a in s["attempts"]] == [
         ("busy", 1), ("busy", 2), ("connected", 3)]
     assert "BUSY" in s["attempts"][0]["text"] and s["attempts"][2]["text"] == "CONNECT 33600"
-    assert s["hangup_reason"] == "idle" and s["connect_seconds"] >= 1
+    assert s["hangup_reason"] == "done", s
     ids = [e["id"] for e in d.events() if 4100 <= e["id"] < 4200]
     assert ids.count(4106) == 2
     for want in (4110, 4111, 4101, 4113, 4102, 4114):
@@ -264,10 +265,65 @@ def test_status_without_daemon(run_cli, tmp_path):
     assert r.returncode != 0 and "no daemon" in r.stderr
 
 
+def send_to_link(d, n):
+    for i in range(n):
+        r = subprocess.run([d.bin, "sendmail", "-f", "me@branch.test", "r%d@example.org" % i],
+                           input=b"Subject: %d\n\nbody\n" % i, capture_output=True,
+                           env=dict(os.environ, DIALMAIL_DIR=str(d.dir)), timeout=30)
+        assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("when_done", ["yes", "no"])
+def test_hangs_up_when_the_work_is_done(daemon, rig, when_done):
+    """With the default idle_timeout (2m), the line is dropped as soon as the
+    outbound mail is sent and retrieval is over, not two minutes later; with
+    hangup_when_done = no only the idle timer (here 3s) hangs up."""
+    link, gw = rig.modem("modem0")
+    d = daemon(*rig.config(rig.entry("isp", link),
+                           session=["hangup_when_done = %s" % when_done]
+                           + (["idle_timeout = 3s"] if when_done == "no" else
+                              ["idle_timeout = 2m"]),
+                           routes=["example.org = smarthost 127.0.0.1:%d via=isp" % gw]))
+    send_to_link(d, 3)
+    t0 = time.monotonic()
+    r = dial(d)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sum(len(x.messages) for x in rig.rec.sessions) == 3
+    s = ledger(d)[-1]
+    assert s["messages_out"] == 3, s
+    if when_done == "yes":
+        assert "hung up: done" in r.stdout and s["hangup_reason"] == "done", s
+        assert s["connect_seconds"] < 3 and took < 15, (s, took)
+    else:
+        assert "hung up: idle" in r.stdout and s["hangup_reason"] == "idle", s
+        assert s["connect_seconds"] >= 3, s
+    ended = [e for e in d.events() if e["id"] == 4114]
+    assert ended and ended[-1]["reason"] == s["hangup_reason"], ended
+
+
+def test_done_grace_after_a_retrieval_whose_end_cannot_be_known(daemon, rig):
+    """After retrieve = command the provider may still call back: the work
+    counts as done only after done_grace without activity, then the line
+    drops at once (idle_timeout, 2m here, is only the safety net)."""
+    link, gw = rig.modem("modem0")
+    d = daemon(*rig.config(rig.entry("isp", link),
+                           session=["idle_timeout = 2m", "done_grace = 2s", "retrieve = command",
+                                    "retrieve_command = true"],
+                           routes=["example.org = smarthost 127.0.0.1:%d via=isp" % gw]))
+    r = dial(d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = ledger(d)[-1]
+    assert "hung up: done" in r.stdout and s["hangup_reason"] == "done", (r.stdout, s)
+    assert 2 <= s["connect_seconds"] < 10, s
+
+
 def test_open_inbound_smtp_keeps_the_line_up(daemon, rig):
     link, _ = rig.modem("modem0", gateway=False)
     # the far side comes over loopback here: provider_networks names it
-    d = daemon(*rig.config(rig.entry("isp", link), main=["provider_networks = 127.0.0.1/32"]))
+    # the safety net: with the state unknown, only idle_timeout hangs up
+    d = daemon(*rig.config(rig.entry("isp", link), session=["hangup_when_done = no"],
+                           main=["provider_networks = 127.0.0.1/32"]))
     p = subprocess.Popen([d.bin, "dial", "--dir", str(d.dir)], stdout=subprocess.PIPE,
                          text=True)
     try:
@@ -371,7 +427,8 @@ def test_only_the_providers_smtp_keeps_the_line_up(daemon, rig, provider):
     client in provider_networks does both."""
     link, gw = rig.modem("modem0")
     main = ["provider_networks = 127.0.0.1/32"] if provider else []
-    d = daemon(*rig.config(rig.entry("isp", link), session=["idle_timeout = 2s"],
+    d = daemon(*rig.config(rig.entry("isp", link),
+                           session=["idle_timeout = 2s", "hangup_when_done = no"],
                            routes=["example.org = smarthost 127.0.0.1:%d via=isp" % gw],
                            main=main))
     proc = subprocess.Popen([d.bin, "dial", "--dir", str(d.dir)], stdout=subprocess.PIPE,

@@ -354,6 +354,70 @@ def test_starttls_and_auth_plain(smtpc_bin, queue, recorders, pki):
     assert [m.data for m in s.messages] == [queue.content(q) for q in queue.ids]
 
 
+def test_tls_session_is_kept_and_resumed(smtpc_bin, queue, recorders, pki, tmp_path):
+    """--tls-session FILE: the first handshake is full and the session the
+    server gives is kept in FILE (mode 0600); the next connection resumes it
+    (the server sees a reused session, the certificate is still checked); a
+    damaged file costs only a full handshake."""
+    rec = tls_recorder(recorders, pki)
+    kept = tmp_path / "tls" / "peer"
+    kept.parent.mkdir(mode=0o700)
+    args = ("--tls", "required", "--ca", pki["ca"], "--servername", "localhost",
+            "--tls-session", str(kept))
+    resumed = []
+    for i, damage in enumerate((False, False, True, False)):
+        if damage:
+            kept.write_bytes(b"\x30\x03garbage")
+        queue.add(["r%d@remote.example" % i])
+        r, res, sess = run_smtpc(smtpc_bin, queue, rec.port, *args)
+        assert sess["cause"] == "ok" and all(x["status"] == "ok" for x in res), sess
+        assert rec.wait_closed()
+        assert rec.sessions[-1].tls_resumed == sess["tls_resumed"]
+        assert ("(resumed)" in sess["tls_info"]) == sess["tls_resumed"], sess
+        resumed.append(sess["tls_resumed"])
+        assert kept.exists() and kept.stat().st_mode & 0o777 == 0o600
+    assert resumed == [False, True, False, True], resumed
+    # A pin that does not match fails a resumed session too.
+    queue.add(["pin@remote.example"])
+    r, res, sess = run_smtpc(smtpc_bin, queue, rec.port, *args, "--fingerprint", "00" * 32)
+    assert sess["cause"] == "tls-failed" and "fingerprint" in sess["text"], sess
+
+
+def first_sides(session):
+    """The order in which the two sides first sent: e.g. "CS" (client first)."""
+    out = ""
+    for _, d, data in session.log:
+        if d in ("C", "S") and data and d not in out:
+            out += d
+    return out
+
+
+def test_early_ehlo_to_a_dialmail_peer(smtpc_bin, queue, recorders):
+    """--early-ehlo: EHLO leaves at connect, before the greeting (which a
+    dialmail server sends whatever came in); the session goes on as usual.
+    The greeting says whether the peer is a dialmail (what outbound
+    remembers). Without the option the client waits for the greeting."""
+    rec = recorders(extensions=["PIPELINING", "CHUNKING"], banner_delay=0.5,
+                    banner="220 hub.test ESMTP dialmail")
+    queue.add(["a@remote.example"])
+    for early, order in ((False, "SC"), (True, "CS")):
+        r, res, sess = run_smtpc(smtpc_bin, queue, rec.port, *(["--early-ehlo"] if early else []))
+        assert sess["cause"] == "ok" and res[0]["status"] == "ok" and sess["peer_dialmail"], sess
+        assert rec.wait_closed(len(rec.sessions))
+        assert first_sides(rec.sessions[-1]) == order
+        assert rec.sessions[-1].client_bytes().startswith(b"EHLO client.test\r\nMAIL FROM:")
+
+
+def test_early_ehlo_and_a_refused_greeting_sends_no_mail(smtpc_bin, queue, recorders):
+    rec = recorders(banner="554 5.7.1 go away")
+    queue.add(["a@remote.example"])
+    r, res, sess = run_smtpc(smtpc_bin, queue, rec.port, "--early-ehlo")
+    assert sess["cause"] == "greeting-refused" and not sess["peer_dialmail"], sess
+    assert res[0]["status"] == "tempfail"
+    assert rec.wait_closed()
+    assert b"MAIL" not in rec.sessions[0].client_bytes()
+
+
 def test_auth_login(smtpc_bin, queue, recorders, pki):
     rec = tls_recorder(recorders, pki, ext=("PIPELINING", "STARTTLS", "AUTH LOGIN"))
     queue.add(["a@remote.example"])

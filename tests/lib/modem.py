@@ -13,6 +13,7 @@ blocks longer than the timeout it was given.
             assert sim.wait_transcript(r"call 1 dial 5551234 -> BUSY")
 """
 
+import datetime
 import os
 import re
 import select
@@ -282,3 +283,43 @@ class ModemSim:
             if time.monotonic() > deadline:
                 return []
             time.sleep(0.02)
+
+
+def _stamp(line):
+    """The time of a transcript line ("2026-11-25T12:00:00.100Z ...")."""
+    t = datetime.datetime.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def call_record(transcript, call=None):
+    """What the phone company sees of one call in a modemsim transcript:
+    dict(dialed, connected, hangup (epoch seconds), tx, rx (bytes), reason).
+    call None: the one call that connected (AssertionError if not one)."""
+    lines = Path(transcript).read_text(errors="replace").splitlines()
+    up = [l for l in lines if re.search(r" call \d+ dial \S+ -> CONNECT", l)]
+    if call is None:
+        if len(up) != 1:
+            raise AssertionError("expected one connected call, transcript has %d" % len(up))
+        call = int(re.search(r" call (\d+) ", up[0]).group(1))
+    up = [l for l in up if " call %d " % call in l]
+    dialing = [l for l in lines if " call %d dialing " % call in l]
+    down = [l for l in lines if " call %d hangup " % call in l]
+    if not up or not down:
+        raise AssertionError("call %d did not connect and hang up" % call)
+    m = re.search(r"reason=(\S+) bytes_tx=(\d+) bytes_rx=(\d+)", down[0])
+    return {"dialed": _stamp(dialing[0]) if dialing else _stamp(up[0]),
+            "connected": _stamp(up[0]), "hangup": _stamp(down[0]),
+            "reason": m.group(1), "tx": int(m.group(2)), "rx": int(m.group(3))}
+
+
+def line_settings(transcript):
+    """The line of a modemsim run from its transcript's start line:
+    dict(profile, bps, latency_ms, turnaround_ms, connect_delay)."""
+    for l in Path(transcript).read_text(errors="replace").splitlines():
+        m = re.search(r" start .*profile=(\S+) bps=(\d+) latency=(\d+) turnaround=(\d+) "
+                      r"connect_delay=(\S+)", l)
+        if m:
+            return {"profile": m.group(1), "bps": int(m.group(2)),
+                    "latency_ms": int(m.group(3)), "turnaround_ms": int(m.group(4)),
+                    "connect_delay": float(m.group(5))}
+    raise AssertionError("no start line in %s" % transcript)

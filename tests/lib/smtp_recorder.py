@@ -44,6 +44,7 @@ class Session:
         self.messages = []
         self.auth = []  # (mechanism, user, password, accepted, under_tls)
         self.tls = False
+        self.tls_resumed = False  # the handshake resumed a session (ticket)
         self.closed_at = None
         self.started = time.monotonic()
 
@@ -248,6 +249,7 @@ class Conn:
             self.close()
             return
         self.s.tls = True
+        self.s.tls_resumed = self.sock.session_reused
         self.buf = b""
         self.reset()
 

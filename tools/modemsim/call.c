@@ -56,6 +56,24 @@ static size_t call_piece(long speed)
 	return (size_t)(n < 16 ? 16 : n > 4096 ? 4096 : n);
 }
 
+/* When a chunk can start on the wire: after the direction's previous one,
+ * and on a half-duplex line after the other direction's plus the turnaround. */
+static int64_t call_start(struct modem *m, struct ms_pipe *p, int64_t now)
+{
+	struct ms_call *c = &m->call;
+	int64_t start = p->wire_free > now ? p->wire_free : now;
+	int dir = p == &c->up ? 1 : 2;
+
+	if (m->o.turnaround_ms <= 0)
+		return start;
+	if (c->line_free > start)
+		start = c->line_free;
+	if (c->line_dir && c->line_dir != dir)
+		start += (int64_t)m->o.turnaround_ms * 1000;
+	c->line_dir = dir;
+	return start;
+}
+
 static void call_push(struct modem *m, struct ms_pipe *p, const char *data, size_t len, int relay)
 {
 	struct ms_call *c = &m->call;
@@ -64,7 +82,7 @@ static void call_push(struct modem *m, struct ms_pipe *p, const char *data, size
 	for (size_t off = 0; off < len || (len == 0 && off == 0);) {
 		size_t k = len - off < call_piece(c->speed) ? len - off : call_piece(c->speed);
 		struct ms_chunk *ch = xmalloc(sizeof(*ch) + k);
-		int64_t start = p->wire_free > now ? p->wire_free : now;
+		int64_t start = call_start(m, p, now);
 
 		ch->next = NULL;
 		ch->relay = relay;
@@ -74,6 +92,7 @@ static void call_push(struct modem *m, struct ms_pipe *p, const char *data, size
 		if (k)
 			memcpy(ch->data, data + off, k);
 		p->wire_free = start + (int64_t)k * 10 * 1000000 / c->speed;
+		c->line_free = p->wire_free;
 		ch->due = p->wire_free + (int64_t)m->o.latency_ms * 1000;
 		if (p->tail)
 			p->tail->next = ch;
@@ -119,7 +138,7 @@ void call_dial(struct modem *m, const char *number)
 	snprintf(c->number, sizeof(c->number), "%s", number);
 	c->oc = call_choose(m);
 	c->speed = c->oc.speed ? c->oc.speed : m->o.bps;
-	c->drop = c->oc.drop >= 0 ? c->oc.drop : m->o.drop_after;
+	c->drop = profile_drop(m, c->oc.drop);
 	c->tx = c->rx = 0;
 	c->plus = 0;
 	c->connecting = false;
@@ -168,9 +187,9 @@ void call_abort(struct modem *m, const char *why)
 	at_attempt_over(m);
 }
 
-static int call_listen(struct modem *m)
+static int call_listen(int port)
 {
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(m->o.gateway_port)};
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -181,7 +200,23 @@ static int call_listen(struct modem *m)
 		close(fd);
 		return -1;
 	}
-	m->call.listen_fd = fd;
+	return fd;
+}
+
+/* The gateway listeners of a call that is up: -1 with errno if one fails. */
+static int call_listeners(struct modem *m)
+{
+	struct ms_call *c = &m->call;
+
+	if (m->o.gateway_port && (c->listen_fd = call_listen(m->o.gateway_port)) < 0)
+		return -1;
+	if (m->o.reverse_port && (c->rlisten_fd = call_listen(m->o.reverse_port)) < 0) {
+		int e = errno;
+		close(c->listen_fd);
+		c->listen_fd = -1;
+		errno = e;
+		return -1;
+	}
 	return 0;
 }
 
@@ -191,10 +226,10 @@ static void call_connected(struct modem *m)
 	const char *res;
 
 	c->connecting = false;
-	if (m->o.gateway_port && call_listen(m) < 0) {
+	if (call_listeners(m) < 0) {
 		char why[96];
-		snprintf(why, sizeof(why), "gateway port %d: %s", m->o.gateway_port,
-			 strerror(errno));
+		snprintf(why, sizeof(why), "gateway port %d/%d: %s", m->o.gateway_port,
+			 m->o.reverse_port, strerror(errno));
 		call_failed(m, RC_NO_CARRIER, why);
 		return;
 	}
@@ -204,24 +239,32 @@ static void call_connected(struct modem *m)
 		ms_log(m, "call %ld carrier will drop after %lld bytes", c->no, c->drop);
 	if (m->o.gateway_port)
 		ms_log(m, "call %ld gateway 127.0.0.1:%d open", c->no, m->o.gateway_port);
+	if (m->o.reverse_port)
+		ms_log(m, "call %ld reverse gateway 127.0.0.1:%d open", c->no, m->o.reverse_port);
 	c->up.wire_free = c->down.wire_free = 0;
+	c->line_free = 0;
+	c->line_dir = 0;
 	call_online(m);
 }
 
-static int call_socket(struct modem *m)
+static int call_socket_to(const struct sockaddr_storage *to, socklen_t len)
 {
-	int fd = socket(m->o.target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(to->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -1;
-	if (connect(fd, (struct sockaddr *)&m->o.target, m->o.target_len) < 0 &&
-	    errno != EINPROGRESS) {
+	if (connect(fd, (const struct sockaddr *)to, len) < 0 && errno != EINPROGRESS) {
 		int e = errno;
 		close(fd);
 		errno = e;
 		return -1;
 	}
 	return fd;
+}
+
+static int call_socket(struct modem *m)
+{
+	return call_socket_to(&m->o.target, m->o.target_len);
 }
 
 /* The dial's time has come: the scripted or random outcome happens now. */
@@ -304,6 +347,11 @@ void call_hangup(struct modem *m, const char *reason)
 	if (c->listen_fd >= 0) {
 		close(c->listen_fd);
 		c->listen_fd = -1;
+		m->gen++;
+	}
+	if (c->rlisten_fd >= 0) {
+		close(c->rlisten_fd);
+		c->rlisten_fd = -1;
 		m->gen++;
 	}
 	call_end_close(m, &c->remote);
@@ -390,7 +438,9 @@ static struct ms_end *call_dest(struct modem *m, const struct ms_chunk *ch, bool
 		return up && c->remote.fd >= 0 ? &c->remote : NULL;
 	if (!c->relays[ch->relay].used)
 		return NULL;
-	return up ? &c->relays[ch->relay].remote : &c->relays[ch->relay].client;
+	/* A reverse relay's client is on the far side: its data goes down. */
+	return up != c->relays[ch->relay].reverse ? &c->relays[ch->relay].remote
+						  : &c->relays[ch->relay].client;
 }
 
 /* End of stream reached the far side of the wire. Returns false if the call ended. */
@@ -532,13 +582,20 @@ static void call_relay_done(struct modem *m, int i)
 		call_relay_close(m, i, "both sides closed");
 }
 
+/* The direction of the line a relay end's data takes: the client of a
+ * gateway connection sends up, of a reverse gateway connection down. */
+static struct ms_pipe *call_relay_pipe(struct modem *m, const struct ms_relay *r, bool client)
+{
+	return client != r->reverse ? &m->call.up : &m->call.down;
+}
+
 static void call_relay_client(struct modem *m, void *arg, short revents)
 {
 	int i = (int)(intptr_t)arg;
 	struct ms_relay *r = &m->call.relays[i];
 
 	if ((revents & (POLLIN | POLLHUP | POLLERR)) && !r->client.eof)
-		call_end_read(m, &r->client, &m->call.up, i);
+		call_end_read(m, &r->client, call_relay_pipe(m, r, true), i);
 	if ((revents & POLLOUT) && call_end_write(&r->client) < 0) {
 		call_relay_close(m, i, "client write failed");
 		return;
@@ -557,14 +614,14 @@ static void call_relay_remote(struct modem *m, void *arg, short revents)
 		getsockopt(r->remote.fd, SOL_SOCKET, SO_ERROR, &err, &len);
 		if (err) {
 			ms_log(m, "call %ld gateway connection %d: connect %s: %s", m->call.no, i,
-			       m->o.target_name, strerror(err));
+			       r->reverse ? m->o.rtarget_name : m->o.target_name, strerror(err));
 			call_relay_close(m, i, "connect failed");
 			return;
 		}
 		r->connecting = false;
 	}
 	if ((revents & (POLLIN | POLLHUP | POLLERR)) && !r->remote.eof)
-		call_end_read(m, &r->remote, &m->call.down, i);
+		call_end_read(m, &r->remote, call_relay_pipe(m, r, false), i);
 	if ((revents & POLLOUT) && call_end_write(&r->remote) < 0) {
 		call_relay_close(m, i, "remote write failed");
 		return;
@@ -572,10 +629,14 @@ static void call_relay_remote(struct modem *m, void *arg, short revents)
 	call_relay_done(m, i);
 }
 
+/* A connection on a gateway port (arg 1: the reverse one) becomes a relay. */
 static void call_accept(struct modem *m, void *arg, short revents)
 {
 	struct ms_call *c = &m->call;
-	int fd = accept4(c->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), i;
+	bool reverse = arg != NULL;
+	int fd = accept4(reverse ? c->rlisten_fd : c->listen_fd, NULL, NULL,
+			 SOCK_NONBLOCK | SOCK_CLOEXEC),
+	    i;
 
 	if (fd < 0)
 		return;
@@ -588,15 +649,17 @@ static void call_accept(struct modem *m, void *arg, short revents)
 	}
 	memset(&c->relays[i], 0, sizeof(c->relays[i]));
 	c->relays[i].client.fd = fd;
-	c->relays[i].remote.fd = call_socket(m);
+	c->relays[i].reverse = reverse;
+	c->relays[i].remote.fd =
+	    reverse ? call_socket_to(&m->o.rtarget, m->o.rtarget_len) : call_socket(m);
 	if (c->relays[i].remote.fd < 0) {
-		ms_log(m, "call %ld gateway: connect %s: %s", c->no, m->o.target_name,
-		       strerror(errno));
+		ms_log(m, "call %ld gateway: connect %s: %s", c->no,
+		       reverse ? m->o.rtarget_name : m->o.target_name, strerror(errno));
 		close(fd);
 		return;
 	}
 	c->relays[i].used = c->relays[i].connecting = true;
-	ms_log(m, "call %ld gateway connection %d accepted", c->no, i);
+	ms_log(m, "call %ld %sgateway connection %d accepted", c->no, reverse ? "reverse " : "", i);
 }
 
 /* ---- the loop's view ------------------------------------------------------ */
@@ -639,14 +702,16 @@ void call_prepare(struct modem *m, struct ms_poll *p)
 		call_prepare_end(m, p, &c->remote, &c->down, false, call_remote_event, NULL);
 	if (c->listen_fd >= 0)
 		ms_poll_add(p, c->listen_fd, POLLIN, call_accept, NULL);
+	if (c->rlisten_fd >= 0)
+		ms_poll_add(p, c->rlisten_fd, POLLIN, call_accept, (void *)1);
 	for (int i = 0; i < MS_MAXRELAY; i++) {
 		struct ms_relay *r = &c->relays[i];
 		if (!r->used)
 			continue;
-		call_prepare_end(m, p, &r->client, &c->up, false, call_relay_client,
-				 (void *)(intptr_t)i);
-		call_prepare_end(m, p, &r->remote, &c->down, r->connecting, call_relay_remote,
-				 (void *)(intptr_t)i);
+		call_prepare_end(m, p, &r->client, call_relay_pipe(m, r, true), false,
+				 call_relay_client, (void *)(intptr_t)i);
+		call_prepare_end(m, p, &r->remote, call_relay_pipe(m, r, false), r->connecting,
+				 call_relay_remote, (void *)(intptr_t)i);
 	}
 	ms_poll_timer(p, call_next_due(m, &c->up, true));
 	ms_poll_timer(p, call_next_due(m, &c->down, false));

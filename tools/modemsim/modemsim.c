@@ -32,7 +32,9 @@ static const char ms_usage[] =
     "                [--drop-after-bytes N] [--bps N] [--latency MS]\n"
     "                [--connect HOST:PORT] [--gateway-port PORT] [--connect-delay S]\n"
     "                [--answer-port PORT [--ring-interval MS] [--max-rings N]]\n"
-    "                [--transcript FILE]\n"
+    "                [--profile iridium|bgan|hf|v34] [--turnaround MS]\n"
+    "                [--drop-random LO:HI [--drop-chance P]] [--transcript FILE]\n"
+    "                [--reverse-gateway PORT:HOST:PORT]\n"
     "Prints the slave pty path on stdout, then emulates a Hayes modem on it.\n"
     "See modemsim(1).\n";
 
@@ -373,8 +375,33 @@ static int opt_list(const char *s, struct ms_outcome *list, int *n)
 	return rc;
 }
 
+static int opt_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len, char *name,
+		    size_t namelen);
+
 /* HOST:PORT or [V6]:PORT, resolved once at start so calls never wait on DNS. */
 static int opt_target(const char *s, struct ms_opts *o)
+{
+	if (opt_addr(s, &o->target, &o->target_len, o->target_name, sizeof(o->target_name)) < 0)
+		return -1;
+	o->have_target = true;
+	return 0;
+}
+
+/* PORT:HOST:PORT: the far-side port, then where its connections go. */
+static int opt_reverse(const char *s, struct ms_opts *o)
+{
+	char *end;
+	long port = strtol(s, &end, 10);
+
+	if (end == s || *end != ':' || port < 1 || port > 65535)
+		return -1;
+	o->reverse_port = (int)port;
+	return opt_addr(end + 1, &o->rtarget, &o->rtarget_len, o->rtarget_name,
+			sizeof(o->rtarget_name));
+}
+
+static int opt_addr(const char *s, struct sockaddr_storage *ss, socklen_t *sslen, char *name,
+		    size_t namelen)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
@@ -406,10 +433,9 @@ static int opt_target(const char *s, struct ms_opts *o)
 		log_warnx("--connect %s: %s", s, gai_strerror(rc));
 		return -1;
 	}
-	memcpy(&o->target, res->ai_addr, res->ai_addrlen);
-	o->target_len = res->ai_addrlen;
-	o->have_target = true;
-	snprintf(o->target_name, sizeof(o->target_name), "%s", s);
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*sslen = res->ai_addrlen;
+	snprintf(name, namelen, "%s", s);
 	freeaddrinfo(res);
 	return 0;
 }
@@ -434,6 +460,11 @@ enum {
 	OPT_ANSWER,
 	OPT_RING_INTERVAL,
 	OPT_MAX_RINGS,
+	OPT_PROFILE,
+	OPT_TURNAROUND,
+	OPT_DROP_RANDOM,
+	OPT_DROP_CHANCE,
+	OPT_REVERSE,
 };
 
 static const struct option ms_options[] = {
@@ -456,9 +487,58 @@ static const struct option ms_options[] = {
     {"answer-port", required_argument, NULL, OPT_ANSWER},
     {"ring-interval", required_argument, NULL, OPT_RING_INTERVAL},
     {"max-rings", required_argument, NULL, OPT_MAX_RINGS},
+    {"profile", required_argument, NULL, OPT_PROFILE},
+    {"turnaround", required_argument, NULL, OPT_TURNAROUND},
+    {"drop-random", required_argument, NULL, OPT_DROP_RANDOM},
+    {"drop-chance", required_argument, NULL, OPT_DROP_CHANCE},
+    {"reverse-gateway", required_argument, NULL, OPT_REVERSE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+/* LO:HI, two byte counts with LO <= HI. */
+static int opt_range(const char *s, long long *lo, long long *hi)
+{
+	char *end, *mid;
+
+	errno = 0;
+	*lo = strtoll(s, &mid, 10);
+	if (errno || mid == s || *mid != ':' || *lo < 0)
+		return -1;
+	*hi = strtoll(mid + 1, &end, 10);
+	if (errno || end == mid + 1 || *end || *hi < *lo)
+		return -1;
+	return 0;
+}
+
+/* The options added with the link profiles. */
+static int opt_link(struct ms_opts *o, int c, const char *arg)
+{
+	switch (c) {
+	case OPT_PROFILE:
+		o->profile = arg;
+		return profile_find(arg) ? 0 : -1;
+	case OPT_TURNAROUND:
+		return opt_long(arg, 0, 60000, &o->turnaround_ms);
+	case OPT_DROP_RANDOM:
+		return opt_range(arg, &o->drop_lo, &o->drop_hi);
+	case OPT_DROP_CHANCE:
+		return opt_double(arg, 0.0, 1.0, &o->drop_chance);
+	case OPT_REVERSE:
+		return opt_reverse(arg, o);
+	}
+	return -1;
+}
+
+/* Which line setting an option sets, for the profile to leave alone. */
+static unsigned opt_given(int c)
+{
+	return c == OPT_BPS	     ? MS_GIVEN_BPS
+	       : c == OPT_LATENCY    ? MS_GIVEN_LATENCY
+	       : c == OPT_DELAY	     ? MS_GIVEN_DELAY
+	       : c == OPT_TURNAROUND ? MS_GIVEN_TURNAROUND
+				     : 0;
+}
 
 static int opt_one(struct ms_opts *o, int c, const char *arg, bool *have_seed)
 {
@@ -520,16 +600,19 @@ static int opt_one(struct ms_opts *o, int c, const char *arg, bool *have_seed)
 	case OPT_MAX_RINGS:
 		return opt_long(arg, 1, 1000, &o->max_rings);
 	}
-	return -1;
+	return opt_link(o, c, arg);
 }
 
 static int opts_parse(struct ms_opts *o, int argc, char **argv)
 {
 	bool have_seed = false;
+	unsigned given = 0;
 	int c;
 
 	o->bps = 33600;
 	o->drop_after = -1;
+	o->drop_hi = -1;
+	o->drop_chance = 1.0;
 	o->ring_interval_ms = 6000;
 	o->max_rings = 10;
 	at_parse_outcome("BUSY", &o->pool[0]);
@@ -552,13 +635,20 @@ static int opts_parse(struct ms_opts *o, int argc, char **argv)
 			fputs(ms_usage, stderr);
 			return -1;
 		}
+		given |= opt_given(c);
 	}
+	if (o->profile)
+		profile_apply(o, profile_find(o->profile), given);
 	if (optind < argc) {
 		log_warnx("unexpected argument %s", argv[optind]);
 		return -1;
 	}
 	if (o->gateway_port && o->answer_port) {
 		log_warnx("--gateway-port and --answer-port do not go together");
+		return -1;
+	}
+	if (o->reverse_port && !o->gateway_port) {
+		log_warnx("--reverse-gateway goes with --gateway-port (IP over the call)");
 		return -1;
 	}
 	if (o->gateway_port && !o->have_target) {
@@ -639,9 +729,11 @@ static void ms_start_log(struct modem *m)
 	if (m->o.nscript)
 		snprintf(script, sizeof(script), " script=%d", m->o.nscript);
 	ms_log(m,
-	       "start pty=%s link=%s bps=%ld latency=%ld seed=%llu fail_rate=%g%s "
+	       "start pty=%s link=%s profile=%s bps=%ld latency=%ld turnaround=%ld "
+	       "connect_delay=%g seed=%llu fail_rate=%g%s "
 	       "wedge_after=%ld connect=%s gateway_port=%d answer_port=%d",
-	       m->slave, m->o.link ? m->o.link : "-", m->o.bps, m->o.latency_ms,
+	       m->slave, m->o.link ? m->o.link : "-", m->o.profile ? m->o.profile : "-", m->o.bps,
+	       m->o.latency_ms, m->o.turnaround_ms, m->o.connect_delay,
 	       (unsigned long long)m->o.seed, m->o.fail_rate, script, m->o.wedge_after,
 	       m->o.have_target ? m->o.target_name : "-", m->o.gateway_port, m->o.answer_port);
 }
@@ -657,7 +749,9 @@ int main(int argc, char **argv)
 		return 2;
 	m->rng = m->o.seed;
 	m->noise_rng = m->o.seed ^ 0x5deece66dULL;
+	m->drop_rng = m->o.seed ^ 0x2545f4914f6cdd1dULL;
 	m->call.listen_fd = -1;
+	m->call.rlisten_fd = -1;
 	m->call.remote.fd = -1;
 	at_reset(m);
 	if (ms_signals(&waitmask) < 0 || pty_setup(m) < 0)

@@ -13,7 +13,7 @@
 
 #define MS_NREG	    100 /* S-registers S0..S99 */
 #define MS_MAXLINE  255 /* command line length, as on most Hayes modems */
-#define MS_MAXRELAY 16	/* gateway connections at once */
+#define MS_MAXRELAY 64	/* gateway connections at once (Postfix opens 20 a destination) */
 #define MS_MAXLIST  256 /* entries in --script / --fail-results */
 #define MS_MAXPOLL  (8 + 2 * MS_MAXRELAY)
 
@@ -40,6 +40,21 @@ struct ms_outcome {
 	    drop; /* OC_CONNECT: carrier lost after this many bytes, -1 = --drop-after-bytes */
 };
 
+/* A named link (--profile): the line settings it stands for. */
+struct ms_profile {
+	const char *name;
+	long bps;
+	long latency_ms;
+	double setup_s; /* call setup: ATD to CONNECT */
+	long turnaround_ms;
+};
+
+/* Which line settings the command line gave (a profile fills the others). */
+#define MS_GIVEN_BPS	    1u
+#define MS_GIVEN_LATENCY    2u
+#define MS_GIVEN_DELAY	    4u
+#define MS_GIVEN_TURNAROUND 8u
+
 struct ms_opts {
 	const char *link;
 	const char *transcript;
@@ -55,12 +70,21 @@ struct ms_opts {
 	long bps;
 	long latency_ms;
 	double connect_delay;
+	long turnaround_ms; /* > 0: half duplex, this long to change direction */
+	long long drop_lo;  /* --drop-random LO:HI; drop_hi -1 = off */
+	long long drop_hi;
+	double drop_chance;  /* probability a call gets a random drop */
+	const char *profile; /* --profile name, NULL = none */
 	bool have_target;
 	struct sockaddr_storage target;
 	socklen_t target_len;
 	char target_name[300];
 	int gateway_port; /* 0 = serial data path */
-	int answer_port;  /* --answer-port: incoming calls; 0 = none */
+	int reverse_port; /* --reverse-gateway PORT:HOST:PORT: far-side listener, 0 = none */
+	struct sockaddr_storage rtarget; /* ... where its connections go (the dialer's side) */
+	socklen_t rtarget_len;
+	char rtarget_name[300];
+	int answer_port; /* --answer-port: incoming calls; 0 = none */
 	long ring_interval_ms;
 	long max_rings;
 };
@@ -101,6 +125,7 @@ struct ms_end {
 
 struct ms_relay {
 	bool used;
+	bool reverse;	 /* accepted on the reverse gateway: the client is the far end */
 	bool connecting; /* remote connect() in progress */
 	struct ms_end client, remote;
 };
@@ -117,9 +142,12 @@ struct ms_call {
 	unsigned long long tx, rx; /* bytes that crossed the wire each way */
 	struct ms_end remote;	   /* serial data path: the --connect socket */
 	struct ms_pipe up, down;   /* dialer -> far end, far end -> dialer */
+	int64_t line_free;	   /* half duplex: when the shared wire is free */
+	int line_dir;		   /* half duplex: 1 up, 2 down, 0 not used yet */
 	int plus;		   /* escape characters seen (0..3) */
 	int64_t plus_time, last_data;
-	int listen_fd; /* --gateway-port listener while the call is up */
+	int listen_fd;	/* --gateway-port listener while the call is up */
+	int rlisten_fd; /* --reverse-gateway listener while the call is up */
 	struct ms_relay relays[MS_MAXRELAY];
 };
 
@@ -147,7 +175,7 @@ struct modem {
 	long attempts;	    /* dial attempts so far = last call number */
 	long since_recover; /* dial attempts since start or last wedge recovery */
 	int script_pos;
-	uint64_t rng, noise_rng;
+	uint64_t rng, noise_rng, drop_rng;
 	struct ms_call call;
 	unsigned gen;	   /* bumped when fds close, so a poll batch stops early */
 	int answer_fd;	   /* --answer-port listener, -1 = none */
@@ -193,6 +221,11 @@ void call_pty_data(struct modem *m, const char *data, size_t len);
 bool call_pty_blocked(struct modem *m);
 void call_prepare(struct modem *m, struct ms_poll *p);
 void call_timers(struct modem *m);
+
+/* profile.c: named links and random drops */
+const struct ms_profile *profile_find(const char *name);
+void profile_apply(struct ms_opts *o, const struct ms_profile *p, unsigned given);
+long long profile_drop(struct modem *m, long long scripted);
 
 /* answer.c: incoming calls on --answer-port */
 int answer_listen(struct modem *m);

@@ -38,7 +38,9 @@ __attribute__((noreturn)) static void smtpc_usage(void)
 			"             [--servername NAME] [--no-verify] [--fingerprint SHA256]\n"
 			"             [--auth user:pass] [--auth-plaintext] [--no-chunking]\n"
 			"             [--no-pipelining] [--max-messages N] [--helo NAME]\n"
-			"             [--lmtp] [--timeout PHASE=MS]... HOST:PORT|unix:PATH\n");
+			"             [--lmtp] [--tls-session FILE] [--early-ehlo]\n"
+			"             [--timeout PHASE=MS]...\n"
+			"             HOST:PORT|unix:PATH\n");
 	exit(2);
 }
 
@@ -119,6 +121,8 @@ static void smtpc_done(struct smtpc *c, const struct smtpc_session_result *r, vo
 	json_object_set_new(o, "remote_mta", smtpc_jstr(r->remote_mta));
 	json_object_set_new(o, "tls", json_boolean(r->tls));
 	json_object_set_new(o, "tls_info", smtpc_jstr(r->tls_info));
+	json_object_set_new(o, "tls_resumed", json_boolean(r->tls_resumed));
+	json_object_set_new(o, "peer_dialmail", json_boolean(r->peer_dialmail));
 	json_object_set_new(o, "authenticated", json_boolean(r->authenticated));
 	json_object_set_new(o, "waits", json_integer((json_int_t)r->waits));
 	json_object_set_new(o, "messages_ok", json_integer((json_int_t)r->messages_ok));
@@ -175,6 +179,8 @@ static void smtpc_parse_args(int argc, char **argv, struct smtpc_options *o, con
 					   {"helo", 1, 0, 'h'},
 					   {"timeout", 1, 0, 'T'},
 					   {"lmtp", 0, 0, 'L'},
+					   {"tls-session", 1, 0, 'S'},
+					   {"early-ehlo", 0, 0, 'E'},
 					   {0, 0, 0, 0}};
 	int ch;
 	char *colon;
@@ -223,6 +229,12 @@ static void smtpc_parse_args(int argc, char **argv, struct smtpc_options *o, con
 			break;
 		case 'L':
 			o->lmtp = 1;
+			break;
+		case 'S':
+			o->tls_session = optarg;
+			break;
+		case 'E':
+			o->early_ehlo = 1;
 			break;
 		case 'T':
 			if (smtpc_timeout_opt(&o->t, optarg) < 0)
