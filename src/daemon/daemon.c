@@ -234,7 +234,7 @@ static int daemon_start(struct daemon *d)
 	d->odmr = odmr_hub_new(d->base, &d->cfg, d->queue, d->delivery);
 	d->answer = answer_new(d->base, &d->cfg, d->odmr);
 	for (size_t i = 0; i < d->cfg.listen.n; i++)
-		if (smtp_server_listen(d->smtp, d->cfg.listen.v[i]) == 0)
+		if (smtp_server_listen_item(d->smtp, i) == 0)
 			listening++;
 	if (listening == 0 && d->cfg.listen.n > 0) {
 		event_log(EV_LISTEN_FAILED, "No SMTP listener could be opened; stopping");

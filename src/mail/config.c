@@ -18,13 +18,13 @@
 #include "mail/policy.h"
 #include "mail/config.h"
 #include "mail/event.h"
+#include "mail/listen.h"
 #include "mail/routes.h"
 #include "lib/duration.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
-static int check_listen(const char *item, struct buf *problem);
 static int check_hostname(const char *item, struct buf *problem);
 static int check_domain(const char *item, struct buf *problem);
 static int check_localpart(const char *item, struct buf *problem);
@@ -43,12 +43,15 @@ static int check_address(const char *item, struct buf *problem);
 
 static const struct setting settings[] = {
     {.name = "listen",
-     .type = T_LIST,
+     .type = T_CUSTOM,
      .def = "127.0.0.1:2525",
      .max = 64,
      .off = OFF(listen),
-     .check = check_listen,
-     .help = "addresses the SMTP server listens on, host:port or [v6addr]:port"},
+     .help = "addresses the SMTP server listens on, host:port or [v6addr]:port, each optionally "
+	     "followed by a service (smtp, submission, submissions) and -o name=value overrides",
+     .parse = listen_parse,
+     .format = listen_format,
+     .release = listen_release},
     {.name = "hostname",
      .type = T_STRING,
      .def = "",
@@ -108,6 +111,7 @@ static const struct setting settings[] = {
      .def = "5m",
      .min = 1,
      .max = DAY,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(smtp_timeout),
      .help = "time a client has to send each SMTP command"},
     {.name = "smtp_data_timeout",
@@ -115,6 +119,7 @@ static const struct setting settings[] = {
      .def = "10m",
      .min = 1,
      .max = DAY,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(smtp_data_timeout),
      .help = "time a client has to send each block of message data"},
     {.name = "smtp_min_data_rate",
@@ -122,6 +127,7 @@ static const struct setting settings[] = {
      .def = "0",
      .min = 0,
      .max = 1000000000,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(smtp_min_data_rate),
      .help = "bytes per second a client must send during DATA/BDAT, averaged over 10 s; 0: off "
 	     "(adopted dial-up sessions and the ODMR port are exempt)"},
@@ -130,6 +136,7 @@ static const struct setting settings[] = {
      .def = "0",
      .min = 0,
      .max = 7 * DAY,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(smtp_max_session_time),
      .help = "longest SMTP session; 0: no limit (adopted dial-up sessions and the ODMR port are "
 	     "exempt)"},
@@ -138,6 +145,7 @@ static const struct setting settings[] = {
      .def = "10",
      .min = 0,
      .max = 10000,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(max_connections_per_client),
      .help = "concurrent SMTP connections from one client address; more get 421 4.7.0; 0: no "
 	     "limit"},
@@ -146,6 +154,7 @@ static const struct setting settings[] = {
      .def = "0",
      .min = 0,
      .max = 1000000,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(max_connection_rate_per_client),
      .help = "SMTP connections one client address may open per minute; more get 421 4.7.0; 0: "
 	     "no limit"},
@@ -154,12 +163,14 @@ static const struct setting settings[] = {
      .def = "0",
      .min = 0,
      .max = 1000000,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(max_messages_per_client),
      .help = "MAIL commands one client address may send per minute; more get 421 4.7.0; 0: no "
 	     "limit"},
     {.name = "client_limits_exempt_mynetworks",
      .type = T_BOOL,
      .def = "yes",
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(client_limits_exempt_mynetworks),
      .help = "clients in mynetworks are not held to the per-client limits"},
     {.name = "min_free_space",
@@ -374,7 +385,7 @@ static const struct setting settings[] = {
      .type = T_LIST,
      .def = "",
      .off = OFF(odmr_listen),
-     .check = check_listen,
+     .check = config_check_listen,
      .help =
 	 "host:port list of the hub's ODMR (RFC 2645, ATRN) port, 366 by convention; empty: off"},
     {.name = "odmr_domains",
@@ -481,7 +492,7 @@ static void parser_error(struct parser *p, const char *what, const char *fmt, ..
 
 /* --- item checks ------------------------------------------------------- */
 
-static int check_listen(const char *item, struct buf *problem)
+int config_check_listen(const char *item, struct buf *problem)
 {
 	const char *colon = strrchr(item, ':');
 	char *end;
@@ -572,6 +583,11 @@ static const struct setting *setting_find(const char *name)
 		if (strcmp(settings[i].name, name) == 0)
 			return &settings[i];
 	return NULL;
+}
+
+const struct setting *config_setting(const char *name)
+{
+	return setting_find(name);
 }
 
 /* Edit distance of two short names, capped at 9 (enough to spot a typo). */

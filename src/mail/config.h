@@ -18,6 +18,7 @@ struct routes;
 struct phonebook;
 struct session_config;
 struct smtp_auth_users;
+struct listen_spec;
 
 struct alias {
 	char *name;		/* local part, lower case */
@@ -28,6 +29,7 @@ struct config {
 	char *path;			 /* file loaded, or NULL for embedded defaults */
 	char *hostname;			 /* HELO name, Received: by, Message-ID right side */
 	struct strlist listen;		 /* "127.0.0.1:2525", "[::1]:2525" */
+	struct listen_spec *listen_spec; /* listen.v[i]'s service and overrides (mail/listen.h) */
 	struct strlist local_domains;	 /* lower case */
 	struct strlist local_recipients; /* local parts, lower case; postmaster implied */
 	struct cidr *mynetworks;
@@ -168,6 +170,13 @@ const char *config_spool_dir(const char *opt_dir);
  * queue/retry.c agree through these). */
 #define CONFIG_MAX_RETRY_INTERVALS 32
 #define CONFIG_MAX_RETRY_DELAY	   (7 * 86400)
+/* Check of one listen item's address: host:port or [v6]:port. */
+int config_check_listen(const char *item, struct buf *problem);
+/* A row of the top-level settings table, or NULL. */
+const struct setting *config_setting(const char *name);
+/* Rows flagged so may be overridden per listener (listen ... -o name=value). */
+#define CONFIG_F_LISTEN F_OWN
+
 /* Check of one retry_intervals item: a duration from 1s to 7d. */
 int config_check_retry_interval(const char *item, struct buf *problem);
 

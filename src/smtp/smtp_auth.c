@@ -20,6 +20,7 @@
 #include "mail/config.h"
 #include "lib/clock.h"
 #include "lib/xmalloc.h"
+#include "smtp/listener.h"
 #include "smtp/smtp_auth.h"
 #include "smtp/tls.h"
 
@@ -227,6 +228,8 @@ int smtp_auth_config_finish(struct config *cfg, const char *cfg_path, struct buf
 	auth_resolve(&cfg->tls_key_file, cfg_path);
 	auth_resolve(&cfg->auth_users_file, cfg_path);
 	errors = auth_check_tls(cfg, err);
+	errors += listener_config_check(
+	    cfg, cfg->auth_users_file != NULL && *cfg->auth_users_file != '\0', err);
 	if (cfg->auth_users_file == NULL || *cfg->auth_users_file == '\0')
 		return errors;
 	/* the ODMR port (hub/odmr.c) and answered calls offer CRAM-MD5 without TLS */

@@ -17,8 +17,12 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct config
 				    struct queue *q,
 				    void (*on_commit)(const char *qid, int inbound, void *arg),
 				    void *arg);
-/* Listens on "host:port" or "[v6]:port". -1 (event 1003 logged) on failure. */
+/* Listens on "host:port" or "[v6]:port" (service smtp, the server's
+ * configuration as it is). -1 (event 1003 logged) on failure. */
 int smtp_server_listen(struct smtp_server *srv, const char *addr);
+/* Listens on item i of the configuration's listen setting, with its
+ * service and -o overrides (mail/listen.h). */
+int smtp_server_listen_item(struct smtp_server *srv, size_t i);
 void smtp_server_free(struct smtp_server *srv);
 /* Loads tls_cert_file and tls_key_file again into a new context for new
  * sessions; sessions in progress keep theirs. 1 reloaded, 0 no TLS
