@@ -6,7 +6,7 @@ CFLAGS  ?= -O2 -g
 DMFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter -D_GNU_SOURCE -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -levent_openssl -pthread
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -levent_openssl -lcrypt -pthread
 BUILD   ?= build
 PYTEST  ?= /usr/bin/python3 -m pytest
 ITESTS  ?= tests/integration

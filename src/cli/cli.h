@@ -13,5 +13,6 @@ int cmd_mailq(int argc, char **argv);
 int cmd_dial(int argc, char **argv); /* cli_session.c */
 int cmd_status(int argc, char **argv);
 int cmd_sessions(int argc, char **argv);
+int cmd_hash_password(int argc, char **argv); /* cli_passwd.c */
 
 #endif

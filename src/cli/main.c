@@ -37,6 +37,7 @@ static const struct command {
     {"flush", cmd_flush, "retry every queued message now (--dir DIR)"},
     {"reload", cmd_reload, "as SIGHUP: reopen the logs, reload the TLS certificate (--dir)"},
     {"reopen-logs", cmd_reopen_logs, "as SIGHUP, after logrotate (--dir DIR)"},
+    {"hash-password", cmd_hash_password, "a crypt(3) hash for auth_users_file (stdin)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "this list"},
 };

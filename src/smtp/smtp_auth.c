@@ -2,6 +2,7 @@
  * the SASL mechanisms PLAIN (RFC 4616), LOGIN and CRAM-MD5 (RFC 2195).
  * Invariant: passwords are compared in constant time and wiped on free;
  * nothing here logs a password. */
+#include <crypt.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -24,9 +25,12 @@
 #include "smtp/smtp_auth.h"
 #include "smtp/tls.h"
 
+/* An entry holds a crypt(3) hash, or a password marked {PLAIN} (CRAM-MD5
+ * needs the password itself). */
 struct smtp_auth_user {
 	char *name;
-	char *password;
+	char *password; /* {PLAIN} entries, else NULL */
+	char *hash;	/* "$y$...", "$6$...", else NULL */
 };
 
 struct smtp_auth_users {
@@ -49,12 +53,36 @@ struct smtp_auth_exchange {
 
 /* ------------------------------------------------------------ the table */
 
-static const char *auth_password(const struct smtp_auth_users *u, const char *name)
+static const struct smtp_auth_user *auth_user_find(const struct smtp_auth_users *u,
+						   const char *name)
 {
 	for (size_t i = 0; u && i < u->n; i++)
 		if (strcmp(u->v[i].name, name) == 0)
-			return u->v[i].password;
+			return &u->v[i];
 	return NULL;
+}
+
+/* The plaintext password of a {PLAIN} entry (CRAM-MD5), or NULL. */
+static const char *auth_password(const struct smtp_auth_users *u, const char *name)
+{
+	const struct smtp_auth_user *e = auth_user_find(u, name);
+
+	return e ? e->password : NULL;
+}
+
+/* A password field: a crypt(3) hash, or {PLAIN} and the password itself. */
+static int auth_users_secret(struct smtp_auth_user *e, const char *pass)
+{
+	if (strncmp(pass, "{PLAIN}", 7) == 0 && pass[7] != '\0') {
+		e->password = xstrdup(pass + 7);
+		return 0;
+	}
+	if (pass[0] == '$' && strlen(pass) >= 13 && strchr(pass + 1, '$') != NULL &&
+	    strpbrk(pass, " \t:") == NULL) {
+		e->hash = xstrdup(pass);
+		return 0;
+	}
+	return -1;
 }
 
 /* One line: user, then ':' or blanks, then the password (rest of line). */
@@ -75,13 +103,37 @@ static int auth_users_line(struct smtp_auth_users *u, const char *path, int line
 		return 1;
 	}
 	*sep = '\0';
-	if (auth_password(u, s)) {
+	if (auth_user_find(u, s)) {
 		buf_printf(err, "%s:%d: user %s given twice\n", path, line, s);
 		return 1;
 	}
 	u->v = xrealloc(u->v, (u->n + 1) * sizeof(*u->v));
-	u->v[u->n++] = (struct smtp_auth_user){xstrdup(s), xstrdup(pass)};
+	memset(&u->v[u->n], 0, sizeof(*u->v));
+	if (auth_users_secret(&u->v[u->n], pass) < 0) {
+		buf_printf(err,
+			   "%s:%d: the password of %s is neither a crypt(3) hash ($y$..., $6$...) "
+			   "nor marked {PLAIN}: hash it with dialmail hash-password\n",
+			   path, line, s);
+		return 1;
+	}
+	u->v[u->n++].name = xstrdup(s);
 	return 0;
+}
+
+/* {PLAIN} entries are allowed (CRAM-MD5 needs them) but said at every start. */
+static void auth_users_warn_plain(const struct smtp_auth_users *u, const char *path,
+				  struct buf *warn)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < u->n; i++)
+		n += u->v[i].password != NULL;
+	if (n)
+		buf_printf(warn,
+			   "%s: auth_users_file: %zu of %zu passwords stored in plaintext "
+			   "({PLAIN}); hash them with dialmail hash-password unless CRAM-MD5 "
+			   "needs them\n",
+			   path, n, u->n);
 }
 
 /* Reads path; cfg (NULL: strict) says whether a file group or others may
@@ -113,6 +165,8 @@ static int auth_users_read(struct smtp_auth_users **out, const char *path, const
 		buf_printf(err, "%s: auth_users_file: no users in it\n", path);
 		errors = 1;
 	}
+	if (errors == 0)
+		auth_users_warn_plain(u, path, warn);
 	if (errors)
 		smtp_auth_users_free(u);
 	else
@@ -135,8 +189,10 @@ void smtp_auth_users_free(struct smtp_auth_users *u)
 		return;
 	for (size_t i = 0; i < u->n; i++) {
 		free(u->v[i].name);
-		explicit_bzero(u->v[i].password, strlen(u->v[i].password));
+		if (u->v[i].password)
+			explicit_bzero(u->v[i].password, strlen(u->v[i].password));
 		free(u->v[i].password);
+		free(u->v[i].hash);
 	}
 	free(u->v);
 	free(u);
@@ -303,9 +359,18 @@ static void b64_encode(struct buf *out, const void *data, size_t len)
 
 /* ----------------------------------------------------------- exchanges */
 
-const char *smtp_auth_mechanisms(void)
+/* CRAM-MD5 needs a password in the clear: offered only with {PLAIN} entries. */
+static int auth_users_cram(const struct smtp_auth_users *u)
 {
-	return "PLAIN LOGIN CRAM-MD5";
+	for (size_t i = 0; u && i < u->n; i++)
+		if (u->v[i].password)
+			return 1;
+	return 0;
+}
+
+const char *smtp_auth_mechanisms(const struct smtp_auth_users *u)
+{
+	return auth_users_cram(u) ? "PLAIN LOGIN CRAM-MD5" : "PLAIN LOGIN";
 }
 
 struct smtp_auth_exchange *smtp_auth_start(const char *mech, const struct smtp_auth_users *u,
@@ -314,7 +379,8 @@ struct smtp_auth_exchange *smtp_auth_start(const char *mech, const struct smtp_a
 	struct smtp_auth_exchange *x;
 
 	for (size_t i = 0; i < sizeof(mech_names) / sizeof(mech_names[0]); i++) {
-		if (strcasecmp(mech, mech_names[i]) != 0)
+		if (strcasecmp(mech, mech_names[i]) != 0 ||
+		    (i == MECH_CRAM_MD5 && !auth_users_cram(u)))
 			continue;
 		x = xcalloc(1, sizeof(*x));
 		x->mech = (enum auth_mech)i;
@@ -325,12 +391,31 @@ struct smtp_auth_exchange *smtp_auth_start(const char *mech, const struct smtp_a
 	return NULL;
 }
 
-/* The password check shared by PLAIN and LOGIN. */
+/* A password against a crypt(3) hash (libxcrypt: yescrypt, SHA-512, ...). */
+static enum smtp_auth_rc auth_verify_hash(const char *hash, const char *pass)
+{
+	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
+	const char *got = crypt_rn(pass, hash, cd, (int)sizeof(*cd));
+	enum smtp_auth_rc rc = SMTP_AUTH_FAIL;
+
+	if (got && got[0] != '*' && strlen(got) == strlen(hash) &&
+	    CRYPTO_memcmp(got, hash, strlen(hash)) == 0)
+		rc = SMTP_AUTH_OK;
+	explicit_bzero(cd, sizeof(*cd));
+	free(cd);
+	return rc;
+}
+
+/* The password check shared by PLAIN and LOGIN (pass is NUL-terminated,
+ * passlen octets without NUL). */
 static enum smtp_auth_rc auth_verify(const struct smtp_auth_exchange *x, const char *pass,
 				     size_t passlen)
 {
-	const char *want = auth_password(x->users, x->user);
+	const struct smtp_auth_user *e = auth_user_find(x->users, x->user);
+	const char *want = e ? e->password : NULL;
 
+	if (e && e->hash)
+		return strlen(pass) == passlen ? auth_verify_hash(e->hash, pass) : SMTP_AUTH_FAIL;
 	if (want == NULL || strlen(want) != passlen)
 		return SMTP_AUTH_FAIL;
 	return CRYPTO_memcmp(want, pass, passlen) == 0 ? SMTP_AUTH_OK : SMTP_AUTH_FAIL;

@@ -32,8 +32,9 @@ size_t smtp_auth_users_count(const struct smtp_auth_users *u);
  * cfg->auth_users. Returns the number of problems reported in err. */
 int smtp_auth_config_finish(struct config *cfg, const char *cfg_path, struct buf *err);
 
-/* The mechanisms offered after "AUTH" in EHLO. */
-const char *smtp_auth_mechanisms(void);
+/* The mechanisms offered after "AUTH" in EHLO (CRAM-MD5 only when some
+ * entry of u is {PLAIN}: it needs the password itself). */
+const char *smtp_auth_mechanisms(const struct smtp_auth_users *u);
 
 /* An exchange for mech (case-insensitive); NULL if not supported. hostname
  * goes into the CRAM-MD5 challenge. */

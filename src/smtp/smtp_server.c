@@ -653,7 +653,9 @@ static int smtp_sess_auth_cram_only(const struct smtp_session *s)
 
 static void ext_auth(const struct smtp_session *s, struct buf *out)
 {
-	buf_printf(out, " %s", smtp_sess_auth_cram_only(s) ? "CRAM-MD5" : smtp_auth_mechanisms());
+	buf_printf(out, " %s",
+		   smtp_sess_auth_cram_only(s) ? "CRAM-MD5"
+					       : smtp_auth_mechanisms(s->srv->cfg->auth_users));
 }
 
 static int ext_atrn_offered(const struct smtp_session *s)

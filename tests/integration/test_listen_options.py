@@ -21,10 +21,11 @@ PASSWORD = "s3cret pass"
 
 
 @pytest.fixture
-def auth(pki, tmp_path):
-    """The pki fixture's certificate and a users file with alice (mode 600)."""
+def auth(pki, tmp_path, run_cli):
+    """The pki fixture's certificate and a users file with alice's password
+    as a yescrypt hash (mode 600)."""
     users = tmp_path / "users"
-    users.write_text("alice %s\n" % PASSWORD)
+    users.write_text("alice %s\n" % run_cli("hash-password", input=PASSWORD + "\n").stdout)
     users.chmod(0o600)
     return ("tls_cert_file = %s" % pki["cert"], "tls_key_file = %s" % pki["key"],
             "auth_users_file = %s" % users)

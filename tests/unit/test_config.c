@@ -95,7 +95,12 @@ static void test_secret_files_mode(void **state)
 {
 	static const char *const settings[] = {"auth_file", "auth_users_file", "tls_key_file"};
 	char *creds = write_mode("isp user secret\n", 0644);
-	char *users = write_mode("alice secret\n", 0640);
+	char *users = write_mode("alice "
+				 "$6$cNPdlnn6tsDEC/"
+				 "kx$"
+				 "I7Q2wY3Ro804nzO1D5MrLNqPbxywBQtven5LfHftXBwDsdimQzG3lF5d6feRlmNmv"
+				 "P1jRUE3K4n3EBdgRCo3a/\n",
+				 0640);
 	char *key = write_mode("not a key\n", 0604);
 	const char *files[] = {creds, users, key};
 	struct config cfg;
