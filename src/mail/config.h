@@ -81,8 +81,9 @@ struct config {
 	/* SMTP server STARTTLS and AUTH; see smtp/smtp_auth.h */
 	char *tls_cert_file; /* PEM; with tls_key_file: STARTTLS offered */
 	char *tls_key_file;
-	char *auth_users_file;		    /* "user password" lines, or "" (no AUTH) */
-	int auth_allow_plaintext;	    /* offer AUTH without TLS too */
+	char *auth_users_file;	   /* "user password" lines, or "" (no AUTH) */
+	int auth_allow_plaintext;  /* offer AUTH without TLS too */
+	char *auth_dovecot_socket; /* Dovecot auth-client socket, or "" (smtp/sasl_dovecot.h) */
 	struct smtp_auth_users *auth_users; /* loaded auth_users_file, or NULL */
 	/* hub role and inbound duplicates (issue 5); see hub/hub.h, deliver/dedup.h */
 	struct strlist hold_domains;	/* lower case; kept queued until ETRN */

@@ -22,7 +22,9 @@
 #include "lib/clock.h"
 #include "lib/xmalloc.h"
 #include "smtp/listener.h"
+#include "smtp/sasl_dovecot.h"
 #include "smtp/smtp_auth.h"
+#include "lib/log.h"
 #include "smtp/tls.h"
 
 /* An entry holds a crypt(3) hash, or a password marked {PLAIN} (CRAM-MD5
@@ -44,6 +46,15 @@ static const char *const mech_names[] = {"PLAIN", "LOGIN", "CRAM-MD5"};
 
 struct smtp_auth_exchange {
 	enum auth_mech mech;
+	/* through Dovecot: the mechanism as the client named it, the
+	 * connection (NULL before the first step) and where results go */
+	char *dc_mech;
+	struct sasl_dovecot *dc;
+	struct event_base *base;
+	char *dc_socket, *client_ip;
+	int secured;
+	void (*done)(enum smtp_auth_rc rc, const char *challenge, void *arg);
+	void *done_arg;
 	int step; /* challenges answered so far */
 	const struct smtp_auth_users *users;
 	char *user;
@@ -203,6 +214,12 @@ size_t smtp_auth_users_count(const struct smtp_auth_users *u)
 	return u ? u->n : 0;
 }
 
+/* AUTH goes to Dovecot (auth_dovecot_socket). */
+static int auth_dovecot(const struct config *cfg)
+{
+	return cfg->auth_dovecot_socket && *cfg->auth_dovecot_socket;
+}
+
 /* --------------------------------------------------------- config hook */
 
 /* A relative file name is relative to the configuration file's directory. */
@@ -285,7 +302,13 @@ int smtp_auth_config_finish(struct config *cfg, const char *cfg_path, struct buf
 	auth_resolve(&cfg->auth_users_file, cfg_path);
 	errors = auth_check_tls(cfg, err);
 	errors += listener_config_check(
-	    cfg, cfg->auth_users_file != NULL && *cfg->auth_users_file != '\0', err);
+	    cfg, auth_dovecot(cfg) || (cfg->auth_users_file && *cfg->auth_users_file), err);
+	if (auth_dovecot(cfg) && cfg->auth_users_file && *cfg->auth_users_file) {
+		buf_puts(&e, "auth_dovecot_socket: give auth_users_file or auth_dovecot_socket, "
+			     "not both\n");
+		auth_report(cfg, "auth_dovecot_socket", &e, err);
+		errors++;
+	}
 	if (cfg->auth_users_file == NULL || *cfg->auth_users_file == '\0')
 		return errors;
 	/* the ODMR port (hub/odmr.c) and answered calls offer CRAM-MD5 without TLS */
@@ -368,9 +391,86 @@ static int auth_users_cram(const struct smtp_auth_users *u)
 	return 0;
 }
 
-const char *smtp_auth_mechanisms(const struct smtp_auth_users *u)
+int smtp_auth_enabled(const struct config *cfg)
 {
-	return auth_users_cram(u) ? "PLAIN LOGIN CRAM-MD5" : "PLAIN LOGIN";
+	return cfg->auth_users != NULL || auth_dovecot(cfg);
+}
+
+const char *smtp_auth_mechanisms(const struct config *cfg)
+{
+	if (auth_dovecot(cfg))
+		return "PLAIN LOGIN";
+	return auth_users_cram(cfg->auth_users) ? "PLAIN LOGIN CRAM-MD5" : "PLAIN LOGIN";
+}
+
+/* Only these octets reach the auth protocol's tab-separated lines. */
+static int auth_word_ok(const char *s, const char *allowed)
+{
+	return *s && strspn(s, allowed) == strlen(s);
+}
+
+#define B64_CHARS  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+#define MECH_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+struct smtp_auth_exchange *smtp_auth_start_dovecot(const struct config *cfg,
+						   struct event_base *base, const char *mech,
+						   const char *client_ip, int secured)
+{
+	struct smtp_auth_exchange *x;
+
+	if (!auth_word_ok(mech, MECH_CHARS) || strlen(mech) > 20)
+		return NULL;
+	x = xcalloc(1, sizeof(*x));
+	x->dc_mech = xstrdup(mech);
+	for (char *c = x->dc_mech; *c; c++)
+		*c = (char)toupper((unsigned char)*c);
+	x->base = base;
+	x->dc_socket = xstrdup(cfg->auth_dovecot_socket);
+	x->client_ip = xstrdup(client_ip);
+	x->secured = secured;
+	return x;
+}
+
+void smtp_auth_set_done(struct smtp_auth_exchange *x,
+			void (*done)(enum smtp_auth_rc rc, const char *challenge, void *arg),
+			void *arg)
+{
+	x->done = done;
+	x->done_arg = arg;
+}
+
+/* Dovecot's answer to a step. */
+static void auth_dovecot_done(enum sasl_dc_rc rc, const char *data, void *arg)
+{
+	struct smtp_auth_exchange *x = arg;
+	static const enum smtp_auth_rc map[] = {
+	    [SASL_DC_CONTINUE] = SMTP_AUTH_CONTINUE,
+	    [SASL_DC_OK] = SMTP_AUTH_OK,
+	    [SASL_DC_FAIL] = SMTP_AUTH_FAIL,
+	    [SASL_DC_TEMPFAIL] = SMTP_AUTH_TEMPFAIL,
+	};
+
+	if ((rc == SASL_DC_OK || rc == SASL_DC_FAIL) && data && x->user == NULL)
+		x->user = xstrdup(data);
+	if (rc == SASL_DC_TEMPFAIL)
+		log_warnx("smtp: AUTH for %s: %s", x->client_ip, data);
+	x->done(map[rc], rc == SASL_DC_CONTINUE ? data : NULL, x->done_arg);
+}
+
+/* A step of an exchange through Dovecot: the response goes there. */
+static enum smtp_auth_rc auth_dovecot_step(struct smtp_auth_exchange *x, const char *response)
+{
+	if (response && strcmp(response, "*") == 0)
+		return SMTP_AUTH_CANCELLED;
+	if (response && strcmp(response, "=") != 0 && !auth_word_ok(response, B64_CHARS))
+		return SMTP_AUTH_MALFORMED;
+	x->step++;
+	if (x->dc == NULL)
+		x->dc = sasl_dovecot_start(x->base, x->dc_socket, x->dc_mech, response,
+					   x->client_ip, x->secured, auth_dovecot_done, x);
+	else
+		sasl_dovecot_answer(x->dc, response ? response : "");
+	return SMTP_AUTH_PENDING;
 }
 
 struct smtp_auth_exchange *smtp_auth_start(const char *mech, const struct smtp_auth_users *u,
@@ -503,6 +603,8 @@ enum smtp_auth_rc smtp_auth_step(struct smtp_auth_exchange *x, const char *respo
 	enum smtp_auth_rc rc;
 
 	buf_reset(challenge);
+	if (x->dc_mech)
+		return auth_dovecot_step(x, response);
 	if (response && strcmp(response, "*") == 0)
 		return SMTP_AUTH_CANCELLED;
 	if (response && strcmp(response, "=") != 0 && b64_decode(response, &in) < 0) {
@@ -539,7 +641,7 @@ enum smtp_auth_rc smtp_auth_step(struct smtp_auth_exchange *x, const char *respo
 
 const char *smtp_auth_mech(const struct smtp_auth_exchange *x)
 {
-	return mech_names[x->mech];
+	return x->dc_mech ? x->dc_mech : mech_names[x->mech];
 }
 
 const char *smtp_auth_user(const struct smtp_auth_exchange *x)
@@ -554,6 +656,10 @@ void smtp_auth_free(struct smtp_auth_exchange *x)
 	free(x->user);
 	free(x->challenge);
 	free(x->hostname);
+	sasl_dovecot_free(x->dc);
+	free(x->dc_mech);
+	free(x->dc_socket);
+	free(x->client_ip);
 	free(x);
 }
 

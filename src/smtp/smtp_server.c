@@ -117,6 +117,7 @@ struct smtp_session {
 	char *auth_user; /* AUTH succeeded as this user (ATRN reads it), or NULL */
 	int auth_failures;
 	struct smtp_auth_exchange *sasl; /* AUTH in progress: lines are SASL answers */
+	int auth_wait;			 /* Dovecot has the last answer: input waits */
 	int reversed;			 /* ODMR: "250" to ATRN queued; hand the connection over */
 	char *atrn_param;		 /* the ATRN argument accepted */
 	int quit_seen;			 /* the client sent QUIT */
@@ -638,7 +639,7 @@ static int smtp_sess_auth_allowed(const struct smtp_session *s)
 {
 	const struct config *cfg = s->srv->cfg;
 
-	if (cfg->auth_users == NULL)
+	if (!smtp_auth_enabled(cfg))
 		return 0;
 	if (smtp_sess_submission(s))
 		return s->tls;
@@ -654,8 +655,7 @@ static int smtp_sess_auth_cram_only(const struct smtp_session *s)
 static void ext_auth(const struct smtp_session *s, struct buf *out)
 {
 	buf_printf(out, " %s",
-		   smtp_sess_auth_cram_only(s) ? "CRAM-MD5"
-					       : smtp_auth_mechanisms(s->srv->cfg->auth_users));
+		   smtp_sess_auth_cram_only(s) ? "CRAM-MD5" : smtp_auth_mechanisms(s->srv->cfg));
 }
 
 static int ext_atrn_offered(const struct smtp_session *s)
@@ -1725,14 +1725,19 @@ static void auth_failed(struct smtp_session *s, const char *reply)
 	}
 }
 
-/* One client line of the exchange (the initial response, or an answer). */
-static void auth_feed(struct smtp_session *s, const char *response)
+/* The outcome of a step; ch: the challenge on CONTINUE. */
+static void auth_result(struct smtp_session *s, enum smtp_auth_rc rc, const char *ch)
 {
-	struct buf ch = BUF_INIT;
-
-	switch (smtp_auth_step(s->sasl, response, &ch)) {
+	switch (rc) {
+	case SMTP_AUTH_PENDING:
+		s->auth_wait = 1; /* input waits for Dovecot's answer */
+		break;
+	case SMTP_AUTH_TEMPFAIL:
+		smtp_sess_reply(s, "454 4.7.0 Temporary authentication failure");
+		auth_end(s);
+		break;
 	case SMTP_AUTH_CONTINUE:
-		smtp_sess_reply(s, "334 %s", buf_cstr(&ch));
+		smtp_sess_reply(s, "334 %s", ch);
 		break;
 	case SMTP_AUTH_OK:
 		auth_succeeded(s);
@@ -1748,7 +1753,41 @@ static void auth_feed(struct smtp_session *s, const char *response)
 		auth_end(s);
 		break;
 	}
+}
+
+/* One client line of the exchange (the initial response, or an answer). */
+static void auth_feed(struct smtp_session *s, const char *response)
+{
+	struct buf ch = BUF_INIT;
+	enum smtp_auth_rc rc = smtp_auth_step(s->sasl, response, &ch);
+
+	auth_result(s, rc, buf_cstr(&ch));
 	buf_free(&ch);
+}
+
+/* Dovecot answered (smtp/sasl_dovecot.c): the reply, then the input that
+ * waited. */
+static void auth_done(enum smtp_auth_rc rc, const char *challenge, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->auth_wait = 0;
+	auth_result(s, rc, challenge ? challenge : "");
+	smtp_sess_read_cb(s->bev, s);
+}
+
+/* An exchange with the table, or through Dovecot when it is configured. */
+static struct smtp_auth_exchange *auth_start(struct smtp_session *s, const char *mech)
+{
+	const struct config *cfg = s->srv->cfg;
+	struct smtp_auth_exchange *x;
+
+	if (!cfg->auth_dovecot_socket || !*cfg->auth_dovecot_socket)
+		return smtp_auth_start(mech, cfg->auth_users, cfg->hostname);
+	x = smtp_auth_start_dovecot(cfg, s->srv->base, mech, s->addr, s->tls);
+	if (x)
+		smtp_auth_set_done(x, auth_done, s);
+	return x;
 }
 
 static void cmd_auth(struct smtp_session *s, const char *arg)
@@ -1760,7 +1799,7 @@ static void cmd_auth(struct smtp_session *s, const char *arg)
 
 	while (*resp == ' ')
 		resp++;
-	if (cfg->auth_users == NULL)
+	if (!smtp_auth_enabled(cfg))
 		smtp_sess_error(s, "502 5.5.1 Error: authentication not enabled");
 	else if (s->auth_user)
 		smtp_sess_error(s, "503 5.5.1 Error: already authenticated");
@@ -1779,7 +1818,7 @@ static void cmd_auth(struct smtp_session *s, const char *arg)
 	else {
 		memcpy(mech, arg, n);
 		mech[n] = '\0';
-		s->sasl = smtp_auth_start(mech, cfg->auth_users, cfg->hostname);
+		s->sasl = auth_start(s, mech);
 		if (s->sasl == NULL)
 			smtp_sess_error(s, "504 5.5.4 Unrecognized authentication type");
 		else
@@ -2022,7 +2061,7 @@ static void smtp_sess_read_cb(struct bufferevent *bev, void *arg)
 	struct smtp_session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (!s->closing && !s->parked && !s->starttls && !s->reversed &&
+	while (!s->closing && !s->parked && !s->starttls && !s->reversed && !s->auth_wait &&
 	       evbuffer_get_length(in) > 0 &&
 	       evbuffer_get_length(bufferevent_get_output(bev)) <= SMTP_OUT_HIGH) {
 		if (s->bdat.reading)
