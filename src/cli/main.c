@@ -68,6 +68,8 @@ int main(int argc, char **argv)
 	modules_register();
 	if (strcmp(base, "sendmail") == 0 || strcmp(base, "mailq") == 0)
 		return find_command(base)->run(argc, argv);
+	if (strcmp(base, "newaliases") == 0)
+		return cmd_sendmail(argc, argv); /* sendmail -bi */
 	if (argc < 2) {
 		cmd_help(0, NULL);
 		return 64;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <event2/event.h>
 
@@ -24,6 +25,7 @@
 #include "dialup/session.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "lib/xmalloc.h"
 #include "queue/queue.h"
 #include "smtp/smtp_server.h"
 
@@ -200,6 +202,20 @@ static void daemon_fd_limit(struct daemon *d)
 		    lim, (unsigned long long)was, usable, d->cfg.max_connections);
 }
 
+/* Every local user's sendmail submits through DIR/public/submit.sock
+ * (public/ 0755, the socket 0666), the spool itself staying closed. */
+static void daemon_listen_local(struct daemon *d)
+{
+	char *pub = xasprintf("%s/public", d->dir), *sock = xasprintf("%s/submit.sock", pub);
+
+	if (fs_mkdirs(pub, 0755) < 0 || chmod(pub, 0755) < 0)
+		log_warn("cannot create %s: local users cannot submit mail", pub);
+	else
+		smtp_server_listen_local(d->smtp, sock);
+	free(pub);
+	free(sock);
+}
+
 static int daemon_start(struct daemon *d)
 {
 	int n_ok = 0, n_corrupt = 0, listening = 0;
@@ -240,6 +256,7 @@ static int daemon_start(struct daemon *d)
 		event_log(EV_LISTEN_FAILED, "No SMTP listener could be opened; stopping");
 		return -1;
 	}
+	daemon_listen_local(d);
 	d->control = control_listen(d->base, d->dir, d->delivery);
 	d->sessions = sessions_new(d->base, &d->cfg, d->dir, d->delivery, d->queue, d->smtp);
 	control_set_sessions(d->control, d->sessions);

@@ -908,10 +908,16 @@ static void config_resolve_hostname(struct config *cfg)
 
 int config_load(struct config *cfg, const char *path, struct buf *err)
 {
+	return config_load_as(cfg, path, 0, err);
+}
+
+int config_load_as(struct config *cfg, const char *path, int public_only, struct buf *err)
+{
 	struct parser p = {.cfg = cfg, .path = path, .err = err};
 	FILE *f;
 
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->public_only = public_only;
 	config_defaults(cfg);
 	cfg->routes = xcalloc(1, sizeof(*cfg->routes));
 	if (path) {

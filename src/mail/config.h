@@ -101,6 +101,7 @@ struct config {
 	 * may access: refused, or with this set only a warning */
 	int allow_insecure_key_file;
 	int *set_at;	     /* line each top-level setting was given on, 0: default */
+	int public_only;     /* loaded without the secret files (config_load_as) */
 	struct buf warnings; /* "file:line: problem" lines the file passed with */
 };
 
@@ -136,6 +137,10 @@ void config_register(const struct config_module *m);
 /* Loads the embedded defaults, then path (if not NULL). On error returns -1
  * and puts "file:line: setting: problem" lines in err. */
 int config_load(struct config *cfg, const char *path, struct buf *err);
+/* The same; with public_only the secret files (auth_file, auth_users_file,
+ * tls_key_file) are neither read nor checked: for a local user's sendmail,
+ * who may read the configuration but not the secrets. */
+int config_load_as(struct config *cfg, const char *path, int public_only, struct buf *err);
 void config_free(struct config *cfg);
 /* Where a setting was given, for a message about it: "path:line: ", or
  * "path: " when it kept its default, or "(config): " without a file. */

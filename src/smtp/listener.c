@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "lib/xmalloc.h"
@@ -104,6 +106,17 @@ static int listener_parse_addr(const char *s, struct sockaddr_storage *ss, sockl
 	return -1;
 }
 
+/* A socket call failed: errno's text in why, fd closed; -1. */
+static int listener_fail(int fd, struct buf *why)
+{
+	int err = errno;
+
+	buf_puts(why, strerror(err));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
 int listener_socket(const char *addr, struct buf *why)
 {
 	struct sockaddr_storage ss;
@@ -126,10 +139,32 @@ int listener_socket(const char *addr, struct buf *why)
 		goto fail;
 	return fd;
 fail:
-	buf_puts(why, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return -1;
+	return listener_fail(fd, why);
+}
+
+int listener_unix_socket(const char *path, struct buf *why)
+{
+	struct sockaddr_un sun;
+	int fd = -1;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		buf_printf(why, "socket path too long");
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (unlink(path) < 0 && errno != ENOENT)
+		goto fail;
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(path, 0666) < 0 ||
+	    listen(fd, 128) < 0)
+		goto fail;
+	return fd;
+fail:
+	return listener_fail(fd, why);
 }
 
 int listener_config_check(const struct config *cfg, int have_auth, struct buf *err)

@@ -30,6 +30,10 @@ void listener_free(struct listener *l);
  * (numeric); -1 with the reason in why. */
 int listener_socket(const char *addr, struct buf *why);
 
+/* A listening unix socket at path (an old socket file there is replaced),
+ * mode 0666: any local user may connect; -1 with the reason in why. */
+int listener_unix_socket(const char *path, struct buf *why);
+
 /* Its sessions must AUTH before MAIL (submission, submissions). */
 int listener_auth_required(const struct listener *l);
 /* TLS starts with the connection (submissions, RFC 8314). */

@@ -297,6 +297,8 @@ int smtp_auth_config_finish(struct config *cfg, const char *cfg_path, struct buf
 	struct buf e = BUF_INIT, w = BUF_INIT;
 	int errors;
 
+	if (cfg->public_only)
+		return 0; /* a local user's sendmail: the key and passwords are not theirs */
 	auth_resolve(&cfg->tls_cert_file, cfg_path);
 	auth_resolve(&cfg->tls_key_file, cfg_path);
 	auth_resolve(&cfg->auth_users_file, cfg_path);

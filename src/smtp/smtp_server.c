@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,7 @@ struct smtp_session {
 	int auth_failures;
 	struct smtp_auth_exchange *sasl; /* AUTH in progress: lines are SASL answers */
 	int auth_wait;			 /* Dovecot has the last answer: input waits */
+	int local_user;			 /* from the local submission socket (sendmail) */
 	int reversed;			 /* ODMR: "250" to ATRN queued; hand the connection over */
 	char *atrn_param;		 /* the ATRN argument accepted */
 	int quit_seen;			 /* the client sent QUIT */
@@ -156,6 +158,7 @@ struct smtp_server {
 	void *arg;
 	struct listener **lst;
 	size_t nlst;
+	struct evconnlistener *local; /* the local submission socket, or NULL */
 	/* Out of descriptors: the listeners pause (paused) for backoff_ms, 0
 	 * when accepting normally; ev_resume ends the pause, then a calm
 	 * back-off ends the episode. spare_fd (/dev/null) is given up to tell
@@ -976,6 +979,10 @@ static void rcpt_policy(struct smtp_session *s, const struct smtp_path *p)
 		case RCLASS_REMOTE:
 			break;
 		default:
+			if (s->local_user) { /* sendmail: delivery bounces it, as Postfix does */
+				rcpt_accept(s, p->mailbox);
+				return;
+			}
 			rcpt_unknown(s, p->mailbox);
 			return;
 		}
@@ -2365,6 +2372,50 @@ done:
 	return rc;
 }
 
+/* A local user's sendmail (smtp_server_listen_local): the peer's uid,
+ * checked by the kernel, is the session's authenticated identity. */
+static void srv_local_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+				int salen, void *arg)
+{
+	struct smtp_server *srv = arg;
+	struct smtp_session *s;
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	struct passwd *pw;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
+	    srv->nsessions >= srv->cfg->max_connections) {
+		srv_refuse(srv, fd, "local");
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	pw = getpwuid(cr.uid);
+	snprintf(s->addr, sizeof(s->addr), "local uid %u", (unsigned)cr.uid);
+	s->auth_user = pw ? xstrdup(pw->pw_name) : xasprintf("uid%u", (unsigned)cr.uid);
+	s->in_mynetworks = 1; /* a local user may send anywhere, as with sendmail */
+	s->local_user = 1;
+	smtp_sess_start(srv, s, bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE));
+}
+
+int smtp_server_listen_local(struct smtp_server *srv, const char *path)
+{
+	struct buf why = BUF_INIT;
+	int fd = listener_unix_socket(path, &why), rc = 0;
+
+	if (fd < 0)
+		rc = srv_listen_failed(path, buf_cstr(&why));
+	else if ((srv->local = evconnlistener_new(srv->base, srv_local_accept_cb, srv,
+						  LEV_OPT_CLOSE_ON_FREE, 0, fd)) == NULL) {
+		close(fd);
+		rc = srv_listen_failed(path, "libevent listener setup failed");
+	} else
+		event_logkv(EV_LISTENING,
+			    (const char *[]){"address", path, "service", "local", NULL},
+			    "SMTP server listening on %s (local submission)", path);
+	buf_free(&why);
+	return rc;
+}
+
 int smtp_server_listen(struct smtp_server *srv, const char *addr)
 {
 	return srv_listen(srv, listener_new(srv->cfg, addr));
@@ -2524,6 +2575,8 @@ void smtp_server_free(struct smtp_server *srv)
 		listener_free(srv->lst[i]);
 	}
 	free(srv->lst);
+	if (srv->local)
+		evconnlistener_free(srv->local);
 	if (srv->ev_resume) {
 		event_free(srv->ev_resume);
 		if (srv->spare_fd >= 0)
