@@ -2570,11 +2570,8 @@ void smtp_server_free(struct smtp_server *srv)
 {
 	if (srv == NULL)
 		return;
-	for (size_t i = 0; i < srv->nlst; i++) {
+	for (size_t i = 0; i < srv->nlst; i++)
 		evconnlistener_free(srv->lst[i]->lev);
-		listener_free(srv->lst[i]);
-	}
-	free(srv->lst);
 	if (srv->local)
 		evconnlistener_free(srv->local);
 	if (srv->ev_resume) {
@@ -2591,6 +2588,10 @@ void smtp_server_free(struct smtp_server *srv)
 	}
 	while (srv->sessions)
 		smtp_sess_free(srv->sessions);
+	/* after the sessions and the last commit: they read their listener's cfg */
+	for (size_t i = 0; i < srv->nlst; i++)
+		listener_free(srv->lst[i]);
+	free(srv->lst);
 	if (srv->ev_commit)
 		event_free(srv->ev_commit);
 	SSL_CTX_free(srv->tls_ctx);

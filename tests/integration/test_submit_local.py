@@ -2,8 +2,9 @@
 # (setpriv) cannot write the spool nor read the secrets, and hands the
 # message to the daemon's local submission socket (DIR/public/submit.sock),
 # which records the uid. sendmail -bs (a PHP-style SMTP dialogue on
-# stdin/stdout), -bv, -bi/newaliases, -q, -oi, -oem, -N, and mail(1) from
-# bsd-mailx. An unknown local recipient bounces to the sender alone.
+# stdin/stdout), -bv, -bi/newaliases, -q, -oi, -oem, -N, mail(1) from
+# bsd-mailx and git send-email. An unknown local recipient bounces to the
+# sender alone.
 # Everything a user other than root touches lives in a 0755 directory
 # (pytest's tmp_path is private to root).
 import os
@@ -64,6 +65,12 @@ def mails(d, user):
     return [p.read_bytes() for p in d.maildir_files(user)]
 
 
+def bounces(d):
+    """The DSNs in nobody's mailbox about nosuch@gw.example."""
+    return [m for m in mails(d, "nobody")
+            if b"Final-Recipient: rfc822; nosuch@gw.example" in m]
+
+
 def test_nobody_submits_and_an_unknown_recipient_bounces_alone(site):
     d = site
     r = as_nobody(d, "sendmail", "-oi", "-oem", "-N", "never", "alice", "nosuch",
@@ -73,8 +80,8 @@ def test_nobody_submits_and_an_unknown_recipient_bounces_alone(site):
     got = wait_until(lambda: mails(d, "alice"), 10)
     assert got and b"after the dot" in got[0] and b"\n.\n" in got[0], got
     assert b"local uid 65534" in got[0] and b"From: nobody <nobody@gw.example>" in got[0]
-    bounce = wait_until(lambda: mails(d, "nobody"), 10)
-    assert bounce and b"nosuch@gw.example" in bounce[0], bounce
+    bounce = wait_until(lambda: bounces(d), 10)
+    assert len(bounce) == 1, bounce
     assert b"alice@gw.example" not in bounce[0]
     ev = d.wait_event(2002)
     assert ev and ev[0]["client"] == "local uid 65534", ev
@@ -157,3 +164,35 @@ def test_mail_command_as_nobody(site):
     assert r.returncode == 0, r
     got = wait_until(lambda: mails(d, "alice"), 10)
     assert got and b"Subject: from mail(1)" in got[0] and b"sent with bsd-mailx" in got[0], got
+
+
+def test_git_send_email_cc_of_an_unknown_author(site, tmp_path):
+    """git send-email's automatic Cc of the patch's author, here a local
+    user who does not exist: the patch reaches the To: recipient, the
+    author's copy bounces to the sender; git send-email succeeds."""
+    if subprocess.run(["git", "send-email", "--help"], capture_output=True).returncode:
+        pytest.skip("git-email is not installed")
+    d = site
+    work = d.bin_dir.parent / "git"
+    work.mkdir(mode=0o777)
+    repo = tmp_path / "repo"
+    git = ["git", "-C", str(repo), "-c", "user.name=Ghost", "-c", "user.email=nosuch@gw.example"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "f").write_text("x\n")
+    subprocess.run(git + ["add", "f"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "a patch"], check=True)
+    subprocess.run(git + ["format-patch", "-q", "-1", "-o", str(work)], check=True)
+    patch = next(work.glob("*.patch"))
+    patch.chmod(0o644)
+    env = {"HOME": str(work), "DIALMAIL_DIR": str(d.dir), "GIT_COMMITTER_NAME": "Nobody",
+           "GIT_COMMITTER_EMAIL": "nobody@gw.example", "GIT_AUTHOR_NAME": "Nobody",
+           "GIT_AUTHOR_EMAIL": "nobody@gw.example"}
+    r = subprocess.run(NOBODY + ["env", *("%s=%s" % kv for kv in env.items()), "git",
+                                 "send-email", "--sendmail-cmd", str(d.bin_dir / "sendmail"),
+                                 "--from", "Nobody <nobody@gw.example>",
+                                 "--to", "alice@gw.example", "--confirm", "never", str(patch)],
+                       capture_output=True, timeout=60, cwd=str(work))
+    assert r.returncode == 0, r
+    got = wait_until(lambda: mails(d, "alice"), 10)
+    assert got and b"Subject: [PATCH] a patch" in got[0], got
+    assert len(wait_until(lambda: bounces(d), 10)) == 1
