@@ -387,6 +387,21 @@ static void sendmail_announce(struct sendmail_job *j)
 		fprintf(stderr, "sendmail: no daemon answered; the message waits in the queue\n");
 }
 
+/* 1 if this user may write the queue's staging directory (or create it);
+ * else the daemon takes the message. */
+static int sendmail_may_write(const char *dir)
+{
+	char *tmp = xasprintf("%s/tmp", dir);
+	int ok = 1;
+
+	if (access(tmp, W_OK) < 0 && errno == ENOENT)
+		ok = access(dir, W_OK) == 0 || errno != EACCES;
+	else if (access(tmp, W_OK) < 0)
+		ok = errno != EACCES;
+	free(tmp);
+	return ok;
+}
+
 /* Reads, checks and queues one message. Returns the exit status. */
 static int sendmail_submit(struct sendmail_job *j, int argc, char **argv)
 {
@@ -418,7 +433,7 @@ static int sendmail_submit(struct sendmail_job *j, int argc, char **argv)
 	queue_new_id(j->env.id);
 	sendmail_build_head(j, m, hlen);
 	/* A user who may not write the spool hands the message to the daemon. */
-	j->via_daemon = access(j->dir, W_OK) < 0 && errno == EACCES;
+	j->via_daemon = !sendmail_may_write(j->dir);
 	if (!j->via_daemon && event_open(j->dir, j->cfg.diag, 0) < 0)
 		log_debug("no event log under %s", j->dir);
 	rc = sendmail_commit(j, m + body, j->msg.len - body);

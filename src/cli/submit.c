@@ -4,6 +4,7 @@
  * process. */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ static int submit_connect(const char *dir)
 	char *path = xasprintf("%s/public/submit.sock", dir);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
+	signal(SIGPIPE, SIG_IGN); /* a daemon that hangs up is a reply, not a death */
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
