@@ -2,7 +2,6 @@
  * the SASL mechanisms PLAIN (RFC 4616), LOGIN and CRAM-MD5 (RFC 2195).
  * Invariant: passwords are compared in constant time and wiped on free;
  * nothing here logs a password. */
-#include <crypt.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +21,7 @@
 #include "lib/clock.h"
 #include "lib/xmalloc.h"
 #include "smtp/listener.h"
+#include "smtp/crypt_verify.h"
 #include "smtp/sasl_dovecot.h"
 #include "smtp/smtp_auth.h"
 #include "lib/log.h"
@@ -55,7 +55,8 @@ struct smtp_auth_exchange {
 	int secured;
 	void (*done)(enum smtp_auth_rc rc, const char *challenge, void *arg);
 	void *done_arg;
-	int step; /* challenges answered so far */
+	struct crypt_verify *cv; /* a hash being checked in its thread */
+	int step;		 /* challenges answered so far */
 	const struct smtp_auth_users *users;
 	char *user;
 	char *challenge; /* CRAM-MD5: the challenge sent, decoded */
@@ -433,10 +434,11 @@ struct smtp_auth_exchange *smtp_auth_start_dovecot(const struct config *cfg,
 	return x;
 }
 
-void smtp_auth_set_done(struct smtp_auth_exchange *x,
+void smtp_auth_set_done(struct smtp_auth_exchange *x, struct event_base *base,
 			void (*done)(enum smtp_auth_rc rc, const char *challenge, void *arg),
 			void *arg)
 {
+	x->base = base;
 	x->done = done;
 	x->done_arg = arg;
 }
@@ -493,31 +495,35 @@ struct smtp_auth_exchange *smtp_auth_start(const char *mech, const struct smtp_a
 	return NULL;
 }
 
-/* A password against a crypt(3) hash (libxcrypt: yescrypt, SHA-512, ...). */
-static enum smtp_auth_rc auth_verify_hash(const char *hash, const char *pass)
+static void auth_hash_done(int ok, void *arg)
 {
-	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
-	const char *got = crypt_rn(pass, hash, cd, (int)sizeof(*cd));
-	enum smtp_auth_rc rc = SMTP_AUTH_FAIL;
+	struct smtp_auth_exchange *x = arg;
 
-	if (got && got[0] != '*' && strlen(got) == strlen(hash) &&
-	    CRYPTO_memcmp(got, hash, strlen(hash)) == 0)
-		rc = SMTP_AUTH_OK;
-	explicit_bzero(cd, sizeof(*cd));
-	free(cd);
-	return rc;
+	x->cv = NULL;
+	x->done(ok ? SMTP_AUTH_OK : SMTP_AUTH_FAIL, NULL, x->done_arg);
+}
+
+/* A password against a crypt(3) hash (libxcrypt: yescrypt, SHA-512, ...):
+ * in a thread when the exchange has a loop to answer in (smtp_auth_set_done). */
+static enum smtp_auth_rc auth_verify_hash(struct smtp_auth_exchange *x, const char *hash,
+					  const char *pass)
+{
+	if (x->base && x->done &&
+	    (x->cv = crypt_verify_start(x->base, hash, pass, auth_hash_done, x)) != NULL)
+		return SMTP_AUTH_PENDING;
+	return crypt_verify_now(hash, pass) ? SMTP_AUTH_OK : SMTP_AUTH_FAIL;
 }
 
 /* The password check shared by PLAIN and LOGIN (pass is NUL-terminated,
  * passlen octets without NUL). */
-static enum smtp_auth_rc auth_verify(const struct smtp_auth_exchange *x, const char *pass,
-				     size_t passlen)
+static enum smtp_auth_rc auth_verify(struct smtp_auth_exchange *x, const char *pass, size_t passlen)
 {
 	const struct smtp_auth_user *e = auth_user_find(x->users, x->user);
 	const char *want = e ? e->password : NULL;
 
 	if (e && e->hash)
-		return strlen(pass) == passlen ? auth_verify_hash(e->hash, pass) : SMTP_AUTH_FAIL;
+		return strlen(pass) == passlen ? auth_verify_hash(x, e->hash, pass)
+					       : SMTP_AUTH_FAIL;
 	if (want == NULL || strlen(want) != passlen)
 		return SMTP_AUTH_FAIL;
 	return CRYPTO_memcmp(want, pass, passlen) == 0 ? SMTP_AUTH_OK : SMTP_AUTH_FAIL;
@@ -659,6 +665,7 @@ void smtp_auth_free(struct smtp_auth_exchange *x)
 	free(x->challenge);
 	free(x->hostname);
 	sasl_dovecot_free(x->dc);
+	crypt_verify_cancel(x->cv);
 	free(x->dc_mech);
 	free(x->dc_socket);
 	free(x->client_ip);

@@ -50,12 +50,13 @@ struct smtp_auth_exchange *smtp_auth_start(const char *mech, const struct smtp_a
  * a client at client_ip (secured: under TLS). Its steps return
  * SMTP_AUTH_PENDING; the outcome comes to done (set it before the first
  * step), with the challenge on SMTP_AUTH_CONTINUE. NULL: mech is not a
- * mechanism name. */
+ * mechanism name. smtp_auth_set_done on a table exchange makes its crypt(3)
+ * checks run in a thread (crypt_verify.h): those steps return PENDING too. */
 struct event_base;
 struct smtp_auth_exchange *smtp_auth_start_dovecot(const struct config *cfg,
 						   struct event_base *base, const char *mech,
 						   const char *client_ip, int secured);
-void smtp_auth_set_done(struct smtp_auth_exchange *x,
+void smtp_auth_set_done(struct smtp_auth_exchange *x, struct event_base *base,
 			void (*done)(enum smtp_auth_rc rc, const char *challenge, void *arg),
 			void *arg);
 

@@ -1790,10 +1790,11 @@ static struct smtp_auth_exchange *auth_start(struct smtp_session *s, const char 
 	struct smtp_auth_exchange *x;
 
 	if (!cfg->auth_dovecot_socket || !*cfg->auth_dovecot_socket)
-		return smtp_auth_start(mech, cfg->auth_users, cfg->hostname);
-	x = smtp_auth_start_dovecot(cfg, s->srv->base, mech, s->addr, s->tls);
+		x = smtp_auth_start(mech, cfg->auth_users, cfg->hostname);
+	else
+		x = smtp_auth_start_dovecot(cfg, s->srv->base, mech, s->addr, s->tls);
 	if (x)
-		smtp_auth_set_done(x, auth_done, s);
+		smtp_auth_set_done(x, s->srv->base, auth_done, s);
 	return x;
 }
 

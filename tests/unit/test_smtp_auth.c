@@ -17,6 +17,7 @@
 #include <openssl/hmac.h>
 
 #include "lib/buf.h"
+#include "smtp/crypt_verify.h"
 #include "smtp/smtp_auth.h"
 #include "test_tmp.h"
 
@@ -155,6 +156,39 @@ static void test_users_file_hashes(void **state)
 	free(salt_y);
 	free(salt_6);
 	buf_free(&err);
+}
+
+static void cv_done(int ok, void *arg)
+{
+	*(int *)arg = ok + 1;
+}
+
+/* The threaded check answers in the loop; a cancelled one never does. */
+static void test_crypt_verify_in_a_thread(void **state)
+{
+	struct event_base *base = event_base_new();
+	char *salt = crypt_gensalt_ra("$6$", 0, NULL, 0);
+	struct crypt_data cd;
+	char *hash;
+	int got = 0;
+
+	memset(&cd, 0, sizeof(cd));
+	hash = strdup(crypt_rn("pw", salt, &cd, sizeof(cd)));
+	assert_non_null(crypt_verify_start(base, hash, "pw", cv_done, &got));
+	assert_int_equal(got, 0); /* never from inside start */
+	event_base_dispatch(base);
+	assert_int_equal(got, 2);
+	got = 0;
+	assert_non_null(crypt_verify_start(base, hash, "px", cv_done, &got));
+	event_base_dispatch(base);
+	assert_int_equal(got, 1);
+	got = 0;
+	crypt_verify_cancel(crypt_verify_start(base, hash, "pw", cv_done, &got));
+	event_base_dispatch(base);
+	assert_int_equal(got, 0);
+	event_base_free(base);
+	free(hash);
+	free(salt);
 }
 
 static void test_users_file_errors(void **state)
@@ -304,6 +338,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_users_file_forms),
 	    cmocka_unit_test(test_users_file_hashes),
+	    cmocka_unit_test(test_crypt_verify_in_a_thread),
 	    cmocka_unit_test(test_users_file_errors),
 	    cmocka_unit_test(test_plain),
 	    cmocka_unit_test(test_login),
