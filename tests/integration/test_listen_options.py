@@ -123,6 +123,35 @@ def test_messages_per_client_per_listener(daemon):
                 assert c.cmd("MAIL FROM:<a@branch.test>").code == 421
 
 
+def test_connection_rate_and_mynetworks_exemption_per_listener(daemon):
+    d, branches = two_ports(daemon, "-o max_connection_rate_per_client=2 "
+                            "-o client_limits_exempt_mynetworks=no",
+                            "max_connections_per_client = 1")
+    # 127.0.0.1 is in mynetworks: exempt on the first port, not on the second
+    lan = [SmtpRaw(d.port) for _ in range(3)]
+    assert all(c.banner.code == 220 for c in lan)
+    first = SmtpRaw(branches)
+    assert first.banner.code == 220
+    with SmtpRaw(branches, banner=False) as c:
+        r = c.reply()
+        assert r.code == 421 and "too many connections from" in r.text, r
+    first.close()
+    for c in lan:
+        c.close()
+    # two connections a minute on the second port: the third is refused
+    time.sleep(0.3)
+    with SmtpRaw(branches, banner=False, source="127.0.0.2") as c:
+        r = c.reply()
+        assert r.code == 220, r
+    with SmtpRaw(branches, banner=False, source="127.0.0.2") as c:
+        assert c.reply().code == 220
+    with SmtpRaw(branches, banner=False, source="127.0.0.2") as c:
+        r = c.reply()
+        assert r.code == 421 and "per minute" in r.text, r
+    ev = d.wait_event(2016, pred=lambda e: e.get("limit") == "connection-rate")
+    assert ev and ev[0]["client"] == "127.0.0.2", ev
+
+
 def test_submission_needs_starttls_then_auth(daemon, auth):
     d, sub = two_ports(daemon, "submission", *auth)
     with SmtpRaw(sub) as c:
