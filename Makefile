@@ -6,7 +6,7 @@ CFLAGS  ?= -O2 -g
 DMFLAGS  = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wno-unused-parameter -D_GNU_SOURCE -Isrc \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -levent_openssl -pthread
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -levent_openssl -lcrypt -pthread
 BUILD   ?= build
 PYTEST  ?= /usr/bin/python3 -m pytest
 ITESTS  ?= tests/integration
@@ -37,6 +37,7 @@ $(BUILD)/dialmail: $(BUILD)/$(MAIN:.c=.o) $(BUILD)/libdialmail.a
 	$(CC) $(DMFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 	ln -sf dialmail $(BUILD)/sendmail
 	ln -sf dialmail $(BUILD)/mailq
+	ln -sf dialmail $(BUILD)/newaliases
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdialmail.a
 	@mkdir -p $(dir $@)
@@ -111,6 +112,7 @@ install:
 	install -D -m 0755 $(BUILD)/dialmail $(D)$(SBINDIR)/dialmail
 	ln -sfn dialmail $(D)$(SBINDIR)/sendmail
 	ln -sfn dialmail $(D)$(SBINDIR)/mailq
+	ln -sfn dialmail $(D)$(SBINDIR)/newaliases
 	install -D -m 0755 $(BUILD)/modemsim $(D)$(BINDIR)/modemsim
 	@set -e; for f in $(MANPAGES); do \
 		s=$${f##*.}; echo "install -D -m 0644 $$f $(D)$(MANDIR)/man$$s/$${f##*/}"; \
@@ -129,7 +131,7 @@ install:
 		{ echo "install: ExecStart of dialmail.service was not rewritten"; exit 1; }
 
 uninstall:
-	rm -f $(D)$(SBINDIR)/dialmail $(D)$(SBINDIR)/sendmail $(D)$(SBINDIR)/mailq
+	rm -f $(D)$(SBINDIR)/dialmail $(D)$(SBINDIR)/sendmail $(D)$(SBINDIR)/mailq $(D)$(SBINDIR)/newaliases
 	rm -f $(D)$(BINDIR)/modemsim
 	rm -f $(foreach f,$(MANPAGES),$(D)$(MANDIR)/man$(subst .,,$(suffix $(f)))/$(notdir $(f)))
 	rm -f $(addprefix $(D)$(DOCDIR)/,$(notdir $(DOCS)))

@@ -23,5 +23,6 @@ int cli_parse_since(const char *s, int64_t *usec);
 /* Opens the queue for reading. A state directory without a queue is an
  * empty queue: *q is NULL and nothing is created. -1 after a message. */
 int cli_queue_open(const char *dir, struct queue **q);
+int cmd_hash_password(int argc, char **argv); /* cli_passwd.c */
 
 #endif

@@ -38,6 +38,7 @@ static const struct command {
     {"flush", cmd_flush, "retry every queued message now (--dir DIR)"},
     {"reload", cmd_reload, "as SIGHUP: reopen the logs, reload the TLS certificate (--dir)"},
     {"reopen-logs", cmd_reopen_logs, "as SIGHUP, after logrotate (--dir DIR)"},
+    {"hash-password", cmd_hash_password, "a crypt(3) hash for auth_users_file (stdin)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "this list"},
 };
@@ -68,6 +69,8 @@ int main(int argc, char **argv)
 	modules_register();
 	if (strcmp(base, "sendmail") == 0 || strcmp(base, "mailq") == 0)
 		return find_command(base)->run(argc, argv);
+	if (strcmp(base, "newaliases") == 0)
+		return cmd_sendmail(argc, argv); /* sendmail -bi */
 	if (argc < 2) {
 		cmd_help(0, NULL);
 		return 64;

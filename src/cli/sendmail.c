@@ -16,6 +16,7 @@
 #include "cli/cli.h"
 #include "cli/cli_control.h"
 #include "cli/mailmsg.h"
+#include "cli/submit.h"
 #include "mail/config.h"
 #include "daemon/control.h"
 #include "mail/event.h"
@@ -48,6 +49,7 @@ struct sendmail_job {
 	struct buf msg;	      /* stdin, wire form */
 	struct buf head;      /* Received: + kept header fields + added ones */
 	struct strlist rcpts; /* recipients as given, before checks */
+	int via_daemon;	      /* handed to the daemon's submission socket */
 };
 
 static void sendmail_usage(FILE *out)
@@ -55,7 +57,8 @@ static void sendmail_usage(FILE *out)
 	fprintf(out, "usage: sendmail [-t] [-i] [-f sender] [-F fullname] [-v] [-bm|-bp|-q]\n"
 		     "                [-oX...] [-C config] [--dir DIR] [--config FILE] [--] "
 		     "[recipient ...]\n"
-		     "       mailq [--dir DIR]\n");
+		     "       sendmail -bs | -bv rcpt... | -bi | -q\n"
+		     "       mailq [--dir DIR]\n       newaliases\n");
 }
 
 /* One -o option: only -oi means something here; the rest are accepted and
@@ -66,10 +69,11 @@ static void sendmail_opt_o(struct sendmail_opts *o, const char *arg)
 		o->dot_ends = 0;
 }
 
-/* -b mode: m (deliver) and p (print the queue) are supported. */
+/* -b mode: m (deliver), p (print the queue), s (SMTP on stdin/stdout),
+ * v (verify the recipients), i (rebuild the aliases: nothing to do). */
 static int sendmail_opt_b(struct sendmail_opts *o, const char *arg)
 {
-	if (strcmp(arg, "m") == 0 || strcmp(arg, "p") == 0) {
+	if (strlen(arg) == 1 && strchr("mpsvi", arg[0])) {
 		o->mode = arg[0];
 		return 0;
 	}
@@ -90,9 +94,11 @@ static int sendmail_parse(struct sendmail_opts *o, int argc, char **argv)
 	static const char shortopts[] = "+B:b:C:F:f:Gh:iL:mN:nO:o:p:q::R:r:tUV:vX:";
 	int c;
 
+	const char *base = strrchr(argv[0], '/');
+
 	memset(o, 0, sizeof(*o));
 	o->dot_ends = 1;
-	o->mode = 'm';
+	o->mode = strcmp(base ? base + 1 : argv[0], "newaliases") == 0 ? 'i' : 'm';
 	o->config = getenv("DIALMAIL_CONFIG");
 	if (o->config && *o->config == '\0')
 		o->config = NULL;
@@ -234,11 +240,9 @@ static int sendmail_check_rcpts(struct sendmail_job *j)
 		enum rcpt_class cls =
 		    mailmsg_addr_valid(addr) ? recipient_classify(&j->cfg, addr) : RCLASS_INVALID;
 
-		if (cls == RCLASS_UNKNOWN_LOCAL) {
-			fprintf(stderr, "sendmail: %s: User unknown\n", addr);
-			if (rc == EX_OK)
-				rc = EX_NOUSER;
-		} else if (cls == RCLASS_INVALID) {
+		/* An unknown local user is queued too: delivery bounces it to
+		 * the sender, and only it (as sendmail and Postfix do). */
+		if (cls == RCLASS_INVALID) {
 			fprintf(stderr, "sendmail: %s: invalid address\n", r);
 			rc = EX_DATAERR;
 		} else if (!strlist_has_nocase(&seen, addr)) {
@@ -319,7 +323,8 @@ static void sendmail_build_head(struct sendmail_job *j, const char *hdr, size_t 
 	buf_puts(&j->head, "\r\n");
 }
 
-/* Writes the message to the queue. EX_OK or EX_TEMPFAIL after a message. */
+/* Writes the message to the queue, or hands it to the daemon when this
+ * user may not write the spool. EX_OK or EX_TEMPFAIL after a message. */
 static int sendmail_commit(struct sendmail_job *j, const char *body, size_t blen)
 {
 	struct iovec iov[2] = {{j->head.data, j->head.len}, {(void *)body, blen}};
@@ -327,6 +332,9 @@ static int sendmail_commit(struct sendmail_job *j, const char *body, size_t blen
 	unsigned long long avail;
 	int rc;
 
+	if (j->via_daemon)
+		return submit_via_daemon(j->dir, &j->env, &j->head, body, blen, j->env.id,
+					 sizeof(j->env.id));
 	/* root writing into the daemon's spool writes as its owner, as
 	 * Postfix's postdrop does: a root-owned file would be unreadable. */
 	if (priv_become_owner_of(j->dir) < 0) {
@@ -366,6 +374,11 @@ static void sendmail_announce(struct sendmail_job *j)
 {
 	char reply[64];
 
+	if (j->via_daemon) { /* the daemon logged and tracked it */
+		if (j->o->verbose)
+			fprintf(stderr, "sendmail: queued as %s\n", j->env.id);
+		return;
+	}
 	event_log(EV_SUBMITTED_LOCAL,
 		  "Message %s from <%s> submitted by local user %s for %zu recipient(s)", j->env.id,
 		  j->env.sender, j->user, j->env.nrcpt);
@@ -381,6 +394,21 @@ static void sendmail_announce(struct sendmail_job *j)
 	/* No daemon listening is fine: it finds the message at its next scan. */
 	if (control_send(j->dir, "kick", reply, sizeof(reply)) < 0 && j->o->verbose)
 		fprintf(stderr, "sendmail: no daemon answered; the message waits in the queue\n");
+}
+
+/* 1 if this user may write the queue's staging directory (or create it);
+ * else the daemon takes the message. */
+static int sendmail_may_write(const char *dir)
+{
+	char *tmp = xasprintf("%s/tmp", dir);
+	int ok = 1;
+
+	if (access(tmp, W_OK) < 0 && errno == ENOENT)
+		ok = access(dir, W_OK) == 0 || errno != EACCES;
+	else if (access(tmp, W_OK) < 0)
+		ok = errno != EACCES;
+	free(tmp);
+	return ok;
 }
 
 /* Reads, checks and queues one message. Returns the exit status. */
@@ -413,7 +441,9 @@ static int sendmail_submit(struct sendmail_job *j, int argc, char **argv)
 	j->env.created = clock_now();
 	queue_new_id(j->env.id);
 	sendmail_build_head(j, m, hlen);
-	if (event_open(j->dir, j->cfg.diag, 0) < 0)
+	/* A user who may not write the spool hands the message to the daemon. */
+	j->via_daemon = !sendmail_may_write(j->dir);
+	if (!j->via_daemon && event_open(j->dir, j->cfg.diag, 0) < 0)
 		log_debug("no event log under %s", j->dir);
 	rc = sendmail_commit(j, m + body, j->msg.len - body);
 	if (rc == EX_OK)
@@ -432,7 +462,8 @@ static int sendmail_config(struct sendmail_job *j)
 	/* Without --config, use the file of the daemon that serves this spool. */
 	if (j->o->config == NULL)
 		recorded = config_recorded_path(j->dir);
-	if (config_load(&j->cfg, j->o->config ? j->o->config : recorded, &err) < 0) {
+	/* The secret files are the daemon's: a local user cannot read them. */
+	if (config_load_as(&j->cfg, j->o->config ? j->o->config : recorded, 1, &err) < 0) {
 		fprintf(stderr, "%s", buf_cstr(&err));
 		rc = EX_CONFIG;
 	}
@@ -464,6 +495,45 @@ static int sendmail_runq(const char *dir)
 
 static int mailq_list(const char *dir);
 
+/* -bi, newaliases: the aliases are the [aliases] section, read at each
+ * start; there is no database to rebuild. */
+static int sendmail_newaliases(struct sendmail_job *j)
+{
+	printf("newaliases: dialmail reads its aliases from the [aliases] section of %s "
+	       "(%zu aliases); there is no database to rebuild\n",
+	       j->cfg.path ? j->cfg.path : "its configuration", j->cfg.n_aliases);
+	return EX_OK;
+}
+
+/* -bv: what would become of each recipient; no mail is sent. */
+static int sendmail_verify(struct sendmail_job *j, int argc, char **argv)
+{
+	const char *domain =
+	    j->cfg.local_domains.n > 0 ? j->cfg.local_domains.v[0] : j->cfg.hostname;
+	int rc = argc > 0 ? EX_OK : EX_USAGE;
+
+	for (int i = 0; i < argc; i++) {
+		char *addr =
+		    strchr(argv[i], '@') ? xstrdup(argv[i]) : xasprintf("%s@%s", argv[i], domain);
+		enum rcpt_class cls =
+		    mailmsg_addr_valid(addr) ? recipient_classify(&j->cfg, addr) : RCLASS_INVALID;
+
+		if (cls == RCLASS_LOCAL)
+			printf("%s... deliverable: local mailbox\n", addr);
+		else if (cls == RCLASS_REMOTE)
+			printf("%s... deliverable: relayed (queued for the remote domain)\n", addr);
+		else
+			printf("%s... undeliverable: %s\n", addr,
+			       cls == RCLASS_UNKNOWN_LOCAL ? "User unknown" : "invalid address");
+		if (cls == RCLASS_UNKNOWN_LOCAL || cls == RCLASS_INVALID)
+			rc = cls == RCLASS_INVALID ? EX_DATAERR : EX_NOUSER;
+		free(addr);
+	}
+	if (argc == 0)
+		fprintf(stderr, "sendmail: -bv needs recipients\n");
+	return rc;
+}
+
 int cmd_sendmail(int argc, char **argv)
 {
 	struct sendmail_opts o;
@@ -483,12 +553,18 @@ int cmd_sendmail(int argc, char **argv)
 		return mailq_list(config_spool_dir(o.dir));
 	if (o.mode == 'q')
 		return sendmail_runq(config_spool_dir(o.dir));
+	if (o.mode == 's')
+		return submit_dialogue(config_spool_dir(o.dir));
 	memset(&j, 0, sizeof(j));
 	j.o = &o;
 	j.dir = config_spool_dir(o.dir);
 	sendmail_whoami(&j);
 	rc = sendmail_config(&j);
-	if (rc == EX_OK)
+	if (rc == EX_OK && o.mode == 'i')
+		rc = sendmail_newaliases(&j);
+	else if (rc == EX_OK && o.mode == 'v')
+		rc = sendmail_verify(&j, argc - optind, argv + optind);
+	else if (rc == EX_OK)
 		rc = sendmail_submit(&j, argc - optind, argv + optind);
 	sendmail_job_free(&j);
 	return rc;

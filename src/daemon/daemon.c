@@ -36,6 +36,7 @@
 #include "queue/qindex.h"
 #include "lib/notify.h"
 #include "lib/priv.h"
+#include "lib/xmalloc.h"
 #include "queue/queue.h"
 #include "smtp/smtp_server.h"
 #include "daemon/reconfig.h"
@@ -378,11 +379,13 @@ static int daemon_plan_privileges(struct daemon *d)
 	return rc;
 }
 
-/* The state directory goes to the user (mode 0750), before the control
+/* The state directory goes to the user (mode 0751: others may pass through
+ * to public/submit.sock, every local user's sendmail, but not list it or
+ * open anything else: the subdirectories are closed), before the control
  * socket is made (which belongs to the admin group). */
 static int daemon_give_spool(struct daemon *d)
 {
-	if (priv_chown_tree(d->dir, d->priv.uid, d->priv.gid) < 0 || chmod(d->dir, 0750) < 0) {
+	if (priv_chown_tree(d->dir, d->priv.uid, d->priv.gid) < 0 || chmod(d->dir, 0751) < 0) {
 		event_log(EV_QUEUE_WRITE_FAILED, "Cannot give %s to user %s: %s", d->dir,
 			  d->priv.user, strerror(errno));
 		return -1;
@@ -408,13 +411,27 @@ static int daemon_drop_privileges(struct daemon *d)
 	return 0;
 }
 
+/* Every local user's sendmail submits through DIR/public/submit.sock
+ * (public/ 0755, the socket 0666), the spool itself staying closed. */
+static void daemon_listen_local(struct daemon *d)
+{
+	char *pub = xasprintf("%s/public", d->dir), *sock = xasprintf("%s/submit.sock", pub);
+
+	if (fs_mkdirs(pub, 0755) < 0 || chmod(pub, 0755) < 0)
+		log_warn("cannot create %s: local users cannot submit mail", pub);
+	else
+		smtp_server_listen_local(d->smtp, sock);
+	free(pub);
+	free(sock);
+}
+
 static int daemon_start(struct daemon *d)
 {
 	int listening = 0;
 	struct timeval tv = {d->cfg.queue_run_interval, 0}, now = {0, 0};
 	struct timeval sample_tv = {d->cfg.queue_sample_interval, 0};
 
-	if (fs_mkdirs(d->dir, 0750) < 0) {
+	if (fs_mkdirs(d->dir, 0751) < 0) {
 		log_warn("cannot create %s", d->dir);
 		return -1;
 	}
@@ -452,12 +469,13 @@ static int daemon_start(struct daemon *d)
 		smtp_server_set_etrn(d->smtp, hub_etrn, d->hub);
 	d->odmr = odmr_hub_new(d->base, &d->cfg, d->queue, d->delivery);
 	for (size_t i = 0; i < d->cfg.listen.n; i++)
-		if (smtp_server_listen(d->smtp, d->cfg.listen.v[i]) == 0)
+		if (smtp_server_listen_item(d->smtp, i) == 0)
 			listening++;
 	if (listening == 0 && d->cfg.listen.n > 0) {
 		event_log(EV_LISTEN_FAILED, "No SMTP listener could be opened; stopping");
 		return -1;
 	}
+	daemon_listen_local(d);
 	if (d->drop && daemon_give_spool(d) < 0)
 		return -1;
 	d->control = control_listen(d->base, d->dir, d->delivery, d->drop ? d->priv.uid : geteuid(),

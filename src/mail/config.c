@@ -18,13 +18,13 @@
 #include "mail/policy.h"
 #include "mail/config.h"
 #include "mail/event.h"
+#include "mail/listen.h"
 #include "mail/routes.h"
 #include "lib/duration.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
-static int check_listen(const char *item, struct buf *problem);
 static int check_hostname(const char *item, struct buf *problem);
 static int check_domain(const char *item, struct buf *problem);
 static int check_localpart(const char *item, struct buf *problem);
@@ -44,12 +44,16 @@ static int check_http_listen(const char *item, struct buf *problem);
 
 static const struct setting settings[] = {
     {.name = "listen",
-     .type = T_LIST,
+     .type = T_CUSTOM,
      .def = "127.0.0.1:2525",
      .max = 64,
      .off = OFF(listen),
-     .check = check_listen,
-     .help = "addresses the SMTP server listens on, host:port or [v6addr]:port"},
+     .help = "addresses the SMTP server listens on, host:port or [v6addr]:port, each optionally "
+	     "followed by a service (smtp, submission, submissions) and -o name=value overrides",
+     .parse = listen_parse,
+     .format = listen_format,
+     .release = listen_release,
+     .swap = listen_swap},
     {.name = "hostname",
      .type = T_STRING,
      .def = "",
@@ -109,6 +113,7 @@ static const struct setting settings[] = {
      .def = "5m",
      .min = 1,
      .max = DAY,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(smtp_timeout),
      .help = "time a client has to send each SMTP command"},
     {.name = "smtp_data_timeout",
@@ -116,6 +121,7 @@ static const struct setting settings[] = {
      .def = "10m",
      .min = 1,
      .max = DAY,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(smtp_data_timeout),
      .help = "time a client has to send each block of message data"},
     {.name = "smtp_min_data_rate",
@@ -123,6 +129,7 @@ static const struct setting settings[] = {
      .def = "0",
      .min = 0,
      .max = 1000000000,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(smtp_min_data_rate),
      .help = "bytes per second a client must send during DATA/BDAT, averaged over 10 s; 0: off "
 	     "(adopted dial-up sessions and the ODMR port are exempt)"},
@@ -131,6 +138,7 @@ static const struct setting settings[] = {
      .def = "0",
      .min = 0,
      .max = 7 * DAY,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(smtp_max_session_time),
      .help = "longest SMTP session; 0: no limit (adopted dial-up sessions and the ODMR port are "
 	     "exempt)"},
@@ -139,6 +147,7 @@ static const struct setting settings[] = {
      .def = "10",
      .min = 0,
      .max = 10000,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(max_connections_per_client),
      .help = "concurrent SMTP connections from one client address; more get 421 4.7.0; 0: no "
 	     "limit"},
@@ -147,6 +156,7 @@ static const struct setting settings[] = {
      .def = "0",
      .min = 0,
      .max = 1000000,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(max_connection_rate_per_client),
      .help = "SMTP connections one client address may open per minute; more get 421 4.7.0; 0: "
 	     "no limit"},
@@ -155,12 +165,14 @@ static const struct setting settings[] = {
      .def = "0",
      .min = 0,
      .max = 1000000,
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(max_messages_per_client),
      .help = "MAIL commands one client address may send per minute; more get 421 4.7.0; 0: no "
 	     "limit"},
     {.name = "client_limits_exempt_mynetworks",
      .type = T_BOOL,
      .def = "yes",
+     .flags = CONFIG_F_LISTEN,
      .off = OFF(client_limits_exempt_mynetworks),
      .help = "clients in mynetworks are not held to the per-client limits"},
     {.name = "min_free_space",
@@ -377,6 +389,12 @@ static const struct setting settings[] = {
      .def = "no",
      .off = OFF(auth_allow_plaintext),
      .help = "offer AUTH on connections without TLS too (passwords then cross in clear)"},
+    {.name = "auth_dovecot_socket",
+     .type = T_STRING,
+     .def = "",
+     .off = OFF(auth_dovecot_socket),
+     .help = "Dovecot's auth-client socket: SMTP AUTH is checked by Dovecot (as Postfix's "
+	     "smtpd_sasl_type = dovecot) instead of auth_users_file; empty: not used"},
     {.name = "hold_domains",
      .type = T_LIST,
      .def = "",
@@ -408,7 +426,7 @@ static const struct setting settings[] = {
      .type = T_LIST,
      .def = "",
      .off = OFF(odmr_listen),
-     .check = check_listen,
+     .check = config_check_listen,
      .help =
 	 "host:port list of the hub's ODMR (RFC 2645, ATRN) port, 366 by convention; empty: off"},
     {.name = "odmr_domains",
@@ -557,7 +575,7 @@ static void parser_error(struct parser *p, const char *what, const char *fmt, ..
 
 /* --- item checks ------------------------------------------------------- */
 
-static int check_listen(const char *item, struct buf *problem)
+int config_check_listen(const char *item, struct buf *problem)
 {
 	const char *colon = strrchr(item, ':');
 	char *end;
@@ -595,7 +613,7 @@ static int check_http_listen(const char *item, struct buf *problem)
 			   item, ROUTE_UNIX_MAX);
 		return -1;
 	}
-	if (check_listen(item, problem) < 0)
+	if (config_check_listen(item, problem) < 0)
 		return -1;
 	if (strncmp(item, "127.", 4) == 0 || strncmp(item, "[::1]:", 6) == 0 ||
 	    strncmp(item, "localhost:", 10) == 0)
@@ -674,6 +692,11 @@ static const struct setting *setting_find(const char *name)
 		if (strcmp(settings[i].name, name) == 0)
 			return &settings[i];
 	return NULL;
+}
+
+const struct setting *config_setting(const char *name)
+{
+	return setting_find(name);
 }
 
 /* Edit distance of two short names, capped at 9 (enough to spot a typo). */
@@ -988,10 +1011,16 @@ static void config_resolve_hostname(struct config *cfg)
 
 int config_load(struct config *cfg, const char *path, struct buf *err)
 {
+	return config_load_as(cfg, path, 0, err);
+}
+
+int config_load_as(struct config *cfg, const char *path, int public_only, struct buf *err)
+{
 	struct parser p = {.cfg = cfg, .path = path, .err = err};
 	FILE *f;
 
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->public_only = public_only;
 	config_defaults(cfg);
 	cfg->routes = xcalloc(1, sizeof(*cfg->routes));
 	if (path) {

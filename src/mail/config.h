@@ -18,6 +18,7 @@ struct routes;
 struct phonebook;
 struct session_config;
 struct smtp_auth_users;
+struct listen_spec;
 
 struct alias {
 	char *name;		/* local part, lower case */
@@ -28,6 +29,7 @@ struct config {
 	char *path;			 /* file loaded, or NULL for embedded defaults */
 	char *hostname;			 /* HELO name, Received: by, Message-ID right side */
 	struct strlist listen;		 /* "127.0.0.1:2525", "[::1]:2525" */
+	struct listen_spec *listen_spec; /* listen.v[i]'s service and overrides (mail/listen.h) */
 	struct strlist local_domains;	 /* lower case */
 	struct strlist local_recipients; /* local parts, lower case; postmaster implied */
 	struct cidr *mynetworks;
@@ -80,8 +82,9 @@ struct config {
 	/* SMTP server STARTTLS and AUTH; see smtp/smtp_auth.h */
 	char *tls_cert_file; /* PEM; with tls_key_file: STARTTLS offered */
 	char *tls_key_file;
-	char *auth_users_file;		    /* "user password" lines, or "" (no AUTH) */
-	int auth_allow_plaintext;	    /* offer AUTH without TLS too */
+	char *auth_users_file;	   /* "user password" lines, or "" (no AUTH) */
+	int auth_allow_plaintext;  /* offer AUTH without TLS too */
+	char *auth_dovecot_socket; /* Dovecot auth-client socket, or "" (smtp/sasl_dovecot.h) */
 	struct smtp_auth_users *auth_users; /* loaded auth_users_file, or NULL */
 	/* hub role and inbound duplicates (issue 5); see hub/hub.h, deliver/dedup.h */
 	struct strlist hold_domains;	/* lower case; kept queued until ETRN */
@@ -113,6 +116,7 @@ struct config {
 	char *admin_group;		     /* control socket group; "": group */
 	int run_as_root;		     /* stay root (tests, demos) */
 	int *set_at;	     /* line each top-level setting was given on, 0: default */
+	int public_only;     /* loaded without the secret files (config_load_as) */
 	struct buf warnings; /* "file:line: problem" lines the file passed with */
 };
 
@@ -148,6 +152,10 @@ void config_register(const struct config_module *m);
 /* Loads the embedded defaults, then path (if not NULL). On error returns -1
  * and puts "file:line: setting: problem" lines in err. */
 int config_load(struct config *cfg, const char *path, struct buf *err);
+/* The same; with public_only the secret files (auth_file, auth_users_file,
+ * tls_key_file) are neither read nor checked: for a local user's sendmail,
+ * who may read the configuration but not the secrets. */
+int config_load_as(struct config *cfg, const char *path, int public_only, struct buf *err);
 void config_free(struct config *cfg);
 /* Where a setting was given, for a message about it: "path:line: ", or
  * "path: " when it kept its default, or "(config): " without a file. */
@@ -191,6 +199,13 @@ const char *config_spool_dir(const char *opt_dir);
  * queue/retry.c agree through these). */
 #define CONFIG_MAX_RETRY_INTERVALS 32
 #define CONFIG_MAX_RETRY_DELAY	   (7 * 86400)
+/* Check of one listen item's address: host:port or [v6]:port. */
+int config_check_listen(const char *item, struct buf *problem);
+/* A row of the top-level settings table, or NULL. */
+const struct setting *config_setting(const char *name);
+/* Rows flagged so may be overridden per listener (listen ... -o name=value). */
+#define CONFIG_F_LISTEN F_OWN
+
 /* Check of one retry_intervals item: a duration from 1s to 7d. */
 int config_check_retry_interval(const char *item, struct buf *problem);
 

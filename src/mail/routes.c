@@ -435,6 +435,8 @@ int routes_finish(struct config *cfg, struct buf *err)
 	int errors = 0, have_file = cfg->auth_file && *cfg->auth_file;
 	struct buf where = BUF_INIT, e = BUF_INIT, w = BUF_INIT;
 
+	if (cfg->public_only)
+		return 0; /* a local user's sendmail: the credentials are not theirs */
 	if (have_file) {
 		char *path = routes_auth_path(cfg->auth_file, cfg_path);
 		errors += routes_auth_read(rt, path, cfg, &e, &w);

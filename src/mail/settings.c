@@ -468,6 +468,10 @@ int settings_swap(const struct setting *s, void *a, void *b)
 {
 	size_t n = settings_field_size(s);
 
+	if (s->type == T_CUSTOM && s->swap) {
+		s->swap(s, a, b);
+		return 0;
+	}
 	if (n == 0)
 		return -1;
 	settings_swap_bytes((char *)a + s->off, (char *)b + s->off, n);

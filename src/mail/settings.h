@@ -50,6 +50,9 @@ struct setting {
 	int (*parse)(const struct setting *s, void *base, const char *v, struct buf *problem);
 	void (*format)(const struct setting *s, const void *base, struct buf *out);
 	void (*release)(const struct setting *s, void *base);
+	/* T_CUSTOM only, optional: exchange the value (and what it owns)
+	 * between two structs (settings_swap; a reload keeping a value). */
+	void (*swap)(const struct setting *s, void *a, void *b);
 };
 
 /* A table of rows over one struct: the top level (struct config) or a
@@ -80,7 +83,7 @@ void settings_show(const struct settings_table *t, const void *base, FILE *out);
 /* Frees what the rows own in base. */
 void settings_release(const struct settings_table *t, void *base);
 /* Exchanges row s's value (and what it owns) between two structs of the
- * table's type; -1 for a T_CUSTOM row (its size is its own). */
+ * table's type; -1 for a T_CUSTOM row without a swap hook. */
 int settings_swap(const struct setting *s, void *a, void *b);
 /* Appends the row names, ", " between them (and before them if out is not
  * empty): for "unknown setting (a, b, c)" messages. */

@@ -20,12 +20,19 @@
 #include "mail/config.h"
 #include "lib/clock.h"
 #include "lib/xmalloc.h"
+#include "smtp/listener.h"
+#include "smtp/crypt_verify.h"
+#include "smtp/sasl_dovecot.h"
 #include "smtp/smtp_auth.h"
+#include "lib/log.h"
 #include "smtp/tls.h"
 
+/* An entry holds a crypt(3) hash, or a password marked {PLAIN} (CRAM-MD5
+ * needs the password itself). */
 struct smtp_auth_user {
 	char *name;
-	char *password;
+	char *password; /* {PLAIN} entries, else NULL */
+	char *hash;	/* "$y$...", "$6$...", else NULL */
 };
 
 struct smtp_auth_users {
@@ -39,7 +46,17 @@ static const char *const mech_names[] = {"PLAIN", "LOGIN", "CRAM-MD5"};
 
 struct smtp_auth_exchange {
 	enum auth_mech mech;
-	int step; /* challenges answered so far */
+	/* through Dovecot: the mechanism as the client named it, the
+	 * connection (NULL before the first step) and where results go */
+	char *dc_mech;
+	struct sasl_dovecot *dc;
+	struct event_base *base;
+	char *dc_socket, *client_ip;
+	int secured;
+	void (*done)(enum smtp_auth_rc rc, const char *challenge, void *arg);
+	void *done_arg;
+	struct crypt_verify *cv; /* a hash being checked in its thread */
+	int step;		 /* challenges answered so far */
 	const struct smtp_auth_users *users;
 	char *user;
 	char *challenge; /* CRAM-MD5: the challenge sent, decoded */
@@ -48,12 +65,36 @@ struct smtp_auth_exchange {
 
 /* ------------------------------------------------------------ the table */
 
-static const char *auth_password(const struct smtp_auth_users *u, const char *name)
+static const struct smtp_auth_user *auth_user_find(const struct smtp_auth_users *u,
+						   const char *name)
 {
 	for (size_t i = 0; u && i < u->n; i++)
 		if (strcmp(u->v[i].name, name) == 0)
-			return u->v[i].password;
+			return &u->v[i];
 	return NULL;
+}
+
+/* The plaintext password of a {PLAIN} entry (CRAM-MD5), or NULL. */
+static const char *auth_password(const struct smtp_auth_users *u, const char *name)
+{
+	const struct smtp_auth_user *e = auth_user_find(u, name);
+
+	return e ? e->password : NULL;
+}
+
+/* A password field: a crypt(3) hash, or {PLAIN} and the password itself. */
+static int auth_users_secret(struct smtp_auth_user *e, const char *pass)
+{
+	if (strncmp(pass, "{PLAIN}", 7) == 0 && pass[7] != '\0') {
+		e->password = xstrdup(pass + 7);
+		return 0;
+	}
+	if (pass[0] == '$' && strlen(pass) >= 13 && strchr(pass + 1, '$') != NULL &&
+	    strpbrk(pass, " \t:") == NULL) {
+		e->hash = xstrdup(pass);
+		return 0;
+	}
+	return -1;
 }
 
 /* One line: user, then ':' or blanks, then the password (rest of line). */
@@ -74,13 +115,37 @@ static int auth_users_line(struct smtp_auth_users *u, const char *path, int line
 		return 1;
 	}
 	*sep = '\0';
-	if (auth_password(u, s)) {
+	if (auth_user_find(u, s)) {
 		buf_printf(err, "%s:%d: user %s given twice\n", path, line, s);
 		return 1;
 	}
 	u->v = xrealloc(u->v, (u->n + 1) * sizeof(*u->v));
-	u->v[u->n++] = (struct smtp_auth_user){xstrdup(s), xstrdup(pass)};
+	memset(&u->v[u->n], 0, sizeof(*u->v));
+	if (auth_users_secret(&u->v[u->n], pass) < 0) {
+		buf_printf(err,
+			   "%s:%d: the password of %s is neither a crypt(3) hash ($y$..., $6$...) "
+			   "nor marked {PLAIN}: hash it with dialmail hash-password\n",
+			   path, line, s);
+		return 1;
+	}
+	u->v[u->n++].name = xstrdup(s);
 	return 0;
+}
+
+/* {PLAIN} entries are allowed (CRAM-MD5 needs them) but said at every start. */
+static void auth_users_warn_plain(const struct smtp_auth_users *u, const char *path,
+				  struct buf *warn)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < u->n; i++)
+		n += u->v[i].password != NULL;
+	if (n)
+		buf_printf(warn,
+			   "%s: auth_users_file: %zu of %zu passwords stored in plaintext "
+			   "({PLAIN}); hash them with dialmail hash-password unless CRAM-MD5 "
+			   "needs them\n",
+			   path, n, u->n);
 }
 
 /* Reads path; cfg (NULL: strict) says whether a file group or others may
@@ -112,6 +177,8 @@ static int auth_users_read(struct smtp_auth_users **out, const char *path, const
 		buf_printf(err, "%s: auth_users_file: no users in it\n", path);
 		errors = 1;
 	}
+	if (errors == 0)
+		auth_users_warn_plain(u, path, warn);
 	if (errors)
 		smtp_auth_users_free(u);
 	else
@@ -134,8 +201,10 @@ void smtp_auth_users_free(struct smtp_auth_users *u)
 		return;
 	for (size_t i = 0; i < u->n; i++) {
 		free(u->v[i].name);
-		explicit_bzero(u->v[i].password, strlen(u->v[i].password));
+		if (u->v[i].password)
+			explicit_bzero(u->v[i].password, strlen(u->v[i].password));
 		free(u->v[i].password);
+		free(u->v[i].hash);
 	}
 	free(u->v);
 	free(u);
@@ -144,6 +213,12 @@ void smtp_auth_users_free(struct smtp_auth_users *u)
 size_t smtp_auth_users_count(const struct smtp_auth_users *u)
 {
 	return u ? u->n : 0;
+}
+
+/* AUTH goes to Dovecot (auth_dovecot_socket). */
+static int auth_dovecot(const struct config *cfg)
+{
+	return cfg->auth_dovecot_socket && *cfg->auth_dovecot_socket;
 }
 
 /* --------------------------------------------------------- config hook */
@@ -223,10 +298,20 @@ int smtp_auth_config_finish(struct config *cfg, const char *cfg_path, struct buf
 	struct buf e = BUF_INIT, w = BUF_INIT;
 	int errors;
 
+	if (cfg->public_only)
+		return 0; /* a local user's sendmail: the key and passwords are not theirs */
 	auth_resolve(&cfg->tls_cert_file, cfg_path);
 	auth_resolve(&cfg->tls_key_file, cfg_path);
 	auth_resolve(&cfg->auth_users_file, cfg_path);
 	errors = auth_check_tls(cfg, err);
+	errors += listener_config_check(
+	    cfg, auth_dovecot(cfg) || (cfg->auth_users_file && *cfg->auth_users_file), err);
+	if (auth_dovecot(cfg) && cfg->auth_users_file && *cfg->auth_users_file) {
+		buf_puts(&e, "auth_dovecot_socket: give auth_users_file or auth_dovecot_socket, "
+			     "not both\n");
+		auth_report(cfg, "auth_dovecot_socket", &e, err);
+		errors++;
+	}
 	if (cfg->auth_users_file == NULL || *cfg->auth_users_file == '\0')
 		return errors;
 	/* the ODMR port (hub/odmr.c) and answered calls offer CRAM-MD5 without TLS */
@@ -300,9 +385,96 @@ static void b64_encode(struct buf *out, const void *data, size_t len)
 
 /* ----------------------------------------------------------- exchanges */
 
-const char *smtp_auth_mechanisms(void)
+/* CRAM-MD5 needs a password in the clear: offered only with {PLAIN} entries. */
+static int auth_users_cram(const struct smtp_auth_users *u)
 {
-	return "PLAIN LOGIN CRAM-MD5";
+	for (size_t i = 0; u && i < u->n; i++)
+		if (u->v[i].password)
+			return 1;
+	return 0;
+}
+
+int smtp_auth_enabled(const struct config *cfg)
+{
+	return cfg->auth_users != NULL || auth_dovecot(cfg);
+}
+
+const char *smtp_auth_mechanisms(const struct config *cfg)
+{
+	if (auth_dovecot(cfg))
+		return "PLAIN LOGIN";
+	return auth_users_cram(cfg->auth_users) ? "PLAIN LOGIN CRAM-MD5" : "PLAIN LOGIN";
+}
+
+/* Only these octets reach the auth protocol's tab-separated lines. */
+static int auth_word_ok(const char *s, const char *allowed)
+{
+	return *s && strspn(s, allowed) == strlen(s);
+}
+
+#define B64_CHARS  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+#define MECH_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+struct smtp_auth_exchange *smtp_auth_start_dovecot(const struct config *cfg,
+						   struct event_base *base, const char *mech,
+						   const char *client_ip, int secured)
+{
+	struct smtp_auth_exchange *x;
+
+	if (!auth_word_ok(mech, MECH_CHARS) || strlen(mech) > 20)
+		return NULL;
+	x = xcalloc(1, sizeof(*x));
+	x->dc_mech = xstrdup(mech);
+	for (char *c = x->dc_mech; *c; c++)
+		*c = (char)toupper((unsigned char)*c);
+	x->base = base;
+	x->dc_socket = xstrdup(cfg->auth_dovecot_socket);
+	x->client_ip = xstrdup(client_ip);
+	x->secured = secured;
+	return x;
+}
+
+void smtp_auth_set_done(struct smtp_auth_exchange *x, struct event_base *base,
+			void (*done)(enum smtp_auth_rc rc, const char *challenge, void *arg),
+			void *arg)
+{
+	x->base = base;
+	x->done = done;
+	x->done_arg = arg;
+}
+
+/* Dovecot's answer to a step. */
+static void auth_dovecot_done(enum sasl_dc_rc rc, const char *data, void *arg)
+{
+	struct smtp_auth_exchange *x = arg;
+	static const enum smtp_auth_rc map[] = {
+	    [SASL_DC_CONTINUE] = SMTP_AUTH_CONTINUE,
+	    [SASL_DC_OK] = SMTP_AUTH_OK,
+	    [SASL_DC_FAIL] = SMTP_AUTH_FAIL,
+	    [SASL_DC_TEMPFAIL] = SMTP_AUTH_TEMPFAIL,
+	};
+
+	if ((rc == SASL_DC_OK || rc == SASL_DC_FAIL) && data && x->user == NULL)
+		x->user = xstrdup(data);
+	if (rc == SASL_DC_TEMPFAIL)
+		log_warnx("smtp: AUTH for %s: %s", x->client_ip, data);
+	x->done(map[rc], rc == SASL_DC_CONTINUE ? data : NULL, x->done_arg);
+}
+
+/* A step of an exchange through Dovecot: the response goes there. */
+static enum smtp_auth_rc auth_dovecot_step(struct smtp_auth_exchange *x, const char *response)
+{
+	if (response && strcmp(response, "*") == 0)
+		return SMTP_AUTH_CANCELLED;
+	if (response && strcmp(response, "=") != 0 && !auth_word_ok(response, B64_CHARS))
+		return SMTP_AUTH_MALFORMED;
+	x->step++;
+	if (x->dc == NULL)
+		x->dc = sasl_dovecot_start(x->base, x->dc_socket, x->dc_mech, response,
+					   x->client_ip, x->secured, auth_dovecot_done, x);
+	else
+		sasl_dovecot_answer(x->dc, response ? response : "");
+	return SMTP_AUTH_PENDING;
 }
 
 struct smtp_auth_exchange *smtp_auth_start(const char *mech, const struct smtp_auth_users *u,
@@ -311,7 +483,8 @@ struct smtp_auth_exchange *smtp_auth_start(const char *mech, const struct smtp_a
 	struct smtp_auth_exchange *x;
 
 	for (size_t i = 0; i < sizeof(mech_names) / sizeof(mech_names[0]); i++) {
-		if (strcasecmp(mech, mech_names[i]) != 0)
+		if (strcasecmp(mech, mech_names[i]) != 0 ||
+		    (i == MECH_CRAM_MD5 && !auth_users_cram(u)))
 			continue;
 		x = xcalloc(1, sizeof(*x));
 		x->mech = (enum auth_mech)i;
@@ -322,12 +495,35 @@ struct smtp_auth_exchange *smtp_auth_start(const char *mech, const struct smtp_a
 	return NULL;
 }
 
-/* The password check shared by PLAIN and LOGIN. */
-static enum smtp_auth_rc auth_verify(const struct smtp_auth_exchange *x, const char *pass,
-				     size_t passlen)
+static void auth_hash_done(int ok, void *arg)
 {
-	const char *want = auth_password(x->users, x->user);
+	struct smtp_auth_exchange *x = arg;
 
+	x->cv = NULL;
+	x->done(ok ? SMTP_AUTH_OK : SMTP_AUTH_FAIL, NULL, x->done_arg);
+}
+
+/* A password against a crypt(3) hash (libxcrypt: yescrypt, SHA-512, ...):
+ * in a thread when the exchange has a loop to answer in (smtp_auth_set_done). */
+static enum smtp_auth_rc auth_verify_hash(struct smtp_auth_exchange *x, const char *hash,
+					  const char *pass)
+{
+	if (x->base && x->done &&
+	    (x->cv = crypt_verify_start(x->base, hash, pass, auth_hash_done, x)) != NULL)
+		return SMTP_AUTH_PENDING;
+	return crypt_verify_now(hash, pass) ? SMTP_AUTH_OK : SMTP_AUTH_FAIL;
+}
+
+/* The password check shared by PLAIN and LOGIN (pass is NUL-terminated,
+ * passlen octets without NUL). */
+static enum smtp_auth_rc auth_verify(struct smtp_auth_exchange *x, const char *pass, size_t passlen)
+{
+	const struct smtp_auth_user *e = auth_user_find(x->users, x->user);
+	const char *want = e ? e->password : NULL;
+
+	if (e && e->hash)
+		return strlen(pass) == passlen ? auth_verify_hash(x, e->hash, pass)
+					       : SMTP_AUTH_FAIL;
 	if (want == NULL || strlen(want) != passlen)
 		return SMTP_AUTH_FAIL;
 	return CRYPTO_memcmp(want, pass, passlen) == 0 ? SMTP_AUTH_OK : SMTP_AUTH_FAIL;
@@ -415,6 +611,8 @@ enum smtp_auth_rc smtp_auth_step(struct smtp_auth_exchange *x, const char *respo
 	enum smtp_auth_rc rc;
 
 	buf_reset(challenge);
+	if (x->dc_mech)
+		return auth_dovecot_step(x, response);
 	if (response && strcmp(response, "*") == 0)
 		return SMTP_AUTH_CANCELLED;
 	if (response && strcmp(response, "=") != 0 && b64_decode(response, &in) < 0) {
@@ -451,7 +649,7 @@ enum smtp_auth_rc smtp_auth_step(struct smtp_auth_exchange *x, const char *respo
 
 const char *smtp_auth_mech(const struct smtp_auth_exchange *x)
 {
-	return mech_names[x->mech];
+	return x->dc_mech ? x->dc_mech : mech_names[x->mech];
 }
 
 const char *smtp_auth_user(const struct smtp_auth_exchange *x)
@@ -466,6 +664,11 @@ void smtp_auth_free(struct smtp_auth_exchange *x)
 	free(x->user);
 	free(x->challenge);
 	free(x->hostname);
+	sasl_dovecot_free(x->dc);
+	crypt_verify_cancel(x->cv);
+	free(x->dc_mech);
+	free(x->dc_socket);
+	free(x->client_ip);
 	free(x);
 }
 

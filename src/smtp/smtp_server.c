@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@
 #include "smtp/anvil.h"
 #include "smtp/batch_server.h"
 #include "smtp/dsn.h"
+#include "smtp/listener.h"
 #include "mail/message.h"
 #include "mail/smtp_addr.h"
 #include "smtp/smtp_auth.h"
@@ -79,6 +81,8 @@ struct bdat_rx {
 
 struct smtp_session {
 	struct smtp_server *srv;
+	const struct listener *lst; /* where it came in; NULL: adopted */
+	const struct config *cfg;   /* the listener's: its limits and deadlines */
 	struct smtp_session *prev, *next;
 	struct bufferevent *bev;
 	char addr[INET6_ADDRSTRLEN];
@@ -98,6 +102,8 @@ struct smtp_session {
 	char *auth_user; /* AUTH succeeded as this user (ATRN reads it), or NULL */
 	int auth_failures;
 	struct smtp_auth_exchange *sasl; /* AUTH in progress: lines are SASL answers */
+	int auth_wait;			 /* Dovecot has the last answer: input waits */
+	int local_user;			 /* from the local submission socket (sendmail) */
 	int reversed;			 /* ODMR: "250" to ATRN queued; hand the connection over */
 	char *atrn_param;		 /* the ATRN argument accepted */
 	int quit_seen;			 /* the client sent QUIT */
@@ -138,8 +144,9 @@ struct smtp_server {
 	struct queue *q;
 	void (*on_commit)(const char *qid, int inbound, void *arg);
 	void *arg;
-	struct evconnlistener **lev;
-	size_t nlev;
+	struct listener **lst;
+	size_t nlst;
+	struct evconnlistener *local; /* the local submission socket, or NULL */
 	/* Out of descriptors: the listeners pause (paused) for backoff_ms, 0
 	 * when accepting normally; ev_resume ends the pause, then a calm
 	 * back-off ends the episode. spare_fd (/dev/null) is given up to tell
@@ -234,19 +241,19 @@ static void smtp_sess_arm(struct event *ev, int secs)
  * still time out after smtp_timeout. */
 static void smtp_sess_command_phase(struct smtp_session *s)
 {
-	struct timeval tv = {s->srv->cfg->smtp_timeout, 0};
+	struct timeval tv = {s->cfg->smtp_timeout, 0};
 
 	bufferevent_set_timeouts(s->bev, NULL, &tv);
 	s->cmd_partial = 0;
 	s->lines_done = 0;
-	smtp_sess_arm(s->ev_deadline, s->srv->cfg->smtp_timeout);
+	smtp_sess_arm(s->ev_deadline, s->cfg->smtp_timeout);
 }
 
 /* Reading message data: smtp_data_timeout per block of input (the
  * bufferevent's idle timeout), and the data-rate check unless exempt. */
 static void smtp_sess_data_phase(struct smtp_session *s)
 {
-	const struct config *cfg = s->srv->cfg;
+	const struct config *cfg = s->cfg;
 	struct timeval tv = {cfg->smtp_data_timeout, 0};
 
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
@@ -266,7 +273,7 @@ static void smtp_sess_command_deadline(struct smtp_session *s, struct evbuffer *
 	int partial = evbuffer_get_length(in) > 0 || s->discarding;
 
 	if (s->lines_done || partial != s->cmd_partial)
-		smtp_sess_arm(s->ev_deadline, s->srv->cfg->smtp_timeout);
+		smtp_sess_arm(s->ev_deadline, s->cfg->smtp_timeout);
 	s->cmd_partial = partial;
 	s->lines_done = 0;
 }
@@ -365,7 +372,7 @@ static void smtp_sess_timeout(struct smtp_session *s, const char *reason, const 
 static void smtp_sess_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_session *s = arg;
-	const struct config *cfg = s->srv->cfg;
+	const struct config *cfg = s->cfg;
 
 	if (s->closing || s->reversed)
 		return;
@@ -407,7 +414,7 @@ static void smtp_sess_lifetime_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	smtp_sess_timeout(s, "session-time",
 			  "SMTP session with %s cut after smtp_max_session_time %d seconds",
-			  s->addr, s->srv->cfg->smtp_max_session_time);
+			  s->addr, s->cfg->smtp_max_session_time);
 }
 
 static void smtp_sess_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -425,7 +432,7 @@ static void smtp_sess_event_cb(struct bufferevent *bev, short what, void *arg)
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !s->closing) {
 		smtp_sess_timeout(s, "data",
 				  "SMTP session with %s timed out after %d seconds in DATA",
-				  s->addr, s->srv->cfg->smtp_data_timeout);
+				  s->addr, s->cfg->smtp_data_timeout);
 		return;
 	}
 	if (s->state == ST_DATA || s->state == ST_BDAT || s->bdat.reading)
@@ -477,7 +484,7 @@ static void smtp_sess_flush(struct smtp_session *s)
  * entry (and no limit). */
 static int srv_client_limited(const struct smtp_server *srv, const struct smtp_session *s)
 {
-	const struct config *cfg = srv->cfg;
+	const struct config *cfg = s->cfg;
 
 	if (s->in_mynetworks && cfg->client_limits_exempt_mynetworks)
 		return 0;
@@ -502,7 +509,7 @@ static void srv_client_event(struct anvil_client *c, const char *addr, const cha
  * closed); else 0, with s->client counting it until the session ends. */
 static int srv_client_over(struct smtp_server *srv, struct smtp_session *s, evutil_socket_t fd)
 {
-	const struct config *cfg = srv->cfg;
+	const struct config *cfg = s->cfg;
 	char msg[160];
 	const char *limit = NULL, *what = NULL;
 	int conns, rate;
@@ -535,7 +542,7 @@ static int srv_client_over(struct smtp_server *srv, struct smtp_session *s, evut
  * max_messages_per_client. */
 static int smtp_sess_messages_over(struct smtp_session *s)
 {
-	int max = s->srv->cfg->max_messages_per_client;
+	int max = s->cfg->max_messages_per_client;
 
 	if (s->client == NULL || max <= 0 || anvil_message(s->client, clock_now()) <= max)
 		return 0;
@@ -604,13 +611,24 @@ static int ext_starttls_offered(const struct smtp_session *s)
 	return s->srv->tls_ctx != NULL && !s->tls;
 }
 
-/* AUTH needs a users table, and TLS unless auth_allow_plaintext; the
- * ODMR port offers CRAM-MD5 without TLS too (RFC 2645 requires AUTH). */
+/* A submission or submissions port: AUTH before MAIL, TLS before AUTH. */
+static int smtp_sess_submission(const struct smtp_session *s)
+{
+	return s->lst && listener_auth_required(s->lst);
+}
+
+/* AUTH needs a users table, and TLS unless auth_allow_plaintext (never on
+ * a submission port); the ODMR port offers CRAM-MD5 without TLS too
+ * (RFC 2645 requires AUTH). */
 static int smtp_sess_auth_allowed(const struct smtp_session *s)
 {
 	const struct config *cfg = s->srv->cfg;
 
-	return cfg->auth_users != NULL && (s->tls || cfg->auth_allow_plaintext || s->srv->odmr);
+	if (!smtp_auth_enabled(cfg))
+		return 0;
+	if (smtp_sess_submission(s))
+		return s->tls;
+	return s->tls || cfg->auth_allow_plaintext || s->srv->odmr;
 }
 
 /* Only CRAM-MD5 where the others would send the password in clear. */
@@ -621,7 +639,8 @@ static int smtp_sess_auth_cram_only(const struct smtp_session *s)
 
 static void ext_auth(const struct smtp_session *s, struct buf *out)
 {
-	buf_printf(out, " %s", smtp_sess_auth_cram_only(s) ? "CRAM-MD5" : smtp_auth_mechanisms());
+	buf_printf(out, " %s",
+		   smtp_sess_auth_cram_only(s) ? "CRAM-MD5" : smtp_auth_mechanisms(s->srv->cfg));
 }
 
 static int ext_atrn_offered(const struct smtp_session *s)
@@ -864,6 +883,10 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
 		    s, "502 5.5.1 MAIL not accepted on the ODMR port before AUTH; use ATRN");
 		return;
 	}
+	if (smtp_sess_submission(s) && s->auth_user == NULL) {
+		smtp_sess_error(s, "530 5.7.0 Authentication required");
+		return;
+	}
 	if (smtp_sess_messages_over(s))
 		return;
 	if (!arg_prefix(&arg, "FROM:")) {
@@ -941,6 +964,10 @@ static void rcpt_policy(struct smtp_session *s, const struct smtp_path *p)
 		rcpt_accept(s, p->mailbox);
 		break;
 	case POLICY_RCPT_UNKNOWN:
+		if (s->local_user) { /* sendmail: delivery bounces it, as Postfix does */
+			rcpt_accept(s, p->mailbox);
+			break;
+		}
 		rcpt_unknown(s, p->mailbox);
 		break;
 	default:
@@ -1598,14 +1625,19 @@ static void auth_failed(struct smtp_session *s, const char *reply)
 	}
 }
 
-/* One client line of the exchange (the initial response, or an answer). */
-static void auth_feed(struct smtp_session *s, const char *response)
+/* The outcome of a step; ch: the challenge on CONTINUE. */
+static void auth_result(struct smtp_session *s, enum smtp_auth_rc rc, const char *ch)
 {
-	struct buf ch = BUF_INIT;
-
-	switch (smtp_auth_step(s->sasl, response, &ch)) {
+	switch (rc) {
+	case SMTP_AUTH_PENDING:
+		s->auth_wait = 1; /* input waits for Dovecot's answer */
+		break;
+	case SMTP_AUTH_TEMPFAIL:
+		smtp_sess_reply(s, "454 4.7.0 Temporary authentication failure");
+		auth_end(s);
+		break;
 	case SMTP_AUTH_CONTINUE:
-		smtp_sess_reply(s, "334 %s", buf_cstr(&ch));
+		smtp_sess_reply(s, "334 %s", ch);
 		break;
 	case SMTP_AUTH_OK:
 		auth_succeeded(s);
@@ -1621,7 +1653,42 @@ static void auth_feed(struct smtp_session *s, const char *response)
 		auth_end(s);
 		break;
 	}
+}
+
+/* One client line of the exchange (the initial response, or an answer). */
+static void auth_feed(struct smtp_session *s, const char *response)
+{
+	struct buf ch = BUF_INIT;
+	enum smtp_auth_rc rc = smtp_auth_step(s->sasl, response, &ch);
+
+	auth_result(s, rc, buf_cstr(&ch));
 	buf_free(&ch);
+}
+
+/* Dovecot answered (smtp/sasl_dovecot.c): the reply, then the input that
+ * waited. */
+static void auth_done(enum smtp_auth_rc rc, const char *challenge, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->auth_wait = 0;
+	auth_result(s, rc, challenge ? challenge : "");
+	smtp_sess_read_cb(s->bev, s);
+}
+
+/* An exchange with the table, or through Dovecot when it is configured. */
+static struct smtp_auth_exchange *auth_start(struct smtp_session *s, const char *mech)
+{
+	const struct config *cfg = s->srv->cfg;
+	struct smtp_auth_exchange *x;
+
+	if (!cfg->auth_dovecot_socket || !*cfg->auth_dovecot_socket)
+		x = smtp_auth_start(mech, cfg->auth_users, cfg->hostname);
+	else
+		x = smtp_auth_start_dovecot(cfg, s->srv->base, mech, s->addr, s->tls);
+	if (x)
+		smtp_auth_set_done(x, s->srv->base, auth_done, s);
+	return x;
 }
 
 static void cmd_auth(struct smtp_session *s, const char *arg)
@@ -1633,12 +1700,14 @@ static void cmd_auth(struct smtp_session *s, const char *arg)
 
 	while (*resp == ' ')
 		resp++;
-	if (cfg->auth_users == NULL)
+	if (!smtp_auth_enabled(cfg))
 		smtp_sess_error(s, "502 5.5.1 Error: authentication not enabled");
 	else if (s->auth_user)
 		smtp_sess_error(s, "503 5.5.1 Error: already authenticated");
 	else if (!s->esmtp)
 		smtp_sess_error(s, "503 5.5.1 Error: send EHLO first");
+	else if (smtp_sess_submission(s) && !s->tls)
+		smtp_sess_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 	else if (!smtp_sess_auth_allowed(s))
 		smtp_sess_reply(s, "538 5.7.11 Encryption required for requested authentication "
 				   "mechanism");
@@ -1650,7 +1719,7 @@ static void cmd_auth(struct smtp_session *s, const char *arg)
 	else {
 		memcpy(mech, arg, n);
 		mech[n] = '\0';
-		s->sasl = smtp_auth_start(mech, cfg->auth_users, cfg->hostname);
+		s->sasl = auth_start(s, mech);
 		if (s->sasl == NULL)
 			smtp_sess_error(s, "504 5.5.4 Unrecognized authentication type");
 		else
@@ -1962,7 +2031,7 @@ static void smtp_sess_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	while (!s->closing && !s->parked && !s->starttls && !s->reversed && !s->batch &&
-	       evbuffer_get_length(in) > 0 &&
+	       !s->auth_wait && evbuffer_get_length(in) > 0 &&
 	       evbuffer_get_length(bufferevent_get_output(bev)) <= SMTP_OUT_HIGH) {
 		if (s->bdat.reading)
 			smtp_sess_bdat_input(s, in);
@@ -2012,10 +2081,11 @@ static void srv_refuse(struct smtp_server *srv, evutil_socket_t fd, const char *
 static void smtp_sess_start(struct smtp_server *srv, struct smtp_session *s,
 			    struct bufferevent *bev)
 {
-	const struct config *cfg = srv->cfg;
+	const struct config *cfg = s->lst ? &s->lst->cfg : srv->cfg;
 	const char *kv[] = {"client", s->addr, NULL};
 
 	s->srv = srv;
+	s->cfg = s->lst ? &s->lst->cfg : srv->cfg;
 	s->state = ST_CONNECT;
 	s->bev = bev;
 	s->slow_link = s->adopted || srv->odmr;
@@ -2038,11 +2108,40 @@ static void smtp_sess_start(struct smtp_server *srv, struct smtp_session *s,
 	smtp_sess_reply(s, "220 %s ESMTP dialmail", cfg->hostname);
 }
 
-static void smtp_sess_new(struct smtp_server *srv, evutil_socket_t fd, struct sockaddr *sa)
+/* The session's bufferevent: plain, or already TLS on a submissions port
+ * (the greeting waits in it until the handshake is done). */
+static struct bufferevent *smtp_sess_bev(struct smtp_server *srv, struct smtp_session *s,
+					 evutil_socket_t fd)
 {
-	struct smtp_session *s = xcalloc(1, sizeof(*s));
-	const struct config *cfg = srv->cfg;
+	SSL *ssl;
+	struct bufferevent *bev;
 
+	if (!listener_implicit_tls(s->lst))
+		return bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	ssl = srv->tls_ctx ? SSL_new(srv->tls_ctx) : NULL;
+	bev = ssl ? bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						   BEV_OPT_CLOSE_ON_FREE)
+		  : NULL;
+	if (bev == NULL) {
+		log_warnx("smtp: %s: cannot start TLS on %s", s->addr, s->lst->addr);
+		SSL_free(ssl);
+		evutil_closesocket(fd);
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	s->tls = 1;
+	return bev;
+}
+
+static void smtp_sess_new(struct listener *l, evutil_socket_t fd, struct sockaddr *sa)
+{
+	struct smtp_server *srv = l->srv;
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+	const struct config *cfg = &l->cfg;
+	struct bufferevent *bev;
+
+	s->lst = l;
+	s->cfg = cfg;
 	sockaddr_host(sa, s->addr, sizeof(s->addr));
 	s->in_mynetworks = cidr_match_any(cfg->mynetworks, cfg->n_mynetworks, sa);
 	s->inbound = cfg->n_provider_networks
@@ -2053,7 +2152,14 @@ static void smtp_sess_new(struct smtp_server *srv, evutil_socket_t fd, struct so
 		free(s);
 		return;
 	}
-	smtp_sess_start(srv, s, bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE));
+	bev = smtp_sess_bev(srv, s, fd);
+	if (bev == NULL) {
+		if (s->client)
+			anvil_disconnect(s->client, clock_now());
+		free(s);
+		return;
+	}
+	smtp_sess_start(srv, s, bev);
 }
 
 struct smtp_adopted *smtp_server_adopt(struct smtp_server *srv, struct bufferevent *bev,
@@ -2081,10 +2187,11 @@ void smtp_server_adopt_forget(struct smtp_server *srv, struct smtp_adopted *a)
 			s->on_close = NULL;
 }
 
-static void srv_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+static void srv_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 			  int salen, void *arg)
 {
-	struct smtp_server *srv = arg;
+	struct listener *l = arg;
+	struct smtp_server *srv = l->srv;
 	char host[INET6_ADDRSTRLEN];
 
 	if (srv->nsessions >= srv->cfg->max_connections) {
@@ -2092,7 +2199,7 @@ static void srv_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct s
 		srv_refuse(srv, fd, host);
 		return;
 	}
-	smtp_sess_new(srv, fd, sa);
+	smtp_sess_new(l, fd, sa);
 }
 
 /* Out of descriptors, waiting clients would hear nothing: the spare
@@ -2105,18 +2212,19 @@ static void srv_accept_spare(struct smtp_server *srv)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	int fd = -1;
+	size_t i = 0;
 
 	if (srv->spare_fd >= 0) {
 		close(srv->spare_fd);
-		for (size_t i = 0; i < srv->nlev && fd < 0; i++)
-			fd = accept4(evconnlistener_get_fd(srv->lev[i]), (struct sockaddr *)&ss,
-				     &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		for (; i < srv->nlst && fd < 0; i++)
+			fd = accept4(evconnlistener_get_fd(srv->lst[i]->lev),
+				     (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	}
 	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	if (srv->spare_fd >= 0) {
-		srv_accept_cb(NULL, fd, (struct sockaddr *)&ss, (int)len, srv);
+		srv_accept_cb(NULL, fd, (struct sockaddr *)&ss, (int)len, srv->lst[i - 1]);
 		return;
 	}
 	if (send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL) > 0)
@@ -2127,11 +2235,11 @@ static void srv_accept_spare(struct smtp_server *srv)
 
 static void srv_listeners_enable(struct smtp_server *srv, int on)
 {
-	for (size_t i = 0; i < srv->nlev; i++)
+	for (size_t i = 0; i < srv->nlst; i++)
 		if (on)
-			evconnlistener_enable(srv->lev[i]);
+			evconnlistener_enable(srv->lst[i]->lev);
 		else
-			evconnlistener_disable(srv->lev[i]);
+			evconnlistener_disable(srv->lst[i]->lev);
 }
 
 static void srv_backoff_arm(struct smtp_server *srv)
@@ -2164,9 +2272,9 @@ static void srv_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
  * once while clients wait, so the listeners pause for a back-off that
  * doubles from 100 ms to 1 s while accept keeps failing; one event for the
  * whole episode. */
-static void srv_accept_error_cb(struct evconnlistener *l, void *arg)
+static void srv_accept_error_cb(struct evconnlistener *lev, void *arg)
 {
-	struct smtp_server *srv = arg;
+	struct smtp_server *srv = ((struct listener *)arg)->srv;
 	int err = EVUTIL_SOCKET_ERROR();
 	const char *kv[] = {"error", strerror(err), NULL};
 
@@ -2186,84 +2294,6 @@ static void srv_accept_error_cb(struct evconnlistener *l, void *arg)
 	srv_backoff_arm(srv);
 }
 
-/* Splits "host:port" or "[v6]:port" into host text and port number. */
-static int srv_split_addr(const char *s, char *host, size_t hostlen, int *v6, long *port)
-{
-	const char *colon, *p;
-	char *end;
-	size_t hl;
-
-	*v6 = s[0] == '[';
-	if (*v6) {
-		colon = strstr(s, "]:");
-		hl = colon ? (size_t)(colon - s - 1) : 0;
-		p = colon ? colon + 2 : NULL;
-		s++;
-	} else {
-		colon = strchr(s, ':');
-		hl = colon ? (size_t)(colon - s) : 0;
-		p = colon && !strchr(colon + 1, ':') ? colon + 1 : NULL;
-	}
-	if (p == NULL || hl == 0 || hl >= hostlen || *p < '0' || *p > '9')
-		return -1;
-	*port = strtol(p, &end, 10);
-	if (*end || *port < 1 || *port > 65535)
-		return -1;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	return 0;
-}
-
-/* "host:port" or "[v6]:port", numeric only. */
-static int srv_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-	char host[INET6_ADDRSTRLEN];
-	long port;
-	int v6;
-
-	memset(ss, 0, sizeof(*ss));
-	if (srv_split_addr(s, host, sizeof(host), &v6, &port) < 0)
-		return -1;
-	if (!v6 && inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
-		*len = sizeof(*sin);
-		return 0;
-	}
-	if (v6 && inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		*len = sizeof(*sin6);
-		return 0;
-	}
-	return -1;
-}
-
-/* A bound, listening, non-blocking socket; -1 with errno. */
-static int srv_socket(const struct sockaddr *sa, socklen_t len)
-{
-	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int on = 1, err;
-
-	if (fd < 0)
-		return -1;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0)
-		goto fail;
-	if (sa->sa_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0)
-		goto fail;
-	if (bind(fd, sa, len) < 0 || listen(fd, 128) < 0)
-		goto fail;
-	return fd;
-fail:
-	err = errno;
-	close(fd);
-	errno = err;
-	return -1;
-}
-
 /* A listen address that cannot be opened: event 1003, and a line on
  * standard error (the administrator starting the daemon, or the journal,
  * sees "address already in use" at once). Returns -1. */
@@ -2276,33 +2306,94 @@ static int srv_listen_failed(const char *addr, const char *why)
 	return -1;
 }
 
-int smtp_server_listen(struct smtp_server *srv, const char *addr)
+/* Opens l and adds it to srv (which then owns it); -1 (event 1003) and l
+ * freed on failure. */
+static int srv_listen(struct smtp_server *srv, struct listener *l)
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
-	struct evconnlistener *l;
-	int fd;
+	struct buf why = BUF_INIT;
+	int fd = listener_socket(l->addr, &why), rc = 0;
 
-	if (srv_parse_addr(addr, &ss, &len) < 0)
-		return srv_listen_failed(addr, "not a numeric host:port or [v6]:port");
-	fd = srv_socket((struct sockaddr *)&ss, len);
-	if (fd < 0)
-		return srv_listen_failed(addr, strerror(errno));
-	l = evconnlistener_new(srv->base, srv_accept_cb, srv, LEV_OPT_CLOSE_ON_FREE, 0, fd);
-	if (l == NULL) {
-		close(fd);
-		return srv_listen_failed(addr, "libevent listener setup failed");
+	if (fd < 0) {
+		rc = srv_listen_failed(l->addr, buf_cstr(&why));
+		goto done;
 	}
-	evconnlistener_set_error_cb(l, srv_accept_error_cb);
+	l->srv = srv;
+	l->lev = evconnlistener_new(srv->base, srv_accept_cb, l, LEV_OPT_CLOSE_ON_FREE, 0, fd);
+	if (l->lev == NULL) {
+		close(fd);
+		rc = srv_listen_failed(l->addr, "libevent listener setup failed");
+		goto done;
+	}
+	evconnlistener_set_error_cb(l->lev, srv_accept_error_cb);
 	if (srv->ev_resume == NULL) {
 		srv->ev_resume = evtimer_new(srv->base, srv_accept_resume_cb, srv);
 		srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	}
-	srv->lev = xrealloc(srv->lev, (srv->nlev + 1) * sizeof(*srv->lev));
-	srv->lev[srv->nlev++] = l;
-	event_logkv(EV_LISTENING, (const char *[]){"address", addr, NULL},
-		    "SMTP server listening on %s", addr);
-	return 0;
+	srv->lst = xrealloc(srv->lst, (srv->nlst + 1) * sizeof(*srv->lst));
+	srv->lst[srv->nlst++] = l;
+	event_logkv(
+	    EV_LISTENING,
+	    (const char *[]){"address", l->addr, "service", listen_service_name(l->service), NULL},
+	    "SMTP server listening on %s (%s)", l->addr, listen_service_name(l->service));
+	l = NULL;
+done:
+	listener_free(l);
+	buf_free(&why);
+	return rc;
+}
+
+/* A local user's sendmail (smtp_server_listen_local): the peer's uid,
+ * checked by the kernel, is the session's authenticated identity. */
+static void srv_local_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+				int salen, void *arg)
+{
+	struct smtp_server *srv = arg;
+	struct smtp_session *s;
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	struct passwd *pw;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
+	    srv->nsessions >= srv->cfg->max_connections) {
+		srv_refuse(srv, fd, "local");
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	pw = getpwuid(cr.uid);
+	snprintf(s->addr, sizeof(s->addr), "local uid %u", (unsigned)cr.uid);
+	s->auth_user = pw ? xstrdup(pw->pw_name) : xasprintf("uid%u", (unsigned)cr.uid);
+	s->in_mynetworks = 1; /* a local user may send anywhere, as with sendmail */
+	s->local_user = 1;
+	smtp_sess_start(srv, s, bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE));
+}
+
+int smtp_server_listen_local(struct smtp_server *srv, const char *path)
+{
+	struct buf why = BUF_INIT;
+	int fd = listener_unix_socket(path, &why), rc = 0;
+
+	if (fd < 0)
+		rc = srv_listen_failed(path, buf_cstr(&why));
+	else if ((srv->local = evconnlistener_new(srv->base, srv_local_accept_cb, srv,
+						  LEV_OPT_CLOSE_ON_FREE, 0, fd)) == NULL) {
+		close(fd);
+		rc = srv_listen_failed(path, "libevent listener setup failed");
+	} else
+		event_logkv(EV_LISTENING,
+			    (const char *[]){"address", path, "service", "local", NULL},
+			    "SMTP server listening on %s (local submission)", path);
+	buf_free(&why);
+	return rc;
+}
+
+int smtp_server_listen(struct smtp_server *srv, const char *addr)
+{
+	return srv_listen(srv, listener_new(srv->cfg, addr));
+}
+
+int smtp_server_listen_item(struct smtp_server *srv, size_t i)
+{
+	return srv_listen(srv, listener_new_item(srv->cfg, i));
 }
 
 /* The committer thread and its completion event; without them every
@@ -2449,9 +2540,10 @@ void smtp_server_free(struct smtp_server *srv)
 {
 	if (srv == NULL)
 		return;
-	for (size_t i = 0; i < srv->nlev; i++)
-		evconnlistener_free(srv->lev[i]);
-	free(srv->lev);
+	for (size_t i = 0; i < srv->nlst; i++)
+		evconnlistener_free(srv->lst[i]->lev);
+	if (srv->local)
+		evconnlistener_free(srv->local);
 	if (srv->ev_resume) {
 		event_free(srv->ev_resume);
 		if (srv->spare_fd >= 0)
@@ -2466,6 +2558,10 @@ void smtp_server_free(struct smtp_server *srv)
 	}
 	while (srv->sessions)
 		smtp_sess_free(srv->sessions);
+	/* after the sessions and the last commit: they read their listener's cfg */
+	for (size_t i = 0; i < srv->nlst; i++)
+		listener_free(srv->lst[i]);
+	free(srv->lst);
 	if (srv->ev_commit)
 		event_free(srv->ev_commit);
 	SSL_CTX_free(srv->tls_ctx);

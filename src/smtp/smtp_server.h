@@ -17,9 +17,17 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct config
 				    struct queue *q,
 				    void (*on_commit)(const char *qid, int inbound, void *arg),
 				    void *arg);
-/* Listens on "host:port" or "[v6]:port". -1 (event 1003 logged) on failure. */
+/* Listens on "host:port" or "[v6]:port" (service smtp, the server's
+ * configuration as it is). -1 (event 1003 logged) on failure. */
 int smtp_server_listen(struct smtp_server *srv, const char *addr);
+/* Listens on item i of the configuration's listen setting, with its
+ * service and -o overrides (mail/listen.h). */
+int smtp_server_listen_item(struct smtp_server *srv, size_t i);
 void smtp_server_free(struct smtp_server *srv);
+/* The local submission socket at path (mode 0666): every local user's
+ * sendmail speaks SMTP there; the peer's uid (SO_PEERCRED) becomes the
+ * session's authenticated user, and it may relay like mynetworks. */
+int smtp_server_listen_local(struct smtp_server *srv, const char *path);
 /* Loads tls_cert_file and tls_key_file again into a new context for new
  * sessions; sessions in progress keep theirs. 1 reloaded, 0 no TLS
  * configured, -1 refused (why in err) and the old context stays. */

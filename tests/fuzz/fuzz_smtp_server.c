@@ -101,7 +101,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	fuzz_quiet();
 	modules_register();
-	users = fuzz_write_file("users", "alice secret\n", 13);
+	users = fuzz_write_file("users", "alice {PLAIN}secret\n", 20);
 	snprintf(conf, sizeof(conf),
 		 "hostname = mx.example.org\n"
 		 "local_domains = example.org\n"

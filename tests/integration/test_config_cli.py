@@ -192,8 +192,13 @@ def test_allow_insecure_key_file_warns_and_loads(run_cli, tmp_path, pki):
                         "allow_insecure_key_file = yes, but chmod 600 it\n" % (p, pki["key"]))
 
 
+# "secret" hashed by dialmail hash-password --sha512
+SECRET_HASH = ("$6$cNPdlnn6tsDEC/kx$I7Q2wY3Ro804nzO1D5MrLNqPbxywBQtven5LfHftXBwDsdimQzG3lF5d6"
+               "feRlmNmvP1jRUE3K4n3EBdgRCo3a/")
+
+
 @pytest.mark.parametrize("setting,text", [("auth_file", "isp user secret\n"),
-                                          ("auth_users_file", "alice secret\n")])
+                                          ("auth_users_file", "alice " + SECRET_HASH + "\n")])
 def test_password_files_readable_by_others(run_cli, tmp_path, setting, text):
     secret = tmp_path / "secret"
     secret.write_text(text)

@@ -142,7 +142,7 @@ def test_install_creates_user_spool_files_and_enables_the_unit(installed):
     assert user[5] == "/var/spool/dialmail" and user[6].strip().endswith("nologin")
     assert installed["group.log"].startswith("dialmail:")
     s = stats(installed)
-    assert s["/var/spool/dialmail"][:3] == (0o750, "dialmail", "dialmail")
+    assert s["/var/spool/dialmail"][:3] == (0o751, "dialmail", "dialmail")
     assert s["/var/spool/dialmail/log"][:3] == (0o750, "dialmail", "dialmail")
     assert s["/var/spool/dialmail/log/events.jsonl"][:3] == (0o640, "dialmail", "dialmail")
     assert s["/usr/sbin/dialmail"] == (0o755, "root", "root", "regular file")

@@ -66,14 +66,15 @@ def test_install_puts_every_file_with_its_mode(installed):
         assert p.is_file() and not p.is_symlink(), "%s not installed" % rel
         assert stat.S_IMODE(p.stat().st_mode) == mode, "%s: mode %o, want %o" % (
             rel, stat.S_IMODE(p.stat().st_mode), mode)
-    for name in ("sendmail", "mailq"):
+    for name in ("sendmail", "mailq", "newaliases"):
         link = root / "sbin" / name
         assert link.is_symlink(), "%s is not a symlink" % name
         assert os.readlink(link) == "dialmail"
         assert link.resolve() == (root / "sbin" / "dialmail").resolve()
     # Exactly these: nothing else, nothing in /etc.
     want = sorted(["usr/local/" + f for f in files] +
-                  ["usr/local/sbin/sendmail", "usr/local/sbin/mailq"])
+                  ["usr/local/sbin/sendmail", "usr/local/sbin/mailq",
+                   "usr/local/sbin/newaliases"])
     assert left_behind(destdir) == want
     assert not (destdir / "etc").exists()
 

@@ -77,14 +77,15 @@ def test_root_becomes_the_user_with_dialout(dropped):
 
 def test_spool_and_logs_belong_to_the_user_and_are_not_for_others(dropped):
     u, g = NOBODY.pw_uid, NOBODY.pw_gid
-    assert mode(dropped.dir) == (0o750, u, g)
+    assert mode(dropped.dir) == (0o751, u, g)  # o+x: public/submit.sock
     assert mode(dropped.dir / "log") == (0o750, u, g)
     for name in ("events.jsonl", "tracking.log"):
         assert mode(dropped.dir / "log" / name) == (0o640, u, g)
     assert mode(dropped.dir / "control.sock") == (0o660, u, g)
     for p in dropped.dir.rglob("*"):
         assert os.lstat(p).st_uid == u, p
-        assert os.lstat(p).st_mode & 0o007 == 0 or p.name in ("config.path", "scheduler.state"), p
+        assert os.lstat(p).st_mode & 0o007 == 0 or p.name in (
+            "config.path", "scheduler.state", "public", "submit.sock"), p
 
 
 def test_mail_is_queued_and_delivered_as_the_user(dropped):
@@ -105,6 +106,27 @@ def test_root_sendmail_writes_as_the_spool_owner(dropped):
     assert b"from root" in files[0].read_bytes()
     # The daemon could read what root queued: nothing is left behind.
     assert wait_until(lambda: not list((dropped.dir / "queue").iterdir()), 10)
+
+
+def test_another_user_submits_through_the_closed_spool(dropped, base):
+    """The daemon dropped to nobody with its spool 0751: a stranger (no
+    passwd entry, no group) cannot list or write it, yet its sendmail hands
+    the message to DIR/public/submit.sock and it is delivered."""
+    conf = base / "readable.conf"  # pytest's tmp_path, where the test's is, is 0700
+    shutil.copy2(dropped.config, conf)
+    conf.chmod(0o644)
+    r = subprocess.run(["setpriv", "--reuid=%d" % STRANGER, "--regid=%d" % STRANGER,
+                        "--clear-groups", str(base / "dialmail"), "sendmail", "--dir",
+                        str(dropped.dir), "--config", str(conf), "-i",
+                        "postmaster@localhost"],
+                       input="Subject: stranger\n\nfrom a stranger\n", capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    files = wait_until(lambda: [f for f in dropped.maildir_files("postmaster")
+                                if b"from a stranger" in f.read_bytes()], 10)
+    assert files, dropped.events()
+    r = as_user(base, STRANGER, STRANGER, "queue", "--dir", str(dropped.dir))
+    assert r.returncode != 0  # the spool itself stays closed to it
 
 
 def test_control_socket_permission_denied_is_said(dropped, base):

@@ -187,11 +187,14 @@ def test_existing_message_id_is_kept(spool):
     assert spool.queue_file(m["id"]).count(b"Message-ID") == 1
 
 
-def test_unknown_local_user_is_refused(spool):
+def test_unknown_local_user_is_queued_for_a_bounce(spool):
+    """As sendmail and Postfix do: the message is taken, delivery bounces the
+    unknown recipient alone (tests/integration/test_submit_local.py)."""
     r = spool.sendmail("alice", "nosuchuser", stdin=b"Subject: x\n\nhi\n")
-    assert r.returncode == EX_NOUSER
-    assert b"sendmail: nosuchuser@example.org: User unknown" in r.stderr
-    assert spool.queued_ids() == []
+    assert r.returncode == 0, r.stderr
+    m = spool.only_message()
+    assert [x["addr"] for x in m["recipients"]] == ["alice@example.org",
+                                                   "nosuchuser@example.org"]
 
 
 def test_invalid_address_is_refused(spool):

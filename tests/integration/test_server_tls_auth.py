@@ -30,7 +30,11 @@ def pki(tmp_path):
                     "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
     users = tmp_path / "users"
-    users.write_text("# test users\nalice %s\nbob:%s\n" % (USERS["alice"], USERS["bob"]))
+    # alice in plaintext for CRAM-MD5, bob as a yescrypt hash
+    bob = subprocess.run([os.environ.get("DIALMAIL_BIN", str(ROOT / "build" / "dialmail")),
+                          "hash-password"], input=USERS["bob"] + "\n", capture_output=True,
+                         text=True, check=True).stdout.strip()
+    users.write_text("# test users\nalice {PLAIN}%s\nbob:%s\n" % (USERS["alice"], bob))
     users.chmod(0o600)
     return {"cert": cert, "key": key, "users": users}
 

@@ -22,7 +22,9 @@ class Dovecot:
     is in a directory the unprivileged mail user can reach (pytest's
     tmp_path is private to root)."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, passwords=None):
+        """passwords: {user: password} for its passdb (the auth service that
+        auth_socket serves); other users get an unusable one."""
         if os.geteuid() != 0:
             pytest.skip("Dovecot runs as root here (mail_uid nobody)")
         if not os.path.exists(DOVECOT):
@@ -38,8 +40,10 @@ class Dovecot:
         self.socket = self.dir / "lmtp.sock"
         self.log = self.dir / "dovecot.log"
         self.users = self.store / "users"  # read by the auth process (user dovecot)
-        self.users.write_text("".join("%s:{PLAIN}unused:65534:65534::%s/%s::\n" %
-                                      (u, self.mail, u) for u in USERS))
+        pw = passwords or {}
+        self.users.write_text("".join("%s:{PLAIN}%s:65534:65534::%s/%s::\n" %
+                                      (u, pw.get(u, "unused"), self.mail, u) for u in USERS))
+        self.auth_socket = self.dir / "run" / "auth-client"  # the auth-client protocol
         self.users.chmod(0o644)
         self.conf = self.dir / "dovecot.conf"
         self.conf.write_text(self.config())
@@ -52,6 +56,7 @@ state_dir = {d}/state
 log_path = {d}/dovecot.log
 protocols = lmtp
 ssl = no
+auth_mechanisms = plain login
 listen = 127.0.0.1
 postmaster_address = postmaster@branch.example
 auth_username_format = %Ln

@@ -17,7 +17,7 @@ USER, PASSWORD = "alice", "s3cret-Pw"
 
 def users_file(tmp_path):
     p = tmp_path / "odmr-users"
-    p.write_text("%s %s\nbob bobs-Pw\n" % (USER, PASSWORD))
+    p.write_text("%s {PLAIN}%s\nbob {PLAIN}bobs-Pw\n" % (USER, PASSWORD))  # CRAM-MD5
     p.chmod(0o600)
     return p
 

@@ -15,6 +15,7 @@
 
 #include "cli/cli.h"
 #include "mail/config.h"
+#include "mail/listen.h"
 #include "mail/routes.h"
 #include "lib/buf.h"
 #include "test_tmp.h"
@@ -94,7 +95,12 @@ static void test_secret_files_mode(void **state)
 {
 	static const char *const settings[] = {"auth_file", "auth_users_file", "tls_key_file"};
 	char *creds = write_mode("isp user secret\n", 0644);
-	char *users = write_mode("alice secret\n", 0640);
+	char *users = write_mode("alice "
+				 "$6$cNPdlnn6tsDEC/"
+				 "kx$"
+				 "I7Q2wY3Ro804nzO1D5MrLNqPbxywBQtven5LfHftXBwDsdimQzG3lF5d6feRlmNmv"
+				 "P1jRUE3K4n3EBdgRCo3a/\n",
+				 0640);
 	char *key = write_mode("not a key\n", 0604);
 	const char *files[] = {creds, users, key};
 	struct config cfg;
@@ -562,6 +568,41 @@ static void test_changes_and_keep(void **state)
 	config_free(&b);
 }
 
+static void test_listen_options(void **state)
+{
+	struct config cfg, l;
+	struct buf out = BUF_INIT;
+
+	load_fails("listen = 127.0.0.1:25 -o hostname=x\n", 1, "listen",
+		   "hostname cannot be set per listener");
+	load_fails("listen = 127.0.0.1:25 -o smtp_timeout=0\n", 1, "listen",
+		   "in -o smtp_timeout=0");
+	load_fails("listen = 127.0.0.1:25 -o\n", 1, "listen", "-o without name=value");
+	load_fails("listen = 127.0.0.1:25 lmtp\n", 1, "listen", "'lmtp': expected host:port");
+	load_fails("listen = 127.0.0.1:25 smtp submission\n", 1, "listen", "one service");
+	load_ok("listen = 127.0.0.1:25 [::1]:25, 127.0.0.1:2526 smtp -o smtp_min_data_rate=0 "
+		"-o smtp_timeout=20m,127.0.0.1:2527 -o max_connections_per_client=0\n"
+		"smtp_min_data_rate = 100\n",
+		&cfg);
+	assert_int_equal(cfg.listen.n, 4);
+	assert_string_equal(cfg.listen.v[2], "127.0.0.1:2526");
+	assert_int_equal(cfg.listen_spec[2].n_o, 2);
+	listen_config(&cfg, 2, &l);
+	assert_int_equal(l.smtp_timeout, 1200);
+	assert_int_equal(l.smtp_min_data_rate, 0);
+	assert_int_equal(l.max_connections_per_client, 10);
+	assert_int_equal(cfg.smtp_timeout, 300);
+	listen_config(&cfg, 3, &l);
+	assert_int_equal(l.max_connections_per_client, 0);
+	assert_int_equal(l.smtp_min_data_rate, 100);
+	settings_format(config_setting("listen"), &cfg, &out);
+	assert_string_equal(buf_cstr(&out),
+			    "127.0.0.1:25, [::1]:25, 127.0.0.1:2526 -o smtp_min_data_rate=0 -o "
+			    "smtp_timeout=20m, 127.0.0.1:2527 -o max_connections_per_client=0");
+	buf_free(&out);
+	config_free(&cfg);
+}
+
 static void test_aliases(void **state)
 {
 	struct config cfg;
@@ -799,6 +840,7 @@ int main(void)
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_cidr_errors),
 	    cmocka_unit_test(test_list_items_checked),
+	    cmocka_unit_test(test_listen_options),
 	    cmocka_unit_test(test_aliases),
 	    cmocka_unit_test(test_changes_and_keep),
 	    cmocka_unit_test(test_local_domain),

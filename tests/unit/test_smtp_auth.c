@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <crypt.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include "lib/buf.h"
+#include "smtp/crypt_verify.h"
 #include "smtp/smtp_auth.h"
 #include "test_tmp.h"
 
@@ -88,8 +90,8 @@ static enum smtp_auth_rc run(struct smtp_auth_users *u, const char *mech, const 
 
 static void test_users_file_forms(void **state)
 {
-	struct smtp_auth_users *u =
-	    load_ok("# comment\n\nalice s3cret pass\r\nbob:pa ss:w\n  carol\t\tx\n");
+	struct smtp_auth_users *u = load_ok(
+	    "# comment\n\nalice {PLAIN}s3cret pass\r\nbob:{PLAIN}pa ss:w\n  carol\t\t{PLAIN}x\n");
 	char plain[64], *resp;
 	int n;
 
@@ -109,6 +111,86 @@ static void test_users_file_forms(void **state)
 	smtp_auth_users_free(u);
 }
 
+/* One PLAIN exchange for user and pass: its rc. */
+static enum smtp_auth_rc plain_login(struct smtp_auth_users *u, const char *user, const char *pass)
+{
+	char plain[128], *resp;
+	int n = snprintf(plain, sizeof(plain), "%c%s%c%s", 0, user, 0, pass);
+	enum smtp_auth_rc rc;
+
+	resp = b64(plain, (size_t)n);
+	rc = run(u, "PLAIN", resp, NULL, NULL);
+	free(resp);
+	return rc;
+}
+
+/* crypt(3) hashes (yescrypt and SHA-512 made here by libxcrypt); a
+ * password neither hashed nor marked {PLAIN} is refused. */
+static void test_users_file_hashes(void **state)
+{
+	struct crypt_data cd;
+	char *salt_y = crypt_gensalt_ra("$y$", 0, NULL, 0),
+	     *salt_6 = crypt_gensalt_ra("$6$", 0, NULL, 0);
+	char *text, *y;
+	struct smtp_auth_users *u = NULL;
+	struct buf err = BUF_INIT;
+
+	memset(&cd, 0, sizeof(cd));
+	y = strdup(crypt_rn("s3cret pass", salt_y, &cd, sizeof(cd)));
+	assert_true(asprintf(&text, "alice %s\nbob:%s\n", y,
+			     crypt_rn("b:ob", salt_6, &cd, sizeof(cd))) > 0);
+	u = load_ok(text);
+	assert_int_equal(plain_login(u, "alice", "s3cret pass"), SMTP_AUTH_OK);
+	assert_int_equal(plain_login(u, "alice", "s3cret pas"), SMTP_AUTH_FAIL);
+	assert_int_equal(plain_login(u, "bob", "b:ob"), SMTP_AUTH_OK);
+	assert_int_equal(plain_login(u, "bob", "b:ob "), SMTP_AUTH_FAIL);
+	smtp_auth_users_free(u);
+	u = NULL;
+	write_users("alice pw\n", 0600);
+	assert_int_equal(smtp_auth_users_load(&u, path, &err), 1);
+	assert_null(u);
+	assert_non_null(strstr(buf_cstr(&err), "neither a crypt(3) hash"));
+	drop_users();
+	free(text);
+	free(y);
+	free(salt_y);
+	free(salt_6);
+	buf_free(&err);
+}
+
+static void cv_done(int ok, void *arg)
+{
+	*(int *)arg = ok + 1;
+}
+
+/* The threaded check answers in the loop; a cancelled one never does. */
+static void test_crypt_verify_in_a_thread(void **state)
+{
+	struct event_base *base = event_base_new();
+	char *salt = crypt_gensalt_ra("$6$", 0, NULL, 0);
+	struct crypt_data cd;
+	char *hash;
+	int got = 0;
+
+	memset(&cd, 0, sizeof(cd));
+	hash = strdup(crypt_rn("pw", salt, &cd, sizeof(cd)));
+	assert_non_null(crypt_verify_start(base, hash, "pw", cv_done, &got));
+	assert_int_equal(got, 0); /* never from inside start */
+	event_base_dispatch(base);
+	assert_int_equal(got, 2);
+	got = 0;
+	assert_non_null(crypt_verify_start(base, hash, "px", cv_done, &got));
+	event_base_dispatch(base);
+	assert_int_equal(got, 1);
+	got = 0;
+	crypt_verify_cancel(crypt_verify_start(base, hash, "pw", cv_done, &got));
+	event_base_dispatch(base);
+	assert_int_equal(got, 0);
+	event_base_free(base);
+	free(hash);
+	free(salt);
+}
+
 static void test_users_file_errors(void **state)
 {
 	static const char *const bad[] = {"alice\n", "alice:\n", ":pw\n", "a x\na y\n", "#only\n"};
@@ -123,7 +205,7 @@ static void test_users_file_errors(void **state)
 		assert_non_null(strstr(buf_cstr(&err), path));
 		drop_users();
 	}
-	write_users("alice pw\n", 0640);
+	write_users("alice {PLAIN}pw\n", 0640);
 	buf_reset(&err);
 	assert_true(smtp_auth_users_load(&u, path, &err) > 0);
 	assert_non_null(strstr(buf_cstr(&err), "group or others"));
@@ -136,7 +218,7 @@ static void test_users_file_errors(void **state)
 
 static void test_plain(void **state)
 {
-	struct smtp_auth_users *u = load_ok("alice pw\nbob other\n");
+	struct smtp_auth_users *u = load_ok("alice {PLAIN}pw\nbob {PLAIN}other\n");
 	char raw[64], *resp, *user = NULL;
 	const char *answers[2] = {NULL, NULL};
 	int n;
@@ -173,7 +255,7 @@ static void test_plain(void **state)
 
 static void test_login(void **state)
 {
-	struct smtp_auth_users *u = load_ok("alice pw\n");
+	struct smtp_auth_users *u = load_ok("alice {PLAIN}pw\n");
 	struct smtp_auth_exchange *x = smtp_auth_start("LOGIN", u, "mx.test");
 	struct buf ch = BUF_INIT;
 	const char *ok[] = {"YWxpY2U=", "cHc=", NULL}, *bad[] = {"YWxpY2U=", "cHd4", NULL};
@@ -215,7 +297,7 @@ static char *cram_answer(const char *user, const char *pw, const char *challenge
 
 static void test_cram_md5(void **state)
 {
-	struct smtp_auth_users *u = load_ok("alice pw\n");
+	struct smtp_auth_users *u = load_ok("alice {PLAIN}pw\n");
 	const char *users[] = {"alice", "alice", "nobody"}, *pws[] = {"pw", "px", "pw"};
 	enum smtp_auth_rc want[] = {SMTP_AUTH_OK, SMTP_AUTH_FAIL, SMTP_AUTH_FAIL};
 	char *first = NULL;
@@ -255,6 +337,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_users_file_forms),
+	    cmocka_unit_test(test_users_file_hashes),
+	    cmocka_unit_test(test_crypt_verify_in_a_thread),
 	    cmocka_unit_test(test_users_file_errors),
 	    cmocka_unit_test(test_plain),
 	    cmocka_unit_test(test_login),
