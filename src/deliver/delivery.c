@@ -20,10 +20,11 @@
 #include "smtp/dsn.h"
 #include "queue/qindex.h"
 
-#define DELIVERY_BACKOFF_MIN 300  /* first retry after 5 minutes... */
-#define DELIVERY_BACKOFF_MAX 3600 /* ...doubling up to one hour */
-#define DELIVERY_ALIAS_DEPTH 10	  /* deeper alias chains are loops */
-#define DELIVERY_SLICE_MS    5	  /* work of a pass between looks at the loop */
+#define DELIVERY_BACKOFF_MIN 300   /* first retry after 5 minutes... */
+#define DELIVERY_BACKOFF_MAX 3600  /* ...doubling up to one hour */
+#define DELIVERY_ALIAS_DEPTH 10	   /* deeper alias chains are loops */
+#define DELIVERY_SLICE_MS    5	   /* work of a pass between looks at the loop */
+#define DELIVERY_SORT_MAX    20000 /* ids sorted in one go (about 10 ms) */
 
 struct delivery {
 	struct event_base *base;
@@ -43,10 +44,11 @@ struct delivery {
 	/* A full pass runs in slices of DELIVERY_SLICE_MS, back to the event
 	 * loop in between, so a large queue does not stall SMTP. */
 	int in_pass;
-	struct q_lister *lister;  /* listing the queue for the pass, or NULL */
-	struct strlist pass_ids;  /* the queue when the pass began */
-	size_t pass_pos;	  /* next of pass_ids to run */
-	struct strlist pass_done; /* kicked ids already run in this pass */
+	struct q_lister *lister;     /* listing the queue for the pass, or NULL */
+	struct strlist pass_ids;     /* the queue when the pass began */
+	size_t pass_pos;	     /* next of pass_ids to run */
+	struct strlist pass_done;    /* kicked ids already run in this pass */
+	char pass_max[QUEUE_ID_MAX]; /* the newest id of pass_ids */
 };
 
 /* Where an alias (or a plain local recipient) leads. */
@@ -533,10 +535,14 @@ static int delivery_pass_slice(struct delivery *d, const struct strlist *fresh)
 			return 1;
 		queue_lister_free(d->lister);
 		d->lister = NULL;
-		/* Oldest first: ids sort by arrival time. */
-		if (d->pass_ids.n > 1)
+		/* Oldest first (ids sort by arrival time), unless sorting would
+		 * itself stall the loop: a larger queue goes in directory order. */
+		if (d->pass_ids.n > 1 && (d->ev_run == NULL || d->pass_ids.n <= DELIVERY_SORT_MAX))
 			qsort(d->pass_ids.v, d->pass_ids.n, sizeof(*d->pass_ids.v),
 			      delivery_id_cmp);
+		for (size_t i = 0; i < d->pass_ids.n; i++)
+			if (strcmp(d->pass_ids.v[i], d->pass_max) > 0)
+				snprintf(d->pass_max, sizeof(d->pass_max), "%s", d->pass_ids.v[i]);
 	}
 
 	while (d->pass_pos < d->pass_ids.n) {
@@ -555,6 +561,7 @@ static void delivery_pass_end(struct delivery *d)
 	strlist_free(&d->pass_ids);
 	strlist_free(&d->pass_done);
 	d->pass_pos = 0;
+	d->pass_max[0] = '\0';
 	d->flushing = 0;
 	strlist_free(&d->flushing_links);
 	if (d->out)
@@ -577,9 +584,7 @@ static void delivery_on_run(evutil_socket_t fd, short what, void *arg)
 		delivery_run(d, fresh.v[i], 1);
 		/* Mail committed after the listing sorts after it: only older
 		 * kicked ids can come up again in this pass. */
-		if (d->in_pass &&
-		    (d->lister ||
-		     (d->pass_ids.n && strcmp(fresh.v[i], d->pass_ids.v[d->pass_ids.n - 1]) <= 0)))
+		if (d->in_pass && (d->lister || strcmp(fresh.v[i], d->pass_max) <= 0))
 			strlist_add(&d->pass_done, fresh.v[i]);
 	}
 	more = d->in_pass && delivery_pass_slice(d, &fresh);
