@@ -10,6 +10,7 @@ import resource
 import socket
 import time
 
+from procinfo import rss_kb, sanitized
 from smtpraw import SmtpRaw, message, queued_id
 from wait import wait_until
 
@@ -26,19 +27,6 @@ def raise_nofile(need):
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need, soft)), hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= need
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def sanitized(pid):
-    with open("/proc/%d/maps" % pid) as f:
-        return "libasan" in f.read()
 
 
 def open_idle(port):

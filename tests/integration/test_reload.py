@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from daemon import write_config
-from dialup import MODEMSIM, Rig, dial, ledger
+from dialup import MODEMSIM, ledger
 from smtpraw import SmtpRaw, message
 from wait import wait_until
 
@@ -237,13 +237,6 @@ def test_reload_names_what_needs_a_restart(daemon):
     assert rcpt_code(d.port, "bob@example.org") == 250  # the old port, the new list
     r = d.cli("reload", "--dir", str(d.dir))
     assert "needs a restart to change: listen" in r.stdout, r.stdout
-
-
-@pytest.fixture
-def rig(tmp_path):
-    r = Rig(tmp_path)
-    yield r
-    r.stop()
 
 
 @pytest.mark.skipif(not MODEMSIM.exists(), reason="make build/modemsim first")

@@ -8,6 +8,7 @@ import re
 import time
 import zlib
 
+from procinfo import rss_kb, sanitized
 from smtpraw import SmtpRaw, queued_id
 from wait import wait_until
 
@@ -64,20 +65,6 @@ def tmp_files(d):
         return sorted((d.dir / "tmp").iterdir())
     except FileNotFoundError:
         return []
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
-def sanitized(pid):
-    """ASan keeps freed memory in quarantine: RSS says nothing there."""
-    with open("/proc/%d/maps" % pid) as f:
-        return "libasan" in f.read()
 
 
 def test_large_data_streamed_byte_exact(daemon):
