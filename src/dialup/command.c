@@ -1,9 +1,10 @@
-/* retrieve = command: retrieve_command under sh -c, at most retrieve_timeout.
+/* retrieve = command: retrieve_command under sh -c, at most retrieve_timeout,
+ * started by spawn_child (signals blocked across fork, process group set by
+ * both sides, so a cancel right after the start reaches it).
  * Invariant: the child never outlives the job (the timeout or a cancel kills
  * its whole process group). */
 #include <stddef.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "mail/event.h"
 #include "dialup/retrieve.h"
 #include "lib/clock.h"
+#include "lib/spawn.h"
 #include "lib/xmalloc.h"
 
 extern char **environ;
@@ -136,32 +138,15 @@ static void command_on_child(evutil_socket_t fd, short what, void *arg)
 	command_status(j, status, 1);
 }
 
-/* The child: a process group of its own (the kill takes all of it), no
- * terminal, /dev/null for the standard streams. */
-static void command_exec(const char *cmd, char **env)
-{
-	int null = open("/dev/null", O_RDWR);
-
-	setsid();
-	if (null >= 0) {
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(null, 2);
-	}
-	execle("/bin/sh", "sh", "-c", cmd, (char *)NULL, env);
-	_exit(127);
-}
-
 static struct retrieve_job *command_run(const struct retrieval_ctx *ctx)
 {
 	struct retrieve_job *j = retrieve_job_new(&command_method, ctx);
 	struct command *x = xcalloc(1, sizeof(*x));
 	char **env = command_env(j);
 	const char *cmd = ctx->sc->retrieve_command;
-	pid_t pid = fork();
+	struct spawn_opts o = {.cmd = cmd, .env = env, .in = -1, .out = -1, .err = -1};
+	pid_t pid = spawn_child(&o);
 
-	if (pid == 0)
-		command_exec(cmd, env);
 	j->state = x;
 	command_env_free(env);
 	if (pid < 0) {

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,50 +13,16 @@
 
 #include "lib/buf.h"
 #include "lib/clock.h"
+#include "lib/spawn.h"
 #include "link/link_type.h"
-
-/* The child between fork and exec is a copy of the daemon: a signal sent
- * to it then (a hang-up reaping a check that just started) would run the
- * daemon's handler, which tells the daemon's own loop through a shared
- * descriptor: the daemon would stop. So signals stay blocked across fork,
- * the child resets their handlers before it unblocks them, and both sides
- * set the process group, so kill(-pid) reaches the child at once. */
-static void link_child_signals(const sigset_t *old)
-{
-	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2, SIGPIPE};
-
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		signal(sigs[i], SIG_DFL);
-	pthread_sigmask(SIG_SETMASK, old, NULL);
-}
 
 pid_t link_spawn(char *const *argv, const char *cmd, int io, int out_fd)
 {
-	sigset_t all, old;
-	pid_t pid;
+	struct spawn_opts o = {.argv = argv, .cmd = cmd, .in = io, .out = io, .err = out_fd};
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	pid = fork();
-	if (pid != 0) {
-		if (pid > 0)
-			setpgid(pid, pid);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		return pid;
-	}
-	setpgid(0, 0);
-	link_child_signals(&old);
-	int null = open("/dev/null", O_RDWR);
-	dup2(io >= 0 ? io : null, 0);
-	dup2(io >= 0 ? io : (out_fd >= 0 ? out_fd : null), 1);
-	dup2(out_fd >= 0 ? out_fd : null, 2);
-	for (int fd = 3; fd < 1024; fd++)
-		close(fd);
-	if (argv)
-		execv(argv[0], argv);
-	else
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-	_exit(127);
+	if (io < 0)
+		o.out = out_fd;
+	return spawn_child(&o);
 }
 
 int link_reap(pid_t pid)

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -18,6 +20,7 @@
 #include "lib/clock.h"
 #include "lib/duration.h"
 #include "lib/fsutil.h"
+#include "lib/spawn.h"
 #include "lib/strlist.h"
 #include "test_tmp.h"
 
@@ -173,6 +176,42 @@ static void test_clock_fake(void **state)
 	assert_true(clock_now() > 1764072445);
 }
 
+/* The child's process group exists when spawn_child returns, so a kill
+ * right after the start reaches it (the race a child-side setsid had). */
+static void test_spawn_group_at_once(void **state)
+{
+	struct spawn_opts o = {.cmd = "sleep 30", .in = -1, .out = -1, .err = -1};
+	int status = 0;
+
+	for (int i = 0; i < 20; i++) {
+		pid_t pid = spawn_child(&o);
+
+		assert_true(pid > 0);
+		assert_int_equal(kill(-pid, SIGKILL), 0);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFSIGNALED(status));
+		assert_int_equal(WTERMSIG(status), SIGKILL);
+	}
+}
+
+/* The environment given is the child's whole environment. */
+static void test_spawn_env(void **state)
+{
+	char *env[] = {"DIALMAIL_X=yes", NULL};
+	struct spawn_opts o = {.cmd = "test \"$DIALMAIL_X\" = yes && test -z \"$HOME\"",
+			       .env = env,
+			       .in = -1,
+			       .out = -1,
+			       .err = -1};
+	int status = 0;
+	pid_t pid = spawn_child(&o);
+
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -183,6 +222,8 @@ int main(void)
 	    cmocka_unit_test(test_fs_write_atomic),
 	    cmocka_unit_test(test_duration_grammar),
 	    cmocka_unit_test(test_clock_fake),
+	    cmocka_unit_test(test_spawn_group_at_once),
+	    cmocka_unit_test(test_spawn_env),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
