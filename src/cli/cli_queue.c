@@ -264,26 +264,105 @@ static void cli_queue_config(const char *dir, struct config *cfg, struct queue *
 	free(path);
 }
 
+/* The filter as control-socket words, after verb ("queue-count"...). */
+static void cli_queue_filter_cmd(const char *verb, const struct qindex_filter *f, struct buf *cmd)
+{
+	static const char *const states[] = {"any", "held", "deferred", "new"};
+
+	buf_printf(cmd, "%s state=%s", verb, states[f->state]);
+	if (f->domain)
+		buf_printf(cmd, " domain=%s", f->domain);
+	if (f->link)
+		buf_printf(cmd, " link=%s", f->link);
+	if (f->older_than)
+		buf_printf(cmd, " older=%lld", (long long)f->older_than);
+}
+
+/* Where a listing from the daemon is. */
+struct cli_queue_stream {
+	struct cli_queue_list *l;
+	int state; /* 0 before "ok", 1 after it, 2 after "end", -1 refused or garbled */
+};
+
+static int cli_queue_on_line(const char *line, void *arg)
+{
+	struct cli_queue_stream *st = arg;
+	struct cli_queue_list *l = st->l;
+	char *copy;
+
+	if (st->state == 0) {
+		st->state = strcmp(line, "ok") == 0 ? 1 : -1;
+		return st->state < 0;
+	}
+	if (strcmp(line, "end") == 0) {
+		st->state = 2;
+		return 1;
+	}
+	l->env = xrealloc(l->env, (l->n + 1) * sizeof(*l->env));
+	copy = xstrdup(line);
+	if (qindex_row_parse(copy, &l->env[l->n]) == 0)
+		l->n++;
+	else
+		st->state = -1;
+	free(copy);
+	return st->state < 0;
+}
+
+static int cli_queue_env_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct q_env *)a)->id, ((const struct q_env *)b)->id);
+}
+
+/* The listing from the running daemon's index; -1 (nothing in l) if no
+ * daemon answers, it is still reading its queue, or the stream broke. */
+static int cli_queue_from_daemon(const char *dir, struct cli_queue_list *l)
+{
+	struct cli_queue_stream st = {l, 0};
+	struct buf cmd = BUF_INIT;
+
+	cli_queue_filter_cmd("queue-list", l->f, &cmd);
+	control_stream(dir, buf_cstr(&cmd), cli_queue_on_line, &st);
+	buf_free(&cmd);
+	if (st.state != 2) {
+		for (size_t i = 0; i < l->n; i++)
+			q_env_free(&l->env[i]);
+		l->n = 0;
+		return -1;
+	}
+	/* Ids start with the arrival time in hex: as queue_scan, oldest first. */
+	if (l->n > 1)
+		qsort(l->env, l->n, sizeof(*l->env), cli_queue_env_cmp);
+	return 0;
+}
+
+/* The listing from the queue files (no daemon, or one that cannot answer). */
+static int cli_queue_from_disk(const char *dir, struct cli_queue_list *l, struct config *cfg)
+{
+	if (cli_queue_open(dir, &l->q) < 0)
+		return 1;
+	if (l->q)
+		cli_queue_config(dir, cfg, l->q);
+	if (l->q && queue_scan(l->q, cli_queue_collect, l) < 0) {
+		fprintf(stderr, "dialmail: cannot read the queue in %s: %s\n", dir,
+			strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 static int cli_queue_list(const char *dir, const struct cli_queue_opts *o)
 {
 	struct cli_queue_list l = {NULL, NULL, 0, &o->f};
 	struct config cfg;
 	time_t now = clock_now();
-	int rc = 0, json = o->json;
+	int rc = 0;
 
 	memset(&cfg, 0, sizeof(cfg));
-	if (cli_queue_open(dir, &l.q) < 0)
-		return 1;
-	if (l.q)
-		cli_queue_config(dir, &cfg, l.q);
-	if (l.q && queue_scan(l.q, cli_queue_collect, &l) < 0) {
-		fprintf(stderr, "dialmail: cannot read the queue in %s: %s\n", dir,
-			strerror(errno));
-		rc = 1;
-	}
+	if (cli_queue_from_daemon(dir, &l) < 0)
+		rc = cli_queue_from_disk(dir, &l, &cfg);
 	if (rc == 0 && o->count) {
 		printf("%zu\n", l.n);
-	} else if (rc == 0 && json) {
+	} else if (rc == 0 && o->json) {
 		json_t *arr = json_array();
 
 		for (size_t i = 0; i < l.n; i++)
@@ -301,18 +380,11 @@ static int cli_queue_list(const char *dir, const struct cli_queue_opts *o)
  * daemon (or one that cannot answer: count from disk instead). */
 static int cli_queue_count_daemon(const char *dir, const struct qindex_filter *f)
 {
-	static const char *const states[] = {"any", "held", "deferred", "new"};
 	struct buf cmd = BUF_INIT;
 	char reply[128];
 	int rc = 1;
 
-	buf_printf(&cmd, "queue-count state=%s", states[f->state]);
-	if (f->domain)
-		buf_printf(&cmd, " domain=%s", f->domain);
-	if (f->link)
-		buf_printf(&cmd, " link=%s", f->link);
-	if (f->older_than)
-		buf_printf(&cmd, " older=%lld", (long long)f->older_than);
+	cli_queue_filter_cmd("queue-count", f, &cmd);
 	if (control_send(dir, buf_cstr(&cmd), reply, sizeof(reply)) == 0 &&
 	    strncmp(reply, "ok ", 3) == 0) {
 		printf("%u\n", (unsigned)strtoul(reply + 3, NULL, 10));
