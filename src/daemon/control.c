@@ -299,6 +299,19 @@ static void control_queue_list(struct control_client *cl, const char *args)
 	control_list_more(cl);
 }
 
+/* "kick [ID]": new mail in the queue; ID, written by another process
+ * (sendmail), goes into the index before the answer, so that a listing
+ * right after shows it. */
+static void control_kick(struct control *c, const char *id)
+{
+	struct q_env env;
+
+	if (id && c->queue && queue_id_valid(id) && !qindex_has(queue_index(c->queue), id) &&
+	    queue_load_envelope(c->queue, id, &env) == Q_OK)
+		q_env_free(&env);
+	delivery_scan(c->delivery);
+}
+
 static void control_command(struct control_client *cl, const char *line)
 {
 	const char *answer = "error unknown command\n";
@@ -323,8 +336,8 @@ static void control_command(struct control_client *cl, const char *line)
 		control_reload(cl, strcmp(line, "reopen-logs") == 0);
 		return;
 	}
-	if (strcmp(line, "kick") == 0) {
-		delivery_scan(cl->c->delivery);
+	if (strcmp(line, "kick") == 0 || strncmp(line, "kick ", 5) == 0) {
+		control_kick(cl->c, line[4] ? line + 5 : NULL);
 		answer = "ok\n";
 	} else if (strcmp(line, "flush") == 0) {
 		delivery_flush(cl->c->delivery); /* every pending recipient, now */

@@ -1,6 +1,7 @@
 /* Control socket DIR/control.sock: local programs (sendmail, the CLI) tell
- * the running daemon things ("kick" = new mail in the queue, "dial" = run a
- * session now and stream its progress, "status"). */
+ * the running daemon things ("kick [ID]" = new mail in the queue, ID read
+ * into the index before the answer; "dial" = run a session now and stream
+ * its progress, "status", "queue-count", "queue-list"). */
 #ifndef DAEMON_CONTROL_H
 #define DAEMON_CONTROL_H
 #include <sys/types.h>
