@@ -295,6 +295,7 @@ static void control_queue_list(struct control_client *cl, const char *args)
 	cl->list->args = copy;
 	cl->list->next = evtimer_new(bufferevent_get_base(cl->bev), control_list_on_timer, cl);
 	bufferevent_setwatermark(cl->bev, EV_WRITE, CONTROL_LIST_LOW, 0);
+	bufferevent_set_timeouts(cl->bev, NULL, &(struct timeval){CONTROL_IDLE_SEC, 0});
 	bufferevent_write(cl->bev, "ok\n", 3);
 	control_list_more(cl);
 }
@@ -622,22 +623,21 @@ out:
 static int control_stream_lines(int fd, int (*on_line)(const char *line, void *arg), void *arg)
 {
 	struct buf line = BUF_INIT;
-	char chunk[512];
+	char chunk[16384]; /* a queue listing is megabytes */
 	int rc = 0, first = 1;
 
 	for (;;) {
 		ssize_t n = read(fd, chunk, sizeof(chunk));
+		const char *p = chunk, *end = chunk + (n > 0 ? n : 0), *nl;
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			rc = n < 0 ? -1 : rc;
 			break;
 		}
-		for (ssize_t i = 0; i < n; i++) {
-			if (chunk[i] != '\n') {
-				buf_putc(&line, chunk[i]);
-				continue;
-			}
+		while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+			buf_append(&line, p, (size_t)(nl - p));
+			p = nl + 1;
 			if (first && strcmp(buf_cstr(&line), CONTROL_DENIED) == 0) {
 				errno = EACCES;
 				rc = -1;
@@ -649,6 +649,7 @@ static int control_stream_lines(int fd, int (*on_line)(const char *line, void *a
 			if (rc != 0)
 				goto out;
 		}
+		buf_append(&line, p, (size_t)(end - p));
 	}
 	if (line.len)
 		rc = on_line(buf_cstr(&line), arg);
