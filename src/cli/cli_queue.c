@@ -26,6 +26,7 @@ struct cli_queue_list {
 	struct q_env *env;
 	size_t n;
 	const struct qindex_filter *f;
+	size_t cap; /* of env */
 };
 
 /* What `dialmail queue` was asked. */
@@ -95,6 +96,17 @@ static void cli_queue_size(unsigned long long n, char *out, size_t outlen)
 		snprintf(out, outlen, "%.1fM", n / (1024.0 * 1024.0));
 }
 
+/* Room for one more envelope at l->env[l->n] (the array doubles: a
+ * listing may hold 100,000). */
+static struct q_env *cli_queue_slot(struct cli_queue_list *l)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 256;
+		l->env = xrealloc(l->env, l->cap * sizeof(*l->env));
+	}
+	return &l->env[l->n];
+}
+
 static int cli_queue_collect(const char *id, void *arg)
 {
 	struct cli_queue_list *l = arg;
@@ -107,8 +119,8 @@ static int cli_queue_collect(const char *id, void *arg)
 		q_env_free(&env);
 		return 0;
 	}
-	l->env = xrealloc(l->env, (l->n + 1) * sizeof(*l->env));
-	l->env[l->n++] = env;
+	*cli_queue_slot(l) = env;
+	l->n++;
 	return 0;
 }
 
@@ -211,6 +223,42 @@ static int cli_queue_dump(json_t *v)
 	return 0;
 }
 
+/* The listing as one JSON array, printed as json_dumps would print it
+ * whole (indent 2) but one message at a time: 100,000 messages as one tree
+ * of JSON values cost seconds of allocation. 0, or 1 if one could not be
+ * encoded. */
+static int cli_queue_json_array(const struct cli_queue_list *l, time_t now)
+{
+	if (l->n == 0) {
+		printf("[]\n");
+		return 0;
+	}
+	fputs("[\n", stdout);
+	for (size_t i = 0; i < l->n; i++) {
+		json_t *v = cli_queue_env_json(&l->env[i], now);
+		char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		json_decref(v);
+		if (s == NULL) {
+			fprintf(stderr, "dialmail: cannot encode the queue as JSON\n");
+			return 1;
+		}
+		fputs("  ", stdout);
+		for (const char *p = s, *nl; *p; p = nl + 1) {
+			if ((nl = strchr(p, '\n')) == NULL) {
+				fputs(p, stdout);
+				break;
+			}
+			fwrite(p, 1, (size_t)(nl - p) + 1, stdout);
+			fputs("  ", stdout);
+		}
+		fputs(i + 1 < l->n ? ",\n" : "\n", stdout);
+		free(s);
+	}
+	fputs("]\n", stdout);
+	return 0;
+}
+
 /* The RECIPIENTS column: up to two addresses, else the first and a count. */
 static void cli_queue_rcpt_column(const struct q_env *env, struct buf *out)
 {
@@ -298,9 +346,8 @@ static int cli_queue_on_line(const char *line, void *arg)
 		st->state = 2;
 		return 1;
 	}
-	l->env = xrealloc(l->env, (l->n + 1) * sizeof(*l->env));
 	copy = xstrdup(line);
-	if (qindex_row_parse(copy, &l->env[l->n]) == 0)
+	if (qindex_row_parse(copy, cli_queue_slot(l)) == 0)
 		l->n++;
 	else
 		st->state = -1;
@@ -352,7 +399,7 @@ static int cli_queue_from_disk(const char *dir, struct cli_queue_list *l, struct
 
 static int cli_queue_list(const char *dir, const struct cli_queue_opts *o)
 {
-	struct cli_queue_list l = {NULL, NULL, 0, &o->f};
+	struct cli_queue_list l = {NULL, NULL, 0, &o->f, 0};
 	struct config cfg;
 	time_t now = clock_now();
 	int rc = 0;
@@ -363,11 +410,7 @@ static int cli_queue_list(const char *dir, const struct cli_queue_opts *o)
 	if (rc == 0 && o->count) {
 		printf("%zu\n", l.n);
 	} else if (rc == 0 && o->json) {
-		json_t *arr = json_array();
-
-		for (size_t i = 0; i < l.n; i++)
-			json_array_append_new(arr, cli_queue_env_json(&l.env[i], now));
-		rc = cli_queue_dump(arr);
+		rc = cli_queue_json_array(&l, now);
 	} else if (rc == 0) {
 		cli_queue_table(&l, now);
 	}
