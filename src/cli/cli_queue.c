@@ -208,16 +208,24 @@ static json_t *cli_queue_env_json(const struct q_env *env, time_t now)
 	return o;
 }
 
-/* Prints a JSON value and a newline; 0, or 1 if it could not be encoded. */
-static int cli_queue_dump(json_t *v)
+/* v as text (indent 2, keys in order), v freed; NULL said on stderr. */
+static char *cli_queue_encode(json_t *v)
 {
 	char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 
 	json_decref(v);
-	if (s == NULL) {
+	if (s == NULL)
 		fprintf(stderr, "dialmail: cannot encode the queue as JSON\n");
+	return s;
+}
+
+/* Prints a JSON value and a newline; 0, or 1 if it could not be encoded. */
+static int cli_queue_dump(json_t *v)
+{
+	char *s = cli_queue_encode(v);
+
+	if (s == NULL)
 		return 1;
-	}
 	printf("%s\n", s);
 	free(s);
 	return 0;
@@ -235,14 +243,10 @@ static int cli_queue_json_array(const struct cli_queue_list *l, time_t now)
 	}
 	fputs("[\n", stdout);
 	for (size_t i = 0; i < l->n; i++) {
-		json_t *v = cli_queue_env_json(&l->env[i], now);
-		char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		char *s = cli_queue_encode(cli_queue_env_json(&l->env[i], now));
 
-		json_decref(v);
-		if (s == NULL) {
-			fprintf(stderr, "dialmail: cannot encode the queue as JSON\n");
+		if (s == NULL)
 			return 1;
-		}
 		fputs("  ", stdout);
 		for (const char *p = s, *nl; *p; p = nl + 1) {
 			if ((nl = strchr(p, '\n')) == NULL) {
