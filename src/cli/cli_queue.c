@@ -26,6 +26,7 @@ struct cli_queue_list {
 	struct q_env *env;
 	size_t n;
 	const struct qindex_filter *f;
+	size_t cap; /* of env */
 };
 
 /* What `dialmail queue` was asked. */
@@ -95,6 +96,17 @@ static void cli_queue_size(unsigned long long n, char *out, size_t outlen)
 		snprintf(out, outlen, "%.1fM", n / (1024.0 * 1024.0));
 }
 
+/* Room for one more envelope at l->env[l->n] (the array doubles: a
+ * listing may hold 100,000). */
+static struct q_env *cli_queue_slot(struct cli_queue_list *l)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 256;
+		l->env = xrealloc(l->env, l->cap * sizeof(*l->env));
+	}
+	return &l->env[l->n];
+}
+
 static int cli_queue_collect(const char *id, void *arg)
 {
 	struct cli_queue_list *l = arg;
@@ -107,8 +119,8 @@ static int cli_queue_collect(const char *id, void *arg)
 		q_env_free(&env);
 		return 0;
 	}
-	l->env = xrealloc(l->env, (l->n + 1) * sizeof(*l->env));
-	l->env[l->n++] = env;
+	*cli_queue_slot(l) = env;
+	l->n++;
 	return 0;
 }
 
@@ -196,18 +208,58 @@ static json_t *cli_queue_env_json(const struct q_env *env, time_t now)
 	return o;
 }
 
-/* Prints a JSON value and a newline; 0, or 1 if it could not be encoded. */
-static int cli_queue_dump(json_t *v)
+/* v as text (indent 2, keys in order), v freed; NULL said on stderr. */
+static char *cli_queue_encode(json_t *v)
 {
 	char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 
 	json_decref(v);
-	if (s == NULL) {
+	if (s == NULL)
 		fprintf(stderr, "dialmail: cannot encode the queue as JSON\n");
+	return s;
+}
+
+/* Prints a JSON value and a newline; 0, or 1 if it could not be encoded. */
+static int cli_queue_dump(json_t *v)
+{
+	char *s = cli_queue_encode(v);
+
+	if (s == NULL)
 		return 1;
-	}
 	printf("%s\n", s);
 	free(s);
+	return 0;
+}
+
+/* The listing as one JSON array, printed as json_dumps would print it
+ * whole (indent 2) but one message at a time: 100,000 messages as one tree
+ * of JSON values cost seconds of allocation. 0, or 1 if one could not be
+ * encoded. */
+static int cli_queue_json_array(const struct cli_queue_list *l, time_t now)
+{
+	if (l->n == 0) {
+		printf("[]\n");
+		return 0;
+	}
+	fputs("[\n", stdout);
+	for (size_t i = 0; i < l->n; i++) {
+		char *s = cli_queue_encode(cli_queue_env_json(&l->env[i], now));
+
+		if (s == NULL)
+			return 1;
+		fputs("  ", stdout);
+		for (const char *p = s, *nl; *p; p = nl + 1) {
+			if ((nl = strchr(p, '\n')) == NULL) {
+				fputs(p, stdout);
+				break;
+			}
+			fwrite(p, 1, (size_t)(nl - p) + 1, stdout);
+			fputs("  ", stdout);
+		}
+		fputs(i + 1 < l->n ? ",\n" : "\n", stdout);
+		free(s);
+	}
+	fputs("]\n", stdout);
 	return 0;
 }
 
@@ -264,31 +316,105 @@ static void cli_queue_config(const char *dir, struct config *cfg, struct queue *
 	free(path);
 }
 
-static int cli_queue_list(const char *dir, const struct cli_queue_opts *o)
+/* The filter as control-socket words, after verb ("queue-count"...). */
+static void cli_queue_filter_cmd(const char *verb, const struct qindex_filter *f, struct buf *cmd)
 {
-	struct cli_queue_list l = {NULL, NULL, 0, &o->f};
-	struct config cfg;
-	time_t now = clock_now();
-	int rc = 0, json = o->json;
+	static const char *const states[] = {"any", "held", "deferred", "new"};
 
-	memset(&cfg, 0, sizeof(cfg));
-	if (cli_queue_open(dir, &l.q) < 0)
+	buf_printf(cmd, "%s state=%s", verb, states[f->state]);
+	if (f->domain)
+		buf_printf(cmd, " domain=%s", f->domain);
+	if (f->link)
+		buf_printf(cmd, " link=%s", f->link);
+	if (f->older_than)
+		buf_printf(cmd, " older=%lld", (long long)f->older_than);
+}
+
+/* Where a listing from the daemon is. */
+struct cli_queue_stream {
+	struct cli_queue_list *l;
+	int state; /* 0 before "ok", 1 after it, 2 after "end", -1 refused or garbled */
+};
+
+static int cli_queue_on_line(const char *line, void *arg)
+{
+	struct cli_queue_stream *st = arg;
+	struct cli_queue_list *l = st->l;
+	char *copy;
+
+	if (st->state == 0) {
+		st->state = strcmp(line, "ok") == 0 ? 1 : -1;
+		return st->state < 0;
+	}
+	if (strcmp(line, "end") == 0) {
+		st->state = 2;
 		return 1;
-	if (l.q)
-		cli_queue_config(dir, &cfg, l.q);
-	if (l.q && queue_scan(l.q, cli_queue_collect, &l) < 0) {
+	}
+	copy = xstrdup(line);
+	if (qindex_row_parse(copy, cli_queue_slot(l)) == 0)
+		l->n++;
+	else
+		st->state = -1;
+	free(copy);
+	return st->state < 0;
+}
+
+static int cli_queue_env_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct q_env *)a)->id, ((const struct q_env *)b)->id);
+}
+
+/* The listing from the running daemon's index; -1 (nothing in l) if no
+ * daemon answers, it is still reading its queue, or the stream broke. */
+static int cli_queue_from_daemon(const char *dir, struct cli_queue_list *l)
+{
+	struct cli_queue_stream st = {l, 0};
+	struct buf cmd = BUF_INIT;
+
+	cli_queue_filter_cmd("queue-list", l->f, &cmd);
+	control_stream(dir, buf_cstr(&cmd), cli_queue_on_line, &st);
+	buf_free(&cmd);
+	if (st.state != 2) {
+		for (size_t i = 0; i < l->n; i++)
+			q_env_free(&l->env[i]);
+		l->n = 0;
+		return -1;
+	}
+	/* Ids start with the arrival time in hex: as queue_scan, oldest first. */
+	if (l->n > 1)
+		qsort(l->env, l->n, sizeof(*l->env), cli_queue_env_cmp);
+	return 0;
+}
+
+/* The listing from the queue files (no daemon, or one that cannot answer). */
+static int cli_queue_from_disk(const char *dir, struct cli_queue_list *l, struct config *cfg)
+{
+	if (cli_queue_open(dir, &l->q) < 0)
+		return 1;
+	if (l->q)
+		cli_queue_config(dir, cfg, l->q);
+	if (l->q && queue_scan(l->q, cli_queue_collect, l) < 0) {
 		fprintf(stderr, "dialmail: cannot read the queue in %s: %s\n", dir,
 			strerror(errno));
-		rc = 1;
+		return 1;
 	}
+	return 0;
+}
+
+static int cli_queue_list(const char *dir, const struct cli_queue_opts *o)
+{
+	struct cli_queue_list l = {NULL, NULL, 0, &o->f, 0};
+	struct config cfg;
+	time_t now = clock_now();
+	int rc = 0;
+
+	memset(&cfg, 0, sizeof(cfg));
+	if (cli_queue_from_daemon(dir, &l) < 0)
+		rc = cli_queue_from_disk(dir, &l, &cfg);
 	if (rc == 0 && o->count) {
 		printf("%zu\n", l.n);
-	} else if (rc == 0 && json) {
-		json_t *arr = json_array();
-
-		for (size_t i = 0; i < l.n; i++)
-			json_array_append_new(arr, cli_queue_env_json(&l.env[i], now));
-		rc = cli_queue_dump(arr);
+	} else if (rc == 0 && o->json) {
+		rc = cli_queue_json_array(&l, now);
 	} else if (rc == 0) {
 		cli_queue_table(&l, now);
 	}
@@ -301,18 +427,11 @@ static int cli_queue_list(const char *dir, const struct cli_queue_opts *o)
  * daemon (or one that cannot answer: count from disk instead). */
 static int cli_queue_count_daemon(const char *dir, const struct qindex_filter *f)
 {
-	static const char *const states[] = {"any", "held", "deferred", "new"};
 	struct buf cmd = BUF_INIT;
 	char reply[128];
 	int rc = 1;
 
-	buf_printf(&cmd, "queue-count state=%s", states[f->state]);
-	if (f->domain)
-		buf_printf(&cmd, " domain=%s", f->domain);
-	if (f->link)
-		buf_printf(&cmd, " link=%s", f->link);
-	if (f->older_than)
-		buf_printf(&cmd, " older=%lld", (long long)f->older_than);
+	cli_queue_filter_cmd("queue-count", f, &cmd);
 	if (control_send(dir, buf_cstr(&cmd), reply, sizeof(reply)) == 0 &&
 	    strncmp(reply, "ok ", 3) == 0) {
 		printf("%u\n", (unsigned)strtoul(reply + 3, NULL, 10));

@@ -391,8 +391,12 @@ static void sendmail_announce(struct sendmail_job *j)
 			      j->env.rcpt[i].addr, NULL);
 	if (j->o->verbose)
 		fprintf(stderr, "sendmail: queued as %s\n", j->env.id);
-	/* No daemon listening is fine: it finds the message at its next scan. */
-	if (control_send(j->dir, "kick", reply, sizeof(reply)) < 0 && j->o->verbose)
+	/* No daemon listening is fine: it finds the message at its next scan.
+	 * Naming it puts it in the daemon's index (and listing) at once. */
+	char *kick = xasprintf("kick %s", j->env.id);
+	int kicked = control_send(j->dir, kick, reply, sizeof(reply));
+	free(kick);
+	if (kicked < 0 && j->o->verbose)
 		fprintf(stderr, "sendmail: no daemon answered; the message waits in the queue\n");
 }
 

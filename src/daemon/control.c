@@ -1,7 +1,8 @@
 /* Control socket DIR/control.sock (mode 0660, the admin group): a line
  * protocol for local programs ("kick" -> "ok", "ping" -> "pong", "status" ->
  * lines then close, "dial [ENTRY]" -> "progress: ..." lines, then "result:
- * ok|failed ..." and close). Invariant: only root, the daemon's own user and
+ * ok|failed ..." and close, "queue-list" -> the queue from its index in
+ * slices that yield to the loop). Invariant: only root, the daemon's own user and
  * members of the admin group get an answer (the socket's mode, and the
  * peer's credentials checked with SO_PEERCRED); a bad command gets an error
  * line, never a silent close, and a client that goes away stops watching
@@ -36,6 +37,9 @@
 #define CONTROL_IDLE_SEC   30			     /* a silent client is dropped after this */
 #define CONTROL_CLIENT_SEC 2			     /* control_send gives up after this */
 #define CONTROL_DENIED	   "error permission denied" /* to a peer not allowed */
+#define CONTROL_LIST_SLOTS 4096			     /* index entries per listing slice */
+#define CONTROL_LIST_HIGH  (256 * 1024)		     /* listing output queued before waiting */
+#define CONTROL_LIST_LOW   (64 * 1024) /* ... until the client has read it down to this */
 
 struct control_client;
 
@@ -51,11 +55,20 @@ struct control {
 	void *reload_arg;
 };
 
+/* A "queue-list" under way: where it is in the index, and its filter. */
+struct control_listing {
+	struct qindex_filter f;
+	char *args;	    /* f's strings point into it */
+	uint32_t pos;	    /* the next index entry */
+	struct event *next; /* the next slice, after the loop's other events */
+};
+
 struct control_client {
 	struct control *c;
 	struct bufferevent *bev;
-	int watch;   /* session watch id; 0: none */
-	int closing; /* closed once the output is written */
+	struct control_listing *list; /* "queue-list" streaming; NULL: none */
+	int watch;		      /* session watch id; 0: none */
+	int closing;		      /* closed once the output is written */
 	struct control_client *next;
 };
 
@@ -72,6 +85,16 @@ static int control_addr(const char *dir, struct sockaddr_un *sa)
 	return 0;
 }
 
+static void control_list_free(struct control_client *cl)
+{
+	if (cl->list == NULL)
+		return;
+	event_free(cl->list->next);
+	free(cl->list->args);
+	free(cl->list);
+	cl->list = NULL;
+}
+
 static void control_client_free(struct control_client *cl)
 {
 	struct control *c = cl->c;
@@ -83,6 +106,7 @@ static void control_client_free(struct control_client *cl)
 		}
 	if (cl->watch && c->sessions)
 		sessions_unwatch(c->sessions, cl->watch);
+	control_list_free(cl);
 	bufferevent_free(cl->bev);
 	free(cl);
 }
@@ -188,17 +212,27 @@ static int control_filter_word(char *w, struct qindex_filter *f)
 	return 0;
 }
 
+/* The words of args (changed in place) into f; -1 if one is not a filter. */
+static int control_filter_parse(char *args, struct qindex_filter *f)
+{
+	char *save = NULL, *w;
+
+	memset(f, 0, sizeof(*f));
+	for (w = strtok_r(args, " ", &save); w; w = strtok_r(NULL, " ", &save))
+		if (control_filter_word(w, f) < 0)
+			return -1;
+	return 0;
+}
+
 /* "queue-count [domain=D] [link=L] [state=S] [older=T]": "ok N" from the
  * queue's index, with " recovering" while start-up recovery goes on. */
 static void control_queue_count(struct control_client *cl, const char *args)
 {
-	struct qindex_filter f = {0};
+	struct qindex_filter f;
 	struct q_recover_progress p;
-	char *copy = xstrdup(args), *save = NULL, *w, line[96];
-	int bad = 0;
+	char *copy = xstrdup(args), line[96];
+	int bad = control_filter_parse(copy, &f) < 0;
 
-	for (w = strtok_r(copy, " ", &save); w && !bad; w = strtok_r(NULL, " ", &save))
-		bad = control_filter_word(w, &f) < 0;
 	if (cl->c->queue == NULL || bad)
 		snprintf(line, sizeof(line), "error %s\n",
 			 bad ? "bad filter" : "queue-count is not available");
@@ -208,6 +242,75 @@ static void control_queue_count(struct control_client *cl, const char *args)
 			 queue_recover_progress(cl->c->queue, &p) ? " recovering" : "");
 	free(copy);
 	bufferevent_write(cl->bev, line, strlen(line));
+}
+
+/* One slice of a listing; the next one comes after the loop's other
+ * events, or when the client has read what is queued for it. */
+static void control_list_more(struct control_client *cl)
+{
+	struct control_listing *l = cl->list;
+	struct evbuffer *out = bufferevent_get_output(cl->bev);
+	struct buf lines = BUF_INIT;
+	struct timeval now = {0, 0};
+	int more =
+	    qindex_list(queue_index(cl->c->queue), &l->pos, &l->f, CONTROL_LIST_SLOTS, &lines);
+
+	if (lines.len)
+		evbuffer_add(out, lines.data, lines.len);
+	buf_free(&lines);
+	if (!more) {
+		control_list_free(cl);
+		control_finish(cl, "end\n");
+	} else if (evbuffer_get_length(out) < CONTROL_LIST_HIGH)
+		evtimer_add(l->next, &now);
+	/* else control_on_write goes on once the output is down to the low mark */
+}
+
+static void control_list_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	control_list_more(arg);
+}
+
+/* "queue-list [filters as queue-count]": "ok", one line per matching
+ * message (qindex_list), "end". "error recovering" while the index is not
+ * complete (the caller reads the disk instead). */
+static void control_queue_list(struct control_client *cl, const char *args)
+{
+	struct q_recover_progress p;
+	struct qindex_filter f;
+	char *copy = xstrdup(args);
+	const char *why = control_filter_parse(copy, &f) < 0 ? "error bad filter\n" : NULL;
+
+	if (cl->c->queue == NULL)
+		why = "error queue-list is not available\n";
+	else if (why == NULL && queue_recover_progress(cl->c->queue, &p))
+		why = "error recovering\n";
+	if (why) {
+		control_finish(cl, why);
+		free(copy);
+		return;
+	}
+	cl->list = xcalloc(1, sizeof(*cl->list));
+	cl->list->f = f;
+	cl->list->args = copy;
+	cl->list->next = evtimer_new(bufferevent_get_base(cl->bev), control_list_on_timer, cl);
+	bufferevent_setwatermark(cl->bev, EV_WRITE, CONTROL_LIST_LOW, 0);
+	bufferevent_set_timeouts(cl->bev, NULL, &(struct timeval){CONTROL_IDLE_SEC, 0});
+	bufferevent_write(cl->bev, "ok\n", 3);
+	control_list_more(cl);
+}
+
+/* "kick [ID]": new mail in the queue; ID, written by another process
+ * (sendmail), goes into the index before the answer, so that a listing
+ * right after shows it. */
+static void control_kick(struct control *c, const char *id)
+{
+	struct q_env env;
+
+	if (id && c->queue && queue_id_valid(id) && !qindex_has(queue_index(c->queue), id) &&
+	    queue_load_envelope(c->queue, id, &env) == Q_OK)
+		q_env_free(&env);
+	delivery_scan(c->delivery);
 }
 
 static void control_command(struct control_client *cl, const char *line)
@@ -222,6 +325,10 @@ static void control_command(struct control_client *cl, const char *line)
 		control_queue_count(cl, line + 11);
 		return;
 	}
+	if (strcmp(line, "queue-list") == 0 || strncmp(line, "queue-list ", 11) == 0) {
+		control_queue_list(cl, line + 10);
+		return;
+	}
 	if (strcmp(line, "status") == 0) {
 		control_status(cl);
 		return;
@@ -230,8 +337,8 @@ static void control_command(struct control_client *cl, const char *line)
 		control_reload(cl, strcmp(line, "reopen-logs") == 0);
 		return;
 	}
-	if (strcmp(line, "kick") == 0) {
-		delivery_scan(cl->c->delivery);
+	if (strcmp(line, "kick") == 0 || strncmp(line, "kick ", 5) == 0) {
+		control_kick(cl->c, line[4] ? line + 5 : NULL);
 		answer = "ok\n";
 	} else if (strcmp(line, "flush") == 0) {
 		delivery_flush(cl->c->delivery); /* every pending recipient, now */
@@ -248,7 +355,7 @@ static void control_on_read(struct bufferevent *bev, void *arg)
 	char *line;
 	size_t n;
 
-	while (!cl->closing && !cl->watch &&
+	while (!cl->closing && !cl->watch && !cl->list &&
 	       (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
 		if (n > CONTROL_LINE_MAX)
 			bufferevent_write(bev, "error line too long\n", 20);
@@ -266,7 +373,9 @@ static void control_on_write(struct bufferevent *bev, void *arg)
 {
 	struct control_client *cl = arg;
 
-	if (cl->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (cl->list && !evtimer_pending(cl->list->next, NULL))
+		control_list_more(cl);
+	else if (cl->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		control_client_free(cl);
 }
 
@@ -514,22 +623,21 @@ out:
 static int control_stream_lines(int fd, int (*on_line)(const char *line, void *arg), void *arg)
 {
 	struct buf line = BUF_INIT;
-	char chunk[512];
+	char chunk[16384]; /* a queue listing is megabytes */
 	int rc = 0, first = 1;
 
 	for (;;) {
 		ssize_t n = read(fd, chunk, sizeof(chunk));
+		const char *p = chunk, *end = chunk + (n > 0 ? n : 0), *nl;
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			rc = n < 0 ? -1 : rc;
 			break;
 		}
-		for (ssize_t i = 0; i < n; i++) {
-			if (chunk[i] != '\n') {
-				buf_putc(&line, chunk[i]);
-				continue;
-			}
+		while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+			buf_append(&line, p, (size_t)(nl - p));
+			p = nl + 1;
 			if (first && strcmp(buf_cstr(&line), CONTROL_DENIED) == 0) {
 				errno = EACCES;
 				rc = -1;
@@ -541,6 +649,7 @@ static int control_stream_lines(int fd, int (*on_line)(const char *line, void *a
 			if (rc != 0)
 				goto out;
 		}
+		buf_append(&line, p, (size_t)(end - p));
 	}
 	if (line.len)
 		rc = on_line(buf_cstr(&line), arg);

@@ -1,6 +1,7 @@
 /* Control socket DIR/control.sock: local programs (sendmail, the CLI) tell
- * the running daemon things ("kick" = new mail in the queue, "dial" = run a
- * session now and stream its progress, "status"). */
+ * the running daemon things ("kick [ID]" = new mail in the queue, ID read
+ * into the index before the answer; "dial" = run a session now and stream
+ * its progress, "status", "queue-count", "queue-list"). */
 #ifndef DAEMON_CONTROL_H
 #define DAEMON_CONTROL_H
 #include <sys/types.h>
@@ -15,7 +16,9 @@ struct control;
 struct control *control_listen(struct event_base *base, const char *dir, struct delivery *d,
 			       uid_t owner, gid_t admin_gid);
 /* Enables "queue-count [domain=D] [link=L] [state=S] [older=UNIXTIME]":
- * "ok N" (" recovering" after it while start-up recovery is not over). */
+ * "ok N" (" recovering" after it while start-up recovery is not over), and
+ * "queue-list [same filters]": "ok", a line per message (qindex_list),
+ * "end", streamed in slices; "error recovering" before recovery is over. */
 struct queue;
 void control_set_queue(struct control *c, struct queue *q);
 /* Enables "dial [ENTRY]" (streams the session's progress) and "status". */

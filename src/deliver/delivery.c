@@ -69,15 +69,21 @@ static char *delivery_lower(const char *s, size_t n)
 	return p;
 }
 
+/* When this process began delivering: mail that arrived before may have
+ * been delivered by an earlier run that died before it stored the fact. */
+static time_t delivery_started;
+
 /* The Maildir transport: the mailbox is the lower-cased local part of rcpt,
- * which maildir_deliver checks again before it becomes a path. */
+ * which maildir_deliver checks again before it becomes a path. A message
+ * is stored under a name made of its queue id and rcpt, once. */
 static int transport_maildir_deliver(const struct config *cfg, const char *dir,
 				     const struct q_env *env, const struct buf *content,
 				     const char *rcpt, struct buf *reply)
 {
 	const char *at = strrchr(rcpt, '@');
 	char *user = delivery_lower(rcpt, at ? (size_t)(at - rcpt) : strlen(rcpt));
-	int rc = maildir_deliver(dir, user, env->sender, rcpt, content, reply);
+	int rc = maildir_deliver_once(dir, user, env, rcpt, content,
+				      env->created < delivery_started, reply);
 
 	free(user);
 	return rc;
@@ -658,6 +664,8 @@ struct delivery *delivery_new(struct event_base *base, const struct config *cfg,
 	d->dir = xstrdup(dir);
 	d->local = &transport_maildir;
 	d->dedup = dedup_open(dir, cfg->dedup_window);
+	if (delivery_started == 0)
+		delivery_started = clock_now();
 	if (base != NULL) {
 		d->ev_run = evtimer_new(base, delivery_on_run, d);
 		d->out = outbound_new(base, cfg, q, delivery_on_dsn, d);

@@ -1,7 +1,10 @@
 /* Maildir delivery (https://cr.yp.to/proto/maildir.html): the message is
  * written under tmp/ with a unique name, fsync'd, linked into new/ and new/
  * is fsync'd before we report success. Invariant: new/ only ever holds
- * complete messages; tmp/ holds nothing after we return. */
+ * complete messages; tmp/ holds nothing after we return. A queued message
+ * gets a name made of its queue id and recipient, so that delivering it
+ * again after a crash finds the first copy instead of writing a second. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -52,6 +55,55 @@ static char *maildir_unique_name(void)
 		   (long long)(now % 1000000), (long)getpid(), ++seq);
 	maildir_host(&b);
 	return buf_steal(&b);
+}
+
+/* "<sec>.D<qid>_<hash of rcpt>.<host>": the same for every attempt to
+ * deliver queued message qid to rcpt (sec is the arrival time in the id). */
+static char *maildir_once_name(const char *qid, const char *rcpt)
+{
+	struct buf b = BUF_INIT;
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a 64 */
+	char us[15];
+
+	for (const char *p = rcpt; *p; p++)
+		h = (h ^ (uint8_t)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p)) *
+		    1099511628211ULL;
+	snprintf(us, sizeof(us), "%.14s", qid);
+	buf_printf(&b, "%llu.D%s_%016llx.", strtoull(us, NULL, 16) / 1000000, qid,
+		   (unsigned long long)h);
+	maildir_host(&b);
+	return buf_steal(&b);
+}
+
+/* 1 if cur/ holds name, as it is or with flags ("name:2,S"): a reader
+ * has seen the message in new/ and moved it. */
+static int maildir_in_cur(const char *md, const char *name)
+{
+	char *cur = xasprintf("%s/cur", md);
+	DIR *d = opendir(cur);
+	size_t len = strlen(name);
+	struct dirent *de;
+	int found = 0;
+
+	free(cur);
+	while (d && !found && (de = readdir(d)) != NULL)
+		found = strncmp(de->d_name, name, len) == 0 &&
+			(de->d_name[len] == '\0' || de->d_name[len] == ':');
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* 1 if the message called name is in the Maildir already (new/, or cur/
+ * when look_in_cur). */
+static int maildir_has(const char *md, const char *name, int look_in_cur)
+{
+	char *path = xasprintf("%s/new/%s", md, name);
+	struct stat st;
+	int found = lstat(path, &st) == 0;
+
+	free(path);
+	return found || (look_in_cur && maildir_in_cur(md, name));
 }
 
 /* Creates md/{tmp,new,cur} (and its parents) if missing, mode 0700. A new
@@ -147,7 +199,7 @@ static int maildir_publish(const char *md, const char *name)
 	char *newdir = xasprintf("%s/new", md);
 	int rc = -1, saved;
 
-	if (link(tmp, new) == 0)
+	if (link(tmp, new) == 0 || errno == EEXIST) /* EEXIST: delivered before */
 		unlink(tmp);
 	else if (errno != EPERM && errno != ENOTSUP && errno != EXDEV)
 		goto out;
@@ -171,44 +223,83 @@ out:
 	return rc;
 }
 
-int maildir_deliver(const char *dir, const char *user, const char *sender, const char *rcpt,
-		    const struct buf *content, struct buf *reply)
+/* Writes the message as md/tmp/name, then moves it to md/new/name. */
+static int maildir_store(const char *md, const char *name, const char *sender, const char *rcpt,
+			 const struct buf *content, struct buf *reply)
 {
 	struct buf data = BUF_INIT;
-	char *md = NULL, *name = NULL, *tmppath = NULL;
-	int rc;
+	char *tmppath = xasprintf("%s/tmp/%s", md, name);
+	int rc = Q_TEMPFAIL;
+
+	maildir_format(&data, sender, rcpt, content);
+	unlink(tmppath); /* left by a crash in the middle of an earlier attempt */
+	if (maildir_write_tmp(tmppath, &data) < 0)
+		buf_printf(reply, "4.3.0 cannot write %s: %s", tmppath, strerror(errno));
+	else if (maildir_publish(md, name) < 0)
+		buf_printf(reply, "4.3.0 cannot move message into %s/new: %s", md, strerror(errno));
+	else {
+		buf_printf(reply, "2.0.0 delivered to %s/new/%s", md, name);
+		rc = Q_OK;
+	}
+	buf_free(&data);
+	free(tmppath);
+	return rc;
+}
+
+/* The Maildir of user, created if need be; NULL with reply set if not. */
+static char *maildir_open(const char *dir, const char *user, struct buf *reply, int *rc)
+{
+	char *md;
 
 	if (!recipient_user_valid(user)) {
 		buf_printf(reply, "5.1.1 invalid mailbox name \"%s\"", user);
-		return Q_PERMFAIL;
+		*rc = Q_PERMFAIL;
+		return NULL;
 	}
 	/* From here on every failure is the file system's (full disk, I/O
 	 * error, quota, a permission an operator can fix): worth a retry. */
 	md = maildir_path(dir, user);
 	if (maildir_create(md) < 0) {
 		buf_printf(reply, "4.2.0 cannot create Maildir %s: %s", md, strerror(errno));
-		rc = Q_TEMPFAIL;
-		goto out;
+		*rc = Q_TEMPFAIL;
+		free(md);
+		return NULL;
 	}
-	maildir_format(&data, sender, rcpt, content);
+	return md;
+}
+
+int maildir_deliver(const char *dir, const char *user, const char *sender, const char *rcpt,
+		    const struct buf *content, struct buf *reply)
+{
+	char *md, *name;
+	int rc;
+
+	if ((md = maildir_open(dir, user, reply, &rc)) == NULL)
+		return rc;
 	name = maildir_unique_name();
-	tmppath = xasprintf("%s/tmp/%s", md, name);
-	if (maildir_write_tmp(tmppath, &data) < 0) {
-		buf_printf(reply, "4.3.0 cannot write %s: %s", tmppath, strerror(errno));
-		rc = Q_TEMPFAIL;
-		goto out;
-	}
-	if (maildir_publish(md, name) < 0) {
-		buf_printf(reply, "4.3.0 cannot move message into %s/new: %s", md, strerror(errno));
-		rc = Q_TEMPFAIL;
-		goto out;
-	}
-	buf_printf(reply, "2.0.0 delivered to %s/new/%s", md, name);
-	rc = Q_OK;
-out:
-	buf_free(&data);
+	rc = maildir_store(md, name, sender, rcpt, content, reply);
 	free(md);
 	free(name);
-	free(tmppath);
+	return rc;
+}
+
+int maildir_deliver_once(const char *dir, const char *user, const struct q_env *env,
+			 const char *rcpt, const struct buf *content, int look_in_cur,
+			 struct buf *reply)
+{
+	char *md, *name;
+	int rc;
+
+	if ((md = maildir_open(dir, user, reply, &rc)) == NULL)
+		return rc;
+	name = maildir_once_name(env->id, rcpt);
+	if (maildir_has(md, name, look_in_cur)) {
+		buf_printf(reply, "2.0.0 delivered before as %s in %s; not delivered again", name,
+			   md);
+		rc = Q_OK;
+	} else
+		rc = maildir_store(md, name, env->sender ? env->sender : "", rcpt, content, reply);
+	free(md);
+	free(name);
 	return rc;
 }

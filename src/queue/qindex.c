@@ -5,10 +5,13 @@
  * at any other. Domains and links are interned and never removed (a
  * hub's few thousand domains). Invariant: the counters of a domain and of
  * a link are changed only by qindex_link_msg and qindex_unlink_msg. */
+#include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "lib/buf.h"
 #include "lib/xmalloc.h"
 #include "mail/config.h"
 #include "mail/policy.h"
@@ -29,6 +32,7 @@ struct qix_msg {
 	uint32_t pending; /* pending recipients */
 	uint32_t nodes;	  /* first node of its chain, or the next free slot */
 	int64_t created;
+	char *info; /* what the listing shows (qix_info_new), or NULL */
 };
 
 struct qix_node {
@@ -60,9 +64,11 @@ struct qindex {
 	struct strlist links;
 	unsigned *link_msgs, *link_urgent;
 	struct qindex_totals tot;
+	size_t info_bytes; /* heap bytes of the msg[].info strings */
 };
 
 static uint32_t qix_dom_find(const struct qindex *ix, const char *name);
+static void qix_info_set(struct qindex *ix, uint32_t s, const struct q_env *env);
 
 static uint32_t qix_hash(const char *s)
 {
@@ -90,6 +96,8 @@ void qindex_free(struct qindex *ix)
 		free(ix->dom[i].name);
 	free(ix->dom);
 	free(ix->byname);
+	for (uint32_t s = 0; s < ix->nmsg; s++)
+		free(ix->msg[s].id[0] ? ix->msg[s].info : NULL);
 	free(ix->msg);
 	free(ix->byid);
 	free(ix->node);
@@ -375,7 +383,9 @@ void qindex_put(struct qindex *ix, const struct q_env *env, int prio)
 		b = qix_id_bucket(ix, env->id);
 		ix->byid[b] = s + 1;
 		ix->used++;
+		ix->msg[s].info = NULL;
 	}
+	qix_info_set(ix, s, env);
 	ix->msg[s].prio = (uint8_t)prio;
 	ix->msg[s].size = env->size > UINT32_MAX ? UINT32_MAX : (uint32_t)env->size;
 	ix->msg[s].created = env->created;
@@ -390,6 +400,7 @@ void qindex_update(struct qindex *ix, const struct q_env *env)
 		return;
 	qix_unlink_msg(ix, s);
 	qix_link_msg(ix, s, env);
+	qix_info_set(ix, s, env);
 }
 
 void qindex_each(const struct qindex *ix, void (*fn)(const struct qindex_entry *e, void *arg),
@@ -421,6 +432,7 @@ void qindex_remove(struct qindex *ix, const char *id)
 		return;
 	s = ix->byid[b] - 1;
 	qix_unlink_msg(ix, s);
+	qix_info_set(ix, s, NULL);
 	qix_id_delete(ix, b);
 	ix->msg[s].id[0] = '\0';
 	ix->msg[s].nodes = ix->freemsg;
@@ -580,7 +592,7 @@ size_t qindex_memory(const struct qindex *ix)
 
 	for (uint32_t i = 0; i < ix->ndom; i++)
 		n += strlen(ix->dom[i].name) + 1;
-	return n + ix->links.n * 2 * sizeof(unsigned);
+	return n + ix->links.n * 2 * sizeof(unsigned) + ix->info_bytes;
 }
 
 int qindex_priority_iov(const struct iovec *iov, int iovcnt)
@@ -597,4 +609,178 @@ int qindex_priority_iov(const struct iovec *iov, int iovcnt)
 		len += k;
 	}
 	return (int)retry_priority_of(head, len);
+}
+
+/* ------------------------------------------------------------- listing */
+
+#define QIX_NULL "%-" /* a field that is NULL (escaping never makes it) */
+
+/* s into out with '%', control bytes and DEL as %XX (tabs and newlines
+ * separate fields and lines); NULL as QIX_NULL. */
+static void qix_put_field(struct buf *out, const char *s)
+{
+	if (s == NULL) {
+		buf_puts(out, QIX_NULL);
+		return;
+	}
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '%' || c < 0x20 || c == 0x7f)
+			buf_printf(out, "%%%02X", c);
+		else
+			buf_putc(out, (char)c);
+	}
+}
+
+/* The listing's fields of env after id, arrival and size: sender, client,
+ * helo, message-id, then per recipient address, state, attempts, next
+ * attempt and last reply; tab-separated, escaped. */
+static char *qix_info_new(const struct q_env *env)
+{
+	static const char states[] = {
+	    [RCPT_PENDING] = 'p', [RCPT_DELIVERED] = 'd', [RCPT_FAILED] = 'f'};
+	struct buf b = BUF_INIT;
+
+	qix_put_field(&b, env->sender ? env->sender : "");
+	buf_putc(&b, '\t');
+	qix_put_field(&b, env->client);
+	buf_putc(&b, '\t');
+	qix_put_field(&b, env->helo);
+	buf_putc(&b, '\t');
+	qix_put_field(&b, env->message_id);
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct q_rcpt *r = &env->rcpt[i];
+		buf_putc(&b, '\t');
+		qix_put_field(&b, r->addr);
+		buf_printf(&b, "\t%c\t%d\t%lld\t", states[r->state], r->attempts,
+			   (long long)r->next_attempt);
+		qix_put_field(&b, r->last_reply);
+	}
+	return buf_steal(&b);
+}
+
+/* Slot s's listing fields become env's (NULL: none). */
+static void qix_info_set(struct qindex *ix, uint32_t s, const struct q_env *env)
+{
+	char *old = ix->msg[s].info, *info = env ? qix_info_new(env) : NULL;
+
+	if (old)
+		ix->info_bytes -= malloc_usable_size(old) + sizeof(size_t);
+	free(old);
+	if (info) {
+		/* A tight copy: buf_steal hands over its spare capacity too. */
+		char *tight = xstrdup(info);
+		free(info);
+		info = tight;
+		ix->info_bytes += malloc_usable_size(info) + sizeof(size_t);
+	}
+	ix->msg[s].info = info;
+}
+
+int qindex_list(const struct qindex *ix, uint32_t *pos, const struct qindex_filter *f,
+		unsigned slots, struct buf *out)
+{
+	uint32_t dom, end;
+	int32_t link;
+
+	if (!qix_filter_prepare(ix, f, &dom, &link))
+		return 0;
+	end = ix->nmsg - *pos > slots ? *pos + slots : ix->nmsg;
+	for (uint32_t s = *pos; s < end; s++) {
+		const struct qix_msg *m = &ix->msg[s];
+		if (m->id[0] == '\0' || m->info == NULL || !qix_match(ix, s, f, dom, link))
+			continue;
+		buf_printf(out, "m\t%s\t%lld\t%u\t%s\n", m->id, (long long)m->created, m->size,
+			   m->info);
+	}
+	*pos = end;
+	return end < ix->nmsg;
+}
+
+/* The next tab-separated field of *p, unescaped in place into *out
+ * (QIX_NULL: NULL); -1 if there is none. */
+static int qix_get_field(char **p, char **out)
+{
+	char *f = *p, *tab, *w;
+
+	if (f == NULL)
+		return -1;
+	tab = strchr(f, '\t');
+	*p = tab ? tab + 1 : NULL;
+	if (tab)
+		*tab = '\0';
+	*out = strcmp(f, QIX_NULL) == 0 ? NULL : f;
+	for (w = f; *out && *f; f++) {
+		char hex[3] = {f[0] == '%' ? f[1] : 0, hex[0] ? f[2] : 0, 0};
+		if (hex[0] && hex[1] && strspn(hex, "0123456789ABCDEFabcdef") == 2) {
+			*w++ = (char)strtoul(hex, NULL, 16);
+			f += 2;
+		} else
+			*w++ = *f;
+	}
+	if (*out)
+		*w = '\0';
+	return 0;
+}
+
+/* The next field of *p as a number. */
+static int qix_get_num(char **p, long long *v)
+{
+	char *f, *end;
+
+	if (qix_get_field(p, &f) < 0 || f == NULL || *f == '\0')
+		return -1;
+	*v = strtoll(f, &end, 10);
+	return *end ? -1 : 0;
+}
+
+static char *qix_dup(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+/* One recipient's five fields from *p onto env. */
+static int qix_get_rcpt(char **p, struct q_env *env)
+{
+	char *addr, *state, *reply;
+	long long attempts, next;
+	struct q_rcpt *r;
+
+	if (qix_get_field(p, &addr) < 0 || addr == NULL || qix_get_field(p, &state) < 0 ||
+	    state == NULL || qix_get_num(p, &attempts) < 0 || qix_get_num(p, &next) < 0 ||
+	    qix_get_field(p, &reply) < 0)
+		return -1;
+	q_env_add_rcpt(env, addr);
+	r = &env->rcpt[env->nrcpt - 1];
+	r->state = state[0] == 'd' ? RCPT_DELIVERED : state[0] == 'f' ? RCPT_FAILED : RCPT_PENDING;
+	r->attempts = (int)attempts;
+	r->next_attempt = (time_t)next;
+	r->last_reply = qix_dup(reply);
+	return 0;
+}
+
+int qindex_row_parse(char *line, struct q_env *env)
+{
+	char *p = line + 2, *id, *sender, *client, *helo, *msgid;
+	long long created, size;
+
+	memset(env, 0, sizeof(*env));
+	if (strncmp(line, "m\t", 2) != 0 || qix_get_field(&p, &id) < 0 || id == NULL ||
+	    !queue_id_valid(id) || qix_get_num(&p, &created) < 0 || qix_get_num(&p, &size) < 0 ||
+	    qix_get_field(&p, &sender) < 0 || qix_get_field(&p, &client) < 0 ||
+	    qix_get_field(&p, &helo) < 0 || qix_get_field(&p, &msgid) < 0)
+		return -1;
+	snprintf(env->id, sizeof(env->id), "%s", id);
+	env->created = (time_t)created;
+	env->size = (uint64_t)size;
+	env->sender = xstrdup(sender ? sender : "");
+	env->client = qix_dup(client);
+	env->helo = qix_dup(helo);
+	env->message_id = qix_dup(msgid);
+	while (p != NULL)
+		if (qix_get_rcpt(&p, env) < 0) {
+			q_env_free(env);
+			return -1;
+		}
+	return 0;
 }

@@ -81,7 +81,20 @@ int qindex_matches(const struct qindex *ix, const char *id, const struct qindex_
 /* Parses a state name ("held", "deferred", "new", "any"); -1 if unknown. */
 int qindex_state_parse(const char *s);
 
-/* Bytes of memory the index holds (tables included). */
+/* The listing of the queue, in slices: appends to out one line for each
+ * message matching f among the next `slots` entries from *pos on (entry
+ * order, not arrival order), and moves *pos on. Returns 1 while entries
+ * remain, 0 at the end. A line is "m", id, arrival (unix time), size, then
+ * what `dialmail queue --json` shows of the envelope, tab-separated with
+ * '%', control bytes and DEL as %XX; qindex_row_parse reads it back. */
+struct buf;
+int qindex_list(const struct qindex *ix, uint32_t *pos, const struct qindex_filter *f,
+		unsigned slots, struct buf *out);
+/* One line of qindex_list (without its newline; changed in place) into
+ * env, which the caller frees with q_env_free. -1 if it is not one. */
+int qindex_row_parse(char *line, struct q_env *env);
+
+/* Bytes of memory the index holds (tables and listing strings included). */
 size_t qindex_memory(const struct qindex *ix);
 
 /* The priority of content given as iov, from its header section (as

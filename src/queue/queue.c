@@ -103,7 +103,7 @@ struct qindex *queue_index(struct queue *q)
 	return q->ix;
 }
 
-/* The few envelope fields the index keeps, copied at staging time so the
+/* The envelope fields the index keeps (those the listing shows), copied at staging time so the
  * index learns of the message when (and only if) its commit succeeds. */
 static struct q_env *queue_env_brief(const struct q_env *env)
 {
@@ -112,6 +112,10 @@ static struct q_env *queue_env_brief(const struct q_env *env)
 	memcpy(b->id, env->id, QUEUE_ID_MAX);
 	b->created = env->created;
 	b->size = env->size;
+	b->sender = env->sender ? xstrdup(env->sender) : NULL;
+	b->client = env->client ? xstrdup(env->client) : NULL;
+	b->helo = env->helo ? xstrdup(env->helo) : NULL;
+	b->message_id = env->message_id ? xstrdup(env->message_id) : NULL;
 	for (size_t i = 0; i < env->nrcpt; i++)
 		q_env_add_rcpt(b, env->rcpt[i].addr);
 	return b;

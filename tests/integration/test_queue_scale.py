@@ -4,6 +4,7 @@ kill -9 in the middle, and checks a message's checksum when it opens it for
 delivery rather than at start-up."""
 import datetime
 import json
+import re
 import time
 
 from daemon import files_under
@@ -116,8 +117,8 @@ def maildir_ids(d, user):
 
 def test_kill9_during_batched_state_updates(daemon):
     """Local deliveries store their state through the writer thread; kill -9
-    in the middle loses no message, and what is delivered twice (the state
-    of a delivery not yet on disk) is counted."""
+    in the middle loses no message, and a delivery whose state was not yet
+    on disk is found in the Maildir when it is tried again: none twice."""
     # A second recipient behind a smarthost that refuses connections: its
     # deferral is the state update that must be stored.
     d = daemon("local_domains = localhost", "local_recipients = alice",
@@ -137,6 +138,7 @@ def test_kill9_during_batched_state_updates(daemon):
     assert set(got) == want  # nothing lost
     dups = len(got) - len(set(got))
     print("kill -9 x%d during %d local deliveries: %d delivered twice" % (kills, n, dups))
+    assert dups == 0
     # Every message stays queued for bob, its deferral on disk by the end.
     assert wait_until(lambda: len(files_under(d.dir / "state")) == n, 30)
     d.stop()
@@ -168,3 +170,56 @@ def test_etrn_for_one_of_many_held_domains_starts_at_once(daemon, rec):
     assert first < 1.0
     assert wait_until(lambda: sum(len(s.messages) for s in rec.sessions) == per, 20)
     assert wait_until(lambda: len(files_under(d.dir / "queue")) == ndom * per - per, 20)
+
+
+def listing(d, *args):
+    """`dialmail queue` output with the AGE column and age_seconds blanked
+    (the two listings are made a few seconds apart)."""
+    out = d.cli("queue", "--dir", str(d.dir), *args).stdout
+    if "--json" in args:
+        doc = json.loads(out)
+        for e in doc:
+            e.pop("age_seconds")
+        return doc
+    return [line[:23] + "     " + line[28:]
+            if re.match(r"[0-9A-F]{22} ", line) else line for line in out.splitlines()]
+
+
+LISTINGS = [(), ("--json",), ("--state", "deferred"), ("--state", "held", "--json"),
+            ("--state", "new"), ("--domain", "far.example"), ("--route", "wan", "--json"),
+            ("--older-than", "1h")]
+
+
+def test_queue_listing_from_the_daemon_is_the_listing_from_disk(daemon):
+    """With the daemon running, `dialmail queue` comes from its index through
+    the control socket; it prints what the queue files say, byte for byte,
+    for deferred, held, partly delivered and many-recipient mail."""
+    d = daemon("local_domains = localhost", "local_recipients = alice",
+               "[routes]", ".hub.test = hold", "slow.example = smarthost 127.0.0.1:9 via=wan",
+               "* = smarthost 127.0.0.1:9 tls=none",
+               "[phonebook wan]", "type = command", "up = false")
+    sent = [("a@client.test", ["bob@far.example"]),  # deferred: refused
+            ("", ["x@d1.hub.test"]),  # held, null sender
+            ("b%weird@client.test", ["alice@localhost", "bob@far.example", "c@d1.hub.test",
+                                     "e@far.example"]),  # partly delivered, 4 recipients
+            ("c@client.test", ["y@d2.hub.test", "z@slow.example"])]  # held + via a link
+    for sender, rcpts in sent:
+        assert d.send(sender, rcpts, message("list")).code == 250
+    # The deferrals are stored (state files) before the listings are made.
+    assert wait_until(lambda: len(files_under(d.dir / "state")) >= 2, 15)
+    assert wait_until(lambda: "partly delivered" in "\n".join(listing(d)), 15)
+    running = {args: listing(d, *args) for args in LISTINGS}
+    table = running[()]
+    assert table[-1] == "4 messages" and "<>" in table[2] and "b%weird@client.test" in table[3]
+    assert "alice@localhost +3 more" in table[3] and "partly delivered" in table[3]
+    deferred = [e for e in running[("--json",)] if e["recipients"][0]["attempts"]]
+    assert deferred and deferred[0]["recipients"][0]["last_reply"], deferred
+    assert len(running[("--state", "held", "--json")]) == 3
+    # A file written behind the daemon's back is not in its index: the
+    # listing came from the daemon, not from the files.
+    late = write_queue(str(d.dir), 1, lambda i: "late@far.example", first=9000)[0]
+    assert late not in "\n".join(listing(d))
+    (d.dir / "queue" / late).unlink()
+    d.stop()
+    for args in LISTINGS:
+        assert listing(d, *args) == running[args], args

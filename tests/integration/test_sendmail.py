@@ -2,6 +2,7 @@
 the real binary called through symlinks named sendmail and mailq, a private
 state directory, and (for the kick) a running daemon on a free loopback port.
 """
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ports import free_port
+from queuefile import write_queue
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("DIALMAIL_BIN", ROOT / "build" / "dialmail")).resolve()
@@ -52,6 +54,12 @@ class Spool:
 
     def dialmail(self, *args, stdin=b""):
         return self.run([str(BIN), *args], stdin)
+
+    def events_bytes(self):
+        try:
+            return (self.dir / "log" / "events.jsonl").read_bytes().replace(b" ", b"")
+        except OSError:
+            return b""
 
     def queue_json(self):
         r = self.dialmail("queue", "--dir", str(self.dir), "--json")
@@ -296,12 +304,26 @@ def wait_for(pred, timeout):
     return pred()
 
 
-def test_running_daemon_delivers_after_kick(spool):
+@contextlib.contextmanager
+def running_daemon(spool):
+    """The daemon on spool's directory and configuration, stopped after."""
     proc = subprocess.Popen(
         [str(BIN), "daemon", "--dir", str(spool.dir), "--config", str(spool.config)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=spool.env,
     )
     try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_running_daemon_delivers_after_kick(spool):
+    with running_daemon(spool):
         ctl = spool.dir / "control.sock"
         assert wait_for(ctl.exists, 10), "daemon did not open its control socket"
         r = spool.sendmail("-i", "alice", stdin=b"Subject: kick\n\nvia sendmail\n")
@@ -315,13 +337,24 @@ def test_running_daemon_delivers_after_kick(spool):
         assert wait_for(lambda: spool.queue_json() == [], 5)
         events = (spool.dir / "log" / "events.jsonl").read_text().splitlines()
         assert any(json.loads(e)["id"] == 2015 for e in events)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+
+
+def test_listing_right_after_sendmail_shows_the_message(spool):
+    """sendmail writes the queue file itself and names it in its kick: the
+    running daemon's listing (from its index) has it when sendmail returns,
+    before the queue pass the kick starts has got through a large queue."""
+    n = 20000
+    write_queue(str(spool.dir), n, lambda i: "old%d@far.example" % i, size=300)
+    with running_daemon(spool):
+        assert wait_for(lambda: b'"id":1005' in spool.events_bytes(), 60)
+        for i in range(3):
+            r = spool.sendmail("-i", "-f", "me@gw.example", "far%d@far.example" % i,
+                               stdin=b"Subject: listed\n\nx\n")
+            assert r.returncode == 0, r.stderr
+            q = spool.queue_json()  # no route for far.example: it stays queued
+            assert len(q) == n + i + 1, len(q)
+            assert q[-1]["recipients"][0]["addr"] == "far%d@far.example" % i
+            assert q[-1]["sender"] == "me@gw.example"
 
 
 def test_low_disk_space_is_a_temporary_failure(spool, tmp_path):

@@ -191,11 +191,75 @@ static void test_bad_user_is_permfail_and_creates_nothing(void **state)
 	buf_free(&reply);
 }
 
+/* A queued message is delivered once per recipient: tried again (as after
+ * a crash that lost its delivered state) it is found in new/, or in cur/
+ * where a reader moved it with flags, and not written again; a stale tmp/
+ * file of an interrupted attempt does not stop it; another recipient in
+ * the same mailbox gets its own copy. */
+static void test_deliver_once(void **state)
+{
+	struct fixture *f = *state;
+	struct buf content = BUF_INIT, reply = BUF_INIT;
+	struct strlist names = {0};
+	struct q_env env;
+	char *md = maildir_path(f->dir, "carol"), *newdir = xasprintf("%s/new", md);
+	char *from = NULL, *to = NULL, *stale = NULL;
+
+	memset(&env, 0, sizeof(env));
+	snprintf(env.id, sizeof(env.id), "%s", "18000000000000AAAA0001");
+	env.sender = xstrdup("a@b.example");
+	buf_puts(&content, "Subject: once\r\n\r\nbody\r\n");
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(maildir_deliver_once(f->dir, "carol", &env, "Carol@x.example",
+						      &content, 0, &reply),
+				 Q_OK);
+	assert_non_null(strstr(buf_cstr(&reply), "delivered before"));
+	assert_int_equal(list_dir(newdir, &names), 1);
+	assert_non_null(strstr(names.v[0], ".D18000000000000AAAA0001_"));
+	/* A reader moves it to cur/ and marks it seen. */
+	from = xasprintf("%s/%s", newdir, names.v[0]);
+	to = xasprintf("%s/cur/%s:2,S", md, names.v[0]);
+	assert_int_equal(rename(from, to), 0);
+	buf_reset(&reply);
+	assert_int_equal(
+	    maildir_deliver_once(f->dir, "carol", &env, "carol@x.example", &content, 1, &reply),
+	    Q_OK);
+	assert_non_null(strstr(buf_cstr(&reply), "delivered before"));
+	strlist_free(&names);
+	assert_int_equal(list_dir(newdir, &names), 0);
+	/* Not looking in cur/, with a tmp/ file left by a crash: delivered. */
+	stale = xasprintf("%s/tmp/%s", md, strrchr(to, '/') + 1);
+	*strrchr(stale, ':') = '\0';
+	assert_int_equal(fs_write_atomic(stale, "partial", 7, 0600), 0);
+	assert_int_equal(unlink(to), 0);
+	assert_int_equal(
+	    maildir_deliver_once(f->dir, "carol", &env, "carol@x.example", &content, 0, &reply),
+	    Q_OK);
+	assert_int_equal(list_dir(newdir, &names), 1);
+	assert_int_equal(access(stale, F_OK), -1);
+	strlist_free(&names);
+	/* Another recipient of the same message, same mailbox (an alias). */
+	assert_int_equal(
+	    maildir_deliver_once(f->dir, "carol", &env, "sales@x.example", &content, 1, &reply),
+	    Q_OK);
+	assert_int_equal(list_dir(newdir, &names), 2);
+	strlist_free(&names);
+	q_env_free(&env);
+	free(md);
+	free(newdir);
+	free(from);
+	free(to);
+	free(stale);
+	buf_free(&content);
+	buf_free(&reply);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_deliver_exact_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_null_sender_and_unique_names, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deliver_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mailbox_blocked_is_tempfail, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_user_is_permfail_and_creates_nothing, setup,
 					    teardown),
