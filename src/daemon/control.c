@@ -231,7 +231,12 @@ static void control_command(struct control_client *cl, const char *line)
 		return;
 	}
 	if (strcmp(line, "kick") == 0) {
-		delivery_scan(cl->c->delivery);
+		/* sendmail -q, or a sendmail that committed without saying its
+		 * id: the queue run also looks for messages the index lacks. */
+		delivery_discover(cl->c->delivery);
+		answer = "ok\n";
+	} else if (strncmp(line, "kick ", 5) == 0 && queue_id_valid(line + 5)) {
+		delivery_kick(cl->c->delivery, line + 5); /* just committed by sendmail */
 		answer = "ok\n";
 	} else if (strcmp(line, "flush") == 0) {
 		delivery_flush(cl->c->delivery); /* every pending recipient, now */
