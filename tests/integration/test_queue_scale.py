@@ -7,8 +7,9 @@ import json
 import time
 
 from daemon import files_under
+from procinfo import cpu_seconds
 from queuefile import queue_id, write_queue
-from smtpraw import message
+from smtpraw import banner_latency, message
 from wait import wait_until
 
 N = 4000
@@ -168,3 +169,42 @@ def test_etrn_for_one_of_many_held_domains_starts_at_once(daemon, rec):
     assert first < 1.0
     assert wait_until(lambda: sum(len(s.messages) for s in rec.sessions) == per, 20)
     assert wait_until(lambda: len(files_under(d.dir / "queue")) == ndom * per - per, 20)
+
+
+def test_held_mail_expires_from_the_heap_in_slices(daemon):
+    """A hub holding 3000 messages: until they expire, the queue runs (every
+    second) do not look at them (the daemon's CPU stays near zero); when
+    their lifetime ends, every one is bounced, oldest first, with its DSN
+    and events as before, while the SMTP banner keeps coming promptly."""
+    n, life = 3000, 25
+    d = daemon("local_domains = localhost", "local_recipients = alice",
+               "queue_run_interval = 1s", "lifetime_normal = %ds" % life,
+               "[routes]", ".hub.test = hold", start=False)
+    ids = write_queue(str(d.dir), n, lambda i: "u%d@d%d.hub.test" % (i, i % 500), size=300,
+                      sender="alice@localhost", age=0)
+    expires = time.time() + life - 1  # created is a whole second
+    d.start()
+    d.wait_event(1005, 30)
+    # The first run looks at each message once: it waits for its release.
+    time.sleep(3)
+    assert expires - time.time() > 8, "the machine is too slow for this test"
+    cpu0 = cpu_seconds(d.pid)
+    time.sleep(5)
+    idle = cpu_seconds(d.pid) - cpu0
+    print("held mail, %d messages: %.2f s CPU in 5 s before expiry" % (n, idle))
+    assert idle < 0.1, idle  # a scan of them every second costs about 0.3 s
+    assert d.events_with(3003) == []
+    lat = []
+    while len(d.maildir_files("alice")) < n and time.time() < expires + 60:
+        t = time.monotonic()
+        lat.append(banner_latency(d.port, 10.0) or 10.0)
+        time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
+    print("held mail expiring: largest banner latency %.3f s, median %.3f s (%d probes)"
+          % (max(lat), sorted(lat)[len(lat) // 2], len(lat)))
+    assert len(d.maildir_files("alice")) == n  # one DSN each
+    assert wait_until(lambda: len(files_under(d.dir / "queue")) == 0, 30)
+    bounced = [e for e in d.events_with(3003) if e.get("qid") in set(ids)]
+    assert len(bounced) == n
+    assert all("4.4.7" in e["reply"] and "held for its site" in e["reply"] for e in bounced)
+    assert [e["qid"] for e in bounced] == ids  # oldest first
+    assert max(lat) < 1.0, max(lat)
