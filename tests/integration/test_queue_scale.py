@@ -4,6 +4,8 @@ kill -9 in the middle, and checks a message's checksum when it opens it for
 delivery rather than at start-up."""
 import datetime
 import json
+import os
+import subprocess
 import time
 
 from daemon import files_under
@@ -208,3 +210,21 @@ def test_held_mail_expires_from_the_heap_in_slices(daemon):
     assert all("4.4.7" in e["reply"] and "held for its site" in e["reply"] for e in bounced)
     assert [e["qid"] for e in bounced] == ids  # oldest first
     assert max(lat) < 1.0, max(lat)
+
+
+def test_queue_runs_take_only_due_mail_and_q_finds_the_unknown(daemon):
+    """The periodic run asks the index, not the directory: a message written
+    behind the daemon's back is not delivered by it; `sendmail -q` (a bare
+    kick) lists the queue for it, and it is delivered."""
+    d = daemon("local_domains = localhost", "local_recipients = alice",
+               "queue_run_interval = 1s")
+    time.sleep(1.5)
+    write_queue(str(d.dir), 2, lambda i: "alice@localhost", size=300)
+    time.sleep(2.5)  # two queue runs
+    assert d.maildir_files("alice") == []
+    sendmail = os.path.join(os.path.dirname(str(d.bin)), "sendmail")  # make's link
+    r = subprocess.run([sendmail, "-q"], capture_output=True,
+                       env=dict(os.environ, DIALMAIL_DIR=str(d.dir)), timeout=30)
+    assert r.returncode == 0, r
+    assert wait_until(lambda: len(d.maildir_files("alice")) == 2, 10), d.events()
+    assert wait_until(lambda: files_under(d.dir / "queue") == [], 10)
