@@ -798,3 +798,50 @@ void qindex_wake_all(struct qindex *ix, time_t when)
 	}
 	qix_heap_build(ix);
 }
+
+/* ------------------------------------------- a link's mail, a reload */
+
+static int qix_id_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+size_t qindex_link_ids(const struct qindex *ix, const char *link, struct strlist *out)
+{
+	size_t first = out->n;
+	int32_t l = -1;
+
+	for (size_t i = 0; i < ix->links.n && l < 0; i++)
+		if (strcmp(ix->links.v[i], link) == 0)
+			l = (int32_t)i;
+	for (uint32_t d = 0; l >= 0 && d < ix->ndom; d++) {
+		if (ix->dom[d].link != l)
+			continue;
+		for (uint32_t k = ix->dom[d].head; k != QIX_NONE; k = ix->node[k].next) {
+			const struct qix_msg *m = &ix->msg[ix->node[k].msg];
+			if (!qix_link_seen(ix, m, k, l)) /* once per message */
+				strlist_add(out, m->id);
+		}
+	}
+	if (out->n - first > 1)
+		qsort(out->v + first, out->n - first, sizeof(*out->v), qix_id_cmp);
+	return out->n - first;
+}
+
+void qindex_reclassify(struct qindex *ix)
+{
+	for (uint32_t s = 0; s < ix->nmsg; s++)
+		if (ix->msg[s].id[0])
+			qix_count(ix, s, -1);
+	for (uint32_t d = 0; d < ix->ndom; d++)
+		qix_dom_classify(ix, &ix->dom[d]);
+	for (uint32_t s = 0; s < ix->nmsg; s++) {
+		struct qix_msg *m = &ix->msg[s];
+		if (!m->id[0])
+			continue;
+		m->held = 0;
+		for (uint32_t n = m->nodes; n != QIX_NONE; n = ix->node[n].mnext)
+			m->held |= ix->dom[ix->node[n].dom].held;
+		qix_count(ix, s, 1);
+	}
+}

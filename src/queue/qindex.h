@@ -111,4 +111,12 @@ int qindex_first_due(const struct qindex *ix, time_t *due);
 unsigned qindex_wake_link(struct qindex *ix, const char *link, time_t when);
 void qindex_wake_all(struct qindex *ix, time_t when);
 
+/* Appends to out, oldest first, the ids of the messages with a pending
+ * recipient routed via= link (what a call on that link may carry); the
+ * number appended. Only that link's domains are looked at. */
+size_t qindex_link_ids(const struct qindex *ix, const char *link, struct strlist *out);
+/* The configuration was reloaded: every domain's held flag and link are
+ * looked up again and the counters redone (linear in the queue). */
+void qindex_reclassify(struct qindex *ix);
+
 #endif

@@ -427,6 +427,63 @@ static void test_due_many(void **state)
 	qindex_free(ix);
 }
 
+/* A link's messages, oldest first and each once (a message with two
+ * domains via the link too); after a reload the domains are looked up
+ * again and the counters follow. */
+static void test_link_ids_and_reclassify(void **state)
+{
+	char dir[TEST_TMP_MAX], path[TEST_TMP_MAX + 16];
+	struct config cfg;
+	struct qindex *ix = qindex_new();
+	struct strlist ids = {0}, wan = {0};
+	struct buf err = BUF_INIT;
+	const char *two[] = {"a@far.example", "b@far2.example", NULL};
+	struct q_env e;
+	unsigned n, urgent;
+	FILE *f;
+
+	load_conf(&cfg, dir);
+	qindex_set_config(ix, &cfg);
+	strlist_add(&wan, "wan");
+	put_at(ix, "000000000000030000000C", T0, 0, "c@far.example");
+	env_make(&e, "000000000000010000000A", two);
+	qindex_put(ix, &e, PRIORITY_NORMAL);
+	put_at(ix, "000000000000020000000B", T0, 0, "c@other.example");
+	put_at(ix, "000000000000040000000D", T0, 0, "d@far2.example");
+	assert_int_equal(qindex_link_ids(ix, "wan", &ids), 2);
+	assert_string_equal(ids.v[0], "000000000000010000000A");
+	assert_string_equal(ids.v[1], "000000000000030000000C");
+	assert_int_equal(qindex_link_ids(ix, "none", &ids), 0);
+	assert_int_equal(qindex_held_for(ix, "other.example", 0, NULL, NULL), 0);
+
+	/* Reload: far2.example now goes via wan too, other.example is held. */
+	snprintf(path, sizeof(path), "%s/c.conf", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("local_domains = localhost\nhold_domains = other.example\n[routes]\n"
+	      "far.example = smarthost 127.0.0.1:9 via=wan\n"
+	      "far2.example = smarthost 127.0.0.1:9 via=wan\n* = smarthost 127.0.0.1:9\n",
+	      f);
+	fclose(f);
+	config_free(&cfg);
+	if (config_load(&cfg, path, &err) != 0)
+		fail_msg("config refused: %s", buf_cstr(&err));
+	qindex_reclassify(ix);
+	qindex_links_count(ix, &wan, &n, &urgent);
+	assert_int_equal(n, 3); /* A once, though both its domains go via wan */
+	assert_int_equal(qindex_held_for(ix, "other.example", 0, NULL, NULL), 1);
+	strlist_free(&ids);
+	assert_int_equal(qindex_link_ids(ix, "wan", &ids), 3);
+	assert_string_equal(ids.v[2], "000000000000040000000D");
+	q_env_free(&e);
+	strlist_free(&ids);
+	strlist_free(&wan);
+	buf_free(&err);
+	qindex_free(ix);
+	config_free(&cfg);
+	test_tmp_rm(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -437,6 +494,7 @@ int main(void)
 	    cmocka_unit_test(test_due_order),
 	    cmocka_unit_test(test_due_update_remove_wake),
 	    cmocka_unit_test(test_due_many),
+	    cmocka_unit_test(test_link_ids_and_reclassify),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
