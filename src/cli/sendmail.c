@@ -372,7 +372,8 @@ static int sendmail_commit(struct sendmail_job *j, const char *body, size_t blen
 /* After the commit: event, tracking, and a nudge for a running daemon. */
 static void sendmail_announce(struct sendmail_job *j)
 {
-	char reply[64];
+	char reply[64], *kick;
+	int sent;
 
 	if (j->via_daemon) { /* the daemon logged and tracked it */
 		if (j->o->verbose)
@@ -391,12 +392,12 @@ static void sendmail_announce(struct sendmail_job *j)
 			      j->env.rcpt[i].addr, NULL);
 	if (j->o->verbose)
 		fprintf(stderr, "sendmail: queued as %s\n", j->env.id);
-	/* No daemon listening is fine: it finds the message at its next scan.
-	 * Naming it puts it in the daemon's index (and listing) at once. */
-	char *kick = xasprintf("kick %s", j->env.id);
-	int kicked = control_send(j->dir, kick, reply, sizeof(reply));
+	/* Naming the message puts it in the daemon's index (and listing) at
+	 * once; with no daemon listening, it finds the message when it starts. */
+	kick = xasprintf("kick %s", j->env.id);
+	sent = control_send(j->dir, kick, reply, sizeof(reply));
 	free(kick);
-	if (kicked < 0 && j->o->verbose)
+	if (sent < 0 && j->o->verbose)
 		fprintf(stderr, "sendmail: no daemon answered; the message waits in the queue\n");
 }
 

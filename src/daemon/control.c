@@ -300,17 +300,17 @@ static void control_queue_list(struct control_client *cl, const char *args)
 	control_list_more(cl);
 }
 
-/* "kick [ID]": new mail in the queue; ID, written by another process
+/* "kick ID": new mail in the queue; ID, written by another process
  * (sendmail), goes into the index before the answer, so that a listing
  * right after shows it. */
 static void control_kick(struct control *c, const char *id)
 {
 	struct q_env env;
 
-	if (id && c->queue && queue_id_valid(id) && !qindex_has(queue_index(c->queue), id) &&
+	if (c->queue && !qindex_has(queue_index(c->queue), id) &&
 	    queue_load_envelope(c->queue, id, &env) == Q_OK)
 		q_env_free(&env);
-	delivery_scan(c->delivery);
+	delivery_kick(c->delivery, id);
 }
 
 static void control_command(struct control_client *cl, const char *line)
@@ -337,8 +337,13 @@ static void control_command(struct control_client *cl, const char *line)
 		control_reload(cl, strcmp(line, "reopen-logs") == 0);
 		return;
 	}
-	if (strcmp(line, "kick") == 0 || strncmp(line, "kick ", 5) == 0) {
-		control_kick(cl->c, line[4] ? line + 5 : NULL);
+	if (strcmp(line, "kick") == 0) {
+		/* sendmail -q, or a sendmail that committed without saying its
+		 * id: the queue run also looks for messages the index lacks. */
+		delivery_discover(cl->c->delivery);
+		answer = "ok\n";
+	} else if (strncmp(line, "kick ", 5) == 0 && queue_id_valid(line + 5)) {
+		control_kick(cl->c, line + 5); /* just committed by sendmail */
 		answer = "ok\n";
 	} else if (strcmp(line, "flush") == 0) {
 		delivery_flush(cl->c->delivery); /* every pending recipient, now */

@@ -178,6 +178,7 @@ static void daemon_reconfigured(void *arg)
 	struct timeval sample = {d->cfg.queue_sample_interval, 0};
 
 	event_set_levels(d->cfg.diag);
+	qindex_reclassify(queue_index(d->queue)); /* routes and holds as they are now */
 	delivery_reconfigure(d->delivery);
 	sessions_reconfigure(d->sessions);
 	event_add(d->scan_timer, &run); /* the intervals as they are now */

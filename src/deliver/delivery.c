@@ -19,12 +19,13 @@
 #include "lib/xmalloc.h"
 #include "smtp/dsn.h"
 #include "queue/qindex.h"
+#include "queue/retry.h"
 
 #define DELIVERY_BACKOFF_MIN 300   /* first retry after 5 minutes... */
 #define DELIVERY_BACKOFF_MAX 3600  /* ...doubling up to one hour */
 #define DELIVERY_ALIAS_DEPTH 10	   /* deeper alias chains are loops */
 #define DELIVERY_SLICE_MS    5	   /* work of a pass between looks at the loop */
-#define DELIVERY_SORT_MAX    20000 /* ids sorted in one go (about 10 ms) */
+#define DELIVERY_SORT_MAX    20000 /* ids found by a listing sorted in one go (about 10 ms) */
 
 struct delivery {
 	struct event_base *base;
@@ -41,14 +42,16 @@ struct delivery {
 	struct strlist flushing_links; /* this pass does, whatever its retry times */
 	struct outbound *out;	       /* SMTP delivery; NULL without an event loop */
 	struct dedup *dedup;	       /* inbound duplicate suppression; NULL: off */
-	/* A full pass runs in slices of DELIVERY_SLICE_MS, back to the event
-	 * loop in between, so a large queue does not stall SMTP. */
+	/* A full pass runs the messages the index says are due (its due-time
+	 * heap, oldest due first), in slices of DELIVERY_SLICE_MS, back to the
+	 * event loop in between, so a large queue does not stall SMTP. */
 	int in_pass;
-	struct q_lister *lister;     /* listing the queue for the pass, or NULL */
-	struct strlist pass_ids;     /* the queue when the pass began */
-	size_t pass_pos;	     /* next of pass_ids to run */
-	struct strlist pass_done;    /* kicked ids already run in this pass */
-	char pass_max[QUEUE_ID_MAX]; /* the newest id of pass_ids */
+	time_t pass_start;	    /* the pass runs what is due by then */
+	struct retry_policy policy; /* for the expiry of mail that cannot go */
+	int discover_wanted;	    /* the next pass lists queue/ for unknown ids */
+	struct q_lister *lister;    /* listing the queue for the pass, or NULL */
+	struct strlist pass_ids;    /* ids listed that the index did not know */
+	size_t pass_pos;	    /* next of pass_ids to run */
 };
 
 /* Where an alias (or a plain local recipient) leads. */
@@ -370,18 +373,22 @@ static int delivery_due(const struct delivery *d, const struct q_rcpt *r, time_t
 }
 
 /* A remote recipient goes to the outbound transport, which takes it if its
- * route allows now; nothing is stored here. */
-static int delivery_remote(struct delivery *d, struct q_env *env, size_t i, int fresh)
+ * route allows now; nothing is stored here. *blocked: it cannot go now (a
+ * link down, held, no route) and waits for that to change or to expire. */
+static int delivery_remote(struct delivery *d, struct q_env *env, size_t i, int fresh, int *blocked)
 {
 	delivery_note_remote(env, &env->rcpt[i], fresh);
-	if (d->out && !outbound_offer(d->out, env, i, delivery_forced(d, &env->rcpt[i])))
+	if (d->out && !outbound_offer(d->out, env, i, delivery_forced(d, &env->rcpt[i]))) {
+		*blocked = 1;
 		return outbound_expire_waiting(d->out, env, i);
+	}
 	return 0;
 }
 
-/* One attempt for one recipient if it is due. Returns 1 if r changed. */
+/* One attempt for one recipient if it is due. Returns 1 if r changed;
+ * *blocked as for delivery_remote. */
 static int delivery_rcpt(struct delivery *d, struct q_env *env, const struct buf *content, size_t i,
-			 time_t now, int fresh)
+			 time_t now, int fresh, int *blocked)
 {
 	struct q_rcpt *r = &env->rcpt[i];
 	struct buf reply = BUF_INIT;
@@ -393,14 +400,14 @@ static int delivery_rcpt(struct delivery *d, struct q_env *env, const struct buf
 	case RCLASS_REMOTE:
 		if (d->out == NULL || !outbound_local_route(d->out, r->addr)) {
 			buf_free(&reply);
-			return delivery_remote(d, env, i, fresh);
+			return delivery_remote(d, env, i, fresh, blocked);
 		}
 		rc = delivery_local(d, env, content, r->addr, &reply);
 		break;
 	case RCLASS_LOCAL:
 		if (d->out && outbound_mailbox_route(d->out, r->addr)) {
 			buf_free(&reply);
-			return delivery_remote(d, env, i, fresh);
+			return delivery_remote(d, env, i, fresh, blocked);
 		}
 		rc = delivery_local(d, env, content, r->addr, &reply);
 		break;
@@ -462,12 +469,39 @@ static int delivery_load(struct delivery *d, const char *qid, struct q_env *env,
 	return queue_load(d->q, qid, env, content);
 }
 
-/* Delivers what is due in message qid; fresh: it was just received. */
+/* When the queue run looks at env again (its due time in the index): a
+ * deferred recipient at its next attempt; one that cannot go now (blocked)
+ * when it expires, unless an event wakes it sooner (a link up, a release,
+ * a flush, a reload); one handed to the outbound transport at the next
+ * run, unless the connection's result (stored) reschedules it first. */
+static time_t delivery_next_due(const struct delivery *d, const struct q_env *env,
+				const unsigned char *blocked, time_t now)
+{
+	int prio = qindex_priority(queue_index(d->q), env->id);
+	time_t later = now + (d->cfg->queue_run_interval > 0 ? d->cfg->queue_run_interval : 60);
+	time_t expires = retry_expires_at(&d->policy, env->created,
+					  prio < 0 ? PRIORITY_NORMAL : (enum retry_priority)prio);
+	time_t next = 0;
+
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct q_rcpt *r = &env->rcpt[i];
+		time_t t = blocked[i]		   ? (expires > now ? expires : later)
+			   : r->next_attempt > now ? r->next_attempt
+						   : later;
+		if (r->state == RCPT_PENDING && (next == 0 || t < next))
+			next = t;
+	}
+	return next ? next : later;
+}
+
+/* Delivers what is due in message qid; fresh: it was just received. The
+ * message's due time in the index is set for its next look. */
 static int delivery_run(struct delivery *d, const char *qid, int fresh)
 {
 	struct q_env env;
 	struct buf content = BUF_INIT;
 	time_t now = clock_now();
+	unsigned char *blocked = NULL;
 	int rc, changed = 0;
 
 	memset(&env, 0, sizeof(env));
@@ -475,21 +509,29 @@ static int delivery_run(struct delivery *d, const char *qid, int fresh)
 	if (rc != Q_OK) {
 		/* A damaged file has been moved to corrupt/ by the queue. */
 		log_warnx("delivery: cannot load message %s; skipped", qid);
+		qindex_schedule(queue_index(d->q), qid, now + d->cfg->queue_run_interval);
 		goto out;
 	}
-	for (size_t i = 0; i < env.nrcpt; i++)
-		changed |= delivery_rcpt(d, &env, &content, i, now, fresh);
+	blocked = xcalloc(env.nrcpt + 1, 1);
+	for (size_t i = 0; i < env.nrcpt; i++) {
+		int b = 0;
+		changed |= delivery_rcpt(d, &env, &content, i, now, fresh, &b);
+		blocked[i] = (unsigned char)b;
+	}
 	/* The deliveries above are durable before this update: a crash here
 	 * repeats them at the next run (a duplicate), it cannot lose them. */
 	if (changed && queue_update_later(d->q, &env) != 0) {
 		event_log(EV_QUEUE_WRITE_FAILED,
 			  "Cannot store the delivery state of message %s; it will be retried", qid);
+		qindex_schedule(queue_index(d->q), qid, now + d->cfg->queue_run_interval);
 		rc = Q_TEMPFAIL;
 		goto out;
 	}
 	if (delivery_all_done(&env) && queue_remove(d->q, qid) != 0)
 		log_warn("delivery: cannot remove finished message %s", qid);
+	qindex_schedule(queue_index(d->q), qid, delivery_next_due(d, &env, blocked, now));
 out:
+	free(blocked);
 	q_env_free(&env);
 	buf_free(&content);
 	return rc;
@@ -507,11 +549,14 @@ static int delivery_id_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Begins a pass: full ones list the queue (ids first, so it is not
- * changed while it is listed) and take the links to flush. */
+/* Begins a pass: a full one takes the links to flush and wakes their mail
+ * (and all mail for a flush) in the index, so that it is due now; one
+ * asked to discover lists queue/ for messages the index does not know
+ * (committed by another process, e.g. sendmail). */
 static void delivery_pass_begin(struct delivery *d)
 {
 	int full = d->scan_wanted;
+	struct qindex *ix = queue_index(d->q);
 
 	d->flushing = full && d->flush_wanted;
 	if (full) {
@@ -519,9 +564,14 @@ static void delivery_pass_begin(struct delivery *d)
 		d->flush_wanted = 0;
 		d->flushing_links = d->flush_links;
 		memset(&d->flush_links, 0, sizeof(d->flush_links));
-		d->lister = queue_lister_new(d->q);
-		if (d->lister == NULL)
+		d->pass_start = clock_now();
+		if (d->flushing)
+			qindex_wake_all(ix, d->pass_start);
+		for (size_t i = 0; i < d->flushing_links.n; i++)
+			qindex_wake_link(ix, d->flushing_links.v[i], d->pass_start);
+		if (d->discover_wanted && (d->lister = queue_lister_new(d->q)) == NULL)
 			log_warn("delivery: cannot list the queue");
+		d->discover_wanted = 0;
 		d->pass_pos = 0;
 		d->in_pass = 1;
 	}
@@ -529,33 +579,60 @@ static void delivery_pass_begin(struct delivery *d)
 		outbound_pass_begin(d->out, full);
 }
 
+/* The listing's slice: ids of queue/ the index does not know are kept for
+ * the pass (oldest first when they are few enough to sort at once).
+ * 1 while the listing goes on. */
+static int delivery_discover_slice(struct delivery *d)
+{
+	struct strlist found = {0};
+	int more = queue_lister_next(d->lister, &found, d->ev_run ? DELIVERY_SLICE_MS : 1 << 30, 0);
+
+	for (size_t i = 0; i < found.n; i++)
+		if (!qindex_has(queue_index(d->q), found.v[i]))
+			strlist_add(&d->pass_ids, found.v[i]);
+	strlist_free(&found);
+	if (more)
+		return 1;
+	queue_lister_free(d->lister);
+	d->lister = NULL;
+	if (d->pass_ids.n > 1 && (d->ev_run == NULL || d->pass_ids.n <= DELIVERY_SORT_MAX))
+		qsort(d->pass_ids.v, d->pass_ids.n, sizeof(*d->pass_ids.v), delivery_id_cmp);
+	return 0;
+}
+
+/* The next message of the pass: one discovered, else the one due first in
+ * the index if it was due when the pass began. 0 when none is left. */
+static int delivery_pass_next(struct delivery *d, const struct strlist *fresh,
+			      char id[QUEUE_ID_MAX])
+{
+	while (d->pass_pos < d->pass_ids.n) {
+		const char *p = d->pass_ids.v[d->pass_pos++];
+		if (!strlist_has(fresh, p) && !qindex_has(queue_index(d->q), p)) {
+			snprintf(id, QUEUE_ID_MAX, "%s", p);
+			return 1;
+		}
+	}
+	return qindex_next_due(queue_index(d->q), d->pass_start, id);
+}
+
 /* Runs the pass's next messages until the slice's time is spent (all of
- * them without an event loop). 1 if some are left. */
+ * them without an event loop). 1 if some are left. Every message run gets
+ * a due time after the pass began, so each comes up once. */
 static int delivery_pass_slice(struct delivery *d, const struct strlist *fresh)
 {
 	long long deadline = clock_mono_ms() + DELIVERY_SLICE_MS;
+	char id[QUEUE_ID_MAX];
+	time_t due;
 
-	if (d->lister) {
-		if (queue_lister_next(d->lister, &d->pass_ids,
-				      d->ev_run ? DELIVERY_SLICE_MS : 1 << 30, 0))
-			return 1;
-		queue_lister_free(d->lister);
-		d->lister = NULL;
-		/* Oldest first (ids sort by arrival time), unless sorting would
-		 * itself stall the loop: a larger queue goes in directory order. */
-		if (d->pass_ids.n > 1 && (d->ev_run == NULL || d->pass_ids.n <= DELIVERY_SORT_MAX))
-			qsort(d->pass_ids.v, d->pass_ids.n, sizeof(*d->pass_ids.v),
-			      delivery_id_cmp);
-		for (size_t i = 0; i < d->pass_ids.n; i++)
-			if (strcmp(d->pass_ids.v[i], d->pass_max) > 0)
-				snprintf(d->pass_max, sizeof(d->pass_max), "%s", d->pass_ids.v[i]);
-	}
-
-	while (d->pass_pos < d->pass_ids.n) {
-		const char *id = d->pass_ids.v[d->pass_pos++];
-		if (!strlist_has(fresh, id) && !strlist_has(&d->pass_done, id))
+	if (d->lister && delivery_discover_slice(d))
+		return 1;
+	while (delivery_pass_next(d, fresh, id)) {
+		if (!strlist_has(&d->kicked, id))
 			delivery_run(d, id, 0);
-		if (d->ev_run && d->pass_pos < d->pass_ids.n && clock_mono_ms() >= deadline)
+		if (qindex_due_of(queue_index(d->q), id, &due) == 0 && due <= d->pass_start)
+			qindex_schedule(queue_index(d->q), id,
+					clock_now() + d->cfg->queue_run_interval);
+		if (d->ev_run && clock_mono_ms() >= deadline)
 			return 1;
 	}
 	return 0;
@@ -565,9 +642,7 @@ static void delivery_pass_end(struct delivery *d)
 {
 	d->in_pass = 0;
 	strlist_free(&d->pass_ids);
-	strlist_free(&d->pass_done);
 	d->pass_pos = 0;
-	d->pass_max[0] = '\0';
 	d->flushing = 0;
 	strlist_free(&d->flushing_links);
 	if (d->out)
@@ -575,8 +650,8 @@ static void delivery_pass_end(struct delivery *d)
 }
 
 /* Runs whatever was asked for since the last run: messages just kicked
- * first, then a slice of the full pass under way (a full pass covers every
- * kicked message too). */
+ * first, then a slice of the full pass under way (a kicked message run
+ * here is due later, so the pass does not run it again). */
 static void delivery_on_run(evutil_socket_t fd, short what, void *arg)
 {
 	struct delivery *d = arg;
@@ -586,13 +661,8 @@ static void delivery_on_run(evutil_socket_t fd, short what, void *arg)
 	memset(&d->kicked, 0, sizeof(d->kicked));
 	if (!d->in_pass)
 		delivery_pass_begin(d);
-	for (size_t i = 0; i < fresh.n; i++) {
+	for (size_t i = 0; i < fresh.n; i++)
 		delivery_run(d, fresh.v[i], 1);
-		/* Mail committed after the listing sorts after it: only older
-		 * kicked ids can come up again in this pass. */
-		if (d->in_pass && (d->lister || strcmp(fresh.v[i], d->pass_max) <= 0))
-			strlist_add(&d->pass_done, fresh.v[i]);
-	}
 	more = d->in_pass && delivery_pass_slice(d, &fresh);
 	strlist_free(&fresh);
 	if (more) {
@@ -642,6 +712,12 @@ void delivery_scan(struct delivery *d)
 	delivery_schedule(d);
 }
 
+void delivery_discover(struct delivery *d)
+{
+	d->discover_wanted = 1;
+	delivery_scan(d);
+}
+
 void delivery_flush(struct delivery *d)
 {
 	d->flush_wanted = 1;
@@ -666,6 +742,7 @@ struct delivery *delivery_new(struct event_base *base, const struct config *cfg,
 	d->dedup = dedup_open(dir, cfg->dedup_window);
 	if (delivery_started == 0)
 		delivery_started = clock_now();
+	retry_policy_from_config(&d->policy, cfg);
 	if (base != NULL) {
 		d->ev_run = evtimer_new(base, delivery_on_run, d);
 		d->out = outbound_new(base, cfg, q, delivery_on_dsn, d);
@@ -676,8 +753,12 @@ struct delivery *delivery_new(struct event_base *base, const struct config *cfg,
 
 void delivery_reconfigure(struct delivery *d)
 {
+	retry_policy_from_config(&d->policy, d->cfg);
 	if (d->out)
 		outbound_reconfigure(d->out);
+	/* Routes, holds and lifetimes may have changed: the next run looks
+	 * at every message once (what waited may go now, or expire). */
+	qindex_wake_all(queue_index(d->q), clock_now());
 }
 
 void delivery_free(struct delivery *d)
@@ -692,7 +773,6 @@ void delivery_free(struct delivery *d)
 	strlist_free(&d->flush_links);
 	strlist_free(&d->flushing_links);
 	strlist_free(&d->pass_ids);
-	strlist_free(&d->pass_done);
 	queue_lister_free(d->lister);
 	free(d->dir);
 	free(d);
@@ -739,7 +819,7 @@ int delivery_release(struct delivery *d, const char *domain, int sub, const char
 		return -1;
 	outbound_release(d->out, domain, sub, host, port);
 	/* The domain's messages go first, found in the index; the full pass
-	 * that follows (it ends the release) does not run them again. */
+	 * that follows (it ends the release) finds them due later. */
 	qindex_held_for(queue_index(d->q), domain, sub, delivery_kick_id, d);
 	delivery_scan(d);
 	return 0;

@@ -27,9 +27,14 @@ void delivery_free(struct delivery *d);
 void delivery_reconfigure(struct delivery *d);
 /* Schedules one message for delivery soon (after the current callback). */
 void delivery_kick(struct delivery *d, const char *qid);
-/* Schedules a full pass over the queue. */
+/* Schedules a queue run: a pass over the messages the queue's index says
+ * are due (queue/qindex.h), oldest due first. */
 void delivery_scan(struct delivery *d);
-/* A full pass that treats every pending recipient as due (dialmail flush). */
+/* The same, and the pass first lists queue/ for messages the index does not
+ * know (committed by another process without telling their id). */
+void delivery_discover(struct delivery *d);
+/* A pass that treats every pending recipient of every message as due
+ * (dialmail flush). */
 void delivery_flush(struct delivery *d);
 /* Synchronous: delivers what is due in message qid now (tests, CLI). */
 int delivery_run_one(struct delivery *d, const char *qid);

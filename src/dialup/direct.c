@@ -27,6 +27,7 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "queue/qindex.h"
 #include "smtp/dsn.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_server.h"
@@ -348,6 +349,24 @@ static int direct_scan_one(const char *id, void *arg)
 	return 0;
 }
 
+/* The mail for the line, oldest first: the entry's messages as the queue's
+ * index lists them (no other message is read), or the whole queue from
+ * disk while start-up recovery has not filled the index yet. */
+static void direct_collect(struct direct *x)
+{
+	struct q_recover_progress p;
+	struct strlist ids = {0};
+
+	if (queue_recover_progress(x->ctx.q, &p)) {
+		queue_scan(x->ctx.q, direct_scan_one, x);
+		return;
+	}
+	qindex_link_ids(queue_index(x->ctx.q), x->ctx.entry, &ids);
+	for (size_t i = 0; i < ids.n; i++)
+		direct_scan_one(ids.v[i], x);
+	strlist_free(&ids);
+}
+
 /* --- the line -------------------------------------------------------------------- */
 
 static int direct_want_atrn(const struct direct *x)
@@ -635,7 +654,7 @@ static void direct_outbound(struct direct *x)
 	struct smtpc_options opt;
 	evutil_socket_t fd;
 
-	queue_scan(x->ctx.q, direct_scan_one, x);
+	direct_collect(x);
 	if (x->b.nm == 0) {
 		direct_step(x, "no outbound mail for the line", 0, NULL);
 		return direct_atrn(x);

@@ -32,7 +32,9 @@ struct qix_msg {
 	uint32_t pending; /* pending recipients */
 	uint32_t nodes;	  /* first node of its chain, or the next free slot */
 	int64_t created;
-	char *info; /* what the listing shows (qix_info_new), or NULL */
+	char *info;    /* what the listing shows (qix_info_new), or NULL */
+	int64_t due;   /* when the queue run looks at it next (the heap's key) */
+	uint32_t hpos; /* its place in the heap, or QIX_NONE */
 };
 
 struct qix_node {
@@ -65,10 +67,15 @@ struct qindex {
 	unsigned *link_msgs, *link_urgent;
 	struct qindex_totals tot;
 	size_t info_bytes; /* heap bytes of the msg[].info strings */
+	uint32_t *heap;	   /* slots, a binary min-heap on (due, id) */
+	uint32_t nheap, capheap;
 };
 
 static uint32_t qix_dom_find(const struct qindex *ix, const char *name);
 static void qix_info_set(struct qindex *ix, uint32_t s, const struct q_env *env);
+static void qix_heap_set(struct qindex *ix, uint32_t s, int64_t due);
+static void qix_heap_del(struct qindex *ix, uint32_t s);
+static int64_t qix_env_due(const struct q_env *env);
 
 static uint32_t qix_hash(const char *s)
 {
@@ -104,6 +111,7 @@ void qindex_free(struct qindex *ix)
 	strlist_free(&ix->links);
 	free(ix->link_msgs);
 	free(ix->link_urgent);
+	free(ix->heap);
 	free(ix);
 }
 
@@ -380,6 +388,7 @@ void qindex_put(struct qindex *ix, const struct q_env *env, int prio)
 			qix_id_grow(ix);
 		s = qix_slot_new(ix);
 		memcpy(ix->msg[s].id, env->id, QIX_ID_LEN + 1);
+		ix->msg[s].hpos = QIX_NONE;
 		b = qix_id_bucket(ix, env->id);
 		ix->byid[b] = s + 1;
 		ix->used++;
@@ -390,6 +399,7 @@ void qindex_put(struct qindex *ix, const struct q_env *env, int prio)
 	ix->msg[s].size = env->size > UINT32_MAX ? UINT32_MAX : (uint32_t)env->size;
 	ix->msg[s].created = env->created;
 	qix_link_msg(ix, s, env);
+	qix_heap_set(ix, s, qix_env_due(env));
 }
 
 void qindex_update(struct qindex *ix, const struct q_env *env)
@@ -401,6 +411,7 @@ void qindex_update(struct qindex *ix, const struct q_env *env)
 	qix_unlink_msg(ix, s);
 	qix_link_msg(ix, s, env);
 	qix_info_set(ix, s, env);
+	qix_heap_set(ix, s, qix_env_due(env));
 }
 
 void qindex_each(const struct qindex *ix, void (*fn)(const struct qindex_entry *e, void *arg),
@@ -433,6 +444,7 @@ void qindex_remove(struct qindex *ix, const char *id)
 	s = ix->byid[b] - 1;
 	qix_unlink_msg(ix, s);
 	qix_info_set(ix, s, NULL);
+	qix_heap_del(ix, s);
 	qix_id_delete(ix, b);
 	ix->msg[s].id[0] = '\0';
 	ix->msg[s].nodes = ix->freemsg;
@@ -588,7 +600,8 @@ size_t qindex_memory(const struct qindex *ix)
 	size_t n = sizeof(*ix) + (size_t)ix->capmsg * sizeof(*ix->msg) +
 		   (size_t)ix->capid * sizeof(*ix->byid) + (size_t)ix->capnode * sizeof(*ix->node) +
 		   (size_t)ix->capdom * sizeof(*ix->dom) +
-		   (size_t)ix->capname * sizeof(*ix->byname);
+		   (size_t)ix->capname * sizeof(*ix->byname) +
+		   (size_t)ix->capheap * sizeof(*ix->heap);
 
 	for (uint32_t i = 0; i < ix->ndom; i++)
 		n += strlen(ix->dom[i].name) + 1;
@@ -783,4 +796,237 @@ int qindex_row_parse(char *line, struct q_env *env)
 			return -1;
 		}
 	return 0;
+}
+/* ------------------------------------------------------ due-time heap */
+
+/* When a message needs the queue run: its earliest pending recipient's
+ * next attempt, a recipient never tried counting from arrival (so mail
+ * due longest goes first); with nothing pending, at once (to be removed). */
+static int64_t qix_env_due(const struct q_env *env)
+{
+	int64_t due = INT64_MAX;
+
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct q_rcpt *r = &env->rcpt[i];
+		int64_t t = r->next_attempt ? (int64_t)r->next_attempt : (int64_t)env->created;
+		if (r->state == RCPT_PENDING && t < due)
+			due = t;
+	}
+	return due == INT64_MAX ? (int64_t)env->created : due;
+}
+
+/* 1 if slot a comes before slot b: due earlier, or as due and older. */
+static int qix_before(const struct qindex *ix, uint32_t a, uint32_t b)
+{
+	const struct qix_msg *x = &ix->msg[a], *y = &ix->msg[b];
+
+	return x->due != y->due ? x->due < y->due : strcmp(x->id, y->id) < 0;
+}
+
+static void qix_heap_put(struct qindex *ix, uint32_t pos, uint32_t s)
+{
+	ix->heap[pos] = s;
+	ix->msg[s].hpos = pos;
+}
+
+static void qix_heap_up(struct qindex *ix, uint32_t pos)
+{
+	uint32_t s = ix->heap[pos];
+
+	while (pos > 0 && qix_before(ix, s, ix->heap[(pos - 1) / 2])) {
+		qix_heap_put(ix, pos, ix->heap[(pos - 1) / 2]);
+		pos = (pos - 1) / 2;
+	}
+	qix_heap_put(ix, pos, s);
+}
+
+static void qix_heap_down(struct qindex *ix, uint32_t pos)
+{
+	uint32_t s = ix->heap[pos];
+
+	for (;;) {
+		uint32_t c = 2 * pos + 1;
+		if (c >= ix->nheap)
+			break;
+		if (c + 1 < ix->nheap && qix_before(ix, ix->heap[c + 1], ix->heap[c]))
+			c++;
+		if (!qix_before(ix, ix->heap[c], s))
+			break;
+		qix_heap_put(ix, pos, ix->heap[c]);
+		pos = c;
+	}
+	qix_heap_put(ix, pos, s);
+}
+
+/* Gives slot s the due time due, in the heap or added to it. */
+static void qix_heap_set(struct qindex *ix, uint32_t s, int64_t due)
+{
+	struct qix_msg *m = &ix->msg[s];
+
+	if (m->hpos == QIX_NONE) {
+		if (ix->nheap == ix->capheap) {
+			ix->capheap = ix->capheap ? 2 * ix->capheap : 1024;
+			ix->heap = xrealloc(ix->heap, ix->capheap * sizeof(*ix->heap));
+		}
+		m->due = due;
+		qix_heap_put(ix, ix->nheap++, s);
+		qix_heap_up(ix, m->hpos);
+		return;
+	}
+	if (due < m->due) {
+		m->due = due;
+		qix_heap_up(ix, m->hpos);
+	} else if (due > m->due) {
+		m->due = due;
+		qix_heap_down(ix, m->hpos);
+	}
+}
+
+static void qix_heap_del(struct qindex *ix, uint32_t s)
+{
+	uint32_t pos = ix->msg[s].hpos, last;
+
+	if (pos == QIX_NONE)
+		return;
+	ix->msg[s].hpos = QIX_NONE;
+	last = ix->heap[--ix->nheap];
+	if (pos == ix->nheap)
+		return;
+	qix_heap_put(ix, pos, last);
+	qix_heap_up(ix, pos);
+	qix_heap_down(ix, ix->msg[last].hpos);
+}
+
+void qindex_schedule(struct qindex *ix, const char *id, time_t when)
+{
+	uint32_t s = queue_id_valid(id) ? qix_find(ix, id) : QIX_NONE;
+
+	if (s != QIX_NONE)
+		qix_heap_set(ix, s, (int64_t)when);
+}
+
+int qindex_due_of(const struct qindex *ix, const char *id, time_t *due)
+{
+	uint32_t s = queue_id_valid(id) ? qix_find(ix, id) : QIX_NONE;
+
+	if (s == QIX_NONE)
+		return -1;
+	*due = (time_t)ix->msg[s].due;
+	return 0;
+}
+
+int qindex_priority(const struct qindex *ix, const char *id)
+{
+	uint32_t s = queue_id_valid(id) ? qix_find(ix, id) : QIX_NONE;
+
+	return s == QIX_NONE ? -1 : ix->msg[s].prio;
+}
+
+int qindex_next_due(const struct qindex *ix, time_t until, char id[QUEUE_ID_MAX])
+{
+	const struct qix_msg *m;
+
+	if (ix->nheap == 0 || (m = &ix->msg[ix->heap[0]])->due > (int64_t)until)
+		return 0;
+	memcpy(id, m->id, QIX_ID_LEN + 1);
+	return 1;
+}
+
+int qindex_first_due(const struct qindex *ix, time_t *due)
+{
+	if (ix->nheap == 0)
+		return 0;
+	*due = (time_t)ix->msg[ix->heap[0]].due;
+	return 1;
+}
+
+/* Brings slot s's due time forward to its arrival, or to when if sooner. */
+static void qix_wake(struct qindex *ix, uint32_t s, int64_t when)
+{
+	int64_t t = ix->msg[s].created < when ? ix->msg[s].created : when;
+
+	if (t < ix->msg[s].due)
+		qix_heap_set(ix, s, t);
+}
+
+unsigned qindex_wake_link(struct qindex *ix, const char *link, time_t when)
+{
+	unsigned n = 0;
+	int32_t l = -1;
+
+	for (size_t i = 0; i < ix->links.n && l < 0; i++)
+		if (strcmp(ix->links.v[i], link) == 0)
+			l = (int32_t)i;
+	for (uint32_t d = 0; l >= 0 && d < ix->ndom; d++) {
+		if (ix->dom[d].link != l)
+			continue;
+		for (uint32_t k = ix->dom[d].head; k != QIX_NONE; k = ix->node[k].next, n++)
+			qix_wake(ix, ix->node[k].msg, (int64_t)when);
+	}
+	return n;
+}
+
+/* Floyd's construction: the whole heap again in linear time. */
+static void qix_heap_build(struct qindex *ix)
+{
+	for (uint32_t i = ix->nheap / 2; i-- > 0;)
+		qix_heap_down(ix, i);
+}
+
+void qindex_wake_all(struct qindex *ix, time_t when)
+{
+	for (uint32_t i = 0; i < ix->nheap; i++) {
+		struct qix_msg *m = &ix->msg[ix->heap[i]];
+		int64_t t = m->created < (int64_t)when ? m->created : (int64_t)when;
+		if (t < m->due)
+			m->due = t;
+	}
+	qix_heap_build(ix);
+}
+
+/* ------------------------------------------- a link's mail, a reload */
+
+static int qix_id_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+size_t qindex_link_ids(const struct qindex *ix, const char *link, struct strlist *out)
+{
+	size_t first = out->n;
+	int32_t l = -1;
+
+	for (size_t i = 0; i < ix->links.n && l < 0; i++)
+		if (strcmp(ix->links.v[i], link) == 0)
+			l = (int32_t)i;
+	for (uint32_t d = 0; l >= 0 && d < ix->ndom; d++) {
+		if (ix->dom[d].link != l)
+			continue;
+		for (uint32_t k = ix->dom[d].head; k != QIX_NONE; k = ix->node[k].next) {
+			const struct qix_msg *m = &ix->msg[ix->node[k].msg];
+			if (!qix_link_seen(ix, m, k, l)) /* once per message */
+				strlist_add(out, m->id);
+		}
+	}
+	if (out->n - first > 1)
+		qsort(out->v + first, out->n - first, sizeof(*out->v), qix_id_cmp);
+	return out->n - first;
+}
+
+void qindex_reclassify(struct qindex *ix)
+{
+	for (uint32_t s = 0; s < ix->nmsg; s++)
+		if (ix->msg[s].id[0])
+			qix_count(ix, s, -1);
+	for (uint32_t d = 0; d < ix->ndom; d++)
+		qix_dom_classify(ix, &ix->dom[d]);
+	for (uint32_t s = 0; s < ix->nmsg; s++) {
+		struct qix_msg *m = &ix->msg[s];
+		if (!m->id[0])
+			continue;
+		m->held = 0;
+		for (uint32_t n = m->nodes; n != QIX_NONE; n = ix->node[n].mnext)
+			m->held |= ix->dom[ix->node[n].dom].held;
+		qix_count(ix, s, 1);
+	}
 }

@@ -101,4 +101,35 @@ size_t qindex_memory(const struct qindex *ix);
  * retry_priority_of, over at most the first 16 KB). */
 int qindex_priority_iov(const struct iovec *iov, int iovcnt);
 
+/* The due-time heap: every indexed message has a due time, when the queue
+ * run should look at it next; the run asks only for messages due, oldest
+ * due first, so a large queue of mail not due costs nothing. A commit,
+ * update or load sets it from the envelope (the earliest next attempt of
+ * a pending recipient; one never tried counts from arrival); the delivery
+ * pass sets it after it looked at a message (qindex_schedule), e.g. to the
+ * expiry of mail that waits for a link, a release or a route. */
+void qindex_schedule(struct qindex *ix, const char *id, time_t when);
+/* The due time of id in *due; -1 if id is not indexed. */
+int qindex_due_of(const struct qindex *ix, const char *id, time_t *due);
+/* The priority (enum retry_priority) of id, or -1 if not indexed. */
+int qindex_priority(const struct qindex *ix, const char *id);
+/* 1 with the id of the message due first if it is due at or before until;
+ * 0 if none is. The message stays indexed: the caller reschedules it. */
+int qindex_next_due(const struct qindex *ix, time_t until, char id[QUEUE_ID_MAX]);
+/* 1 with the earliest due time of all in *due; 0 if the index is empty. */
+int qindex_first_due(const struct qindex *ix, time_t *due);
+/* Brings forward to its arrival (or to when, if sooner) the due time of
+ * every message with a pending recipient routed via= link (the link came
+ * up), or of every message (a flush); the number of messages looked at. */
+unsigned qindex_wake_link(struct qindex *ix, const char *link, time_t when);
+void qindex_wake_all(struct qindex *ix, time_t when);
+
+/* Appends to out, oldest first, the ids of the messages with a pending
+ * recipient routed via= link (what a call on that link may carry); the
+ * number appended. Only that link's domains are looked at. */
+size_t qindex_link_ids(const struct qindex *ix, const char *link, struct strlist *out);
+/* The configuration was reloaded: every domain's held flag and link are
+ * looked up again and the counters redone (linear in the queue). */
+void qindex_reclassify(struct qindex *ix);
+
 #endif

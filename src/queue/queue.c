@@ -1009,6 +1009,17 @@ damaged:
 	return Q_PERMFAIL;
 }
 
+/* A message file that cannot be opened: gone (removed by another process),
+ * so the index forgets it too (Q_PERMFAIL), or not readable now (Q_TEMPFAIL). */
+static int queue_missing(struct queue *q, const char *id)
+{
+	if (errno != ENOENT)
+		return Q_TEMPFAIL;
+	qindex_remove(q->ix, id);
+	errno = ENOENT;
+	return Q_PERMFAIL;
+}
+
 int queue_load(struct queue *q, const char *id, struct q_env *env, struct buf *content)
 {
 	struct buf file = BUF_INIT;
@@ -1022,7 +1033,7 @@ int queue_load(struct queue *q, const char *id, struct q_env *env, struct buf *c
 		return Q_PERMFAIL;
 	}
 	if (queue_read_at(q->fd[QD_QUEUE], id, &file) < 0) {
-		rc = errno == ENOENT ? Q_PERMFAIL : Q_TEMPFAIL;
+		rc = queue_missing(q, id);
 		buf_free(&file);
 		return rc;
 	}
@@ -1081,7 +1092,7 @@ int queue_load_envelope(struct queue *q, const char *id, struct q_env *env)
 	}
 	fd = openat(q->fd[QD_QUEUE], id, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return errno == ENOENT ? Q_PERMFAIL : Q_TEMPFAIL;
+		return queue_missing(q, id);
 	prc = fstat(fd, &st) < 0 ? -2
 				 : queue_read_envelope(fd, (uint64_t)st.st_size, env, why, &prio);
 	saved = errno;

@@ -4,12 +4,15 @@ kill -9 in the middle, and checks a message's checksum when it opens it for
 delivery rather than at start-up."""
 import datetime
 import json
+import os
 import re
+import subprocess
 import time
 
 from daemon import files_under
+from procinfo import cpu_seconds
 from queuefile import queue_id, write_queue
-from smtpraw import message
+from smtpraw import banner_latency, message
 from wait import wait_until
 
 N = 4000
@@ -223,3 +226,58 @@ def test_queue_listing_from_the_daemon_is_the_listing_from_disk(daemon):
     d.stop()
     for args in LISTINGS:
         assert listing(d, *args) == running[args], args
+def test_held_mail_expires_from_the_heap_in_slices(daemon):
+    """A hub holding 3000 messages: until they expire, the queue runs (every
+    second) do not look at them (the daemon's CPU stays near zero); when
+    their lifetime ends, every one is bounced, oldest first, with its DSN
+    and events as before, while the SMTP banner keeps coming promptly."""
+    n, life = 3000, 25
+    d = daemon("local_domains = localhost", "local_recipients = alice",
+               "queue_run_interval = 1s", "lifetime_normal = %ds" % life,
+               "[routes]", ".hub.test = hold", start=False)
+    ids = write_queue(str(d.dir), n, lambda i: "u%d@d%d.hub.test" % (i, i % 500), size=300,
+                      sender="alice@localhost", age=0)
+    expires = time.time() + life - 1  # created is a whole second
+    d.start()
+    d.wait_event(1005, 30)
+    # The first run looks at each message once: it waits for its release.
+    time.sleep(3)
+    assert expires - time.time() > 8, "the machine is too slow for this test"
+    cpu0 = cpu_seconds(d.pid)
+    time.sleep(5)
+    idle = cpu_seconds(d.pid) - cpu0
+    print("held mail, %d messages: %.2f s CPU in 5 s before expiry" % (n, idle))
+    assert idle < 0.1, idle  # a scan of them every second costs about 0.3 s
+    assert d.events_with(3003) == []
+    lat = []
+    while len(d.maildir_files("alice")) < n and time.time() < expires + 60:
+        t = time.monotonic()
+        lat.append(banner_latency(d.port, 10.0) or 10.0)
+        time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
+    print("held mail expiring: largest banner latency %.3f s, median %.3f s (%d probes)"
+          % (max(lat), sorted(lat)[len(lat) // 2], len(lat)))
+    assert len(d.maildir_files("alice")) == n  # one DSN each
+    assert wait_until(lambda: len(files_under(d.dir / "queue")) == 0, 30)
+    bounced = [e for e in d.events_with(3003) if e.get("qid") in set(ids)]
+    assert len(bounced) == n
+    assert all("4.4.7" in e["reply"] and "held for its site" in e["reply"] for e in bounced)
+    assert [e["qid"] for e in bounced] == ids  # oldest first
+    assert max(lat) < 1.0, max(lat)
+
+
+def test_queue_runs_take_only_due_mail_and_q_finds_the_unknown(daemon):
+    """The periodic run asks the index, not the directory: a message written
+    behind the daemon's back is not delivered by it; `sendmail -q` (a bare
+    kick) lists the queue for it, and it is delivered."""
+    d = daemon("local_domains = localhost", "local_recipients = alice",
+               "queue_run_interval = 1s")
+    time.sleep(1.5)
+    write_queue(str(d.dir), 2, lambda i: "alice@localhost", size=300)
+    time.sleep(2.5)  # two queue runs
+    assert d.maildir_files("alice") == []
+    sendmail = os.path.join(os.path.dirname(str(d.bin)), "sendmail")  # make's link
+    r = subprocess.run([sendmail, "-q"], capture_output=True,
+                       env=dict(os.environ, DIALMAIL_DIR=str(d.dir)), timeout=30)
+    assert r.returncode == 0, r
+    assert wait_until(lambda: len(d.maildir_files("alice")) == 2, 10), d.events()
+    assert wait_until(lambda: files_under(d.dir / "queue") == [], 10)

@@ -39,17 +39,18 @@ def queue_file(qid, rcpt, body, created, sender=SENDER):
     return data + b"\nEND %d %08x\n" % (len(body), zlib.crc32(data) & 0xFFFFFFFF)
 
 
-def write_queue(state_dir, n, rcpt, size=2048, first=0):
-    """Writes n queue files (ids first..first+n-1) under state_dir/queue;
-    rcpt(i) gives each one's recipient (or a list of them). Returns the ids."""
+def write_queue(state_dir, n, rcpt, size=2048, first=0, sender=SENDER, age=600):
+    """Writes n queue files (ids first..first+n-1) under state_dir/queue,
+    arrived age seconds ago; rcpt(i) gives each one's recipient (or a list
+    of them). Returns the ids."""
     qdir = os.path.join(state_dir, "queue")
     for sub in ("queue", "tmp", "state", "corrupt"):
         os.makedirs(os.path.join(state_dir, sub), mode=0o700, exist_ok=True)
-    created = int(time.time()) - 600
+    created = int(time.time()) - age
     ids = []
     for i in range(first, first + n):
         qid = queue_id(i)
-        data = queue_file(qid, rcpt(i), content(i, size, rcpt(i)), created)
+        data = queue_file(qid, rcpt(i), content(i, size, rcpt(i)), created, sender)
         fd = os.open(os.path.join(qdir, qid), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.write(fd, data)

@@ -166,3 +166,22 @@ def message(subject="test", body="hello", headers=(), msgid=True):
     lines += list(headers)
     lines += ["", body]
     return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def banner_latency(port, timeout=30.0):
+    """Seconds from connect() to a complete 220 line; None if none came.
+    Probed every 100 ms, its largest value is the largest SMTP stall."""
+    t0 = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            data = b""
+            while b"\n" not in data:
+                chunk = s.recv(512)
+                if not chunk:
+                    return None
+                data += chunk
+            dt = time.monotonic() - t0
+            s.sendall(b"QUIT\r\n")
+            return dt if data.startswith(b"220") else None
+    except OSError:
+        return None

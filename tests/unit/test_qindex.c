@@ -322,12 +322,250 @@ static void test_priority_of_pieces(void **state)
 	buf_free(&far);
 }
 
+/* --------------------------------------------------------------- due heap */
+
+#define T0 1700000000
+
+/* Takes every message due by until off the heap's top, in order, moving
+ * each to far (as the queue run reschedules what it ran); their ids into
+ * out. Fails if the order is not (due, id) ascending. */
+static void drain(struct qindex *ix, time_t until, time_t far, struct strlist *out)
+{
+	char id[QUEUE_ID_MAX], prev[QUEUE_ID_MAX] = "";
+	time_t due, prev_due = 0;
+
+	while (qindex_next_due(ix, until, id)) {
+		assert_int_equal(qindex_due_of(ix, id, &due), 0);
+		assert_true(due <= until);
+		assert_true(due > prev_due || (due == prev_due && strcmp(id, prev) > 0));
+		prev_due = due;
+		memcpy(prev, id, sizeof(prev));
+		strlist_add(out, id);
+		qindex_schedule(ix, id, far);
+	}
+}
+
+static void put_at(struct qindex *ix, const char *id, time_t created, time_t next, const char *rcpt)
+{
+	const char *r[] = {rcpt, NULL};
+	struct q_env e;
+
+	env_make(&e, id, r);
+	e.created = created;
+	e.rcpt[0].next_attempt = next;
+	qindex_put(ix, &e, PRIORITY_NORMAL);
+	q_env_free(&e);
+}
+
+/* Due times come from the envelope (the next attempt, or the arrival of
+ * mail never tried), the run gets the oldest due first (ties by id, which
+ * is arrival), and nothing that is not due yet. */
+static void test_due_order(void **state)
+{
+	struct qindex *ix = qindex_new();
+	struct strlist got = {0};
+	time_t due;
+	char id[QUEUE_ID_MAX];
+
+	put_at(ix, "000000000000050000000E", T0 + 50, 0, "a@x.example");       /* due T0+50 */
+	put_at(ix, "000000000000010000000A", T0, T0 + 300, "a@x.example");     /* deferred */
+	put_at(ix, "000000000000020000000B", T0 + 10, 0, "a@x.example");       /* due T0+10 */
+	put_at(ix, "000000000000030000000C", T0 + 20, T0 + 10, "a@x.example"); /* odd but due */
+	put_at(ix, "000000000000040000000D", T0 + 5, 0, "a@x.example");	       /* due T0+5 */
+	assert_int_equal(qindex_first_due(ix, &due), 1);
+	assert_int_equal(due, T0 + 5);
+	assert_int_equal(qindex_due_of(ix, "000000000000010000000A", &due), 0);
+	assert_int_equal(due, T0 + 300);
+	assert_int_equal(qindex_due_of(ix, "000000000000090000000F", &due), -1);
+
+	assert_int_equal(qindex_next_due(ix, T0 + 4, id), 0); /* nothing due yet */
+	drain(ix, T0 + 100, T0 + 1000, &got);
+	assert_int_equal(got.n, 4);
+	assert_string_equal(got.v[0], "000000000000040000000D");
+	assert_string_equal(got.v[1], "000000000000020000000B"); /* T0+10, older id */
+	assert_string_equal(got.v[2], "000000000000030000000C");
+	assert_string_equal(got.v[3], "000000000000050000000E");
+	/* The deferred one comes at its time, before those moved to T0+1000. */
+	assert_int_equal(qindex_next_due(ix, T0 + 999, id), 1);
+	assert_string_equal(id, "000000000000010000000A");
+	strlist_free(&got);
+	qindex_free(ix);
+}
+
+/* An update takes its due time from the new state (a deferral moves it
+ * later, a recipient done leaves the earliest other); a removal anywhere
+ * in the heap keeps the others in order; a link up and a flush bring mail
+ * forward to its arrival. */
+static void test_due_update_remove_wake(void **state)
+{
+	char dir[TEST_TMP_MAX];
+	struct config cfg;
+	struct qindex *ix = qindex_new();
+	struct strlist got = {0};
+	const char *two[] = {"a@far.example", "b@other.example", NULL};
+	struct q_env e;
+	time_t due;
+
+	load_conf(&cfg, dir);
+	qindex_set_config(ix, &cfg);
+	env_make(&e, "000000000000010000000A", two);
+	e.rcpt[0].next_attempt = T0 + 100;
+	e.rcpt[1].next_attempt = T0 + 200;
+	qindex_put(ix, &e, PRIORITY_NORMAL);
+	put_at(ix, "000000000000020000000B", T0 + 1, T0 + 150, "c@far.example");
+	put_at(ix, "000000000000030000000C", T0 + 2, T0 + 160, "d@other.example");
+	put_at(ix, "000000000000040000000D", T0 + 3, T0 + 170, "e@other.example");
+	assert_int_equal(qindex_due_of(ix, e.id, &due), 0);
+	assert_int_equal(due, T0 + 100);
+	e.rcpt[0].state = RCPT_DELIVERED; /* the earliest is done */
+	qindex_update(ix, &e);
+	assert_int_equal(qindex_due_of(ix, e.id, &due), 0);
+	assert_int_equal(due, T0 + 200);
+	e.rcpt[1].next_attempt = T0 + 50; /* rescheduled sooner */
+	qindex_update(ix, &e);
+	qindex_remove(ix, "000000000000030000000C"); /* from the middle */
+	drain(ix, T0 + 1000, T0 + 5000, &got);
+	assert_int_equal(got.n, 3);
+	assert_string_equal(got.v[0], e.id);
+	assert_string_equal(got.v[1], "000000000000020000000B");
+	assert_string_equal(got.v[2], "000000000000040000000D");
+
+	/* Link wan up: its messages (only B now: A's far.example is done)
+	 * are due again from their arrival; the others stay put. */
+	assert_int_equal(qindex_wake_link(ix, "wan", T0 + 2000), 1);
+	assert_int_equal(qindex_wake_link(ix, "nolink", T0 + 2000), 0);
+	assert_int_equal(qindex_due_of(ix, "000000000000020000000B", &due), 0);
+	assert_int_equal(due, T0 + 1);
+	assert_int_equal(qindex_due_of(ix, "000000000000040000000D", &due), 0);
+	assert_int_equal(due, T0 + 5000);
+	/* A flush: all of them, arrival order. */
+	qindex_wake_all(ix, T0 + 2000);
+	strlist_free(&got);
+	drain(ix, T0 + 2000, T0 + 9000, &got);
+	assert_int_equal(got.n, 3);
+	assert_string_equal(got.v[0], e.id);
+	assert_string_equal(got.v[2], "000000000000040000000D");
+	q_env_free(&e);
+	strlist_free(&got);
+	qindex_free(ix);
+	config_free(&cfg);
+	test_tmp_rm(dir);
+}
+
+/* Many entries with random due times, rescheduled and removed at random:
+ * the heap hands out exactly the messages due, in order, and its memory
+ * keeps the index within the documented bound per message. */
+static void test_due_many(void **state)
+{
+	enum { N = 100000 };
+	struct qindex *ix = qindex_new();
+	struct strlist got = {0};
+	unsigned seed = 12345, due_by_half = 0;
+	static unsigned char alive[N];
+	static time_t when[N];
+	size_t per;
+
+	for (unsigned i = 0; i < N; i++) {
+		char id[QUEUE_ID_MAX];
+		snprintf(id, sizeof(id), "%014X0000%04X", i, i & 0xFFFF);
+		seed = seed * 1103515245u + 12345u;
+		when[i] = T0 + (time_t)((seed >> 8) % 100000);
+		put_at(ix, id, T0 - 1, when[i], "a@b.example");
+		alive[i] = 1;
+	}
+	for (unsigned i = 0; i < N; i += 3) { /* a third moves */
+		char id[QUEUE_ID_MAX];
+		snprintf(id, sizeof(id), "%014X0000%04X", i, i & 0xFFFF);
+		seed = seed * 1103515245u + 12345u;
+		when[i] = T0 + (time_t)((seed >> 8) % 100000);
+		qindex_schedule(ix, id, when[i]);
+	}
+	for (unsigned i = 1; i < N; i += 5) { /* some go */
+		char id[QUEUE_ID_MAX];
+		snprintf(id, sizeof(id), "%014X0000%04X", i, i & 0xFFFF);
+		qindex_remove(ix, id);
+		alive[i] = 0;
+	}
+	for (unsigned i = 0; i < N; i++)
+		due_by_half += alive[i] && when[i] <= T0 + 50000;
+	per = qindex_memory(ix) / N;
+	print_message("qindex with its heap: %zu bytes per message at %d messages\n", per, N);
+	assert_true(per <= 300);
+	drain(ix, T0 + 50000, T0 + 200000, &got);
+	assert_int_equal(got.n, due_by_half);
+	strlist_free(&got);
+	qindex_free(ix);
+}
+
+/* A link's messages, oldest first and each once (a message with two
+ * domains via the link too); after a reload the domains are looked up
+ * again and the counters follow. */
+static void test_link_ids_and_reclassify(void **state)
+{
+	char dir[TEST_TMP_MAX], path[TEST_TMP_MAX + 16];
+	struct config cfg;
+	struct qindex *ix = qindex_new();
+	struct strlist ids = {0}, wan = {0};
+	struct buf err = BUF_INIT;
+	const char *two[] = {"a@far.example", "b@far2.example", NULL};
+	struct q_env e;
+	unsigned n, urgent;
+	FILE *f;
+
+	load_conf(&cfg, dir);
+	qindex_set_config(ix, &cfg);
+	strlist_add(&wan, "wan");
+	put_at(ix, "000000000000030000000C", T0, 0, "c@far.example");
+	env_make(&e, "000000000000010000000A", two);
+	qindex_put(ix, &e, PRIORITY_NORMAL);
+	put_at(ix, "000000000000020000000B", T0, 0, "c@other.example");
+	put_at(ix, "000000000000040000000D", T0, 0, "d@far2.example");
+	assert_int_equal(qindex_link_ids(ix, "wan", &ids), 2);
+	assert_string_equal(ids.v[0], "000000000000010000000A");
+	assert_string_equal(ids.v[1], "000000000000030000000C");
+	assert_int_equal(qindex_link_ids(ix, "none", &ids), 0);
+	assert_int_equal(qindex_held_for(ix, "other.example", 0, NULL, NULL), 0);
+
+	/* Reload: far2.example now goes via wan too, other.example is held. */
+	snprintf(path, sizeof(path), "%s/c.conf", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("local_domains = localhost\nhold_domains = other.example\n[routes]\n"
+	      "far.example = smarthost 127.0.0.1:9 via=wan\n"
+	      "far2.example = smarthost 127.0.0.1:9 via=wan\n* = smarthost 127.0.0.1:9\n",
+	      f);
+	fclose(f);
+	config_free(&cfg);
+	if (config_load(&cfg, path, &err) != 0)
+		fail_msg("config refused: %s", buf_cstr(&err));
+	qindex_reclassify(ix);
+	qindex_links_count(ix, &wan, &n, &urgent);
+	assert_int_equal(n, 3); /* A once, though both its domains go via wan */
+	assert_int_equal(qindex_held_for(ix, "other.example", 0, NULL, NULL), 1);
+	strlist_free(&ids);
+	assert_int_equal(qindex_link_ids(ix, "wan", &ids), 3);
+	assert_string_equal(ids.v[2], "000000000000040000000D");
+	q_env_free(&e);
+	strlist_free(&ids);
+	strlist_free(&wan);
+	buf_free(&err);
+	qindex_free(ix);
+	config_free(&cfg);
+	test_tmp_rm(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_counts_follow_changes), cmocka_unit_test(test_many_and_memory),
-	    cmocka_unit_test(test_listing_round_trip),	  cmocka_unit_test(test_queue_keeps_index),
+	    cmocka_unit_test(test_counts_follow_changes),
+	    cmocka_unit_test(test_many_and_memory),
+	    cmocka_unit_test(test_listing_round_trip),
+	    cmocka_unit_test(test_queue_keeps_index),
 	    cmocka_unit_test(test_priority_of_pieces),
+	    cmocka_unit_test(test_due_order),
+	    cmocka_unit_test(test_due_update_remove_wake),
+	    cmocka_unit_test(test_due_many),
+	    cmocka_unit_test(test_link_ids_and_reclassify),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
