@@ -27,6 +27,8 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "smtp/batch_duplex.h"
+#include "smtp/batch_frame.h"
 #include "smtp/dsn.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_server.h"
@@ -40,6 +42,7 @@ enum dstate {
 	DS_DIALOGUE, /* the retrieval client reads the line */
 	DS_SEND,     /* the engine's turn: outbound mail */
 	DS_RECV,     /* the server's turn: held mail after ATRN */
+	DS_DUPLEX,   /* XDMBATCH DUPLEX: both at once */
 	DS_END
 };
 
@@ -56,6 +59,7 @@ struct direct {
 	struct held_batch b; /* the outbound mail for the line */
 	struct held_peer peer_info;
 	char *label;
+	char *line_peer; /* "line:ENTRY": the hub, for the receiver of its batch */
 	struct smtpc *c;
 	struct smtp_adopted *adopted;
 	unsigned msgs_ok;
@@ -64,8 +68,9 @@ struct direct {
 	struct carrier_watch cw; /* NO CARRIER + silence on the raw bytes */
 	int end_ok;
 	char *end_text;
-	int quit;    /* the adopted session saw the hub's QUIT; ends when flushed */
-	int closing; /* ... flushed: waiting for the hub to hang up */
+	struct batch_duplex *dx; /* XDMBATCH DUPLEX running */
+	int quit;		 /* the adopted session saw the hub's QUIT; ends when flushed */
+	int closing;		 /* ... flushed: waiting for the hub to hang up */
 };
 
 static void direct_step(struct direct *x, const char *what, int code, const char *text)
@@ -194,6 +199,7 @@ static void direct_release(struct direct *x)
 {
 	if (x->adopted)
 		smtp_server_adopt_forget(x->ctx.smtp, x->adopted);
+	batch_duplex_abandon(x->dx);
 	if (x->c)
 		smtpc_free(x->c);
 	if (x->raw) {
@@ -210,6 +216,7 @@ static void direct_release(struct direct *x)
 	carrier_watch_free(&x->cw);
 	held_batch_free(&x->b);
 	free(x->label);
+	free(x->line_peer);
 	buf_free(&x->lbuf);
 	free(x->end_text);
 	free(x);
@@ -390,10 +397,14 @@ static struct bufferevent *direct_tls_wrap(SSL *ssl, void *arg)
 	return tb;
 }
 
-/* The dialogue is at our turn (after AUTH): the outbound mail first. */
+static int direct_duplex(struct direct *x);
+
+/* The dialogue is at our turn (after AUTH): both directions at once if
+ * the hub can, else the outbound mail first. */
 static void direct_ready(struct retrieve_client *c, void *arg)
 {
-	direct_outbound(arg);
+	if (!direct_duplex(arg))
+		direct_outbound(arg);
 }
 
 static void direct_atrn_reply(struct retrieve_client *c, int code, const char *text, void *arg)
@@ -581,19 +592,27 @@ static void direct_on_msg(struct smtpc *c, struct smtpc_msg *sm, void *arg)
 		direct_store(arg, m, sm);
 }
 
-static void direct_engine_done(struct smtpc *c, const struct smtpc_session_result *r, void *arg)
+/* The engine's results stored (what has none stays queued), event 4113. */
+static void direct_outbound_over(struct direct *x, const struct smtpc_session_result *r,
+				 const char *how)
 {
-	struct direct *x = arg;
 	const char *kv[] = {"entry", x->ctx.entry, NULL};
 
 	for (size_t i = 0; i < x->b.nm; i++)
 		if (!x->b.m[i].stored && x->b.jobs[i].attempted)
 			direct_store(x, &x->b.m[i], &x->b.jobs[i]);
 	event_logkv(EV_SESSION_OUTBOUND_DONE, kv,
-		    "Outbound delivery over the line of %s done: %u messages sent, %u recipients "
-		    "deferred, %u failed (%s%s%s)",
-		    x->ctx.entry, x->msgs_ok, x->peer_info.held, x->peer_info.failed,
+		    "Outbound delivery over the line of %s done%s: %u messages sent, %u "
+		    "recipients deferred, %u failed (%s%s%s)",
+		    x->ctx.entry, how, x->msgs_ok, x->peer_info.held, x->peer_info.failed,
 		    smtpc_cause_name(r->cause), *r->text ? ": " : "", r->text);
+}
+
+static void direct_engine_done(struct smtpc *c, const struct smtpc_session_result *r, void *arg)
+{
+	struct direct *x = arg;
+
+	direct_outbound_over(x, r, "");
 	/* r belongs to the client: keep what we need before freeing it. */
 	int failed = r->cause != SMTPC_OK;
 	char *why = xstrdup(r->text);
@@ -658,6 +677,86 @@ static void direct_outbound(struct direct *x)
 	bufferevent_write(x->peer, "220 line ready\r\n", 16);
 	if (smtpc_start_fd(x->c, fd) < 0)
 		direct_end(x, 0, "cannot start the SMTP client on the line");
+}
+
+/* --- both at once: XDMBATCH DUPLEX ------------------------------------------------ */
+
+/* The hub has the results of our batch, we have its held mail: QUIT, and
+ * the hub hangs up (as after ATRN). */
+static void direct_duplex_done(struct smtpc *c, const struct smtpc_session_result *r, void *arg)
+{
+	struct direct *x = arg;
+	int failed = r->cause != SMTPC_OK;
+	char *why = xstrdup(r->text);
+
+	direct_outbound_over(x, r, " (XDMBATCH DUPLEX)");
+	x->c = NULL;
+	smtpc_free(c);
+	if (failed) {
+		direct_end(x, 0, "XDMBATCH DUPLEX over the line ended: %s", why);
+	} else if (x->state != DS_END) {
+		bufferevent_write(x->line, "QUIT\r\n", 6);
+		x->quit = 1;
+		direct_recv_over(x);
+	}
+	free(why);
+}
+
+static void direct_duplex_end(enum batch_duplex_end how, const char *text, void *arg)
+{
+	struct direct *x = arg;
+
+	x->dx = NULL;
+	bufferevent_setcb(x->line, direct_line_read_cb, direct_line_write_cb, direct_line_event_cb,
+			  x);
+	if (how != BD_FALLBACK)
+		return smtpc_external_end(x->c, how == BD_DONE, text);
+	direct_step(x, "XDMBATCH DUPLEX refused, one direction after the other", 0, text);
+	smtpc_free(x->c);
+	x->c = NULL;
+	held_batch_free(&x->b);
+	x->state = DS_DIALOGUE;
+	direct_outbound(x);
+}
+
+/* XDMBATCH DUPLEX: the hub offers it and ATRN is wanted. 1 if started. */
+static int direct_duplex(struct direct *x)
+{
+	const struct odmr_client_caps *caps = retrieve_client_caps(x->rc);
+	struct batch_duplex_params p = {0};
+	struct smtpc_options opt = {0};
+	struct buf doms = BUF_INIT;
+
+	if (!caps->duplex || !x->ctx.cfg->batch_transfer || !direct_want_atrn(x))
+		return 0;
+	queue_scan(x->ctx.q, direct_scan_one, x);
+	held_batch_jobs(&x->b);
+	opt.helo_name = x->ctx.cfg->hostname;
+	x->c = smtpc_new(x->ctx.base, &opt, x->b.jobs, x->b.nm, direct_duplex_done, x);
+	smtpc_set_msg_cb(x->c, direct_on_msg);
+	smtp_server_batch_peer(x->ctx.smtp, &p.rx);
+	p.rx.addr = p.rx.helo = p.rx.peer_key = x->line_peer;
+	p.tx = x->c;
+	p.dict = caps->dict == BF_DICT_VERSION ? caps->dict : 0;
+	p.chunk = (size_t)x->ctx.cfg->batch_checkpoint_size;
+	p.timeout_ms = x->timeout_s * 1000;
+	for (size_t i = 0; i < x->ctx.sc->atrn_domains.n; i++)
+		buf_printf(&doms, "%s%s", i ? "," : "", x->ctx.sc->atrn_domains.v[i]);
+	p.domains = buf_cstr(&doms);
+	p.end = direct_duplex_end;
+	p.arg = x;
+	retrieve_client_detach(x->rc);
+	x->state = DS_DUPLEX;
+	direct_step(x, "XDMBATCH DUPLEX: outbound and held mail at once", 0, NULL);
+	x->dx = batch_duplex_client(x->line, &p);
+	buf_free(&doms);
+	if (x->dx)
+		return 1;
+	smtpc_free(x->c);
+	x->c = NULL;
+	held_batch_free(&x->b);
+	x->state = DS_DIALOGUE;
+	return 0;
 }
 
 /* --- the server's turn: held mail after ATRN ----------------------------------- */
@@ -742,6 +841,7 @@ struct direct *direct_start(const struct direct_ctx *ctx, struct buf *why)
 	x->timeout_s = ctx->sc->retrieve_timeout > 300 ? ctx->sc->retrieve_timeout : 300;
 	direct_client_opts(ctx, &o, &tls_name);
 	x->label = xasprintf("SMTP over the line of %s", ctx->entry);
+	x->line_peer = xasprintf("line:%s", ctx->entry);
 	x->peer_info = (struct held_peer){.key = "entry",
 					  .value = ctx->entry,
 					  .label = x->label,

@@ -756,6 +756,11 @@ int retrieve_client_tls(const struct retrieve_client *c)
 	return c->tls;
 }
 
+const struct odmr_client_caps *retrieve_client_caps(const struct retrieve_client *c)
+{
+	return &c->caps;
+}
+
 int retrieve_client_greeted(const struct retrieve_client *c)
 {
 	return c->state != RC_GREET;

@@ -116,7 +116,9 @@ void retrieve_client_reverse(struct retrieve_client *c, struct smtp_server *smtp
 /* The dialogue is over, the line goes on elsewhere: no more replies read. */
 void retrieve_client_detach(struct retrieve_client *c);
 
-int retrieve_client_tls(const struct retrieve_client *c);	   /* STARTTLS done */
+int retrieve_client_tls(const struct retrieve_client *c); /* STARTTLS done */
+/* What the hub's (last) EHLO reply offered. */
+const struct odmr_client_caps *retrieve_client_caps(const struct retrieve_client *c);
 int retrieve_client_greeted(const struct retrieve_client *c);	   /* a greeting came */
 const char *retrieve_client_host(const struct retrieve_client *c); /* opts->host */
 int retrieve_client_port(const struct retrieve_client *c);	   /* opts->port */

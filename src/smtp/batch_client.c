@@ -86,7 +86,8 @@ void batch_client_bytes(const struct batch_client *b, uint64_t *wire, uint64_t *
 static void bc_end(struct batch_client *b, enum batch_client_end how, const char *text)
 {
 	event_del(b->ev_timer);
-	bufferevent_setcb(b->bev, NULL, NULL, NULL, NULL);
+	if (!b->o.duplex)
+		bufferevent_setcb(b->bev, NULL, NULL, NULL, NULL);
 	b->ops->end(b->arg, how, text); /* may free b */
 }
 
@@ -326,6 +327,27 @@ static int bc_go_line(struct batch_client *b, const char *line, size_t len)
 	return 0;
 }
 
+/* One line of the server's; 1 when the batch ended. */
+static int bc_line(struct batch_client *b, const char *line, size_t len)
+{
+	int rc = b->streaming ? bc_stream_line(b, line, len) : bc_go_line(b, line, len);
+
+	if (rc < 0) {
+		char *why = xasprintf("XDMBATCH: unexpected line: %.100s", line);
+
+		bc_end(b, BC_LOST, why);
+		free(why);
+		return 1;
+	}
+	return rc;
+}
+
+void batch_client_line(struct batch_client *b, const char *line, size_t len)
+{
+	if (bc_line(b, line, len) == 0)
+		bc_timer_arm(b);
+}
+
 static void bc_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct batch_client *b = arg;
@@ -334,16 +356,8 @@ static void bc_read_cb(struct bufferevent *bev, void *arg)
 	char *line;
 
 	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
-		int rc = b->streaming ? bc_stream_line(b, line, len) : bc_go_line(b, line, len);
+		int rc = bc_line(b, line, len);
 
-		if (rc < 0) {
-			char *why = xasprintf("XDMBATCH: unexpected line: %.100s", line);
-
-			free(line);
-			bc_end(b, BC_LOST, why);
-			free(why);
-			return;
-		}
 		free(line);
 		if (rc == 1)
 			return;
@@ -394,10 +408,38 @@ struct batch_client *batch_client_start(struct bufferevent *bev, struct smtpc_ms
 	}
 	b->dict = o->server_dict == BF_DICT_VERSION ? BF_DICT_VERSION : 0;
 	b->ev_timer = evtimer_new(bufferevent_get_base(bev), bc_timer_cb, b);
-	bufferevent_setcb(bev, bc_read_cb, NULL, bc_event_cb, b);
-	evbuffer_add_printf(bufferevent_get_output(bev), "XDMBATCH DICT=%d\r\n", b->dict);
+	if (!o->duplex)
+		bufferevent_setcb(bev, bc_read_cb, NULL, bc_event_cb, b);
+	if (!o->no_cmd)
+		evbuffer_add_printf(bufferevent_get_output(bev), "XDMBATCH DICT=%d%s%s\r\n",
+				    b->dict, o->cmd_extra ? " " : "",
+				    o->cmd_extra ? o->cmd_extra : "");
+	b->o.cmd_extra = NULL;
 	bc_timer_arm(b);
 	return b;
+}
+
+void batch_client_resume(struct batch_client *b, const char *id, unsigned long long offset)
+{
+	struct bc_ckpt ck;
+
+	if (!bframe_id_valid(id, strlen(id)))
+		return;
+	snprintf(ck.id, sizeof(ck.id), "%s", id);
+	ck.offset = offset;
+	b->ck = xrealloc(b->ck, (b->nck + 1) * sizeof(*b->ck));
+	b->ck[b->nck++] = ck;
+}
+
+void batch_client_go(struct batch_client *b)
+{
+	b->streaming = 1;
+	bc_send(b);
+}
+
+int batch_client_streaming(const struct batch_client *b)
+{
+	return b->streaming;
 }
 
 void batch_client_free(struct batch_client *b)

@@ -148,3 +148,23 @@ def test_starttls_on_the_line_wrong_ca(daemon, tmp_path, modems, pki):
     assert ev and "nothing sent" in ev[0]["text"], br.events()
     assert len(br.queue_ids()) == 1 and br.maildir_files("bob") == []
     assert len(h.queue_ids()) == 1 and not h.events_with(2031)
+
+
+# --- XDMBATCH DUPLEX: both directions at once (docs/batch-protocol.md 12) -----------
+
+
+def test_duplex_both_directions_at_once(daemon, tmp_path, modems):
+    """A hub that takes the branch's batch (batch_networks: modemsim hands
+    the call over from loopback) offers DUPLEX: one exchange carries the
+    outbound and the held mail, byte-exact, exactly once, no ATRN."""
+    h = hub(daemon, tmp_path, "batch_networks = 127.0.0.0/8")
+    br, r, _ = exchange(daemon, tmp_path, h, modem(modems, tmp_path, h.odmr_port).link)
+    assert any("DUPLEX" in e["text"] for e in br.events_with(4124)), br.events_with(4124)
+    assert not any("reversing" in e["text"] for e in h.events_with(2031)), h.events_with(2031)
+    assert h.events_with(2040) and br.events_with(2040), (h.events(), br.events())
+    led = ledger(br)[-1]
+    assert led["result"] == "ok" and led["messages_out"] == 1 and led["messages_in"] == 2, led
+    # a second call finds nothing to do on either side and no duplicate
+    r = dial(br)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(br.maildir_files("bob")) == 2
