@@ -355,6 +355,37 @@ static int direct_scan_one(const char *id, void *arg)
 	return 0;
 }
 
+/* --- what the last call taught about the hub ------------------------------------ */
+
+/* DIR/peers/line-ENTRY exists: the hub is dialmail, offers CRAM-MD5 and no
+ * STARTTLS we want, so the next call sends EHLO and AUTH at once. */
+static void direct_peer_set(const struct direct *x, int yes)
+{
+	char *name = xasprintf("line-%s", x->ctx.entry);
+
+	outbound_peer_set(x->ctx.q, name, yes);
+	free(name);
+}
+
+static int direct_peer_known(const struct direct *x)
+{
+	char *name = xasprintf("line-%s", x->ctx.entry);
+	int yes = outbound_peer_has(x->ctx.q, name);
+
+	free(name);
+	return yes;
+}
+
+/* After the hub's EHLO reply (and, unless pipelined, its 235). */
+static void direct_peer_learn(struct direct *x)
+{
+	const struct odmr_client_caps *caps = retrieve_client_caps(x->rc);
+
+	direct_peer_set(x, retrieve_client_dialmail(x->rc) && caps->cram &&
+			       !retrieve_client_tls(x->rc) &&
+			       (!caps->starttls || x->ctx.sc->atrn_tls == ODMR_TLS_NONE));
+}
+
 /* --- the line -------------------------------------------------------------------- */
 
 static int direct_want_atrn(const struct direct *x)
@@ -397,14 +428,22 @@ static struct bufferevent *direct_tls_wrap(SSL *ssl, void *arg)
 	return tb;
 }
 
-static int direct_duplex(struct direct *x);
+static int direct_duplex(struct direct *x, int auth_pending);
 
 /* The dialogue is at our turn (after AUTH): both directions at once if
  * the hub can, else the outbound mail first. */
 static void direct_ready(struct retrieve_client *c, void *arg)
 {
-	if (!direct_duplex(arg))
+	direct_peer_learn(arg);
+	if (!direct_duplex(arg, 0))
 		direct_outbound(arg);
+}
+
+/* Early dialogue: XDMBATCH DUPLEX right behind the CRAM-MD5 answer. */
+static int direct_pipelined(struct retrieve_client *c, void *arg)
+{
+	direct_peer_learn(arg);
+	return direct_duplex(arg, 1);
 }
 
 static void direct_atrn_reply(struct retrieve_client *c, int code, const char *text, void *arg)
@@ -422,11 +461,16 @@ static void direct_atrn_reply(struct retrieve_client *c, int code, const char *t
 
 static void direct_client_end(int ok, const char *text, void *arg)
 {
-	direct_end(arg, ok, "%s", text);
+	struct direct *x = arg;
+
+	if (!ok && !retrieve_client_greeted(x->rc))
+		direct_peer_set(x, 0);
+	direct_end(x, ok, "%s", text);
 }
 
 static const struct retrieve_client_ops direct_client_ops = {
     .ready = direct_ready,
+    .pipelined = direct_pipelined,
     .reply = direct_atrn_reply,
     .step = direct_step_cb,
     .tls_wrap = direct_tls_wrap,
@@ -554,7 +598,9 @@ static void direct_recv_over(struct direct *x)
 	if (x->quit) {
 		x->closing = 1;
 		bufferevent_setcb(x->line, direct_line_read_cb, NULL, direct_line_event_cb, x);
-		carrier_watch_arm(&x->cw, DIRECT_HANGUP_WAIT_S * 1000);
+		/* NO CARRIER may be in already (the hub hung up first): its wait stands */
+		if (!evtimer_pending(x->cw.ev_quiet, NULL))
+			carrier_watch_arm(&x->cw, DIRECT_HANGUP_WAIT_S * 1000);
 	} else
 		direct_end(x, 0, "the line ended before the hub's QUIT (%u messages sent)",
 			   x->msgs_ok);
@@ -681,8 +727,8 @@ static void direct_outbound(struct direct *x)
 
 /* --- both at once: XDMBATCH DUPLEX ------------------------------------------------ */
 
-/* The hub has the results of our batch, we have its held mail: QUIT, and
- * the hub hangs up (as after ATRN). */
+/* The hub has the results of our batch, we have its held mail: the hub
+ * ends the session (221) and hangs up, as after ATRN; no QUIT needed. */
 static void direct_duplex_done(struct smtpc *c, const struct smtpc_session_result *r, void *arg)
 {
 	struct direct *x = arg;
@@ -694,8 +740,7 @@ static void direct_duplex_done(struct smtpc *c, const struct smtpc_session_resul
 	smtpc_free(c);
 	if (failed) {
 		direct_end(x, 0, "XDMBATCH DUPLEX over the line ended: %s", why);
-	} else if (x->state != DS_END) {
-		bufferevent_write(x->line, "QUIT\r\n", 6);
+	} else if (x->state != DS_END) { /* the hub says 221 and hangs up */
 		x->quit = 1;
 		direct_recv_over(x);
 	}
@@ -709,6 +754,8 @@ static void direct_duplex_end(enum batch_duplex_end how, const char *text, void 
 	x->dx = NULL;
 	bufferevent_setcb(x->line, direct_line_read_cb, direct_line_write_cb, direct_line_event_cb,
 			  x);
+	if (how == BD_LOST && strncmp(text, "AUTH", 4) == 0)
+		direct_peer_set(x, 0); /* the next call waits for each reply again */
 	if (how != BD_FALLBACK)
 		return smtpc_external_end(x->c, how == BD_DONE, text);
 	direct_step(x, "XDMBATCH DUPLEX refused, one direction after the other", 0, text);
@@ -719,8 +766,9 @@ static void direct_duplex_end(enum batch_duplex_end how, const char *text, void 
 	direct_outbound(x);
 }
 
-/* XDMBATCH DUPLEX: the hub offers it and ATRN is wanted. 1 if started. */
-static int direct_duplex(struct direct *x)
+/* XDMBATCH DUPLEX: the hub offers it and ATRN is wanted. 1 if started;
+ * auth_pending: the command goes behind the AUTH answer (early dialogue). */
+static int direct_duplex(struct direct *x, int auth_pending)
 {
 	const struct odmr_client_caps *caps = retrieve_client_caps(x->rc);
 	struct batch_duplex_params p = {0};
@@ -743,6 +791,7 @@ static int direct_duplex(struct direct *x)
 	for (size_t i = 0; i < x->ctx.sc->atrn_domains.n; i++)
 		buf_printf(&doms, "%s%s", i ? "," : "", x->ctx.sc->atrn_domains.v[i]);
 	p.domains = buf_cstr(&doms);
+	p.auth_pending = auth_pending;
 	p.end = direct_duplex_end;
 	p.arg = x;
 	retrieve_client_detach(x->rc);
@@ -840,6 +889,7 @@ struct direct *direct_start(const struct direct_ctx *ctx, struct buf *why)
 	x->ctx = *ctx;
 	x->timeout_s = ctx->sc->retrieve_timeout > 300 ? ctx->sc->retrieve_timeout : 300;
 	direct_client_opts(ctx, &o, &tls_name);
+	o.early = direct_peer_known(x) && ctx->sc->atrn_tls != ODMR_TLS_REQUIRED;
 	x->label = xasprintf("SMTP over the line of %s", ctx->entry);
 	x->line_peer = xasprintf("line:%s", ctx->entry);
 	x->peer_info = (struct held_peer){.key = "entry",

@@ -360,7 +360,7 @@ struct odmr_hub *odmr_hub_new(struct event_base *base, const struct config *cfg,
 	h->d = d;
 	h->srv = smtp_server_new(base, cfg, q, odmr_committed, h);
 	smtp_server_set_odmr(h->srv, odmr_atrn, odmr_take, h);
-	if (cfg->batch_transfer)
+	if (cfg->batch_transfer && cfg->batch_duplex)
 		smtp_server_set_duplex(h->srv, odmr_duplex);
 	for (size_t i = 0; i < cfg->odmr_listen.n; i++)
 		ok += smtp_server_listen(h->srv, cfg->odmr_listen.v[i]) == 0;

@@ -41,6 +41,7 @@ struct batch_client {
 	struct smtpc_reply reply;
 	int streaming; /* the go-ahead came; A/N/C lines now */
 	int dict;
+	size_t unflushed; /* content bytes put since the last flush */
 	struct event *ev_timer;
 	uint64_t wire, raw;
 };
@@ -141,14 +142,21 @@ static int bc_put_msg(struct batch_client *b, struct bframe_enc *enc, size_t i, 
 	rc |= bframe_enc_put(enc, BF_MSG, rec.data, rec.len, 0, out);
 	for (size_t off = b->from[i]; off < c->len && rc == 0; off += b->o.chunk) {
 		size_t n = c->len - off < b->o.chunk ? c->len - off : b->o.chunk;
+		/* a message of several records: each is a checkpoint, flushed */
+		int ckpt = c->len - b->from[i] > b->o.chunk;
 
-		rc |= bframe_enc_put(enc, BF_DATA, c->data + off, n, 1, out);
+		rc |= bframe_enc_put(enc, BF_DATA, c->data + off, n, ckpt, out);
+		b->unflushed = ckpt ? 0 : b->unflushed + n;
 	}
 	bc_sha256(c->data ? c->data : "", c->len, md);
 	bc_hex(md, 16, hex);
 	buf_reset(&rec);
 	buf_printf(&rec, "%s %s", b->ids[i], hex);
-	rc |= bframe_enc_put(enc, BF_END, rec.data, rec.len, 1, out);
+	/* Small messages are flushed together, once a checkpoint's worth is in:
+	 * each flush costs the compressor a block of its own (docs 5). */
+	rc |= bframe_enc_put(enc, BF_END, rec.data, rec.len, b->unflushed >= b->o.chunk, out);
+	if (b->unflushed >= b->o.chunk)
+		b->unflushed = 0;
 	m->attempted = 1;
 	m->data_sent = 1;
 	buf_free(&rec);

@@ -221,6 +221,16 @@ static int bd_step(struct batch_duplex *d, struct evbuffer *in)
 	return used > 0;
 }
 
+/* The reply to AUTH, when the command went behind it: 235, or the end. */
+static void bd_auth_line(struct batch_duplex *d, const char *line, size_t len)
+{
+	if (len >= 4 && line[3] == '-')
+		return;
+	d->p.auth_pending = 0;
+	if (len < 3 || strncmp(line, "235", 3) != 0)
+		bd_end(d, BD_LOST, "AUTH refused: %.200s", line);
+}
+
 /* The client end, before the go-ahead: reply lines. */
 static void bd_reply_lines(struct batch_duplex *d, struct evbuffer *in)
 {
@@ -228,6 +238,11 @@ static void bd_reply_lines(struct batch_duplex *d, struct evbuffer *in)
 	char *line;
 
 	while (!d->ending && !d->frames && (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF))) {
+		if (d->p.auth_pending) {
+			bd_auth_line(d, line, len);
+			free(line);
+			continue;
+		}
 		batch_client_line(d->tx, line, len);
 		free(line);
 		d->frames = !d->ending && batch_client_streaming(d->tx);

@@ -28,6 +28,8 @@ struct batch_duplex_params {
 	size_t chunk;		     /* our data record size */
 	int timeout_ms;		     /* for the peer's acknowledgements */
 	const char *domains;	     /* client end: the domains claimed (DUPLEX=) */
+	int auth_pending;	     /* client end: AUTH's reply comes first (the command
+					went behind the AUTH answer): 235 or the end */
 	/* The exchange is over; the bufferevent has no callbacks of ours, what
 	 * follows it waits in its input. The handle is gone after this. */
 	void (*end)(enum batch_duplex_end how, const char *text, void *arg);

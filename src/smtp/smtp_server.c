@@ -2009,6 +2009,11 @@ static void smtp_sess_duplex_end(enum batch_duplex_end how, const char *text, vo
 	s->duplex_run = NULL;
 	smtpc_external_end(s->duplex_tx, how == BD_DONE, text);
 	s->duplex_tx = NULL;
+	if (how == BD_DONE) { /* both directions are acknowledged: the call's work is done */
+		s->quit_seen = 1;
+		smtp_sess_reply(s, "221 2.0.0 XDMBATCH DUPLEX done, closing");
+		s->closing = 1;
+	}
 	smtp_sess_batch_done(how == BD_DONE ? 0 : BEV_EVENT_EOF, s);
 }
 
