@@ -248,3 +248,41 @@ def test_duplex_off_at_the_hub_falls_back(daemon, tmp_path, modems):
     assert any("reversing" in e["text"] for e in h.events_with(2031)), h.events_with(2031)
     assert h.events_with(2040) and br.events_with(2040), (h.events(), br.events())
     assert ledger(br)[-1]["result"] == "ok", ledger(br)[-1]
+    # the second call sends EHLO and AUTH early, then waits for 235 as before
+    held = message("held again", body="again")
+    assert send_message(h.port, "s@sender.example", ["bob@branch.example"], held).code == 250
+    r = dial(br)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert wait_until(lambda: len(br.maildir_files("bob")) == 3, 10), br.events()
+    assert maildir_has(br.maildir_files("bob"), held) == 1
+    assert ledger(br)[-1]["result"] == "ok", ledger(br)[-1]
+
+
+def test_duplex_early_auth_refused_forgets_the_hub(daemon, tmp_path, modems):
+    """The password changed at the hub since the last call: the early AUTH
+    (with the command behind it) is refused, the call fails with that
+    reason, nothing is lost, and the next call waits for each reply again."""
+    h = duplex_hub(daemon, tmp_path)
+    m = modem(modems, tmp_path, h.odmr_port)
+    br, _, _ = exchange(daemon, tmp_path, h, m.link)
+    peer = br.dir / "peers" / "line-hubline"
+    assert peer.exists()
+    users = tmp_path / "odmr-users"
+    good = users.read_text()
+    users.write_text(good.replace("alice {PLAIN}", "alice {PLAIN}changed-"))
+    h.restart()
+    out = message("waits", body="waits for the right password")
+    assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
+                        out).code == 250
+    dial(br)
+    assert br.wait_event(4124, 10, pred=lambda e: "AUTH refused" in e["text"]), \
+        br.events_with(4124)
+    led = ledger(br)[-1]
+    assert "failed" in led["hangup_reason"] and led["messages_out"] == 0, led
+    assert not peer.exists() and len(br.queue_ids()) == 1
+    users.write_text(good)
+    h.restart()
+    r = dial(br)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert wait_until(lambda: br.queue_ids() == [], 10), br.events()
+    assert peer.exists() and "QUIT" in ledger(br)[-1]["hangup_reason"], ledger(br)[-1]
