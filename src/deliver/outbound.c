@@ -605,10 +605,10 @@ static void ob_conn_event(struct ob_conn *cn, const struct smtpc_session_result 
  * restarts): ADDR_PORT while the server there greets as a dialmail (EHLO
  * then goes without waiting for the greeting), DEST.nochunking while a
  * destination's server offers no CHUNKING (its mail is then shared among
- * parallel connections). */
-static char *ob_peer_file(const struct outbound *o, const char *name, int mkdir)
+ * parallel connections), line-ENTRY for a direct line's hub (dialup/direct.c). */
+static char *ob_peer_file(struct queue *q, const char *name, int mkdir)
 {
-	char *dir = xasprintf("%s/peers", queue_dir(o->q)), *path = NULL;
+	char *dir = xasprintf("%s/peers", queue_dir(q)), *path = NULL;
 
 	if (!mkdir || fs_mkdirs(dir, 0700) == 0)
 		path = tls_resume_path(dir, name);
@@ -616,9 +616,9 @@ static char *ob_peer_file(const struct outbound *o, const char *name, int mkdir)
 	return path;
 }
 
-static void ob_peer_set(const struct outbound *o, const char *name, int yes)
+void outbound_peer_set(struct queue *q, const char *name, int yes)
 {
-	char *path = ob_peer_file(o, name, yes);
+	char *path = ob_peer_file(q, name, yes);
 	int fd;
 
 	if (path && !yes)
@@ -628,13 +628,23 @@ static void ob_peer_set(const struct outbound *o, const char *name, int yes)
 	free(path);
 }
 
-static int ob_peer_has(const struct outbound *o, const char *name)
+int outbound_peer_has(struct queue *q, const char *name)
 {
-	char *path = ob_peer_file(o, name, 0);
+	char *path = ob_peer_file(q, name, 0);
 	int yes = path && access(path, F_OK) == 0;
 
 	free(path);
 	return yes;
+}
+
+static void ob_peer_set(const struct outbound *o, const char *name, int yes)
+{
+	outbound_peer_set(o->q, name, yes);
+}
+
+static int ob_peer_has(const struct outbound *o, const char *name)
+{
+	return outbound_peer_has(o->q, name);
 }
 
 /* What the session said about the peer, for the next connections. */

@@ -76,4 +76,9 @@ void outbound_link_stats(struct outbound *o, const char *name, unsigned *msgs_ou
 void outbound_release(struct outbound *o, const char *domain, int sub, const char *host, int port);
 int outbound_released(struct outbound *o, const char *addr);
 
+/* What earlier connections learned about a peer, an empty file
+ * DIR/peers/NAME (kept across restarts): set (yes), cleared, or asked. */
+void outbound_peer_set(struct queue *q, const char *name, int yes);
+int outbound_peer_has(struct queue *q, const char *name);
+
 #endif

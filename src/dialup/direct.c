@@ -28,6 +28,8 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "queue/qindex.h"
+#include "smtp/batch_duplex.h"
+#include "smtp/batch_frame.h"
 #include "smtp/dsn.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_server.h"
@@ -41,6 +43,7 @@ enum dstate {
 	DS_DIALOGUE, /* the retrieval client reads the line */
 	DS_SEND,     /* the engine's turn: outbound mail */
 	DS_RECV,     /* the server's turn: held mail after ATRN */
+	DS_DUPLEX,   /* XDMBATCH DUPLEX: both at once */
 	DS_END
 };
 
@@ -57,6 +60,7 @@ struct direct {
 	struct held_batch b; /* the outbound mail for the line */
 	struct held_peer peer_info;
 	char *label;
+	char *line_peer; /* "line:ENTRY": the hub, for the receiver of its batch */
 	struct smtpc *c;
 	struct smtp_adopted *adopted;
 	unsigned msgs_ok;
@@ -65,8 +69,9 @@ struct direct {
 	struct carrier_watch cw; /* NO CARRIER + silence on the raw bytes */
 	int end_ok;
 	char *end_text;
-	int quit;    /* the adopted session saw the hub's QUIT; ends when flushed */
-	int closing; /* ... flushed: waiting for the hub to hang up */
+	struct batch_duplex *dx; /* XDMBATCH DUPLEX running */
+	int quit;		 /* the adopted session saw the hub's QUIT; ends when flushed */
+	int closing;		 /* ... flushed: waiting for the hub to hang up */
 };
 
 static void direct_step(struct direct *x, const char *what, int code, const char *text)
@@ -195,6 +200,7 @@ static void direct_release(struct direct *x)
 {
 	if (x->adopted)
 		smtp_server_adopt_forget(x->ctx.smtp, x->adopted);
+	batch_duplex_abandon(x->dx);
 	if (x->c)
 		smtpc_free(x->c);
 	if (x->raw) {
@@ -211,6 +217,7 @@ static void direct_release(struct direct *x)
 	carrier_watch_free(&x->cw);
 	held_batch_free(&x->b);
 	free(x->label);
+	free(x->line_peer);
 	buf_free(&x->lbuf);
 	free(x->end_text);
 	free(x);
@@ -367,6 +374,37 @@ static void direct_collect(struct direct *x)
 	strlist_free(&ids);
 }
 
+/* --- what the last call taught about the hub ------------------------------------ */
+
+/* DIR/peers/line-ENTRY exists: the hub is dialmail, offers CRAM-MD5 and no
+ * STARTTLS we want, so the next call sends EHLO and AUTH at once. */
+static void direct_peer_set(const struct direct *x, int yes)
+{
+	char *name = xasprintf("line-%s", x->ctx.entry);
+
+	outbound_peer_set(x->ctx.q, name, yes);
+	free(name);
+}
+
+static int direct_peer_known(const struct direct *x)
+{
+	char *name = xasprintf("line-%s", x->ctx.entry);
+	int yes = outbound_peer_has(x->ctx.q, name);
+
+	free(name);
+	return yes;
+}
+
+/* After the hub's EHLO reply (and, unless pipelined, its 235). */
+static void direct_peer_learn(struct direct *x)
+{
+	const struct odmr_client_caps *caps = retrieve_client_caps(x->rc);
+
+	direct_peer_set(x, retrieve_client_dialmail(x->rc) && caps->cram &&
+			       !retrieve_client_tls(x->rc) &&
+			       (!caps->starttls || x->ctx.sc->atrn_tls == ODMR_TLS_NONE));
+}
+
 /* --- the line -------------------------------------------------------------------- */
 
 static int direct_want_atrn(const struct direct *x)
@@ -409,10 +447,22 @@ static struct bufferevent *direct_tls_wrap(SSL *ssl, void *arg)
 	return tb;
 }
 
-/* The dialogue is at our turn (after AUTH): the outbound mail first. */
+static int direct_duplex(struct direct *x, int auth_pending);
+
+/* The dialogue is at our turn (after AUTH): both directions at once if
+ * the hub can, else the outbound mail first. */
 static void direct_ready(struct retrieve_client *c, void *arg)
 {
-	direct_outbound(arg);
+	direct_peer_learn(arg);
+	if (!direct_duplex(arg, 0))
+		direct_outbound(arg);
+}
+
+/* Early dialogue: XDMBATCH DUPLEX right behind the CRAM-MD5 answer. */
+static int direct_pipelined(struct retrieve_client *c, void *arg)
+{
+	direct_peer_learn(arg);
+	return direct_duplex(arg, 1);
 }
 
 static void direct_atrn_reply(struct retrieve_client *c, int code, const char *text, void *arg)
@@ -430,11 +480,16 @@ static void direct_atrn_reply(struct retrieve_client *c, int code, const char *t
 
 static void direct_client_end(int ok, const char *text, void *arg)
 {
-	direct_end(arg, ok, "%s", text);
+	struct direct *x = arg;
+
+	if (!ok && !retrieve_client_greeted(x->rc))
+		direct_peer_set(x, 0);
+	direct_end(x, ok, "%s", text);
 }
 
 static const struct retrieve_client_ops direct_client_ops = {
     .ready = direct_ready,
+    .pipelined = direct_pipelined,
     .reply = direct_atrn_reply,
     .step = direct_step_cb,
     .tls_wrap = direct_tls_wrap,
@@ -562,7 +617,9 @@ static void direct_recv_over(struct direct *x)
 	if (x->quit) {
 		x->closing = 1;
 		bufferevent_setcb(x->line, direct_line_read_cb, NULL, direct_line_event_cb, x);
-		carrier_watch_arm(&x->cw, DIRECT_HANGUP_WAIT_S * 1000);
+		/* NO CARRIER may be in already (the hub hung up first): its wait stands */
+		if (!evtimer_pending(x->cw.ev_quiet, NULL))
+			carrier_watch_arm(&x->cw, DIRECT_HANGUP_WAIT_S * 1000);
 	} else
 		direct_end(x, 0, "the line ended before the hub's QUIT (%u messages sent)",
 			   x->msgs_ok);
@@ -600,19 +657,27 @@ static void direct_on_msg(struct smtpc *c, struct smtpc_msg *sm, void *arg)
 		direct_store(arg, m, sm);
 }
 
-static void direct_engine_done(struct smtpc *c, const struct smtpc_session_result *r, void *arg)
+/* The engine's results stored (what has none stays queued), event 4113. */
+static void direct_outbound_over(struct direct *x, const struct smtpc_session_result *r,
+				 const char *how)
 {
-	struct direct *x = arg;
 	const char *kv[] = {"entry", x->ctx.entry, NULL};
 
 	for (size_t i = 0; i < x->b.nm; i++)
 		if (!x->b.m[i].stored && x->b.jobs[i].attempted)
 			direct_store(x, &x->b.m[i], &x->b.jobs[i]);
 	event_logkv(EV_SESSION_OUTBOUND_DONE, kv,
-		    "Outbound delivery over the line of %s done: %u messages sent, %u recipients "
-		    "deferred, %u failed (%s%s%s)",
-		    x->ctx.entry, x->msgs_ok, x->peer_info.held, x->peer_info.failed,
+		    "Outbound delivery over the line of %s done%s: %u messages sent, %u "
+		    "recipients deferred, %u failed (%s%s%s)",
+		    x->ctx.entry, how, x->msgs_ok, x->peer_info.held, x->peer_info.failed,
 		    smtpc_cause_name(r->cause), *r->text ? ": " : "", r->text);
+}
+
+static void direct_engine_done(struct smtpc *c, const struct smtpc_session_result *r, void *arg)
+{
+	struct direct *x = arg;
+
+	direct_outbound_over(x, r, "");
 	/* r belongs to the client: keep what we need before freeing it. */
 	int failed = r->cause != SMTPC_OK;
 	char *why = xstrdup(r->text);
@@ -677,6 +742,89 @@ static void direct_outbound(struct direct *x)
 	bufferevent_write(x->peer, "220 line ready\r\n", 16);
 	if (smtpc_start_fd(x->c, fd) < 0)
 		direct_end(x, 0, "cannot start the SMTP client on the line");
+}
+
+/* --- both at once: XDMBATCH DUPLEX ------------------------------------------------ */
+
+/* The hub has the results of our batch, we have its held mail: the hub
+ * ends the session (221) and hangs up, as after ATRN; no QUIT needed. */
+static void direct_duplex_done(struct smtpc *c, const struct smtpc_session_result *r, void *arg)
+{
+	struct direct *x = arg;
+	int failed = r->cause != SMTPC_OK;
+	char *why = xstrdup(r->text);
+
+	direct_outbound_over(x, r, " (XDMBATCH DUPLEX)");
+	x->c = NULL;
+	smtpc_free(c);
+	if (failed) {
+		direct_end(x, 0, "XDMBATCH DUPLEX over the line ended: %s", why);
+	} else if (x->state != DS_END) { /* the hub says 221 and hangs up */
+		x->quit = 1;
+		direct_recv_over(x);
+	}
+	free(why);
+}
+
+static void direct_duplex_end(enum batch_duplex_end how, const char *text, void *arg)
+{
+	struct direct *x = arg;
+
+	x->dx = NULL;
+	bufferevent_setcb(x->line, direct_line_read_cb, direct_line_write_cb, direct_line_event_cb,
+			  x);
+	if (how == BD_LOST && strncmp(text, "AUTH", 4) == 0)
+		direct_peer_set(x, 0); /* the next call waits for each reply again */
+	if (how != BD_FALLBACK)
+		return smtpc_external_end(x->c, how == BD_DONE, text);
+	direct_step(x, "XDMBATCH DUPLEX refused, one direction after the other", 0, text);
+	smtpc_free(x->c);
+	x->c = NULL;
+	held_batch_free(&x->b);
+	x->state = DS_DIALOGUE;
+	direct_outbound(x);
+}
+
+/* XDMBATCH DUPLEX: the hub offers it and ATRN is wanted. 1 if started;
+ * auth_pending: the command goes behind the AUTH answer (early dialogue). */
+static int direct_duplex(struct direct *x, int auth_pending)
+{
+	const struct odmr_client_caps *caps = retrieve_client_caps(x->rc);
+	struct batch_duplex_params p = {0};
+	struct smtpc_options opt = {0};
+	struct buf doms = BUF_INIT;
+
+	if (!caps->duplex || !x->ctx.cfg->batch_transfer || !direct_want_atrn(x))
+		return 0;
+	direct_collect(x);
+	held_batch_jobs(&x->b);
+	opt.helo_name = x->ctx.cfg->hostname;
+	x->c = smtpc_new(x->ctx.base, &opt, x->b.jobs, x->b.nm, direct_duplex_done, x);
+	smtpc_set_msg_cb(x->c, direct_on_msg);
+	smtp_server_batch_peer(x->ctx.smtp, &p.rx);
+	p.rx.addr = p.rx.helo = p.rx.peer_key = x->line_peer;
+	p.tx = x->c;
+	p.dict = caps->dict == BF_DICT_VERSION ? caps->dict : 0;
+	p.chunk = (size_t)x->ctx.cfg->batch_checkpoint_size;
+	p.timeout_ms = x->timeout_s * 1000;
+	for (size_t i = 0; i < x->ctx.sc->atrn_domains.n; i++)
+		buf_printf(&doms, "%s%s", i ? "," : "", x->ctx.sc->atrn_domains.v[i]);
+	p.domains = buf_cstr(&doms);
+	p.auth_pending = auth_pending;
+	p.end = direct_duplex_end;
+	p.arg = x;
+	retrieve_client_detach(x->rc);
+	x->state = DS_DUPLEX;
+	direct_step(x, "XDMBATCH DUPLEX: outbound and held mail at once", 0, NULL);
+	x->dx = batch_duplex_client(x->line, &p);
+	buf_free(&doms);
+	if (x->dx)
+		return 1;
+	smtpc_free(x->c);
+	x->c = NULL;
+	held_batch_free(&x->b);
+	x->state = DS_DIALOGUE;
+	return 0;
 }
 
 /* --- the server's turn: held mail after ATRN ----------------------------------- */
@@ -760,7 +908,9 @@ struct direct *direct_start(const struct direct_ctx *ctx, struct buf *why)
 	x->ctx = *ctx;
 	x->timeout_s = ctx->sc->retrieve_timeout > 300 ? ctx->sc->retrieve_timeout : 300;
 	direct_client_opts(ctx, &o, &tls_name);
+	o.early = direct_peer_known(x) && ctx->sc->atrn_tls != ODMR_TLS_REQUIRED;
 	x->label = xasprintf("SMTP over the line of %s", ctx->entry);
+	x->line_peer = xasprintf("line:%s", ctx->entry);
 	x->peer_info = (struct held_peer){.key = "entry",
 					  .value = ctx->entry,
 					  .label = x->label,

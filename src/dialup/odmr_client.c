@@ -103,6 +103,12 @@ void odmr_client_caps(const char *reply, struct odmr_client_caps *caps)
 			*c = (char)toupper((unsigned char)*c);
 		caps->starttls |= strcmp(l, "STARTTLS") == 0;
 		caps->atrn |= strcmp(l, "ATRN") == 0;
+		if (strncmp(l, "XDMBATCH 1 ", 11) == 0 && strstr(l, " DUPLEX")) {
+			const char *d = strstr(l, " DICT=");
+
+			caps->duplex = 1;
+			caps->dict = d ? atoi(d + 6) : 0;
+		}
 		if (strncmp(l, "AUTH ", 5) == 0) {
 			caps->cram |= strstr(l, " CRAM-MD5") != NULL;
 			caps->plain |= strstr(l, " PLAIN") != NULL;

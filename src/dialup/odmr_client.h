@@ -31,6 +31,7 @@ char *odmr_client_plain(const struct auth_cred *cred);
 
 struct odmr_client_caps {
 	int starttls, cram, plain, atrn;
+	int duplex, dict; /* XDMBATCH 1 with DUPLEX; its DICT= */
 };
 /* The EHLO offers of a reply's text (lines joined by '\n'). */
 void odmr_client_caps(const char *reply, struct odmr_client_caps *caps);

@@ -47,6 +47,8 @@ struct retrieve_client {
 	int own; /* bev is ours (a connection of its own) */
 	enum rc_state state;
 	int tls, cram; /* STARTTLS done; AUTH CRAM-MD5 asked */
+	int early;     /* EHLO and AUTH went before the greeting (o.early) */
+	int dialmail;  /* the greeting was dialmail's */
 	struct odmr_client_caps caps;
 	struct buf reply;
 	int quit_ok; /* the end after QUIT's reply */
@@ -407,6 +409,8 @@ static void rc_cram(struct retrieve_client *c, const char *challenge64)
 
 	rc_send(c, RC_AUTH, "%s", enc ? enc : "*");
 	free(enc);
+	if (enc && c->early && c->ops->pipelined && c->ops->pipelined(c, c->arg))
+		c->state = RC_OFF; /* the method reads AUTH's reply */
 }
 
 static void rc_auth_reply(struct retrieve_client *c, int code, const char *text)
@@ -507,6 +511,10 @@ static void rc_ehlo(struct retrieve_client *c, const char *text)
 	int policy = c->o.sc->atrn_tls;
 
 	odmr_client_caps(text, &c->caps);
+	if (c->early) { /* AUTH CRAM-MD5 is on its way: its 334 comes next */
+		c->state = RC_AUTH;
+		return;
+	}
 	if (!c->tls && policy != ODMR_TLS_NONE && c->caps.starttls)
 		return rc_send(c, RC_STARTTLS, "STARTTLS");
 	if (!c->tls && policy == ODMR_TLS_REQUIRED)
@@ -542,7 +550,12 @@ static void rc_greeting(struct retrieve_client *c, int code, const char *text)
 		retrieve_client_step(c, "greeting", code, text);
 	if (code != 220)
 		return rc_refused(c, RC_REFUSED_GREETING, code, text);
-	rc_send(c, RC_EHLO, "EHLO %s", c->o.cfg->hostname);
+	c->dialmail =
+	    strlen(text) >= 15 && strcmp(text + strlen(text) - 15, " ESMTP dialmail") == 0;
+	if (c->early)
+		c->state = RC_EHLO; /* sent already */
+	else
+		rc_send(c, RC_EHLO, "EHLO %s", c->o.cfg->hostname);
 }
 
 /* ETRN and TURN take any 2xx and try HELO after a refusal; ATRN wants 250
@@ -722,6 +735,11 @@ struct retrieve_client *retrieve_client_attach(struct event_base *base, struct b
 	struct retrieve_client *c = rc_new(base, opts, ops, arg);
 
 	c->bev = bev;
+	if (opts->early && opts->cred && opts->mode == RC_LINE) {
+		c->early = c->cram = 1;
+		evbuffer_add_printf(bufferevent_get_output(bev), "EHLO %s\r\nAUTH CRAM-MD5\r\n",
+				    opts->cfg->hostname);
+	}
 	return c;
 }
 
@@ -754,6 +772,16 @@ void retrieve_client_detach(struct retrieve_client *c)
 int retrieve_client_tls(const struct retrieve_client *c)
 {
 	return c->tls;
+}
+
+int retrieve_client_dialmail(const struct retrieve_client *c)
+{
+	return c->dialmail;
+}
+
+const struct odmr_client_caps *retrieve_client_caps(const struct retrieve_client *c)
+{
+	return &c->caps;
 }
 
 int retrieve_client_greeted(const struct retrieve_client *c)

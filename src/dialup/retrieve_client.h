@@ -41,6 +41,10 @@ struct retrieve_client_opts {
 	const struct auth_cred *cred; /* AUTH as (not RC_SMTP); NULL: no AUTH */
 	const char *malformed;	      /* the end's words for a line that is no reply;
 					 NULL (RC_SMTP only): any line will do */
+	/* RC_LINE, a dialmail hub known from an earlier call to offer CRAM-MD5
+	 * and no STARTTLS we want: EHLO and AUTH CRAM-MD5 at once, without
+	 * waiting for the greeting (docs/batch-protocol.md 12.4). */
+	int early;
 };
 
 /* What ops->refused was refused. */
@@ -52,6 +56,10 @@ struct retrieve_client_ops {
 	/* The method's turn (after EHLO or HELO, STARTTLS and AUTH): send the
 	 * command (retrieve_client_command). */
 	void (*ready)(struct retrieve_client *c, void *arg);
+	/* early only, NULL: none. Called as the CRAM-MD5 answer is sent: 1 if
+	 * the method sent its command behind it and took the line (it reads
+	 * AUTH's reply itself), 0: ready follows AUTH's 235 as usual. */
+	int (*pipelined)(struct retrieve_client *c, void *arg);
 	/* The final reply to the method's command. */
 	void (*reply)(struct retrieve_client *c, int code, const char *text, void *arg);
 	/* The greeting, EHLO or HELO refused (stage: RC_REFUSED_*). NULL: the
@@ -116,7 +124,11 @@ void retrieve_client_reverse(struct retrieve_client *c, struct smtp_server *smtp
 /* The dialogue is over, the line goes on elsewhere: no more replies read. */
 void retrieve_client_detach(struct retrieve_client *c);
 
-int retrieve_client_tls(const struct retrieve_client *c);	   /* STARTTLS done */
+int retrieve_client_tls(const struct retrieve_client *c); /* STARTTLS done */
+/* The greeting was dialmail's ("... ESMTP dialmail"). */
+int retrieve_client_dialmail(const struct retrieve_client *c);
+/* What the hub's (last) EHLO reply offered. */
+const struct odmr_client_caps *retrieve_client_caps(const struct retrieve_client *c);
 int retrieve_client_greeted(const struct retrieve_client *c);	   /* a greeting came */
 const char *retrieve_client_host(const struct retrieve_client *c); /* opts->host */
 int retrieve_client_port(const struct retrieve_client *c);	   /* opts->port */

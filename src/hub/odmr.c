@@ -152,6 +152,32 @@ static void odmr_refused(const char *client, const char *user, const char *param
 		    client, user, reply);
 }
 
+/* The domains of param the user may claim now, or -1 with the refusal. */
+static int odmr_claim(struct odmr_hub *h, const char *client, const char *user, const char *param,
+		      struct strlist *domains, struct buf *reply)
+{
+	if (odmr_parse_domains(h->cfg, user, param, domains) < 0) {
+		buf_puts(reply, "501 5.5.4 Syntax: ATRN domain[,domain...]");
+		return -1;
+	}
+	for (size_t i = 0; i < domains->n && reply->len == 0; i++)
+		if (!policy_odmr_user_owns(h->cfg, user, domains->v[i]))
+			buf_printf(reply, "450 4.7.1 ATRN request refused: %s may not claim %s",
+				   user, domains->v[i]);
+	if (reply->len == 0 && domains->n == 0)
+		buf_printf(reply, "450 4.7.1 ATRN request refused: no domains for %s", user);
+	if (reply->len) {
+		odmr_refused(client, user, param, buf_cstr(reply));
+		return -1;
+	}
+	if (odmr_busy(h, domains)) {
+		buf_puts(reply, "451 4.4.0 Unable to process ATRN request now: a delivery for "
+				"these domains is in progress");
+		return -1;
+	}
+	return 0;
+}
+
 /* smtp_server_set_odmr's atrn: 1 with "250" when the connection reverses. */
 static int odmr_atrn(const char *client, const char *user, const char *param, struct buf *reply,
 		     void *arg)
@@ -161,25 +187,8 @@ static int odmr_atrn(const char *client, const char *user, const char *param, st
 	struct odmr_scan sc = {h, &domains, NULL, 0};
 	int rc = 0;
 
-	if (odmr_parse_domains(h->cfg, user, param, &domains) < 0) {
-		buf_puts(reply, "501 5.5.4 Syntax: ATRN domain[,domain...]");
-		return 0;
-	}
-	for (size_t i = 0; i < domains.n && reply->len == 0; i++)
-		if (!policy_odmr_user_owns(h->cfg, user, domains.v[i]))
-			buf_printf(reply, "450 4.7.1 ATRN request refused: %s may not claim %s",
-				   user, domains.v[i]);
-	if (reply->len == 0 && domains.n == 0)
-		buf_printf(reply, "450 4.7.1 ATRN request refused: no domains for %s", user);
-	if (reply->len) {
-		odmr_refused(client, user, param, buf_cstr(reply));
+	if (odmr_claim(h, client, user, param, &domains, reply) < 0)
 		goto out;
-	}
-	if (odmr_busy(h, &domains)) {
-		buf_puts(reply, "451 4.4.0 Unable to process ATRN request now: a delivery for "
-				"these domains is in progress");
-		goto out;
-	}
 	odmr_scan(&sc);
 	if (sc.n == 0) {
 		buf_puts(reply, "453 4.2.0 You have no mail");
@@ -254,11 +263,10 @@ static void odmr_on_done(struct smtpc *c, const struct smtpc_session_result *r, 
 	odmr_conn_free(cn);
 }
 
-/* smtp_server_set_odmr's take: the hub is now the client on bev. */
-static void odmr_take(struct bufferevent *bev, const char *client, const char *user,
-		      const char *param, void *arg)
+/* The held mail of param's domains, loaded, in an engine not yet started. */
+static struct odmr_conn *odmr_conn_new(struct odmr_hub *h, const char *client, const char *user,
+				       const char *param)
 {
-	struct odmr_hub *h = arg;
 	struct odmr_conn *cn = xcalloc(1, sizeof(*cn));
 	struct odmr_scan sc = {h, &cn->domains, cn, 0};
 	struct smtpc_options opt;
@@ -286,10 +294,46 @@ static void odmr_take(struct bufferevent *bev, const char *client, const char *u
 	opt.batch_chunk = (size_t)h->cfg->batch_checkpoint_size;
 	cn->c = smtpc_new(h->base, &opt, cn->b.jobs, cn->b.nm, odmr_on_done, cn);
 	smtpc_set_msg_cb(cn->c, odmr_on_msg);
+	return cn;
+}
+
+/* smtp_server_set_odmr's take: the hub is now the client on bev. */
+static void odmr_take(struct bufferevent *bev, const char *client, const char *user,
+		      const char *param, void *arg)
+{
+	struct odmr_conn *cn = odmr_conn_new(arg, client, user, param);
+
 	if (smtpc_start_bev(cn->c, bev) < 0) {
 		log_warnx("odmr: %s: cannot start the reversed session", client);
 		odmr_conn_free(cn);
 	}
+}
+
+/* smtp_server_set_duplex's duplex: ATRN's checks, then the held mail (maybe
+ * none) goes in a batch while the site's comes in (docs/batch-protocol.md 12). */
+static struct smtpc *odmr_duplex(const char *client, const char *user, const char *param,
+				 struct buf *reply, void *arg)
+{
+	struct odmr_hub *h = arg;
+	struct strlist domains = {0};
+	struct odmr_conn *cn;
+	int rc = odmr_claim(h, client, user, param, &domains, reply);
+
+	strlist_free(&domains);
+	if (rc < 0)
+		return NULL;
+	cn = odmr_conn_new(h, client, user, param);
+	{
+		char n[16];
+		const char *kv[] = {"client", client, "user", user, "domains", param, NULL};
+
+		snprintf(n, sizeof(n), "%zu", cn->b.nm);
+		event_logkv(EV_ODMR_ATRN_ACCEPTED, kv,
+			    "XDMBATCH DUPLEX %s from %s (user %s): %s held messages go while the "
+			    "site's mail comes in",
+			    param, client, user, n);
+	}
+	return cn->c;
 }
 
 /* Mail a site sent on the ODMR port after AUTH (data = direct) goes out. */
@@ -316,6 +360,8 @@ struct odmr_hub *odmr_hub_new(struct event_base *base, const struct config *cfg,
 	h->d = d;
 	h->srv = smtp_server_new(base, cfg, q, odmr_committed, h);
 	smtp_server_set_odmr(h->srv, odmr_atrn, odmr_take, h);
+	if (cfg->batch_transfer && cfg->batch_duplex)
+		smtp_server_set_duplex(h->srv, odmr_duplex);
 	for (size_t i = 0; i < cfg->odmr_listen.n; i++)
 		ok += smtp_server_listen(h->srv, cfg->odmr_listen.v[i]) == 0;
 	if (cfg->odmr_listen.n && ok == 0) {

@@ -470,6 +470,12 @@ static const struct setting settings[] = {
      .off = OFF(batch_transfer),
      .help = "compressed XDMBATCH transfers with dialmail peers (adopted dial-up sessions, "
 	     "authenticated clients); no: plain SMTP only"},
+    {.name = "batch_duplex",
+     .type = T_BOOL,
+     .def = "yes",
+     .off = OFF(batch_duplex),
+     .help = "the hub's ODMR port offers XDMBATCH DUPLEX: a branch's batch and its held mail "
+	     "on one connection at once; no: one after the other (XDMBATCH, then ATRN)"},
     {.name = "batch_networks",
      .type = T_CIDRS,
      .def = "",

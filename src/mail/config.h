@@ -96,6 +96,7 @@ struct config {
 	int etrn_default_port;	     /* port of the ETRN client's address otherwise */
 	int dedup_window;	     /* seconds; 0: no duplicate suppression */
 	int batch_transfer;	     /* XDMBATCH between dialmail peers (docs/batch-protocol.md) */
+	int batch_duplex;	     /* ... DUPLEX on the ODMR port: both directions at once */
 	struct cidr *batch_networks; /* clients offered XDMBATCH besides adopted sessions */
 	size_t n_batch_networks;
 	uint64_t batch_checkpoint_size; /* bytes per XDMBATCH data record (a resume point) */

@@ -41,6 +41,7 @@ struct batch_client {
 	struct smtpc_reply reply;
 	int streaming; /* the go-ahead came; A/N/C lines now */
 	int dict;
+	size_t unflushed; /* content bytes put since the last flush */
 	struct event *ev_timer;
 	uint64_t wire, raw;
 };
@@ -86,7 +87,8 @@ void batch_client_bytes(const struct batch_client *b, uint64_t *wire, uint64_t *
 static void bc_end(struct batch_client *b, enum batch_client_end how, const char *text)
 {
 	event_del(b->ev_timer);
-	bufferevent_setcb(b->bev, NULL, NULL, NULL, NULL);
+	if (!b->o.duplex)
+		bufferevent_setcb(b->bev, NULL, NULL, NULL, NULL);
 	b->ops->end(b->arg, how, text); /* may free b */
 }
 
@@ -140,14 +142,21 @@ static int bc_put_msg(struct batch_client *b, struct bframe_enc *enc, size_t i, 
 	rc |= bframe_enc_put(enc, BF_MSG, rec.data, rec.len, 0, out);
 	for (size_t off = b->from[i]; off < c->len && rc == 0; off += b->o.chunk) {
 		size_t n = c->len - off < b->o.chunk ? c->len - off : b->o.chunk;
+		/* a message of several records: each is a checkpoint, flushed */
+		int ckpt = c->len - b->from[i] > b->o.chunk;
 
-		rc |= bframe_enc_put(enc, BF_DATA, c->data + off, n, 1, out);
+		rc |= bframe_enc_put(enc, BF_DATA, c->data + off, n, ckpt, out);
+		b->unflushed = ckpt ? 0 : b->unflushed + n;
 	}
 	bc_sha256(c->data ? c->data : "", c->len, md);
 	bc_hex(md, 16, hex);
 	buf_reset(&rec);
 	buf_printf(&rec, "%s %s", b->ids[i], hex);
-	rc |= bframe_enc_put(enc, BF_END, rec.data, rec.len, 1, out);
+	/* Small messages are flushed together, once a checkpoint's worth is in:
+	 * each flush costs the compressor a block of its own (docs 5). */
+	rc |= bframe_enc_put(enc, BF_END, rec.data, rec.len, b->unflushed >= b->o.chunk, out);
+	if (b->unflushed >= b->o.chunk)
+		b->unflushed = 0;
 	m->attempted = 1;
 	m->data_sent = 1;
 	buf_free(&rec);
@@ -326,6 +335,27 @@ static int bc_go_line(struct batch_client *b, const char *line, size_t len)
 	return 0;
 }
 
+/* One line of the server's; 1 when the batch ended. */
+static int bc_line(struct batch_client *b, const char *line, size_t len)
+{
+	int rc = b->streaming ? bc_stream_line(b, line, len) : bc_go_line(b, line, len);
+
+	if (rc < 0) {
+		char *why = xasprintf("XDMBATCH: unexpected line: %.100s", line);
+
+		bc_end(b, BC_LOST, why);
+		free(why);
+		return 1;
+	}
+	return rc;
+}
+
+void batch_client_line(struct batch_client *b, const char *line, size_t len)
+{
+	if (bc_line(b, line, len) == 0)
+		bc_timer_arm(b);
+}
+
 static void bc_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct batch_client *b = arg;
@@ -334,16 +364,8 @@ static void bc_read_cb(struct bufferevent *bev, void *arg)
 	char *line;
 
 	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
-		int rc = b->streaming ? bc_stream_line(b, line, len) : bc_go_line(b, line, len);
+		int rc = bc_line(b, line, len);
 
-		if (rc < 0) {
-			char *why = xasprintf("XDMBATCH: unexpected line: %.100s", line);
-
-			free(line);
-			bc_end(b, BC_LOST, why);
-			free(why);
-			return;
-		}
 		free(line);
 		if (rc == 1)
 			return;
@@ -394,10 +416,38 @@ struct batch_client *batch_client_start(struct bufferevent *bev, struct smtpc_ms
 	}
 	b->dict = o->server_dict == BF_DICT_VERSION ? BF_DICT_VERSION : 0;
 	b->ev_timer = evtimer_new(bufferevent_get_base(bev), bc_timer_cb, b);
-	bufferevent_setcb(bev, bc_read_cb, NULL, bc_event_cb, b);
-	evbuffer_add_printf(bufferevent_get_output(bev), "XDMBATCH DICT=%d\r\n", b->dict);
+	if (!o->duplex)
+		bufferevent_setcb(bev, bc_read_cb, NULL, bc_event_cb, b);
+	if (!o->no_cmd)
+		evbuffer_add_printf(bufferevent_get_output(bev), "XDMBATCH DICT=%d%s%s\r\n",
+				    b->dict, o->cmd_extra ? " " : "",
+				    o->cmd_extra ? o->cmd_extra : "");
+	b->o.cmd_extra = NULL;
 	bc_timer_arm(b);
 	return b;
+}
+
+void batch_client_resume(struct batch_client *b, const char *id, unsigned long long offset)
+{
+	struct bc_ckpt ck;
+
+	if (!bframe_id_valid(id, strlen(id)))
+		return;
+	snprintf(ck.id, sizeof(ck.id), "%s", id);
+	ck.offset = offset;
+	b->ck = xrealloc(b->ck, (b->nck + 1) * sizeof(*b->ck));
+	b->ck[b->nck++] = ck;
+}
+
+void batch_client_go(struct batch_client *b)
+{
+	b->streaming = 1;
+	bc_send(b);
+}
+
+int batch_client_streaming(const struct batch_client *b)
+{
+	return b->streaming;
 }
 
 void batch_client_free(struct batch_client *b)

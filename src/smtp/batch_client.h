@@ -31,6 +31,11 @@ struct batch_client_options {
 	int server_version, server_dict; /* from the EHLO keyword */
 	size_t chunk;			 /* data record size (checkpoint size) */
 	int timeout_ms;			 /* for each reply line */
+	/* The duplex exchange (batch_duplex.c) drives it: no callbacks are set
+	 * on the bufferevent, lines come through batch_client_line. */
+	int duplex;
+	const char *cmd_extra; /* appended to the command ("DUPLEX=...") */
+	int no_cmd;	       /* the hub's end: no command, batch_client_go */
 };
 
 struct batch_client;
@@ -42,6 +47,14 @@ struct batch_client *batch_client_start(struct bufferevent *bev, struct smtpc_ms
 					const struct batch_client_options *o,
 					const struct batch_client_ops *ops, void *arg);
 void batch_client_free(struct batch_client *b);
+/* Duplex: one line of the peer's (go-ahead reply, then A/N/C lines and the
+ * final reply), CRLF removed. */
+void batch_client_line(struct batch_client *b, const char *line, size_t len);
+/* Duplex, the hub's end: a checkpoint the peer listed, then the stream. */
+void batch_client_resume(struct batch_client *b, const char *id, unsigned long long offset);
+void batch_client_go(struct batch_client *b);
+/* The go-ahead came: the stream is written, A/N/C lines expected. */
+int batch_client_streaming(const struct batch_client *b);
 /* Bytes written (compressed, framing included) and record bytes before
  * compression, for reports. */
 void batch_client_bytes(const struct batch_client *b, uint64_t *wire, uint64_t *raw);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <zstd.h>
 
 #include "lib/xmalloc.h"
@@ -74,6 +75,14 @@ static void put_be32(unsigned char *p, uint32_t v)
 static uint32_t get_be32(const unsigned char *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+void bframe_ack_header(struct evbuffer *out, size_t len)
+{
+	unsigned char h[4];
+
+	put_be32(h, BF_ACK_FLAG | (uint32_t)len);
+	evbuffer_add(out, h, 4);
 }
 
 /* ------------------------------------------------------------- encoder */

@@ -18,7 +18,15 @@
 #define BF_LEVEL	19		     /* zstd level the sender uses */
 #define BF_WINDOW_LOG	20		     /* 1 MiB window, both ends */
 
+#define BF_ACK_FLAG 0x80000000u /* duplex: a segment of lines, not of the batch */
+#define BF_ACK_MAX  4096	/* ... its length at most */
+
 enum bf_type { BF_MSG = 'M', BF_DATA = 'D', BF_END = 'E', BF_DROP = 'X', BF_BATCH_END = 'Z' };
+
+struct evbuffer;
+/* Duplex (docs/batch-protocol.md 12): the header of an ack frame of len
+ * bytes of CRLF lines, added to out. */
+void bframe_ack_header(struct evbuffer *out, size_t len);
 
 /* The shipped dictionary of this version, or NULL (version 0 or unknown). */
 const void *bframe_dict(int version, size_t *len);

@@ -32,6 +32,7 @@
 #include "smtp/dsn.h"
 
 #define BS_CKPT_MAX 1000 /* checkpoints listed per peer */
+#define BS_CKPT_CMD 4	 /* ... in a DUPLEX command (a 512-byte line) */
 #define BS_FEED_MAX (BF_SEG_MAX + 4)
 
 /* The message being received. */
@@ -62,6 +63,8 @@ struct batch_server {
 	size_t nst, cap;
 	size_t n_ok, n_refused;
 	uint64_t wire;
+	int duplex;	     /* batch_duplex.c drives it: lines leave as ack frames */
+	int listed_as_reply; /* ... at the hub's end: checkpoints as 250-CKPT */
 };
 
 void batch_server_ehlo_params(struct buf *out)
@@ -74,12 +77,17 @@ static void bs_line(struct batch_server *b, const char *fmt, ...)
 static void bs_line(struct batch_server *b, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(b->bev);
+	struct buf line = BUF_INIT;
 	va_list ap;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	buf_vprintf(&line, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
+	buf_puts(&line, "\r\n");
+	if (b->duplex)
+		bframe_ack_header(out, line.len);
+	evbuffer_add(out, line.data, line.len);
+	buf_free(&line);
 }
 
 /* ---------------------------------------------------------- partials */
@@ -112,6 +120,17 @@ static char *bs_peer_key(const char *name)
 	return k;
 }
 
+/* One checkpoint into the listing: "250-CKPT" lines, or in the DUPLEX
+ * command ("id:offset,..."), where only BS_CKPT_CMD fit. */
+static void bs_list(const struct batch_server *b, struct buf *reply, size_t listed, const char *id,
+		    long long size)
+{
+	if (!b->duplex || b->listed_as_reply)
+		buf_printf(reply, "250-CKPT %s %lld\r\n", id, size);
+	else if (listed < BS_CKPT_CMD)
+		buf_printf(reply, "%s%s:%lld", listed ? "," : "", id, size);
+}
+
 /* Deletes partial files older than batch_partial_expire in dir; lists the
  * others into reply as checkpoints when list is set. */
 static void bs_scan_dir(struct batch_server *b, const char *dir, int list, struct buf *reply)
@@ -135,9 +154,7 @@ static void bs_scan_dir(struct batch_server *b, const char *dir, int list, struc
 					 path);
 				unlink(path);
 			} else if (list) {
-				buf_printf(reply, "250-CKPT %s %lld\r\n", de->d_name,
-					   (long long)st.st_size);
-				listed++;
+				bs_list(b, reply, listed++, de->d_name, (long long)st.st_size);
 			}
 		}
 		free(path);
@@ -607,21 +624,19 @@ static void bs_finish(struct batch_server *b)
 	done(0, arg);
 }
 
-/* Decodes what arrived, record by record. */
-static void bs_read_cb(struct bufferevent *bev, void *arg)
+/* Feeds up to n segment bytes and handles the records they complete;
+ * the bytes taken. */
+static size_t bs_feed(struct batch_server *b, const unsigned char *p, size_t n)
 {
-	struct batch_server *b = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
 	struct bframe_rec r;
+	size_t total = 0;
 
 	while (!bframe_dec_ended(b->dec)) {
-		size_t n = evbuffer_get_length(in), used = 0, took = 0;
+		size_t used = 0, took = 0;
 
-		if (n > BS_FEED_MAX)
-			n = BS_FEED_MAX;
-		if (n > 0) {
-			bframe_dec_feed(b->dec, evbuffer_pullup(in, (ev_ssize_t)n), n, &used);
-			evbuffer_drain(in, used);
+		if (n - total > 0) {
+			bframe_dec_feed(b->dec, p + total, n - total, &used);
+			total += used;
 			b->wire += used;
 		}
 		while (bframe_dec_next(b->dec, &r) == 1) {
@@ -631,9 +646,38 @@ static void bs_read_cb(struct bufferevent *bev, void *arg)
 		if (used == 0 && took == 0)
 			break;
 	}
+	return total;
+}
+
+/* Decodes what arrived, record by record. */
+static void bs_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct batch_server *b = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	while (!bframe_dec_ended(b->dec)) {
+		size_t n = evbuffer_get_length(in), used;
+
+		if (n > BS_FEED_MAX)
+			n = BS_FEED_MAX;
+		used = bs_feed(b, evbuffer_pullup(in, (ev_ssize_t)n), n);
+		evbuffer_drain(in, used);
+		if (used == 0)
+			break;
+	}
 	bs_commit(b);
 	if (bframe_dec_ended(b->dec))
 		bs_finish(b);
+}
+
+size_t batch_server_input(struct batch_server *b, const unsigned char *p, size_t n)
+{
+	size_t used = bs_feed(b, p, n);
+
+	bs_commit(b);
+	if (bframe_dec_ended(b->dec))
+		bs_finish(b);
+	return used;
 }
 
 static void bs_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -687,7 +731,7 @@ static struct batch_server *bs_new(const struct batch_server_peer *p, struct buf
 	b->helo = xstrdup(p->helo ? p->helo : "");
 	b->auth_user = p->auth_user ? xstrdup(p->auth_user) : NULL;
 	b->proto = xstrdup(p->proto);
-	b->peer = bs_peer_key(p->auth_user ? p->auth_user : p->helo);
+	b->peer = bs_peer_key(p->peer_key ? p->peer_key : p->auth_user ? p->auth_user : p->helo);
 	b->dir = xasprintf("%s/batch/%s", queue_dir(p->q), b->peer);
 	b->bev = bev;
 	b->m.fd = -1;
@@ -728,10 +772,30 @@ struct batch_server *batch_server_start(const struct batch_server_peer *p, struc
 	return b;
 }
 
+struct batch_server *batch_server_duplex(const struct batch_server_peer *p, struct bufferevent *bev,
+					 int dict, int hub, struct buf *ckpts)
+{
+	struct batch_server *b;
+
+	if (dict != 0 && bframe_dict(dict, &(size_t){0}) == NULL)
+		return NULL;
+	b = bs_new(p, bev);
+	b->duplex = 1;
+	b->listed_as_reply = hub;
+	if (bs_checkpoints(b, ckpts) < 0) {
+		bs_free(b);
+		return NULL;
+	}
+	b->dec = bframe_dec_new(dict);
+	b->qb = queue_batch_new(p->q);
+	return b;
+}
+
 void batch_server_abandon(struct batch_server *b)
 {
 	if (b == NULL)
 		return;
-	bufferevent_setcb(b->bev, NULL, NULL, NULL, NULL);
+	if (!b->duplex)
+		bufferevent_setcb(b->bev, NULL, NULL, NULL, NULL);
 	bs_free(b);
 }

@@ -6,6 +6,8 @@
  * message durable; partial data is never a message. */
 #ifndef SMTP_BATCH_SERVER_H
 #define SMTP_BATCH_SERVER_H
+#include <stddef.h>
+
 #include <event2/bufferevent.h>
 
 #include "lib/buf.h"
@@ -19,6 +21,7 @@ struct batch_server_peer {
 	const char *helo;      /* EHLO name */
 	const char *auth_user; /* or NULL; the peer's name for checkpoints if set */
 	const char *proto;     /* for the Received: header ("ESMTPA", ...) */
+	const char *peer_key;  /* or NULL; names the checkpoints' folder */
 	int may_relay;	       /* recipients as policy_rcpt judges them */
 	int inbound;	       /* passed to on_commit */
 	void (*on_commit)(const char *qid, int inbound, void *arg);
@@ -39,6 +42,17 @@ struct batch_server;
  * the refusal for the session to send; nothing changed. */
 struct batch_server *batch_server_start(const struct batch_server_peer *p, struct bufferevent *bev,
 					const char *arg, struct buf *reply);
+/* Duplex (batch_duplex.c, docs/batch-protocol.md 12): a receiver that
+ * writes its lines as ack frames and reads what batch_server_input gives
+ * it; its checkpoints go to ckpts, as "250-CKPT" lines at the hub's end
+ * (hub), else as "id:offset,..." for the DUPLEX command. p->done(0) once
+ * the peer's end segment was read and the final line written. NULL: an
+ * unknown dictionary or unreadable partial data. */
+struct batch_server *batch_server_duplex(const struct batch_server_peer *p, struct bufferevent *bev,
+					 int dict, int hub, struct buf *ckpts);
+/* Duplex: segment bytes of the peer's batch; the bytes taken (fewer while
+ * decompressed data waits: call again). */
+size_t batch_server_input(struct batch_server *b, const unsigned char *p, size_t n);
 /* The session ends while the batch runs (server shutdown): frees the batch
  * (committing what is staged) without calling done. */
 void batch_server_abandon(struct batch_server *b);

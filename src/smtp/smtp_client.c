@@ -807,6 +807,27 @@ static void smtpc_batch_msg(void *arg, size_t i, int status, const char *reply)
 
 static void smtpc_start_txn(struct smtpc *c);
 
+static void smtpc_result_end(void *arg, enum batch_client_end how, const char *text)
+{
+}
+
+const struct batch_client_ops smtpc_result_ops = {smtpc_batch_rcpt, smtpc_batch_msg,
+						  smtpc_result_end};
+
+struct smtpc_msg *smtpc_jobs(struct smtpc *c, size_t *n)
+{
+	*n = c->nmsgs;
+	return c->msgs;
+}
+
+void smtpc_external_end(struct smtpc *c, int ok, const char *why)
+{
+	if (!ok)
+		smtpc_abort(c, SMTPC_CONNECTION_LOST, "%s", why);
+	else
+		smtpc_finish(c);
+}
+
 /* The batch is over: plain SMTP for what is left (then QUIT), or the
  * connection is gone. */
 static void smtpc_batch_end(void *arg, enum batch_client_end how, const char *text)
@@ -840,8 +861,10 @@ static int smtpc_batch_begin(struct smtpc *c)
 {
 	static const struct batch_client_ops ops = {smtpc_batch_rcpt, smtpc_batch_msg,
 						    smtpc_batch_end};
-	struct batch_client_options o = {c->caps.xdmbatch, c->caps.xdmbatch_dict,
-					 c->opt.batch_chunk, smtpc_ms(c->opt.t.data_end, 600000)};
+	struct batch_client_options o = {.server_version = c->caps.xdmbatch,
+					 .server_dict = c->caps.xdmbatch_dict,
+					 .chunk = c->opt.batch_chunk,
+					 .timeout_ms = smtpc_ms(c->opt.t.data_end, 600000)};
 	int *skip;
 	size_t planned = 0;
 

@@ -201,4 +201,14 @@ size_t smtpc_plan(struct smtpc *c, const struct smtpc_caps *caps, struct smtpc_s
 /* 1 if nothing may be sent after cmd until its reply came. */
 int smtpc_cmd_barrier(enum smtpc_cmd cmd, int pipelining);
 
+/* The duplex exchange (batch_duplex.c) sends c's messages in a batch of its
+ * own, outside any session of c (smtpc_new, never started): c keeps the
+ * results, as it would for its own session (msg_cb included). */
+struct batch_client_ops;
+extern const struct batch_client_ops smtpc_result_ops; /* arg: c */
+struct smtpc_msg *smtpc_jobs(struct smtpc *c, size_t *n);
+/* The exchange is over: what has no result is deferred (why), and done is
+ * called from the loop (cause SMTPC_OK if ok, else connection lost). */
+void smtpc_external_end(struct smtpc *c, int ok, const char *why);
+
 #endif

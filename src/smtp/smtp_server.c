@@ -38,6 +38,7 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "smtp/anvil.h"
+#include "smtp/batch_duplex.h"
 #include "smtp/batch_server.h"
 #include "smtp/dsn.h"
 #include "smtp/listener.h"
@@ -111,6 +112,8 @@ struct smtp_session {
 	int batch;			 /* XDMBATCH accepted: batch_server.c has the bev */
 	struct batch_server *batch_run;	 /* ... running (NULL before and after) */
 	char *batch_arg;		 /* its argument */
+	struct batch_duplex *duplex_run; /* XDMBATCH DUPLEX running */
+	struct smtpc *duplex_tx;	 /* ... the held mail it sends (the hub's) */
 	void (*on_close)(int quit, void *arg); /* adopted sessions: told when over */
 	void *close_arg;
 	/* Deadlines, not idle timers: a command must be complete within
@@ -172,6 +175,8 @@ struct smtp_server {
 		    void *arg);
 	void (*take)(struct bufferevent *bev, const char *client, const char *user,
 		     const char *param, void *arg);
+	struct smtpc *(*duplex)(const char *client, const char *user, const char *domains,
+				struct buf *reply, void *arg); /* XDMBATCH DUPLEX */
 	void *odmr_arg;
 };
 
@@ -305,6 +310,9 @@ static void smtp_sess_free(struct smtp_session *s)
 	if (s->on_close)
 		s->on_close(s->quit_seen, s->close_arg);
 	batch_server_abandon(s->batch_run);
+	batch_duplex_abandon(s->duplex_run);
+	if (s->duplex_tx)
+		smtpc_external_end(s->duplex_tx, 0, "the session ended during XDMBATCH DUPLEX");
 	if (s->bev)
 		bufferevent_free(s->bev);
 	free(s->atrn_param);
@@ -670,6 +678,8 @@ static int ext_xdmbatch_offered(const struct smtp_session *s)
 static void ext_xdmbatch(const struct smtp_session *s, struct buf *out)
 {
 	batch_server_ehlo_params(out);
+	if (s->srv->duplex)
+		buf_puts(out, " DUPLEX");
 }
 
 static const struct smtp_ext smtp_exts[] = {
@@ -1991,6 +2001,59 @@ static void smtp_sess_batch_done(short what, void *arg)
 	smtp_sess_read_cb(s->bev, s);
 }
 
+/* XDMBATCH DUPLEX is over: commands again (QUIT, usually), or the end. */
+static void smtp_sess_duplex_end(enum batch_duplex_end how, const char *text, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->duplex_run = NULL;
+	smtpc_external_end(s->duplex_tx, how == BD_DONE, text);
+	s->duplex_tx = NULL;
+	if (how == BD_DONE) { /* both directions are acknowledged: the call's work is done */
+		s->quit_seen = 1;
+		smtp_sess_reply(s, "221 2.0.0 XDMBATCH DUPLEX done, closing");
+		s->closing = 1;
+	}
+	smtp_sess_batch_done(how == BD_DONE ? 0 : BEV_EVENT_EOF, s);
+}
+
+/* "XDMBATCH DICT=n DUPLEX=domains": the held mail goes the other way at
+ * the same time (docs/batch-protocol.md 12). 0: not DUPLEX. */
+static int smtp_sess_duplex_begin(struct smtp_session *s, const struct batch_server_peer *rx,
+				  struct buf *reply)
+{
+	struct batch_duplex_params p = {.rx = *rx,
+					.chunk = (size_t)s->srv->cfg->batch_checkpoint_size,
+					.timeout_ms = s->srv->cfg->smtp_data_timeout * 1000,
+					.end = smtp_sess_duplex_end,
+					.arg = s};
+	char *domains, *ckpt;
+	int rc = batch_duplex_parse(s->batch_arg, &p.dict, &domains, &ckpt);
+
+	if (rc <= 0)
+		return 0;
+	if (s->srv->duplex == NULL)
+		buf_puts(reply, "504 5.5.4 XDMBATCH DUPLEX not offered here");
+	else if ((p.tx = s->srv->duplex(s->addr, s->auth_user, domains, reply, s->srv->odmr_arg)) !=
+		 NULL) {
+		s->duplex_tx = p.tx;
+		s->duplex_run = batch_duplex_hub(s->bev, &p, ckpt, reply);
+		if (s->duplex_run == NULL) {
+			smtpc_external_end(p.tx, 0, buf_cstr(reply));
+			s->duplex_tx = NULL;
+		}
+	}
+	free(domains);
+	free(ckpt);
+	if (s->duplex_run == NULL) {
+		s->batch = 0;
+		smtp_sess_reply(s, "%s", buf_cstr(reply));
+		smtp_sess_command_phase(s);
+		smtp_sess_read_cb(s->bev, s);
+	}
+	return 1;
+}
+
 /* Hands the bufferevent to batch_server.c, with what it must know. */
 static void smtp_sess_batch_begin(struct smtp_session *s)
 {
@@ -2015,6 +2078,10 @@ static void smtp_sess_batch_begin(struct smtp_session *s)
 	snprintf(proto, sizeof(proto), "ESMTP%s%s", s->tls ? "S" : "", s->auth_user ? "A" : "");
 	evtimer_del(s->ev_deadline);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	if (smtp_sess_duplex_begin(s, &p, &reply)) {
+		buf_free(&reply);
+		return;
+	}
 	s->batch_run = batch_server_start(&p, s->bev, s->batch_arg, &reply);
 	if (s->batch_run == NULL) {
 		s->batch = 0;
@@ -2507,6 +2574,25 @@ void smtp_server_set_etrn(struct smtp_server *srv,
 {
 	srv->etrn = etrn;
 	srv->etrn_arg = arg;
+}
+
+void smtp_server_batch_peer(const struct smtp_server *srv, struct batch_server_peer *p)
+{
+	p->cfg = srv->cfg;
+	p->q = srv->q;
+	p->proto = "ESMTP";
+	p->may_relay = 0; /* the far end of a dial-up line, as an adopted session */
+	p->inbound = 1;
+	p->on_commit = srv->on_commit;
+	p->on_commit_arg = srv->arg;
+}
+
+void smtp_server_set_duplex(struct smtp_server *srv,
+			    struct smtpc *(*duplex)(const char *client, const char *user,
+						    const char *domains, struct buf *reply,
+						    void *arg))
+{
+	srv->duplex = duplex;
 }
 
 void smtp_server_set_odmr(struct smtp_server *srv,

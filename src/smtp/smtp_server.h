@@ -57,6 +57,21 @@ void smtp_server_set_odmr(struct smtp_server *srv,
 			  void (*take)(struct bufferevent *bev, const char *client,
 				       const char *user, const char *param, void *arg),
 			  void *arg);
+/* XDMBATCH DUPLEX on the ODMR port (docs/batch-protocol.md 12): duplex
+ * gives the held mail of domains ("" : all the user's) as an SMTP client
+ * engine that is never started (smtp_client.h: smtpc_external_end ends it
+ * and its done callback runs), or NULL with the refusal in reply. Its arg
+ * is smtp_server_set_odmr's. */
+struct smtpc;
+void smtp_server_set_duplex(struct smtp_server *srv,
+			    struct smtpc *(*duplex)(const char *client, const char *user,
+						    const char *domains, struct buf *reply,
+						    void *arg));
+/* For a batch received outside a session of srv (XDMBATCH DUPLEX on a
+ * direct line, dialup/direct.c): the receiver's settings, policy and commit
+ * hook as an adopted session has them; addr, helo, peer_key are the caller's. */
+struct batch_server_peer;
+void smtp_server_batch_peer(const struct smtp_server *srv, struct batch_server_peer *p);
 /* Runs a server session on an already connected bufferevent (the branch
  * after ATRN reversed the roles): greeting first, then SMTP as on a
  * listener; the session frees bev. on_close(quit, arg) is called when the

@@ -1,9 +1,9 @@
 # [answer NAME]: the hub answers calls on a serial device. Two modemsims make
 # the telephone line: the branch dials modemsim A, whose --connect leads to
 # modemsim B's --answer-port; B rings the hub's tty, the hub answers (ATA)
-# and runs its ODMR-port dialogue on the line: the branch's outbound mail,
-# ATRN, the held mail back, QUIT, hang-up (DTR drop), ready for the next
-# call. Invariant: every process is stopped by PID, every wait is bounded.
+# and runs its ODMR-port dialogue on the line: the branch's outbound mail
+# and the held mail back at once (XDMBATCH DUPLEX; ATRN with plain SMTP),
+# hang-up (DTR drop), ready for the next call. Invariant: every process is stopped by PID, every wait is bounded.
 import time
 
 import pytest
@@ -63,6 +63,8 @@ def test_hub_answers_the_call_and_exchanges_mail_both_ways(daemon, tmp_path, lin
     # both ways as XDMBATCH (docs/batch-protocol.md): outbound to the hub, held mail back
     assert [e["messages"] for e in h.events_with(2040)] == ["1"], h.events_with(2040)
     assert [e["messages"] for e in br.events_with(2040)] == ["2"], br.events_with(2040)
+    # ... at the same time (XDMBATCH DUPLEX, section 12): no ATRN turn
+    assert [e for e in h.events_with(2031) if "DUPLEX" in e["text"]], h.events_with(2031)
     # the hub's story: answered after two RINGs, the dialogue ended, hung up
     call = h.wait_event(4131, 5)
     assert call and "after 2 RINGs" in call[0]["text"] and "CONNECT 115200" in call[0]["text"]

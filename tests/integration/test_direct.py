@@ -148,3 +148,141 @@ def test_starttls_on_the_line_wrong_ca(daemon, tmp_path, modems, pki):
     assert ev and "nothing sent" in ev[0]["text"], br.events()
     assert len(br.queue_ids()) == 1 and br.maildir_files("bob") == []
     assert len(h.queue_ids()) == 1 and not h.events_with(2031)
+
+
+# --- XDMBATCH DUPLEX: both directions at once (docs/batch-protocol.md 12) -----------
+
+
+def duplex_hub(daemon, tmp_path, *extra):
+    """A hub that takes the branch's batch: modemsim hands the call over
+    from loopback (batch_networks), as an answered call would be."""
+    return hub(daemon, tmp_path, "batch_networks = 127.0.0.0/8", *extra)
+
+
+def attachments(seed, n, lines=800):
+    import base64
+    import random
+    rnd = random.Random(seed)
+    return [message("att%d-%d" % (seed, i), body="\r\n".join(
+        base64.b64encode(rnd.randbytes(57)).decode() for _ in range(lines))) for i in range(n)]
+
+
+def test_duplex_both_directions_at_once(daemon, tmp_path, modems):
+    """One exchange carries the outbound and the held mail, byte-exact,
+    exactly once, no ATRN; the hub ends the call (221) without a QUIT. The
+    second call knows the hub: EHLO and AUTH go before the greeting, the
+    command right behind the CRAM-MD5 answer."""
+    h = duplex_hub(daemon, tmp_path)
+    m = modem(modems, tmp_path, h.odmr_port)
+    br, r, _ = exchange(daemon, tmp_path, h, m.link)
+    steps = [e["text"] for e in br.events_with(4124)]
+    assert any("XDMBATCH DUPLEX" in t for t in steps), steps
+    assert any("greeting" in t for t in steps), steps
+    assert not any("reversing" in e["text"] for e in h.events_with(2031)), h.events_with(2031)
+    assert h.events_with(2040) and br.events_with(2040), (h.events(), br.events())
+    led = ledger(br)[-1]
+    assert led["result"] == "ok" and led["messages_out"] == 1 and led["messages_in"] == 2, led
+    assert (br.dir / "peers" / "line-hubline").exists()
+    # Second call, mail both ways again.
+    held = message("held again", body="again\r\n..dot")
+    assert send_message(h.port, "s@sender.example", ["bob@branch.example"], held).code == 250
+    out = message("out again", body="out again")
+    assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
+                        out).code == 250
+    n4124 = len(br.events_with(4124))
+    r = dial(br)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert wait_until(lambda: len(br.maildir_files("bob")) == 3, 10), br.events()
+    assert maildir_has(br.maildir_files("bob"), held.replace(b"\r\n..", b"\r\n.")) == 1
+    assert br.queue_ids() == [] and wait_until(lambda: len(h.queue_ids()) == 2, 5)
+    steps = [e["text"] for e in br.events_with(4124)[n4124:]]
+    assert any("XDMBATCH DUPLEX" in t for t in steps), steps
+    assert not any("authenticated" in t for t in steps), steps  # AUTH's 235 read by the exchange
+    assert ledger(br)[-1]["result"] == "ok", ledger(br)[-1]
+
+
+def test_duplex_drop_in_the_middle_resumes(daemon, tmp_path, modems):
+    """The carrier drops in the middle of the exchange, both batches under
+    way: nothing acknowledged is lost, nothing is delivered twice, the next
+    call resumes and delivers the rest."""
+    h = duplex_hub(daemon, tmp_path)
+    held = attachments(7, 2)
+    for b in held:
+        assert send_message(h.port, "s@sender.example", ["bob@branch.example"], b).code == 250
+    before = set(h.queue_ids())
+    m = modem(modems, tmp_path, h.odmr_port, "--script", "DROP:40000,CONNECT")
+    br = branch(daemon, tmp_path, m.link)
+    out = attachments(8, 2)
+    for b in out:
+        assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
+                            b).code == 250
+    dial(br)
+    assert br.wait_event(4124, 10, pred=lambda e: "dropped" in e["text"] or "ended" in e["text"]
+                         or "lost" in e["text"]), br.events()
+    assert any("XDMBATCH DUPLEX" in e["text"] for e in br.events_with(4124))
+    assert len(br.maildir_files("bob")) < 2 or br.queue_ids(), "the drop came too late"
+    partial = [p for d in (br.dir, h.dir) for p in (d / "batch").rglob("*") if p.is_file()]
+    assert partial and all(p.stat().st_size >= 16384 for p in partial), partial  # checkpoints
+    r = dial(br)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert wait_until(lambda: len(br.maildir_files("bob")) == 2, 10), br.events()
+    for b in held:
+        assert maildir_has(br.maildir_files("bob"), b) == 1
+    assert br.queue_ids() == [], br.events()
+    assert wait_until(lambda: len(set(h.queue_ids()) - before) == 2
+                      and not (before & set(h.queue_ids())), 10), h.queue_ids()
+    got = [(h.dir / "queue" / q).read_bytes() for q in set(h.queue_ids()) - before]
+    for b in out:
+        assert sum(b in g for g in got) == 1, "outbound message not exactly once at the hub"
+    # resumed from those checkpoints: no partial data is left on either side
+    assert [p for d in (br.dir, h.dir) for p in (d / "batch").rglob("*") if p.is_file()] == []
+
+
+def test_duplex_off_at_the_hub_falls_back(daemon, tmp_path, modems):
+    """A hub without DUPLEX (batch_duplex = no, as an older dialmail): the
+    branch sends its batch, then ATRN, one after the other, as before."""
+    h = duplex_hub(daemon, tmp_path, "batch_duplex = no")
+    br, r, _ = exchange(daemon, tmp_path, h, modem(modems, tmp_path, h.odmr_port).link)
+    steps = [e["text"] for e in br.events_with(4124)]
+    assert not any("XDMBATCH DUPLEX" in t for t in steps), steps
+    assert any("reversing" in e["text"] for e in h.events_with(2031)), h.events_with(2031)
+    assert h.events_with(2040) and br.events_with(2040), (h.events(), br.events())
+    assert ledger(br)[-1]["result"] == "ok", ledger(br)[-1]
+    # the second call sends EHLO and AUTH early, then waits for 235 as before
+    held = message("held again", body="again")
+    assert send_message(h.port, "s@sender.example", ["bob@branch.example"], held).code == 250
+    r = dial(br)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert wait_until(lambda: len(br.maildir_files("bob")) == 3, 10), br.events()
+    assert maildir_has(br.maildir_files("bob"), held) == 1
+    assert ledger(br)[-1]["result"] == "ok", ledger(br)[-1]
+
+
+def test_duplex_early_auth_refused_forgets_the_hub(daemon, tmp_path, modems):
+    """The password changed at the hub since the last call: the early AUTH
+    (with the command behind it) is refused, the call fails with that
+    reason, nothing is lost, and the next call waits for each reply again."""
+    h = duplex_hub(daemon, tmp_path)
+    m = modem(modems, tmp_path, h.odmr_port)
+    br, _, _ = exchange(daemon, tmp_path, h, m.link)
+    peer = br.dir / "peers" / "line-hubline"
+    assert peer.exists()
+    users = tmp_path / "odmr-users"
+    good = users.read_text()
+    users.write_text(good.replace("alice {PLAIN}", "alice {PLAIN}changed-"))
+    h.restart()
+    out = message("waits", body="waits for the right password")
+    assert send_message(br.port, "alice@branch.example", ["remote@other.example"],
+                        out).code == 250
+    dial(br)
+    assert br.wait_event(4124, 10, pred=lambda e: "AUTH refused" in e["text"]), \
+        br.events_with(4124)
+    led = ledger(br)[-1]
+    assert "failed" in led["hangup_reason"] and led["messages_out"] == 0, led
+    assert not peer.exists() and len(br.queue_ids()) == 1
+    users.write_text(good)
+    h.restart()
+    r = dial(br)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert wait_until(lambda: br.queue_ids() == [], 10), br.events()
+    assert peer.exists() and "QUIT" in ledger(br)[-1]["hangup_reason"], ledger(br)[-1]

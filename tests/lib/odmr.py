@@ -193,9 +193,10 @@ class CutProxy:
             pass
 
     def drain(self, s):
-        """The hub's side is gone: read the branch's side to its EOF, then close."""
-        s.settimeout(10)
+        """The hub's side is gone: read the branch's side to its EOF, then close
+        (the other direction's thread may have closed it already)."""
         try:
+            s.settimeout(10)
             while s.recv(4096):
                 pass
         except OSError:

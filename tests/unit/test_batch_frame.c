@@ -12,7 +12,10 @@
 
 #include <cmocka.h>
 
+#include <event2/buffer.h>
+
 #include "lib/buf.h"
+#include "smtp/batch_duplex.h"
 #include "smtp/batch_frame.h"
 
 static const char hdr[] = "Received: from a.example (a.example [192.0.2.1])\r\n"
@@ -189,12 +192,47 @@ static void test_ids_and_crc(void **state)
 	assert_int_equal(bframe_crc32(0, "123456789", 9), 0xCBF43926u);
 }
 
+/* XDMBATCH DUPLEX (section 12): the command's words, the ack frame header. */
+static void test_duplex_command_and_ack_frame(void **state)
+{
+	struct evbuffer *out = evbuffer_new();
+	unsigned char h[4];
+	char *doms, *ck;
+	int dict = -1;
+
+	assert_int_equal(batch_duplex_parse("DICT=1", &dict, &doms, &ck), 0);
+	assert_int_equal(dict, 1);
+	assert_null(doms);
+	assert_int_equal(batch_duplex_parse("DICT=0 DUPLEX=a.example,b.example CKPT=x.1:16384",
+					    &dict, &doms, &ck),
+			 1);
+	assert_int_equal(dict, 0);
+	assert_string_equal(doms, "a.example,b.example");
+	assert_string_equal(ck, "x.1:16384");
+	free(doms);
+	free(ck);
+	assert_int_equal(batch_duplex_parse("DICT=1 DUPLEX=", &dict, &doms, &ck), 1);
+	assert_string_equal(doms, "");
+	assert_null(ck);
+	free(doms);
+	assert_int_equal(batch_duplex_parse("DUPLEX=a.example", &dict, &doms, &ck), -1);
+	assert_int_equal(batch_duplex_parse("DICT=x DUPLEX", &dict, &doms, &ck), -1);
+	bframe_ack_header(out, 42);
+	assert_int_equal(evbuffer_remove(out, h, 4), 4);
+	assert_memory_equal(h, "\x80\x00\x00\x2a", 4);
+	evbuffer_free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_roundtrip_any_pieces),    cmocka_unit_test(test_no_dictionary),
-	    cmocka_unit_test(test_wrong_dictionary),	    cmocka_unit_test(test_corrupt_bytes),
-	    cmocka_unit_test(test_truncated_and_oversized), cmocka_unit_test(test_ids_and_crc),
+	    cmocka_unit_test(test_roundtrip_any_pieces),
+	    cmocka_unit_test(test_no_dictionary),
+	    cmocka_unit_test(test_wrong_dictionary),
+	    cmocka_unit_test(test_corrupt_bytes),
+	    cmocka_unit_test(test_truncated_and_oversized),
+	    cmocka_unit_test(test_ids_and_crc),
+	    cmocka_unit_test(test_duplex_command_and_ack_frame),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
