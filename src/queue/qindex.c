@@ -949,14 +949,20 @@ static void qix_wake(struct qindex *ix, uint32_t s, int64_t when)
 		qix_heap_set(ix, s, t);
 }
 
+/* The number of link name, or -1 if no domain goes via it. */
+static int32_t qix_link_find(const struct qindex *ix, const char *link)
+{
+	for (size_t i = 0; i < ix->links.n; i++)
+		if (strcmp(ix->links.v[i], link) == 0)
+			return (int32_t)i;
+	return -1;
+}
+
 unsigned qindex_wake_link(struct qindex *ix, const char *link, time_t when)
 {
 	unsigned n = 0;
-	int32_t l = -1;
+	int32_t l = qix_link_find(ix, link);
 
-	for (size_t i = 0; i < ix->links.n && l < 0; i++)
-		if (strcmp(ix->links.v[i], link) == 0)
-			l = (int32_t)i;
 	for (uint32_t d = 0; l >= 0 && d < ix->ndom; d++) {
 		if (ix->dom[d].link != l)
 			continue;
@@ -994,11 +1000,8 @@ static int qix_id_cmp(const void *a, const void *b)
 size_t qindex_link_ids(const struct qindex *ix, const char *link, struct strlist *out)
 {
 	size_t first = out->n;
-	int32_t l = -1;
+	int32_t l = qix_link_find(ix, link);
 
-	for (size_t i = 0; i < ix->links.n && l < 0; i++)
-		if (strcmp(ix->links.v[i], link) == 0)
-			l = (int32_t)i;
 	for (uint32_t d = 0; l >= 0 && d < ix->ndom; d++) {
 		if (ix->dom[d].link != l)
 			continue;

@@ -26,6 +26,7 @@
 #include "lib/fsutil.h"
 #include "lib/strlist.h"
 #include "lib/xmalloc.h"
+#include "queue/qindex.h"
 #include "queue/queue.h"
 #include "test_tmp.h"
 #include "daemon/modules.h"
@@ -396,6 +397,55 @@ static void test_scan_runs_every_due_message(void **state)
 	free(b);
 }
 
+/* Runs one queue pass (delivery_scan) to its end. */
+static void scan(struct fixture *f)
+{
+	delivery_scan(f->d);
+	assert_int_not_equal(event_base_dispatch(f->base), -1);
+}
+
+/* A queue pass asks the index's due-time heap: a deferred message is not
+ * tried before its next attempt, is tried when it is due, and after each
+ * try is due at its new next attempt; once delivered it leaves the index. */
+static void test_scan_takes_only_due_messages(void **state)
+{
+	struct fixture *f = *state;
+	char *id = enqueue(f, "carol@remote.example", "alice@example.org", NULL);
+	char *maildir = xasprintf("%s/mail", f->dir), *alice = xasprintf("%s/mail/alice", f->dir);
+	struct qindex *ix = queue_index(f->q);
+	time_t due;
+	FILE *fp;
+
+	assert_int_equal(mkdir(maildir, 0700), 0); /* alice's Maildir cannot be made */
+	assert_non_null(fp = fopen(alice, "w"));
+	fclose(fp);
+	assert_int_equal(qindex_due_of(ix, id, &due), 0);
+	assert_int_equal(due, T0); /* new mail: due from its arrival */
+	scan(f);
+	assert_int_equal(count_events(f, EV_LOCAL_DELIVERY_DEFERRED, "alice@example.org"), 1);
+	assert_int_equal(qindex_due_of(ix, id, &due), 0);
+	assert_int_equal(due, T0 + 300);
+
+	clock_advance(299LL * 1000000);
+	scan(f); /* not due: not even loaded */
+	assert_int_equal(count_events(f, EV_LOCAL_DELIVERY_DEFERRED, "alice@example.org"), 1);
+	clock_advance(1LL * 1000000);
+	scan(f);
+	assert_int_equal(count_events(f, EV_LOCAL_DELIVERY_DEFERRED, "alice@example.org"), 2);
+	assert_int_equal(qindex_due_of(ix, id, &due), 0);
+	assert_int_equal(due, T0 + 300 + 600);
+
+	assert_int_equal(unlink(alice), 0);
+	clock_advance(600LL * 1000000);
+	scan(f);
+	assert_int_equal(count_files(f->dir, "alice", "new"), 1);
+	assert_false(queued(f, id));
+	assert_int_equal(qindex_due_of(ix, id, &due), -1);
+	free(maildir);
+	free(alice);
+	free(id);
+}
+
 struct client {
 	struct event_base *base;
 	char reply[128];
@@ -503,6 +553,7 @@ int main(void)
 	    T(test_tempfail_then_retry),
 	    T(test_kick_runs_from_event_loop),
 	    T(test_scan_runs_every_due_message),
+	    T(test_scan_takes_only_due_messages),
 	    T(test_control_socket),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
