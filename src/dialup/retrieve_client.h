@@ -116,7 +116,9 @@ void retrieve_client_reverse(struct retrieve_client *c, struct smtp_server *smtp
 /* The dialogue is over, the line goes on elsewhere: no more replies read. */
 void retrieve_client_detach(struct retrieve_client *c);
 
-int retrieve_client_tls(const struct retrieve_client *c);	   /* STARTTLS done */
+/* smtp_server_adopt's flags for the reversed session: TLS, and DIALMAIL
+ * when the provider listed XDMBATCH in its EHLO reply (a dialmail hub). */
+unsigned retrieve_client_adopt_flags(const struct retrieve_client *c);
 int retrieve_client_greeted(const struct retrieve_client *c);	   /* a greeting came */
 const char *retrieve_client_host(const struct retrieve_client *c); /* opts->host */
 int retrieve_client_port(const struct retrieve_client *c);	   /* opts->port */

@@ -194,8 +194,8 @@ class CutProxy:
 
     def drain(self, s):
         """The hub's side is gone: read the branch's side to its EOF, then close."""
-        s.settimeout(10)
         try:
+            s.settimeout(10)
             while s.recv(4096):
                 pass
         except OSError:
