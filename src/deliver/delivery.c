@@ -780,7 +780,7 @@ void delivery_free(struct delivery *d)
 
 /* Link hooks: the outbound transport keeps the links' state; routes with
  * via=NAME are offered only while NAME is up. */
-void delivery_link_up(struct delivery *d, const char *name,
+void delivery_link_up(struct delivery *d, const char *name, long bps,
 		      void (*on_idle)(const char *name, void *arg), void *arg)
 {
 	if (d->out == NULL) {
@@ -788,7 +788,7 @@ void delivery_link_up(struct delivery *d, const char *name,
 			on_idle(name, arg);
 		return;
 	}
-	outbound_link_up(d->out, name, on_idle, arg);
+	outbound_link_up(d->out, name, bps, on_idle, arg);
 	/* What waits for this link goes now, whatever its retry time (mail
 	 * deferred when the last call dropped must not wait for a later one);
 	 * other deferred mail keeps its retry time. */

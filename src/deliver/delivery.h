@@ -47,8 +47,9 @@ int delivery_run_one(struct delivery *d, const char *qid);
  * it are closed; unfinished messages stay queued). delivery_link_busy says
  * whether anything for NAME is queued and due or in flight, so the session
  * knows when outbound work is done; on_idle (may be NULL) is called each time
- * the link's outbound work becomes idle. */
-void delivery_link_up(struct delivery *d, const char *name,
+ * the link's outbound work becomes idle. bps: the link's bandwidth in bit/s
+ * (0 unknown), for the parallel connections towards servers without CHUNKING. */
+void delivery_link_up(struct delivery *d, const char *name, long bps,
 		      void (*on_idle)(const char *name, void *arg), void *arg);
 void delivery_link_down(struct delivery *d, const char *name);
 int delivery_link_busy(struct delivery *d, const char *name);

@@ -31,6 +31,7 @@ enum ob_kind { OB_SEND, OB_LOCAL, OB_HOLD, OB_WAIT, OB_NO_ROUTE };
 struct ob_wait {
 	char qid[QUEUE_ID_MAX];
 	int force;
+	uint64_t size;
 };
 
 /* A destination: a smarthost route, or an MX route and one domain. */
@@ -41,7 +42,8 @@ struct ob_dest {
 	struct ob_wait *wait;
 	size_t nwait;
 	int nconns;
-	int no_chunking; /* its server did not offer CHUNKING last time */
+	int no_chunking;  /* its server did not offer CHUNKING last time */
+	long long rtt_us; /* its last greeting's delay: a round trip; 0 unknown */
 	struct ob_dest *next;
 };
 
@@ -54,6 +56,7 @@ struct ob_link {
 	int waiting; /* due recipients seen while the link was down */
 	unsigned msgs_out;
 	unsigned long long bytes_out;
+	long bps; /* the link's bandwidth (bit/s) while up; 0 unknown */
 	struct ob_link *next;
 };
 
@@ -268,7 +271,7 @@ static struct ob_dest *ob_dest_get(struct outbound *o, const struct route *r, co
 	return d;
 }
 
-static void ob_dest_add(struct ob_dest *d, const char *qid, int force)
+static void ob_dest_add(struct ob_dest *d, const char *qid, int force, uint64_t size)
 {
 	for (size_t i = 0; i < d->nwait; i++)
 		if (strcmp(d->wait[i].qid, qid) == 0) {
@@ -277,6 +280,7 @@ static void ob_dest_add(struct ob_dest *d, const char *qid, int force)
 		}
 	d->wait = xrealloc(d->wait, (d->nwait + 1) * sizeof(*d->wait));
 	snprintf(d->wait[d->nwait].qid, QUEUE_ID_MAX, "%s", qid);
+	d->wait[d->nwait].size = size;
 	d->wait[d->nwait++].force = force;
 }
 
@@ -319,7 +323,7 @@ int outbound_offer(struct outbound *o, const struct q_env *env, size_t i, int fo
 	case OB_SEND:
 		/* A release sends held mail whatever its retry time. */
 		force |= ob_release_for(o, domain) != NULL;
-		ob_dest_add(ob_dest_get(o, r, domain), env->id, force);
+		ob_dest_add(ob_dest_get(o, r, domain), env->id, force, env->size);
 		if (r->via && (l = ob_link(o, r->via, 0)) != NULL)
 			l->idle_pending = 1;
 		taken = 1;
@@ -654,6 +658,8 @@ static void ob_peer_learn(struct ob_conn *cn, const struct smtpc_session_result 
 
 	if (r->remote_mta && r->remote_mta[0]) /* a greeting came */
 		ob_peer_set(cn->o, cn->addr.v[cn->cur], r->peer_dialmail);
+	if (r->greeting_us > 0)
+		cn->dest->rtt_us = r->greeting_us;
 	if (!r->hello_done || cn->dest->no_chunking == !r->chunking)
 		return;
 	cn->dest->no_chunking = !r->chunking;
@@ -1122,17 +1128,44 @@ none:
 	return -1;
 }
 
+int outbound_parallel(int cap, long bps, long long rtt_us, uint64_t mean_bytes)
+{
+	uint64_t bdp, n;
+
+	if (bps <= 0 || rtt_us <= 0 || mean_bytes == 0)
+		return cap;
+	bdp = (uint64_t)bps * (uint64_t)rtt_us / 8000000; /* bytes one round trip holds */
+	n = 1 + (bdp + mean_bytes - 1) / mean_bytes;
+	return n < (uint64_t)cap ? (int)n : cap;
+}
+
+/* The bandwidth of the link d's route goes through (via=), 0 unknown. */
+static long ob_dest_bps(const struct outbound *o, const struct ob_dest *d)
+{
+	const struct ob_link *l =
+	    d->route->via ? ob_link((struct outbound *)o, d->route->via, 0) : NULL;
+
+	return l && l->up ? l->bps : 0;
+}
+
 /* Connections at once to d. Without CHUNKING each message waits a round
  * trip for its 354: towards such a server the messages are shared among
- * up to max_connections_without_chunking connections, whose waits overlap
- * (a link with bandwidth to spare carries them side by side). */
+ * as many connections as keep the link busy through those waits (the
+ * bandwidth-delay product over the mean message size, plus one), at most
+ * max_connections_without_chunking; as many as that when the link's
+ * bandwidth or the round trip is not known. */
 static int ob_dest_limit(const struct outbound *o, const struct ob_dest *d)
 {
-	int n = o->cfg->max_connections_per_destination;
+	int n = o->cfg->max_connections_per_destination, cap;
+	uint64_t total = 0;
 
-	if (d->no_chunking && o->cfg->max_connections_without_chunking > n)
-		n = o->cfg->max_connections_without_chunking;
-	return n;
+	if (!d->no_chunking || o->cfg->max_connections_without_chunking <= n)
+		return n;
+	for (size_t i = 0; i < d->nwait; i++)
+		total += d->wait[i].size;
+	cap = outbound_parallel(o->cfg->max_connections_without_chunking, ob_dest_bps(o, d),
+				d->rtt_us, d->nwait ? total / d->nwait : 0);
+	return cap > n ? cap : n;
 }
 
 /* Messages for the next connection to d: up to max_messages_per_connection,
@@ -1338,12 +1371,13 @@ static void ob_idle_check(struct outbound *o)
 		evtimer_add(o->ev_idle, &now);
 }
 
-void outbound_link_up(struct outbound *o, const char *name,
+void outbound_link_up(struct outbound *o, const char *name, long bps,
 		      void (*on_idle)(const char *name, void *arg), void *arg)
 {
 	struct ob_link *l = ob_link(o, name, 1);
 
 	l->up = 1;
+	l->bps = bps;
 	l->idle_pending = 1;
 	l->on_idle = on_idle;
 	l->arg = arg;

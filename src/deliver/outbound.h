@@ -62,10 +62,15 @@ int outbound_dsn(struct outbound *o, const struct q_env *env, const struct buf *
 		 const struct dsn_rcpt *rc, size_t n);
 
 /* Links: see delivery_link_up and friends in deliver/delivery.h. */
-void outbound_link_up(struct outbound *o, const char *name,
+void outbound_link_up(struct outbound *o, const char *name, long bps,
 		      void (*on_idle)(const char *name, void *arg), void *arg);
 void outbound_link_down(struct outbound *o, const char *name);
 int outbound_link_busy(struct outbound *o, const char *name);
+/* Connections to a server without CHUNKING that keep a link of bps bit/s
+ * busy while each waits a round trip (rtt_us) per message of mean_bytes:
+ * 1 + ceil(bandwidth-delay product / mean_bytes), at most cap; cap when a
+ * figure is unknown (0). */
+int outbound_parallel(int cap, long bps, long long rtt_us, uint64_t mean_bytes);
 void outbound_link_stats(struct outbound *o, const char *name, unsigned *msgs_out,
 			 unsigned long long *bytes_out);
 

@@ -849,7 +849,7 @@ static void direct_reverse(struct direct *x)
 	x->state = DS_RECV;
 	bev = bufferevent_socket_new(x->ctx.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	peer = xasprintf("line:%s", x->ctx.entry);
-	x->adopted = smtp_server_adopt(x->ctx.smtp, bev, peer, retrieve_client_tls(x->rc),
+	x->adopted = smtp_server_adopt(x->ctx.smtp, bev, peer, retrieve_client_adopt_flags(x->rc),
 				       direct_on_close, x);
 	free(peer);
 	if (evbuffer_get_length(bufferevent_get_input(x->line)))
@@ -895,6 +895,7 @@ static int direct_line_open(struct direct *x, struct buf *why)
 	bufferevent_set_timeouts(x->line, &tv, &tv);
 	bufferevent_enable(x->line, EV_READ | EV_WRITE);
 	carrier_watch_init(&x->cw, x->ctx.base, direct_quiet_cb, x);
+	carrier_watch_output(&x->cw, bufferevent_get_output(x->raw));
 	evbuffer_add_cb(bufferevent_get_input(x->raw), direct_raw_in_cb, x);
 	return 0;
 }

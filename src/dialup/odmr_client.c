@@ -98,7 +98,9 @@ void odmr_client_caps(const char *reply, struct odmr_client_caps *caps)
 	char *t = xstrdup(reply);
 
 	memset(caps, 0, sizeof(*caps));
-	for (char *l = strtok(t, "\n"); l; l = strtok(NULL, "\n")) {
+	/* lines joined by '\n' (the ODMR dialogue) or "; " (plain SMTP's) */
+	for (char *l = strtok(t, "\n;"); l; l = strtok(NULL, "\n;")) {
+		l += strspn(l, " ");
 		for (char *c = l; *c; c++)
 			*c = (char)toupper((unsigned char)*c);
 		caps->starttls |= strcmp(l, "STARTTLS") == 0;
@@ -109,6 +111,7 @@ void odmr_client_caps(const char *reply, struct odmr_client_caps *caps)
 			caps->duplex = 1;
 			caps->dict = d ? atoi(d + 6) : 0;
 		}
+		caps->xdmbatch |= strncmp(l, "XDMBATCH", 8) == 0 && (l[8] == '\0' || l[8] == ' ');
 		if (strncmp(l, "AUTH ", 5) == 0) {
 			caps->cram |= strstr(l, " CRAM-MD5") != NULL;
 			caps->plain |= strstr(l, " PLAIN") != NULL;

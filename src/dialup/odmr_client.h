@@ -31,9 +31,10 @@ char *odmr_client_plain(const struct auth_cred *cred);
 
 struct odmr_client_caps {
 	int starttls, cram, plain, atrn;
+	int xdmbatch;	  /* a dialmail peer (docs/batch-protocol.md) */
 	int duplex, dict; /* XDMBATCH 1 with DUPLEX; its DICT= */
 };
-/* The EHLO offers of a reply's text (lines joined by '\n'). */
+/* The EHLO offers of a reply's text (lines joined by '\n' or "; "). */
 void odmr_client_caps(const char *reply, struct odmr_client_caps *caps);
 /* "ATRN a,b,c" for the domains (caller frees). */
 char *odmr_client_atrn_cmd(const struct strlist *domains);

@@ -562,8 +562,10 @@ static void rc_greeting(struct retrieve_client *c, int code, const char *text)
  * and the offers in it. */
 static void rc_ehlo_reply(struct retrieve_client *c, int code, const char *text)
 {
-	if (c->o.mode == RC_SMTP && code / 100 == 2)
+	if (c->o.mode == RC_SMTP && code / 100 == 2) {
+		odmr_client_caps(text, &c->caps); /* XDMBATCH: a dialmail peer */
 		return rc_ready(c);
+	}
 	if (c->o.mode == RC_SMTP)
 		return rc_send(c, RC_HELO, "HELO %s", c->o.cfg->hostname);
 	if (code != 250)
@@ -761,7 +763,8 @@ void retrieve_client_reverse(struct retrieve_client *c, struct smtp_server *smtp
 	c->state = RC_OFF;
 	c->smtp = smtp;
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-	c->adopted = smtp_server_adopt(smtp, bev, c->o.host, c->tls, rc_on_close, c);
+	c->adopted =
+	    smtp_server_adopt(smtp, bev, c->o.host, retrieve_client_adopt_flags(c), rc_on_close, c);
 }
 
 void retrieve_client_detach(struct retrieve_client *c)
@@ -772,6 +775,11 @@ void retrieve_client_detach(struct retrieve_client *c)
 int retrieve_client_tls(const struct retrieve_client *c)
 {
 	return c->tls;
+}
+
+unsigned retrieve_client_adopt_flags(const struct retrieve_client *c)
+{
+	return (c->tls ? SMTP_ADOPT_TLS : 0) | (c->caps.xdmbatch ? SMTP_ADOPT_DIALMAIL : 0);
 }
 
 int retrieve_client_dialmail(const struct retrieve_client *c)

@@ -129,6 +129,9 @@ int retrieve_client_tls(const struct retrieve_client *c); /* STARTTLS done */
 int retrieve_client_dialmail(const struct retrieve_client *c);
 /* What the hub's (last) EHLO reply offered. */
 const struct odmr_client_caps *retrieve_client_caps(const struct retrieve_client *c);
+/* smtp_server_adopt's flags for the reversed session: TLS, and DIALMAIL
+ * when the provider listed XDMBATCH in its EHLO reply (a dialmail hub). */
+unsigned retrieve_client_adopt_flags(const struct retrieve_client *c);
 int retrieve_client_greeted(const struct retrieve_client *c);	   /* a greeting came */
 const char *retrieve_client_host(const struct retrieve_client *c); /* opts->host */
 int retrieve_client_port(const struct retrieve_client *c);	   /* opts->port */

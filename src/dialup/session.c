@@ -366,10 +366,21 @@ static void sess_names(const struct sessions *m, struct strlist *names)
 
 /* --- a session's life ----------------------------------------------------------------- */
 
+/* The connected link's bandwidth: the modem's CONNECT speed, else the
+ * entry's bandwidth setting; 0 unknown. */
+static long sess_link_bps(const struct dial_session *s)
+{
+	if (s->link == NULL)
+		return 0;
+	return link_speed(s->link) > 0 ? link_speed(s->link) : link_entry(s->link)->bandwidth;
+}
+
 static void sess_link_up_all(struct sessions *m, void (*on_idle)(const char *, void *))
 {
+	long bps = sess_link_bps(m->cur);
+
 	for (size_t i = 0; i < m->cur->names.n; i++)
-		delivery_link_up(m->delivery, m->cur->names.v[i], on_idle, m);
+		delivery_link_up(m->delivery, m->cur->names.v[i], bps, on_idle, m);
 }
 
 static int sess_busy(struct sessions *m)

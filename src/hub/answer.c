@@ -373,6 +373,7 @@ static int answer_call_start(struct answer_line *L)
 	theirs = bufferevent_socket_new(L->a->base, sv[1], BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(L->tty, answer_tty_read_cb, answer_tty_write_cb, answer_tty_event_cb, L);
 	bufferevent_setwatermark(L->tty, EV_WRITE, ANSWER_TTY_LOW, 0);
+	carrier_watch_output(&L->cw, bufferevent_get_output(L->tty));
 	bufferevent_setcb(L->mine, answer_mine_read_cb, NULL, answer_mine_event_cb, L);
 	bufferevent_enable(L->tty, EV_READ | EV_WRITE);
 	bufferevent_enable(L->mine, EV_READ | EV_WRITE);

@@ -378,7 +378,8 @@ int odmr_hub_reload_tls(struct odmr_hub *h, struct buf *err)
 
 void odmr_hub_adopt(struct odmr_hub *h, struct bufferevent *bev, const char *peer)
 {
-	smtp_server_adopt(h->srv, bev, peer, 0, NULL, NULL);
+	/* an answered call: the hub's own branches dial it (docs/batch-protocol.md 1) */
+	smtp_server_adopt(h->srv, bev, peer, SMTP_ADOPT_DIALMAIL, NULL, NULL);
 }
 
 void odmr_hub_free(struct odmr_hub *h)

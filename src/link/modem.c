@@ -77,6 +77,21 @@ static int reply_line(struct reply *r, const char *cmd, const char *line, size_t
 	return 0;
 }
 
+/* After a verbose result ended by CR, its LF: read it so the data phase
+ * starts with the far end's first byte. Numeric results (ATV0) end with CR
+ * alone. A byte that is not LF is data and cannot be given back: logged. */
+static void modem_eat_lf(struct modem *m, const struct reply *r)
+{
+	struct cause c;
+	char ch;
+
+	if (isdigit((unsigned char)r->line[0]))
+		return;
+	if (port_read(&m->port, &ch, 1, 200, &c) == 1 && ch != '\n')
+		log_warn("modem: byte 0x%02x after '%s' is not LF: lost", (unsigned char)ch,
+			 r->line);
+}
+
 /* Sends cmd and reads the reply. 0 with r filled when a final result came;
  * -1 with c set on silence (on_silence), garbage, or a failed device. */
 static int modem_command(struct modem *m, const char *cmd, int timeout_ms, int dialing,
@@ -98,14 +113,19 @@ static int modem_command(struct modem *m, const char *cmd, int timeout_ms, int d
 	free(out);
 	deadline = clock_mono_ms() + timeout_ms;
 	while (clock_mono_ms() < deadline) {
-		ssize_t n =
-		    port_read(&m->port, data, sizeof(data), (int)(deadline - clock_mono_ms()), c);
+		/* Dialing: one byte at a time, so the far end's first bytes (an
+		 * SMTP greeting on a fast line) are left for the data phase. */
+		ssize_t n = port_read(&m->port, data, dialing ? 1 : sizeof(data),
+				      (int)(deadline - clock_mono_ms()), c);
 		if (n < 0)
 			return -1;
 		for (ssize_t i = 0; i < n; i++) {
 			if (data[i] == '\r' || data[i] == '\n') {
-				if (reply_line(r, cmd, line, used, dialing))
+				if (reply_line(r, cmd, line, used, dialing)) {
+					if (dialing && data[i] == '\r')
+						modem_eat_lf(m, r);
 					return 0;
+				}
 				used = 0;
 			} else if (used < sizeof(line))
 				line[used++] = data[i];

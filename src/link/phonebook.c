@@ -80,6 +80,7 @@ static const struct setting pb_fields[] = {
     PB_STR("down", "", down, PBW_DIAL),
     PB_STR("check", "", check, PBW_DIAL),
     PB_NUM("up_timeout", T_MS, "60s", 100, HOUR_MS, up_timeout_ms, PBW_DIAL),
+    PB_NUM("bandwidth", T_INT, "0", 0, 2000000000, bandwidth, PBW_DIAL),
     PB_NUM("rings", T_INT, "1", 1, 20, rings, PBW_ANSWER),
     PB_NUM("answer_timeout", T_MS, "60s", 1000, 600000, answer_timeout_ms, PBW_ANSWER),
 };

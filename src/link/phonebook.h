@@ -34,6 +34,7 @@ struct phonebook_entry {
 	/* type = command (and data = command: up runs on the line) */
 	char *up, *down, *check; /* sh -c commands */
 	int up_timeout_ms;	 /* up_timeout = 60s: up + passing check, or pppd to ip-up */
+	int bandwidth;		 /* bandwidth = 256000 (bit/s; 0: unknown; CONNECT's wins) */
 	/* [answer NAME] only (device, speed, init, at_timeout, flow_control too) */
 	int rings;	       /* rings = 1: RINGs before ATA */
 	int answer_timeout_ms; /* answer_timeout = 60s: ATA to CONNECT */

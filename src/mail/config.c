@@ -468,8 +468,8 @@ static const struct setting settings[] = {
      .type = T_BOOL,
      .def = "yes",
      .off = OFF(batch_transfer),
-     .help = "compressed XDMBATCH transfers with dialmail peers (adopted dial-up sessions, "
-	     "authenticated clients); no: plain SMTP only"},
+     .help = "compressed XDMBATCH transfers with dialmail peers (batch_networks, answered calls, "
+	     "providers that list it); no: plain SMTP only"},
     {.name = "batch_duplex",
      .type = T_BOOL,
      .def = "yes",
@@ -489,11 +489,12 @@ static const struct setting settings[] = {
      .min = 1024,
      .max = 1024 * KB,
      .off = OFF(batch_checkpoint_size),
-     .help = "bytes of a message between XDMBATCH resume points; about 10 s of the link"},
+     .help = "bytes of a message between XDMBATCH resume points: at most this crosses twice after "
+	     "a drop"},
     {.name = "batch_partial_expire",
      .type = T_DURATION,
      .def = "3d",
-     .min = 60,
+     .min = 1,
      .max = 30 * DAY,
      .off = OFF(batch_partial_expire),
      .help = "an unfinished XDMBATCH message not continued within it is deleted"},

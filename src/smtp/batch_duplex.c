@@ -74,6 +74,10 @@ static void bd_end_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct batch_duplex *d = arg;
 
+	if (d->how == BD_LOST) { /* the held mail's receiver logs it, as alone */
+		batch_server_lost(d->rx, d->text);
+		d->rx = NULL;
+	}
 	d->p.end(d->how, d->text, d->p.arg);
 	bd_free(d);
 }
@@ -372,6 +376,10 @@ void batch_duplex_abandon(struct batch_duplex *d)
 	if (d == NULL)
 		return;
 	bufferevent_setcb(d->bev, NULL, NULL, NULL, NULL);
+	if (!d->ending) { /* the carrier went, or the session: as a drop */
+		batch_server_lost(d->rx, "XDMBATCH DUPLEX: the call or session ended");
+		d->rx = NULL;
+	}
 	bd_free(d);
 }
 

@@ -45,7 +45,9 @@ struct batch_duplex *batch_duplex_client(struct bufferevent *bev,
  * reply set: refused, nothing written. */
 struct batch_duplex *batch_duplex_hub(struct bufferevent *bev, const struct batch_duplex_params *p,
 				      const char *ckpt, struct buf *reply);
-/* The session ends while the exchange runs: nothing more is called. */
+/* The session or the call ends while the exchange runs: the peer's batch
+ * is broken off as by a drop (what came whole is committed, event 2041);
+ * nothing more is called. */
 void batch_duplex_abandon(struct batch_duplex *d);
 /* The arguments of "XDMBATCH DICT=n [DUPLEX[=domains]] [CKPT=list]": 1 with
  * DUPLEX (*domains and *ckpt allocated or NULL), 0 without, -1: syntax. */

@@ -41,9 +41,10 @@ struct bs_msg {
 	uint64_t size, got;
 	struct q_env env;
 	struct buf content;
-	int fd;	    /* partial file, or -1 */
-	int active; /* M taken, D and E expected */
-	int skip;   /* M refused: its D and E are skipped */
+	int fd;			      /* partial file, or -1 */
+	int active;		      /* M taken, D and E expected */
+	int skip;		      /* M refused: its D and E are skipped */
+	char done_qid[BF_ID_MAX + 1]; /* committed in an earlier call: A at its E */
 };
 
 struct bs_staged {
@@ -104,6 +105,50 @@ static void bs_partial_drop(struct batch_server *b, const char *id)
 	if (unlink(path) == 0)
 		fs_fsync_dir(b->dir);
 	free(path);
+}
+
+/* Done markers, DIR/batch/<peer>/done/<id> holding the queue id we gave
+ * the message: a message committed whose A the peer may not have had (the
+ * line dropped first) is acknowledged again when it comes back, not queued
+ * twice. They expire as partials do (batch_partial_expire). */
+static char *bs_done_path(const struct batch_server *b, const char *id)
+{
+	return id ? xasprintf("%s/done/%s", b->dir, id) : xasprintf("%s/done", b->dir);
+}
+
+/* Writes the marker of a committed message (made durable by the caller's
+ * directory fsync); a failure only costs a possible duplicate. */
+static int bs_done_mark(struct batch_server *b, const char *id, const char *qid)
+{
+	char *dir = bs_done_path(b, NULL), *path = bs_done_path(b, id);
+	int fd, ok = 0;
+
+	if (mkdir(dir, 0700) == 0)
+		fs_fsync_dir(b->dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		ok = fs_write_all(fd, qid, strlen(qid)) == 0;
+		close(fd);
+	}
+	if (!ok)
+		log_warn("batch: done marker %s not written: %s", path, strerror(errno));
+	free(dir);
+	free(path);
+	return ok ? 0 : -1;
+}
+
+/* 1 with the queue id into qid if message id was committed before. */
+static int bs_done_find(const struct batch_server *b, const char *id, char *qid, size_t size)
+{
+	char *path = bs_done_path(b, id);
+	struct buf c = BUF_INIT;
+	int found = fs_read_file(path, &c) == 0 && c.len > 0 && c.len < size;
+
+	if (found)
+		snprintf(qid, size, "%.*s", (int)c.len, c.data);
+	buf_free(&c);
+	free(path);
+	return found;
 }
 
 /* The peer's name as a directory name: letters, digits, '.', '-', '_'. */
@@ -180,8 +225,13 @@ static int bs_checkpoints(struct batch_server *b, struct buf *reply)
 		while ((de = readdir(d)) != NULL) {
 			char *sub = xasprintf("%s/%s", top, de->d_name);
 
+			char *done = xasprintf("%s/done", sub);
+
 			if (de->d_name[0] != '.' && strcmp(sub, b->dir) != 0)
 				bs_scan_dir(b, sub, 0, NULL);
+			if (de->d_name[0] != '.')
+				bs_scan_dir(b, done, 0, NULL);
+			free(done);
 			free(sub);
 		}
 		closedir(d);
@@ -390,7 +440,10 @@ static void bs_rec_msg(struct batch_server *b, const struct bframe_rec *r)
 		goto out;
 	}
 	b->m.active = 1;
-	if (size > b->p.cfg->max_message_size)
+	if (bs_done_find(b, b->m.id, b->m.done_qid, sizeof(b->m.done_qid))) {
+		bs_partial_drop(b, b->m.id);
+		b->m.skip = 1; /* its D records are dropped; A again at E */
+	} else if (size > b->p.cfg->max_message_size)
 		bs_refuse(b, "552 5.3.4 Message size exceeds fixed maximum message size");
 	else if (b->m.env.nrcpt == 0)
 		bs_refuse(b, "554 5.5.1 No valid recipients");
@@ -473,6 +526,14 @@ static void bs_rec_end(struct batch_server *b, const struct bframe_rec *r)
 	char want[33] = "", *payload = xstrndup(r->data, r->len), *sp = strchr(payload, ' ');
 
 	if (m->skip) {
+		if (m->done_qid[0]) {
+			log_info("batch: %s: %s was queued as %s in an earlier call: acknowledged "
+				 "again, not queued twice",
+				 b->addr, m->id, m->done_qid);
+			bs_line(b, "A %s %s", m->id, m->done_qid);
+			b->n_ok++;
+			bs_msg_reset(m);
+		}
 		m->skip = 0;
 		goto out;
 	}
@@ -537,6 +598,7 @@ static void bs_queued(struct batch_server *b, struct bs_staged *s)
 
 	bs_line(b, "A %s %s", s->id, e->id);
 	b->n_ok++;
+	bs_done_mark(b, s->id, e->id);
 	event_logkv(EV_MESSAGE_RECEIVED, kv,
 		    "Message %s received from %s by XDMBATCH: sender <%s>, %zu recipient(s), %llu "
 		    "bytes",
@@ -571,6 +633,10 @@ static void bs_commit(struct batch_server *b)
 	}
 	b->nst = 0;
 	free(res);
+	/* The done markers are durable before the A lines leave. */
+	char *done = bs_done_path(b, NULL);
+	fs_fsync_dir(done);
+	free(done);
 }
 
 /* ------------------------------------------------------------- the loop */
@@ -680,13 +746,10 @@ size_t batch_server_input(struct batch_server *b, const unsigned char *p, size_t
 	return used;
 }
 
-static void bs_event_cb(struct bufferevent *bev, short what, void *arg)
+/* The connection is gone: what came whole is committed, the rest keeps
+ * its last checkpoint (event 2041). */
+static void bs_lost(struct batch_server *b, const char *why)
 {
-	struct batch_server *b = arg;
-	void (*done)(short, void *) = b->p.done;
-	void *darg = b->p.done_arg;
-
-	const char *why = what & BEV_EVENT_TIMEOUT ? "timeout" : "connection lost";
 	const char *kv[] = {"client", b->addr, "peer", b->peer, "reason", why, NULL};
 
 	bs_commit(b);
@@ -694,6 +757,15 @@ static void bs_event_cb(struct bufferevent *bev, short what, void *arg)
 		    "XDMBATCH from %s (%s) aborted: %s; %zu message(s) queued before, the rest "
 		    "is not (partial data keeps its last checkpoint)",
 		    b->addr, b->peer, why, b->n_ok);
+}
+
+static void bs_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct batch_server *b = arg;
+	void (*done)(short, void *) = b->p.done;
+	void *darg = b->p.done_arg;
+
+	bs_lost(b, what & BEV_EVENT_TIMEOUT ? "timeout" : "connection lost");
 	bs_free(b);
 	done(what, darg);
 }
@@ -789,6 +861,14 @@ struct batch_server *batch_server_duplex(const struct batch_server_peer *p, stru
 	b->dec = bframe_dec_new(dict);
 	b->qb = queue_batch_new(p->q);
 	return b;
+}
+
+void batch_server_lost(struct batch_server *b, const char *why)
+{
+	if (b == NULL)
+		return;
+	bs_lost(b, why);
+	batch_server_abandon(b);
 }
 
 void batch_server_abandon(struct batch_server *b)

@@ -56,5 +56,8 @@ size_t batch_server_input(struct batch_server *b, const unsigned char *p, size_t
 /* The session ends while the batch runs (server shutdown): frees the batch
  * (committing what is staged) without calling done. */
 void batch_server_abandon(struct batch_server *b);
+/* The connection of a DUPLEX exchange is gone: commits what came whole,
+ * logs event 2041 with why, frees b (NULL: nothing). */
+void batch_server_lost(struct batch_server *b, const char *why);
 
 #endif

@@ -28,6 +28,7 @@
 #include <openssl/x509v3.h>
 
 #include "lib/buf.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "smtp/batch_client.h"
@@ -83,6 +84,7 @@ struct smtpc {
 	char *text, *remote_mta, *tls_info;
 	struct batch_client *batch; /* XDMBATCH running on bev */
 	int batch_off;		    /* tried in this session: plain SMTP now */
+	long long connected_usec;   /* for res.greeting_us */
 };
 
 static void smtpc_read_cb(struct bufferevent *bev, void *arg);
@@ -985,6 +987,10 @@ static void smtpc_on_banner(struct smtpc *c, const char *text)
 		return;
 	}
 	c->res.peer_dialmail = len >= 15 && strcmp(text + len - 15, " ESMTP dialmail") == 0;
+	if (c->connected_usec && !c->res.greeting_us) {
+		long long us = clock_usec() - c->connected_usec;
+		c->res.greeting_us = us > 0 ? us : 1;
+	}
 	text += 4 < strlen(text) ? 4 : strlen(text);
 	n = strcspn(text, " \n");
 	free(c->remote_mta);
@@ -1332,6 +1338,7 @@ static void smtpc_on_connected(struct smtpc *c)
 		return;
 	}
 	c->phase = PH_BANNER;
+	c->connected_usec = clock_usec();
 	smtpc_push(c, SC_BANNER, -1, -1);
 	if (c->opt.early_ehlo)
 		smtpc_send_ehlo(c); /* its reply follows the greeting's */

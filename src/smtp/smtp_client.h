@@ -116,12 +116,13 @@ struct smtpc_session_result {
 	const char *tls_info;	/* e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" */
 	int tls_resumed;	/* the handshake resumed a kept session */
 	int authenticated;
-	int peer_dialmail;  /* the greeting was dialmail's ("220 NAME ESMTP dialmail") */
-	int hello_done;	    /* EHLO or HELO was answered: chunking below is known */
-	int chunking;	    /* ... and the server offers CHUNKING */
-	size_t waits;	    /* times the client had to wait for a reply before it could
-			       send more (the banner counts): the round trips spent */
-	size_t messages_ok; /* messages with every recipient Q_OK */
+	int peer_dialmail;     /* the greeting was dialmail's ("220 NAME ESMTP dialmail") */
+	int hello_done;	       /* EHLO or HELO was answered: chunking below is known */
+	int chunking;	       /* ... and the server offers CHUNKING */
+	size_t waits;	       /* times the client had to wait for a reply before it could
+				  send more (the banner counts): the round trips spent */
+	size_t messages_ok;    /* messages with every recipient Q_OK */
+	long long greeting_us; /* connected to greeting: about one round trip; 0 unknown */
 };
 
 struct smtpc;

@@ -667,12 +667,12 @@ static int ext_dsn_offered(const struct smtp_session *s)
 	return !s->srv->odmr;
 }
 
-/* XDMBATCH (docs/batch-protocol.md): only to dialmail peers, i.e. adopted
- * dial-up and ATRN sessions and clients in batch_networks (on the ODMR port
- * after AUTH, as MAIL). */
+/* XDMBATCH (docs/batch-protocol.md): only to dialmail peers, i.e. clients
+ * in batch_networks (on the ODMR port after AUTH, as MAIL) and adopted
+ * sessions whose peer is known to be dialmail (SMTP_ADOPT_DIALMAIL). */
 static int ext_xdmbatch_offered(const struct smtp_session *s)
 {
-	return s->srv->cfg->batch_transfer && (s->adopted || s->batch_peer);
+	return s->srv->cfg->batch_transfer && s->batch_peer;
 }
 
 static void ext_xdmbatch(const struct smtp_session *s, struct buf *out)
@@ -2230,7 +2230,7 @@ static void smtp_sess_new(struct listener *l, evutil_socket_t fd, struct sockadd
 }
 
 struct smtp_adopted *smtp_server_adopt(struct smtp_server *srv, struct bufferevent *bev,
-				       const char *peer, int tls,
+				       const char *peer, unsigned flags,
 				       void (*on_close)(int quit, void *arg), void *arg)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
@@ -2241,7 +2241,8 @@ struct smtp_adopted *smtp_server_adopt(struct smtp_server *srv, struct buffereve
 	s->adopted = 1;
 	s->inbound = 1; /* the far end of ATRN or TURN: the provider */
 	smtp_sess_start(srv, s, bev);
-	s->tls = tls;
+	s->tls = (flags & SMTP_ADOPT_TLS) != 0;
+	s->batch_peer = (flags & SMTP_ADOPT_DIALMAIL) != 0;
 	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
 		smtp_sess_read_cb(bev, s);
 	return (struct smtp_adopted *)s;

@@ -76,10 +76,16 @@ void smtp_server_batch_peer(const struct smtp_server *srv, struct batch_server_p
  * after ATRN reversed the roles): greeting first, then SMTP as on a
  * listener; the session frees bev. on_close(quit, arg) is called when the
  * session ends (quit: the client sent QUIT); smtp_server_adopt_forget stops
- * that (the session goes on). peer is the client's address text. */
+ * that (the session goes on). peer is the client's address text. flags:
+ * SMTP_ADOPT_TLS (the connection is under TLS already), SMTP_ADOPT_DIALMAIL
+ * (the peer is known to be dialmail: it listed XDMBATCH in its own EHLO
+ * reply on this connection, or it is a configured branch calling the hub's
+ * answer line); XDMBATCH is offered only then. */
+#define SMTP_ADOPT_TLS	    1u
+#define SMTP_ADOPT_DIALMAIL 2u
 struct smtp_adopted;
 struct smtp_adopted *smtp_server_adopt(struct smtp_server *srv, struct bufferevent *bev,
-				       const char *peer, int tls,
+				       const char *peer, unsigned flags,
 				       void (*on_close)(int quit, void *arg), void *arg);
 void smtp_server_adopt_forget(struct smtp_server *srv, struct smtp_adopted *a);
 

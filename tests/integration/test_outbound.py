@@ -512,3 +512,33 @@ def test_lmtp_unix_socket_to_real_dovecot(daemon, tmp_path):
         assert ev and ev[0]["rcpt"] == "alice@branch.example"
     finally:
         dc.stop()
+
+
+def test_parallel_connections_follow_the_link_bandwidth_delay_product(daemon, recorders):
+    """Towards a server without CHUNKING through a link (via=): the first
+    call learns that and the server's round trip (its greeting's delay);
+    the next call opens 1 + ceil(bandwidth x round trip / mean message size)
+    connections, at most max_connections_without_chunking. A 2400 bit/s link
+    and a 0.2 s round trip hold 60 bytes, less than one of the 8 messages
+    (a few hundred bytes with their trace header): 2 connections; unknown
+    bandwidth (0): the cap, 4."""
+    for bandwidth, want in ((2400, [4, 4]), (0, [2, 2, 2, 2])):
+        rec = recorders(extensions=["PIPELINING"], delay=0.05, banner_delay=0.2)
+        dm = daemon("local_recipients = alice", "queue_run_interval = 1h",
+                    "max_connections_without_chunking = 4", "retry_intervals = 1h",
+                    "[routes]", "* = smarthost 127.0.0.1:%d tls=none via=lan" % rec.port,
+                    "[phonebook lan]", "type = always", "bandwidth = %d" % bandwidth,
+                    "[session]", "idle_timeout = 1s")
+        for i in range(9):
+            if i == 1:  # the first call: one message, the server is learnt
+                assert dm.cli("dial", "--dir", str(dm.dir)).returncode == 0
+                assert wait_until(lambda: len(rec.sessions) == 1, 10), dm.events()
+            r = send_message(dm.port, "alice@localhost", ["far%d@remote.example" % i],
+                             b"Subject: %d\r\n\r\nbody\r\n" % i)
+            assert r.code == 250
+        assert dm.cli("dial", "--dir", str(dm.dir)).returncode == 0
+        assert wait_until(lambda: sum(len(x.messages) for x in rec.sessions) == 9, 15)
+        assert rec.wait_closed(len(rec.sessions))
+        got = sorted((len(x.messages) for x in rec.sessions[1:]), reverse=True)
+        assert got == want, (bandwidth, got)
+        dm.stop()

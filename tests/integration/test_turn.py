@@ -13,10 +13,13 @@ BODY = b"Subject: held for the branch\r\n\r\nheld body\r\n..leading dot\r\n"
 
 class Provider:
     """One connection: banner, EHLO, TURN -> turn_reply; on 250 it becomes
-    the client and delivers BODY to bob@branch.example."""
+    the client and delivers BODY to bob@branch.example. ehlo: its EHLO
+    reply's keywords."""
 
-    def __init__(self, turn_reply):
+    def __init__(self, turn_reply, ehlo=("TURN",)):
         self.turn_reply = turn_reply
+        self.ehlo = ehlo
+        self.ehlo_after = []  # the branch's EHLO reply after the reversal
         self.port = free_port()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -61,7 +64,8 @@ class Provider:
             self.got.append(cmd)
             verb = cmd.split(" ")[0].upper()
             if verb in ("EHLO", "HELO"):
-                c.sendall(b"250-provider.example\r\n250 TURN\r\n")
+                c.sendall(b"".join(b"250-%s\r\n" % k.encode() for k in ("provider.example",)
+                                   + tuple(self.ehlo[:-1])) + b"250 %s\r\n" % self.ehlo[-1].encode())
             elif verb == "TURN":
                 c.sendall(self.turn_reply.encode() + b"\r\n")
                 if self.turn_reply.startswith("250"):
@@ -80,6 +84,8 @@ class Provider:
             c.sendall(cmd + b"\r\n")
             code, lines = self.reply(f)
             assert code == want, (cmd, lines)
+            if cmd.startswith(b"EHLO"):
+                self.ehlo_after = lines
         c.sendall(BODY + b".\r\n")
         assert self.reply(f)[0] == 250
         c.sendall(b"QUIT\r\n")
@@ -119,6 +125,28 @@ def test_turn_reverses_and_delivers(daemon):
     assert any(e["code"] == "221" for e in turn), turn
     assert "provider sent QUIT" in br.events_with(4123)[0]["text"]
     assert ledger(br)[0]["result"] == "ok"
+
+
+def test_xdmbatch_only_for_a_dialmail_provider(daemon, tmp_path):
+    """After the turn the branch is the server: it lists XDMBATCH only to a
+    provider that listed it in its own EHLO reply before (a dialmail hub),
+    never to another MTA (docs/batch-protocol.md section 1)."""
+    for ehlo, offered in ((("TURN",), False), (("XDMBATCH 1 DICT=1", "TURN"), True)):
+        p = Provider("250 OK", ehlo=ehlo)
+        sub = tmp_path / str(offered)
+        sub.mkdir()
+        br = daemon("hostname = gw.branch.example", "local_domains = branch.example",
+                    "local_recipients = bob", "queue_run_interval = 1s", "turn_enabled = yes",
+                    "[routes]", "provider.example = smarthost 127.0.0.1:%d via=lan" % p.port,
+                    "[phonebook lan]", "type = always",
+                    "[session]", "retrieve = turn", "idle_timeout = 1s", "retrieve_timeout = 10s")
+        r = dial(br)
+        p.join()
+        assert r.returncode == 0 and p.error is None, (r.stdout, p.error, p.got)
+        assert p.ehlo_after and p.ehlo_after[0].startswith("250"), p.ehlo_after
+        listed = [l for l in p.ehlo_after if "XDMBATCH" in l]
+        assert bool(listed) == offered, p.ehlo_after
+        assert len(br.maildir_files("bob")) == 1
 
 
 def test_turn_refused(daemon):

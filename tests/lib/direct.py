@@ -32,6 +32,14 @@ def maildir_has(files, body):
     return sum(f.read_bytes().endswith(want) for f in files)
 
 
+def partial_files(d):
+    """The partial files of unfinished XDMBATCH messages at daemon d (under
+    DIR/batch/<peer>/, whatever the peer's name; not the done markers in
+    DIR/batch/<peer>/done/)."""
+    top = d.dir / "batch"
+    return [p for p in top.glob("*/*") if p.is_file()] if top.exists() else []
+
+
 def exchange(daemon, tmp_path, h, link, *session):
     """Two messages held for bob at hub h, one outbound message queued at a
     new branch dialling the modem on link, one call: both directions

@@ -1,5 +1,6 @@
 /* The NO CARRIER watch of a modem line: the words split across reads still
- * count, more bytes after them cancel the verdict (even in the next read),
+ * count, more bytes after them cancel the verdict (even in the next read)
+ * unless they are the modem's echo of ours,
  * silence confirms it, and near misses never fire. Runs a real libevent loop (the quiet time is
  * 1.5 s of monotonic time). */
 #include <setjmp.h>
@@ -84,12 +85,37 @@ static void test_near_misses_never_fire(void **state)
 	event_base_free(base);
 }
 
+/* A modem back in command state echoes what the dialer still writes: the
+ * echo after NO CARRIER is no data, other bytes are. */
+static void test_echo_of_our_bytes_does_not_cancel(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct evbuffer *out = evbuffer_new();
+	struct carrier_watch w;
+	const char *echo[] = {"\r\nNO CARRIER\r\n", "A 0661FB.9eff7d6b 0661", "FB8F3AF\r", NULL};
+	const char *data[] = {"\r\nNO CARRIER\r\n", "A 0661FB.9eff7d6b 0661 and more", NULL};
+
+	fired = 0;
+	carrier_watch_init(&w, base, on_fired, base);
+	carrier_watch_output(&w, out);
+	evbuffer_add_printf(out, "A 0661FB.9eff7d6b 0661FB8F3AF\r\n");
+	feed(&w, base, echo, 3000);
+	assert_int_equal(fired, 1);
+	fired = 0;
+	feed(&w, base, data, 2000);
+	assert_int_equal(fired, 0);
+	carrier_watch_free(&w);
+	evbuffer_free(out);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_split_words_then_silence_fire),
 	    cmocka_unit_test(test_data_after_the_words_cancels),
 	    cmocka_unit_test(test_near_misses_never_fire),
+	    cmocka_unit_test(test_echo_of_our_bytes_does_not_cancel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
