@@ -151,6 +151,34 @@ def test_resume_after_a_drop_in_the_attachment(daemon, tmp_path):
         proxy.stop()
 
 
+def test_lost_acknowledgement_is_not_queued_twice(daemon, tmp_path):
+    """The branch queues the hub's messages, and the line drops before its
+    A lines reach the hub: the next call brings them again, and the branch
+    acknowledges them from its done markers (DIR/batch/<peer>/done/)
+    without queueing them a second time."""
+    msgs = mailcorpus.messages(2, 3000, seed=7)
+    h, br, proxy = pair(daemon, tmp_path, msgs)
+    try:
+        proxy.up_cut = b"\r\nA "
+        dial(br)
+        assert wait_until(lambda: len(br.maildir_files("bob")) == 2, 10), br.events()
+        assert b"\r\nA " not in bytes(proxy.up)
+        assert len(h.queue_ids()) == 2  # the hub heard no acknowledgement
+        markers = list((br.dir / "batch").glob("*/done/*"))
+        assert len(markers) == 2, markers
+        received = [e for e in br.events_with(2002) if "XDMBATCH" in e["text"]]
+        proxy.up_cut = None
+        r = dial(br)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert wait_until(lambda: h.queue_ids() == [], 10), h.events()
+        assert re.search(rb"\r\nA \S+ \S+\r\n", bytes(proxy.up))
+        again = [e for e in br.events_with(2002) if "XDMBATCH" in e["text"]]
+        assert len(received) == 2 and again == received, again
+        exactly_once(br, msgs)
+    finally:
+        proxy.stop()
+
+
 def test_random_drops_deliver_everything_exactly_once(daemon, tmp_path):
     rounds = int(os.environ.get("BATCH_DROP_ROUNDS", "50"))
     rnd = random.Random(13)

@@ -133,6 +133,7 @@ class CutProxy:
         took: the hub's side is closed, the branch's only after its EOF."""
         self.target, self.limit, self.every = target, limit, every
         self.graceful = graceful
+        self.up_cut = None  # bytes: cut both sides before the branch sends them
         self.up, self.down = bytearray(), bytearray()
         self.ls = socket.socket()
         self.ls.bind(("127.0.0.1", 0))
@@ -155,17 +156,26 @@ class CutProxy:
             self.conns += 1
             b = socket.create_connection(self.target)
             limit = self.limit if self.conns == 1 or self.every else None
-            threading.Thread(target=self.pipe, args=(a, b, None, self.up), daemon=True).start()
+            threading.Thread(target=self.pipe, args=(a, b, None, self.up, self.up_cut),
+                             daemon=True).start()
             threading.Thread(target=self.pipe, args=(b, a, limit, self.down),
                              daemon=True).start()
 
-    def pipe(self, src, dst, limit, keep):
+    def pipe(self, src, dst, limit, keep, cut_at=None):
         sent = 0
         try:
             while True:
                 data = src.recv(4096)
                 if not data:
                     break
+                if cut_at is not None:
+                    tail = bytes(keep[-len(cut_at):]) + data
+                    at = tail.find(cut_at)
+                    if at >= 0:  # forward what comes before it, then cut
+                        before = max(0, at - (len(tail) - len(data)))
+                        keep += data[:before]
+                        dst.sendall(data[:before])
+                        break
                 if limit is not None and sent + len(data) >= limit:
                     keep += data[: limit - sent]
                     dst.sendall(data[: limit - sent])
