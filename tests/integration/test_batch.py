@@ -286,8 +286,10 @@ def test_corrupt_truncated_and_unknown_dictionary(daemon):
         assert c.cmd("RCPT TO:<bob@hub.example>").code == 250
     aborted = d.events_with(2041)
     assert len(aborted) == 4 and all(e["peer"] == "peer.example" for e in aborted), aborted
-    # the first message was acknowledged twice (two batches): delivered once
-    assert wait_until(lambda: len(d.maildir_files("bob")) == 1 and d.events_with(2023), 10)
+    # the first message was acknowledged twice (two batches), the second time
+    # from its done marker: queued and delivered once, no dedup needed
+    assert wait_until(lambda: len(d.maildir_files("bob")) == 1, 10)
+    assert not d.events_with(2023)
     assert d.maildir_files("bob")[0].read_bytes().endswith(good[0].replace(b"\r\n", b"\n"))
 
 
@@ -335,7 +337,7 @@ def test_stale_and_unknown_checkpoints_are_dropped(daemon, tmp_path):
         up = bytes(proxy.up)
         assert b"250-CKPT 0661F00000000000000000.deadbeef 16384\r\n" in up, up[:800]
         assert b"cafebabe" not in up  # expired before the batch listed it
-        assert list(part.iterdir()) == []
+        assert [p for p in part.iterdir() if p.is_file()] == []  # done/ holds markers
     finally:
         proxy.stop()
 

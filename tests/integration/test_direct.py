@@ -221,7 +221,7 @@ def test_duplex_drop_in_the_middle_resumes(daemon, tmp_path, modems):
                          or "lost" in e["text"]), br.events()
     assert any("XDMBATCH DUPLEX" in e["text"] for e in br.events_with(4124))
     assert len(br.maildir_files("bob")) < 2 or br.queue_ids(), "the drop came too late"
-    partial = [p for d in (br.dir, h.dir) for p in (d / "batch").rglob("*") if p.is_file()]
+    partial = partial_files(br) + partial_files(h)
     assert partial and all(p.stat().st_size >= 16384 for p in partial), partial  # checkpoints
     r = dial(br)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -235,7 +235,7 @@ def test_duplex_drop_in_the_middle_resumes(daemon, tmp_path, modems):
     for b in out:
         assert sum(b in g for g in got) == 1, "outbound message not exactly once at the hub"
     # resumed from those checkpoints: no partial data is left on either side
-    assert [p for d in (br.dir, h.dir) for p in (d / "batch").rglob("*") if p.is_file()] == []
+    assert partial_files(br) + partial_files(h) == []
 
 
 def test_duplex_off_at_the_hub_falls_back(daemon, tmp_path, modems):

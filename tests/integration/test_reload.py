@@ -100,10 +100,11 @@ def rotate_and_check(d, reopen):
     os.rename(log / "events.jsonl", log / "events.jsonl.1")
     os.rename(log / "tracking.log", log / "tracking.log.1")
     reopen()
-    assert wait_until(lambda: (log / "events.jsonl").exists(), 5.0)
+    # the new file is opened before the reload's event 1008 is written to it
+    assert wait_until(lambda: (log / "events.jsonl").exists() and d.events_with(1008), 5.0), \
+        d.events()
     old_ev = (log / "events.jsonl.1").stat().st_size
     old_tr = (log / "tracking.log.1").stat().st_size
-    assert d.events_with(1008), d.events()
     r = d.send("s@client.test", ["alice@example.org"], message("rotated"))
     assert r.code == 250, r
     assert d.wait_event(2002)
