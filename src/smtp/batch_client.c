@@ -46,13 +46,6 @@ struct batch_client {
 	uint64_t wire, raw;
 };
 
-static void bc_sha256(const void *p, size_t n, unsigned char md[32])
-{
-	unsigned int len = 32;
-
-	EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
-}
-
 static void bc_hex(const unsigned char *md, size_t n, char *out)
 {
 	for (size_t i = 0; i < n; i++)
@@ -134,7 +127,6 @@ static int bc_put_msg(struct batch_client *b, struct bframe_enc *enc, size_t i, 
 	struct smtpc_msg *m = &b->msgs[i];
 	const struct buf *c = m->content;
 	struct buf rec = BUF_INIT;
-	unsigned char md[32];
 	char hex[33];
 	int rc = 0;
 
@@ -148,8 +140,7 @@ static int bc_put_msg(struct batch_client *b, struct bframe_enc *enc, size_t i, 
 		rc |= bframe_enc_put(enc, BF_DATA, c->data + off, n, ckpt, out);
 		b->unflushed = ckpt ? 0 : b->unflushed + n;
 	}
-	bc_sha256(c->data ? c->data : "", c->len, md);
-	bc_hex(md, 16, hex);
+	bframe_content_sum(c->data, c->len, hex);
 	buf_reset(&rec);
 	buf_printf(&rec, "%s %s", b->ids[i], hex);
 	/* Small messages are flushed together, once a checkpoint's worth is in:

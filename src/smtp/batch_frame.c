@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <openssl/evp.h>
 #include <zstd.h>
 
 #include "lib/xmalloc.h"
@@ -50,6 +51,16 @@ uint32_t bframe_crc32(uint32_t crc, const void *p, size_t n)
 	while (n--)
 		crc = table[(crc ^ *s++) & 0xff] ^ (crc >> 8);
 	return ~crc;
+}
+
+void bframe_content_sum(const void *p, size_t n, char out[33])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+
+	EVP_Digest(p ? p : "", n, md, &len, EVP_sha256(), NULL);
+	for (unsigned i = 0; i < len && i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 int bframe_id_valid(const char *id, size_t len)

@@ -32,6 +32,9 @@ void bframe_ack_header(struct evbuffer *out, size_t len);
 const void *bframe_dict(int version, size_t *len);
 /* CRC-32 (ISO-HDLC, as zlib's crc32): start with crc 0. */
 uint32_t bframe_crc32(uint32_t crc, const void *p, size_t n);
+/* The content checksum of an E record: the first 16 bytes of the SHA-256
+ * of the n bytes at p, in lower-case hex. Both ends compute it here. */
+void bframe_content_sum(const void *p, size_t n, char out[33]);
 /* 1 if id is a valid transfer id (1..BF_ID_MAX of [A-Za-z0-9._-]). */
 int bframe_id_valid(const char *id, size_t len);
 

@@ -17,7 +17,6 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <openssl/evp.h>
 
 #include "lib/clock.h"
 #include "lib/fsutil.h"
@@ -120,11 +119,9 @@ static char *bs_done_path(const struct batch_server *b, const char *id)
  * directory fsync); a failure only costs a possible duplicate. */
 static int bs_done_mark(struct batch_server *b, const char *id, const char *qid)
 {
-	char *dir = bs_done_path(b, NULL), *path = bs_done_path(b, id);
+	char *path = bs_done_path(b, id);
 	int fd, ok = 0;
 
-	if (mkdir(dir, 0700) == 0)
-		fs_fsync_dir(b->dir);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd >= 0) {
 		ok = fs_write_all(fd, qid, strlen(qid)) == 0;
@@ -132,7 +129,6 @@ static int bs_done_mark(struct batch_server *b, const char *id, const char *qid)
 	}
 	if (!ok)
 		log_warn("batch: done marker %s not written: %s", path, strerror(errno));
-	free(dir);
 	free(path);
 	return ok ? 0 : -1;
 }
@@ -211,16 +207,19 @@ static void bs_scan_dir(struct batch_server *b, const char *dir, int list, struc
 /* Expires every peer's partials; lists this peer's. */
 static int bs_checkpoints(struct batch_server *b, struct buf *reply)
 {
-	char *top = xasprintf("%s/batch", queue_dir(b->p.q));
+	char *top = xasprintf("%s/batch", queue_dir(b->p.q)), *marks = bs_done_path(b, NULL);
 	struct dirent *de;
 	DIR *d;
 
 	if ((mkdir(top, 0700) < 0 && errno != EEXIST) ||
-	    (mkdir(b->dir, 0700) < 0 && errno != EEXIST)) {
-		log_warn("batch: cannot create %s: %s", b->dir, strerror(errno));
+	    (mkdir(b->dir, 0700) < 0 && errno != EEXIST) ||
+	    (mkdir(marks, 0700) < 0 && errno != EEXIST)) {
+		log_warn("batch: cannot create %s: %s", marks, strerror(errno));
 		free(top);
+		free(marks);
 		return -1;
 	}
+	free(marks);
 	if ((d = opendir(top)) != NULL) {
 		while ((de = readdir(d)) != NULL) {
 			char *sub = xasprintf("%s/%s", top, de->d_name);
@@ -476,17 +475,6 @@ static void bs_rec_data(struct batch_server *b, const struct bframe_rec *r)
 	bs_line(b, "C %s %llu", m->id, (unsigned long long)m->got);
 }
 
-/* The first 16 bytes of the content's SHA-256, in hex (the E record). */
-static void bs_sha256_hex(const struct buf *c, char out[33])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0;
-
-	EVP_Digest(c->data ? c->data : "", c->len, md, &n, EVP_sha256(), NULL);
-	for (unsigned i = 0; i < n && i < 16; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 /* Stages the complete message into the group commit. */
 static void bs_stage(struct batch_server *b)
 {
@@ -542,7 +530,7 @@ static void bs_rec_end(struct batch_server *b, const struct bframe_rec *r)
 		bframe_dec_fail(b->dec, "message end record out of place");
 		goto out;
 	}
-	bs_sha256_hex(&m->content, want);
+	bframe_content_sum(m->content.data, m->content.len, want);
 	if (strcmp(sp + 1, want) != 0) {
 		bs_partial_drop(b, m->id);
 		bs_refuse(b, "451 4.6.0 Checksum mismatch; send it from 0");
@@ -605,7 +593,11 @@ static void bs_queued(struct batch_server *b, struct bs_staged *s)
 		    e->id, b->addr, e->sender, e->nrcpt, (unsigned long long)e->size);
 	for (size_t i = 0; i < e->nrcpt; i++)
 		track(TRK_RECEIVED, e->id, e->message_id, e->sender, e->rcpt[i].addr, b->addr);
-	bs_partial_drop(b, s->id);
+	/* No fsync per message for this: a partial that a crash brings back is
+	 * harmless (the done marker answers a resend; it expires). */
+	char *partial = bs_partial_path(b, s->id);
+	unlink(partial);
+	free(partial);
 	if (b->p.on_commit)
 		b->p.on_commit(e->id, b->p.inbound, b->p.on_commit_arg);
 }
@@ -615,6 +607,7 @@ static void bs_queued(struct batch_server *b, struct bs_staged *s)
 static void bs_commit(struct batch_server *b)
 {
 	struct q_result *res;
+	size_t ok_before = b->n_ok;
 
 	if (b->nst == 0)
 		return;
@@ -633,10 +626,11 @@ static void bs_commit(struct batch_server *b)
 	}
 	b->nst = 0;
 	free(res);
-	/* The done markers are durable before the A lines leave. */
-	char *done = bs_done_path(b, NULL);
-	fs_fsync_dir(done);
-	free(done);
+	if (b->n_ok > ok_before) { /* the done markers, durable before the A lines leave */
+		char *done = bs_done_path(b, NULL);
+		fs_fsync_dir(done);
+		free(done);
+	}
 }
 
 /* ------------------------------------------------------------- the loop */
